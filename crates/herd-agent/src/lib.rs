@@ -1,0 +1,2 @@
+//! herd-agent
+#![cfg_attr(test, allow(clippy::unwrap_used))]

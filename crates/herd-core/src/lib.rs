@@ -1,0 +1,2 @@
+//! herd-core
+#![cfg_attr(test, allow(clippy::unwrap_used))]

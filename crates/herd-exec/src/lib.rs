@@ -1,0 +1,2 @@
+//! herd-exec
+#![cfg_attr(test, allow(clippy::unwrap_used))]

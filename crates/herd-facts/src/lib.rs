@@ -1,0 +1,2 @@
+//! herd-facts
+#![cfg_attr(test, allow(clippy::unwrap_used))]

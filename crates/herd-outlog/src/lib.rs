@@ -1,0 +1,2 @@
+//! herd-outlog
+#![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -1,0 +1,14 @@
+//! Compiles `proto/herd/agent/v1/agent.proto` with protox, so no `protoc` is needed.
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("herd/agent/v1/agent.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let fds = protox::compile([&file], [&root])?;
+    tonic_prost_build::configure()
+        .bytes(".herd.agent.v1.Output.data")
+        .bytes(".herd.agent.v1.Input.data")
+        .compile_fds(fds)?;
+    Ok(())
+}

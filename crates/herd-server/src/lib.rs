@@ -1,0 +1,2 @@
+//! herd-server
+#![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -1,0 +1,2 @@
+//! herd-spool
+#![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -1,0 +1,2 @@
+//! herd-store
+#![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -1,0 +1,2 @@
+//! herd-tls
+#![cfg_attr(test, allow(clippy::unwrap_used))]
