@@ -1,2 +1,195 @@
-//! herd-agent
+//! The herd agent: dials the server, exchanges a join token once for its own credential,
+//! reports facts and heartbeats, runs tasks, and delivers every task event exactly once
+//! through the on-disk spool (replayed after any reconnect).
+//!
+//! Architecture invariant: the agent only ever dials out; the spool is appended before an
+//! event is sent and trimmed only by the server's acknowledgement.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod backoff;
+mod connect;
+mod outbox;
+mod session;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herd_proto::v1::JoinRequest;
+use herd_proto::v1::agent_hub_client::AgentHubClient;
+use serde::{Deserialize, Serialize};
+
+pub use backoff::Backoff;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub token: Option<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub state_dir: PathBuf,
+    /// Pin of the server's CA (hex SHA-256), for https servers.
+    pub ca_sha256: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(String),
+    #[error("joining {server} failed: {msg}")]
+    Join { server: String, msg: String },
+    #[error("{0}")]
+    Rejected(String),
+    #[error("spool: {0}")]
+    Spool(#[from] herd_spool::SpoolError),
+}
+
+/// What the agent keeps in its state dir after joining.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Identity {
+    pub agent_id: String,
+    pub credential: String,
+    pub server: String,
+    pub name: String,
+    #[serde(default)]
+    pub ca_sha256: Option<String>,
+}
+
+impl Identity {
+    fn path(dir: &std::path::Path) -> PathBuf {
+        dir.join("identity.json")
+    }
+
+    fn load(dir: &std::path::Path) -> Result<Option<Identity>, AgentError> {
+        let p = Identity::path(dir);
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                AgentError::Config(format!(
+                    "{} is damaged ({e}) — remove it and join again with a new token",
+                    p.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(AgentError::Config(format!(
+                "cannot read {}: {e}",
+                p.display()
+            ))),
+        }
+    }
+
+    fn save(&self, dir: &std::path::Path) -> Result<(), AgentError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = Identity::path(dir);
+        let tmp = dir.join("identity.json.tmp");
+        let body =
+            serde_json::to_vec_pretty(self).map_err(|e| AgentError::Config(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &p)
+        };
+        write().map_err(|e| AgentError::Config(format!("cannot write {}: {e}", p.display())))
+    }
+}
+
+/// Runs the agent until a fatal error (revoked, bad token, unusable state dir).
+pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
+        AgentError::Config(format!(
+            "cannot create state dir {}: {e} — pass a writable --state-dir",
+            cfg.state_dir.display()
+        ))
+    })?;
+    let identity = match Identity::load(&cfg.state_dir)? {
+        Some(id) => id,
+        None => {
+            let token = cfg.token.clone().ok_or_else(|| {
+                AgentError::Config(format!(
+                    "{} holds no credential and no --token was given — create a join token with `herd token create`",
+                    cfg.state_dir.display()
+                ))
+            })?;
+            let id = join(&cfg, &token).await?;
+            id.save(&cfg.state_dir)?;
+            tracing::info!(agent = %id.agent_id, name = %id.name, "joined");
+            id
+        }
+    };
+    let spool = herd_spool::Spool::open(&cfg.state_dir.join("spool"))?;
+    let shared = Arc::new(session::Shared::new(outbox::Outbox::new(spool)));
+    shared.abandon_previous_tasks().await;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        let started = Instant::now();
+        match session::run(&cfg, &identity, &shared).await {
+            Err(session::SessionEnd::Fatal(msg)) => return Err(AgentError::Rejected(msg)),
+            Err(session::SessionEnd::Retry(msg)) => {
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff.reset();
+                }
+                let wait = backoff.next();
+                tracing::warn!(server = %identity.server, error = %msg, retry_in = ?wait, "connection to server lost");
+                tokio::time::sleep(wait).await;
+            }
+            Ok(()) => {
+                backoff.reset();
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+}
+
+async fn join(cfg: &AgentConfig, token: &str) -> Result<Identity, AgentError> {
+    let facts = tokio::task::spawn_blocking(herd_facts::collect_facts)
+        .await
+        .unwrap_or_default();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        let attempt = async {
+            let channel = connect::channel(&cfg.server, cfg.ca_sha256.as_deref()).await?;
+            let mut client = AgentHubClient::new(channel);
+            client
+                .join(JoinRequest {
+                    token: token.to_string(),
+                    name: cfg.name.clone(),
+                    labels: cfg.labels.clone().into_iter().collect(),
+                    facts: Some(facts.clone()),
+                })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(connect::ConnectError::Status)
+        };
+        match attempt.await {
+            Ok(resp) => {
+                return Ok(Identity {
+                    agent_id: resp.agent_id,
+                    credential: resp.credential,
+                    server: cfg.server.clone(),
+                    name: cfg.name.clone(),
+                    ca_sha256: cfg.ca_sha256.clone(),
+                });
+            }
+            Err(e) if e.is_retryable() => {
+                let wait = backoff.next();
+                tracing::warn!(server = %cfg.server, error = %e, retry_in = ?wait, "cannot reach server to join");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                return Err(AgentError::Join {
+                    server: cfg.server.clone(),
+                    msg: e.to_string(),
+                });
+            }
+        }
+    }
+}

@@ -1,2 +1,122 @@
-//! herd-exec
+//! herd-exec: runs one task's process on an agent machine.
+//!
+//! This crate owns the whole life of a single task process: starting it
+//! (`<shell> -c <command>`) in its own process group or, in TTY mode, its own
+//! session on a fresh pseudo-terminal; streaming its output as coalesced
+//! events; feeding its stdin; enforcing the timeout; cancelling it; and making
+//! sure nothing it started is left behind when it is cancelled or times out.
+//!
+//! The entry point is [`spawn`]; everything else is the vocabulary of its
+//! inputs ([`ExecSpec`], [`Control`]) and outputs ([`ExecEvent`]).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod coalesce;
+mod kill;
+mod pty;
+mod spawn;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Name of the environment variable every task process (and, by inheritance,
+/// every descendant) carries; it is how escaped descendants are found.
+pub const TASK_ID_ENV: &str = "HERD_TASK_ID";
+
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    /// Task identifier; exported to the process as `HERD_TASK_ID`.
+    /// Should be unique per running task: descendant cleanup matches on it.
+    pub task_id: String,
+    /// Run as `<shell> -c <command>`.
+    pub command: String,
+    /// `""` means `bash`, falling back to `/bin/sh` if bash is not on `PATH`.
+    pub shell: String,
+    /// Working directory; must exist.
+    pub cwd: Option<PathBuf>,
+    /// Added to the agent's own environment.
+    pub env: Vec<(String, String)>,
+    /// Wall-clock limit; on expiry the task is terminated (SIGTERM, grace, SIGKILL).
+    pub timeout: Option<Duration>,
+    /// stdin is a pipe fed by [`Control::Input`]/[`Control::Eof`]; otherwise `/dev/null`.
+    pub interactive: bool,
+    /// Run under a new pseudo-terminal; stdout and stderr both arrive as [`OutStream::Stdout`].
+    pub tty: bool,
+    /// SIGTERM -> SIGKILL delay on cancel/timeout (zero means 5 s).
+    pub grace: Duration,
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutStream {
+    Stdout,
+    Stderr,
+}
+
+/// Why the task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The process ended on its own (any exit code or signal).
+    Exited,
+    /// `ExecSpec::timeout` elapsed and the task was terminated.
+    TimedOut,
+    /// A [`Control::Cancel`] arrived and the task was terminated.
+    Cancelled,
+    /// The process could not be started; `ExitInfo::detail` says why.
+    FailedToStart,
+}
+
+/// Final report of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitInfo {
+    /// Exit code, if the process exited normally.
+    pub code: Option<i32>,
+    /// Signal number, if the process was killed by a signal.
+    pub signal: Option<i32>,
+    pub reason: ExitReason,
+    /// From start to the main process's exit.
+    pub duration: Duration,
+    /// Human-readable summary (why it failed to start, truncated output, ...).
+    pub detail: String,
+}
+
+/// Events of one task, in order: `Started`, any number of `Output`, exactly one `Exited`.
+#[derive(Debug, Clone)]
+pub enum ExecEvent {
+    Started { pid: u32 },
+    Output { stream: OutStream, data: Bytes },
+    Exited(ExitInfo),
+}
+
+/// Messages to a running task.
+#[derive(Debug)]
+pub enum Control {
+    /// Bytes for the process's stdin (or the terminal in TTY mode), written in order.
+    Input(Bytes),
+    /// Close stdin; in TTY mode, type `^D` instead.
+    Eof,
+    /// Terminate the task: SIGTERM now, SIGKILL after the grace period.
+    /// `None` uses `ExecSpec::grace`; `Some(Duration::ZERO)` kills at once.
+    Cancel { grace: Option<Duration> },
+}
+
+/// Handle to a running task. Sending fails once the task's main process has
+/// exited (the receiver is gone), so callers learn cheaply that it is over.
+#[derive(Debug, Clone)]
+pub struct ExecHandle {
+    pub control: mpsc::Sender<Control>,
+}
+
+pub use spawn::spawn;
+
+/// Ends (SIGKILL) every process still carrying the task's marker. Blocking: it scans /proc.
+/// Used by an agent that restarted and finds a task of its previous life unfinished.
+pub fn kill_task_processes(task_id: &str) -> usize {
+    if task_id.is_empty() {
+        return 0;
+    }
+    kill::TaskTree::new(0, task_id).signal(nix::sys::signal::Signal::SIGKILL)
+}

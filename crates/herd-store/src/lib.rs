@@ -1,2 +1,538 @@
-//! herd-store
+//! herd's persistence: the SQLite store (agents, credentials, runs, tasks, audit) with its
+//! migrations, and the task output log (`herd-outlog`) whose committed position lives in the
+//! same rows as each task's last persisted event seq.
+//!
+//! Architecture invariant: this is the only crate that names sqlx. Callers see plain rows.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod model;
+mod secret;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use herd_outlog::{Chunk, Cursor, OutlogError, OutputLog, OutputPos, Record};
+pub use model::*;
+pub use secret::{Secret, SecretError, hash_secret, verify_secret};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+macro_rules! agent_cols {
+    () => {
+        "id, name, cred_hash, labels, server_labels, facts, metrics, version, created_at, last_seen, revoked_at"
+    };
+}
+macro_rules! task_cols {
+    () => {
+        "id, run_id, agent_id, agent_name, state, created_at, dispatched_at, started_at, finished_at, pid, exit_code, signal, reason, detail, out_seq, out_total, out_head_len, out_tail_seg, out_tail_len"
+    };
+}
+macro_rules! run_cols {
+    () => {
+        "id, command, selector, spec, created_by, created_at, cancel_requested, state, finished_at"
+    };
+}
+
+impl Store {
+    /// Opens (creating) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit survives a process kill; only power loss may lose the
+            // last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    // ---- agents -------------------------------------------------------------------------
+
+    pub async fn insert_agent(&self, a: &AgentRow) -> Result<()> {
+        let res = sqlx::query(
+            "INSERT INTO agents (id, name, cred_hash, labels, server_labels, facts, version, created_at) VALUES (?,?,?,?,?,?,?,?)",
+        )
+        .bind(&a.id)
+        .bind(&a.name)
+        .bind(&a.cred_hash)
+        .bind(&a.labels)
+        .bind(&a.server_labels)
+        .bind(&a.facts)
+        .bind(&a.version)
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("an agent named {:?} already exists", a.name),
+            )),
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    pub async fn agent(&self, id: &str) -> Result<Option<AgentRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            agent_cols!(),
+            " FROM agents WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The live (not revoked) agent of that name.
+    pub async fn agent_by_name(&self, name: &str) -> Result<Option<AgentRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            agent_cols!(),
+            " FROM agents WHERE name = ? AND revoked_at IS NULL"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn agents(&self, include_revoked: bool) -> Result<Vec<AgentRow>> {
+        let sql = if include_revoked {
+            concat!("SELECT ", agent_cols!(), " FROM agents ORDER BY name")
+        } else {
+            concat!(
+                "SELECT ",
+                agent_cols!(),
+                " FROM agents WHERE revoked_at IS NULL ORDER BY name"
+            )
+        };
+        Ok(sqlx::query_as(sql).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn agent_hello(
+        &self,
+        id: &str,
+        labels: &str,
+        facts: &str,
+        version: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET labels = ?, facts = ?, version = ?, last_seen = ? WHERE id = ?",
+        )
+        .bind(labels)
+        .bind(facts)
+        .bind(version)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn agent_seen(&self, id: &str, metrics: Option<&str>, at: i64) -> Result<()> {
+        sqlx::query("UPDATE agents SET metrics = COALESCE(?, metrics), last_seen = ? WHERE id = ?")
+            .bind(metrics)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_server_labels(&self, id: &str, server_labels: &str) -> Result<()> {
+        sqlx::query("UPDATE agents SET server_labels = ? WHERE id = ?")
+            .bind(server_labels)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_agent(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- API keys and join tokens -------------------------------------------------------
+
+    pub async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, hash, role, created_at, created_by) VALUES (?,?,?,?,?,?)",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.hash)
+        .bind(&k.role)
+        .bind(k.created_at)
+        .bind(&k.created_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn count_api_keys(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    pub async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn insert_join_token(&self, t: &JoinTokenRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO join_tokens (id, hash, created_at, created_by, expires_at, uses_left) VALUES (?,?,?,?,?,?)",
+        )
+        .bind(&t.id)
+        .bind(&t.hash)
+        .bind(t.created_at)
+        .bind(&t.created_by)
+        .bind(t.expires_at)
+        .bind(t.uses_left)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn join_token(&self, id: &str) -> Result<Option<JoinTokenRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Takes one use of a token if it has one left and has not expired; false otherwise.
+    pub async fn use_join_token(&self, id: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0 AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- runs and tasks -----------------------------------------------------------------
+
+    /// Creates a run and its tasks in one transaction.
+    pub async fn insert_run(&self, run: &RunRow, tasks: &[NewTask]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(concat!(
+            "INSERT INTO runs (",
+            run_cols!(),
+            ") VALUES (?,?,?,?,?,?,?,?,?)"
+        ))
+        .bind(&run.id)
+        .bind(&run.command)
+        .bind(&run.selector)
+        .bind(&run.spec)
+        .bind(&run.created_by)
+        .bind(run.created_at)
+        .bind(run.cancel_requested)
+        .bind(&run.state)
+        .bind(run.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        for chunk in tasks.chunks(200) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO tasks (id, run_id, agent_id, agent_name, state, reason, created_at, finished_at) ",
+            );
+            qb.push_values(chunk, |mut b, t| {
+                let terminal = !matches!(t.state.as_str(), "queued" | "dispatched" | "running");
+                b.push_bind(&t.id)
+                    .push_bind(&run.id)
+                    .push_bind(&t.agent_id)
+                    .push_bind(&t.agent_name)
+                    .push_bind(&t.state)
+                    .push_bind(&t.reason)
+                    .push_bind(run.created_at)
+                    .push_bind(terminal.then_some(run.created_at));
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<RunRow>> {
+        Ok(
+            sqlx::query_as(concat!("SELECT ", run_cols!(), " FROM runs WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn set_run_cancel(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_run(&self, id: &str, state: &str, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET state = ?, finished_at = ? WHERE id = ? AND finished_at IS NULL",
+        )
+        .bind(state)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn unfinished_runs(&self) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs WHERE finished_at IS NULL"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+        Ok(
+            sqlx::query_as(concat!("SELECT ", task_cols!(), " FROM tasks WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn tasks_of_run(&self, run_id: &str) -> Result<Vec<TaskRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE run_id = ? ORDER BY agent_name"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Tasks of an agent that are not finished (queued, dispatched or running).
+    pub async fn open_tasks_of_agent(&self, agent_id: &str) -> Result<Vec<TaskRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE agent_id = ? AND state IN ('queued','dispatched','running')"
+        ))
+        .bind(agent_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every task not finished, for the lost-task sweeper.
+    pub async fn open_tasks(&self) -> Result<Vec<TaskRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE state IN ('queued','dispatched','running')"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn task_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn mark_dispatched(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET state = 'dispatched', dispatched_at = ? WHERE id = ? AND state = 'queued'",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a task that has not finished (cancelled before start, lost...). Returns whether
+    /// the task changed.
+    pub async fn end_open_task(
+        &self,
+        id: &str,
+        state: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE tasks SET state = ?, reason = ?, finished_at = ? WHERE id = ? AND state IN ('queued','dispatched','running')",
+        )
+        .bind(state)
+        .bind(reason)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Persists the effect of one batch of agent events in one transaction: last seq, output
+    /// position, start and exit. Events are applied only forward (a seq at or below the stored
+    /// one changes nothing).
+    pub async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for p in batch {
+            sqlx::query(
+                "UPDATE tasks SET out_seq = ?, out_total = ?, out_head_len = ?, out_tail_seg = ?, out_tail_len = ? WHERE id = ? AND out_seq < ?",
+            )
+            .bind(p.seq as i64)
+            .bind(p.out.total as i64)
+            .bind(p.out.head_len as i64)
+            .bind(p.out.tail_seg as i64)
+            .bind(p.out.tail_len as i64)
+            .bind(&p.task_id)
+            .bind(p.seq as i64)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(s) = &p.started {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'running', pid = ?, started_at = ? WHERE id = ? AND state IN ('queued','dispatched')",
+                )
+                .bind(s.pid as i64)
+                .bind(s.at)
+                .bind(&p.task_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(e) = &p.exited {
+                // A task marked lost whose agent came back with the real result takes it.
+                sqlx::query(
+                    "UPDATE tasks SET state = ?, exit_code = ?, signal = ?, reason = ?, detail = ?, finished_at = ? WHERE id = ? AND state IN ('queued','dispatched','running','lost')",
+                )
+                .bind(&e.state)
+                .bind(e.code)
+                .bind(e.signal)
+                .bind(&e.reason)
+                .bind(&e.detail)
+                .bind(e.at)
+                .bind(&p.task_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- audit --------------------------------------------------------------------------
+
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> Result<()> {
+        sqlx::query("INSERT INTO audit (at, actor, action, target, detail) VALUES (?,?,?,?,?)")
+            .bind(now_ms())
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,1 +1,239 @@
-fn main() {}
+//! `herd`: the server, the agent and the CLI in one binary. Subcommands are thin wrappers
+//! over `herd-server`, `herd-agent` and the HTTP API.
+
+mod client;
+mod cmd;
+mod config;
+mod run;
+mod table;
+mod up;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "herd",
+    version,
+    about = "Run commands on one machine or ten thousand, with live output"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Server(ServerArgs),
+    /// Run the agent on a machine; it dials the server.
+    Agent(AgentArgs),
+    /// Start a server and a local agent in one process, and write the client config.
+    Up(UpArgs),
+    /// Run a command on the machines the selectors pick, streaming its output.
+    Run(run::RunArgs),
+    /// List machines, label them, revoke them.
+    Agents(cmd::AgentsArgs),
+    /// Join tokens for new machines.
+    Token {
+        #[command(subcommand)]
+        cmd: cmd::TokenCmd,
+    },
+    /// Runs: what was asked, on which machines.
+    Runs {
+        #[command(subcommand)]
+        cmd: cmd::RunsCmd,
+    },
+    /// Tasks: one machine's part of a run.
+    Tasks {
+        #[command(subcommand)]
+        cmd: cmd::TasksCmd,
+    },
+    /// API keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: cmd::KeysCmd,
+    },
+    /// Who ran what where.
+    Audit(cmd::AuditArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on (HTTP API and agent gRPC on one port).
+    #[arg(long, default_value = "127.0.0.1:7700", value_parser = parse_addr)]
+    listen: SocketAddr,
+    /// Where the database, output logs and TLS material live.
+    #[arg(long, env = "HERD_DATA_DIR")]
+    data_dir: PathBuf,
+    /// TLS certificate chain (PEM); default: a CA generated in the data dir when listening beyond loopback.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP even beyond loopback (behind a TLS-terminating proxy only).
+    #[arg(long, conflicts_with = "tls_cert")]
+    no_tls: bool,
+    /// URL agents and people use to reach this server (for printed join commands).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Stored output per task (head and tail kept), e.g. 64MiB as bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    output_cap: u64,
+    /// Mark a running task lost when its agent stays away this long.
+    #[arg(long, default_value = "10m", value_parser = parse_dur)]
+    lost_after: Duration,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// Server URL, e.g. https://herd.example:7700.
+    #[arg(long, env = "HERD_SERVER")]
+    server: String,
+    /// Join token (needed only the first time; the credential is kept in the state dir).
+    #[arg(long, env = "HERD_JOIN_TOKEN")]
+    token: Option<String>,
+    /// This machine's name in the fleet (default: hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// Labels, k=v; repeatable.
+    #[arg(long = "label", short = 'l', value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Where the agent keeps its credential and spool.
+    #[arg(long, default_value = "/var/lib/herd-agent")]
+    state_dir: PathBuf,
+    /// SHA-256 of the server's CA (printed by `herd token create`), for https servers.
+    #[arg(long)]
+    ca_sha256: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[arg(long, env = "HERD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:7700", value_parser = parse_addr)]
+    listen: SocketAddr,
+    /// Name of the local agent (default: hostname).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("bad address {s:?}: expected IP:PORT, e.g. 127.0.0.1:7700 or 0.0.0.0:7700")
+    })
+}
+
+pub fn parse_dur(s: &str) -> Result<Duration, String> {
+    herd_core::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    herd_core::parse_label(s).map_err(|e| e.to_string())
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // One TLS crypto provider for every client and server in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        match dispatch(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                // One line: the outermost context, then its causes.
+                let mut msg = e.to_string();
+                for cause in e.chain().skip(1) {
+                    let c = cause.to_string();
+                    if !msg.contains(&c) {
+                        msg = format!("{msg}: {c}");
+                    }
+                }
+                eprintln!("herd: {msg}");
+                1
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_millis(100));
+    std::process::exit(code);
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Command::Server(a) => {
+            init_tracing("info");
+            let mut cfg = herd_server::ServerConfig::new(a.listen, a.data_dir);
+            cfg.tls = match (a.tls_cert, a.tls_key, a.no_tls) {
+                (Some(cert), Some(key), _) => herd_server::TlsMode::Files { cert, key },
+                (_, _, true) => herd_server::TlsMode::Off,
+                _ => herd_server::TlsMode::Auto,
+            };
+            cfg.output_cap = a.output_cap;
+            cfg.lost_after = a.lost_after;
+            cfg.public_url = a.public_url;
+            let running = herd_server::start(cfg).await?;
+            println!("herd server listening on {}", running.url);
+            if let Some(fp) = &running.ca_fingerprint {
+                println!("CA fingerprint (pin with --ca-sha256 / HERD_CA_SHA256): {fp}");
+            }
+            if let Some(key) = &running.admin_key {
+                println!("admin API key (shown once; keep it safe): {key}");
+            }
+            running.task.await.context("server stopped")?;
+            Ok(0)
+        }
+        Command::Agent(a) => {
+            init_tracing("info");
+            let cfg = herd_agent::AgentConfig {
+                server: a.server,
+                token: a.token,
+                name: a.name.unwrap_or_else(hostname),
+                labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
+                state_dir: a.state_dir,
+                ca_sha256: a.ca_sha256,
+            };
+            herd_agent::run(cfg).await?;
+            Ok(0)
+        }
+        Command::Up(a) => up::up(a).await,
+        Command::Run(a) => run::run(a).await,
+        Command::Agents(a) => cmd::agents(a).await,
+        Command::Token { cmd } => cmd::token(cmd).await,
+        Command::Runs { cmd } => cmd::runs(cmd).await,
+        Command::Tasks { cmd } => cmd::tasks(cmd).await,
+        Command::Keys { cmd } => cmd::keys(cmd).await,
+        Command::Audit(a) => cmd::audit(a).await,
+    }
+}

@@ -1,0 +1,90 @@
+//! Dialling the server: plain HTTP/2 for http:// URLs, TLS pinned to the server's CA for
+//! https:// URLs. Keepalive pings notice a dead link within seconds.
+
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("bad server URL {0:?}: expected http://HOST:PORT or https://HOST:PORT")]
+    Url(String),
+    #[error("{0}")]
+    Tls(#[from] herd_tls::TlsError),
+    #[error("https server {0} needs the CA pin: pass --ca-sha256 (printed by `herd token create`)")]
+    NoPin(String),
+    #[error("cannot reach {url}: {msg}")]
+    Transport { url: String, msg: String },
+    #[error("{}", .0.message())]
+    Status(tonic::Status),
+}
+
+impl ConnectError {
+    /// Whether trying again later may help (the server is down or restarting).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ConnectError::Transport { .. } => true,
+            ConnectError::Status(s) => matches!(
+                s.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::Internal
+                    | tonic::Code::Cancelled
+                    | tonic::Code::DeadlineExceeded
+            ),
+            _ => false,
+        }
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        cur = s.source();
+    }
+    msg
+}
+
+pub async fn channel(url: &str, pin: Option<&str>) -> Result<Channel, ConnectError> {
+    let ep = Endpoint::from_shared(url.to_string())
+        .map_err(|_| ConnectError::Url(url.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(Duration::from_secs(10)))
+        .http2_keep_alive_interval(Duration::from_secs(3))
+        .keep_alive_timeout(Duration::from_secs(4))
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(8 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024);
+    let transport = |e: tonic::transport::Error| ConnectError::Transport {
+        url: url.to_string(),
+        msg: source_chain(&e),
+    };
+    if url.starts_with("https://") {
+        let pin = pin.ok_or_else(|| ConnectError::NoPin(url.to_string()))?;
+        let tls = herd_tls::client_config(
+            &herd_tls::Trust::Pinned(pin.to_string()),
+            &[herd_tls::ALPN_H2],
+        )?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_only()
+            .enable_http2()
+            .wrap_connector(http);
+        ep.connect_with_connector(conn).await.map_err(transport)
+    } else if url.starts_with("http://") {
+        ep.connect().await.map_err(transport)
+    } else {
+        Err(ConnectError::Url(url.to_string()))
+    }
+}

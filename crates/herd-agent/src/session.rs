@@ -1,0 +1,360 @@
+//! One session on the control stream: Hello, then heartbeats, task events from the outbox
+//! (a bounded window of batches in flight), and the server's commands (start, cancel, input,
+//! acks). Tasks outlive sessions; only the stream is per session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitReason, OutStream};
+use herd_proto::v1::agent_hub_client::AgentHubClient;
+use herd_proto::v1::{self as pb, AgentFrame, TaskEvent, agent_frame, server_frame, task_event};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::outbox::Outbox;
+use crate::{AgentConfig, Identity, VERSION, connect};
+
+/// Batches of events sent but not yet acknowledged.
+const WINDOW: usize = 8;
+const BATCH_BYTES: usize = 1024 * 1024;
+
+pub enum SessionEnd {
+    Fatal(String),
+    Retry(String),
+}
+
+/// State that lives across sessions.
+pub struct Shared {
+    outbox: Mutex<Outbox>,
+    /// Signalled when events are appended.
+    appended: Notify,
+    running: Mutex<HashMap<String, ExecHandle>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(outbox: Outbox) -> Shared {
+        Shared {
+            outbox: Mutex::new(outbox),
+            appended: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Tasks of a previous agent process that never finished cannot be re-attached: their
+    /// processes are ended and their end is reported, so the server does not wait forever.
+    pub async fn abandon_previous_tasks(self: &Arc<Self>) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut ob = lock(&me.outbox);
+            for t in ob.tasks() {
+                if t.finished {
+                    continue;
+                }
+                herd_exec::kill_task_processes(&t.task_id);
+                let ev = TaskEvent {
+                    task_id: t.task_id.clone(),
+                    seq: t.last_seq + 1,
+                    kind: Some(task_event::Kind::Exited(pb::Exited {
+                        code: None,
+                        signal: None,
+                        reason: pb::ExitReason::Unspecified as i32,
+                        duration_ms: 0,
+                        detail: "the agent restarted while the task ran; its processes were ended"
+                            .into(),
+                    })),
+                };
+                if let Err(e) = ob.append(&ev) {
+                    tracing::warn!(task = %t.task_id, error = %e, "cannot record abandoned task");
+                }
+            }
+        })
+        .await;
+    }
+
+    fn start_task(self: &Arc<Self>, st: pb::StartTask) {
+        let id = st.task_id.clone();
+        if lock(&self.running).contains_key(&id) || lock(&self.outbox).knows(&id) {
+            // StartTask is idempotent by task id.
+            return;
+        }
+        let spec = ExecSpec {
+            task_id: id.clone(),
+            command: st.command,
+            shell: st.shell,
+            cwd: (!st.cwd.is_empty()).then(|| st.cwd.into()),
+            env: st.env.into_iter().collect(),
+            timeout: (st.timeout_ms > 0).then(|| Duration::from_millis(st.timeout_ms)),
+            interactive: st.interactive,
+            tty: st.tty,
+            grace: Duration::from_millis(st.grace_ms as u64),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let handle = herd_exec::spawn(spec, tx);
+        lock(&self.running).insert(id.clone(), handle);
+        tokio::spawn(forward_events(self.clone(), id, rx));
+    }
+
+    async fn control(&self, task_id: &str, c: Control) {
+        let handle = lock(&self.running).get(task_id).map(|h| h.control.clone());
+        if let Some(tx) = handle {
+            let _ = tx.send(c).await;
+        }
+    }
+}
+
+/// Numbers a task's events and appends them to the spool, a batch at a time.
+async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Receiver<ExecEvent>) {
+    let mut seq = lock(&shared.outbox).last_seq(&task_id);
+    let mut finished = false;
+    while !finished {
+        let Some(first) = rx.recv().await else { break };
+        let mut evs = vec![first];
+        while evs.len() < 256 {
+            match rx.try_recv() {
+                Ok(e) => evs.push(e),
+                Err(_) => break,
+            }
+        }
+        let mut batch = Vec::with_capacity(evs.len());
+        for ev in evs {
+            seq += 1;
+            let kind = match ev {
+                ExecEvent::Started { pid } => task_event::Kind::Started(pb::Started { pid }),
+                ExecEvent::Output { stream, data } => task_event::Kind::Output(pb::Output {
+                    stream: match stream {
+                        OutStream::Stdout => pb::Stream::Stdout as i32,
+                        OutStream::Stderr => pb::Stream::Stderr as i32,
+                    },
+                    data,
+                }),
+                ExecEvent::Exited(x) => {
+                    finished = true;
+                    task_event::Kind::Exited(pb::Exited {
+                        code: x.code,
+                        signal: x.signal,
+                        reason: match x.reason {
+                            ExitReason::Exited => pb::ExitReason::Exited,
+                            ExitReason::TimedOut => pb::ExitReason::TimedOut,
+                            ExitReason::Cancelled => pb::ExitReason::Cancelled,
+                            ExitReason::FailedToStart => pb::ExitReason::FailedToStart,
+                        } as i32,
+                        duration_ms: x.duration.as_millis() as u64,
+                        detail: x.detail,
+                    })
+                }
+            };
+            batch.push(TaskEvent {
+                task_id: task_id.clone(),
+                seq,
+                kind: Some(kind),
+            });
+        }
+        let sh = shared.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let mut ob = lock(&sh.outbox);
+            for ev in &batch {
+                ob.append(ev)?;
+            }
+            Ok::<_, herd_spool::SpoolError>(())
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => shared.appended.notify_one(),
+            Ok(Err(e)) => {
+                // Disk full or similar: the events are not recorded, so the task cannot be
+                // reported faithfully. End it rather than lose output silently.
+                tracing::error!(task = %task_id, error = %e, "cannot write to the spool; ending the task");
+                shared
+                    .control(&task_id, Control::Cancel { grace: None })
+                    .await;
+                break;
+            }
+            Err(e) => {
+                tracing::error!(task = %task_id, error = %e, "spool writer failed");
+                break;
+            }
+        }
+    }
+    lock(&shared.running).remove(&task_id);
+}
+
+pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Result<(), SessionEnd> {
+    let pin = id.ca_sha256.as_deref().or(cfg.ca_sha256.as_deref());
+    let channel = connect::channel(&id.server, pin).await.map_err(|e| {
+        if e.is_retryable() {
+            SessionEnd::Retry(e.to_string())
+        } else {
+            SessionEnd::Fatal(e.to_string())
+        }
+    })?;
+    let mut client = AgentHubClient::new(channel)
+        .max_decoding_message_size(32 * 1024 * 1024)
+        .max_encoding_message_size(32 * 1024 * 1024);
+
+    let facts = tokio::task::spawn_blocking(herd_facts::collect_facts)
+        .await
+        .unwrap_or_default();
+    let known: Vec<pb::KnownTask> = {
+        let mut ob = lock(&shared.outbox);
+        ob.rewind();
+        let mut known: Vec<pb::KnownTask> = ob
+            .tasks()
+            .into_iter()
+            .map(|t| pb::KnownTask {
+                task_id: t.task_id,
+                finished: t.finished,
+            })
+            .collect();
+        for id in lock(&shared.running).keys() {
+            if !known.iter().any(|k| &k.task_id == id) {
+                known.push(pb::KnownTask {
+                    task_id: id.clone(),
+                    finished: false,
+                });
+            }
+        }
+        known
+    };
+    let (out_tx, out_rx) = mpsc::channel::<AgentFrame>(16);
+    let hello = AgentFrame {
+        kind: Some(agent_frame::Kind::Hello(pb::Hello {
+            version: VERSION.to_string(),
+            name: id.name.clone(),
+            labels: cfg.labels.clone().into_iter().collect(),
+            facts: Some(facts),
+            tasks: known,
+        })),
+    };
+    let _ = out_tx.send(hello).await;
+    let mut req = tonic::Request::new(ReceiverStream::new(out_rx));
+    let bearer = format!("Bearer {}", id.credential).parse().map_err(|_| {
+        SessionEnd::Fatal("credential in the state dir is malformed — join again".into())
+    })?;
+    req.metadata_mut().insert("authorization", bearer);
+    let mut inbound = match client.session(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            return Err(match s.code() {
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                    SessionEnd::Fatal(s.message().to_string())
+                }
+                _ => SessionEnd::Retry(s.message().to_string()),
+            });
+        }
+    };
+
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let sender = tokio::spawn(send_events(shared.clone(), out_tx.clone(), window.clone()));
+    let heartbeat = tokio::spawn(heartbeats(out_tx.clone()));
+    let result = loop {
+        let frame = match inbound.message().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break Err(SessionEnd::Retry("server closed the stream".into())),
+            Err(s) => {
+                break Err(match s.code() {
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                        SessionEnd::Fatal(s.message().to_string())
+                    }
+                    _ => SessionEnd::Retry(s.message().to_string()),
+                });
+            }
+        };
+        match frame.kind {
+            Some(server_frame::Kind::Welcome(w)) => {
+                tracing::info!(agent = %w.agent_id, "connected to server");
+            }
+            Some(server_frame::Kind::Start(st)) => shared.start_task(st),
+            Some(server_frame::Kind::Cancel(c)) => {
+                let grace = (c.grace_ms > 0).then(|| Duration::from_millis(c.grace_ms as u64));
+                shared.control(&c.task_id, Control::Cancel { grace }).await;
+            }
+            Some(server_frame::Kind::Input(i)) => {
+                if !i.data.is_empty() {
+                    shared
+                        .control(&i.task_id, Control::Input(Bytes::from(i.data)))
+                        .await;
+                }
+                if i.eof {
+                    shared.control(&i.task_id, Control::Eof).await;
+                }
+            }
+            Some(server_frame::Kind::Acks(a)) => {
+                window.add_permits(1);
+                if !a.acks.is_empty() {
+                    let sh = shared.clone();
+                    let res = tokio::task::spawn_blocking(move || {
+                        let mut ob = lock(&sh.outbox);
+                        for ack in a.acks {
+                            ob.ack(&ack.task_id, ack.seq)?;
+                        }
+                        Ok::<_, herd_spool::SpoolError>(())
+                    })
+                    .await;
+                    if let Ok(Err(e)) = res {
+                        tracing::warn!(error = %e, "cannot record acknowledgement");
+                    }
+                }
+            }
+            None => {}
+        }
+    };
+    sender.abort();
+    heartbeat.abort();
+    result
+}
+
+async fn send_events(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, window: Arc<Semaphore>) {
+    loop {
+        let Ok(permit) = window.acquire().await else {
+            return;
+        };
+        permit.forget();
+        let batch = loop {
+            let sh = shared.clone();
+            let res =
+                tokio::task::spawn_blocking(move || lock(&sh.outbox).next_batch(BATCH_BYTES)).await;
+            match res {
+                Ok(Ok(b)) if !b.is_empty() => break b,
+                Ok(Ok(_)) => shared.appended.notified().await,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read the spool");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(_) => return,
+            }
+        };
+        let frame = AgentFrame {
+            kind: Some(agent_frame::Kind::Events(pb::EventBatch { events: batch })),
+        };
+        if out.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn heartbeats(out: mpsc::Sender<AgentFrame>) {
+    let sampler = Arc::new(Mutex::new(herd_facts::MetricsSampler::new()));
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = sampler.clone();
+        let Ok(metrics) = tokio::task::spawn_blocking(move || lock(&s).sample()).await else {
+            return;
+        };
+        let frame = AgentFrame {
+            kind: Some(agent_frame::Kind::Heartbeat(pb::Heartbeat {
+                metrics: Some(metrics),
+            })),
+        };
+        if out.send(frame).await.is_err() {
+            return;
+        }
+    }
+}

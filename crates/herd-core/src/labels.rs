@@ -1,0 +1,168 @@
+//! Label syntax: the character rules for keys and values (shared with selectors)
+//! and parsing of `key=value` labels and `key=value` / `key-` label edits.
+
+/// Characters that may not appear in a value or name: they are selector operators.
+pub(crate) const RESERVED: &[char] = &[',', '&', '!', '(', ')', '='];
+
+/// Whether `c` may appear in a label/fact key: `[A-Za-z0-9_.\-/]`.
+pub(crate) fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')
+}
+
+/// Whether `c` may appear in a value or name: anything but whitespace and `,&!()=`.
+pub(crate) fn is_value_char(c: char) -> bool {
+    !c.is_whitespace() && !RESERVED.contains(&c)
+}
+
+/// The first character of `key` that is not allowed in a key, if any.
+pub(crate) fn bad_key_char(key: &str) -> Option<char> {
+    key.chars().find(|&c| !is_key_char(c))
+}
+
+/// A label or label edit that does not follow the `key=value` form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad label {input:?}: {reason}; expected key=value such as role=web")]
+pub struct LabelError {
+    pub input: String,
+    pub reason: String,
+}
+
+fn err(input: &str, reason: impl Into<String>) -> LabelError {
+    LabelError {
+        input: input.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn check_key(input: &str, key: &str) -> Result<(), LabelError> {
+    if key.is_empty() {
+        return Err(err(input, "the key before '=' is empty"));
+    }
+    if let Some(c) = bad_key_char(key) {
+        return Err(err(
+            input,
+            format!(
+                "key {key:?} contains {c:?}; keys may only contain letters, digits, '_', '.', '-' and '/'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_value(input: &str, key: &str, value: &str) -> Result<(), LabelError> {
+    if value.is_empty() {
+        return Err(err(input, format!("the value after '{key}=' is empty")));
+    }
+    if let Some(c) = value.chars().find(|&c| !is_value_char(c)) {
+        return Err(err(
+            input,
+            format!(
+                "value {value:?} contains {c:?}; values may not contain whitespace or any of , & ! ( ) ="
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a `key=value` label. The key follows the selector key rules
+/// (`[A-Za-z0-9_.\-/]+`); the value is non-empty and may not contain whitespace
+/// or `,&!()=`. Surrounding whitespace is not trimmed: labels come from argv.
+pub fn parse_label(s: &str) -> Result<(String, String), LabelError> {
+    let Some((key, value)) = s.split_once('=') else {
+        return Err(err(s, "there is no '='"));
+    };
+    check_key(s, key)?;
+    check_value(s, key, value)?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Parses a label edit: `key=value` sets a label (`Some(value)`), `key-` removes
+/// it (`None`).
+pub fn parse_label_edit(s: &str) -> Result<(String, Option<String>), LabelError> {
+    if s.contains('=') {
+        let (k, v) = parse_label(s)?;
+        return Ok((k, Some(v)));
+    }
+    let Some(key) = s.strip_suffix('-') else {
+        return Err(err(
+            s,
+            "there is no '='; use key=value to set a label or key- to remove it",
+        ));
+    };
+    if key.is_empty() {
+        return Err(err(s, "the key before '-' is empty"));
+    }
+    check_key(s, key)?;
+    Ok((key.to_string(), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_label_table() {
+        let ok: &[(&str, &str, &str)] = &[
+            ("role=web", "role", "web"),
+            ("a=b", "a", "b"),
+            ("herd.io/zone=eu-west-1", "herd.io/zone", "eu-west-1"),
+            ("k_1=v.2:3", "k_1", "v.2:3"),
+            ("env=prod*", "env", "prod*"),
+        ];
+        for &(input, k, v) in ok {
+            assert_eq!(
+                parse_label(input),
+                Ok((k.to_string(), v.to_string())),
+                "{input}"
+            );
+        }
+        let bad: &[(&str, &str)] = &[
+            ("", "no '='"),
+            ("role", "no '='"),
+            ("=web", "key before '=' is empty"),
+            ("role=", "value after 'role=' is empty"),
+            ("ro le=web", "contains ' '"),
+            ("rôle=web", "contains 'ô'"),
+            ("role=we b", "may not contain whitespace"),
+            ("role=a=b", "contains '='"),
+            ("role=a,b", "contains ','"),
+            ("role=(x)", "contains '('"),
+        ];
+        for &(input, want) in bad {
+            let e = parse_label(input).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(want), "{input:?}: {msg}");
+            assert!(msg.contains("expected key=value"), "{input:?}: {msg}");
+            assert_eq!(e.input, input);
+        }
+    }
+
+    #[test]
+    fn parse_label_edit_table() {
+        let ok: &[(&str, &str, Option<&str>)] = &[
+            ("role=web", "role", Some("web")),
+            ("role-", "role", None),
+            ("a-b-", "a-b", None),
+            ("herd.io/zone-", "herd.io/zone", None),
+            ("a-=b", "a-", Some("b")),
+        ];
+        for &(input, k, v) in ok {
+            assert_eq!(
+                parse_label_edit(input),
+                Ok((k.to_string(), v.map(str::to_string))),
+                "{input}"
+            );
+        }
+        let bad: &[(&str, &str)] = &[
+            ("", "key- to remove"),
+            ("role", "key- to remove"),
+            ("-", "key before '-' is empty"),
+            ("ro le-", "contains ' '"),
+            ("role=", "value after 'role=' is empty"),
+        ];
+        for &(input, want) in bad {
+            let msg = parse_label_edit(input).unwrap_err().to_string();
+            assert!(msg.contains(want), "{input:?}: {msg}");
+        }
+    }
+}

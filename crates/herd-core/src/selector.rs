@@ -1,0 +1,674 @@
+//! Target selectors: parsing, canonical rendering and matching of the expressions
+//! that pick hosts (`web-*`, `role=db & !env=prod`, `(a,b) & os_id=debian`).
+//!
+//! Grammar (whitespace around tokens is ignored):
+//!
+//! ```text
+//! expr  = and ("," and)*          OR, lowest precedence
+//! and   = unary ("&" unary)*      AND
+//! unary = "!" unary | "(" expr ")" | atom
+//! atom  = key "=" value | key "!=" value | name
+//! ```
+//!
+//! Keys are `[A-Za-z0-9_.\-/]+`; values and names are runs of any characters other
+//! than whitespace and `,&!()=`. Values and names are globs (`*` any run, `?` one
+//! character), matched case-sensitively. `key=value` looks the key up with
+//! [`Target::attr`] (labels first, then facts); a missing key never matches.
+//! `key!=value` is exactly `!(key=value)`, so it also matches targets that lack
+//! the key.
+//!
+//! Several selectors (e.g. repeated `-t` flags) are OR'ed with [`Selector::or`];
+//! equivalently, joining their source strings with `,` and parsing the result gives
+//! the same selector, because `,` has the lowest precedence.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::glob::glob_match;
+use crate::labels::is_value_char;
+
+/// Maximum nesting of `!` and `(` accepted by the parser, to bound recursion.
+const MAX_DEPTH: usize = 64;
+
+/// Something a selector can be matched against: a host with a name, labels and facts.
+pub trait Target {
+    /// The target's name, matched by bare name globs.
+    fn name(&self) -> &str;
+    /// label or fact value by key: labels first, then facts
+    fn attr(&self, key: &str) -> Option<&str>;
+}
+
+/// A parsed selector expression. `Display` renders it back canonically (no
+/// whitespace, minimal parentheses) and parsing that rendering yields an equal
+/// selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    expr: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expr {
+    /// At least two alternatives, none of which is itself an `Or`.
+    Or(Vec<Expr>),
+    /// At least two conjuncts, none of which is itself an `And`.
+    And(Vec<Expr>),
+    Not(Box<Expr>),
+    Name(String),
+    Eq(String, String),
+    Ne(String, String),
+}
+
+/// Why a selector string could not be parsed; `column` is 1-based, in characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad selector {input:?}: {reason} (at column {column})")]
+pub struct SelectorError {
+    pub input: String,
+    pub reason: String,
+    pub column: usize,
+}
+
+impl Selector {
+    /// Parses a selector expression; see the module documentation for the grammar.
+    pub fn parse(s: &str) -> Result<Selector, SelectorError> {
+        let tokens = lex(s);
+        let mut p = Parser {
+            input: s,
+            tokens,
+            pos: 0,
+            depth: 0,
+        };
+        if p.peek().tok == Tok::End {
+            return Err(p.err(
+                1,
+                "empty selector; expected a name glob such as web-* or key=value",
+            ));
+        }
+        let expr = p.expr(None)?;
+        let next = p.peek().clone();
+        match next.tok {
+            Tok::End => Ok(Selector { expr }),
+            Tok::RParen => Err(p.err(next.column, "unexpected ')' without a matching '('")),
+            other => Err(p.err(next.column, unexpected_after_operand(&other, "',' or '&'"))),
+        }
+    }
+
+    /// OR's several selectors together (the CLI's repeated `-t` flags). A single
+    /// selector is returned unchanged; an empty list gives a selector that matches
+    /// nothing, rendered as `!*`.
+    pub fn or(selectors: Vec<Selector>) -> Selector {
+        let mut exprs: Vec<Expr> = selectors.into_iter().map(|s| s.expr).collect();
+        let expr = match exprs.len() {
+            0 => Expr::Not(Box::new(Expr::Name("*".to_string()))),
+            1 => exprs.remove(0),
+            _ => Expr::Or(flatten(exprs, true)),
+        };
+        Selector { expr }
+    }
+
+    /// Whether the target is selected.
+    pub fn matches(&self, t: &dyn Target) -> bool {
+        self.expr.matches(t)
+    }
+}
+
+impl FromStr for Selector {
+    type Err = SelectorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Selector::parse(s)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.expr.render(f)
+    }
+}
+
+/// Splices nested `Or`s (when `or`) or nested `And`s into their parent.
+fn flatten(items: Vec<Expr>, or: bool) -> Vec<Expr> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Expr::Or(inner) if or => out.extend(inner),
+            Expr::And(inner) if !or => out.extend(inner),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+impl Expr {
+    fn matches(&self, t: &dyn Target) -> bool {
+        match self {
+            Expr::Or(items) => items.iter().any(|e| e.matches(t)),
+            Expr::And(items) => items.iter().all(|e| e.matches(t)),
+            Expr::Not(e) => !e.matches(t),
+            Expr::Name(pattern) => glob_match(pattern, t.name()),
+            Expr::Eq(k, pattern) => t.attr(k).is_some_and(|v| glob_match(pattern, v)),
+            Expr::Ne(k, pattern) => !t.attr(k).is_some_and(|v| glob_match(pattern, v)),
+        }
+    }
+
+    fn render(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Or(items) => {
+                for (i, e) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    e.render(f)?;
+                }
+                Ok(())
+            }
+            Expr::And(items) => {
+                for (i, e) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("&")?;
+                    }
+                    e.render_grouped(f, matches!(e, Expr::Or(_)))?;
+                }
+                Ok(())
+            }
+            Expr::Not(e) => {
+                f.write_str("!")?;
+                e.render_grouped(f, matches!(**e, Expr::Or(_) | Expr::And(_)))
+            }
+            Expr::Name(n) => f.write_str(n),
+            Expr::Eq(k, v) => write!(f, "{k}={v}"),
+            Expr::Ne(k, v) => write!(f, "{k}!={v}"),
+        }
+    }
+
+    fn render_grouped(&self, f: &mut fmt::Formatter<'_>, parens: bool) -> fmt::Result {
+        if parens {
+            f.write_str("(")?;
+            self.render(f)?;
+            f.write_str(")")
+        } else {
+            self.render(f)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Comma,
+    Amp,
+    Bang,
+    LParen,
+    RParen,
+    Eq,
+    NotEq,
+    Word(String),
+    End,
+}
+
+impl Tok {
+    fn describe(&self) -> String {
+        match self {
+            Tok::Comma => "','".to_string(),
+            Tok::Amp => "'&'".to_string(),
+            Tok::Bang => "'!'".to_string(),
+            Tok::LParen => "'('".to_string(),
+            Tok::RParen => "')'".to_string(),
+            Tok::Eq => "'='".to_string(),
+            Tok::NotEq => "'!='".to_string(),
+            Tok::Word(w) => format!("{w:?}"),
+            Tok::End => "the end".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    tok: Tok,
+    /// 1-based character column of the token's first character.
+    column: usize,
+}
+
+/// Splits the input into tokens; always ends with `Tok::End`. Lexing cannot fail:
+/// every non-whitespace character is either an operator or part of a word.
+fn lex(s: &str) -> Vec<Token> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let column = i + 1;
+        let (tok, len) = match c {
+            c if c.is_whitespace() => {
+                i += 1;
+                continue;
+            }
+            ',' => (Tok::Comma, 1),
+            '&' => (Tok::Amp, 1),
+            '(' => (Tok::LParen, 1),
+            ')' => (Tok::RParen, 1),
+            '=' => (Tok::Eq, 1),
+            '!' if chars.get(i + 1) == Some(&'=') => (Tok::NotEq, 2),
+            '!' => (Tok::Bang, 1),
+            _ => {
+                let len = chars[i..].iter().take_while(|&&c| is_value_char(c)).count();
+                (Tok::Word(chars[i..i + len].iter().collect()), len)
+            }
+        };
+        out.push(Token { tok, column });
+        i += len;
+    }
+    out.push(Token {
+        tok: Tok::End,
+        column: chars.len() + 1,
+    });
+    out
+}
+
+/// The reason for finding `tok` where one of `expected` should follow an operand.
+fn unexpected_after_operand(tok: &Tok, expected: &str) -> String {
+    match tok {
+        Tok::Eq | Tok::NotEq => format!(
+            "unexpected {}; values and names may not contain '=' (expected {expected})",
+            tok.describe()
+        ),
+        _ => format!("expected {expected} before {}", tok.describe()),
+    }
+}
+
+struct Parser<'a> {
+    input: &'a str,
+    tokens: Vec<Token>,
+    pos: usize,
+    depth: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> &Token {
+        // `lex` always appends `End` and `bump` never moves past it.
+        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+    }
+
+    fn bump(&mut self) -> Token {
+        let t = self.peek().clone();
+        if t.tok != Tok::End {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn err(&self, column: usize, reason: impl Into<String>) -> SelectorError {
+        SelectorError {
+            input: self.input.to_string(),
+            reason: reason.into(),
+            column,
+        }
+    }
+
+    /// `expr = and ("," and)*`; `after` names the operator that preceded it.
+    fn expr(&mut self, after: Option<&str>) -> Result<Expr, SelectorError> {
+        let mut items = vec![self.and(after)?];
+        while self.peek().tok == Tok::Comma {
+            self.bump();
+            items.push(self.and(Some(","))?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(flatten(items, true))
+        })
+    }
+
+    /// `and = unary ("&" unary)*`
+    fn and(&mut self, after: Option<&str>) -> Result<Expr, SelectorError> {
+        let mut items = vec![self.unary(after)?];
+        while self.peek().tok == Tok::Amp {
+            self.bump();
+            items.push(self.unary(Some("&"))?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(flatten(items, false))
+        })
+    }
+
+    /// `unary = "!" unary | "(" expr ")" | atom`
+    fn unary(&mut self, after: Option<&str>) -> Result<Expr, SelectorError> {
+        let t = self.bump();
+        match t.tok {
+            Tok::Bang => {
+                let inner = self.nested(t.column, |p| p.unary(Some("!")))?;
+                Ok(Expr::Not(Box::new(inner)))
+            }
+            Tok::LParen => {
+                if self.peek().tok == Tok::RParen {
+                    return Err(self.err(
+                        t.column,
+                        "empty parentheses; expected a name or key=value inside '()'",
+                    ));
+                }
+                let inner = self.nested(t.column, |p| p.expr(Some("(")))?;
+                let close = self.bump();
+                match close.tok {
+                    Tok::RParen => Ok(inner),
+                    Tok::End => Err(self.err(
+                        close.column,
+                        format!("unclosed '(' opened at column {}", t.column),
+                    )),
+                    other => Err(self.err(
+                        close.column,
+                        unexpected_after_operand(&other, "',', '&' or ')'"),
+                    )),
+                }
+            }
+            Tok::Word(w) => self.atom(w, t.column),
+            Tok::Eq | Tok::NotEq => Err(self.err(
+                t.column,
+                format!("expected a key before {}", t.tok.describe()),
+            )),
+            Tok::RParen if after.is_none() => {
+                Err(self.err(t.column, "unexpected ')' without a matching '('"))
+            }
+            Tok::Comma | Tok::Amp | Tok::RParen | Tok::End => {
+                let reason = match after {
+                    Some(op) => format!("expected a name or key=value after '{op}'"),
+                    None => format!("expected a name or key=value before {}", t.tok.describe()),
+                };
+                Err(self.err(t.column, reason))
+            }
+        }
+    }
+
+    /// Runs `f` one nesting level deeper, refusing absurdly deep input.
+    fn nested(
+        &mut self,
+        column: usize,
+        f: impl FnOnce(&mut Self) -> Result<Expr, SelectorError>,
+    ) -> Result<Expr, SelectorError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.err(
+                column,
+                format!("selector is nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
+    /// `atom = key "=" value | key "!=" value | name`, having consumed the first word.
+    fn atom(&mut self, word: String, column: usize) -> Result<Expr, SelectorError> {
+        let negated = match self.peek().tok {
+            Tok::Eq => false,
+            Tok::NotEq => true,
+            _ => return Ok(Expr::Name(word)),
+        };
+        self.bump();
+        if let Some((i, c)) = word
+            .chars()
+            .enumerate()
+            .find(|&(_, c)| !crate::labels::is_key_char(c))
+        {
+            return Err(self.err(
+                column + i,
+                format!(
+                    "invalid character {c:?} in key {word:?}; keys may only contain letters, digits, '_', '.', '-' and '/'"
+                ),
+            ));
+        }
+        let value = self.bump();
+        let Tok::Word(v) = value.tok else {
+            let opstr = if negated { "!=" } else { "=" };
+            return Err(self.err(
+                value.column,
+                format!("expected a value after '{word}{opstr}'"),
+            ));
+        };
+        Ok(if negated {
+            Expr::Ne(word, v)
+        } else {
+            Expr::Eq(word, v)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host with labels and facts; labels shadow facts of the same key.
+    struct Host {
+        name: &'static str,
+        labels: &'static [(&'static str, &'static str)],
+        facts: &'static [(&'static str, &'static str)],
+    }
+
+    impl Target for Host {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn attr(&self, key: &str) -> Option<&str> {
+            let find = |kv: &'static [(&'static str, &'static str)]| {
+                kv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+            };
+            find(self.labels).or_else(|| find(self.facts))
+        }
+    }
+
+    const HOSTS: &[Host] = &[
+        Host {
+            name: "web-1",
+            labels: &[("role", "web"), ("env", "prod")],
+            facts: &[("os_id", "debian"), ("arch", "x86_64")],
+        },
+        Host {
+            name: "web-2",
+            labels: &[("role", "web"), ("env", "staging")],
+            facts: &[("os_id", "ubuntu"), ("arch", "aarch64")],
+        },
+        Host {
+            name: "db1",
+            labels: &[("role", "db"), ("env", "prod"), ("os_id", "custom")],
+            facts: &[("os_id", "debian"), ("arch", "x86_64")],
+        },
+        Host {
+            name: "db12",
+            labels: &[("role", "db"), ("herd.io/zone", "eu-west-1")],
+            facts: &[("os_id", "rocky"), ("arch", "x86_64")],
+        },
+        Host {
+            name: "cache",
+            labels: &[],
+            facts: &[("os_id", "alpine"), ("arch", "x86_64")],
+        },
+    ];
+
+    fn selected(sel: &str) -> Vec<&'static str> {
+        let s = Selector::parse(sel).unwrap_or_else(|e| panic!("{e}"));
+        HOSTS
+            .iter()
+            .filter(|h| s.matches(*h))
+            .map(|h| h.name)
+            .collect()
+    }
+
+    #[test]
+    fn matching_table() {
+        let cases: &[(&str, &[&str])] = &[
+            ("*", &["web-1", "web-2", "db1", "db12", "cache"]),
+            ("web-1", &["web-1"]),
+            ("web-*", &["web-1", "web-2"]),
+            ("WEB-*", &[]),
+            ("db?", &["db1"]),
+            ("db*", &["db1", "db12"]),
+            ("db??", &["db12"]),
+            ("*1", &["web-1", "db1"]),
+            ("role=web", &["web-1", "web-2"]),
+            ("role=w*", &["web-1", "web-2"]),
+            ("role=Web", &[]),
+            ("role!=web", &["db1", "db12", "cache"]),
+            ("env!=prod", &["web-2", "db12", "cache"]),
+            ("!env=prod", &["web-2", "db12", "cache"]),
+            ("env=*", &["web-1", "web-2", "db1"]),
+            ("!env=*", &["db12", "cache"]),
+            ("missing=*", &[]),
+            ("missing!=x", &["web-1", "web-2", "db1", "db12", "cache"]),
+            // Fact fallback, and labels shadowing facts.
+            ("os_id=debian", &["web-1"]),
+            ("os_id=custom", &["db1"]),
+            ("arch=x86_64", &["web-1", "db1", "db12", "cache"]),
+            ("herd.io/zone=eu-*", &["db12"]),
+            // OR, AND and precedence: a,b&c = a OR (b AND c).
+            ("web-1,db1", &["web-1", "db1"]),
+            ("web-1 , db1", &["web-1", "db1"]),
+            ("role=web&env=prod", &["web-1"]),
+            ("role=web & env=prod", &["web-1"]),
+            ("cache,role=db&env=prod", &["db1", "cache"]),
+            ("role=db&env=prod,cache", &["db1", "cache"]),
+            ("(cache,role=db)&env=prod", &["db1"]),
+            ("cache,(role=db&env=prod)", &["db1", "cache"]),
+            // '!' binds tighter than '&' and ','.
+            ("!role=web&arch=x86_64", &["db1", "db12", "cache"]),
+            (
+                "!(role=web&arch=x86_64)",
+                &["web-2", "db1", "db12", "cache"],
+            ),
+            ("!web-*,db1", &["db1", "db12", "cache"]),
+            ("!(web-*,db1)", &["db12", "cache"]),
+            ("!!web-1", &["web-1"]),
+            ("! ! web-1", &["web-1"]),
+            ("!*", &[]),
+            ("((web-1))", &["web-1"]),
+            ("( web-1 , web-2 ) & env = prod", &["web-1"]),
+            ("\tweb-1\n", &["web-1"]),
+            ("role=db&!herd.io/zone=*", &["db1"]),
+            ("a,b,c,web-2", &["web-2"]),
+        ];
+        for &(sel, want) in cases {
+            assert_eq!(selected(sel), want, "selector {sel:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_display_table() {
+        let cases: &[(&str, &str)] = &[
+            ("web-*", "web-*"),
+            (" a , b ", "a,b"),
+            ("a,b&c", "a,b&c"),
+            ("(a,b)&c", "(a,b)&c"),
+            ("a&(b,c)", "a&(b,c)"),
+            ("(a&b),c", "a&b,c"),
+            ("((a,b)),c", "a,b,c"),
+            ("a,(b,c)", "a,b,c"),
+            ("a&(b&c)", "a&b&c"),
+            ("!(a&b)", "!(a&b)"),
+            ("!(a,b)", "!(a,b)"),
+            ("!(a)", "!a"),
+            ("! k = v", "!k=v"),
+            ("k != v", "k!=v"),
+            ("!k!=v", "!k!=v"),
+            ("!!a", "!!a"),
+            ("(a,b)&(c,d)", "(a,b)&(c,d)"),
+            ("!(a,b)&c", "!(a,b)&c"),
+        ];
+        for &(input, want) in cases {
+            let s = Selector::parse(input).unwrap();
+            assert_eq!(s.to_string(), want, "{input:?}");
+            let again: Selector = want.parse().unwrap();
+            assert_eq!(again, s, "{input:?} round trip");
+        }
+    }
+
+    #[test]
+    fn error_table() {
+        // (input, reason fragment, column)
+        let cases: &[(&str, &str, usize)] = &[
+            ("", "empty selector", 1),
+            ("   ", "empty selector", 1),
+            ("a&", "expected a name or key=value after '&'", 3),
+            ("a & ", "expected a name or key=value after '&'", 5),
+            ("a,", "expected a name or key=value after ','", 3),
+            ("a,,b", "expected a name or key=value after ','", 3),
+            ("a&&b", "expected a name or key=value after '&'", 3),
+            ("a&,b", "expected a name or key=value after '&'", 3),
+            ("&a", "expected a name or key=value before '&'", 1),
+            (",a", "expected a name or key=value before ','", 1),
+            ("!", "expected a name or key=value after '!'", 2),
+            ("a&!", "expected a name or key=value after '!'", 4),
+            ("(", "expected a name or key=value after '('", 2),
+            ("(a", "unclosed '(' opened at column 1", 3),
+            ("a&(b,(c)", "unclosed '(' opened at column 3", 9),
+            ("()", "empty parentheses", 1),
+            ("a)", "unexpected ')' without a matching '('", 2),
+            (")", "unexpected ')' without a matching '('", 1),
+            ("(a))", "unexpected ')' without a matching '('", 4),
+            ("(a,)", "expected a name or key=value after ','", 4),
+            ("a b", "expected ',' or '&' before \"b\"", 3),
+            ("(a b)", "expected ',', '&' or ')' before \"b\"", 4),
+            ("a!b", "expected ',' or '&' before '!'", 2),
+            ("a(b)", "expected ',' or '&' before '('", 2),
+            ("=v", "expected a key before '='", 1),
+            ("a&!=v", "expected a key before '!='", 3),
+            ("k=", "expected a value after 'k='", 3),
+            ("k!=", "expected a value after 'k!='", 4),
+            ("k=&a", "expected a value after 'k='", 3),
+            ("k=(v)", "expected a value after 'k='", 3),
+            ("k=a=b", "values and names may not contain '='", 4),
+            ("ro*le=web", "invalid character '*' in key \"ro*le\"", 3),
+            ("x&rôle=web", "invalid character 'ô' in key", 4),
+        ];
+        for &(input, reason, column) in cases {
+            let e = Selector::parse(input).unwrap_err();
+            assert!(
+                e.reason.contains(reason),
+                "{input:?}: reason {:?} lacks {reason:?}",
+                e.reason
+            );
+            assert_eq!(e.column, column, "{input:?}: {e}");
+            assert_eq!(e.input, input);
+        }
+        let e = Selector::parse("a&").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bad selector \"a&\": expected a name or key=value after '&' (at column 3)"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowing() {
+        let deep = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
+        let e = Selector::parse(&deep).unwrap_err();
+        assert!(e.reason.contains("nested"), "{e}");
+        let bangs = format!("{}a", "!".repeat(10_000));
+        assert!(Selector::parse(&bangs).is_err());
+        let ok = format!("{}a{}", "(".repeat(32), ")".repeat(32));
+        assert_eq!(Selector::parse(&ok).unwrap().to_string(), "a");
+    }
+
+    #[test]
+    fn or_of_many() {
+        let parts = ["web-1", "role=db&env=prod", "cache"];
+        let sels: Vec<Selector> = parts.iter().map(|p| p.parse().unwrap()).collect();
+        let any = Selector::or(sels);
+        assert_eq!(any.to_string(), "web-1,role=db&env=prod,cache");
+        assert_eq!(any, Selector::parse(&parts.join(",")).unwrap());
+        let names: Vec<_> = HOSTS
+            .iter()
+            .filter(|h| any.matches(*h))
+            .map(|h| h.name)
+            .collect();
+        assert_eq!(names, ["web-1", "db1", "cache"]);
+
+        let one = Selector::or(vec![Selector::parse("a,b").unwrap()]);
+        assert_eq!(one.to_string(), "a,b");
+        let nested = Selector::or(vec![
+            Selector::parse("a,b").unwrap(),
+            Selector::parse("c").unwrap(),
+        ]);
+        assert_eq!(nested, Selector::parse("a,b,c").unwrap());
+
+        let none = Selector::or(Vec::new());
+        assert_eq!(none.to_string(), "!*");
+        assert!(HOSTS.iter().all(|h| !none.matches(h)));
+    }
+}

@@ -1,0 +1,185 @@
+//! Output pump: reads one output stream of the task and turns it into
+//! coalesced `ExecEvent::Output` events.
+//!
+//! Owns the batching policy: an event carries at most [`CHUNK`] bytes, and
+//! once data is pending we wait at most [`LINGER`] for more before emitting,
+//! so a process printing a line per millisecond yields a handful of events,
+//! not one per line. Sending is `send().await` on a bounded channel, so a slow
+//! consumer pauses reading and, through the full pipe, the child itself.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::{ExecEvent, OutStream};
+
+/// Largest payload of one Output event, and the read buffer size.
+pub(crate) const CHUNK: usize = 64 * 1024;
+/// How long pending data may wait for more before it is emitted.
+pub(crate) const LINGER: Duration = Duration::from_millis(5);
+
+/// How a pump ended.
+#[derive(Debug)]
+pub(crate) enum PumpEnd {
+    /// The stream reached end of file; everything was delivered.
+    Eof,
+    /// Told to stop (the process exited but something kept the stream open).
+    Stopped,
+    /// The event receiver is gone.
+    Abandoned,
+    /// A read error other than EOF; what was read before it was delivered.
+    Failed(io::Error),
+}
+
+/// Pumps `reader` into `events` until EOF, a read error, the receiver going
+/// away, or `stop` turning true. Pending data is always flushed before
+/// returning (except when the receiver is gone).
+pub(crate) async fn pump<R>(
+    mut reader: R,
+    stream: OutStream,
+    events: mpsc::Sender<ExecEvent>,
+    mut stop: watch::Receiver<bool>,
+) -> PumpEnd
+where
+    R: AsyncRead + Unpin,
+{
+    let mut pending = BytesMut::with_capacity(CHUNK);
+    let mut scratch = vec![0u8; CHUNK];
+    // Set when `pending` goes from empty to non-empty: bounds the latency of
+    // the first byte rather than sliding with every read, so a steady trickle
+    // still gets emitted every LINGER.
+    let mut flush_at: Option<Instant> = None;
+
+    loop {
+        let room = CHUNK - pending.len();
+        let read = tokio::select! {
+            biased;
+            // Stopping wins over reading: the caller decided the stream is done.
+            () = stopped(&mut stop) => {
+                return finish(&mut pending, stream, &events, PumpEnd::Stopped).await;
+            }
+            _ = sleep_until_opt(flush_at) => {
+                if !emit(&mut pending, stream, &events).await {
+                    return PumpEnd::Abandoned;
+                }
+                flush_at = None;
+                continue;
+            }
+            read = reader.read(&mut scratch[..room]) => read,
+        };
+        match read {
+            Ok(0) => return finish(&mut pending, stream, &events, PumpEnd::Eof).await,
+            Ok(n) => {
+                pending.extend_from_slice(&scratch[..n]);
+                if pending.len() >= CHUNK {
+                    if !emit(&mut pending, stream, &events).await {
+                        return PumpEnd::Abandoned;
+                    }
+                    flush_at = None;
+                } else if flush_at.is_none() {
+                    flush_at = Some(Instant::now() + LINGER);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return finish(&mut pending, stream, &events, PumpEnd::Failed(e)).await,
+        }
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The borrow guard must not live across an await of the caller, hence
+    // this wrapper discarding it.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Flushes what is pending and returns `end`, or `Abandoned` if nobody listens.
+async fn finish(
+    pending: &mut BytesMut,
+    stream: OutStream,
+    events: &mpsc::Sender<ExecEvent>,
+    end: PumpEnd,
+) -> PumpEnd {
+    if emit(pending, stream, events).await {
+        end
+    } else {
+        PumpEnd::Abandoned
+    }
+}
+
+/// Sends the pending bytes as one event (nothing if empty). False if the
+/// receiver is gone.
+async fn emit(pending: &mut BytesMut, stream: OutStream, events: &mpsc::Sender<ExecEvent>) -> bool {
+    if pending.is_empty() {
+        return true;
+    }
+    let data = pending.split().freeze();
+    // `split` left `pending` without capacity; get a full chunk back so the
+    // next reads do not reallocate piecemeal.
+    pending.reserve(CHUNK);
+    events
+        .send(ExecEvent::Output { stream, data })
+        .await
+        .is_ok()
+}
+
+/// Sleeps until `at`, or forever if there is no deadline.
+pub(crate) async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn coalesces_and_preserves_bytes() {
+        let (mut w, r) = tokio::io::duplex(1024);
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx));
+        use tokio::io::AsyncWriteExt;
+        for i in 0..20 {
+            w.write_all(format!("{i}\n").as_bytes()).await.unwrap();
+        }
+        drop(w);
+        assert!(matches!(pump.await.unwrap(), PumpEnd::Eof));
+        let mut all = Vec::new();
+        let mut n = 0;
+        while let Some(ExecEvent::Output { data, .. }) = rx.recv().await {
+            all.extend_from_slice(&data);
+            n += 1;
+        }
+        let expected: String = (0..20).map(|i| format!("{i}\n")).collect();
+        assert_eq!(String::from_utf8(all).unwrap(), expected);
+        assert!(n < 5, "{n} events for 20 quick writes");
+    }
+
+    #[tokio::test]
+    async fn stop_flushes_pending() {
+        let (mut w, r) = tokio::io::duplex(1024);
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let pump = tokio::spawn(pump(r, OutStream::Stderr, tx, stop_rx));
+        use tokio::io::AsyncWriteExt;
+        w.write_all(b"partial").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop_tx.send(true).unwrap();
+        assert!(matches!(pump.await.unwrap(), PumpEnd::Stopped));
+        match rx.recv().await {
+            Some(ExecEvent::Output { stream, data }) => {
+                assert_eq!(stream, OutStream::Stderr);
+                assert_eq!(&data[..], b"partial");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(w);
+    }
+}

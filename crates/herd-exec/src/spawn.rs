@@ -1,0 +1,572 @@
+//! Starting a task process and supervising it until its `Exited` event.
+//!
+//! Owns the task's life cycle: resolving the shell and working directory,
+//! building the command (process group or PTY session, environment, stdio),
+//! then one supervisor task per process that multiplexes the child's exit,
+//! the timeout, control messages (stdin input, EOF, cancel) and the event
+//! receiver going away, and finally drains output and reports the exit.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use nix::sys::signal::Signal;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::coalesce::{PumpEnd, pump, sleep_until_opt};
+use crate::kill::TaskTree;
+use crate::pty;
+use crate::{
+    Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, OutStream, TASK_ID_ENV,
+};
+
+/// Capacity of the control channel.
+const CONTROL_CAPACITY: usize = 64;
+/// Stdin chunks accepted but not yet written; beyond this we stop taking
+/// control messages so input backs up into the control channel instead of
+/// growing without bound.
+const MAX_QUEUED_INPUT: usize = 64;
+/// Grace period used when `ExecSpec::grace` is zero.
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// How long output is still drained after the main process exited.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// PTY size unless the task's env sets COLUMNS/LINES.
+const DEFAULT_COLS: u16 = 80;
+const DEFAULT_ROWS: u16 = 24;
+
+/// Starts the task; returns at once.
+///
+/// Exactly one `Exited` event is always sent, last, after all `Output`.
+/// `Started` is sent first unless the process failed to start (then only
+/// `Exited { reason: FailedToStart, detail: why }`).
+///
+/// Must be called from within a Tokio runtime. If `events`' receiver is
+/// dropped, the task is considered abandoned and its process tree is
+/// terminated.
+pub fn spawn(spec: ExecSpec, events: mpsc::Sender<ExecEvent>) -> ExecHandle {
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+    tokio::spawn(run(spec, events, control_rx));
+    ExecHandle {
+        control: control_tx,
+    }
+}
+
+async fn run(spec: ExecSpec, events: mpsc::Sender<ExecEvent>, control: mpsc::Receiver<Control>) {
+    let start = Instant::now();
+    let spec = Arc::new(spec);
+    // Path lookups, stat calls and fork/exec are blocking syscalls; keep them
+    // off the async threads.
+    let start_spec = Arc::clone(&spec);
+    let started = match tokio::task::spawn_blocking(move || start_process(&start_spec)).await {
+        Ok(result) => result,
+        Err(e) => Err(format!("internal error while starting: {e}")),
+    };
+    match started {
+        Ok(process) => supervise(&spec, events, control, process, start).await,
+        Err(detail) => {
+            let info = ExitInfo {
+                code: None,
+                signal: None,
+                reason: ExitReason::FailedToStart,
+                duration: start.elapsed(),
+                detail,
+            };
+            // Nobody listening is fine: there is nothing left to clean up.
+            let _ = events.send(ExecEvent::Exited(info)).await;
+        }
+    }
+}
+
+/// A started process and its I/O endpoints.
+struct Process {
+    child: Child,
+    pid: u32,
+    io: ProcessIo,
+}
+
+enum ProcessIo {
+    Pipes {
+        stdin: Option<ChildStdin>,
+        stdout: tokio::process::ChildStdout,
+        stderr: tokio::process::ChildStderr,
+    },
+    Pty {
+        master: pty::Master,
+    },
+}
+
+/// Resolves everything and forks. The error is the human-readable
+/// `FailedToStart` detail.
+fn start_process(spec: &ExecSpec) -> Result<Process, String> {
+    if let Some(dir) = &spec.cwd {
+        check_cwd(dir)?;
+    }
+    let path_var = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    let shell = resolve_shell(&spec.shell, &path_var)?;
+
+    let mut cmd = Command::new(&shell);
+    cmd.arg("-c").arg(&spec.command);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if spec.tty && !spec.env.iter().any(|(k, _)| k == "TERM") {
+        cmd.env("TERM", "xterm-256color");
+    }
+    // Set last so a stray HERD_TASK_ID in spec.env cannot hide the task from
+    // descendant cleanup.
+    cmd.env(TASK_ID_ENV, &spec.task_id);
+    // If the supervisor is dropped (runtime shutdown), at least the main
+    // process does not outlive it; tokio reaps it in the background.
+    cmd.kill_on_drop(true);
+
+    let fail = |e: io::Error| format!("failed to start {}: {e}", shell.display());
+    if spec.tty {
+        let (cols, rows) = window_size(&spec.env);
+        let pty = pty::open(cols, rows)
+            .map_err(|e| format!("failed to allocate a pseudo-terminal: {e}"))?;
+        let dup = |fd: &std::os::fd::OwnedFd| {
+            fd.try_clone()
+                .map(Stdio::from)
+                .map_err(|e| format!("failed to set up the pseudo-terminal: {e}"))
+        };
+        cmd.stdin(dup(&pty.slave)?)
+            .stdout(dup(&pty.slave)?)
+            .stderr(dup(&pty.slave)?);
+        // SAFETY: `child_setup` only makes async-signal-safe syscalls and
+        // touches no memory shared with other threads.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(pty::child_setup);
+        }
+        let child = cmd.spawn().map_err(fail)?;
+        // The parent's copies of the slave must be closed, or the master
+        // never sees EOF (EIO) when the task's side closes.
+        drop(cmd);
+        drop(pty.slave);
+        let pid = child
+            .id()
+            .ok_or_else(|| "process exited before its pid was known".to_string())?;
+        let master = pty::Master::new(pty.master)
+            .map_err(|e| format!("failed to watch the pseudo-terminal: {e}"))?;
+        Ok(Process {
+            child,
+            pid,
+            io: ProcessIo::Pty { master },
+        })
+    } else {
+        cmd.process_group(0)
+            .stdin(if spec.interactive {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(fail)?;
+        let pid = child
+            .id()
+            .ok_or_else(|| "process exited before its pid was known".to_string())?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err("output pipes were not created".to_string());
+        };
+        let stdin = child.stdin.take();
+        Ok(Process {
+            child,
+            pid,
+            io: ProcessIo::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            },
+        })
+    }
+}
+
+fn check_cwd(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "working directory {} is not a directory",
+            dir.display()
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+            "working directory {} does not exist",
+            dir.display()
+        )),
+        Err(e) => Err(format!("working directory {}: {e}", dir.display())),
+    }
+}
+
+/// `""` means bash from PATH, else /bin/sh. A name with a slash is used as
+/// is; a bare name is looked up on PATH.
+fn resolve_shell(shell: &str, path_var: &str) -> Result<PathBuf, String> {
+    if shell.is_empty() {
+        if let Some(bash) = find_on_path("bash", path_var) {
+            return Ok(bash);
+        }
+        let sh = PathBuf::from("/bin/sh");
+        if is_executable(&sh) {
+            return Ok(sh);
+        }
+        return Err("no shell: bash is not on PATH and /bin/sh does not exist".to_string());
+    }
+    if shell.contains('/') {
+        let path = PathBuf::from(shell);
+        if is_executable(&path) {
+            return Ok(path);
+        }
+        return Err(format!("shell {shell} does not exist or is not executable"));
+    }
+    find_on_path(shell, path_var).ok_or_else(|| format!("shell {shell:?} not found on PATH"))
+}
+
+fn find_on_path(name: &str, path_var: &str) -> Option<PathBuf> {
+    path_var
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// COLUMNS/LINES from the task env when they are sane, else 80x24.
+fn window_size(env: &[(String, String)]) -> (u16, u16) {
+    let get = |name: &str, default: u16| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.trim().parse::<u16>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    (get("COLUMNS", DEFAULT_COLS), get("LINES", DEFAULT_ROWS))
+}
+
+/// Where stdin input goes.
+enum Sink {
+    Pipe(ChildStdin),
+    Pty(pty::Master),
+    Closed,
+}
+
+impl Sink {
+    async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Pipe(stdin) => stdin.write(buf).await,
+            Sink::Pty(master) => master.write(buf).await,
+            Sink::Closed => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        }
+    }
+}
+
+/// Progress of cancel/timeout handling.
+#[derive(Default)]
+struct Termination {
+    /// First cause; `None` while the task runs undisturbed.
+    reason: Option<ExitReason>,
+    /// When SIGKILL is due.
+    kill_at: Option<Instant>,
+    /// SIGKILL has been sent.
+    killed: bool,
+}
+
+impl Termination {
+    /// SIGTERM now (once), SIGKILL after `grace`. A later request can only
+    /// bring the SIGKILL forward, and never changes the reason.
+    async fn begin(&mut self, reason: ExitReason, grace: Duration, tree: &Arc<TaskTree>) {
+        if self.killed {
+            return;
+        }
+        let first = self.reason.is_none();
+        if first {
+            self.reason = Some(reason);
+        }
+        let due = Instant::now() + grace;
+        self.kill_at = Some(self.kill_at.map_or(due, |k| k.min(due)));
+        if grace.is_zero() {
+            self.kill(tree).await;
+        } else if first {
+            tree.signal_async(Signal::SIGTERM).await;
+        }
+    }
+
+    async fn kill(&mut self, tree: &Arc<TaskTree>) {
+        self.killed = true;
+        tree.signal_async(Signal::SIGKILL).await;
+    }
+}
+
+async fn supervise(
+    spec: &ExecSpec,
+    events: mpsc::Sender<ExecEvent>,
+    mut control: mpsc::Receiver<Control>,
+    process: Process,
+    start: Instant,
+) {
+    let Process { mut child, pid, io } = process;
+    let tree = Arc::new(TaskTree::new(pid, &spec.task_id));
+    let default_grace = if spec.grace.is_zero() {
+        DEFAULT_GRACE
+    } else {
+        spec.grace
+    };
+
+    // If this fails the receiver is gone; the `closed()` branch below handles it.
+    let _ = events.send(ExecEvent::Started { pid }).await;
+
+    // Pumps start only after `Started` was queued, so it comes first.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut pumps: Vec<JoinHandle<PumpEnd>> = Vec::new();
+    let (mut sink, tty) = match io {
+        ProcessIo::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            pumps.push(tokio::spawn(pump(
+                stdout,
+                OutStream::Stdout,
+                events.clone(),
+                stop_rx.clone(),
+            )));
+            pumps.push(tokio::spawn(pump(
+                stderr,
+                OutStream::Stderr,
+                events.clone(),
+                stop_rx.clone(),
+            )));
+            (stdin.map_or(Sink::Closed, Sink::Pipe), false)
+        }
+        ProcessIo::Pty { master } => {
+            pumps.push(tokio::spawn(pump(
+                master.clone(),
+                OutStream::Stdout,
+                events.clone(),
+                stop_rx.clone(),
+            )));
+            (Sink::Pty(master), true)
+        }
+    };
+    drop(stop_rx);
+
+    // `None` in the queue means "close stdin" (pipe mode Eof).
+    let mut queue: VecDeque<Option<Bytes>> = VecDeque::new();
+    let mut term = Termination::default();
+    let mut abandoned = false;
+    let mut control_open = true;
+    let timeout_at = spec.timeout.map(|t| start + t);
+
+    let status = loop {
+        // Apply pending closes, and drop input that can no longer be written.
+        while let Some(None) = queue.front() {
+            queue.pop_front();
+            sink = Sink::Closed;
+        }
+        if matches!(sink, Sink::Closed) {
+            queue.clear();
+        }
+        let front: &[u8] = match queue.front() {
+            Some(Some(bytes)) => bytes,
+            _ => &[],
+        };
+
+        tokio::select! {
+            biased;
+            status = child.wait() => break status,
+            _ = events.closed(), if !abandoned => {
+                tracing::debug!(task_id = %spec.task_id, pid, "event receiver dropped; terminating abandoned task");
+                abandoned = true;
+                term.begin(ExitReason::Cancelled, default_grace, &tree).await;
+            }
+            _ = sleep_until_opt(timeout_at), if term.reason.is_none() => {
+                term.begin(ExitReason::TimedOut, default_grace, &tree).await;
+            }
+            _ = sleep_until_opt(term.kill_at), if !term.killed => {
+                term.kill(&tree).await;
+            }
+            msg = control.recv(), if control_open && queue.len() < MAX_QUEUED_INPUT => match msg {
+                Some(Control::Input(bytes)) => {
+                    if matches!(sink, Sink::Closed) {
+                        tracing::debug!(task_id = %spec.task_id, "stdin is closed or not interactive; input dropped");
+                    } else if !bytes.is_empty() {
+                        queue.push_back(Some(bytes));
+                    }
+                }
+                // On a terminal, EOF is typed (^D); a pipe is closed.
+                Some(Control::Eof) => queue.push_back(if tty { Some(Bytes::from_static(b"\x04")) } else { None }),
+                Some(Control::Cancel { grace }) => {
+                    term.begin(ExitReason::Cancelled, grace.unwrap_or(default_grace), &tree).await;
+                }
+                None => control_open = false,
+            },
+            written = sink.write(front), if !front.is_empty() => match written {
+                Ok(n) => {
+                    if let Some(Some(bytes)) = queue.front_mut() {
+                        bytes.advance(n.min(bytes.len()));
+                        if bytes.is_empty() {
+                            queue.pop_front();
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Typically EPIPE: the process closed its stdin.
+                    tracing::debug!(task_id = %spec.task_id, error = %e, "writing stdin failed; closing it");
+                    sink = Sink::Closed;
+                }
+            },
+        }
+    };
+    let exited_at = Instant::now();
+    // The task is over for controllers: further sends fail instead of queueing.
+    drop(control);
+    drop(sink);
+
+    // Drain output (bounded, a daemon may hold the pipe forever) while making
+    // sure a cancelled/timed-out task leaves nothing behind.
+    let drain = async {
+        let deadline = exited_at + DRAIN_LIMIT;
+        let mut cut_off = false;
+        let mut failures = Vec::new();
+        for mut handle in pumps {
+            let end = tokio::select! {
+                end = &mut handle => end,
+                _ = tokio::time::sleep_until(deadline) => {
+                    cut_off = true;
+                    let _ = stop_tx.send(true);
+                    handle.await
+                }
+            };
+            match end {
+                Ok(PumpEnd::Failed(e)) => failures.push(e.to_string()),
+                Ok(PumpEnd::Stopped) => cut_off = true,
+                Ok(PumpEnd::Eof | PumpEnd::Abandoned) => {}
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        (cut_off, failures)
+    };
+    let cleanup = async {
+        if term.reason.is_some() {
+            tree.finish_off(term.kill_at.unwrap_or(exited_at)).await;
+        }
+    };
+    let ((cut_off, failures), ()) = tokio::join!(drain, cleanup);
+
+    if abandoned {
+        return;
+    }
+    let reason = term.reason.unwrap_or(ExitReason::Exited);
+    let info = exit_info(
+        &status,
+        reason,
+        spec.timeout,
+        exited_at - start,
+        cut_off,
+        &failures,
+    );
+    let _ = events.send(ExecEvent::Exited(info)).await;
+}
+
+fn exit_info(
+    status: &io::Result<ExitStatus>,
+    reason: ExitReason,
+    timeout: Option<Duration>,
+    duration: Duration,
+    cut_off: bool,
+    failures: &[String],
+) -> ExitInfo {
+    let (code, signal, how) = match status {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(code), _) => (Some(code), None, format!("exited with code {code}")),
+            (None, Some(sig)) => {
+                let name = Signal::try_from(sig)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown");
+                (None, Some(sig), format!("killed by signal {sig} ({name})"))
+            }
+            (None, None) => (None, None, format!("ended with status {st}")),
+        },
+        Err(e) => (None, None, format!("waiting for the process failed: {e}")),
+    };
+    let mut detail = match reason {
+        ExitReason::TimedOut => match timeout {
+            Some(t) => format!("timed out after {t:?}; {how}"),
+            None => format!("timed out; {how}"),
+        },
+        ExitReason::Cancelled => format!("cancelled; {how}"),
+        ExitReason::Exited | ExitReason::FailedToStart => how,
+    };
+    if cut_off {
+        detail.push_str(&format!(
+            "; output cut off {DRAIN_LIMIT:?} after exit (a background process still holds stdout/stderr)"
+        ));
+    }
+    for failure in failures {
+        detail.push_str(&format!("; reading output failed: {failure}"));
+    }
+    ExitInfo {
+        code,
+        signal,
+        reason,
+        duration,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_resolution() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let default = resolve_shell("", &path).unwrap();
+        assert!(
+            default.ends_with("bash") || default == Path::new("/bin/sh"),
+            "{default:?}"
+        );
+        // No bash on an empty PATH: falls back to /bin/sh.
+        assert_eq!(resolve_shell("", "").unwrap(), PathBuf::from("/bin/sh"));
+        assert!(
+            resolve_shell("no-such-shell-xyz", &path)
+                .unwrap_err()
+                .contains("not found on PATH")
+        );
+        assert!(
+            resolve_shell("/no/such/shell", &path)
+                .unwrap_err()
+                .contains("does not exist")
+        );
+    }
+
+    #[test]
+    fn window_size_from_env() {
+        assert_eq!(window_size(&[]), (80, 24));
+        let env = vec![
+            ("COLUMNS".to_string(), "132".to_string()),
+            ("LINES".to_string(), "x".to_string()),
+        ];
+        assert_eq!(window_size(&env), (132, 24));
+    }
+}

@@ -1,0 +1,446 @@
+//! End-to-end tests of `herd_exec::spawn` against real processes.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, OutStream, spawn};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+
+/// Upper bound for any single test's task, so a bug fails instead of hanging.
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn spec(name: &str, command: &str) -> ExecSpec {
+    ExecSpec {
+        task_id: format!("test-{name}-{}", std::process::id()),
+        command: command.to_string(),
+        ..ExecSpec::default()
+    }
+}
+
+/// A `sleep` duration unique to this test process, usable as a /proc marker.
+fn marker(n: u32) -> String {
+    format!("{n}.{}", std::process::id())
+}
+
+#[derive(Default, Debug)]
+struct Collected {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdout_events: usize,
+    exit: Option<ExitInfo>,
+    started: bool,
+}
+
+/// Receives events until `Exited`, checking the ordering contract.
+async fn collect(rx: &mut mpsc::Receiver<ExecEvent>) -> Collected {
+    let mut c = Collected::default();
+    let mut first = true;
+    loop {
+        let ev = timeout(LIMIT, rx.recv())
+            .await
+            .expect("task did not finish in time");
+        let Some(ev) = ev else {
+            panic!("channel closed without Exited");
+        };
+        match ev {
+            ExecEvent::Started { pid } => {
+                assert!(first, "Started must come first");
+                assert!(pid > 0);
+                c.started = true;
+            }
+            ExecEvent::Output { stream, data } => {
+                assert!(c.started, "Output before Started");
+                assert!(
+                    !data.is_empty() && data.len() <= 64 * 1024,
+                    "bad chunk size {}",
+                    data.len()
+                );
+                match stream {
+                    OutStream::Stdout => {
+                        c.stdout.extend_from_slice(&data);
+                        c.stdout_events += 1;
+                    }
+                    OutStream::Stderr => c.stderr.extend_from_slice(&data),
+                }
+            }
+            ExecEvent::Exited(info) => {
+                c.exit = Some(info);
+                break;
+            }
+        }
+        first = false;
+    }
+    // Exited is last: the sender side is dropped right after it.
+    assert!(
+        timeout(LIMIT, rx.recv()).await.unwrap().is_none(),
+        "event after Exited"
+    );
+    c
+}
+
+async fn run(spec: ExecSpec) -> Collected {
+    let (tx, mut rx) = mpsc::channel(16);
+    let _handle = spawn(spec, tx);
+    collect(&mut rx).await
+}
+
+fn start(spec: ExecSpec) -> (ExecHandle, mpsc::Receiver<ExecEvent>) {
+    let (tx, rx) = mpsc::channel(16);
+    (spawn(spec, tx), rx)
+}
+
+async fn expect_started(rx: &mut mpsc::Receiver<ExecEvent>) -> u32 {
+    match timeout(LIMIT, rx.recv()).await.unwrap() {
+        Some(ExecEvent::Started { pid }) => pid,
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+/// Pids of live processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Waits up to `within` for no process to carry `needle`; returns survivors.
+async fn wait_gone(needle: &str, within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = processes_with(needle);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn kill_all(needle: &str) {
+    for pid in processes_with(needle) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[tokio::test]
+async fn exit_code_is_reported() {
+    let c = run(spec("exit3", "exit 3")).await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.code, Some(3));
+    assert_eq!(exit.signal, None);
+    assert_eq!(exit.reason, ExitReason::Exited);
+    assert!(c.started);
+}
+
+#[tokio::test]
+async fn large_output_is_byte_identical_and_coalesced() {
+    let c = run(spec("seq", "seq 1 200000; echo oops >&2")).await;
+    let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(c.stdout.len(), expected.len());
+    assert!(
+        c.stdout == expected.as_bytes(),
+        "stdout differs from seq output"
+    );
+    assert_eq!(c.stderr, b"oops\n");
+    assert!(
+        c.stdout_events < 2_000,
+        "{} events for 200000 lines",
+        c.stdout_events
+    );
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn slow_line_printer_is_coalesced() {
+    let c = run(spec(
+        "slow",
+        "for i in $(seq 1 50); do echo $i; sleep 0.001; done",
+    ))
+    .await;
+    let expected: String = (1..=50).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8(c.stdout).unwrap(), expected);
+    assert!(
+        c.stdout_events < 50,
+        "{} events for 50 lines",
+        c.stdout_events
+    );
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn timeout_kills_escaped_descendants() {
+    let (a, b, c) = (marker(3001), marker(3002), marker(3003));
+    let mut s = spec(
+        "timeout",
+        &format!("sh -c 'sleep {a} & setsid sleep {b} & sleep {c}'"),
+    );
+    s.timeout = Some(Duration::from_secs(1));
+    s.grace = Duration::from_secs(1);
+    let began = Instant::now();
+    let res = run(s).await;
+    let exit = res.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::TimedOut, "{exit:?}");
+    assert!(exit.signal.is_some() || exit.code.is_some());
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        began.elapsed()
+    );
+    for m in [&a, &b, &c] {
+        let left = wait_gone(&format!("sleep {m}"), Duration::from_secs(2)).await;
+        kill_all(&format!("sleep {m}"));
+        assert!(left.is_empty(), "sleep {m} survived: {left:?}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_terminates_with_sigterm() {
+    let m = marker(3011);
+    let mut s = spec("cancel", &format!("sleep {m}"));
+    s.grace = Duration::from_secs(2);
+    let (handle, mut rx) = start(s);
+    expect_started(&mut rx).await;
+    handle
+        .control
+        .send(Control::Cancel { grace: None })
+        .await
+        .unwrap();
+    let c = collect(&mut rx).await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::Cancelled, "{exit:?}");
+    assert_eq!(exit.signal, Some(libc::SIGTERM), "{exit:?}");
+    let left = wait_gone(&format!("sleep {m}"), Duration::from_secs(2)).await;
+    kill_all(&format!("sleep {m}"));
+    assert!(left.is_empty());
+    // The task is over: control sends now fail.
+    assert!(handle.control.send(Control::Eof).await.is_err());
+}
+
+#[tokio::test]
+async fn cancel_escalates_to_sigkill_after_grace() {
+    let m = marker(3012);
+    // Ignoring SIGTERM is inherited by the sleep as well.
+    let s = spec(
+        "cancelkill",
+        &format!("trap '' TERM; echo ready; sleep {m}; echo never"),
+    );
+    let (handle, mut rx) = start(s);
+    expect_started(&mut rx).await;
+    // Cancel only once the trap is in place, or SIGTERM may win the race.
+    match timeout(LIMIT, rx.recv()).await.unwrap() {
+        Some(ExecEvent::Output { data, .. }) => assert_eq!(&data[..], b"ready\n"),
+        other => panic!("expected ready, got {other:?}"),
+    }
+    let began = Instant::now();
+    handle
+        .control
+        .send(Control::Cancel {
+            grace: Some(Duration::from_millis(300)),
+        })
+        .await
+        .unwrap();
+    let c = collect(&mut rx).await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::Cancelled);
+    assert_eq!(exit.signal, Some(libc::SIGKILL), "{exit:?}");
+    assert!(began.elapsed() >= Duration::from_millis(250));
+    assert!(began.elapsed() < Duration::from_secs(3));
+    let left = wait_gone(&format!("sleep {m}"), Duration::from_secs(2)).await;
+    kill_all(&format!("sleep {m}"));
+    assert!(left.is_empty());
+}
+
+#[tokio::test]
+async fn interactive_stdin() {
+    let mut s = spec("stdin", "read a; echo got $a");
+    s.interactive = true;
+    let (handle, mut rx) = start(s);
+    handle
+        .control
+        .send(Control::Input(Bytes::from_static(b"yes\n")))
+        .await
+        .unwrap();
+    let c = collect(&mut rx).await;
+    assert_eq!(String::from_utf8(c.stdout).unwrap(), "got yes\n");
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn interactive_eof_closes_stdin() {
+    let mut s = spec("eof", "cat; echo done");
+    s.interactive = true;
+    let (handle, mut rx) = start(s);
+    handle
+        .control
+        .send(Control::Input(Bytes::from_static(b"a")))
+        .await
+        .unwrap();
+    handle
+        .control
+        .send(Control::Input(Bytes::from_static(b"b\n")))
+        .await
+        .unwrap();
+    handle.control.send(Control::Eof).await.unwrap();
+    let c = collect(&mut rx).await;
+    assert_eq!(String::from_utf8(c.stdout).unwrap(), "ab\ndone\n");
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn non_interactive_stdin_is_dev_null() {
+    let c = run(spec("devnull", "cat; echo rc=$?")).await;
+    assert_eq!(String::from_utf8(c.stdout).unwrap(), "rc=0\n");
+}
+
+#[tokio::test]
+async fn tty_mode() {
+    let mut s = spec("tty", "tty; stty size; echo $TERM; echo err >&2");
+    s.tty = true;
+    let c = run(s).await;
+    let out = String::from_utf8(c.stdout).unwrap();
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("24 80"), "{out:?}");
+    assert!(out.contains("xterm-256color"), "{out:?}");
+    assert!(out.contains("err"), "stderr must arrive as stdout: {out:?}");
+    assert!(c.stderr.is_empty());
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn tty_input_and_window_size_from_env() {
+    let mut s = spec("ttyin", "stty size; read a; echo got $a");
+    s.tty = true;
+    s.env = vec![
+        ("COLUMNS".into(), "132".into()),
+        ("LINES".into(), "50".into()),
+    ];
+    let (handle, mut rx) = start(s);
+    handle
+        .control
+        .send(Control::Input(Bytes::from_static(b"yes\n")))
+        .await
+        .unwrap();
+    let c = collect(&mut rx).await;
+    let out = String::from_utf8(c.stdout).unwrap();
+    assert!(out.contains("50 132"), "{out:?}");
+    assert!(out.contains("got yes"), "{out:?}");
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn tty_eof_is_ctrl_d() {
+    let mut s = spec("ttyeof", "cat >/dev/null; echo finished");
+    s.tty = true;
+    let (handle, mut rx) = start(s);
+    handle.control.send(Control::Eof).await.unwrap();
+    let c = collect(&mut rx).await;
+    let out = String::from_utf8(c.stdout).unwrap();
+    assert!(out.contains("finished"), "{out:?}");
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn missing_cwd_fails_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let mut s = spec("cwd", "true");
+    s.cwd = Some(missing.clone());
+    let c = run(s).await;
+    assert!(!c.started, "no Started when the process did not start");
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::FailedToStart);
+    assert_eq!(
+        exit.detail,
+        format!("working directory {} does not exist", missing.display())
+    );
+}
+
+#[tokio::test]
+async fn cwd_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec("cwdok", "pwd");
+    s.cwd = Some(dir.path().to_path_buf());
+    let c = run(s).await;
+    let canonical = dir.path().canonicalize().unwrap();
+    assert_eq!(
+        String::from_utf8(c.stdout).unwrap().trim_end(),
+        canonical.to_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn missing_shell_fails_to_start() {
+    let mut s = spec("shell", "true");
+    s.shell = "no-such-shell-herd".into();
+    let c = run(s).await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::FailedToStart);
+    assert!(
+        exit.detail.contains("no-such-shell-herd"),
+        "{}",
+        exit.detail
+    );
+}
+
+#[tokio::test]
+async fn env_and_task_id_marker() {
+    let mut s = spec("env", "echo \"$HERD_TASK_ID $FOO\"");
+    s.env = vec![("FOO".into(), "bar baz".into())];
+    let id = s.task_id.clone();
+    let c = run(s).await;
+    assert_eq!(
+        String::from_utf8(c.stdout).unwrap(),
+        format!("{id} bar baz\n")
+    );
+}
+
+#[tokio::test]
+async fn background_process_holding_stdout_does_not_block_exit() {
+    let m = marker(3021);
+    let began = Instant::now();
+    let c = run(spec("bg", &format!("sleep {m} & echo hi"))).await;
+    let took = began.elapsed();
+    kill_all(&format!("sleep {m}"));
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::Exited);
+    assert_eq!(exit.code, Some(0));
+    assert_eq!(String::from_utf8(c.stdout).unwrap(), "hi\n");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert!(exit.detail.contains("cut off"), "{}", exit.detail);
+}
+
+#[tokio::test]
+async fn dropping_events_receiver_kills_task() {
+    let m = marker(3031);
+    let mut s = spec("abandon", &format!("sleep {m}"));
+    s.grace = Duration::from_millis(500);
+    let (_handle, mut rx) = start(s);
+    expect_started(&mut rx).await;
+    assert!(!processes_with(&format!("sleep {m}")).is_empty());
+    drop(rx);
+    let left = wait_gone(&format!("sleep {m}"), Duration::from_secs(3)).await;
+    kill_all(&format!("sleep {m}"));
+    assert!(left.is_empty(), "abandoned task still running: {left:?}");
+}

@@ -1,0 +1,350 @@
+//! The write side: appending records from a committed position, and recovery that makes
+//! the files agree with a committed position after a crash.
+//!
+//! Appends never trust what is on disk beyond `pos`: every write goes to an explicit offset
+//! derived from `pos` (pwrite), and every new tail segment is created truncated. So a retry
+//! from the same `pos` after an uncommitted append (crash, failed DB transaction) simply
+//! overwrites the stale bytes, with or without `recover` in between.
+//!
+//! Retention: the head is frozen once full; the tail rolls to a new segment when the
+//! current one is full and retires the one four back (see `retire` for how that stays
+//! safe for the still-committed position).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::error::IoContext;
+use crate::handles::TaskFiles;
+use crate::layout::{
+    FRAME_HDR, KEEP_SEGMENTS, Limits, MAX_FRAME_DATA, PADDING, SEG_HDR, end_of, oldest_kept,
+    parse_tail_name, seg_path, validate_pos, validate_stream,
+};
+use crate::{OutlogError, OutputPos, Record};
+
+/// Frames are gathered and written in blocks of about this size: large enough that a
+/// stream of small records costs few syscalls, small enough to bound the copy buffer.
+const FLUSH_AT: usize = 1 << 20;
+
+pub(crate) fn append(
+    dir: &Path,
+    limits: Limits,
+    files: &mut TaskFiles,
+    pos: OutputPos,
+    records: &[Record<'_>],
+) -> Result<OutputPos, OutlogError> {
+    validate_pos(pos)?;
+    let mut data_len = 0usize;
+    for r in records {
+        validate_stream(r.stream)?;
+        data_len = data_len.saturating_add(r.data.len());
+    }
+    if data_len == 0 {
+        return Ok(pos);
+    }
+    let (seg, off) = end_of(pos);
+    let mut w = Writer {
+        dir,
+        files,
+        seg,
+        base: off,
+        buf: Vec::with_capacity(data_len.saturating_add(64).min(FLUSH_AT + MAX_FRAME_DATA)),
+    };
+    let result = append_records(&mut w, limits, pos, records);
+    if result.is_err() {
+        // The handle may be mid-roll or for a half-created segment; reopen next time.
+        w.files.open = None;
+    }
+    result
+}
+
+fn append_records(
+    w: &mut Writer<'_>,
+    limits: Limits,
+    pos: OutputPos,
+    records: &[Record<'_>],
+) -> Result<OutputPos, OutlogError> {
+    let mut p = pos;
+    let mut cleaned = false;
+    for r in records {
+        let mut rest = r.data;
+        while !rest.is_empty() {
+            let (used, cap) = if p.tail_seg == 0 {
+                (p.head_len, limits.head_cap)
+            } else {
+                (p.tail_len, limits.seg_cap)
+            };
+            let room = cap.saturating_sub(used);
+            if room > FRAME_HDR {
+                // Split the record's data where the file fills up so files never exceed
+                // their cap; the reader merges adjacent same-stream frames again.
+                let n = rest
+                    .len()
+                    .min(MAX_FRAME_DATA)
+                    .min(usize::try_from(room - FRAME_HDR).unwrap_or(usize::MAX));
+                let (now, later) = rest.split_at(n);
+                w.push_frame(r.stream, now)?;
+                let framed = FRAME_HDR + now.len() as u64;
+                if p.tail_seg == 0 {
+                    p.head_len += framed;
+                } else {
+                    p.tail_len += framed;
+                }
+                p.total += now.len() as u64;
+                rest = later;
+                continue;
+            }
+            // The current file is full: the head is frozen for good, or the tail rolls.
+            let next = p.tail_seg + 1;
+            w.flush()?;
+            if p.tail_seg > 0 {
+                // Cut stale bytes an earlier uncommitted attempt may have left past this
+                // point: readers take a finished segment's length from the file itself.
+                let path = seg_path(w.dir, p.tail_seg);
+                handle(w.dir, w.files, p.tail_seg)?
+                    .set_len(p.tail_len)
+                    .at(&path)?;
+            }
+            w.create_segment(next, p.total)?;
+            p.tail_seg = next;
+            p.tail_len = SEG_HDR;
+            if !cleaned {
+                drop_leftovers(w.dir, pos)?;
+                cleaned = true;
+            }
+            if let Some(victim) = next.checked_sub(KEEP_SEGMENTS).filter(|v| *v > 0) {
+                retire(w.dir, pos, victim)?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(p)
+}
+
+/// Takes segment `victim` out of the kept window after a roll. Until the caller commits
+/// the new position, the committed `pos` still refers to its own window, and a crash now
+/// must leave that window readable with exact accounting. So a victim inside it keeps its
+/// header (the stream offset it started at) and loses only its data, which readers then
+/// report as omitted; the committed current segment is kept whole (appends from `pos`
+/// continue in it). Everything else goes. What is kept here is dropped by the first roll
+/// of a later append (`drop_leftovers`).
+fn retire(dir: &Path, pos: OutputPos, victim: u64) -> Result<(), OutlogError> {
+    let committed = pos.tail_seg > 0 && victim >= oldest_kept(pos.tail_seg);
+    let path = seg_path(dir, victim);
+    if !committed || victim > pos.tail_seg {
+        return remove_if_exists(&path);
+    }
+    if victim == pos.tail_seg {
+        return Ok(());
+    }
+    match OpenOptions::new().write(true).open(&path) {
+        Ok(f) => f.set_len(SEG_HDR).at(&path),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).at(&path),
+    }
+}
+
+/// Removes tail segments older than the committed window (what `retire` kept for an
+/// earlier append's sake, or what a crash mid-roll left behind).
+fn drop_leftovers(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
+    if pos.tail_seg == 0 {
+        return Ok(());
+    }
+    let oldest = oldest_kept(pos.tail_seg);
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).at(dir),
+    };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        if let Some(k) = entry.file_name().to_str().and_then(parse_tail_name)
+            && k < oldest
+        {
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Buffers frames for the file being appended to and writes them at explicit offsets.
+struct Writer<'a> {
+    dir: &'a Path,
+    files: &'a mut TaskFiles,
+    /// Segment the buffer belongs to (0 = head).
+    seg: u64,
+    /// File offset where `buf` goes.
+    base: u64,
+    buf: Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn push_frame(&mut self, stream: u8, data: &[u8]) -> Result<(), OutlogError> {
+        if self.buf.len() + data.len() > FLUSH_AT {
+            self.flush()?;
+        }
+        // Frames are at most MAX_FRAME_DATA bytes, so the length always fits.
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        self.buf.push(stream);
+        self.buf.extend_from_slice(&len.to_le_bytes());
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), OutlogError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let path = seg_path(self.dir, self.seg);
+        let (seg, base) = (self.seg, self.base);
+        handle(self.dir, self.files, seg)?
+            .write_all_at(&self.buf, base)
+            .at(&path)?;
+        self.base += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Starts tail segment `seg` from empty (a stale file from an uncommitted attempt is
+    /// truncated) and queues its header.
+    fn create_segment(&mut self, seg: u64, start: u64) -> Result<(), OutlogError> {
+        debug_assert!(self.buf.is_empty());
+        let path = seg_path(self.dir, seg);
+        let file = open_in_dir(self.dir, &path, true)?;
+        self.files.open = Some((seg, file));
+        self.seg = seg;
+        self.base = 0;
+        self.buf.extend_from_slice(&start.to_le_bytes());
+        Ok(())
+    }
+}
+
+/// The cached handle for `seg`, opening (and creating) the file if the cache holds another
+/// one. Existing contents are kept: writes go to offsets derived from `pos`.
+fn handle<'f>(dir: &Path, files: &'f mut TaskFiles, seg: u64) -> Result<&'f File, OutlogError> {
+    let file = match files.open.take() {
+        Some((s, f)) if s == seg => f,
+        _ => open_in_dir(dir, &seg_path(dir, seg), false)?,
+    };
+    Ok(&files.open.insert((seg, file)).1)
+}
+
+/// Opens `path` for writing, creating the task directory on first use.
+fn open_in_dir(dir: &Path, path: &Path, truncate: bool) -> Result<File, OutlogError> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(truncate)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fs::create_dir_all(dir).at(dir)?;
+            open().at(path)
+        }
+        other => other.at(path),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), OutlogError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other.at(path),
+    }
+}
+
+/// Truncates files longer than the committed `pos`, removes tail segments newer than it
+/// (and ones older than the kept window, e.g. left by a crash mid-roll), and pads files
+/// that came up short (lost writes after a power cut) with zeros, which parse as padding,
+/// so later appends at `pos` offsets stay aligned.
+pub(crate) fn recover(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
+    validate_pos(pos)?;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if pos != OutputPos::default() {
+                tracing::warn!(dir = %dir.display(), ?pos, "output log directory missing for a non-empty committed position");
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e).at(dir),
+    };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some(k) = name.to_str().and_then(parse_tail_name) else {
+            continue;
+        };
+        if pos.tail_seg == 0 || k > pos.tail_seg || k < oldest_kept(pos.tail_seg) {
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    set_len_exact(&seg_path(dir, 0), 0, pos.head_len)?;
+    if pos.tail_seg > 0 {
+        set_len_exact(&seg_path(dir, pos.tail_seg), SEG_HDR, pos.tail_len)?;
+    }
+    Ok(())
+}
+
+/// Sets the file's length to the committed `len`. A file that came up short may end in a
+/// torn frame, which zero padding after it would turn into a valid-looking frame full of
+/// zeros; so it is first cut back to its last whole frame (frames start at `first`).
+fn set_len_exact(path: &Path, first: u64, len: u64) -> Result<(), OutlogError> {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if len > 0 {
+                tracing::warn!(path = %path.display(), len, "committed output file missing; its data is lost");
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e).at(path),
+    };
+    let have = file.metadata().at(path)?.len();
+    if have < len {
+        tracing::warn!(path = %path.display(), have, committed = len, "output file shorter than committed; padding the gap");
+        let whole = whole_frames_end(&file, first, have).at(path)?;
+        file.set_len(whole).at(path)?;
+    }
+    if have != len {
+        file.set_len(len).at(path)?;
+    }
+    Ok(())
+}
+
+/// End of the last complete frame (or padding run) in `file[first..have]`.
+fn whole_frames_end(file: &File, first: u64, have: u64) -> std::io::Result<u64> {
+    if have < first {
+        return Ok(0);
+    }
+    let mut off = first;
+    loop {
+        let mut hdr = [0u8; FRAME_HDR as usize];
+        if off >= have {
+            return Ok(off);
+        }
+        if off + FRAME_HDR > have {
+            // Room for padding bytes only.
+            let mut b = [0u8; 1];
+            file.read_exact_at(&mut b, off)?;
+            if b[0] != PADDING {
+                return Ok(off);
+            }
+            off += 1;
+            continue;
+        }
+        file.read_exact_at(&mut hdr, off)?;
+        if hdr[0] == PADDING {
+            off += 1;
+            continue;
+        }
+        let len = u64::from(u32::from_le_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]));
+        let end = off + FRAME_HDR + len;
+        if !matches!(hdr[0], 1 | 2) || len > MAX_FRAME_DATA as u64 || end > have {
+            return Ok(off);
+        }
+        off = end;
+    }
+}
