@@ -21,7 +21,7 @@ impl Backoff {
     }
 
     /// The next wait: uniform in [ceiling/2, ceiling], ceiling = min(cap, base·2^attempt).
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(1u32 << self.attempt.min(20))
@@ -44,15 +44,15 @@ mod tests {
     #[test]
     fn grows_and_caps() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
-        let first = b.next();
+        let first = b.next_wait();
         assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
         for _ in 0..30 {
-            let d = b.next();
+            let d = b.next_wait();
             assert!(d <= Duration::from_secs(30), "{d:?}");
         }
-        let late = b.next();
+        let late = b.next_wait();
         assert!(late >= Duration::from_secs(15), "{late:?}");
         b.reset();
-        assert!(b.next() <= Duration::from_millis(100));
+        assert!(b.next_wait() <= Duration::from_millis(100));
     }
 }

@@ -137,13 +137,13 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 if started.elapsed() > Duration::from_secs(10) {
                     backoff.reset();
                 }
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 tracing::warn!(server = %identity.server, error = %msg, retry_in = ?wait, "connection to server lost");
                 tokio::time::sleep(wait).await;
             }
             Ok(()) => {
                 backoff.reset();
-                tokio::time::sleep(backoff.next()).await;
+                tokio::time::sleep(backoff.next_wait()).await;
             }
         }
     }
@@ -180,7 +180,7 @@ async fn join(cfg: &AgentConfig, token: &str) -> Result<Identity, AgentError> {
                 });
             }
             Err(e) if e.is_retryable() => {
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 tracing::warn!(server = %cfg.server, error = %e, retry_in = ?wait, "cannot reach server to join");
                 tokio::time::sleep(wait).await;
             }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitReason, OutStream};
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use herd_proto::v1::{self as pb, AgentFrame, TaskEvent, agent_frame, server_frame, task_event};
@@ -276,9 +275,7 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
             }
             Some(server_frame::Kind::Input(i)) => {
                 if !i.data.is_empty() {
-                    shared
-                        .control(&i.task_id, Control::Input(Bytes::from(i.data)))
-                        .await;
+                    shared.control(&i.task_id, Control::Input(i.data)).await;
                 }
                 if i.eof {
                     shared.control(&i.task_id, Control::Eof).await;

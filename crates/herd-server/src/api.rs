@@ -273,11 +273,11 @@ async fn create_run(
     let mut run = run;
     if let Some(mut rx) = rx {
         loop {
-            if let Some(r) = st.store.run(&run_id).await? {
-                if r.finished_at.is_some() {
-                    run = r;
-                    break;
-                }
+            if let Some(r) = st.store.run(&run_id).await?
+                && r.finished_at.is_some()
+            {
+                run = r;
+                break;
             }
             match rx.recv().await {
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

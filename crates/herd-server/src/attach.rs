@@ -169,17 +169,16 @@ async fn watch_inner(
             }
         }
         let all_done = tasks.iter().all(|w| w.announced.is_some() && w.drained);
-        if all_done {
-            if let Ok(Some(run)) = st.store.run(run_id).await {
-                if run.finished_at.is_some() || only.is_some() {
-                    send_text(
-                        sock,
-                        json!({"type":"end","run": run_json(&run, None)}).to_string(),
-                    )
-                    .await?;
-                    return Ok(());
-                }
-            }
+        if all_done
+            && let Ok(Some(run)) = st.store.run(run_id).await
+            && (run.finished_at.is_some() || only.is_some())
+        {
+            send_text(
+                sock,
+                json!({"type":"end","run": run_json(&run, None)}).to_string(),
+            )
+            .await?;
+            return Ok(());
         }
         tokio::select! {
             change = rx.recv() => match change {
@@ -226,12 +225,12 @@ async fn watch_inner(
             },
         }
         // A finished run with nothing new pending still needs its last states sent.
-        if dirty.is_empty() && tasks.iter().any(|w| w.announced.is_none() || !w.drained) {
-            if let Ok(Some(run)) = st.store.run(run_id).await {
-                if run.finished_at.is_some() {
-                    dirty = (0..tasks.len()).collect();
-                }
-            }
+        if dirty.is_empty()
+            && tasks.iter().any(|w| w.announced.is_none() || !w.drained)
+            && let Ok(Some(run)) = st.store.run(run_id).await
+            && run.finished_at.is_some()
+        {
+            dirty = (0..tasks.len()).collect();
         }
     }
 }

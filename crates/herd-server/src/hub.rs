@@ -353,6 +353,14 @@ async fn run_session(
     reconcile(st, &agent, &hello.tasks, tx).await?;
 
     while let Some(frame) = inbound.message().await.map_err(|e| e.to_string())? {
+        // Revoked (hub.disconnect) or replaced by a newer session: end this stream, so the
+        // agent reconnects and is told why.
+        if lock(&st.hub.conns)
+            .get(&agent.id)
+            .is_none_or(|c| c.id != conn_id)
+        {
+            return Err("connection dropped (agent revoked or reconnected)".into());
+        }
         match frame.kind {
             Some(agent_frame::Kind::Heartbeat(hb)) => {
                 let m = hb.metrics.as_ref().map(metrics_json);
@@ -432,16 +440,17 @@ async fn reconcile(
         if finished {
             continue;
         }
-        if let Ok(Some(t)) = st.store.task(task_id).await {
-            if t.state == "cancelled" && t.agent_id == agent.id {
-                let frame = ServerFrame {
-                    kind: Some(server_frame::Kind::Cancel(pb::CancelTask {
-                        task_id: t.id.clone(),
-                        grace_ms: 5000,
-                    })),
-                };
-                tx.send(frame).await.map_err(|_| "agent went away")?;
-            }
+        if let Ok(Some(t)) = st.store.task(task_id).await
+            && t.state == "cancelled"
+            && t.agent_id == agent.id
+        {
+            let frame = ServerFrame {
+                kind: Some(server_frame::Kind::Cancel(pb::CancelTask {
+                    task_id: t.id.clone(),
+                    grace_ms: 5000,
+                })),
+            };
+            tx.send(frame).await.map_err(|_| "agent went away")?;
         }
     }
     Ok(())

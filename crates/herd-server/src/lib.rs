@@ -184,10 +184,10 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             if !cfg.listen.ip().is_unspecified() {
                 sans.push(cfg.listen.ip().to_string());
             }
-            if let Some(u) = &cfg.public_url {
-                if let Some(host) = host_of(u) {
-                    sans.push(host);
-                }
+            if let Some(u) = &cfg.public_url
+                && let Some(host) = host_of(u)
+            {
+                sans.push(host);
             }
             Some(herd_tls::server_tls_generated(&dd.join("tls"), &sans)?)
         }

@@ -26,10 +26,15 @@ pub fn config_path() -> Result<PathBuf> {
 pub fn load() -> Result<ClientConfig> {
     let path = config_path()?;
     let mut cfg = match std::fs::read_to_string(&path) {
-        Ok(s) => toml::from_str(&s).with_context(|| {
-            format!(
-                "config file {} is not valid TOML — fix or remove it",
-                path.display()
+        // toml's own message spans several lines (a source snippet); keep it to one.
+        Ok(s) => toml::from_str(&s).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(0, |r| s[..r.start].matches('\n').count() + 1);
+            anyhow::anyhow!(
+                "config file {} is not valid TOML (line {line}: {}) — fix or remove it",
+                path.display(),
+                e.message().trim().replace('\n', " ")
             )
         })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClientConfig::default(),

@@ -400,15 +400,17 @@ fn summarize(tasks: &[Value]) {
         } else if let Some(s) = t["signal"].as_i64() {
             detail.push_str(&format!("signal {s}"));
         }
-        if let Some(r) = t["reason"].as_str() {
-            if !matches!(r, "exited") {
-                if !detail.is_empty() {
-                    detail.push_str(", ");
-                }
-                detail.push_str(r);
+        if let Some(r) = t["reason"].as_str().filter(|r| *r != "exited") {
+            if !detail.is_empty() {
+                detail.push_str(", ");
             }
+            detail.push_str(r);
         }
-        if let Some(d) = t["detail"].as_str().filter(|d| !d.is_empty()) {
+        // The agent's own words, unless they only repeat the exit code.
+        if let Some(d) = t["detail"]
+            .as_str()
+            .filter(|d| !d.is_empty() && !d.starts_with("exited with code"))
+        {
             detail.push_str(&format!(": {d}"));
         }
         lines.push(vec![

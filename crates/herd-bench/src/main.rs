@@ -1,0 +1,109 @@
+//! `herd-bench`: benchmarks of a release `herd` binary beside a plain-ssh baseline measured
+//! in the same run. `herd-bench spine` covers the spine: round trip of `true`, streaming
+//! 1 GiB of stdout, and the cost of an idle agent. See `bench/spine.sh`.
+
+mod fleet;
+mod spine;
+mod ssh;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "herd-bench", about = "Benchmarks of herd beside plain ssh")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Round trip of `true`, 1 GiB stdout throughput and idle agent cost, beside ssh.
+    Spine(SpineArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct SpineArgs {
+    /// The RELEASE herd binary to measure (default: `herd` next to this binary, else
+    /// $CARGO_TARGET_DIR/release/herd, else the workspace's target/release/herd).
+    #[arg(long)]
+    pub herd: Option<PathBuf>,
+    /// Timed round trips of `true` through the API.
+    #[arg(long, default_value_t = 200)]
+    pub rounds: usize,
+    /// Untimed round trips before the timed ones.
+    #[arg(long, default_value_t = 10)]
+    pub warmups: usize,
+    /// Timed round trips of `ssh ... true` over the multiplexed connection.
+    #[arg(long, default_value_t = 30)]
+    pub ssh_rounds: usize,
+    /// Timed runs of the 1 GiB stream, for herd and for ssh each.
+    #[arg(long, default_value_t = 3)]
+    pub gib_runs: usize,
+    /// Bytes the streaming task writes (default 1 GiB).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub bytes: u64,
+    /// How long to sample the idle agent, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub idle_secs: u64,
+    /// How long the agent must have been idle before sampling starts, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub idle_settle_secs: u64,
+    /// Measure herd only.
+    #[arg(long)]
+    pub skip_ssh: bool,
+    /// Port of the baseline sshd (bench/setup-ssh.sh).
+    #[arg(long, default_value_t = 2222)]
+    pub ssh_port: u16,
+    /// Private key for root on the baseline sshd.
+    #[arg(long, default_value = "/tmp/herd-bench-ssh/id_ed25519")]
+    pub ssh_key: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the temp dir (server data, logs) after the run.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd-bench: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let res: Result<()> = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Spine(a) => {
+                // Dropping the bench future on Ctrl-C kills the server, agent and any
+                // timed child (they are all kill-on-drop).
+                tokio::select! {
+                    r = spine::run(a) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
+        }
+    });
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    if let Err(e) = res {
+        let mut msg = e.to_string();
+        for cause in e.chain().skip(1) {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg = format!("{msg}: {c}");
+            }
+        }
+        eprintln!("herd-bench: {msg}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,172 @@
+//! The spine from a person's point of view: up, run, select, exit codes, timeouts, cancel,
+//! interactive input.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[test]
+fn up_then_run_and_list_from_another_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let mut up = herd()
+        .env("HERD_CONFIG", &config)
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), "config written", || {
+        std::fs::read_to_string(&config)
+            .ok()
+            .filter(|s| s.contains("api_key"))
+    });
+    let cli = || {
+        let mut c = herd();
+        c.env("HERD_CONFIG", &config);
+        c
+    };
+    wait_for(Duration::from_secs(30), "local agent online", || {
+        let o = cli().args(["agents", "--json"]).output().ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        (v[0]["online"] == true).then_some(())
+    });
+    let out = cli()
+        .args(["run", "--all", "--", "uname", "-a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kernel = String::from_utf8(
+        std::process::Command::new("uname")
+            .arg("-a")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(stdout(&out), kernel);
+    let agents = cli().arg("agents").output().unwrap();
+    let text = stdout(&agents);
+    assert!(text.contains("online"), "{text}");
+    let _ = up.kill();
+    let _ = up.wait();
+}
+
+#[test]
+fn selectors_pick_exactly_the_labelled_machines() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let _a = s.agent("web-1", &["role=web"]);
+    let _b = s.agent("web-2", &["role=web"]);
+    let _c = s.agent("db-1", &["role=db"]);
+    s.wait_online(&["web-1", "web-2", "db-1"]);
+
+    let out = s.run(&["run", "-t", "role=web", "--", "echo", "hi"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, vec!["web-1: hi", "web-2: hi"]);
+
+    let out = s.run(&["run", "-t", "web-* & !web-2", "--", "echo", "one"]);
+    assert_eq!(stdout(&out), "one\n", "single machine: no prefix");
+
+    let out = s.run(&["run", "-t", "nosuch", "--", "true"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no machine matches"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn exit_codes_timeouts_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let _a = s.agent("solo", &[]);
+    s.wait_online(&["solo"]);
+
+    let out = s.run(&["run", "--all", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+
+    let started = std::time::Instant::now();
+    let out = s.run(&[
+        "run",
+        "--all",
+        "--timeout",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "sleep 301 & setsid sleep 301 & sleep 301",
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    wait_for(Duration::from_secs(10), "no sleep 301 left", || {
+        no_process_with("sleep 301").then_some(())
+    });
+
+    // Cancel a running task through `herd tasks cancel`.
+    let run = s.json(&[
+        "run",
+        "--all",
+        "--detach",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "sleep 302 & setsid sleep 302 & sleep 302",
+    ]);
+    let task = run["tasks"][0]["id"].as_str().unwrap().to_string();
+    wait_for(Duration::from_secs(10), "task running", || {
+        let v = s.json(&["tasks", "show", &task, "--json"]);
+        (v["state"] == "running").then_some(())
+    });
+    let out = s.run(&["tasks", "cancel", &task]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = wait_for(Duration::from_secs(15), "task cancelled", || {
+        let v = s.json(&["tasks", "show", &task, "--json"]);
+        (v["state"] == "cancelled").then_some(v)
+    });
+    assert_eq!(v["state"], "cancelled");
+    wait_for(Duration::from_secs(10), "no sleep 302 left", || {
+        no_process_with("sleep 302").then_some(())
+    });
+}
+
+#[test]
+fn interactive_stdin_and_tty() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let _a = s.agent("solo", &[]);
+    s.wait_online(&["solo"]);
+
+    let mut child = s
+        .cli()
+        .args([
+            "run",
+            "--all",
+            "-i",
+            "--",
+            "sh",
+            "-c",
+            "read a; echo got $a",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"yes\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "got yes\n");
+
+    let out = s.run(&["run", "--all", "--tty", "--", "tty"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("/dev/pts/"), "{}", stdout(&out));
+}
