@@ -69,10 +69,9 @@ pub async fn channel(url: &str, pin: Option<&str>) -> Result<Channel, ConnectErr
     };
     if url.starts_with("https://") {
         let pin = pin.ok_or_else(|| ConnectError::NoPin(url.to_string()))?;
-        let tls = herd_tls::client_config(
-            &herd_tls::Trust::Pinned(pin.to_string()),
-            &[herd_tls::ALPN_H2],
-        )?;
+        // No ALPN here: hyper-rustls's `enable_http2()` sets "h2" itself and panics
+        // ("ALPN protocols should not be pre-defined") if the config already has some.
+        let tls = herd_tls::client_config(&herd_tls::Trust::Pinned(pin.to_string()), &[])?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

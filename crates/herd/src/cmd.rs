@@ -359,6 +359,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
         }
         TasksCmd::Logs { id, follow } => {
             if follow {
+                let sigint = crate::run::interrupts()?;
                 let ws = c.websocket(&format!("/api/v1/tasks/{id}/attach")).await?;
                 crate::run::follow(
                     ws,
@@ -369,6 +370,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
                         summary: false,
                         run_id: id,
                     },
+                    sigint,
                 )
                 .await?;
                 return Ok(0);

@@ -85,6 +85,8 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         env.insert(k.to_string(), Value::String(v.to_string()));
     }
     let client = Client::from_config(&config::load()?)?;
+    // Catch Ctrl-C before the run exists, so an early one cancels instead of killing us.
+    let sigint = interrupts()?;
     let body = json!({
         "command": shell_command(&a.command),
         "targets": a.targets,
@@ -117,8 +119,14 @@ pub async fn run(a: RunArgs) -> Result<i32> {
             summary: true,
             run_id,
         },
+        sigint,
     )
     .await
+}
+
+pub fn interrupts() -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the Ctrl-C handler")
 }
 
 pub struct FollowOpts {
@@ -208,7 +216,7 @@ impl Drop for RawMode {
     }
 }
 
-pub async fn follow(ws: Ws, o: FollowOpts) -> Result<i32> {
+pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Signal) -> Result<i32> {
     use std::io::IsTerminal;
     let (mut tx, mut rx) = ws.split();
     let mut names: Vec<String> = Vec::new();
@@ -244,8 +252,6 @@ pub async fn follow(ws: Ws, o: FollowOpts) -> Result<i32> {
     }
     let mut stdin_live = o.interactive;
     let mut interrupts = 0u32;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
 
     loop {
         tokio::select! {
@@ -328,7 +334,7 @@ pub async fn follow(ws: Ws, o: FollowOpts) -> Result<i32> {
                     }
                 }
             }
-            _ = &mut ctrl_c => {
+            _ = sigint.recv() => {
                 interrupts += 1;
                 if interrupts > 1 {
                     eprintln!("herd: interrupted again; leaving the run {} to finish being cancelled on the server", o.run_id);
@@ -336,7 +342,6 @@ pub async fn follow(ws: Ws, o: FollowOpts) -> Result<i32> {
                 }
                 eprintln!("herd: cancelling (Ctrl-C again to stop waiting)");
                 tx.send(Message::Text(json!({"type":"cancel"}).to_string().into())).await.ok();
-                ctrl_c.set(tokio::signal::ctrl_c());
             }
         }
     }

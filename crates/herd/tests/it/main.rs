@@ -1,4 +1,5 @@
 //! End-to-end tests: real `herd` server, agent and CLI processes.
+#![allow(clippy::unwrap_used)]
 
 mod errors;
 mod harness;

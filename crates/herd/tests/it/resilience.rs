@@ -276,6 +276,7 @@ fn agent_cut_off_loses_nothing() {
     if v["out_total"].as_u64() != Some(total) {
         eprintln!("agent log:\n{}", tail(&agent.log(), 4000));
     }
+    eprintln!("AGENTLOG\n{}", agent.log());
     check_result(&s, &task, &v);
     drop(agent);
 }

@@ -170,3 +170,89 @@ fn interactive_stdin_and_tty() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("/dev/pts/"), "{}", stdout(&out));
 }
+
+#[test]
+fn ctrl_c_cancels_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let _a = s.agent("solo", &[]);
+    s.wait_online(&["solo"]);
+    let child = s
+        .cli()
+        .args(["run", "--all", "--", "sh", "-c", "echo started; sleep 303"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Wait until the command runs, then interrupt the CLI as a terminal's Ctrl-C would.
+    wait_for(Duration::from_secs(15), "sleep 303 running", || {
+        (!no_process_with("sleep 303")).then_some(())
+    });
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stdout(&out).contains("started"));
+    wait_for(Duration::from_secs(10), "no sleep 303 left", || {
+        no_process_with("sleep 303").then_some(())
+    });
+    let runs = s.json(&["runs", "ls", "--json"]);
+    assert_eq!(runs[0]["state"], "cancelled", "{runs}");
+}
+
+#[test]
+fn task_of_an_agent_that_never_returns_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), "127.0.0.1:0", &["--lost-after", "2s"]);
+    let mut a = s.agent("gone", &[]);
+    s.wait_online(&["gone"]);
+    let run = s.json(&["run", "--all", "--detach", "--json", "--", "sleep", "304"]);
+    let task = run["tasks"][0]["id"].as_str().unwrap().to_string();
+    wait_for(Duration::from_secs(10), "task running", || {
+        (s.json(&["tasks", "show", &task, "--json"])["state"] == "running").then_some(())
+    });
+    a.kill();
+    let v = wait_for(Duration::from_secs(30), "task lost", || {
+        let v = s.json(&["tasks", "show", &task, "--json"]);
+        (v["state"] == "lost").then_some(v)
+    });
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did not come back"),
+        "{v}"
+    );
+    let out = s.run(&["runs", "show", run["id"].as_str().unwrap(), "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["state"], "failed");
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 304"])
+        .status();
+}
+
+#[test]
+fn logs_follow_streams_until_the_task_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let _a = s.agent("solo", &[]);
+    s.wait_online(&["solo"]);
+    let run = s.json(&[
+        "run",
+        "--all",
+        "--detach",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.3; done; echo oops >&2",
+    ]);
+    let task = run["tasks"][0]["id"].as_str().unwrap().to_string();
+    let out = s.run(&["tasks", "logs", &task, "-f"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "line 1\nline 2\nline 3\n");
+    assert_eq!(stderr(&out), "oops\n");
+    // The stored log holds both streams.
+    let out = s.run(&["tasks", "logs", &task]);
+    assert_eq!(stdout(&out), "line 1\nline 2\nline 3\noops\n");
+}
