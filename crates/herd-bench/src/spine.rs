@@ -41,6 +41,9 @@ struct StreamRun {
     agent_cpu_s: Option<f64>,
     /// Average cores busy on the whole machine during the run.
     machine_busy_cores: f64,
+    /// Bytes the herd CLI reported as omitted (`[herd: N bytes of … omitted …]`): output it
+    /// never received because it fell behind the server's stored-output cap.
+    omitted_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -331,6 +334,13 @@ async fn timed_stream(
         _ => (None, None),
     };
     let dt = total1 - total0;
+    let omitted_bytes = omitted(&String::from_utf8_lossy(&out.stderr));
+    if omitted_bytes > 0 {
+        eprintln!(
+            "herd-bench: warning: {what} received only {} of {bytes} bytes ({omitted_bytes} omitted over the stored-output cap)",
+            bytes.saturating_sub(omitted_bytes)
+        );
+    }
     Ok(StreamRun {
         secs,
         mb_per_s: mb(bytes) / secs,
@@ -342,7 +352,18 @@ async fn timed_stream(
         } else {
             0.0
         },
+        omitted_bytes,
     })
+}
+
+/// Sum of N over the CLI's `[herd: N bytes of NAME's output omitted: …]` lines.
+fn omitted(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[herd: "))
+        .filter(|l| l.contains("omitted"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// out_total of the newest run's task, to check the stream delivered every byte.
@@ -607,6 +628,13 @@ fn markdown(a: &SpineArgs, env: &Value, rtt: &RoundTrip, tp: &Throughput, idle: 
             r.agent_cpu_s.unwrap_or(f64::NAN),
             r.machine_busy_cores,
         ));
+        if r.omitted_bytes > 0 {
+            m.push_str(&format!(
+                "  - **not a full stream**: the CLI fell behind and {} bytes were omitted (over the stored-output cap); it received {} bytes\n",
+                r.omitted_bytes,
+                tp.bytes.saturating_sub(r.omitted_bytes)
+            ));
+        }
     }
     for r in &tp.ssh_runs {
         m.push_str(&format!(

@@ -31,6 +31,9 @@ pub struct Hub {
     active: Mutex<HashMap<String, ActiveTask>>,
     /// StartTask send times, for the dispatch latency histogram.
     sent_at: Mutex<HashMap<String, Instant>>,
+    /// One persist at a time per agent: an old session revived after a partition and the new
+    /// one may both deliver the same events.
+    persist_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     next_conn: std::sync::atomic::AtomicU64,
 }
 
@@ -38,6 +41,8 @@ pub struct Hub {
 struct Conn {
     id: u64,
     tx: mpsc::Sender<ServerFrame>,
+    /// Tells the session to end (replaced by a newer one, or the agent was revoked).
+    stop: Arc<tokio::sync::Notify>,
 }
 
 /// What the persist path keeps of a task between batches.
@@ -90,7 +95,16 @@ impl Hub {
 
     /// Drops the connection of a revoked agent.
     pub fn disconnect(&self, agent_id: &str) {
-        lock(&self.conns).remove(agent_id);
+        if let Some(c) = lock(&self.conns).remove(agent_id) {
+            c.stop.notify_one();
+        }
+    }
+
+    fn persist_lock(&self, agent_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.persist_locks)
+            .entry(agent_id.to_string())
+            .or_default()
+            .clone()
     }
 }
 
@@ -257,12 +271,18 @@ impl AgentHub for HubService {
             let mut conns = lock(&st.hub.conns);
             if conns.get(&agent_id).is_some_and(|c| c.id == conn_id) {
                 conns.remove(&agent_id);
-                drop(conns);
-                lock(&st.hub.gone_since).insert(agent_id, Instant::now());
-                st.metrics
-                    .agents_connected
-                    .set(st.hub.online_count() as i64);
             }
+            // Gone unless a newer session of the same agent took over.
+            let gone = !conns.contains_key(&agent_id);
+            drop(conns);
+            if gone {
+                lock(&st.hub.gone_since)
+                    .entry(agent_id)
+                    .or_insert_with(Instant::now);
+            }
+            st.metrics
+                .agents_connected
+                .set(st.hub.online_count() as i64);
         });
         let out = ReceiverStream::new(rx).map(Ok);
         Ok(Response::new(Box::pin(out)))
@@ -332,13 +352,18 @@ async fn run_session(
         .await
         .map_err(|e| e.to_string())?;
     // Register; a newer session replaces an older one of the same agent.
-    lock(&st.hub.conns).insert(
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let old = lock(&st.hub.conns).insert(
         agent.id.clone(),
         Conn {
             id: conn_id,
             tx: tx.clone(),
+            stop: stop.clone(),
         },
     );
+    if let Some(old) = old {
+        old.stop.notify_one();
+    }
     lock(&st.hub.gone_since).remove(&agent.id);
     st.metrics
         .agents_connected
@@ -352,7 +377,16 @@ async fn run_session(
     tx.send(welcome).await.map_err(|_| "agent went away")?;
     reconcile(st, &agent, &hello.tasks, tx).await?;
 
-    while let Some(frame) = inbound.message().await.map_err(|e| e.to_string())? {
+    loop {
+        let frame = tokio::select! {
+            f = inbound.message() => match f.map_err(|e| e.to_string())? {
+                Some(f) => f,
+                None => break,
+            },
+            _ = stop.notified() => {
+                return Err("connection dropped (agent revoked or reconnected)".into());
+            }
+        };
         // Revoked (hub.disconnect) or replaced by a newer session: end this stream, so the
         // agent reconnects and is told why.
         if lock(&st.hub.conns)
@@ -372,6 +406,8 @@ async fn run_session(
             Some(agent_frame::Kind::Events(batch)) => {
                 // Exactly one Acks frame per batch, even an empty one: the agent counts them
                 // to size its window of batches in flight.
+                let guard = st.hub.persist_lock(&agent.id);
+                let _held = guard.lock().await;
                 let acks = persist(st, &agent.id, batch)
                     .await
                     .map_err(|e| e.to_string())?;

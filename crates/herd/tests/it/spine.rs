@@ -186,8 +186,10 @@ fn ctrl_c_cancels_the_run() {
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     // Wait until the command runs, then interrupt the CLI as a terminal's Ctrl-C would.
-    wait_for(Duration::from_secs(15), "sleep 303 running", || {
-        (!no_process_with("sleep 303")).then_some(())
+    // (The CLI's own command line mentions `sleep 303`, so ask the server instead of ps.)
+    wait_for(Duration::from_secs(15), "task running", || {
+        let v = s.json(&["tasks", "ls", "--json"]);
+        (v[0]["state"] == "running").then_some(())
     });
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
