@@ -31,12 +31,8 @@ pub(crate) const MIN_CAP: u64 = 1024;
 pub(crate) const PADDING: u8 = 0;
 
 pub(crate) fn validate_task_id(id: &str) -> Result<(), OutlogError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    // Ids come from the network and name files: the one rule of herd-core.
+    if herd_core::is_valid_id(id) {
         Ok(())
     } else {
         Err(OutlogError::InvalidTaskId(id.to_owned()))

@@ -43,7 +43,6 @@ const MAX_READ_CURSORS: usize = 64;
 /// Without a segment deletion or catching up, persist `acked` at most every this many
 /// events; a lagging value only costs a bounded replay.
 const ACK_PERSIST_EVERY: u64 = 4096;
-const MAX_TASK_ID_LEN: usize = 128;
 const READ_BUF_BYTES: usize = 64 << 10;
 const SCAN_BUF_BYTES: usize = 1 << 20;
 const ACKED_FILE: &str = "acked";
@@ -673,12 +672,8 @@ impl TaskState {
 }
 
 fn validate_task_id(id: &str) -> Result<(), SpoolError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_TASK_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    // Ids come from the network and name files: the one rule of herd-core.
+    if herd_core::is_valid_id(id) {
         Ok(())
     } else {
         Err(SpoolError::InvalidTaskId(id.to_owned()))
