@@ -28,7 +28,7 @@ use crate::State;
 use crate::api::{find_task, run_json};
 use crate::auth::Actor;
 use crate::error::{Result, ServerError};
-use crate::live::Change;
+use crate::live::{Change, LiveChunk};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -70,10 +70,21 @@ pub async fn attach_task(
 
 struct Watched {
     task: TaskRow,
+    /// Output bytes delivered (an omitted stretch counts as delivered).
+    sent: u64,
+    /// Where reading the output log resumes, and the output offset it corresponds to.
     cursor: Cursor,
-    /// Output fully sent up to the task's committed position.
-    drained: bool,
+    cursor_at: u64,
+    /// The task's output size right after the tap was set: what the tap delivers starts at
+    /// or before it, so the log is read only below it (unless the tap was dropped).
+    live_from: Option<u64>,
     announced: Option<String>,
+}
+
+impl Watched {
+    fn drained(&self) -> bool {
+        self.sent >= self.task.out_total.max(0) as u64
+    }
 }
 
 async fn watch(
@@ -97,6 +108,19 @@ async fn watch(
     let _ = sock.send(Message::Close(None)).await;
     drop(rx);
     st.live.release(&run_id);
+}
+
+/// Untaps when the watcher ends, however it ends.
+struct TapGuard<'a> {
+    st: &'a State,
+    tasks: Vec<String>,
+    id: u64,
+}
+
+impl Drop for TapGuard<'_> {
+    fn drop(&mut self) {
+        self.st.live.untap(&self.tasks, self.id);
+    }
 }
 
 async fn watch_inner(
@@ -124,8 +148,10 @@ async fn watch_inner(
         .filter(|t| only.as_deref().is_none_or(|o| o == t.id))
         .map(|t| Watched {
             task: t,
+            sent: 0,
             cursor: Cursor::default(),
-            drained: false,
+            cursor_at: 0,
+            live_from: None,
             announced: None,
         })
         .collect();
@@ -140,20 +166,50 @@ async fn watch_inner(
         "tasks": tasks.iter().map(|w| &w.task).collect::<Vec<_>>(),
     });
     send_text(sock, hello.to_string()).await?;
+
+    // Tap first, then read what was persisted before: an overlap is dropped by offset.
+    let (tap_tx, mut tap_rx) = tokio::sync::mpsc::channel::<LiveChunk>(256);
+    let tap = if q.no_output {
+        None
+    } else {
+        let ids: Vec<String> = tasks.iter().map(|w| w.task.id.clone()).collect();
+        let id = st.live.tap(&ids, tap_tx);
+        Some(TapGuard { st, tasks: ids, id })
+    };
+    // A run held for its watcher starts now that the tap is in place.
+    crate::dispatch::start_queued(st, run_id).await;
     if q.from_end || q.no_output {
         for w in tasks.iter_mut() {
-            w.cursor = skip_to_end(st, &w.task).await;
+            w.sent = w.task.out_total.max(0) as u64;
         }
     }
     let mut dirty: Vec<usize> = (0..tasks.len()).collect();
     let mut stdin_open = true;
     loop {
         for i in std::mem::take(&mut dirty) {
+            // Chunks already queued for us come first: they save reading the log.
+            while let Ok(c) = tap_rx.try_recv() {
+                deliver_live(st, sock, &mut tasks, &index, c, q.no_output).await?;
+            }
             let Some(w) = tasks.get_mut(i) else { continue };
             if let Ok(Some(t)) = st.store.task(&w.task.id).await {
                 w.task = t;
             }
-            pump_output(st, sock, i, w, q.no_output).await?;
+            if w.live_from.is_none() {
+                w.live_from = Some(w.task.out_total.max(0) as u64);
+            }
+            if !q.no_output {
+                let tapped = tap
+                    .as_ref()
+                    .is_some_and(|g| st.live.has_tap(&w.task.id, g.id));
+                let limit = match (tapped, w.live_from) {
+                    (true, Some(from)) => from,
+                    _ => u64::MAX,
+                };
+                catch_up(st, sock, i, w, limit).await?;
+            } else {
+                w.sent = w.task.out_total.max(0) as u64;
+            }
             let state = w.task.state.clone();
             let terminal = state
                 .parse::<TaskState>()
@@ -168,7 +224,7 @@ async fn watch_inner(
                 .await?;
             }
         }
-        let all_done = tasks.iter().all(|w| w.announced.is_some() && w.drained);
+        let all_done = tasks.iter().all(|w| w.announced.is_some() && w.drained());
         if all_done
             && let Ok(Some(run)) = st.store.run(run_id).await
             && (run.finished_at.is_some() || only.is_some())
@@ -181,6 +237,11 @@ async fn watch_inner(
             return Ok(());
         }
         tokio::select! {
+            chunk = tap_rx.recv(), if !q.no_output => {
+                if let Some(c) = chunk {
+                    deliver_live(st, sock, &mut tasks, &index, c, q.no_output).await?;
+                }
+            }
             change = rx.recv() => match change {
                 Ok(Change::Task(id)) => {
                     if let Some(&i) = index.get(&id) {
@@ -226,7 +287,7 @@ async fn watch_inner(
         }
         // A finished run with nothing new pending still needs its last states sent.
         if dirty.is_empty()
-            && tasks.iter().any(|w| w.announced.is_none() || !w.drained)
+            && tasks.iter().any(|w| w.announced.is_none() || !w.drained())
             && let Ok(Some(run)) = st.store.run(run_id).await
             && run.finished_at.is_some()
         {
@@ -235,27 +296,62 @@ async fn watch_inner(
     }
 }
 
-async fn skip_to_end(st: &Arc<State>, task: &TaskRow) -> Cursor {
-    // Read forward without sending; the output log's cursor is opaque.
-    let mut cursor = Cursor::default();
-    loop {
-        let (ol, id, pos) = (st.outlog.clone(), task.id.clone(), task.output_pos());
-        match tokio::task::spawn_blocking(move || ol.read(&id, pos, cursor, 8 << 20)).await {
-            Ok(Ok((chunks, next))) if !chunks.is_empty() => cursor = next,
-            _ => return cursor,
+/// Sends the part of a live chunk the watcher has not had yet. A gap (the watcher lost its
+/// tap for a while) is filled from the output log first.
+async fn deliver_live(
+    st: &Arc<State>,
+    sock: &mut WebSocket,
+    tasks: &mut [Watched],
+    index: &HashMap<String, usize>,
+    c: LiveChunk,
+    no_output: bool,
+) -> std::result::Result<(), String> {
+    let Some(&i) = index.get(c.task_id.as_ref()) else {
+        return Ok(());
+    };
+    let Some(w) = tasks.get_mut(i) else {
+        return Ok(());
+    };
+    let end = c.offset + c.data.len() as u64;
+    if no_output || end <= w.sent {
+        return Ok(());
+    }
+    if c.offset > w.sent {
+        // Persisted before it was pushed, so the log has it.
+        if let Ok(Some(t)) = st.store.task(&w.task.id).await {
+            w.task = t;
+        }
+        catch_up(st, sock, i, w, c.offset).await?;
+        if end <= w.sent {
+            return Ok(());
         }
     }
+    let skip = (w.sent.saturating_sub(c.offset)) as usize;
+    send_data(sock, i, c.stream, &c.data[skip.min(c.data.len())..]).await?;
+    w.sent = end;
+    Ok(())
 }
 
-async fn pump_output(
+/// Reads the output log from what the watcher has up to `limit` (at most the task's
+/// committed position).
+async fn catch_up(
     st: &Arc<State>,
     sock: &mut WebSocket,
     index: usize,
     w: &mut Watched,
-    no_output: bool,
+    limit: u64,
 ) -> std::result::Result<(), String> {
     let pos = w.task.output_pos();
-    loop {
+    let limit = limit.min(pos.total);
+    if w.sent >= limit {
+        return Ok(());
+    }
+    // Live delivery may have moved `sent` past the log cursor: skip forward, not resend.
+    if w.cursor_at > w.sent {
+        w.cursor = Cursor::default();
+        w.cursor_at = 0;
+    }
+    while w.sent < limit {
         let (ol, id, cursor) = (st.outlog.clone(), w.task.id.clone(), w.cursor);
         let (chunks, next) =
             tokio::task::spawn_blocking(move || ol.read(&id, pos, cursor, 1 << 20))
@@ -263,35 +359,67 @@ async fn pump_output(
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
         if chunks.is_empty() {
-            w.drained = true;
             return Ok(());
         }
         w.cursor = next;
-        if no_output {
-            continue;
-        }
         for c in chunks {
-            match c {
-                Chunk::Data { stream, data } => {
-                    let mut b = BytesMut::with_capacity(6 + data.len());
-                    b.put_u8(1);
-                    b.put_u32(index as u32);
-                    b.put_u8(stream);
-                    b.put_slice(&data);
-                    sock.send(Message::Binary(b.freeze()))
-                        .await
-                        .map_err(|e| e.to_string())?;
+            if w.sent >= limit {
+                // The rest of this read arrives live; re-read it if ever needed.
+                w.cursor = Cursor::default();
+                w.cursor_at = 0;
+                return Ok(());
+            }
+            let (len, data) = match &c {
+                Chunk::Data { data, .. } => (data.len() as u64, Some(data)),
+                Chunk::Omitted { bytes } => (*bytes, None),
+            };
+            let start = w.cursor_at;
+            w.cursor_at += len;
+            if w.cursor_at <= w.sent {
+                continue;
+            }
+            let skip = w.sent.saturating_sub(start) as usize;
+            let take = (w.cursor_at.min(limit) - start) as usize;
+            match (&c, data) {
+                (Chunk::Data { stream, .. }, Some(d)) => {
+                    let d = &d[..take.min(d.len())];
+                    send_data(sock, index, *stream, &d[skip.min(d.len())..]).await?;
+                    w.sent = start + d.len() as u64;
+                    continue;
                 }
-                Chunk::Omitted { bytes } => {
+                (Chunk::Omitted { bytes }, _) => {
                     send_text(
                         sock,
-                        json!({"type":"omitted","index": index, "bytes": bytes}).to_string(),
+                        json!({"type":"omitted","index": index, "bytes": bytes - skip as u64})
+                            .to_string(),
                     )
                     .await?;
                 }
+                _ => {}
             }
+            w.sent = w.cursor_at;
         }
     }
+    Ok(())
+}
+
+async fn send_data(
+    sock: &mut WebSocket,
+    index: usize,
+    stream: u8,
+    data: &[u8],
+) -> std::result::Result<(), String> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let mut b = BytesMut::with_capacity(6 + data.len());
+    b.put_u8(1);
+    b.put_u32(index as u32);
+    b.put_u8(stream);
+    b.put_slice(data);
+    sock.send(Message::Binary(b.freeze()))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn forward_input(st: &Arc<State>, tasks: &[Watched], data: Bytes, eof: bool) {

@@ -36,6 +36,8 @@ pub struct RunRequest {
     pub targets: Vec<String>,
     /// Every machine.
     pub all: bool,
+    /// Hold the tasks until a watcher attaches (or 30 s pass), so it sees every byte live.
+    pub start_on_attach: bool,
     #[serde(flatten)]
     pub spec: RunSpec,
 }
@@ -139,10 +141,10 @@ pub async fn create_run(
             id: herd_core::new_id(),
             agent_id: a.id.clone(),
             agent_name: a.name.clone(),
-            state: if online {
-                TaskState::Dispatched
-            } else {
-                TaskState::Lost
+            state: match (online, req.start_on_attach) {
+                (false, _) => TaskState::Lost,
+                (true, true) => TaskState::Queued,
+                (true, false) => TaskState::Dispatched,
             }
             .as_str()
             .to_string(),
@@ -172,7 +174,14 @@ pub async fn create_run(
                 .to_string(),
         )
         .await;
-    let mut any_open = false;
+    let mut any_open = tasks.iter().any(|t| t.state == "queued");
+    if any_open {
+        let (st2, run_id) = (st.clone(), run.id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            start_queued(&st2, &run_id).await;
+        });
+    }
     for t in &tasks {
         if t.state != "dispatched" {
             continue;
@@ -190,6 +199,26 @@ pub async fn create_run(
         finish_run_if_done(st, &run.id).await;
     }
     Ok(run)
+}
+
+/// Sends the run's queued tasks to their agents (once: the queued → dispatched step is the
+/// claim). Called when a watcher has attached, or when the wait for one ran out.
+pub async fn start_queued(st: &Arc<State>, run_id: &str) {
+    let Ok(tasks) = st.store.tasks_of_run(run_id).await else {
+        return;
+    };
+    for t in tasks.iter().filter(|t| t.state == "queued") {
+        if !st.hub.is_online(&t.agent_id) {
+            continue;
+        }
+        let Some(frame) = start_frame(st, t).await else {
+            continue;
+        };
+        if let Ok(true) = st.store.mark_dispatched(&t.id, now_ms()).await {
+            st.hub.note_sent(&t.id);
+            st.hub.send(&t.agent_id, frame).await;
+        }
+    }
 }
 
 fn start_frame_for(task_id: &str, command: &str, spec: &RunSpec) -> ServerFrame {

@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::State;
-use crate::live::Change;
+use crate::live::{Change, LiveChunk};
 
 /// Connected agents and the tasks whose events are being persisted.
 #[derive(Default)]
@@ -445,6 +445,8 @@ async fn reconcile(
             continue;
         }
         match task.state.as_str() {
+            // Held for a watcher that has not attached yet: its timer starts it.
+            "queued" if now_ms() - task.created_at < 30_000 => {}
             "queued" | "dispatched" => {
                 if let Some(frame) = crate::dispatch::start_frame(st, &task).await {
                     st.store
@@ -664,6 +666,27 @@ async fn persist(
         });
         if p.active.run_id.is_empty() || p.progress.seq == p.active.seq {
             continue;
+        }
+        // Watchers get the output now, before the ack: a slow watcher slows the agent's
+        // stream (its spool absorbs the rest) instead of losing output.
+        if !p.records.is_empty() && st.live.is_tapped(&p.task_id) {
+            let task: Arc<str> = Arc::from(p.task_id.as_str());
+            let mut offset = p.active.pos.total;
+            let chunks: Vec<LiveChunk> = p
+                .records
+                .iter()
+                .map(|(stream, data)| {
+                    let c = LiveChunk {
+                        task_id: task.clone(),
+                        offset,
+                        stream: *stream,
+                        data: data.clone(),
+                    };
+                    offset += data.len() as u64;
+                    c
+                })
+                .collect();
+            st.live.publish(&p.task_id, &chunks).await;
         }
         let bytes: u64 = p.records.iter().map(|(_, d)| d.len() as u64).sum();
         st.metrics.output_bytes.inc_by(bytes);

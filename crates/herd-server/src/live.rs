@@ -1,11 +1,24 @@
-//! Change notifications for people watching runs: a broadcast per watched run that carries
-//! "this task changed" (new output persisted, new state) and "the run finished". Watchers read
-//! the actual data from the store; a watcher that lags re-reads everything, so nothing is lost.
+//! Live output and change notifications for people watching runs.
+//!
+//! Two channels per watcher:
+//! - a **tap**: the output chunks of the tasks it watches, pushed right after they are
+//!   persisted, each with its offset in the task's output. Pushing waits while the watcher is
+//!   busy (backpressure up to the agent, whose spool absorbs the rest); a watcher stuck longer
+//!   than `TAP_STALL` loses its tap and reads on from the output log instead.
+//! - a broadcast per run of "this task changed" / "the run finished"; watchers re-read the
+//!   task row. A watcher that lags re-reads everything, so nothing is lost.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use tokio::sync::broadcast;
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc};
+
+/// How long a persist may wait for one watcher before that watcher falls back to the log.
+const TAP_STALL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -13,32 +26,106 @@ pub enum Change {
     Run,
 }
 
+/// A piece of a task's output, as persisted.
+#[derive(Debug, Clone)]
+pub struct LiveChunk {
+    pub task_id: Arc<str>,
+    /// Offset of `data`'s first byte in the task's output (stdout and stderr together).
+    pub offset: u64,
+    pub stream: u8,
+    pub data: Bytes,
+}
+
+#[derive(Clone)]
+struct Tap {
+    id: u64,
+    tx: mpsc::Sender<LiveChunk>,
+}
+
 #[derive(Default)]
 pub struct Live {
     runs: Mutex<HashMap<String, broadcast::Sender<Change>>>,
+    taps: Mutex<HashMap<String, Vec<Tap>>>,
+    next_tap: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Live {
     pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<Change> {
-        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        runs.entry(run_id.to_string())
+        lock(&self.runs)
+            .entry(run_id.to_string())
             .or_insert_with(|| broadcast::channel(1024).0)
             .subscribe()
     }
 
     /// Cheap when nobody watches the run: one map lookup.
     pub fn notify(&self, run_id: &str, change: Change) {
-        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = runs.get(run_id) {
+        if let Some(tx) = lock(&self.runs).get(run_id) {
             let _ = tx.send(change);
         }
     }
 
     /// Called by a watcher when it stops; forgets the run once nobody watches it.
     pub fn release(&self, run_id: &str) {
-        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut runs = lock(&self.runs);
         if runs.get(run_id).is_some_and(|tx| tx.receiver_count() == 0) {
             runs.remove(run_id);
+        }
+    }
+
+    /// Taps the output of `tasks` into `tx`; returns the tap's id for `untap`.
+    pub fn tap(&self, tasks: &[String], tx: mpsc::Sender<LiveChunk>) -> u64 {
+        let id = self.next_tap.fetch_add(1, Ordering::Relaxed);
+        let mut taps = lock(&self.taps);
+        for t in tasks {
+            taps.entry(t.clone())
+                .or_default()
+                .push(Tap { id, tx: tx.clone() });
+        }
+        id
+    }
+
+    pub fn untap(&self, tasks: &[String], id: u64) {
+        let mut taps = lock(&self.taps);
+        for t in tasks {
+            if let Some(v) = taps.get_mut(t) {
+                v.retain(|tap| tap.id != id);
+                if v.is_empty() {
+                    taps.remove(t);
+                }
+            }
+        }
+    }
+
+    /// Whether tap `id` still receives `task_id`'s output (it is dropped if it stalls).
+    pub fn has_tap(&self, task_id: &str, id: u64) -> bool {
+        lock(&self.taps)
+            .get(task_id)
+            .is_some_and(|v| v.iter().any(|t| t.id == id))
+    }
+
+    pub fn is_tapped(&self, task_id: &str) -> bool {
+        lock(&self.taps).contains_key(task_id)
+    }
+
+    /// Pushes persisted output to the task's watchers, waiting for slow ones up to
+    /// `TAP_STALL` each; a watcher that does not keep up (or is gone) is untapped.
+    pub async fn publish(&self, task_id: &str, chunks: &[LiveChunk]) {
+        let taps = match lock(&self.taps).get(task_id) {
+            Some(v) => v.clone(),
+            None => return,
+        };
+        for tap in taps {
+            for c in chunks {
+                let sent = tokio::time::timeout(TAP_STALL, tap.tx.send(c.clone())).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    self.untap(&[task_id.to_string()], tap.id);
+                    break;
+                }
+            }
         }
     }
 }

@@ -433,15 +433,16 @@ impl Store {
             .collect()
     }
 
-    pub async fn mark_dispatched(&self, id: &str, at: i64) -> Result<()> {
-        sqlx::query(
+    /// Claims a queued task for sending; false if it was not queued (any more).
+    pub async fn mark_dispatched(&self, id: &str, at: i64) -> Result<bool> {
+        let r = sqlx::query(
             "UPDATE tasks SET state = 'dispatched', dispatched_at = ? WHERE id = ? AND state = 'queued'",
         )
         .bind(at)
         .bind(id)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     /// Ends a task that has not finished (cancelled before start, lost...). Returns whether

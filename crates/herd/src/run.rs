@@ -91,6 +91,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         "command": shell_command(&a.command),
         "targets": a.targets,
         "all": a.all,
+        "start_on_attach": !a.detach,
         "timeout_ms": a.timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
         "interactive": a.interactive,
         "tty": a.tty,

@@ -258,3 +258,47 @@ fn logs_follow_streams_until_the_task_ends() {
     let out = s.run(&["tasks", "logs", &task]);
     assert_eq!(stdout(&out), "line 1\nline 2\nline 3\noops\n");
 }
+
+#[test]
+fn live_output_is_complete_beyond_the_storage_cap_even_for_a_slow_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), "127.0.0.1:0", &["--output-cap", "1048576"]);
+    let _a = s.agent("solo", &[]);
+    s.wait_online(&["solo"]);
+    let expected = std::process::Command::new("seq")
+        .args(["1", "3000000"])
+        .output()
+        .unwrap()
+        .stdout;
+    let child = s
+        .cli()
+        .args(["run", "--all", "--", "seq", "1", "3000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Do not read for a while: the stream must wait for us, not drop what we missed.
+    std::thread::sleep(Duration::from_secs(3));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("omitted"), "{}", stderr(&out));
+    assert_eq!(out.stdout.len(), expected.len());
+    assert!(
+        out.stdout == expected,
+        "live output differs from the command's output"
+    );
+
+    // The stored copy is capped: head and tail kept, the cut marked.
+    let tasks = s.json(&["tasks", "ls", "--json"]);
+    let task = tasks[0]["id"].as_str().unwrap();
+    let logs = s.run(&["tasks", "logs", task]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.starts_with("1\n2\n3\n"));
+    assert!(text.ends_with("2999999\n3000000\n"));
+    assert!(text.contains("bytes of output omitted"), "no cut marker");
+    assert!(
+        logs.stdout.len() < 2 * 1024 * 1024,
+        "stored {} bytes",
+        logs.stdout.len()
+    );
+}
