@@ -3,6 +3,7 @@
 //! acks). Tasks outlive sessions; only the stream is per session.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::{AgentConfig, Identity, VERSION, connect};
 /// Batches of events sent but not yet acknowledged.
 const WINDOW: usize = 8;
 const BATCH_BYTES: usize = 1024 * 1024;
+/// Heartbeats in a row that return freed memory to the system once the agent is idle.
+const IDLE_TRIMS: u32 = 4;
 
 pub enum SessionEnd {
     Fatal(String),
@@ -30,6 +33,8 @@ pub struct Shared {
     /// Signalled when events are appended.
     appended: Notify,
     running: Mutex<HashMap<String, ExecHandle>>,
+    /// Counts appended batches; the heartbeat returns freed memory once after activity.
+    activity: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -42,6 +47,7 @@ impl Shared {
             outbox: Mutex::new(outbox),
             appended: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            activity: AtomicU64::new(0),
         }
     }
 
@@ -68,7 +74,7 @@ impl Shared {
                             .into(),
                     })),
                 };
-                if let Err(e) = ob.append(&ev) {
+                if let Err(e) = ob.append(ev) {
                     tracing::warn!(task = %t.task_id, error = %e, "cannot record abandoned task");
                 }
             }
@@ -157,14 +163,17 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
         let sh = shared.clone();
         let res = tokio::task::spawn_blocking(move || {
             let mut ob = lock(&sh.outbox);
-            for ev in &batch {
+            for ev in batch {
                 ob.append(ev)?;
             }
             Ok::<_, herd_spool::SpoolError>(())
         })
         .await;
         match res {
-            Ok(Ok(())) => shared.appended.notify_one(),
+            Ok(Ok(())) => {
+                shared.activity.fetch_add(1, Ordering::Relaxed);
+                shared.appended.notify_one();
+            }
             Ok(Err(e)) => {
                 // Disk full or similar: the events are not recorded, so the task cannot be
                 // reported faithfully. End it rather than lose output silently.
@@ -250,7 +259,7 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
 
     let window = Arc::new(Semaphore::new(WINDOW));
     let sender = tokio::spawn(send_events(shared.clone(), out_tx.clone(), window.clone()));
-    let heartbeat = tokio::spawn(heartbeats(out_tx.clone()));
+    let heartbeat = tokio::spawn(heartbeats(shared.clone(), out_tx.clone()));
     let result = loop {
         let frame = match inbound.message().await {
             Ok(Some(f)) => f,
@@ -335,14 +344,37 @@ async fn send_events(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, window:
     }
 }
 
-async fn heartbeats(out: mpsc::Sender<AgentFrame>) {
+async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>) {
     let sampler = Arc::new(Mutex::new(herd_facts::MetricsSampler::new()));
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // (activity seen, idle heartbeats since it that trimmed)
+    let mut trims = (u64::MAX, 0u32);
     loop {
         tick.tick().await;
+        // Once idle after activity (no task running, nothing held for an acknowledgement),
+        // hand the memory that streaming output used back to the system. A few heartbeats
+        // in a row, since buffers of the connection and of exiting blocking threads are
+        // freed a little later; then nothing until the next activity.
+        let activity = shared.activity.load(Ordering::Relaxed);
+        if trims.0 != activity {
+            trims = (activity, 0);
+        }
+        let trim = trims.1 < IDLE_TRIMS
+            && lock(&shared.running).is_empty()
+            && lock(&shared.outbox).holds_nothing_in_memory();
+        if trim {
+            trims.1 += 1;
+        }
         let s = sampler.clone();
-        let Ok(metrics) = tokio::task::spawn_blocking(move || lock(&s).sample()).await else {
+        let Ok(metrics) = tokio::task::spawn_blocking(move || {
+            if trim {
+                crate::release_free_memory();
+            }
+            lock(&s).sample()
+        })
+        .await
+        else {
             return;
         };
         let frame = AgentFrame {

@@ -10,7 +10,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -19,6 +19,8 @@ use crate::{ExecEvent, OutStream};
 
 /// Largest payload of one Output event, and the read buffer size.
 pub(crate) const CHUNK: usize = 64 * 1024;
+/// Below this much spare capacity (with nothing pending) a fresh buffer is taken.
+const MIN_READ: usize = 4 * 1024;
 /// How long pending data may wait for more before it is emitted.
 pub(crate) const LINGER: Duration = Duration::from_millis(5);
 
@@ -47,35 +49,44 @@ pub(crate) async fn pump<R>(
 where
     R: AsyncRead + Unpin,
 {
+    // Output is read straight into `pending`'s spare capacity and handed out with
+    // `split().freeze()`: one copy (from the kernel), none in user space. Consecutive events
+    // share one allocation until its capacity is used up, so a small event flushed by the
+    // linger does not pin a whole fresh chunk on its own.
     let mut pending = BytesMut::with_capacity(CHUNK);
-    let mut scratch = vec![0u8; CHUNK];
     // Set when `pending` goes from empty to non-empty: bounds the latency of
     // the first byte rather than sliding with every read, so a steady trickle
     // still gets emitted every LINGER.
     let mut flush_at: Option<Instant> = None;
 
     loop {
-        let room = CHUNK - pending.len();
-        let read = tokio::select! {
+        if pending.is_empty() && pending.capacity() < MIN_READ {
+            // What is left of the current allocation is too small to read into
+            // usefully; the events already frozen keep the old one alive.
+            pending.reserve(CHUNK);
+        }
+        let room = (CHUNK - pending.len()).min(pending.capacity() - pending.len());
+        let mut dst = (&mut pending).limit(room);
+        let step = tokio::select! {
             biased;
             // Stopping wins over reading: the caller decided the stream is done.
-            () = stopped(&mut stop) => {
-                return finish(&mut pending, stream, &events, PumpEnd::Stopped).await;
-            }
-            _ = sleep_until_opt(flush_at) => {
+            () = stopped(&mut stop) => Step::Stop,
+            _ = sleep_until_opt(flush_at) => Step::Flush,
+            read = reader.read_buf(&mut dst) => Step::Read(read),
+        };
+        match step {
+            Step::Stop => return finish(&mut pending, stream, &events, PumpEnd::Stopped).await,
+            Step::Flush => {
                 if !emit(&mut pending, stream, &events).await {
                     return PumpEnd::Abandoned;
                 }
                 flush_at = None;
-                continue;
             }
-            read = reader.read(&mut scratch[..room]) => read,
-        };
-        match read {
-            Ok(0) => return finish(&mut pending, stream, &events, PumpEnd::Eof).await,
-            Ok(n) => {
-                pending.extend_from_slice(&scratch[..n]);
-                if pending.len() >= CHUNK {
+            Step::Read(Ok(0)) => {
+                return finish(&mut pending, stream, &events, PumpEnd::Eof).await;
+            }
+            Step::Read(Ok(_)) => {
+                if pending.len() >= CHUNK || pending.len() == pending.capacity() {
                     if !emit(&mut pending, stream, &events).await {
                         return PumpEnd::Abandoned;
                     }
@@ -84,10 +95,19 @@ where
                     flush_at = Some(Instant::now() + LINGER);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return finish(&mut pending, stream, &events, PumpEnd::Failed(e)).await,
+            Step::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Step::Read(Err(e)) => {
+                return finish(&mut pending, stream, &events, PumpEnd::Failed(e)).await;
+            }
         }
     }
+}
+
+/// What woke the pump.
+enum Step {
+    Stop,
+    Flush,
+    Read(io::Result<usize>),
 }
 
 /// Resolves once `stop` is true (or its sender is gone).
@@ -117,10 +137,8 @@ async fn emit(pending: &mut BytesMut, stream: OutStream, events: &mpsc::Sender<E
     if pending.is_empty() {
         return true;
     }
+    // `pending` keeps the rest of the allocation; the pump reads on into it.
     let data = pending.split().freeze();
-    // `split` left `pending` without capacity; get a full chunk back so the
-    // next reads do not reallocate piecemeal.
-    pending.reserve(CHUNK);
     events
         .send(ExecEvent::Output { stream, data })
         .await
@@ -181,5 +199,35 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         drop(w);
+    }
+
+    #[tokio::test]
+    async fn bulk_output_is_chunked_and_intact() {
+        let (mut w, r) = tokio::io::duplex(256 * 1024);
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx));
+        let expected: Vec<u8> = (0..3 * CHUNK + 1234).map(|i| (i % 251) as u8).collect();
+        let data = expected.clone();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // Uneven writes, with a pause so the linger flushes a partial chunk.
+            w.write_all(&data[..10]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for part in data[10..].chunks(7000) {
+                w.write_all(part).await.unwrap();
+            }
+        });
+        let mut all = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            let ExecEvent::Output { data, .. } = ev else {
+                panic!("unexpected {ev:?}")
+            };
+            assert!(!data.is_empty() && data.len() <= CHUNK, "{}", data.len());
+            all.extend_from_slice(&data);
+        }
+        writer.await.unwrap();
+        assert!(matches!(pump.await.unwrap(), PumpEnd::Eof));
+        assert_eq!(all, expected);
     }
 }

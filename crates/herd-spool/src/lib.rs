@@ -465,8 +465,12 @@ impl TaskState {
             .append(true)
             .open(&path)
             .map_err(SpoolError::io(&path))?;
-        // A leftover file of this name can only hold events we no longer account for.
-        file.set_len(0).map_err(SpoolError::io(&path))?;
+        // A leftover file of this name can only hold events we no longer account for. Truncate
+        // only then: on ext4 a truncate to zero makes close() write the file back, which
+        // would push every segment to disk just before it is deleted.
+        if file.metadata().map_err(SpoolError::io(&path))?.len() > 0 {
+            file.set_len(0).map_err(SpoolError::io(&path))?;
+        }
         self.segments.insert(seq, 0);
         self.writer = Some(file);
         Ok(seq)
