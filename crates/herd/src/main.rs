@@ -159,10 +159,13 @@ fn main() {
     let cli = Cli::parse();
     // One TLS crypto provider for every client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // An agent idles for days: one thread (plus the blocking pool for disk and /proc work)
+    // keeps its footprint small. Everything else gets the multi-threaded runtime.
+    let mut builder = match cli.cmd {
+        Command::Agent(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("herd: cannot start the async runtime: {e}");
