@@ -168,7 +168,7 @@ async fn watch_inner(
     send_text(sock, hello.to_string()).await?;
 
     // Tap first, then read what was persisted before: an overlap is dropped by offset.
-    let (tap_tx, mut tap_rx) = tokio::sync::mpsc::channel::<LiveChunk>(256);
+    let (tap_tx, mut tap_rx) = tokio::sync::mpsc::channel::<LiveChunk>(16);
     let tap = if q.no_output {
         None
     } else {
@@ -312,7 +312,7 @@ async fn deliver_live(
     let Some(w) = tasks.get_mut(i) else {
         return Ok(());
     };
-    let end = c.offset + c.data.len() as u64;
+    let end = c.offset + c.len();
     if no_output || end <= w.sent {
         return Ok(());
     }
@@ -326,8 +326,34 @@ async fn deliver_live(
             return Ok(());
         }
     }
-    let skip = (w.sent.saturating_sub(c.offset)) as usize;
-    send_data(sock, i, c.stream, &c.data[skip.min(c.data.len())..]).await?;
+    // One frame per run of the same stream, starting where the watcher is.
+    let mut at = c.offset;
+    let mut frame: Option<(u8, BytesMut)> = None;
+    for (stream, data) in c.parts.iter() {
+        let part_end = at + data.len() as u64;
+        if part_end > w.sent {
+            let skip = w.sent.saturating_sub(at) as usize;
+            let piece = &data[skip.min(data.len())..];
+            match &mut frame {
+                Some((s, buf)) if s == stream => buf.put_slice(piece),
+                _ => {
+                    if let Some((_, buf)) = frame.take() {
+                        send_frame(sock, buf).await?;
+                    }
+                    let mut buf = BytesMut::with_capacity(c.len() as usize + 6);
+                    buf.put_u8(1);
+                    buf.put_u32(i as u32);
+                    buf.put_u8(*stream);
+                    buf.put_slice(piece);
+                    frame = Some((*stream, buf));
+                }
+            }
+        }
+        at = part_end;
+    }
+    if let Some((_, buf)) = frame {
+        send_frame(sock, buf).await?;
+    }
     w.sent = end;
     Ok(())
 }
@@ -401,6 +427,16 @@ async fn catch_up(
         }
     }
     Ok(())
+}
+
+/// Sends a binary frame whose header (`[1][u32 index][u8 stream]`) is already in `frame`.
+async fn send_frame(sock: &mut WebSocket, frame: BytesMut) -> std::result::Result<(), String> {
+    if frame.len() <= 6 {
+        return Ok(());
+    }
+    sock.send(Message::Binary(frame.freeze()))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn send_data(

@@ -670,23 +670,12 @@ async fn persist(
         // Watchers get the output now, before the ack: a slow watcher slows the agent's
         // stream (its spool absorbs the rest) instead of losing output.
         if !p.records.is_empty() && st.live.is_tapped(&p.task_id) {
-            let task: Arc<str> = Arc::from(p.task_id.as_str());
-            let mut offset = p.active.pos.total;
-            let chunks: Vec<LiveChunk> = p
-                .records
-                .iter()
-                .map(|(stream, data)| {
-                    let c = LiveChunk {
-                        task_id: task.clone(),
-                        offset,
-                        stream: *stream,
-                        data: data.clone(),
-                    };
-                    offset += data.len() as u64;
-                    c
-                })
-                .collect();
-            st.live.publish(&p.task_id, &chunks).await;
+            let chunk = LiveChunk {
+                task_id: Arc::from(p.task_id.as_str()),
+                offset: p.active.pos.total,
+                parts: p.records.iter().cloned().collect(),
+            };
+            st.live.publish(&p.task_id, chunk).await;
         }
         let bytes: u64 = p.records.iter().map(|(_, d)| d.len() as u64).sum();
         st.metrics.output_bytes.inc_by(bytes);

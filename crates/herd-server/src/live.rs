@@ -26,14 +26,21 @@ pub enum Change {
     Run,
 }
 
-/// A piece of a task's output, as persisted.
+/// A task's output from one persisted batch: one message per batch, not per chunk, so a
+/// watcher wakes (and writes) once per batch.
 #[derive(Debug, Clone)]
 pub struct LiveChunk {
     pub task_id: Arc<str>,
-    /// Offset of `data`'s first byte in the task's output (stdout and stderr together).
+    /// Offset of the first part's first byte in the task's output (stdout and stderr together).
     pub offset: u64,
-    pub stream: u8,
-    pub data: Bytes,
+    /// (stream, data) in order.
+    pub parts: Arc<[(u8, Bytes)]>,
+}
+
+impl LiveChunk {
+    pub fn len(&self) -> u64 {
+        self.parts.iter().map(|(_, d)| d.len() as u64).sum()
+    }
 }
 
 #[derive(Clone)]
@@ -113,18 +120,15 @@ impl Live {
 
     /// Pushes persisted output to the task's watchers, waiting for slow ones up to
     /// `TAP_STALL` each; a watcher that does not keep up (or is gone) is untapped.
-    pub async fn publish(&self, task_id: &str, chunks: &[LiveChunk]) {
+    pub async fn publish(&self, task_id: &str, chunk: LiveChunk) {
         let taps = match lock(&self.taps).get(task_id) {
             Some(v) => v.clone(),
             None => return,
         };
         for tap in taps {
-            for c in chunks {
-                let sent = tokio::time::timeout(TAP_STALL, tap.tx.send(c.clone())).await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    self.untap(&[task_id.to_string()], tap.id);
-                    break;
-                }
+            let sent = tokio::time::timeout(TAP_STALL, tap.tx.send(chunk.clone())).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                self.untap(&[task_id.to_string()], tap.id);
             }
         }
     }
