@@ -562,7 +562,11 @@ async fn persist(
                             pos: OutputPos::default(),
                         },
                         records: Vec::new(),
-                        progress: TaskProgress::default(),
+                        progress: TaskProgress {
+                            task_id: ev.task_id.clone(),
+                            seq: ev.seq,
+                            ..Default::default()
+                        },
                     },
                 );
                 continue;
