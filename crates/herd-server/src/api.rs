@@ -35,7 +35,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/agents/{agent}", get(get_agent))
         .route("/api/v1/agents/{agent}/labels", post(label_agent))
         .route("/api/v1/agents/{agent}/revoke", post(revoke_agent))
-        .route("/api/v1/tokens", post(create_token))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/runs", get(list_runs).post(create_run))
         .route("/api/v1/runs/{id}", get(get_run))
@@ -208,6 +208,23 @@ async fn create_token(
         "ca_sha256": st.ca_fingerprint,
         "join_command": cmd,
     })))
+}
+
+/// Join tokens without their secrets (shown only when created).
+async fn list_tokens(_: Actor, AxState(st): St) -> Result<Json<Value>> {
+    let now = now_ms();
+    let rows = st.store.join_tokens().await?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|t| {
+                json!({
+                    "id": t.id, "created_at": t.created_at, "created_by": t.created_by,
+                    "expires_at": t.expires_at, "uses_left": t.uses_left,
+                    "usable": t.uses_left > 0 && t.expires_at > now,
+                })
+            })
+            .collect(),
+    )))
 }
 
 #[derive(Deserialize, Default)]

@@ -56,7 +56,7 @@ pub fn document() -> Value {
             "/api/v1/agents/{agent}": {"parameters": id_param("agent"), "get": op("One agent by name or id", "agents")},
             "/api/v1/agents/{agent}/labels": {"parameters": id_param("agent"), "post": with_body(op("Set and remove labels", "agents"), json!({"type":"object","properties":{"set":{"type":"object"},"remove":{"type":"array","items":{"type":"string"}}}}))},
             "/api/v1/agents/{agent}/revoke": {"parameters": id_param("agent"), "post": op("Revoke an agent's credential", "agents")},
-            "/api/v1/tokens": {"post": with_body(op("Create a join token; answers with the `herd agent` command to run", "tokens"), json!({"type":"object","properties":{"ttl_secs":{"type":"integer"},"uses":{"type":"integer"}}}))},
+            "/api/v1/tokens": {"get": op("Join tokens (without secrets): uses left, expiry", "tokens"), "post": with_body(op("Create a join token; answers with the `herd agent` command to run", "tokens"), json!({"type":"object","properties":{"ttl_secs":{"type":"integer"},"uses":{"type":"integer"}}}))},
             "/api/v1/keys": {"get": op("List API keys", "keys"), "post": with_body(op("Create an API key (shown once)", "keys"), json!({"type":"object","properties":{"name":{"type":"string"}}}))},
             "/api/v1/runs": {
                 "get": op("Recent runs", "runs"),

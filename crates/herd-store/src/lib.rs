@@ -266,6 +266,14 @@ impl Store {
         .await?)
     }
 
+    pub async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens ORDER BY created_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Takes one use of a token if it has one left and has not expired; false otherwise.
     pub async fn use_join_token(&self, id: &str, now: i64) -> Result<bool> {
         let r = sqlx::query(

@@ -162,10 +162,48 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
+    /// List join tokens: uses left and expiry (secrets are never shown again).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn token(cmd: TokenCmd) -> Result<i32> {
-    let TokenCmd::Create { ttl, uses, json } = cmd;
+    let (ttl, uses, json) = match cmd {
+        TokenCmd::Create { ttl, uses, json } => (ttl, uses, json),
+        TokenCmd::Ls { json } => {
+            let v = client()?.get("/api/v1/tokens").await?;
+            if json {
+                return print_json(&v);
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    vec![
+                        s(&t["id"]),
+                        s(&t["uses_left"]),
+                        time(t["expires_at"].as_i64()),
+                        if t["usable"].as_bool() == Some(true) {
+                            "usable"
+                        } else {
+                            "spent"
+                        }
+                        .into(),
+                        s(&t["created_by"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render(&["ID", "USES LEFT", "EXPIRES", "STATUS", "BY"], &rows)
+            );
+            return Ok(0);
+        }
+    };
     if uses < 1 {
         bail!("--uses must be at least 1");
     }

@@ -302,3 +302,24 @@ fn live_output_is_complete_beyond_the_storage_cap_even_for_a_slow_reader() {
         logs.stdout.len()
     );
 }
+
+#[test]
+fn join_tokens_are_listed_without_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let created = s.json(&["token", "create", "--uses", "2", "--json"]);
+    let secret = created["token"].as_str().unwrap().to_string();
+    assert!(created["join_command"].as_str().unwrap().contains(&secret));
+    let listed = s.json(&["token", "ls", "--json"]);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == created["id"])
+        .expect("token listed");
+    assert_eq!(entry["uses_left"], 2);
+    assert_eq!(entry["usable"], true);
+    let text = listed.to_string();
+    assert!(!text.contains(&secret), "secret leaked: {text}");
+    assert!(!text.contains("hash"), "hash leaked: {text}");
+}
