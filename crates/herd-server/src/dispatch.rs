@@ -246,6 +246,7 @@ pub async fn start_frame(st: &State, task: &TaskRow) -> Option<ServerFrame> {
 
 /// Called whenever a task reaches a final state.
 pub async fn task_ended(st: &Arc<State>, run_id: &str, task_id: &str) {
+    st.hub.forget_task(task_id);
     st.live.notify(run_id, Change::Task(task_id.to_string()));
     finish_run_if_done(st, run_id).await;
 }

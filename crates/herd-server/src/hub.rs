@@ -89,6 +89,12 @@ impl Hub {
         }
     }
 
+    /// Drops what the hub keeps of a task once it has ended, however it ended.
+    pub fn forget_task(&self, task_id: &str) {
+        lock(&self.active).remove(task_id);
+        lock(&self.sent_at).remove(task_id);
+    }
+
     pub fn note_sent(&self, task_id: &str) {
         lock(&self.sent_at).insert(task_id.to_string(), Instant::now());
     }
@@ -685,7 +691,6 @@ async fn persist(
         st.metrics.output_bytes.inc_by(bytes);
         st.metrics.events.inc_by(p.progress.seq - p.active.seq);
         if p.progress.exited.is_some() {
-            lock(&st.hub.active).remove(&p.task_id);
             st.live
                 .notify(&p.active.run_id, Change::Task(p.task_id.clone()));
             crate::dispatch::task_ended(st, &p.active.run_id, &p.task_id).await;

@@ -28,6 +28,13 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// One table row per element of a JSON array.
+fn rows_of(v: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    v.as_array()
+        .map(|a| a.iter().map(row).collect())
+        .unwrap_or_default()
+}
+
 fn labels(v: &Value) -> String {
     match v.as_object() {
         Some(m) if !m.is_empty() => m
@@ -71,32 +78,26 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
             if a.json {
                 return print_json(&v);
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| a.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|a| {
-                    let os = format!(
-                        "{} {}",
-                        a["facts"]["os"].as_str().unwrap_or(""),
-                        a["facts"]["os_version"].as_str().unwrap_or("")
-                    );
-                    vec![
-                        s(&a["name"]),
-                        s(&a["id"]),
-                        if a["online"].as_bool() == Some(true) {
-                            "online"
-                        } else {
-                            "offline"
-                        }
-                        .into(),
-                        os.trim().to_string(),
-                        labels(&a["labels"]),
-                        ago(a["last_seen"].as_i64()),
-                    ]
-                })
-                .collect();
+            let rows = rows_of(&v, |a| {
+                let os = format!(
+                    "{} {}",
+                    a["facts"]["os"].as_str().unwrap_or(""),
+                    a["facts"]["os_version"].as_str().unwrap_or("")
+                );
+                vec![
+                    s(&a["name"]),
+                    s(&a["id"]),
+                    if a["online"].as_bool() == Some(true) {
+                        "online"
+                    } else {
+                        "offline"
+                    }
+                    .into(),
+                    os.trim().to_string(),
+                    labels(&a["labels"]),
+                    ago(a["last_seen"].as_i64()),
+                ]
+            });
             print!(
                 "{}",
                 render(
@@ -177,26 +178,20 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
             if json {
                 return print_json(&v);
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| a.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|t| {
-                    vec![
-                        s(&t["id"]),
-                        s(&t["uses_left"]),
-                        time(t["expires_at"].as_i64()),
-                        if t["usable"].as_bool() == Some(true) {
-                            "usable"
-                        } else {
-                            "spent"
-                        }
-                        .into(),
-                        s(&t["created_by"]),
-                    ]
-                })
-                .collect();
+            let rows = rows_of(&v, |t| {
+                vec![
+                    s(&t["id"]),
+                    s(&t["uses_left"]),
+                    time(t["expires_at"].as_i64()),
+                    if t["usable"].as_bool() == Some(true) {
+                        "usable"
+                    } else {
+                        "spent"
+                    }
+                    .into(),
+                    s(&t["created_by"]),
+                ]
+            });
             print!(
                 "{}",
                 render(&["ID", "USES LEFT", "EXPIRES", "STATUS", "BY"], &rows)
@@ -271,22 +266,16 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
             if json {
                 return print_json(&v);
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| a.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|r| {
-                    vec![
-                        s(&r["id"]),
-                        s(&r["state"]),
-                        time(r["created_at"].as_i64()),
-                        s(&r["created_by"]),
-                        s(&r["selector"]),
-                        s(&r["command"]),
-                    ]
-                })
-                .collect();
+            let rows = rows_of(&v, |r| {
+                vec![
+                    s(&r["id"]),
+                    s(&r["state"]),
+                    time(r["created_at"].as_i64()),
+                    s(&r["created_by"]),
+                    s(&r["selector"]),
+                    s(&r["command"]),
+                ]
+            });
             print!(
                 "{}",
                 render(
@@ -461,26 +450,20 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
             if json {
                 return print_json(&v);
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| a.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|k| {
-                    vec![
-                        s(&k["id"]),
-                        s(&k["name"]),
-                        s(&k["role"]),
-                        time(k["created_at"].as_i64()),
-                        if k["revoked_at"].is_null() {
-                            "active"
-                        } else {
-                            "revoked"
-                        }
-                        .into(),
-                    ]
-                })
-                .collect();
+            let rows = rows_of(&v, |k| {
+                vec![
+                    s(&k["id"]),
+                    s(&k["name"]),
+                    s(&k["role"]),
+                    time(k["created_at"].as_i64()),
+                    if k["revoked_at"].is_null() {
+                        "active"
+                    } else {
+                        "revoked"
+                    }
+                    .into(),
+                ]
+            });
             print!(
                 "{}",
                 render(&["ID", "NAME", "ROLE", "CREATED", "STATUS"], &rows)
@@ -505,24 +488,18 @@ pub async fn audit(a: AuditArgs) -> Result<i32> {
     if a.json {
         return print_json(&v);
     }
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|e| {
-            vec![
-                time(e["at"].as_i64()),
-                s(&e["actor"]),
-                s(&e["action"]),
-                s(&e["target"]),
-                match &e["detail"] {
-                    Value::Object(m) if m.is_empty() => String::new(),
-                    d => d.to_string(),
-                },
-            ]
-        })
-        .collect();
+    let rows = rows_of(&v, |e| {
+        vec![
+            time(e["at"].as_i64()),
+            s(&e["actor"]),
+            s(&e["action"]),
+            s(&e["target"]),
+            match &e["detail"] {
+                Value::Object(m) if m.is_empty() => String::new(),
+                d => d.to_string(),
+            },
+        ]
+    });
     print!(
         "{}",
         render(&["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"], &rows)
