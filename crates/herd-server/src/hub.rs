@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use herd_proto::v1::agent_hub_server::{AgentHub, AgentHubServer};
 use herd_proto::v1::{
     self as pb, AgentFrame, JoinRequest, JoinResponse, ServerFrame, agent_frame, server_frame,
@@ -409,14 +409,45 @@ async fn run_session(
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            Some(agent_frame::Kind::Events(batch)) => {
-                // Exactly one Acks frame per batch, even an empty one: the agent counts them
-                // to size its window of batches in flight.
+            Some(agent_frame::Kind::Events(mut batch)) => {
+                // Batches already waiting are persisted together (one pass over the output
+                // log, one transaction): a server that falls behind catches up in bigger steps.
+                let mut batches = 1usize;
+                while batch.events.len() < 4096 {
+                    match inbound.message().now_or_never() {
+                        Some(Ok(Some(AgentFrame {
+                            kind: Some(agent_frame::Kind::Events(more)),
+                        }))) => {
+                            batch.events.extend(more.events);
+                            batches += 1;
+                        }
+                        Some(Ok(Some(AgentFrame {
+                            kind: Some(agent_frame::Kind::Heartbeat(hb)),
+                        }))) => {
+                            let m = hb.metrics.as_ref().map(metrics_json);
+                            st.store
+                                .agent_seen(&agent.id, m.as_deref(), now_ms())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Some(Ok(Some(_))) => {}
+                        Some(Ok(None)) | None => break,
+                        Some(Err(e)) => return Err(e.to_string()),
+                    }
+                }
                 let guard = st.hub.persist_lock(&agent.id);
                 let _held = guard.lock().await;
                 let acks = persist(st, &agent.id, batch)
                     .await
                     .map_err(|e| e.to_string())?;
+                // Exactly one Acks frame per batch received, even an empty one: the agent
+                // counts them to size its window of batches in flight.
+                for _ in 1..batches {
+                    let empty = ServerFrame {
+                        kind: Some(server_frame::Kind::Acks(pb::Acks { acks: Vec::new() })),
+                    };
+                    tx.send(empty).await.map_err(|_| "agent went away")?;
+                }
                 let frame = ServerFrame {
                     kind: Some(server_frame::Kind::Acks(pb::Acks { acks })),
                 };
