@@ -17,8 +17,8 @@ use crate::outbox::Outbox;
 use crate::{AgentConfig, Identity, VERSION, connect};
 
 /// Batches of events sent but not yet acknowledged.
-const WINDOW: usize = 8;
-const BATCH_BYTES: usize = 1024 * 1024;
+const WINDOW: usize = 16;
+const BATCH_BYTES: usize = 512 * 1024;
 /// Heartbeats in a row that return freed memory to the system once the agent is idle.
 const IDLE_TRIMS: u32 = 4;
 
