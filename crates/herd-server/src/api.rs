@@ -279,7 +279,7 @@ async fn create_run(
     // Subscribe before dispatching so a fast task cannot finish unseen.
     let rx = q.wait.then(|| st.live.subscribe(&run_id));
     let res = dispatch::create_run(&st, &actor.name, req, run_id.clone()).await;
-    let run = match res {
+    let mut run = match res {
         Ok(r) => r,
         Err(e) => {
             drop(rx);
@@ -287,7 +287,6 @@ async fn create_run(
             return Err(e);
         }
     };
-    let mut run = run;
     if let Some(mut rx) = rx {
         loop {
             if let Some(r) = st.store.run(&run_id).await?
@@ -315,7 +314,7 @@ async fn list_runs(_: Actor, AxState(st): St, Query(q): Query<Limit>) -> Result<
     )))
 }
 
-async fn find_run(st: &State, id: &str) -> Result<RunRow> {
+pub async fn find_run(st: &State, id: &str) -> Result<RunRow> {
     st.store
         .run(id)
         .await?

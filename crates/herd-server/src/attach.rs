@@ -25,9 +25,9 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::State;
-use crate::api::{find_task, run_json};
+use crate::api::{find_run, find_task, run_json};
 use crate::auth::Actor;
-use crate::error::{Result, ServerError};
+use crate::error::Result;
 use crate::live::{Change, LiveChunk};
 
 #[derive(Deserialize, Default)]
@@ -46,10 +46,7 @@ pub async fn attach_run(
     Query(q): Query<AttachQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response> {
-    let run =
-        st.store.run(&id).await?.ok_or_else(|| {
-            ServerError::NotFound(format!("run {id} not found — see `herd runs ls`"))
-        })?;
+    let run = find_run(&st, &id).await?;
     Ok(ws
         .max_message_size(16 << 20)
         .on_upgrade(move |sock| watch(st, actor, run.id, None, q, sock)))

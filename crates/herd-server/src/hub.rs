@@ -320,6 +320,14 @@ fn facts_json(f: &pb::Facts) -> String {
     .to_string()
 }
 
+async fn record_heartbeat(st: &State, agent_id: &str, hb: &pb::Heartbeat) -> Result<(), String> {
+    let m = hb.metrics.as_ref().map(metrics_json);
+    st.store
+        .agent_seen(agent_id, m.as_deref(), now_ms())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn metrics_json(m: &pb::Metrics) -> String {
     serde_json::json!({
         "cpu_percent": m.cpu_percent,
@@ -402,13 +410,7 @@ async fn run_session(
             return Err("connection dropped (agent revoked or reconnected)".into());
         }
         match frame.kind {
-            Some(agent_frame::Kind::Heartbeat(hb)) => {
-                let m = hb.metrics.as_ref().map(metrics_json);
-                st.store
-                    .agent_seen(&agent.id, m.as_deref(), now_ms())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            Some(agent_frame::Kind::Heartbeat(hb)) => record_heartbeat(st, &agent.id, &hb).await?,
             Some(agent_frame::Kind::Events(mut batch)) => {
                 // Batches already waiting are persisted together (one pass over the output
                 // log, one transaction): a server that falls behind catches up in bigger steps.
@@ -423,13 +425,7 @@ async fn run_session(
                         }
                         Some(Ok(Some(AgentFrame {
                             kind: Some(agent_frame::Kind::Heartbeat(hb)),
-                        }))) => {
-                            let m = hb.metrics.as_ref().map(metrics_json);
-                            st.store
-                                .agent_seen(&agent.id, m.as_deref(), now_ms())
-                                .await
-                                .map_err(|e| e.to_string())?;
-                        }
+                        }))) => record_heartbeat(st, &agent.id, &hb).await?,
                         Some(Ok(Some(_))) => {}
                         Some(Ok(None)) | None => break,
                         Some(Err(e)) => return Err(e.to_string()),
