@@ -1,6 +1,7 @@
 //! herd-core: the domain types and pure logic shared by server, agent and CLI.
 //!
-//! Owns target selectors, duration parsing/formatting, task and run states with
+//! Owns target selectors (and their evaluation over an index), fan-out limits, duration
+//! parsing/formatting, task and run states with
 //! their exit-code mapping, id generation/validation and label parsing. Nothing
 //! in this crate performs I/O (no filesystem, network or async runtime); the only
 //! side effect anywhere is reading the clock in [`new_id`].
@@ -10,6 +11,7 @@ pub mod duration;
 pub mod glob;
 pub mod ids;
 pub mod labels;
+pub mod limit;
 pub mod selector;
 pub mod state;
 
@@ -17,7 +19,8 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};
 pub use labels::{LabelError, parse_label, parse_label_edit};
-pub use selector::{Selector, SelectorError, Target};
+pub use limit::{Limit, LimitError};
+pub use selector::{Selector, SelectorError, Target, TargetIndex};
 pub use state::{
     ExitKind, ParseStateError, RunState, TaskState, cli_exit_code, run_state, task_state_for_exit,
 };

@@ -38,6 +38,21 @@ pub trait Target {
     fn attr(&self, key: &str) -> Option<&str>;
 }
 
+/// Lookups a fleet's index answers so that [`Selector::select`] need not visit every
+/// target for the common selectors (`role=web`, `web-1`, and ANDs with one of them).
+/// Target ids are the index's own small integers.
+pub trait TargetIndex {
+    /// Every target id, ascending.
+    fn all(&self) -> Vec<u32>;
+    /// Ids of the targets whose `key` (label, else fact) is exactly `value`, ascending;
+    /// `None` when this key is not indexed (then targets are visited).
+    fn with_attr(&self, key: &str, value: &str) -> Option<Vec<u32>>;
+    /// The id of the target with exactly this name.
+    fn named(&self, name: &str) -> Option<u32>;
+    /// The target behind an id from this index.
+    fn target(&self, id: u32) -> Option<&dyn Target>;
+}
+
 /// A parsed selector expression. `Display` renders it back canonically (no
 /// whitespace, minimal parentheses) and parsing that rendering yields an equal
 /// selector.
@@ -109,6 +124,56 @@ impl Selector {
     pub fn matches(&self, t: &dyn Target) -> bool {
         self.expr.matches(t)
     }
+
+    /// The ids of the selected targets, ascending. Literal names and `key=value` atoms are
+    /// looked up in the index; an AND starts from its most specific looked-up atom and
+    /// checks only those candidates against the rest; globs and negations visit targets.
+    pub fn select(&self, idx: &dyn TargetIndex) -> Vec<u32> {
+        self.expr.select(idx)
+    }
+}
+
+fn is_literal(pattern: &str) -> bool {
+    !pattern.contains(['*', '?'])
+}
+
+/// Sorted union of two ascending lists.
+fn union(a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// `all` minus `sub`, both ascending.
+fn complement(all: Vec<u32>, sub: &[u32]) -> Vec<u32> {
+    let mut j = 0;
+    all.into_iter()
+        .filter(|id| {
+            while j < sub.len() && sub[j] < *id {
+                j += 1;
+            }
+            !(j < sub.len() && sub[j] == *id)
+        })
+        .collect()
 }
 
 impl FromStr for Selector {
@@ -139,6 +204,56 @@ fn flatten(items: Vec<Expr>, or: bool) -> Vec<Expr> {
 }
 
 impl Expr {
+    /// The ids an index lookup answers for this node without visiting targets.
+    fn lookup(&self, idx: &dyn TargetIndex) -> Option<Vec<u32>> {
+        match self {
+            Expr::Name(n) if is_literal(n) => Some(idx.named(n).into_iter().collect()),
+            Expr::Eq(k, v) if is_literal(v) => idx.with_attr(k, v),
+            _ => None,
+        }
+    }
+
+    fn select(&self, idx: &dyn TargetIndex) -> Vec<u32> {
+        if let Some(ids) = self.lookup(idx) {
+            return ids;
+        }
+        let visit = |ids: Vec<u32>, e: &Expr| -> Vec<u32> {
+            ids.into_iter()
+                .filter(|&id| idx.target(id).is_some_and(|t| e.matches(t)))
+                .collect()
+        };
+        match self {
+            Expr::Or(items) => items
+                .iter()
+                .fold(Vec::new(), |acc, e| union(acc, e.select(idx))),
+            Expr::And(items) => {
+                // Start from the smallest set an index lookup gives, else from the first
+                // conjunct; every other conjunct only checks those candidates.
+                let mut best: Option<(usize, Vec<u32>)> = None;
+                for (i, e) in items.iter().enumerate() {
+                    if let Some(ids) = e.lookup(idx)
+                        && best.as_ref().is_none_or(|(_, b)| ids.len() < b.len())
+                    {
+                        best = Some((i, ids));
+                    }
+                }
+                let (first, mut ids) = match best {
+                    Some(b) => b,
+                    None => (0, items[0].select(idx)),
+                };
+                for (i, e) in items.iter().enumerate() {
+                    if i != first {
+                        ids = visit(ids, e);
+                    }
+                }
+                ids
+            }
+            Expr::Not(e) => complement(idx.all(), &e.select(idx)),
+            Expr::Ne(k, v) => complement(idx.all(), &Expr::Eq(k.clone(), v.clone()).select(idx)),
+            Expr::Name(_) | Expr::Eq(_, _) => visit(idx.all(), self),
+        }
+    }
+
     fn matches(&self, t: &dyn Target) -> bool {
         match self {
             Expr::Or(items) => items.iter().any(|e| e.matches(t)),
@@ -452,6 +567,62 @@ mod tests {
                 kv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
             };
             find(self.labels).or_else(|| find(self.facts))
+        }
+    }
+
+    /// An index over HOSTS that looks up names and every attribute except `arch`
+    /// (so un-indexed keys are exercised too).
+    struct Idx;
+
+    impl TargetIndex for Idx {
+        fn all(&self) -> Vec<u32> {
+            (0..HOSTS.len() as u32).collect()
+        }
+        fn with_attr(&self, key: &str, value: &str) -> Option<Vec<u32>> {
+            if key == "arch" {
+                return None;
+            }
+            Some(
+                (0..HOSTS.len() as u32)
+                    .filter(|&i| HOSTS[i as usize].attr(key) == Some(value))
+                    .collect(),
+            )
+        }
+        fn named(&self, name: &str) -> Option<u32> {
+            HOSTS.iter().position(|h| h.name == name).map(|i| i as u32)
+        }
+        fn target(&self, id: u32) -> Option<&dyn Target> {
+            HOSTS.get(id as usize).map(|h| h as &dyn Target)
+        }
+    }
+
+    #[test]
+    fn select_through_an_index_agrees_with_matching() {
+        for src in [
+            "web-1",
+            "web-*",
+            "nosuch",
+            "role=web",
+            "role=w*",
+            "role!=web",
+            "!role=db",
+            "role=db & env=prod",
+            "arch=x86_64 & role=db",
+            "arch=x86_64",
+            "(web-1, db1) & env=prod",
+            "role=web, role=db",
+            "os_id=custom",
+            "os_id=debian",
+            "!(role=web & env=prod), cache",
+            "db1 & db12",
+            "*",
+            "!*",
+        ] {
+            let sel = Selector::parse(src).unwrap();
+            let want: Vec<u32> = (0..HOSTS.len() as u32)
+                .filter(|&i| sel.matches(&HOSTS[i as usize]))
+                .collect();
+            assert_eq!(sel.select(&Idx), want, "{src}");
         }
     }
 

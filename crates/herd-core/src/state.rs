@@ -17,6 +17,8 @@ pub enum TaskState {
     Cancelled,
     TimedOut,
     Lost,
+    /// Never started: the run's error budget (`max_errors`) ran out first.
+    Skipped,
 }
 
 /// A state name that is not one of the known states.
@@ -32,7 +34,7 @@ pub struct ParseStateError {
 
 impl TaskState {
     /// Every state, in lifecycle order.
-    pub const ALL: [TaskState; 8] = [
+    pub const ALL: [TaskState; 9] = [
         TaskState::Queued,
         TaskState::Dispatched,
         TaskState::Running,
@@ -41,6 +43,7 @@ impl TaskState {
         TaskState::Cancelled,
         TaskState::TimedOut,
         TaskState::Lost,
+        TaskState::Skipped,
     ];
 
     /// The snake_case name, identical to the serde form.
@@ -54,6 +57,7 @@ impl TaskState {
             TaskState::Cancelled => "cancelled",
             TaskState::TimedOut => "timed_out",
             TaskState::Lost => "lost",
+            TaskState::Skipped => "skipped",
         }
     }
 
@@ -203,7 +207,7 @@ pub fn task_state_for_exit(code: Option<i32>, reason: ExitKind) -> TaskState {
 /// The exit code the CLI returns for a task (shell conventions):
 /// `Succeeded` → 0; `Failed` → the exit code if it is 1..=255, else 128+signal if
 /// killed by a signal (1..=127), else 1; `TimedOut` → 124 (like `timeout(1)`);
-/// `Cancelled` → 130 (like Ctrl-C); `Lost` → 255; not yet terminal → 1.
+/// `Cancelled` → 130 (like Ctrl-C); `Lost` → 255; `Skipped` and not yet terminal → 1.
 pub fn cli_exit_code(state: TaskState, code: Option<i32>, signal: Option<i32>) -> i32 {
     match state {
         TaskState::Succeeded => 0,
@@ -215,6 +219,7 @@ pub fn cli_exit_code(state: TaskState, code: Option<i32>, signal: Option<i32>) -
         TaskState::TimedOut => 124,
         TaskState::Cancelled => 130,
         TaskState::Lost => 255,
+        TaskState::Skipped => 1,
         TaskState::Queued | TaskState::Dispatched | TaskState::Running => 1,
     }
 }
@@ -235,6 +240,7 @@ mod tests {
             "cancelled",
             "timed_out",
             "lost",
+            "skipped",
         ];
         for (st, name) in TaskState::ALL.into_iter().zip(names) {
             assert_eq!(st.as_str(), name);
@@ -250,7 +256,7 @@ mod tests {
         assert_eq!(
             e,
             "unknown task state \"TimedOut\": expected one of queued, dispatched, running, \
-             succeeded, failed, cancelled, timed_out, lost"
+             succeeded, failed, cancelled, timed_out, lost, skipped"
         );
     }
 

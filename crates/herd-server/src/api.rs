@@ -91,9 +91,10 @@ pub fn agent_json(st: &State, a: &AgentRow) -> Value {
 }
 
 async fn find_agent(st: &State, key: &str) -> Result<AgentRow> {
-    if let Some(a) = st.store.agent_by_name(key).await? {
+    if let Some(a) = st.agents.by_name(key).or_else(|| st.agents.get(key)) {
         return Ok(a);
     }
+    // Revoked agents are only in the store.
     if let Some(a) = st.store.agent(key).await? {
         return Ok(a);
     }
@@ -103,7 +104,7 @@ async fn find_agent(st: &State, key: &str) -> Result<AgentRow> {
 }
 
 async fn list_agents(_: Actor, AxState(st): St) -> Result<Json<Value>> {
-    let agents = st.store.agents(false).await?;
+    let agents = st.agents.list();
     Ok(Json(Value::Array(
         agents.iter().map(|a| agent_json(&st, a)).collect(),
     )))
@@ -143,6 +144,7 @@ async fn label_agent(
     }
     let s = serde_json::to_string(&edits).map_err(|e| ServerError::Internal(e.to_string()))?;
     st.store.set_server_labels(&a.id, &s).await?;
+    st.agents.set_server_labels(&a.id, s);
     st.store
         .audit(
             &actor.name,
@@ -162,6 +164,7 @@ async fn revoke_agent(
 ) -> Result<Json<Value>> {
     let a = find_agent(&st, &key).await?;
     st.store.revoke_agent(&a.id, now_ms()).await?;
+    st.agents.remove(&a.id);
     st.hub.disconnect(&a.id);
     st.store
         .audit(
@@ -295,9 +298,14 @@ async fn create_run(
                 run = r;
                 break;
             }
-            match rx.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
+            // Only the run's own change can finish it; task changes are skipped unread.
+            loop {
+                match rx.recv().await {
+                    Ok(crate::live::Change::Run)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
             }
         }
         drop(rx);

@@ -182,6 +182,11 @@ async fn watch_inner(
     }
     let mut dirty: Vec<usize> = (0..tasks.len()).collect();
     let mut stdin_open = true;
+    // A fan-out's counts (pending / running / done), sent when they change, at most 4 times
+    // a second; watchers of a single task do not get them.
+    let mut progress_tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress_sent: Option<crate::sched::Progress> = None;
     loop {
         for i in std::mem::take(&mut dirty) {
             // Chunks already queued for us come first: they save reading the log.
@@ -234,6 +239,18 @@ async fn watch_inner(
             return Ok(());
         }
         tokio::select! {
+            _ = progress_tick.tick(), if only.is_none() => {
+                if let Some(p) = st.sched.progress(run_id)
+                    && progress_sent.as_ref() != Some(&p)
+                {
+                    let mut msg = serde_json::to_value(&p).unwrap_or_default();
+                    if let serde_json::Value::Object(m) = &mut msg {
+                        m.insert("type".into(), "progress".into());
+                    }
+                    send_text(sock, msg.to_string()).await?;
+                    progress_sent = Some(p);
+                }
+            }
             chunk = tap_rx.recv(), if !q.no_output => {
                 if let Some(c) = chunk {
                     deliver_live(st, sock, &mut tasks, &index, c, q.no_output).await?;

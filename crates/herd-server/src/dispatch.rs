@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_core::{Selector, Target, TaskState};
+use herd_core::{Limit, RunState, Selector, TaskState};
 use herd_proto::v1::{self as pb, ServerFrame, server_frame};
-use herd_store::{AgentRow, NewTask, RunRow, TaskRow, now_ms};
+use herd_store::{NewTask, RunRow, TaskRow, now_ms};
 use serde::{Deserialize, Serialize};
 
 use crate::State;
 use crate::error::{Result, ServerError};
 use crate::live::Change;
+use crate::sched::{Limits, NewRun, Queued};
 
 /// How every task of a run executes; stored with the run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -26,6 +27,36 @@ pub struct RunSpec {
     pub cwd: String,
     pub shell: String,
     pub grace_ms: u32,
+    pub limits: RunLimits,
+}
+
+/// Rate control of a run's fan-out, as asked (counts or percentages of its targets).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunLimits {
+    /// Machines running at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Limit>,
+    /// Failures tolerated; once exceeded no new machine starts and the rest are skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<Limit>,
+    /// Pause after a machine finishes before its slot goes to the next one.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub batch_wait_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl RunLimits {
+    pub fn resolve(&self, targets: usize) -> Limits {
+        Limits {
+            concurrency: self.concurrency.map_or(usize::MAX, |c| c.ceil_of(targets)),
+            max_errors: self.max_errors.map(|m| m.floor_of(targets)),
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,47 +73,15 @@ pub struct RunRequest {
     pub spec: RunSpec,
 }
 
-/// An agent as selectors see it: its name, labels, then facts.
-pub struct AgentView {
-    pub name: String,
-    pub attrs: BTreeMap<String, String>,
-}
-
-impl AgentView {
-    pub fn new(a: &AgentRow) -> AgentView {
-        let mut attrs = BTreeMap::new();
-        if let serde_json::Value::Object(facts) = a.facts_json() {
-            for (k, v) in facts {
-                let v = match v {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Number(n) => n.to_string(),
-                    _ => continue,
-                };
-                attrs.insert(k, v);
-            }
-        }
-        // Labels win over facts of the same name.
-        attrs.extend(a.effective_labels());
-        AgentView {
-            name: a.name.clone(),
-            attrs,
-        }
-    }
-}
-
-impl Target for AgentView {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn attr(&self, key: &str) -> Option<&str> {
-        self.attrs.get(key).map(String::as_str)
-    }
-}
-
-/// Parses the selectors of a request and returns the live agents they pick.
-pub async fn resolve(st: &State, targets: &[String], all: bool) -> Result<(String, Vec<AgentRow>)> {
-    let agents = st.store.agents(false).await?;
+/// Parses the selectors of a request and returns the live agents they pick, as
+/// `(id, name)` by name, from the in-memory index.
+pub fn resolve(
+    st: &State,
+    targets: &[String],
+    all: bool,
+) -> Result<(String, Vec<(String, String)>)> {
     if all {
+        let agents = st.agents.resolve(&[], true);
         if agents.is_empty() {
             return Err(ServerError::BadRequest(
                 "no machine has joined yet — start an agent with the command `herd token create` prints".into(),
@@ -100,25 +99,19 @@ pub async fn resolve(st: &State, targets: &[String], all: bool) -> Result<(Strin
         sels.push(Selector::parse(t).map_err(|e| ServerError::BadRequest(e.to_string()))?);
     }
     let label = targets.join(" , ");
-    let picked: Vec<AgentRow> = agents
-        .iter()
-        .filter(|a| {
-            let v = AgentView::new(a);
-            sels.iter().any(|s| s.matches(&v))
-        })
-        .cloned()
-        .collect();
+    let picked = st.agents.resolve(&sels, false);
     if picked.is_empty() {
         return Err(ServerError::BadRequest(format!(
             "no machine matches {label:?} ({} known) — see `herd agents` for names and labels",
-            agents.len()
+            st.agents.len()
         )));
     }
     Ok((label, picked))
 }
 
 /// Creates a run and dispatches its tasks. Tasks for agents that are not connected are
-/// created already `lost`, so the run reports exactly which machines did not answer.
+/// created already `lost`, so the run reports exactly which machines did not answer; the
+/// others start at once or, under rate control, as slots free up.
 pub async fn create_run(
     st: &Arc<State>,
     actor: &str,
@@ -130,25 +123,49 @@ pub async fn create_run(
             "empty command — give it after `--`".into(),
         ));
     }
-    let (label, agents) = resolve(st, &req.targets, req.all).await?;
+    if req.spec.limits.concurrency == Some(herd_core::Limit::Count(0)) {
+        return Err(ServerError::BadRequest(
+            "concurrency must be at least 1 (or a percentage such as 10%)".into(),
+        ));
+    }
+    let (label, agents) = resolve(st, &req.targets, req.all)?;
     let now = now_ms();
     let spec_json =
         serde_json::to_string(&req.spec).map_err(|e| ServerError::Internal(e.to_string()))?;
+    let limits = req.spec.limits.resolve(agents.len());
+    let offline = agents
+        .iter()
+        .filter(|(id, _)| !st.hub.is_online(id))
+        .count();
+    // Offline machines count against the error budget like any other failure.
+    let halted = limits.max_errors.is_some_and(|max| offline > max);
+    let mut start_now = if req.start_on_attach || halted {
+        0
+    } else {
+        limits.concurrency
+    };
     let mut tasks = Vec::with_capacity(agents.len());
-    for a in &agents {
-        let online = st.hub.is_online(&a.id);
+    for (agent_id, agent_name) in agents {
+        let online = st.hub.is_online(&agent_id);
+        let (state, reason) = if !online {
+            (TaskState::Lost, Some("agent offline".to_string()))
+        } else if halted {
+            (
+                TaskState::Skipped,
+                Some("not started: too many machines were offline".to_string()),
+            )
+        } else if start_now > 0 {
+            start_now -= 1;
+            (TaskState::Dispatched, None)
+        } else {
+            (TaskState::Queued, None)
+        };
         tasks.push(NewTask {
             id: herd_core::new_id(),
-            agent_id: a.id.clone(),
-            agent_name: a.name.clone(),
-            state: match (online, req.start_on_attach) {
-                (false, _) => TaskState::Lost,
-                (true, true) => TaskState::Queued,
-                (true, false) => TaskState::Dispatched,
-            }
-            .as_str()
-            .to_string(),
-            reason: (!online).then(|| "agent offline".to_string()),
+            agent_id,
+            agent_name,
+            state: state.as_str().to_string(),
+            reason,
         });
     }
     let run = RunRow {
@@ -174,49 +191,136 @@ pub async fn create_run(
                 .to_string(),
         )
         .await;
-    let mut any_open = tasks.iter().any(|t| t.state == "queued");
-    if any_open {
+
+    let mut pending = Vec::new();
+    let mut ended = HashMap::new();
+    let mut in_flight = 0;
+    for t in &tasks {
+        match t.state.as_str() {
+            "queued" => pending.push(Queued {
+                task_id: t.id.clone(),
+                agent_id: t.agent_id.clone(),
+            }),
+            "dispatched" => in_flight += 1,
+            other => {
+                if let Ok(s) = other.parse::<TaskState>() {
+                    ended.insert(t.id.clone(), s);
+                }
+            }
+        }
+    }
+    let all_ended = ended.len() == tasks.len();
+    st.sched.add(
+        &run.id,
+        NewRun {
+            limits,
+            held: req.start_on_attach,
+            cancel_requested: false,
+            pending,
+            in_flight,
+            ended,
+        },
+    );
+    if all_ended {
+        finish_run(
+            st,
+            &run.id,
+            herd_core::run_state(tasks_states(&tasks), false),
+        )
+        .await;
+        return Ok(run);
+    }
+    if req.start_on_attach {
         let (st2, run_id) = (st.clone(), run.id.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(30)).await;
             start_queued(&st2, &run_id).await;
         });
     }
-    for t in &tasks {
-        if t.state != "dispatched" {
-            continue;
-        }
-        any_open = true;
-        let frame = start_frame_for(&t.id, &req.command, &req.spec);
-        st.hub.note_sent(&t.id);
-        if !st.hub.send(&t.agent_id, frame).await {
-            // The agent went away between resolution and send; it gets the task again when
-            // it reconnects (StartTask is idempotent), or the task is marked lost.
-            tracing::info!(task = %t.id, agent = %t.agent_name, "agent unreachable at dispatch");
-        }
-    }
-    if !any_open {
-        finish_run_if_done(st, &run.id).await;
-    }
+    let spec = Arc::new(req.spec);
+    let sends: Vec<(String, String)> = tasks
+        .iter()
+        .filter(|t| t.state == "dispatched")
+        .map(|t| (t.id.clone(), t.agent_id.clone()))
+        .collect();
+    send_starts(st, &run.command, &spec, sends).await;
     Ok(run)
 }
 
-/// Sends the run's queued tasks to their agents (once: the queued → dispatched step is the
-/// claim). Called when a watcher has attached, or when the wait for one ran out.
+fn tasks_states(tasks: &[NewTask]) -> Vec<TaskState> {
+    tasks
+        .iter()
+        .filter_map(|t| t.state.parse::<TaskState>().ok())
+        .collect()
+}
+
+/// Sends StartTask frames. An agent that went away between resolution and send gets the
+/// task again when it reconnects (StartTask is idempotent), or the task is marked lost.
+async fn send_starts(st: &State, command: &str, spec: &RunSpec, tasks: Vec<(String, String)>) {
+    for (task_id, agent_id) in tasks {
+        let frame = start_frame_for(&task_id, command, spec);
+        st.hub.note_sent(&task_id);
+        if !st.hub.send(&agent_id, frame).await {
+            tracing::info!(task = %task_id, agent = %agent_id, "agent unreachable at dispatch");
+        }
+    }
+}
+
+/// A run held for its watcher may start (the watcher attached, or the wait ran out).
 pub async fn start_queued(st: &Arc<State>, run_id: &str) {
-    let Ok(tasks) = st.store.tasks_of_run(run_id).await else {
+    st.sched.release(run_id);
+    pump(st, run_id).await;
+}
+
+/// Starts as many waiting tasks of the run as its limits allow now.
+pub async fn pump(st: &Arc<State>, run_id: &str) {
+    let admitted = st.sched.admit(run_id);
+    if admitted.is_empty() {
+        return;
+    }
+    let Ok(Some(run)) = st.store.run(run_id).await else {
         return;
     };
-    for t in tasks.iter().filter(|t| t.state == "queued") {
-        if !st.hub.is_online(&t.agent_id) {
-            continue;
+    let spec: RunSpec = serde_json::from_str(&run.spec).unwrap_or_default();
+    // Machines that went away while their task waited are not reached: lost, now.
+    let (online, offline): (Vec<Queued>, Vec<Queued>) = admitted
+        .into_iter()
+        .partition(|q| st.hub.is_online(&q.agent_id));
+    let ids: Vec<String> = online.iter().map(|q| q.task_id.clone()).collect();
+    let claimed = match st.store.mark_dispatched_many(&ids, now_ms()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(run = run_id, error = %e, "cannot dispatch queued tasks");
+            Vec::new()
         }
-        let Some(frame) = start_frame(st, t).await else {
-            continue;
-        };
-        if let Ok(true) = st.store.mark_dispatched(&t.id, now_ms()).await {
-            st.hub.note_sent(&t.id);
-            st.hub.send(&t.agent_id, frame).await;
+    };
+    let claimed: std::collections::HashSet<String> = claimed.into_iter().collect();
+    let mut sends = Vec::with_capacity(claimed.len());
+    let mut unclaimed = Vec::new();
+    for q in online {
+        if claimed.contains(&q.task_id) {
+            sends.push((q.task_id, q.agent_id));
+        } else {
+            unclaimed.push(q.task_id);
+        }
+    }
+    for q in offline {
+        if let Ok(true) = st
+            .store
+            .end_open_task(&q.task_id, "lost", "agent offline", now_ms())
+            .await
+        {
+            task_ended_boxed(st, run_id, &q.task_id, TaskState::Lost).await;
+        }
+    }
+    send_starts(st, &run.command, &spec, sends).await;
+    // Tasks that were no longer queued (ended meanwhile) free their slots.
+    for task_id in unclaimed {
+        if let Ok(Some(t)) = st.store.task(&task_id).await
+            && let Ok(state) = t.state.parse::<TaskState>()
+            && state.is_terminal()
+        {
+            task_ended_boxed(st, run_id, &task_id, state).await;
         }
     }
 }
@@ -244,14 +348,82 @@ pub async fn start_frame(st: &State, task: &TaskRow) -> Option<ServerFrame> {
     Some(start_frame_for(&task.id, &run.command, &spec))
 }
 
-/// Called whenever a task reaches a final state.
-pub async fn task_ended(st: &Arc<State>, run_id: &str, task_id: &str) {
+/// Called whenever a task reaches a final state: frees its slot, spends the run's error
+/// budget (skipping what waits once it is spent), and finishes the run after its last task.
+pub async fn task_ended(st: &Arc<State>, run_id: &str, task_id: &str, state: TaskState) {
     st.hub.forget_task(task_id);
     st.live.notify(run_id, Change::Task(task_id.to_string()));
-    finish_run_if_done(st, run_id).await;
+    if !st.sched.knows(run_id) {
+        // A late result for a run already finished (a lost task whose agent came back):
+        // its final state is derived again from the stored tasks.
+        refinish_run(st, run_id).await;
+        return;
+    }
+    let after = st.sched.ended(run_id, task_id, state);
+    if !after.skip.is_empty() {
+        let ids: Vec<String> = after.skip.iter().map(|q| q.task_id.clone()).collect();
+        let reason = "not started: the run's --max-errors was exceeded";
+        match st
+            .store
+            .end_queued_many(&ids, TaskState::Skipped.as_str(), reason, now_ms())
+            .await
+        {
+            Ok(skipped) => {
+                for id in skipped {
+                    task_ended_boxed(st, run_id, &id, TaskState::Skipped).await;
+                }
+            }
+            Err(e) => tracing::error!(run = run_id, error = %e, "cannot skip queued tasks"),
+        }
+    }
+    if let Some(run_state) = after.finished {
+        finish_run(st, run_id, run_state).await;
+        return;
+    }
+    match after.wait {
+        Some(wait) => {
+            let (st, run_id) = (st.clone(), run_id.to_string());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                st.sched.release_slot(&run_id);
+                pump(&st, &run_id).await;
+            });
+        }
+        None => pump_boxed(st, run_id).await,
+    }
 }
 
-async fn finish_run_if_done(st: &Arc<State>, run_id: &str) {
+// The two call each other (an end frees a slot, a start may find a machine gone); boxing
+// at the recursion points gives the futures a nameable, `Send` type.
+fn task_ended_boxed<'a>(
+    st: &'a Arc<State>,
+    run_id: &'a str,
+    task_id: &'a str,
+    state: TaskState,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    Box::pin(task_ended(st, run_id, task_id, state))
+}
+
+fn pump_boxed<'a>(
+    st: &'a Arc<State>,
+    run_id: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    Box::pin(pump(st, run_id))
+}
+
+async fn finish_run(st: &State, run_id: &str, state: RunState) {
+    if st
+        .store
+        .finish_run(run_id, state.as_str(), now_ms())
+        .await
+        .is_ok()
+    {
+        st.live.notify(run_id, Change::Run);
+    }
+}
+
+/// The final state of a finished run from its stored tasks (rare: late results).
+async fn refinish_run(st: &State, run_id: &str) {
     let Ok(tasks) = st.store.tasks_of_run(run_id).await else {
         return;
     };
@@ -265,13 +437,62 @@ async fn finish_run_if_done(st: &Arc<State>, run_id: &str) {
     if states.iter().any(|s| !s.is_terminal()) {
         return;
     }
-    let state = herd_core::run_state(states, run.cancel_requested);
-    let state = serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "failed".into());
-    if st.store.finish_run(run_id, &state, now_ms()).await.is_ok() {
-        st.live.notify(run_id, Change::Run);
+    finish_run(
+        st,
+        run_id,
+        herd_core::run_state(states, run.cancel_requested),
+    )
+    .await;
+}
+
+/// Rebuilds the rate control of every unfinished run after a restart and starts what may
+/// start; runs whose tasks have all ended are finished.
+pub async fn recover_runs(st: &Arc<State>) {
+    let runs = match st.store.unfinished_runs().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load unfinished runs");
+            return;
+        }
+    };
+    for run in runs {
+        let Ok(tasks) = st.store.tasks_of_run(&run.id).await else {
+            continue;
+        };
+        let spec: RunSpec = serde_json::from_str(&run.spec).unwrap_or_default();
+        let limits = spec.limits.resolve(tasks.len());
+        let mut pending = Vec::new();
+        let mut ended = HashMap::new();
+        let mut in_flight = 0;
+        for t in &tasks {
+            match t.state.parse::<TaskState>() {
+                Ok(TaskState::Queued) => pending.push(Queued {
+                    task_id: t.id.clone(),
+                    agent_id: t.agent_id.clone(),
+                }),
+                Ok(s) if s.is_terminal() => {
+                    ended.insert(t.id.clone(), s);
+                }
+                _ => in_flight += 1,
+            }
+        }
+        let all_ended = ended.len() == tasks.len();
+        st.sched.add(
+            &run.id,
+            NewRun {
+                limits,
+                held: false,
+                cancel_requested: run.cancel_requested,
+                pending,
+                in_flight,
+                ended,
+            },
+        );
+        if all_ended {
+            refinish_run(st, &run.id).await;
+        } else {
+            pump(st, &run.id).await;
+        }
     }
 }
 
@@ -309,7 +530,7 @@ pub async fn cancel_task(st: &Arc<State>, actor: &str, task: &TaskRow, audit: bo
             .end_open_task(&task.id, "cancelled", reason, now_ms())
             .await?
         {
-            task_ended(st, &task.run_id, &task.id).await;
+            task_ended(st, &task.run_id, &task.id, TaskState::Cancelled).await;
         }
     }
     Ok(())
@@ -324,6 +545,8 @@ pub async fn cancel_run(st: &Arc<State>, actor: &str, run_id: &str) -> Result<()
         .store
         .audit(actor, "run.cancel", &format!("run:{}", run.id), "{}")
         .await;
+    // Nothing more starts; what waited is cancelled below with the rest.
+    st.sched.cancel(&run.id);
     for t in st.store.tasks_of_run(&run.id).await? {
         cancel_task(st, actor, &t, false).await?;
     }
@@ -339,6 +562,10 @@ pub async fn sweep_lost(st: Arc<State>) {
             continue;
         };
         for t in open {
+            // Waiting for a slot is not being lost: the scheduler reaches it in its turn.
+            if t.state == "queued" {
+                continue;
+            }
             let Some(away) = st.hub.away_for(&t.agent_id, st.started) else {
                 continue;
             };
@@ -355,7 +582,7 @@ pub async fn sweep_lost(st: Arc<State>) {
                 .end_open_task(&t.id, "lost", &reason, now_ms())
                 .await
             {
-                task_ended(&st, &t.run_id, &t.id).await;
+                task_ended(&st, &t.run_id, &t.id, TaskState::Lost).await;
             }
         }
     }

@@ -21,6 +21,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::State;
 use crate::live::{Change, LiveChunk};
+use herd_core::TaskState;
+
+/// How often agents are asked to send a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A session that sends nothing (not even a heartbeat) this long is dropped: its agent is
+/// offline until it reconnects.
+const SILENCE_LIMIT: Duration = Duration::from_secs(16);
 
 /// Connected agents and the tasks whose events are being persisted.
 #[derive(Default)]
@@ -174,13 +181,7 @@ impl AgentHub for HubService {
                 req.name
             )));
         }
-        if st
-            .store
-            .agent_by_name(&req.name)
-            .await
-            .map_err(internal)?
-            .is_some()
-        {
+        if st.agents.by_name(&req.name).is_some() {
             return Err(Status::already_exists(format!(
                 "an agent named {:?} already exists — pick another --name, or revoke the old one with `herd agents revoke {}`",
                 req.name, req.name
@@ -213,6 +214,7 @@ impl AgentHub for HubService {
             herd_store::StoreError::Conflict(m) => Status::already_exists(m),
             e => internal(e),
         })?;
+        st.agents.insert(agent.clone());
         let _ = st
             .store
             .audit(
@@ -248,12 +250,17 @@ impl AgentHub for HubService {
             )
         };
         let (id, secret) = Secret::parse(&token, "ha", "agent credential").map_err(|_| bad())?;
-        let agent = st
-            .store
-            .agent(id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(bad)?;
+        // Live agents authenticate from memory; only an unknown id costs a lookup (to tell
+        // a revoked agent why it is refused).
+        let agent = match st.agents.get(id) {
+            Some(a) => a,
+            None => st
+                .store
+                .agent(id)
+                .await
+                .map_err(internal)?
+                .ok_or_else(bad)?,
+        };
         if !verify_secret(secret, &agent.cred_hash) {
             return Err(bad());
         }
@@ -320,12 +327,10 @@ fn facts_json(f: &pb::Facts) -> String {
     .to_string()
 }
 
-async fn record_heartbeat(st: &State, agent_id: &str, hb: &pb::Heartbeat) -> Result<(), String> {
+/// In memory; the index writes it to the store with everyone else's every few seconds.
+fn record_heartbeat(st: &State, agent_id: &str, hb: &pb::Heartbeat) {
     let m = hb.metrics.as_ref().map(metrics_json);
-    st.store
-        .agent_seen(agent_id, m.as_deref(), now_ms())
-        .await
-        .map_err(|e| e.to_string())
+    st.agents.seen(agent_id, m, now_ms());
 }
 
 fn metrics_json(m: &pb::Metrics) -> String {
@@ -361,10 +366,8 @@ async fn run_session(
         .as_ref()
         .map(facts_json)
         .unwrap_or_else(|| agent.facts.clone());
-    st.store
-        .agent_hello(&agent.id, &labels, &facts, &hello.version, now_ms())
-        .await
-        .map_err(|e| e.to_string())?;
+    st.agents
+        .hello(&agent.id, labels, facts, hello.version.clone(), now_ms());
     // Register; a newer session replaces an older one of the same agent.
     let stop = Arc::new(tokio::sync::Notify::new());
     let old = lock(&st.hub.conns).insert(
@@ -385,7 +388,7 @@ async fn run_session(
     let welcome = ServerFrame {
         kind: Some(server_frame::Kind::Welcome(pb::Welcome {
             agent_id: agent.id.clone(),
-            heartbeat_secs: 5,
+            heartbeat_secs: HEARTBEAT.as_secs() as u32,
         })),
     };
     tx.send(welcome).await.map_err(|_| "agent went away")?;
@@ -393,9 +396,17 @@ async fn run_session(
 
     loop {
         let frame = tokio::select! {
-            f = inbound.message() => match f.map_err(|e| e.to_string())? {
-                Some(f) => f,
-                None => break,
+            f = tokio::time::timeout(SILENCE_LIMIT, inbound.message()) => match f {
+                Err(_) => {
+                    return Err(format!(
+                        "no heartbeat for {} (network partition or a stuck agent)",
+                        herd_core::format_duration(SILENCE_LIMIT)
+                    ));
+                }
+                Ok(f) => match f.map_err(|e| e.to_string())? {
+                    Some(f) => f,
+                    None => break,
+                },
             },
             _ = stop.notified() => {
                 return Err("connection dropped (agent revoked or reconnected)".into());
@@ -410,7 +421,7 @@ async fn run_session(
             return Err("connection dropped (agent revoked or reconnected)".into());
         }
         match frame.kind {
-            Some(agent_frame::Kind::Heartbeat(hb)) => record_heartbeat(st, &agent.id, &hb).await?,
+            Some(agent_frame::Kind::Heartbeat(hb)) => record_heartbeat(st, &agent.id, &hb),
             Some(agent_frame::Kind::Events(mut batch)) => {
                 // Batches already waiting are persisted together (one pass over the output
                 // log, one transaction): a server that falls behind catches up in bigger steps.
@@ -425,7 +436,7 @@ async fn run_session(
                         }
                         Some(Ok(Some(AgentFrame {
                             kind: Some(agent_frame::Kind::Heartbeat(hb)),
-                        }))) => record_heartbeat(st, &agent.id, &hb).await?,
+                        }))) => record_heartbeat(st, &agent.id, &hb),
                         Some(Ok(Some(_))) => {}
                         Some(Ok(None)) | None => break,
                         Some(Err(e)) => return Err(e.to_string()),
@@ -478,14 +489,10 @@ async fn reconcile(
             continue;
         }
         match task.state.as_str() {
-            // Held for a watcher that has not attached yet: its timer starts it.
-            "queued" if now_ms() - task.created_at < 30_000 => {}
-            "queued" | "dispatched" => {
+            // Waiting for a slot (or for its watcher): the run's scheduler starts it.
+            "queued" => {}
+            "dispatched" => {
                 if let Some(frame) = crate::dispatch::start_frame(st, &task).await {
-                    st.store
-                        .mark_dispatched(&task.id, now_ms())
-                        .await
-                        .map_err(|e| e.to_string())?;
                     tx.send(frame).await.map_err(|_| "agent went away")?;
                 }
             }
@@ -501,7 +508,7 @@ async fn reconcile(
                     .await
                     .map_err(|e| e.to_string())?
                 {
-                    crate::dispatch::task_ended(st, &task.run_id, &task.id).await;
+                    crate::dispatch::task_ended(st, &task.run_id, &task.id, TaskState::Lost).await;
                 }
             }
         }
@@ -693,7 +700,7 @@ async fn persist(
         .map(|p| p.progress.clone())
         .collect();
     if !changed.is_empty() {
-        st.store.apply_progress(&changed).await?;
+        st.progress.apply(changed).await?;
     }
     let mut acks = Vec::with_capacity(work.len());
     for p in work {
@@ -720,7 +727,13 @@ async fn persist(
         if p.progress.exited.is_some() {
             st.live
                 .notify(&p.active.run_id, Change::Task(p.task_id.clone()));
-            crate::dispatch::task_ended(st, &p.active.run_id, &p.task_id).await;
+            let state = p
+                .progress
+                .exited
+                .as_ref()
+                .and_then(|x| x.state.parse::<TaskState>().ok())
+                .unwrap_or(TaskState::Failed);
+            crate::dispatch::task_ended(st, &p.active.run_id, &p.task_id, state).await;
         } else {
             if let Some(a) = lock(&st.hub.active).get_mut(&p.task_id) {
                 a.seq = p.progress.seq;

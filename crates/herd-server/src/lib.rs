@@ -12,10 +12,13 @@ mod auth;
 mod dispatch;
 mod error;
 mod hub;
+mod index;
 mod listen;
 mod live;
 mod metrics;
 mod openapi;
+mod sched;
+mod writer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,6 +101,12 @@ impl Running {
 
 pub(crate) struct State {
     pub store: Store,
+    /// Live agents in memory: targets, session auth and listings read this, not the store.
+    pub agents: index::AgentIndex,
+    /// Rate control of unfinished runs.
+    pub sched: sched::Scheduler,
+    /// Group commit of task progress.
+    pub progress: writer::ProgressWriter,
     pub outlog: Arc<OutputLog>,
     pub hub: hub::Hub,
     pub live: live::Live,
@@ -224,7 +233,14 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         })
     });
     let ca_pem = tls.as_ref().and_then(|t| t.ca_pem.clone());
+    let agents = store
+        .agents(false)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let state = Arc::new(State {
+        agents: index::AgentIndex::load(agents),
+        sched: sched::Scheduler::default(),
+        progress: writer::ProgressWriter::start(store.clone()),
         outlog: Arc::new(OutputLog::new(dd.join("output"), cfg.output_cap)),
         store,
         hub: hub::Hub::default(),
@@ -235,7 +251,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         ca_fingerprint: ca_fingerprint.clone(),
         started: Instant::now(),
     });
+    dispatch::recover_runs(&state).await;
     tokio::spawn(dispatch::sweep_lost(state.clone()));
+    tokio::spawn(index::flush_loop(state.clone()));
     let app = api::router(state.clone()).route_service(
         "/herd.agent.v1.AgentHub/{*method}",
         hub::service(state.clone()),

@@ -28,6 +28,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// A write that went through a batching writer failed or the writer is gone.
+    #[error("{0}")]
+    Closed(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -170,6 +173,43 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Writes what sessions reported (hello, heartbeats) for many agents in one transaction.
+    pub async fn flush_agents(&self, batch: &[AgentFlush]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for a in batch {
+            match &a.hello {
+                Some(h) => {
+                    sqlx::query(
+                        "UPDATE agents SET labels = ?, facts = ?, version = ?, metrics = COALESCE(?, metrics), last_seen = ? WHERE id = ?",
+                    )
+                    .bind(&h.labels)
+                    .bind(&h.facts)
+                    .bind(&h.version)
+                    .bind(&a.metrics)
+                    .bind(a.last_seen)
+                    .bind(&a.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(
+                        "UPDATE agents SET metrics = COALESCE(?, metrics), last_seen = ? WHERE id = ?",
+                    )
+                    .bind(&a.metrics)
+                    .bind(a.last_seen)
+                    .bind(&a.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -451,6 +491,56 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Claims queued tasks for sending, in one transaction; returns the ids that were
+    /// still queued (the others were cancelled or claimed meanwhile).
+    pub async fn mark_dispatched_many(&self, ids: &[String], at: i64) -> Result<Vec<String>> {
+        let mut claimed = Vec::with_capacity(ids.len());
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            let r = sqlx::query(
+                "UPDATE tasks SET state = 'dispatched', dispatched_at = ? WHERE id = ? AND state = 'queued'",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 1 {
+                claimed.push(id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Ends queued tasks with `state` and `reason` in one transaction (skipped once a run's
+    /// error budget is spent); returns the ids that changed.
+    pub async fn end_queued_many(
+        &self,
+        ids: &[String],
+        state: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<Vec<String>> {
+        let mut ended = Vec::with_capacity(ids.len());
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            let r = sqlx::query(
+                "UPDATE tasks SET state = ?, reason = ?, finished_at = ? WHERE id = ? AND state = 'queued'",
+            )
+            .bind(state)
+            .bind(reason)
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 1 {
+                ended.push(id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     /// Ends a task that has not finished (cancelled before start, lost...). Returns whether

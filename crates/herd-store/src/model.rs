@@ -181,3 +181,20 @@ pub struct Exit {
     pub detail: String,
     pub at: i64,
 }
+
+/// What sessions reported for one agent since the last flush.
+#[derive(Debug, Clone)]
+pub struct AgentFlush {
+    pub id: String,
+    pub last_seen: i64,
+    pub metrics: Option<String>,
+    /// Set when the agent said hello (labels and facts as JSON objects).
+    pub hello: Option<AgentHello>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentHello {
+    pub labels: String,
+    pub facts: String,
+    pub version: String,
+}

@@ -155,8 +155,28 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
+/// A server holds one connection per agent: lift the soft limit on open files to the hard
+/// one (commonly 1024 → far more), so a fleet of thousands can connect. Best effort.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Command::Server(_) | Command::Up(_)) {
+        raise_open_files_limit();
+    }
     // One TLS crypto provider for every client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // An agent idles for days: one thread (plus the blocking pool for disk and /proc work)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use futures::{SinkExt, StreamExt};
-use herd_core::TaskState;
+use herd_core::{Limit, TaskState};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -45,12 +45,27 @@ pub struct RunArgs {
     /// Working directory on the machines.
     #[arg(long)]
     cwd: Option<String>,
-    /// Print the run's final JSON instead of output (with --detach: the created run).
+    /// Machines running at once: a number or a share of the targets (10%).
+    #[arg(long, value_parser = parse_limit)]
+    concurrency: Option<Limit>,
+    /// Failures tolerated (a number or a share, 10%); once exceeded no new machine starts and
+    /// the rest are reported as skipped. Offline machines count as failures.
+    #[arg(long, value_parser = parse_limit)]
+    max_errors: Option<Limit>,
+    /// Pause after a machine finishes before its slot goes to the next one (e.g. 2s).
+    #[arg(long, value_parser = crate::parse_dur)]
+    batch_wait: Option<Duration>,
+    /// One JSON event per line (output, progress, each machine's end, then the run) instead of
+    /// plain output (with --detach: the created run).
     #[arg(long)]
     json: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    Limit::parse(s).map_err(|e| e.to_string())
 }
 
 /// Joins argv into one shell command; a single argument is taken as a shell snippet as is.
@@ -84,6 +99,19 @@ pub async fn run(a: RunArgs) -> Result<i32> {
             .with_context(|| format!("bad --env {kv:?}: expected KEY=VALUE"))?;
         env.insert(k.to_string(), Value::String(v.to_string()));
     }
+    if a.concurrency == Some(Limit::Count(0)) {
+        bail!("--concurrency must be at least 1 (or a share such as 10%)");
+    }
+    let mut limits = serde_json::Map::new();
+    if let Some(c) = a.concurrency {
+        limits.insert("concurrency".into(), json!(c));
+    }
+    if let Some(m) = a.max_errors {
+        limits.insert("max_errors".into(), json!(m));
+    }
+    if let Some(w) = a.batch_wait {
+        limits.insert("batch_wait_ms".into(), json!(w.as_millis() as u64));
+    }
     let client = Client::from_config(&config::load()?)?;
     // Catch Ctrl-C before the run exists, so an early one cancels instead of killing us.
     let sigint = interrupts()?;
@@ -97,6 +125,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         "tty": a.tty,
         "env": env,
         "cwd": a.cwd.clone().unwrap_or_default(),
+        "limits": limits,
     });
     let run = client.post("/api/v1/runs", body).await?;
     let run_id = run["id"].as_str().unwrap_or_default().to_string();
@@ -186,6 +215,78 @@ impl Prefixer {
     }
 }
 
+/// The live `done / running / failed / pending of N` line of a fan-out, on a terminal's
+/// stderr only; output lines are written above it.
+struct ProgressLine {
+    enabled: bool,
+    shown: bool,
+    last: Option<Value>,
+    drawn_at: std::time::Instant,
+}
+
+impl ProgressLine {
+    fn new(enabled: bool) -> ProgressLine {
+        ProgressLine {
+            enabled,
+            shown: false,
+            last: None,
+            drawn_at: std::time::Instant::now(),
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            let mut e = std::io::stderr().lock();
+            let _ = e.write_all(b"\r\x1b[2K");
+            let _ = e.flush();
+            self.shown = false;
+        }
+    }
+
+    fn update(&mut self, p: Value) {
+        self.last = Some(p);
+        self.draw();
+    }
+
+    /// Redraws after output, at most ten times a second.
+    fn redraw(&mut self) {
+        if !self.shown && self.drawn_at.elapsed() >= Duration::from_millis(100) {
+            self.draw();
+        }
+    }
+
+    fn draw(&mut self) {
+        let Some(p) = self.last.as_ref().filter(|_| self.enabled) else {
+            return;
+        };
+        let n = |k: &str| p[k].as_u64().unwrap_or(0);
+        let done = n("succeeded") + n("failed") + n("skipped") + n("cancelled");
+        let mut line = format!(
+            "── {done}/{} done · {} running · {} failed · {} pending",
+            n("total"),
+            n("running"),
+            n("failed"),
+            n("pending")
+        );
+        if n("skipped") > 0 {
+            line.push_str(&format!(" · {} skipped", n("skipped")));
+        }
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "\r\x1b[2K{line}");
+        let _ = e.flush();
+        self.shown = true;
+        self.drawn_at = std::time::Instant::now();
+    }
+}
+
+/// Prints one JSON event line on stdout.
+fn emit(v: &Value) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
 /// Restores the terminal mode on drop.
 struct RawMode(Option<nix::sys::termios::Termios>);
 
@@ -253,6 +354,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     }
     let mut stdin_live = o.interactive;
     let mut interrupts = 0u32;
+    let mut progress = ProgressLine::new(o.summary && !o.json && stderr.is_terminal());
 
     loop {
         tokio::select! {
@@ -264,13 +366,29 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                 };
                 match msg {
                     Message::Binary(b) => {
-                        if b.len() < 6 || b[0] != 1 || o.json {
+                        if b.len() < 6 || b[0] != 1 {
                             continue;
                         }
                         let idx = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
                         let stream = b[5];
                         let data = &b[6..];
                         let multi = names.len() > 1;
+                        if o.json {
+                            let ev = json!({
+                                "type": "output",
+                                "machine": names.get(idx as usize).map(String::as_str).unwrap_or("?"),
+                                "stream": if stream == 2 { "stderr" } else { "stdout" },
+                                "data": String::from_utf8_lossy(data),
+                            });
+                            if let Err(e) = emit(&ev) {
+                                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                                    return Ok(141);
+                                }
+                                return Err(e).context("cannot write output");
+                            }
+                            continue;
+                        }
+                        progress.clear();
                         let res = if stream == 2 {
                             let mut e = stderr.lock();
                             let r = if multi {
@@ -294,6 +412,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                             }
                             return Err(e).context("cannot write output");
                         }
+                        progress.redraw();
                     }
                     Message::Text(t) => {
                         let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
@@ -306,8 +425,18 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                             }
                             Some("task") => {
                                 let i = v["index"].as_u64().unwrap_or(0) as usize;
+                                if o.json {
+                                    emit(&json!({"type": "task", "machine": names.get(i).map(String::as_str).unwrap_or("?"), "task": v["task"]})).ok();
+                                }
                                 if let Some(slot) = finals.get_mut(i) {
                                     *slot = Some(v["task"].clone());
+                                }
+                            }
+                            Some("progress") => {
+                                if o.json {
+                                    emit(&v).ok();
+                                } else if names.len() > 1 {
+                                    progress.update(v);
                                 }
                             }
                             Some("omitted") => {
@@ -346,6 +475,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
             }
         }
     }
+    progress.clear();
     let _ = prefix.finish(&mut stdout.lock(), 1);
     let _ = prefix.finish(&mut stderr.lock(), 2);
     drop(_raw);
@@ -357,10 +487,8 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     }
     let finals: Vec<Value> = finals.into_iter().flatten().collect();
     if o.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"run": end_run, "tasks": finals}))?
-        );
+        emit(&json!({"type": "end", "run": end_run, "tasks": finals}))
+            .context("cannot write output")?;
     } else if o.summary {
         summarize(&finals);
     }
@@ -386,9 +514,25 @@ fn exit_code(tasks: &[Value]) -> i32 {
     0
 }
 
+/// Up to this many machines the summary is a table of every machine; beyond it, the counts
+/// and the names of every machine that did not succeed, by what happened to it.
+const TABLE_UP_TO: usize = 20;
+
 fn summarize(tasks: &[Value]) {
     let mut ok = 0;
     let mut lines = Vec::new();
+    // (heading, machines) in a fixed order.
+    let mut groups: Vec<(&str, Vec<String>)> = [
+        "failed",
+        "timed out",
+        "offline",
+        "never answered (lost)",
+        "skipped",
+        "cancelled",
+    ]
+    .into_iter()
+    .map(|h| (h, Vec::new()))
+    .collect();
     for t in tasks {
         let state = t["state"].as_str().unwrap_or("?");
         if state == "succeeded" {
@@ -419,18 +563,44 @@ fn summarize(tasks: &[Value]) {
         {
             detail.push_str(&format!(": {d}"));
         }
-        lines.push(vec![
-            t["agent_name"].as_str().unwrap_or("?").to_string(),
-            state.to_string(),
-            took,
-            detail,
-        ]);
+        let name = t["agent_name"].as_str().unwrap_or("?").to_string();
+        let group = match state {
+            "failed" => Some(0),
+            "timed_out" => Some(1),
+            "lost" if t["reason"].as_str() == Some("agent offline") => Some(2),
+            "lost" => Some(3),
+            "skipped" => Some(4),
+            "cancelled" => Some(5),
+            _ => None,
+        };
+        if let Some(g) = group {
+            let entry = match t["exit_code"].as_i64() {
+                Some(c) if state == "failed" => format!("{name} (exit {c})"),
+                _ => name.clone(),
+            };
+            groups[g].1.push(entry);
+        }
+        lines.push(vec![name, state.to_string(), took, detail]);
     }
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "── {ok}/{} succeeded", tasks.len());
-    let _ = write!(
-        err,
-        "{}",
-        crate::table::render(&["MACHINE", "STATE", "TOOK", "DETAIL"], &lines)
-    );
+    let mut head = format!("── {ok}/{} succeeded", tasks.len());
+    for (h, names) in &groups {
+        if !names.is_empty() {
+            head.push_str(&format!(" · {} {h}", names.len()));
+        }
+    }
+    let _ = writeln!(err, "{head}");
+    if tasks.len() <= TABLE_UP_TO {
+        let _ = write!(
+            err,
+            "{}",
+            crate::table::render(&["MACHINE", "STATE", "TOOK", "DETAIL"], &lines)
+        );
+        return;
+    }
+    for (h, names) in &groups {
+        if !names.is_empty() {
+            let _ = writeln!(err, "{h}: {}", names.join(", "));
+        }
+    }
 }

@@ -336,7 +336,20 @@ fn labels_steer_selection_and_bad_labels_fail() {
     let out = s.run(&["run", "-t", "tier=gold", "--", "echo", "x"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "x\n", "only box runs it");
-    let run = s.json(&["run", "-t", "tier=gold", "--json", "--", "true"]);
+    // `run --json` streams one event per line; the last is the run with every task.
+    let out = s.run(&["run", "-t", "tier=gold", "--json", "--", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let run = events.last().cloned().unwrap_or_default();
+    assert_eq!(run["type"], "end", "{run:#}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "task" && e["machine"] == "box")
+    );
     let tasks = run["tasks"].as_array().cloned().unwrap_or_default();
     assert_eq!(tasks.len(), 1, "{run:#}");
     assert_eq!(tasks[0]["agent_name"], "box", "{run:#}");

@@ -392,3 +392,165 @@ pub fn no_process_with(needle: &str) -> bool {
     }
     true
 }
+
+/// A network namespace with a veth pair to the host; removed on drop.
+pub struct NetNs {
+    pub name: String,
+    pub host_if: String,
+    pub host_ip: String,
+}
+
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {args:?}: {}", stderr(&out).trim()))
+    }
+}
+
+impl NetNs {
+    /// None when this process may not create namespaces (not root).
+    pub fn create() -> Option<NetNs> {
+        let pid = std::process::id();
+        let name = format!("herd-it-{pid}");
+        if let Err(e) = ip(&["netns", "add", &name]) {
+            eprintln!("SKIPPED: cannot create a network namespace (need root): {e}");
+            return None;
+        }
+        // Another test run may be using the same subnet or interface names: pick free ones.
+        let addrs = Command::new("ip")
+            .args(["-br", "addr"])
+            .output()
+            .map(|o| stdout(&o))
+            .unwrap_or_default();
+        let links = Command::new("ip")
+            .args(["-br", "link"])
+            .output()
+            .map(|o| stdout(&o))
+            .unwrap_or_default();
+        let x = (0..200)
+            .map(|i| (pid + i) % 200 + 20)
+            .find(|x| !addrs.contains(&format!("10.213.{x}.")))
+            .expect("a free 10.213.X.0/30 subnet");
+        let idx = (0..10000)
+            .map(|i| (pid + i) % 10000)
+            .find(|i| !links.contains(&format!("hv{i}@")) && !links.contains(&format!("hv{i} ")))
+            .expect("a free veth name");
+        let ns = NetNs {
+            name,
+            host_if: format!("hv{idx}"),
+            host_ip: format!("10.213.{x}.1"),
+        };
+        let ns_if = format!("nv{idx}");
+        let ns_ip = format!("10.213.{x}.2/30");
+        let host_cidr = format!("{}/30", ns.host_ip);
+        let n = ns.name.as_str();
+        let steps: Vec<Vec<&str>> = vec![
+            vec![
+                "link",
+                "add",
+                &ns.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ns_if,
+            ],
+            vec!["link", "set", &ns_if, "netns", n],
+            vec!["addr", "add", &host_cidr, "dev", &ns.host_if],
+            vec!["link", "set", &ns.host_if, "up"],
+            vec!["-n", n, "addr", "add", &ns_ip, "dev", &ns_if],
+            vec!["-n", n, "link", "set", &ns_if, "up"],
+            vec!["-n", n, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            ip(&step).unwrap_or_else(|e| panic!("netns setup: {e}"));
+        }
+        Some(ns)
+    }
+
+    pub fn set_link(&self, up: bool) {
+        ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]).expect("toggle veth");
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// A simulated fleet (`herd bench fleet`): N light agents in one process, each with its own
+/// identity and connection. Killed on drop.
+pub struct Fleet {
+    child: Child,
+    out: PathBuf,
+    log: PathBuf,
+    agents: usize,
+}
+
+impl Fleet {
+    pub fn start(server: &Server, agents: usize, token: &str) -> Fleet {
+        let out = server.dir.join("fleet.out");
+        let log = server.dir.join("fleet.log");
+        let mut args: Vec<String> = vec![
+            "bench".into(),
+            "fleet".into(),
+            "--server".into(),
+            server.url.clone(),
+            "--token".into(),
+            token.into(),
+            "--agents".into(),
+            agents.to_string(),
+            "--state-file".into(),
+            server.dir.join("fleet.json").display().to_string(),
+        ];
+        if let Some(fp) = &server.ca_sha256 {
+            args.push("--ca-sha256".into());
+            args.push(fp.clone());
+        }
+        let child = herd()
+            .args(&args)
+            .env("HERD_LOG", "warn")
+            .stdout(std::fs::File::create(&out).expect("fleet out"))
+            .stderr(std::fs::File::create(&log).expect("fleet log"))
+            .spawn()
+            .expect("spawn herd bench fleet");
+        Fleet {
+            child,
+            out,
+            log,
+            agents,
+        }
+    }
+
+    /// Waits until every simulated agent has its session.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let want = format!("fleet: {} agents connected", self.agents);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = std::fs::read_to_string(&self.out).unwrap_or_default();
+            if out.contains(&want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "simulated fleet not ready after {timeout:?}; its log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

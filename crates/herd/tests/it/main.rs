@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod errors;
+mod fleet;
 mod harness;
 mod resilience;
 mod spine;

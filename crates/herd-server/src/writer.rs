@@ -1,0 +1,57 @@
+//! Group commit of task progress: every agent session hands its batch's progress to one
+//! writer, which commits whatever has gathered meanwhile in a single transaction and then
+//! answers each caller. A thousand agents finishing at once cost a few transactions, not a
+//! thousand, and each caller still acknowledges only after its own rows are committed.
+
+use herd_store::{Store, StoreError, TaskProgress};
+use tokio::sync::{mpsc, oneshot};
+
+/// Progress records committed together at most (bounds one transaction's length).
+const MAX_GROUP: usize = 4096;
+/// Callers waiting for the writer; beyond this, sessions wait to hand over (backpressure).
+const QUEUE: usize = 1024;
+
+type Job = (Vec<TaskProgress>, oneshot::Sender<Result<(), String>>);
+
+pub struct ProgressWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl ProgressWriter {
+    pub fn start(store: Store) -> ProgressWriter {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(store, rx));
+        ProgressWriter { tx }
+    }
+
+    /// Commits `batch` (with whatever else is waiting) and returns once it is durable.
+    pub async fn apply(&self, batch: Vec<TaskProgress>) -> Result<(), StoreError> {
+        let (done_tx, done_rx) = oneshot::channel();
+        let gone = || StoreError::Closed("the progress writer stopped".into());
+        self.tx.send((batch, done_tx)).await.map_err(|_| gone())?;
+        done_rx
+            .await
+            .map_err(|_| gone())?
+            .map_err(StoreError::Closed)
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut rows = first.0;
+        let mut waiters = vec![first.1];
+        while rows.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok((more, done)) => {
+                    rows.extend(more);
+                    waiters.push(done);
+                }
+                Err(_) => break,
+            }
+        }
+        let res = store.apply_progress(&rows).await.map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(res.clone());
+        }
+    }
+}
