@@ -10,6 +10,7 @@ mod backoff;
 mod connect;
 mod outbox;
 mod session;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 //! 1 GiB of stdout, and the cost of an idle agent. See `bench/spine.sh`.
 
 mod fleet;
+mod scale;
 mod spine;
 mod ssh;
 mod stats;
@@ -23,6 +24,9 @@ struct Cli {
 enum Cmd {
     /// Round trip of `true`, 1 GiB stdout throughput and idle agent cost, beside ssh.
     Spine(SpineArgs),
+    /// A simulated fleet of N agents on one server: connect, `true` on all, idle cost,
+    /// reconnect storm, soak.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -84,6 +88,13 @@ fn main() {
     };
     let res: Result<()> = rt.block_on(async move {
         match cli.cmd {
+            Cmd::Scale(a) => {
+                let herd = spine::resolve_herd_path(a.herd.as_ref())?;
+                tokio::select! {
+                    r = scale::run(a, herd) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
             Cmd::Spine(a) => {
                 // Dropping the bench future on Ctrl-C kills the server, agent and any
                 // timed child (they are all kill-on-drop).

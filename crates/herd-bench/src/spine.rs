@@ -84,7 +84,12 @@ fn mb(bytes: u64) -> f64 {
 
 /// The herd binary to measure.
 fn resolve_herd(a: &SpineArgs) -> Result<PathBuf> {
-    let p = if let Some(p) = &a.herd {
+    resolve_herd_path(a.herd.as_ref())
+}
+
+/// The herd binary to measure: the one given, else a release build nearby.
+pub fn resolve_herd_path(given: Option<&PathBuf>) -> Result<PathBuf> {
+    let p = if let Some(p) = given {
         p.clone()
     } else {
         let mut cands = Vec::new();

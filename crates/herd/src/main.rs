@@ -1,6 +1,7 @@
 //! `herd`: the server, the agent and the CLI in one binary. Subcommands are thin wrappers
 //! over `herd-server`, `herd-agent` and the HTTP API.
 
+mod bench;
 mod client;
 mod cmd;
 mod config;
@@ -61,6 +62,11 @@ enum Command {
     },
     /// Who ran what where.
     Audit(cmd::AuditArgs),
+    /// Load generators, e.g. a simulated fleet of thousands of agents.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
 }
 
 #[derive(Args)]
@@ -258,5 +264,6 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,
         Command::Audit(a) => cmd::audit(a).await,
+        Command::Bench { cmd } => bench::bench(cmd).await,
     }
 }

@@ -1,0 +1,379 @@
+//! `herd-bench scale`: one `herd server` and a simulated fleet (`herd bench fleet`, N light
+//! agents in one process, each its own identity and connection). Measures the time for all
+//! N to connect, `true` on all N (request → every result in, at the API), the server idle
+//! with N agents heartbeating, a reconnect storm after the server is SIGKILLed, and
+//! optionally a soak (a fan-out every second) checking that no result is lost.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::stats;
+
+#[derive(Args, Clone)]
+pub struct ScaleArgs {
+    /// The RELEASE herd binary (default: next to this binary, else $CARGO_TARGET_DIR/release).
+    #[arg(long)]
+    pub herd: Option<PathBuf>,
+    /// Simulated agents.
+    #[arg(long, default_value_t = 1000)]
+    pub agents: usize,
+    /// Timed fan-outs of `true` on every agent.
+    #[arg(long, default_value_t = 10)]
+    pub rounds: usize,
+    /// Seconds to sample the idle server.
+    #[arg(long, default_value_t = 30)]
+    pub idle_secs: u64,
+    /// Kill the server with SIGKILL, restart it and time the reconnect storm.
+    #[arg(long)]
+    pub storm: bool,
+    /// Run a fan-out of `true` every second for this many seconds and check every result.
+    #[arg(long, default_value_t = 0)]
+    pub soak_secs: u64,
+    /// Keep the temp dir.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+struct Server {
+    _proc: Killed,
+    pid: u32,
+    url: String,
+    listen: String,
+}
+
+async fn start_server(herd: &Path, dir: &Path, listen: &str) -> Result<(Server, Option<String>)> {
+    let log = std::fs::File::create(dir.join("server.log")).context("server log")?;
+    let mut child = Command::new(herd)
+        .args(["server", "--listen", listen, "--data-dir"])
+        .arg(dir.join("server"))
+        .env("HERD_CONFIG", "/nonexistent")
+        .env_remove("HERD_SERVER")
+        .env_remove("HERD_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {} server", herd.display()))?;
+    let pid = child.id().context("server exited at once")?;
+    let out = child.stdout.take().context("no server stdout")?;
+    let mut lines = BufReader::new(out).lines();
+    let (mut url, mut key) = (None, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while url.is_none() {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .context("server printed no URL within 60 s")??
+            .context("server exited during start")?;
+        if let Some(u) = line.strip_prefix("herd server listening on ") {
+            url = Some(u.trim().to_string());
+        } else if let Some(k) = line.strip_prefix("admin API key (shown once; keep it safe): ") {
+            key = Some(k.trim().to_string());
+        }
+    }
+    // The key line, if any, comes right after the URL; give it a moment.
+    if key.is_none()
+        && let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+        && let Some(k) = line.strip_prefix("admin API key (shown once; keep it safe): ")
+    {
+        key = Some(k.trim().to_string());
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = url.unwrap_or_default();
+    let listen = url.trim_start_matches("http://").to_string();
+    Ok((
+        Server {
+            _proc: Killed(child),
+            pid,
+            url,
+            listen,
+        },
+        key,
+    ))
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| path.to_string())?;
+        let status = resp.status();
+        let v: Value = resp
+            .json()
+            .await
+            .with_context(|| format!("{path}: bad JSON"))?;
+        if !status.is_success() {
+            bail!("{path}: {status}: {}", v["error"]);
+        }
+        Ok(v)
+    }
+
+    async fn online(&self) -> usize {
+        match self
+            .call(reqwest::Method::GET, "/api/v1/agents", None)
+            .await
+        {
+            Ok(v) => v
+                .as_array()
+                .map(|a| a.iter().filter(|x| x["online"] == true).count())
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    /// `true` on every agent; returns (seconds, tasks) after checking every one succeeded.
+    async fn fan_out(&self, want: usize) -> Result<(f64, usize)> {
+        let t0 = Instant::now();
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/runs?wait=true",
+                Some(json!({"command": "true", "all": true})),
+            )
+            .await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+        let ok = tasks.iter().filter(|t| t["state"] == "succeeded").count();
+        if tasks.len() != want || ok != want {
+            bail!(
+                "fan-out: {ok} of {} tasks succeeded, {want} machines expected",
+                tasks.len()
+            );
+        }
+        Ok((secs, ok))
+    }
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    stats::proc_status_bytes(pid, "VmRSS").unwrap_or(0) as f64 / 1e6
+}
+
+async fn wait_online(api: &Api, n: usize, timeout: Duration) -> Result<f64> {
+    let t0 = Instant::now();
+    loop {
+        if api.online().await >= n {
+            return Ok(t0.elapsed().as_secs_f64());
+        }
+        if t0.elapsed() > timeout {
+            bail!(
+                "only {} of {n} agents online after {timeout:?}",
+                api.online().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("herd-bench-scale-")
+        .tempdir()
+        .context("temp dir")?;
+    let dir = tmp.path().to_path_buf();
+    if a.keep {
+        eprintln!("keeping {}", dir.display());
+        std::mem::forget(tmp);
+    }
+    let (mut server, key) = start_server(&herd, &dir, "127.0.0.1:0").await?;
+    let api = Api {
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .context("HTTP client")?,
+        url: server.url.clone(),
+        key: key.context("server printed no admin key")?,
+    };
+    let tok = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"uses": a.agents})),
+        )
+        .await?;
+    let token = tok["token"].as_str().context("no token")?.to_string();
+
+    eprintln!("starting {} simulated agents…", a.agents);
+    let t0 = Instant::now();
+    let fleet_log = std::fs::File::create(dir.join("fleet.log")).context("fleet log")?;
+    let mut fleet = Command::new(&herd)
+        .args(["bench", "fleet", "--server", &server.url, "--token", &token])
+        .args(["--agents", &a.agents.to_string(), "--state-file"])
+        .arg(dir.join("fleet.json"))
+        .env("HERD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(fleet_log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start herd bench fleet")?;
+    let fleet_pid = fleet.id().unwrap_or(0);
+    let fout = fleet.stdout.take().context("fleet stdout")?;
+    let _fleet = Killed(fleet);
+    let mut flines = BufReader::new(fout).lines();
+    let ready = format!("fleet: {} agents connected", a.agents);
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(600), flines.next_line())
+            .await
+            .context("fleet not ready within 10 min")??
+            .context("the simulated fleet exited; see fleet.log")?;
+        if line.contains(&ready) {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = flines.next_line().await {} });
+    let connect_secs = t0.elapsed().as_secs_f64();
+    wait_online(&api, a.agents, Duration::from_secs(60)).await?;
+
+    // Fan-outs.
+    api.fan_out(a.agents).await?;
+    let mut times = Vec::new();
+    for _ in 0..a.rounds {
+        let (secs, _) = api.fan_out(a.agents).await?;
+        times.push(secs);
+    }
+    let fan = stats::summarize(&times);
+
+    // Idle.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu0 = stats::proc_cpu_secs(server.pid)?;
+    let w0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(a.idle_secs)).await;
+    let idle_cpu = (stats::proc_cpu_secs(server.pid)? - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
+    let idle_rss = rss_mb(server.pid);
+    let fleet_rss = rss_mb(fleet_pid);
+
+    println!(
+        "herd-bench scale: {} simulated agents, one server (SQLite)",
+        a.agents
+    );
+    println!("  all connected (join + session)     {connect_secs:.1} s");
+    println!(
+        "  `true` on all {}, all results in   min {:.3} / median {:.3} / max {:.3} s (n={})  → {:.0} results/s persisted",
+        a.agents,
+        fan.min,
+        fan.p50,
+        fan.max,
+        times.len(),
+        a.agents as f64 / fan.p50
+    );
+    println!(
+        "  idle server, agents heartbeating    RSS {idle_rss:.0} MB, CPU {idle_cpu:.1} % of a core over {} s",
+        a.idle_secs
+    );
+    println!("  simulated fleet process            RSS {fleet_rss:.0} MB");
+
+    if a.storm {
+        let listen = server.listen.clone();
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t0 = Instant::now();
+        let (s2, _) = start_server(&herd, &dir, &listen).await?;
+        server = s2;
+        let pid = server.pid;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let p2 = peak.clone();
+        let sampler = tokio::spawn(async move {
+            loop {
+                let r = stats::proc_status_bytes(pid, "VmRSS").unwrap_or(0);
+                p2.fetch_max(r, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        wait_online(&api, a.agents, Duration::from_secs(300)).await?;
+        let online = t0.elapsed().as_secs_f64();
+        let (fan_secs, _) = api.fan_out(a.agents).await?;
+        let serving = t0.elapsed().as_secs_f64();
+        sampler.abort();
+        println!(
+            "  reconnect storm after SIGKILL       all {} back in {online:.1} s; a fan-out on all done {serving:.1} s after restart ({fan_secs:.2} s); peak RSS {:.0} MB",
+            a.agents,
+            peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
+        );
+    }
+
+    if a.soak_secs > 0 {
+        let mut runs = Vec::new();
+        let mut rss = Vec::new();
+        let t0 = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while t0.elapsed() < Duration::from_secs(a.soak_secs) {
+            tick.tick().await;
+            let v = api
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/runs",
+                    Some(json!({"command": "true", "all": true})),
+                )
+                .await?;
+            runs.push(v["id"].as_str().unwrap_or_default().to_string());
+            if runs.len() % 10 == 1 {
+                rss.push(rss_mb(server.pid));
+            }
+        }
+        // Every run must finish with every task succeeded.
+        let mut ok = 0usize;
+        for id in &runs {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let v = api
+                    .call(reqwest::Method::GET, &format!("/api/v1/runs/{id}"), None)
+                    .await?;
+                if v["finished_at"].is_number() {
+                    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+                    ok += tasks.iter().filter(|t| t["state"] == "succeeded").count();
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("soak: run {id} did not finish");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let want = runs.len() * a.agents;
+        println!(
+            "  soak: {} fan-outs in {} s, {ok}/{want} results succeeded; server RSS first {:.0} / last {:.0} / max {:.0} MB",
+            runs.len(),
+            a.soak_secs,
+            rss.first().copied().unwrap_or(0.0),
+            rss.last().copied().unwrap_or(0.0),
+            rss.iter().copied().fold(0.0, f64::max)
+        );
+        if ok != want {
+            bail!("soak lost results: {ok} of {want}");
+        }
+    }
+    drop(server);
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! `herd bench`: load generators. `herd bench fleet` runs many simulated agents in this one
+//! process (see `herd_agent::sim`), each a real connection to the server with its own
+//! identity, so a server can be tried with thousands of machines from one host.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Run N simulated agents in this process until interrupted.
+    Fleet(FleetArgs),
+}
+
+#[derive(Args)]
+pub struct FleetArgs {
+    /// Server URL, e.g. http://127.0.0.1:7700.
+    #[arg(long, env = "HERD_SERVER")]
+    server: String,
+    /// Join token, needed for agents that have no identity in the state file yet.
+    #[arg(long, env = "HERD_JOIN_TOKEN")]
+    token: Option<String>,
+    /// How many simulated agents to run.
+    #[arg(long)]
+    agents: usize,
+    /// Agent i is named PREFIX followed by i on five digits (sim-00001, sim-00002, ...).
+    #[arg(long, default_value = "sim-")]
+    prefix: String,
+    /// Labels of every simulated agent, k=v; repeatable (sim=true is added).
+    #[arg(long = "label", short = 'l', value_parser = crate::parse_label)]
+    labels: Vec<(String, String)>,
+    /// Where the simulated agents' identities are kept, so a restart reuses them.
+    #[arg(long, default_value = "./herd-fleet.json")]
+    state_file: PathBuf,
+    /// SHA-256 of the server's CA (printed by `herd token create`), for https servers.
+    #[arg(long, env = "HERD_CA_SHA256")]
+    ca_sha256: Option<String>,
+    /// Time between heartbeats of each agent.
+    #[arg(long, default_value = "5s", value_parser = crate::parse_dur)]
+    heartbeat: Duration,
+}
+
+pub async fn bench(cmd: BenchCmd) -> Result<i32> {
+    match cmd {
+        BenchCmd::Fleet(a) => fleet(a).await,
+    }
+}
+
+/// Descriptors the fleet needs beside one connection per agent (runtime, logs, pipes of the
+/// few processes running at once).
+const SPARE_FDS: u64 = 100;
+
+async fn fleet(a: FleetArgs) -> Result<i32> {
+    crate::init_tracing("warn");
+    if a.agents == 0 {
+        bail!("--agents must be at least 1");
+    }
+    raise_fd_limit(a.agents as u64 + SPARE_FDS)?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let cfg = herd_agent::sim::FleetConfig {
+        server: a.server,
+        token: a.token,
+        ca_sha256: a.ca_sha256,
+        agents: a.agents,
+        prefix: a.prefix,
+        labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        state_file: a.state_file,
+        heartbeat: a.heartbeat,
+    };
+    let ready = |n: usize| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "fleet: {n} agents connected");
+        let _ = out.flush();
+    };
+    tokio::select! {
+        r = herd_agent::sim::run_fleet(cfg, ready) => {
+            r?;
+            Ok(0)
+        }
+        _ = sigint.recv() => Ok(0),
+        _ = sigterm.recv() => Ok(0),
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, and fails when even that is below
+/// `needed`.
+#[allow(unsafe_code)]
+fn raise_fd_limit(needed: u64) -> Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit struct it is given, which lives on this stack
+    // frame for the whole call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        bail!(
+            "cannot read the open files limit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let target = if lim.rlim_max == libc::RLIM_INFINITY {
+        lim.rlim_cur.max(needed)
+    } else {
+        lim.rlim_max
+    };
+    if target > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct passed by reference; raising the soft limit
+        // up to the hard limit is always permitted.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = target;
+        }
+    }
+    if lim.rlim_cur < needed {
+        bail!(
+            "{} agents need about {needed} open files but this process may open only {} — raise the limit (`ulimit -n {needed}`, as root if the hard limit is lower) or pass fewer --agents",
+            needed - SPARE_FDS,
+            lim.rlim_cur
+        );
+    }
+    Ok(())
+}
