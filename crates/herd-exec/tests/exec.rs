@@ -438,6 +438,11 @@ async fn dropping_events_receiver_kills_task() {
     s.grace = Duration::from_millis(500);
     let (_handle, mut rx) = start(s);
     expect_started(&mut rx).await;
+    // Started is reported at fork; under load the exec may follow a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while processes_with(&format!("sleep {m}")).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(!processes_with(&format!("sleep {m}")).is_empty());
     drop(rx);
     let left = wait_gone(&format!("sleep {m}"), Duration::from_secs(3)).await;
