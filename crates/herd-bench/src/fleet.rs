@@ -1,6 +1,8 @@
-//! A throwaway herd deployment: one `herd server` on loopback and one separate `herd agent`
-//! process, both killed when the [`Fleet`] is dropped (also on error or Ctrl-C).
+//! A throwaway herd deployment: one `herd server` on loopback and one or more separate
+//! `herd agent` processes (each with its own state dir), all killed when the [`Fleet`] is
+//! dropped (also on error or Ctrl-C).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -10,7 +12,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The agent of [`Fleet::start`].
 pub const AGENT_NAME: &str = "bench";
+
+/// One agent to start: its machine name and labels (`k=v`).
+pub struct AgentSpec {
+    pub name: String,
+    pub labels: Vec<String>,
+}
 
 /// A child process that is SIGKILLed and reaped when dropped.
 pub struct Proc {
@@ -37,9 +46,15 @@ pub struct Fleet {
     pub key: String,
     pub http: reqwest::Client,
     pub dir: PathBuf,
-    // Agent first: dropped (killed) before the server.
-    pub agent: Proc,
+    /// Agents first: dropped (killed) before the server. Never empty.
+    pub agents: Vec<Agent>,
     pub server: Proc,
+}
+
+pub struct Agent {
+    pub name: String,
+    pub proc: Proc,
+    pub log: PathBuf,
 }
 
 fn herd_cmd(herd: &Path) -> Command {
@@ -75,7 +90,20 @@ fn tail(path: &Path) -> String {
 }
 
 impl Fleet {
+    /// The server and one agent named [`AGENT_NAME`].
     pub async fn start(herd: &Path, dir: &Path) -> Result<Fleet> {
+        let one = AgentSpec {
+            name: AGENT_NAME.to_string(),
+            labels: Vec::new(),
+        };
+        Fleet::start_agents(herd, dir, vec![one]).await
+    }
+
+    /// The server and one agent process per spec; returns once every agent is online.
+    pub async fn start_agents(herd: &Path, dir: &Path, specs: Vec<AgentSpec>) -> Result<Fleet> {
+        if specs.is_empty() {
+            bail!("a fleet needs at least one agent");
+        }
         let server_log = dir.join("server.log");
         let mut child = herd_cmd(herd)
             .arg("server")
@@ -133,7 +161,7 @@ impl Fleet {
             .context("cannot build the HTTP client")?;
 
         let tok: Value = api(&http, &url, &key, reqwest::Method::POST, "/api/v1/tokens")
-            .json(&json!({"uses": 1}))
+            .json(&json!({"uses": specs.len()}))
             .send()
             .await
             .context("POST /api/v1/tokens")?
@@ -147,36 +175,56 @@ impl Fleet {
             .context("POST /api/v1/tokens: no token in answer")?
             .to_string();
 
-        let state_dir = dir.join("agent");
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("cannot create {}", state_dir.display()))?;
-        let agent_log = dir.join("agent.log");
-        let child = herd_cmd(herd)
-            .arg("agent")
-            .arg("--server")
-            .arg(&url)
-            .arg("--token")
-            .arg(&token)
-            .arg("--name")
-            .arg(AGENT_NAME)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file(&agent_log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {} agent", herd.display()))?;
-        let apid = child.id().context("herd agent exited at once")?;
-        let agent = Proc { child, pid: apid };
         let mut fleet = Fleet {
             url,
             key,
             http,
             dir: dir.to_path_buf(),
-            agent,
+            agents: Vec::with_capacity(specs.len()),
             server,
         };
-        fleet.wait_online(Duration::from_secs(30)).await?;
+        let single = specs.len() == 1;
+        for spec in specs {
+            // The single agent keeps the historical layout (dir/agent, dir/agent.log).
+            let (state_dir, log) = if single {
+                (dir.join("agent"), dir.join("agent.log"))
+            } else {
+                (
+                    dir.join("agents").join(&spec.name),
+                    dir.join("agents").join(format!("{}.log", spec.name)),
+                )
+            };
+            std::fs::create_dir_all(&state_dir)
+                .with_context(|| format!("cannot create {}", state_dir.display()))?;
+            let mut cmd = herd_cmd(herd);
+            cmd.arg("agent")
+                .arg("--server")
+                .arg(&fleet.url)
+                .arg("--token")
+                .arg(&token)
+                .arg("--name")
+                .arg(&spec.name)
+                .arg("--state-dir")
+                .arg(&state_dir);
+            for l in &spec.labels {
+                cmd.arg("--label").arg(l);
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file(&log)?)
+                .spawn()
+                .with_context(|| format!("cannot start {} agent", herd.display()))?;
+            let pid = child.id().context("herd agent exited at once")?;
+            fleet.agents.push(Agent {
+                name: spec.name,
+                proc: Proc { child, pid },
+                log,
+            });
+        }
+        let timeout =
+            Duration::from_secs(30) + Duration::from_millis(500) * fleet.agents.len() as u32;
+        fleet.wait_online(timeout).await?;
         Ok(fleet)
     }
 
@@ -184,39 +232,63 @@ impl Fleet {
         api(&self.http, &self.url, &self.key, method, path)
     }
 
+    /// The first agent (the only one of [`Fleet::start`]).
+    pub fn agent(&self) -> &Proc {
+        &self.agents[0].proc
+    }
+
     async fn wait_online(&mut self, timeout: Duration) -> Result<()> {
         let start = Instant::now();
+        let mut missing: Vec<String> = self.agents.iter().map(|a| a.name.clone()).collect();
         loop {
-            if let Ok(Some(st)) = self.agent.child.try_wait() {
-                bail!(
-                    "herd agent exited ({st}); log:\n{}",
-                    tail(&self.dir.join("agent.log"))
-                );
-            }
+            self.check_alive()?;
             let r = self
                 .req(reqwest::Method::GET, "/api/v1/agents")
                 .send()
                 .await;
             if let Ok(r) = r
                 && let Ok(v) = r.json::<Value>().await
-                && v.as_array().is_some_and(|a| {
-                    a.iter()
-                        .any(|x| x["name"] == AGENT_NAME && x["online"].as_bool() == Some(true))
-                })
+                && let Some(list) = v.as_array()
             {
-                return Ok(());
+                let online: HashSet<&str> = list
+                    .iter()
+                    .filter(|x| x["online"].as_bool() == Some(true))
+                    .filter_map(|x| x["name"].as_str())
+                    .collect();
+                missing = self
+                    .agents
+                    .iter()
+                    .filter(|a| !online.contains(a.name.as_str()))
+                    .map(|a| a.name.clone())
+                    .collect();
+                if missing.is_empty() {
+                    return Ok(());
+                }
             }
             if start.elapsed() > timeout {
+                let log = self
+                    .agents
+                    .iter()
+                    .find(|a| missing.first() == Some(&a.name))
+                    .map(|a| tail(&a.log))
+                    .unwrap_or_default();
                 bail!(
-                    "agent {AGENT_NAME} not online after {timeout:?}; agent log:\n{}",
-                    tail(&self.dir.join("agent.log"))
+                    "{} of {} agents not online after {timeout:?} ({}); log of the first:\n{log}",
+                    missing.len(),
+                    self.agents.len(),
+                    missing
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Fails if the server or agent died.
+    /// Fails if the server or an agent died.
     pub fn check_alive(&mut self) -> Result<()> {
         if let Ok(Some(st)) = self.server.child.try_wait() {
             bail!(
@@ -224,11 +296,14 @@ impl Fleet {
                 tail(&self.dir.join("server.log"))
             );
         }
-        if let Ok(Some(st)) = self.agent.child.try_wait() {
-            bail!(
-                "herd agent exited ({st}); log:\n{}",
-                tail(&self.dir.join("agent.log"))
-            );
+        for a in &mut self.agents {
+            if let Ok(Some(st)) = a.proc.child.try_wait() {
+                bail!(
+                    "herd agent {} exited ({st}); log:\n{}",
+                    a.name,
+                    tail(&a.log)
+                );
+            }
         }
         Ok(())
     }

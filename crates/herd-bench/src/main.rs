@@ -1,7 +1,9 @@
-//! `herd-bench`: benchmarks of a release `herd` binary beside a plain-ssh baseline measured
+//! `herd-bench`: benchmarks of a release `herd` binary beside ssh-based baselines measured
 //! in the same run. `herd-bench spine` covers the spine: round trip of `true`, streaming
-//! 1 GiB of stdout, and the cost of an idle agent. See `bench/spine.sh`.
+//! 1 GiB of stdout, and the cost of an idle agent (see `bench/spine.sh`). `herd-bench fleet`
+//! runs `true` on N machines through herd, parallel-ssh and Ansible (see `bench/fleet.sh`).
 
+mod fanout;
 mod fleet;
 mod scale;
 mod spine;
@@ -14,7 +16,10 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "herd-bench", about = "Benchmarks of herd beside plain ssh")]
+#[command(
+    name = "herd-bench",
+    about = "Benchmarks of herd beside ssh-based tools"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -27,6 +32,41 @@ enum Cmd {
     /// A simulated fleet of N agents on one server: connect, `true` on all, idle cost,
     /// reconnect storm, soak.
     Scale(scale::ScaleArgs),
+    /// `true` on N machines through herd (API and CLI), parallel-ssh and Ansible ad hoc.
+    Fleet(FleetArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct FleetArgs {
+    /// The RELEASE herd binary to measure (default: `herd` next to this binary, else
+    /// $CARGO_TARGET_DIR/release/herd, else the workspace's target/release/herd).
+    #[arg(long)]
+    pub herd: Option<PathBuf>,
+    /// Machines: herd agents, and loopback sshd addresses (127.0.0.2 …) for the baselines.
+    #[arg(long, default_value_t = 50)]
+    pub machines: usize,
+    /// Timed runs through herd, for the API and for the CLI each.
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// Untimed runs through herd before the timed ones, for the API and the CLI each.
+    #[arg(long, default_value_t = 3)]
+    pub warmups: usize,
+    /// Timed runs of each baseline (parallel-ssh, Ansible raw, Ansible command), the first
+    /// one included.
+    #[arg(long, default_value_t = 5)]
+    pub ssh_rounds: usize,
+    /// Measure herd only.
+    #[arg(long)]
+    pub skip_ssh: bool,
+    /// Where bench/setup-fleet-ssh.sh keeps the key, hosts file and Ansible inventory.
+    #[arg(long, default_value = "/tmp/herd-bench-fleet-ssh")]
+    pub fleet_dir: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the temp dir (server data, logs) after the run.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Args, Clone)]
@@ -89,7 +129,7 @@ fn main() {
     let res: Result<()> = rt.block_on(async move {
         match cli.cmd {
             Cmd::Scale(a) => {
-                let herd = spine::resolve_herd_path(a.herd.as_ref())?;
+                let herd = spine::resolve_herd(a.herd.as_deref())?;
                 tokio::select! {
                     r = scale::run(a, herd) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -100,6 +140,12 @@ fn main() {
                 // timed child (they are all kill-on-drop).
                 tokio::select! {
                     r = spine::run(a) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
+            Cmd::Fleet(a) => {
+                tokio::select! {
+                    r = fanout::run(a) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 }
             }

@@ -82,15 +82,11 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-/// The herd binary to measure.
-fn resolve_herd(a: &SpineArgs) -> Result<PathBuf> {
-    resolve_herd_path(a.herd.as_ref())
-}
-
-/// The herd binary to measure: the one given, else a release build nearby.
-pub fn resolve_herd_path(given: Option<&PathBuf>) -> Result<PathBuf> {
-    let p = if let Some(p) = given {
-        p.clone()
+/// The herd binary to measure: `explicit`, else `herd` next to this binary, else
+/// $CARGO_TARGET_DIR/release/herd, else the workspace's target/release/herd.
+pub fn resolve_herd(explicit: Option<&Path>) -> Result<PathBuf> {
+    let p = if let Some(p) = explicit {
+        p.to_path_buf()
     } else {
         let mut cands = Vec::new();
         if let Ok(exe) = std::env::current_exe()
@@ -137,7 +133,7 @@ pub fn resolve_herd_path(given: Option<&PathBuf>) -> Result<PathBuf> {
 }
 
 pub async fn run(a: SpineArgs) -> Result<()> {
-    let herd = resolve_herd(&a)?;
+    let herd = resolve_herd(a.herd.as_deref())?;
     if a.rounds == 0 || a.gib_runs == 0 {
         bail!("--rounds and --gib-runs must be at least 1");
     }
@@ -166,9 +162,11 @@ async fn bench(a: &SpineArgs, herd: &Path, dir: &Path, ssh: Option<&Ssh>) -> Res
     let mut fleet = Fleet::start(herd, dir).await?;
     eprintln!(
         "herd-bench: server {} (pid {}), agent pid {} online",
-        fleet.url, fleet.server.pid, fleet.agent.pid
+        fleet.url,
+        fleet.server.pid,
+        fleet.agent().pid
     );
-    let rss_after_join = stats::proc_status_bytes(fleet.agent.pid, "VmRSS")?;
+    let rss_after_join = stats::proc_status_bytes(fleet.agent().pid, "VmRSS")?;
 
     let rtt = round_trip(a, &fleet, ssh).await?;
     fleet.check_alive()?;
@@ -427,7 +425,7 @@ async fn throughput(
             cmd,
             "herd run",
             a.bytes,
-            Some((fleet.server.pid, fleet.agent.pid)),
+            Some((fleet.server.pid, fleet.agent().pid)),
         )
         .await?;
         eprintln!("herd-bench:   {:.0} MB/s in {:.2} s", r.mb_per_s, r.secs);
@@ -478,7 +476,7 @@ async fn idle(a: &SpineArgs, fleet: &Fleet, rss_after_join: u64) -> Result<Idle>
         a.idle_settle_secs, a.idle_secs
     );
     tokio::time::sleep(Duration::from_secs(a.idle_settle_secs)).await;
-    let (apid, spid) = (fleet.agent.pid, fleet.server.pid);
+    let (apid, spid) = (fleet.agent().pid, fleet.server.pid);
     let a0 = stats::proc_cpu_secs(apid)?;
     let s0 = stats::proc_cpu_secs(spid)?;
     let t = Instant::now();
@@ -509,13 +507,13 @@ async fn idle(a: &SpineArgs, fleet: &Fleet, rss_after_join: u64) -> Result<Idle>
 }
 
 /// The 1, 5 and 15 minute load averages.
-fn loadavg() -> String {
+pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
-fn environment(herd: &Path, load_start: &str) -> Value {
+pub fn environment(herd: &Path, load_start: &str) -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
