@@ -729,7 +729,7 @@ async fn run_agent(fleet: Arc<Fleet>, id: Arc<SimIdentity>) -> Option<String> {
 
 /// An established session: the stream both ways, and the client that keeps its connection.
 struct Link {
-    _client: AgentHubClient<tonic::transport::Channel>,
+    _client: tonic::client::Grpc<tonic::transport::Channel>,
     out: futures::channel::mpsc::Sender<AgentFrame>,
     inbound: tonic::Streaming<ServerFrame>,
 }
@@ -744,7 +744,10 @@ async fn open(fleet: &Fleet, id: &SimIdentity, st: &mut AgentState) -> Result<Li
         Err(e) if e.is_retryable() => return Err(End::Retry(e.to_string())),
         Err(e) => return Err(End::Fatal(e.to_string())),
     };
-    let mut client = AgentHubClient::new(channel);
+    let mut client = tonic::client::Grpc::new(channel);
+    if let Err(e) = client.ready().await {
+        return Err(End::Retry(format!("connection not ready: {e}")));
+    }
     let Ok(bearer) = format!("Bearer {}", id.credential).parse() else {
         return Err(End::Fatal(
             "credential in the fleet state file is malformed".into(),
@@ -767,7 +770,12 @@ async fn open(fleet: &Fleet, id: &SimIdentity, st: &mut AgentState) -> Result<Li
     }
     let mut req = tonic::Request::new(out_rx);
     req.metadata_mut().insert("authorization", bearer);
-    let mut inbound = match tokio::time::timeout(WELCOME_WAIT, client.session(req)).await {
+    let call = client.streaming(
+        req,
+        http::uri::PathAndQuery::from_static(SESSION_PATH),
+        SessionCodec,
+    );
+    let mut inbound = match tokio::time::timeout(WELCOME_WAIT, call).await {
         Ok(Ok(r)) => r.into_inner(),
         Ok(Err(s)) => return Err(status_end(&s)),
         Err(_) => return Err(End::Retry("no answer to the session request".into())),
@@ -784,6 +792,69 @@ async fn open(fleet: &Fleet, id: &SimIdentity, st: &mut AgentState) -> Result<Li
         Ok(Ok(None)) => Err(End::Retry("server closed the stream".into())),
         Ok(Err(s)) => Err(status_end(&s)),
         Err(_) => Err(End::Retry("no welcome from the server".into())),
+    }
+}
+
+/// The `Session` method of the agent hub (what the generated client calls).
+const SESSION_PATH: &str = "/herd.agent.v1.AgentHub/Session";
+/// Initial size of the session stream's encode and decode buffers. tonic's default is 8 KiB
+/// each way; a simulated agent's frames are far smaller (the buffers grow when one is not),
+/// and ten thousand idle streams would otherwise end up holding 160 MiB of them.
+const CODEC_BUFFER: usize = 1024;
+
+/// The generated client's protobuf codec, with small buffers.
+struct SessionCodec;
+struct FrameEncoder;
+struct FrameDecoder;
+
+impl tonic::codec::Codec for SessionCodec {
+    type Encode = AgentFrame;
+    type Decode = ServerFrame;
+    type Encoder = FrameEncoder;
+    type Decoder = FrameDecoder;
+
+    fn encoder(&mut self) -> FrameEncoder {
+        FrameEncoder
+    }
+
+    fn decoder(&mut self) -> FrameDecoder {
+        FrameDecoder
+    }
+}
+
+impl tonic::codec::Encoder for FrameEncoder {
+    type Item = AgentFrame;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: AgentFrame,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::Message::encode(&item, buf)
+            .map_err(|e| tonic::Status::internal(format!("cannot encode a frame: {e}")))
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        tonic::codec::BufferSettings::new(CODEC_BUFFER, CODEC_BUFFER)
+    }
+}
+
+impl tonic::codec::Decoder for FrameDecoder {
+    type Item = ServerFrame;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ServerFrame>, tonic::Status> {
+        <ServerFrame as prost::Message>::decode(buf)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("cannot decode a frame: {e}")))
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        tonic::codec::BufferSettings::new(CODEC_BUFFER, CODEC_BUFFER)
     }
 }
 
@@ -1179,6 +1250,17 @@ mod tests {
         ] {
             assert_eq!(plain_words(shell), None, "{shell:?}");
         }
+    }
+
+    #[test]
+    fn session_path_matches_the_service() {
+        assert_eq!(
+            SESSION_PATH,
+            format!(
+                "/{}/Session",
+                herd_proto::v1::agent_hub_server::SERVICE_NAME
+            )
+        );
     }
 
     #[test]
