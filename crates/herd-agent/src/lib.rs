@@ -59,26 +59,34 @@ pub(crate) struct Identity {
     pub ca_sha256: Option<String>,
 }
 
+/// Reads a JSON state file; `None` when it does not exist. A damaged one is an error that
+/// says what to do (`fix`).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    fix: &str,
+) -> Result<Option<T>, AgentError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            AgentError::Config(format!("{} is damaged ({e}) — {fix}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::Config(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl Identity {
     fn path(dir: &std::path::Path) -> PathBuf {
         dir.join("identity.json")
     }
 
     fn load(dir: &std::path::Path) -> Result<Option<Identity>, AgentError> {
-        let p = Identity::path(dir);
-        match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                AgentError::Config(format!(
-                    "{} is damaged ({e}) — remove it and join again with a new token",
-                    p.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(AgentError::Config(format!(
-                "cannot read {}: {e}",
-                p.display()
-            ))),
-        }
+        read_json(
+            &Identity::path(dir),
+            "remove it and join again with a new token",
+        )
     }
 
     fn save(&self, dir: &std::path::Path) -> Result<(), AgentError> {

@@ -121,19 +121,10 @@ pub struct FleetFile {
 impl FleetFile {
     /// Reads the state file; `None` when it does not exist.
     pub fn load(path: &Path) -> Result<Option<FleetFile>, AgentError> {
-        match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                AgentError::Config(format!(
-                    "{} is not a fleet state file ({e}) — pass another --state-file",
-                    path.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(AgentError::Config(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
-        }
+        crate::read_json(
+            path,
+            "it is not a fleet state file; pass another --state-file",
+        )
     }
 
     /// Writes the state file atomically (temporary file, fsync, rename), readable by the

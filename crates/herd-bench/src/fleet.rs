@@ -78,6 +78,59 @@ pub fn cli(herd: &Path, fleet: &Fleet) -> Command {
     c
 }
 
+/// Starts `herd server` on `listen` with its data in `dir/server`; returns it with its URL
+/// and, when `want_key` (a fresh data dir prints one), the admin key. Its stdout is drained
+/// afterwards so it never blocks on a full pipe.
+pub async fn start_server(
+    herd: &Path,
+    dir: &Path,
+    listen: &str,
+    want_key: bool,
+) -> Result<(Proc, String, Option<String>)> {
+    let server_log = dir.join("server.log");
+    let mut child = herd_cmd(herd)
+        .arg("server")
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(dir.join("server"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(&server_log)?)
+        .spawn()
+        .with_context(|| format!("cannot start {} server", herd.display()))?;
+    let pid = child.id().context("herd server exited at once")?;
+    let stdout = child.stdout.take().context("no stdout of herd server")?;
+    let server = Proc { child, pid };
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut url, mut key) = (None, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while url.is_none() || (want_key && key.is_none()) {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "herd server printed no URL (or admin key) within 60 s; log:\n{}",
+                    tail(&server_log)
+                )
+            })?
+            .context("cannot read herd server output")?;
+        let Some(line) = line else {
+            bail!(
+                "herd server exited during start; log:\n{}",
+                tail(&server_log)
+            );
+        };
+        if let Some(u) = line.strip_prefix("herd server listening on ") {
+            url = Some(u.trim().to_string());
+        } else if let Some(k) = line.strip_prefix("admin API key (shown once; keep it safe): ") {
+            key = Some(k.trim().to_string());
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((server, url.unwrap_or_default(), key))
+}
+
 fn log_file(path: &Path) -> Result<std::fs::File> {
     std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
 }
@@ -104,50 +157,8 @@ impl Fleet {
         if specs.is_empty() {
             bail!("a fleet needs at least one agent");
         }
-        let server_log = dir.join("server.log");
-        let mut child = herd_cmd(herd)
-            .arg("server")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(dir.join("server"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file(&server_log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {} server", herd.display()))?;
-        let pid = child.id().context("herd server exited at once")?;
-        let stdout = child.stdout.take().context("no stdout of herd server")?;
-        let server = Proc { child, pid };
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut url, mut key) = (None, None);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while url.is_none() || key.is_none() {
-            let line = tokio::time::timeout_at(deadline, lines.next_line())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "herd server printed no URL and admin key within 30 s; log:\n{}",
-                        tail(&server_log)
-                    )
-                })?
-                .context("cannot read herd server output")?;
-            let Some(line) = line else {
-                bail!(
-                    "herd server exited during start; log:\n{}",
-                    tail(&server_log)
-                );
-            };
-            if let Some(u) = line.strip_prefix("herd server listening on ") {
-                url = Some(u.trim().to_string());
-            } else if let Some(k) = line.strip_prefix("admin API key (shown once; keep it safe): ")
-            {
-                key = Some(k.trim().to_string());
-            }
-        }
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let (url, key) = (url.unwrap_or_default(), key.unwrap_or_default());
+        let (server, url, key) = start_server(herd, dir, "127.0.0.1:0", true).await?;
+        let key = key.unwrap_or_default();
         if !url.starts_with("http://") {
             bail!("expected a plain-http loopback server, got {url}");
         }

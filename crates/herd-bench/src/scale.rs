@@ -12,8 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+use crate::fleet::{self, Proc};
 use crate::stats;
 
 #[derive(Args, Clone)]
@@ -41,71 +42,30 @@ pub struct ScaleArgs {
     pub keep: bool,
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 struct Server {
-    _proc: Killed,
-    pid: u32,
+    /// Killed and reaped on drop, so a restart finds the port free.
+    proc: Proc,
     url: String,
-    listen: String,
 }
 
-async fn start_server(herd: &Path, dir: &Path, listen: &str) -> Result<(Server, Option<String>)> {
-    let log = std::fs::File::create(dir.join("server.log")).context("server log")?;
-    let mut child = Command::new(herd)
-        .args(["server", "--listen", listen, "--data-dir"])
-        .arg(dir.join("server"))
-        .env("HERD_CONFIG", "/nonexistent")
-        .env_remove("HERD_SERVER")
-        .env_remove("HERD_API_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {} server", herd.display()))?;
-    let pid = child.id().context("server exited at once")?;
-    let out = child.stdout.take().context("no server stdout")?;
-    let mut lines = BufReader::new(out).lines();
-    let (mut url, mut key) = (None, None);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while url.is_none() {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .context("server printed no URL within 60 s")??
-            .context("server exited during start")?;
-        if let Some(u) = line.strip_prefix("herd server listening on ") {
-            url = Some(u.trim().to_string());
-        } else if let Some(k) = line.strip_prefix("admin API key (shown once; keep it safe): ") {
-            key = Some(k.trim().to_string());
-        }
+impl Server {
+    async fn start(
+        herd: &Path,
+        dir: &Path,
+        listen: &str,
+        want_key: bool,
+    ) -> Result<(Server, Option<String>)> {
+        let (proc, url, key) = fleet::start_server(herd, dir, listen, want_key).await?;
+        Ok((Server { proc, url }, key))
     }
-    // The key line, if any, comes right after the URL; give it a moment.
-    if key.is_none()
-        && let Ok(Ok(Some(line))) =
-            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
-        && let Some(k) = line.strip_prefix("admin API key (shown once; keep it safe): ")
-    {
-        key = Some(k.trim().to_string());
+
+    fn pid(&self) -> u32 {
+        self.proc.pid
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let url = url.unwrap_or_default();
-    let listen = url.trim_start_matches("http://").to_string();
-    Ok((
-        Server {
-            _proc: Killed(child),
-            pid,
-            url,
-            listen,
-        },
-        key,
-    ))
+
+    fn listen(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
 }
 
 struct Api {
@@ -206,7 +166,7 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
         eprintln!("keeping {}", dir.display());
         std::mem::forget(tmp);
     }
-    let (mut server, key) = start_server(&herd, &dir, "127.0.0.1:0").await?;
+    let (mut server, key) = Server::start(&herd, &dir, "127.0.0.1:0", true).await?;
     let api = Api {
         http: reqwest::Client::builder()
             .no_proxy()
@@ -240,7 +200,8 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
         .context("cannot start herd bench fleet")?;
     let fleet_pid = fleet.id().unwrap_or(0);
     let fout = fleet.stdout.take().context("fleet stdout")?;
-    let _fleet = Killed(fleet);
+    // kill_on_drop: the fleet ends with this function.
+    let _fleet = fleet;
     let mut flines = BufReader::new(fout).lines();
     let ready = format!("fleet: {} agents connected", a.agents);
     loop {
@@ -267,11 +228,12 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
 
     // Idle.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let cpu0 = stats::proc_cpu_secs(server.pid)?;
+    let cpu0 = stats::proc_cpu_secs(server.pid())?;
     let w0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(a.idle_secs)).await;
-    let idle_cpu = (stats::proc_cpu_secs(server.pid)? - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
-    let idle_rss = rss_mb(server.pid);
+    let idle_cpu =
+        (stats::proc_cpu_secs(server.pid())? - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
+    let idle_rss = rss_mb(server.pid());
     let fleet_rss = rss_mb(fleet_pid);
 
     println!(
@@ -295,13 +257,12 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
     println!("  simulated fleet process            RSS {fleet_rss:.0} MB");
 
     if a.storm {
-        let listen = server.listen.clone();
+        let listen = server.listen();
         drop(server);
-        tokio::time::sleep(Duration::from_millis(500)).await;
         let t0 = Instant::now();
-        let (s2, _) = start_server(&herd, &dir, &listen).await?;
+        let (s2, _) = Server::start(&herd, &dir, &listen, false).await?;
         server = s2;
-        let pid = server.pid;
+        let pid = server.pid();
         let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let p2 = peak.clone();
         let sampler = tokio::spawn(async move {
@@ -339,7 +300,7 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
                 .await?;
             runs.push(v["id"].as_str().unwrap_or_default().to_string());
             if runs.len() % 10 == 1 {
-                rss.push(rss_mb(server.pid));
+                rss.push(rss_mb(server.pid()));
             }
         }
         // Every run must finish with every task succeeded.

@@ -133,10 +133,9 @@ pub async fn create_run(
     let spec_json =
         serde_json::to_string(&req.spec).map_err(|e| ServerError::Internal(e.to_string()))?;
     let limits = req.spec.limits.resolve(agents.len());
-    let offline = agents
-        .iter()
-        .filter(|(id, _)| !st.hub.is_online(id))
-        .count();
+    // One look per agent: the budget check and the tasks agree even if one comes or goes.
+    let online: Vec<bool> = agents.iter().map(|(id, _)| st.hub.is_online(id)).collect();
+    let offline = online.iter().filter(|o| !**o).count();
     // Offline machines count against the error budget like any other failure.
     let halted = limits.max_errors.is_some_and(|max| offline > max);
     let mut start_now = if req.start_on_attach || halted {
@@ -145,8 +144,7 @@ pub async fn create_run(
         limits.concurrency
     };
     let mut tasks = Vec::with_capacity(agents.len());
-    for (agent_id, agent_name) in agents {
-        let online = st.hub.is_online(&agent_id);
+    for ((agent_id, agent_name), online) in agents.into_iter().zip(online) {
         let (state, reason) = if !online {
             (TaskState::Lost, Some("agent offline".to_string()))
         } else if halted {
