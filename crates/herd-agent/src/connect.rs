@@ -58,8 +58,10 @@ pub async fn channel(url: &str, pin: Option<&str>) -> Result<Channel, ConnectErr
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .tcp_keepalive(Some(Duration::from_secs(10)))
-        .http2_keep_alive_interval(Duration::from_secs(3))
-        .keep_alive_timeout(Duration::from_secs(4))
+        // A dead link (the server vanished, a partition) is noticed within 15 s; pings are
+        // cheap for one agent but a server answers them for the whole fleet.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024);

@@ -59,6 +59,13 @@ pub(crate) struct Identity {
     pub ca_sha256: Option<String>,
 }
 
+/// The heartbeat period a server asks for in its Welcome (whole seconds; 0 from an older
+/// server means the default of 5 s), kept within 1 s … 5 min.
+pub(crate) fn heartbeat_period(secs: u32) -> std::time::Duration {
+    let secs = if secs == 0 { 5 } else { secs.clamp(1, 300) };
+    std::time::Duration::from_secs(u64::from(secs))
+}
+
 /// Reads a JSON state file; `None` when it does not exist. A damaged one is an error that
 /// says what to do (`fix`).
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(

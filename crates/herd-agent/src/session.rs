@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::outbox::Outbox;
-use crate::{AgentConfig, Identity, VERSION, connect};
+use crate::{AgentConfig, Identity, VERSION, connect, heartbeat_period};
 
 /// Batches of events sent but not yet acknowledged.
 const WINDOW: usize = 16;
@@ -259,7 +259,8 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
 
     let window = Arc::new(Semaphore::new(WINDOW));
     let sender = tokio::spawn(send_events(shared.clone(), out_tx.clone(), window.clone()));
-    let heartbeat = tokio::spawn(heartbeats(shared.clone(), out_tx.clone()));
+    // Heartbeats start with the Welcome, at the period the server asks for.
+    let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
         let frame = match inbound.message().await {
             Ok(Some(f)) => f,
@@ -275,7 +276,15 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
         };
         match frame.kind {
             Some(server_frame::Kind::Welcome(w)) => {
-                tracing::info!(agent = %w.agent_id, "connected to server");
+                let period = heartbeat_period(w.heartbeat_secs);
+                tracing::info!(agent = %w.agent_id, heartbeat = ?period, "connected to server");
+                if heartbeat.is_none() {
+                    heartbeat = Some(tokio::spawn(heartbeats(
+                        shared.clone(),
+                        out_tx.clone(),
+                        period,
+                    )));
+                }
             }
             Some(server_frame::Kind::Start(st)) => shared.start_task(st),
             Some(server_frame::Kind::Cancel(c)) => {
@@ -311,7 +320,9 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
         }
     };
     sender.abort();
-    heartbeat.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     result
 }
 
@@ -344,9 +355,9 @@ async fn send_events(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, window:
     }
 }
 
-async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>) {
+async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, period: Duration) {
     let sampler = Arc::new(Mutex::new(herd_facts::MetricsSampler::new()));
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // (activity seen, idle heartbeats since it that trimmed)
     let mut trims = (u64::MAX, 0u32);

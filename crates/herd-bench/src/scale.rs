@@ -40,6 +40,10 @@ pub struct ScaleArgs {
     /// Keep the temp dir.
     #[arg(long)]
     pub keep: bool,
+    /// The fleet answers every task at once without starting a process: measures what the
+    /// server takes (dispatch and results persisted) without the machine's process starts.
+    #[arg(long)]
+    pub no_process: bool,
 }
 
 struct Server {
@@ -113,8 +117,9 @@ impl Api {
         }
     }
 
-    /// `true` on every agent; returns (seconds, tasks) after checking every one succeeded.
-    async fn fan_out(&self, want: usize) -> Result<(f64, usize)> {
+    /// `true` on every agent; returns the wall time and where it went, after checking every
+    /// task succeeded.
+    async fn fan_out(&self, want: usize) -> Result<Round> {
         let t0 = Instant::now();
         let v = self
             .call(
@@ -132,8 +137,50 @@ impl Api {
                 tasks.len()
             );
         }
-        Ok((secs, ok))
+        // Phases from the stored times (ms since the epoch, server clock).
+        let times =
+            |key: &str| -> Vec<i64> { tasks.iter().filter_map(|t| t[key].as_i64()).collect() };
+        let created = times("created_at").into_iter().min().unwrap_or(0);
+        let since = |v: Option<i64>| v.map_or(f64::NAN, |t| (t - created) as f64 / 1000.0);
+        let started = times("started_at");
+        Ok(Round {
+            secs,
+            first_start: since(started.iter().copied().min()),
+            last_start: since(started.iter().copied().max()),
+            last_end: since(times("finished_at").into_iter().max()),
+        })
     }
+}
+
+/// One timed fan-out.
+struct Round {
+    secs: f64,
+    /// Seconds from the run's creation to the first and last process start, and the last end.
+    first_start: f64,
+    last_start: f64,
+    last_end: f64,
+}
+
+/// CPU seconds used so far by the server, the fleet, its process runner, and the whole
+/// machine (busy time of all cores).
+fn cpu_now(server: u32, fleet: u32, runner: Option<u32>) -> [f64; 4] {
+    let machine = stats::machine_ticks().map_or(f64::NAN, |(busy, _)| busy / stats::clk_tck());
+    [
+        stats::proc_cpu_secs(server).unwrap_or(f64::NAN),
+        stats::proc_cpu_secs(fleet).unwrap_or(f64::NAN),
+        runner.map_or(f64::NAN, |p| stats::proc_cpu_secs(p).unwrap_or(f64::NAN)),
+        machine,
+    ]
+}
+
+/// The first child process of `pid` (the fleet's process runner).
+fn child_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn rss_mb(pid: u32) -> f64 {
@@ -192,6 +239,7 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
         .args(["bench", "fleet", "--server", &server.url, "--token", &token])
         .args(["--agents", &a.agents.to_string(), "--state-file"])
         .arg(dir.join("fleet.json"))
+        .args(a.no_process.then_some("--no-process"))
         .env("HERD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(fleet_log)
@@ -219,12 +267,29 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
 
     // Fan-outs.
     api.fan_out(a.agents).await?;
+    let runner_pid = child_of(fleet_pid);
     let mut times = Vec::new();
+    let mut rounds = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..a.rounds {
-        let (secs, _) = api.fan_out(a.agents).await?;
-        times.push(secs);
+        let c0 = cpu_now(server.pid(), fleet_pid, runner_pid);
+        let round = api.fan_out(a.agents).await?;
+        let c1 = cpu_now(server.pid(), fleet_pid, runner_pid);
+        times.push(round.secs);
+        rounds.push(round);
+        cpu.push([c1[0] - c0[0], c1[1] - c0[1], c1[2] - c0[2], c1[3] - c0[3]]);
     }
     let fan = stats::summarize(&times);
+    let med = |f: &dyn Fn(usize) -> f64| {
+        let v: Vec<f64> = (0..rounds.len()).map(f).collect();
+        stats::summarize(&v).p50
+    };
+    let phases = [
+        med(&|i| rounds[i].first_start),
+        med(&|i| rounds[i].last_start),
+        med(&|i| rounds[i].last_end),
+    ];
+    let cpu_med: Vec<f64> = (0..4).map(|k| med(&|i| cpu[i][k])).collect();
 
     // Idle.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -237,19 +302,46 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
     let fleet_rss = rss_mb(fleet_pid);
 
     println!(
-        "herd-bench scale: {} simulated agents, one server (SQLite)",
-        a.agents
+        "herd-bench scale: {} simulated agents, one server (SQLite){}",
+        a.agents,
+        if a.no_process {
+            "; the fleet answers tasks without starting processes"
+        } else {
+            ""
+        }
     );
     println!("  all connected (join + session)     {connect_secs:.1} s");
     println!(
-        "  `true` on all {}, all results in   min {:.3} / median {:.3} / max {:.3} s (n={})  → {:.0} results/s persisted",
+        "  `true` on all {}{}, all results in   min {:.3} / median {:.3} / max {:.3} s (n={})  → {:.0} results/s persisted",
         a.agents,
+        if a.no_process { " (not run)" } else { "" },
         fan.min,
         fan.p50,
         fan.max,
         times.len(),
         a.agents as f64 / fan.p50
     );
+    if !rounds.is_empty() {
+        println!(
+            "    per fan-out (medians): first process started {:.2} s after the run was created, last started {:.2} s, last ended {:.2} s",
+            phases[0], phases[1], phases[2]
+        );
+        let others = cpu_med[3] - cpu_med[0] - cpu_med[1] - cpu_med[2];
+        println!(
+            "    CPU s per fan-out (medians): server {:.2}, fleet {:.2}, its process runner {:.2}, everything else ({}kernel, this harness) {:.2}; machine {:.2} of {:.2} core-s",
+            cpu_med[0],
+            cpu_med[1],
+            cpu_med[2],
+            if a.no_process {
+                String::new()
+            } else {
+                format!("the {} processes, ", a.agents)
+            },
+            others,
+            cpu_med[3],
+            fan.p50 * stats::cpus() as f64
+        );
+    }
     println!(
         "  idle server, agents heartbeating    RSS {idle_rss:.0} MB, CPU {idle_cpu:.1} % of a core over {} s",
         a.idle_secs
@@ -274,7 +366,7 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
         });
         wait_online(&api, a.agents, Duration::from_secs(300)).await?;
         let online = t0.elapsed().as_secs_f64();
-        let (fan_secs, _) = api.fan_out(a.agents).await?;
+        let fan_secs = api.fan_out(a.agents).await?.secs;
         let serving = t0.elapsed().as_secs_f64();
         sampler.abort();
         println!(

@@ -44,6 +44,11 @@ pub fn summarize(samples: &[f64]) -> Summary {
     }
 }
 
+/// CPUs this process may use.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Clock ticks per second for /proc times.
 #[allow(unsafe_code)]
 pub fn clk_tck() -> f64 {

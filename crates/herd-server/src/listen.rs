@@ -60,7 +60,9 @@ fn builder() -> Builder<TokioExecutor> {
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
         .max_frame_size(1024 * 1024 - 1)
-        .keep_alive_interval(Some(std::time::Duration::from_secs(20)))
+        // Agents ping every 10 s and heartbeat; the server's own pings (per connection, so
+        // per agent) only find peers that vanished without either.
+        .keep_alive_interval(Some(std::time::Duration::from_secs(60)))
         .keep_alive_timeout(std::time::Duration::from_secs(20));
     b
 }

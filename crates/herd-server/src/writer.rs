@@ -4,12 +4,16 @@
 //! thousand, and each caller still acknowledges only after its own rows are committed.
 
 use herd_store::{Store, StoreError, TaskProgress};
+use std::time::{Duration, Instant};
+
 use tokio::sync::{mpsc, oneshot};
 
 /// Progress records committed together at most (bounds one transaction's length).
 const MAX_GROUP: usize = 4096;
 /// Callers waiting for the writer; beyond this, sessions wait to hand over (backpressure).
 const QUEUE: usize = 1024;
+/// How long results gather while they stream in.
+const LINGER: Duration = Duration::from_millis(2);
 
 type Job = (Vec<TaskProgress>, oneshot::Sender<Result<(), String>>);
 
@@ -37,7 +41,15 @@ impl ProgressWriter {
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+    let mut last_callers = 0;
+    let mut last_end = Instant::now();
     while let Some(first) = rx.recv().await {
+        // While results stream in from many sessions (the last group had several callers
+        // and this one came right after it), more gather for a moment: a few larger
+        // transactions instead of many small ones. A lone result is committed at once.
+        if last_callers > 1 && last_end.elapsed() < LINGER && rx.len() < MAX_GROUP / 16 {
+            tokio::time::sleep(LINGER).await;
+        }
         let mut rows = first.0;
         let mut waiters = vec![first.1];
         while rows.len() < MAX_GROUP {
@@ -49,9 +61,11 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        last_callers = waiters.len();
         let res = store.apply_progress(&rows).await.map_err(|e| e.to_string());
         for w in waiters {
             let _ = w.send(res.clone());
         }
+        last_end = Instant::now();
     }
 }

@@ -35,6 +35,40 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Rows one multi-row statement carries at most (at most 8 values each, well below
+/// SQLite's limit of 32,766 bound values per statement).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// One record per task, in first-seen order: a later record for the same task moves its
+/// seq and output position forward and adds its start and exit.
+fn merge_progress(batch: &[TaskProgress]) -> Vec<TaskProgress> {
+    let mut at: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(batch.len());
+    let mut out: Vec<TaskProgress> = Vec::with_capacity(batch.len());
+    for p in batch {
+        match at.get(p.task_id.as_str()) {
+            Some(&i) => {
+                let m = &mut out[i];
+                if p.seq > m.seq {
+                    m.seq = p.seq;
+                    m.out = p.out;
+                }
+                if m.started.is_none() {
+                    m.started = p.started.clone();
+                }
+                if p.exited.is_some() {
+                    m.exited = p.exited.clone();
+                }
+            }
+            None => {
+                at.insert(&p.task_id, out.len());
+                out.push(p.clone());
+            }
+        }
+    }
+    out
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -347,7 +381,7 @@ impl Store {
         .bind(run.finished_at)
         .execute(&mut *tx)
         .await?;
-        for chunk in tasks.chunks(200) {
+        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO tasks (id, run_id, agent_id, agent_name, state, reason, created_at, finished_at) ",
             );
@@ -498,17 +532,17 @@ impl Store {
     pub async fn mark_dispatched_many(&self, ids: &[String], at: i64) -> Result<Vec<String>> {
         let mut claimed = Vec::with_capacity(ids.len());
         let mut tx = self.pool.begin().await?;
-        for id in ids {
-            let r = sqlx::query(
-                "UPDATE tasks SET state = 'dispatched', dispatched_at = ? WHERE id = ? AND state = 'queued'",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() == 1 {
-                claimed.push(id.clone());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut qb =
+                QueryBuilder::new("UPDATE tasks SET state = 'dispatched', dispatched_at = ");
+            qb.push_bind(at).push(" WHERE state = 'queued' AND id IN (");
+            let mut list = qb.separated(",");
+            for id in chunk {
+                list.push_bind(id);
             }
+            qb.push(") RETURNING id");
+            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            claimed.extend(rows.into_iter().map(|(id,)| id));
         }
         tx.commit().await?;
         Ok(claimed)
@@ -525,19 +559,21 @@ impl Store {
     ) -> Result<Vec<String>> {
         let mut ended = Vec::with_capacity(ids.len());
         let mut tx = self.pool.begin().await?;
-        for id in ids {
-            let r = sqlx::query(
-                "UPDATE tasks SET state = ?, reason = ?, finished_at = ? WHERE id = ? AND state = 'queued'",
-            )
-            .bind(state)
-            .bind(reason)
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() == 1 {
-                ended.push(id.clone());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new("UPDATE tasks SET state = ");
+            qb.push_bind(state)
+                .push(", reason = ")
+                .push_bind(reason)
+                .push(", finished_at = ")
+                .push_bind(at)
+                .push(" WHERE state = 'queued' AND id IN (");
+            let mut list = qb.separated(",");
+            for id in chunk {
+                list.push_bind(id);
             }
+            qb.push(") RETURNING id");
+            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            ended.extend(rows.into_iter().map(|(id,)| id));
         }
         tx.commit().await?;
         Ok(ended)
@@ -566,47 +602,60 @@ impl Store {
 
     /// Persists the effect of one batch of agent events in one transaction: last seq, output
     /// position, start and exit. Events are applied only forward (a seq at or below the stored
-    /// one changes nothing).
+    /// one changes nothing). Each kind of change is one statement per [`ROWS_PER_STATEMENT`]
+    /// tasks, so a group of thousands of results costs a handful of statements.
     pub async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<()> {
+        let batch = merge_progress(batch);
         let mut tx = self.pool.begin().await?;
-        for p in batch {
-            sqlx::query(
-                "UPDATE tasks SET out_seq = ?, out_total = ?, out_head_len = ?, out_tail_seg = ?, out_tail_len = ? WHERE id = ? AND out_seq < ?",
-            )
-            .bind(p.seq as i64)
-            .bind(p.out.total as i64)
-            .bind(p.out.head_len as i64)
-            .bind(p.out.tail_seg as i64)
-            .bind(p.out.tail_len as i64)
-            .bind(&p.task_id)
-            .bind(p.seq as i64)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(s) = &p.started {
-                sqlx::query(
-                    "UPDATE tasks SET state = 'running', pid = ?, started_at = ? WHERE id = ? AND state IN ('queued','dispatched')",
-                )
-                .bind(s.pid as i64)
-                .bind(s.at)
-                .bind(&p.task_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some(e) = &p.exited {
-                // A task marked lost whose agent came back with the real result takes it.
-                sqlx::query(
-                    "UPDATE tasks SET state = ?, exit_code = ?, signal = ?, reason = ?, detail = ?, finished_at = ? WHERE id = ? AND state IN ('queued','dispatched','running','lost')",
-                )
-                .bind(&e.state)
-                .bind(e.code)
-                .bind(e.signal)
-                .bind(&e.reason)
-                .bind(&e.detail)
-                .bind(e.at)
-                .bind(&p.task_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new(
+                "UPDATE tasks SET out_seq = j.column2, out_total = j.column3, out_head_len = j.column4, out_tail_seg = j.column5, out_tail_len = j.column6 FROM (",
+            );
+            qb.push_values(chunk, |mut b, p| {
+                b.push_bind(&p.task_id)
+                    .push_bind(p.seq as i64)
+                    .push_bind(p.out.total as i64)
+                    .push_bind(p.out.head_len as i64)
+                    .push_bind(p.out.tail_seg as i64)
+                    .push_bind(p.out.tail_len as i64);
+            });
+            qb.push(") AS j WHERE tasks.id = j.column1 AND tasks.out_seq < j.column2");
+            qb.build().execute(&mut *tx).await?;
+        }
+        let started: Vec<(&str, &Started)> = batch
+            .iter()
+            .filter_map(|p| p.started.as_ref().map(|s| (p.task_id.as_str(), s)))
+            .collect();
+        for chunk in started.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new(
+                "UPDATE tasks SET state = 'running', pid = j.column2, started_at = j.column3 FROM (",
+            );
+            qb.push_values(chunk, |mut b, (id, s)| {
+                b.push_bind(*id).push_bind(i64::from(s.pid)).push_bind(s.at);
+            });
+            qb.push(") AS j WHERE tasks.id = j.column1 AND tasks.state IN ('queued','dispatched')");
+            qb.build().execute(&mut *tx).await?;
+        }
+        let exited: Vec<(&str, &Exit)> = batch
+            .iter()
+            .filter_map(|p| p.exited.as_ref().map(|e| (p.task_id.as_str(), e)))
+            .collect();
+        for chunk in exited.chunks(ROWS_PER_STATEMENT) {
+            // A task marked lost whose agent came back with the real result takes it.
+            let mut qb = QueryBuilder::new(
+                "UPDATE tasks SET state = j.column2, exit_code = j.column3, signal = j.column4, reason = j.column5, detail = j.column6, finished_at = j.column7 FROM (",
+            );
+            qb.push_values(chunk, |mut b, (id, e)| {
+                b.push_bind(*id)
+                    .push_bind(&e.state)
+                    .push_bind(e.code)
+                    .push_bind(e.signal)
+                    .push_bind(&e.reason)
+                    .push_bind(&e.detail)
+                    .push_bind(e.at);
+            });
+            qb.push(") AS j WHERE tasks.id = j.column1 AND tasks.state IN ('queued','dispatched','running','lost')");
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -633,5 +682,177 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store_with_tasks(n: usize) -> (tempfile::TempDir, Store, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let run = RunRow {
+            id: "r1".into(),
+            command: "true".into(),
+            selector: "*".into(),
+            spec: "{}".into(),
+            created_by: "test".into(),
+            created_at: 1,
+            cancel_requested: false,
+            state: "running".into(),
+            finished_at: None,
+        };
+        let ids: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        let tasks: Vec<NewTask> = ids
+            .iter()
+            .map(|id| NewTask {
+                id: id.clone(),
+                agent_id: format!("a-{id}"),
+                agent_name: format!("m-{id}"),
+                state: "queued".into(),
+                reason: None,
+            })
+            .collect();
+        store.insert_run(&run, &tasks).await.unwrap();
+        (dir, store, ids)
+    }
+
+    fn exit(code: i32, at: i64) -> Exit {
+        Exit {
+            state: if code == 0 { "succeeded" } else { "failed" }.into(),
+            code: Some(code),
+            signal: None,
+            reason: "exited".into(),
+            detail: String::new(),
+            at,
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_of_thousands_of_tasks_lands_in_one_call() {
+        // More tasks than one statement carries, so the chunking is exercised.
+        let n = ROWS_PER_STATEMENT * 2 + 7;
+        let (_dir, store, ids) = store_with_tasks(n).await;
+        assert_eq!(store.mark_dispatched_many(&ids, 5).await.unwrap().len(), n);
+        let batch: Vec<TaskProgress> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| TaskProgress {
+                task_id: id.clone(),
+                seq: 3,
+                out: herd_outlog::OutputPos {
+                    total: i as u64,
+                    ..Default::default()
+                },
+                started: Some(Started {
+                    pid: 100 + i as u32,
+                    at: 10,
+                }),
+                exited: Some(exit((i % 2) as i32, 20)),
+            })
+            .collect();
+        store.apply_progress(&batch).await.unwrap();
+        let tasks = store.tasks_of_run("r1").await.unwrap();
+        assert_eq!(tasks.len(), n);
+        for t in &tasks {
+            let i: usize = t.id[1..].parse().unwrap();
+            assert_eq!(t.out_seq, 3, "{}", t.id);
+            assert_eq!(t.out_total, i as i64);
+            assert_eq!(t.pid, Some(100 + i as i64));
+            assert_eq!(t.started_at, Some(10));
+            assert_eq!(t.finished_at, Some(20));
+            assert_eq!(t.exit_code, Some((i % 2) as i64));
+            assert_eq!(
+                t.state,
+                if i.is_multiple_of(2) {
+                    "succeeded"
+                } else {
+                    "failed"
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_only_moves_forward_and_ended_tasks_keep_their_end() {
+        let (_dir, store, ids) = store_with_tasks(3).await;
+        store.mark_dispatched_many(&ids, 5).await.unwrap();
+        let at = |id: &str, seq: u64, total: u64| TaskProgress {
+            task_id: id.into(),
+            seq,
+            out: herd_outlog::OutputPos {
+                total,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        store.apply_progress(&[at("t0", 5, 50)]).await.unwrap();
+        // An older seq changes nothing; two records for one task merge.
+        let mut second = at("t1", 2, 20);
+        second.exited = Some(exit(0, 30));
+        store
+            .apply_progress(&[at("t0", 4, 40), at("t1", 1, 10), second])
+            .await
+            .unwrap();
+        // t2 was cancelled before it started; a late exit does not revive it.
+        assert!(
+            store
+                .end_open_task("t2", "cancelled", "cancelled", 7)
+                .await
+                .unwrap()
+        );
+        let mut late = at("t2", 1, 1);
+        late.started = Some(Started { pid: 9, at: 8 });
+        late.exited = Some(exit(0, 9));
+        store.apply_progress(&[late]).await.unwrap();
+
+        let t = |id: &str| {
+            let store = store.clone();
+            let id = id.to_string();
+            async move { store.task(&id).await.unwrap().unwrap() }
+        };
+        let t0 = t("t0").await;
+        assert_eq!(
+            (t0.out_seq, t0.out_total, t0.state.as_str()),
+            (5, 50, "dispatched")
+        );
+        let t1 = t("t1").await;
+        assert_eq!(
+            (t1.out_seq, t1.out_total, t1.state.as_str()),
+            (2, 20, "succeeded")
+        );
+        let t2 = t("t2").await;
+        assert_eq!(
+            (t2.state.as_str(), t2.pid, t2.finished_at),
+            ("cancelled", None, Some(7))
+        );
+    }
+
+    #[tokio::test]
+    async fn queued_tasks_are_claimed_or_ended_once() {
+        let (_dir, store, ids) = store_with_tasks(5).await;
+        let mut first = store.mark_dispatched_many(&ids[..2], 5).await.unwrap();
+        first.sort();
+        assert_eq!(first, vec!["t0", "t1"]);
+        // Claimed ones are not claimed again, nor skipped.
+        let mut skipped = store
+            .end_queued_many(&ids, "skipped", "error budget spent", 6)
+            .await
+            .unwrap();
+        skipped.sort();
+        assert_eq!(skipped, vec!["t2", "t3", "t4"]);
+        assert!(
+            store
+                .mark_dispatched_many(&ids, 7)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let t3 = store.task("t3").await.unwrap().unwrap();
+        assert_eq!(
+            (t3.state.as_str(), t3.reason.as_deref(), t3.finished_at),
+            ("skipped", Some("error budget spent"), Some(6))
+        );
     }
 }

@@ -15,6 +15,9 @@ use tokio::signal::unix::{SignalKind, signal};
 pub enum BenchCmd {
     /// Run N simulated agents in this process until interrupted.
     Fleet(FleetArgs),
+    /// The process a simulated fleet runs its tasks in (started by `herd bench fleet`).
+    #[command(hide = true)]
+    FleetRunner,
 }
 
 #[derive(Args)]
@@ -40,14 +43,22 @@ pub struct FleetArgs {
     /// SHA-256 of the server's CA (printed by `herd token create`), for https servers.
     #[arg(long, env = "HERD_CA_SHA256")]
     ca_sha256: Option<String>,
-    /// Time between heartbeats of each agent.
-    #[arg(long, default_value = "5s", value_parser = crate::parse_dur)]
-    heartbeat: Duration,
+    /// Time between heartbeats of each agent (default: the period the server asks for).
+    #[arg(long, value_parser = crate::parse_dur)]
+    heartbeat: Option<Duration>,
+    /// Answer every task at once with exit code 0 without running anything: measures what
+    /// the server takes (dispatch, results persisted), not what machines run.
+    #[arg(long)]
+    no_process: bool,
 }
 
 pub async fn bench(cmd: BenchCmd) -> Result<i32> {
     match cmd {
         BenchCmd::Fleet(a) => fleet(a).await,
+        BenchCmd::FleetRunner => {
+            herd_agent::sim::serve_runner().await?;
+            Ok(0)
+        }
     }
 }
 
@@ -72,6 +83,14 @@ async fn fleet(a: FleetArgs) -> Result<i32> {
         labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
         state_file: a.state_file,
         heartbeat: a.heartbeat,
+        runner: vec![
+            std::env::current_exe()
+                .context("cannot find this program to start the fleet's process runner")?
+                .into_os_string(),
+            "bench".into(),
+            "fleet-runner".into(),
+        ],
+        no_process: a.no_process,
     };
     let ready = |n: usize| {
         let mut out = std::io::stdout().lock();

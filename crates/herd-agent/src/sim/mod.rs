@@ -14,7 +14,10 @@
 //!   per task, and output is reported when the process ends, not streamed (a process that
 //!   ends within 20 ms is reported in one batch, start included);
 //! - at most 4 processes per CPU run at once across the whole fleet; further tasks queue;
-//! - heartbeats carry one metrics sample taken by the fleet once per period.
+//! - with `no_process`, every task is answered at once with exit code 0 and nothing runs
+//!   (to measure the server alone);
+//! - heartbeats (at the period the server's Welcome asks for, unless overridden) carry one
+//!   metrics sample the fleet takes every 5 s.
 //!
 //! Identities are kept in one JSON state file (0600, replaced atomically), so a restarted
 //! fleet reconnects as the same machines without a join token.
@@ -26,7 +29,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use herd_proto::v1::{
@@ -35,12 +37,14 @@ use herd_proto::v1::{
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::sleep_until;
 
 use crate::{AgentError, Backoff, VERSION, connect};
+
+mod runner;
+pub use runner::{OUTPUT_CAP, plain_words, serve as serve_runner};
 
 /// Joins in flight at once while a new fleet registers.
 const JOINS_IN_FLIGHT: usize = 32;
@@ -53,21 +57,10 @@ const CONNECTING: usize = 64;
 const WELCOME_WAIT: Duration = Duration::from_secs(30);
 /// Frames queued for one agent's stream.
 const OUT_QUEUE: usize = 4;
-/// Output kept per stream per task; the rest is read and dropped.
-pub const OUTPUT_CAP: usize = 64 * 1024;
-/// Processes running at once per CPU, across the fleet, so a 10,000-machine fan-out queues
-/// instead of forking 10,000 processes at once (128 at once on 2 cores was 4-7x slower).
-const PROCS_PER_CPU: usize = 4;
-/// After the main process exited, how long its output pipes may stay open (held by
-/// processes it left behind) before those are killed and the task reported.
-const DRAIN_WAIT: Duration = Duration::from_secs(2);
-/// SIGTERM → SIGKILL delay on cancel or timeout when the server gives none.
-const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+/// How often the fleet samples the machine's metrics for its heartbeats.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// How often the fleet returns freed memory to the system.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
-/// How long a new process may take to exit and still be reported in one batch with its
-/// start (most benchmark commands are this quick); longer ones report their start then.
-const START_REPORT_DELAY: Duration = Duration::from_millis(20);
 /// Label every simulated agent carries (unless configured otherwise).
 const SIM_LABEL: &str = "sim";
 
@@ -82,7 +75,13 @@ pub struct FleetConfig {
     pub prefix: String,
     pub labels: BTreeMap<String, String>,
     pub state_file: PathBuf,
-    pub heartbeat: Duration,
+    /// Time between heartbeats; `None`: what the server asks for.
+    pub heartbeat: Option<Duration>,
+    /// The command (program and arguments) that starts the process runner, `serve`.
+    pub runner: Vec<std::ffi::OsString>,
+    /// Answer every task at once with exit code 0 instead of running it: measures what the
+    /// server can take (dispatch, results persisted), not what machines can run.
+    pub no_process: bool,
 }
 
 /// Name of simulated agent `i` (1-based).
@@ -335,11 +334,12 @@ struct Fleet {
     pin: Option<String>,
     labels: HashMap<String, String>,
     facts: pb::Facts,
-    heartbeat: Duration,
+    heartbeat: Option<Duration>,
     /// The latest metrics sample, sent in every agent's heartbeat.
     metrics: Mutex<pb::Metrics>,
-    /// Processes running at once across the fleet.
-    procs: Semaphore,
+    /// Where the tasks run.
+    runner: Arc<runner::Runner>,
+    no_process: bool,
     connecting: Semaphore,
     /// Agents welcomed at least once, plus agents that ended before their first Welcome.
     settled: AtomicUsize,
@@ -380,11 +380,17 @@ pub async fn run_fleet(
             cfg.prefix
         )));
     }
-    if cfg.heartbeat < Duration::from_millis(100) {
+    if cfg
+        .heartbeat
+        .is_some_and(|h| h < Duration::from_millis(100))
+    {
         return Err(AgentError::Config(
             "--heartbeat must be at least 100ms".into(),
         ));
     }
+    // Before any connection is open, so the runner holds no more descriptors than it needs.
+    let (runner, runner_io) = runner::spawn(&cfg.runner)?;
+    let mut runner_io = std::pin::pin!(runner_io);
     let file = FleetFile::load(&cfg.state_file)?;
     if let Some(f) = &file
         && !same_server(&f.server, &cfg.server)
@@ -414,7 +420,6 @@ pub async fn run_fleet(
         .or_insert_with(|| "true".to_string());
     let identities = ensure_identities(&cfg, file, channel, &facts, &labels).await?;
 
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let fleet = Arc::new(Fleet {
         server: cfg.server.clone(),
         pin,
@@ -422,7 +427,8 @@ pub async fn run_fleet(
         facts,
         heartbeat: cfg.heartbeat,
         metrics: Mutex::new(pb::Metrics::default()),
-        procs: Semaphore::new(PROCS_PER_CPU * cpus),
+        runner,
+        no_process: cfg.no_process,
         connecting: Semaphore::new(CONNECTING),
         settled: AtomicUsize::new(0),
         welcomed: AtomicUsize::new(0),
@@ -475,6 +481,7 @@ pub async fn run_fleet(
                 }
                 None => break,
             },
+            why = &mut runner_io => return Err(AgentError::Config(why)),
             _ = fleet.settled_changed.notified() => {}
             _ = check.tick(), if ready.is_none() => {
                 let down = alive.saturating_sub(fleet.connected.load(Ordering::Relaxed));
@@ -495,12 +502,12 @@ pub async fn run_fleet(
     )))
 }
 
-/// Takes one metrics sample per heartbeat period for the whole fleet, and returns freed
+/// Takes one metrics sample every [`SAMPLE_EVERY`] for the whole fleet, and returns freed
 /// memory to the system about once a minute (tasks and reconnects leave some behind). Never
 /// ends.
 async fn sample_metrics(fleet: Arc<Fleet>) -> Option<String> {
     let mut sampler = Some(herd_facts::MetricsSampler::new());
-    let mut tick = tokio::time::interval(fleet.heartbeat);
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_trim = Instant::now();
     loop {
@@ -572,8 +579,8 @@ struct SimTask {
     last_seq: u64,
     /// Events sent (or to send) and not yet acknowledged, in seq order.
     unacked: Vec<TaskEvent>,
-    /// Ends the process early; `None` once the task finished (or was cancelled).
-    cancel: Option<oneshot::Sender<Duration>>,
+    /// The process may still be running and was not asked to stop.
+    cancellable: bool,
     finished: bool,
 }
 
@@ -604,7 +611,7 @@ impl AgentState {
             }
             if msg.done {
                 t.finished = true;
-                t.cancel = None;
+                t.cancellable = false;
             }
         }
         out
@@ -645,30 +652,41 @@ impl AgentState {
         if self.tasks.iter().any(|t| t.id == st.task_id) {
             return;
         }
-        let (tx, rx) = oneshot::channel();
         self.tasks.push(SimTask {
             id: st.task_id.clone(),
             last_seq: 0,
             unacked: Vec::new(),
-            cancel: Some(tx),
+            cancellable: true,
             finished: false,
         });
-        tokio::spawn(run_task(fleet.clone(), self.inbox.clone(), st, rx));
+        if fleet.no_process {
+            self.inbox.push(RunnerMsg {
+                task_id: st.task_id,
+                events: vec![
+                    task_event::Kind::Started(pb::Started { pid: 0 }),
+                    task_event::Kind::Exited(pb::Exited {
+                        code: Some(0),
+                        signal: None,
+                        reason: pb::ExitReason::Exited as i32,
+                        duration_ms: 0,
+                        detail: "answered by the simulated fleet without running it".into(),
+                    }),
+                ],
+                done: true,
+            });
+        } else {
+            fleet.runner.start_task(self.inbox.clone(), st);
+        }
     }
 
-    fn cancel(&mut self, c: &pb::CancelTask) {
-        if let Some(tx) = self
+    fn cancel(&mut self, fleet: &Fleet, c: pb::CancelTask) {
+        if let Some(t) = self
             .tasks
             .iter_mut()
-            .find(|t| t.id == c.task_id)
-            .and_then(|t| t.cancel.take())
+            .find(|t| t.id == c.task_id && t.cancellable)
         {
-            let grace = if c.grace_ms > 0 {
-                Duration::from_millis(u64::from(c.grace_ms))
-            } else {
-                DEFAULT_GRACE
-            };
-            let _ = tx.send(grace);
+            t.cancellable = false;
+            fleet.runner.cancel(c);
         }
     }
 }
@@ -723,6 +741,8 @@ struct Link {
     _client: tonic::client::Grpc<tonic::transport::Channel>,
     out: futures::channel::mpsc::Sender<AgentFrame>,
     inbound: tonic::Streaming<ServerFrame>,
+    /// The heartbeat period the server asked for.
+    heartbeat: Duration,
 }
 
 /// Dials, says Hello and waits for the Welcome.
@@ -773,11 +793,12 @@ async fn open(fleet: &Fleet, id: &SimIdentity, st: &mut AgentState) -> Result<Li
     };
     match tokio::time::timeout(WELCOME_WAIT, inbound.message()).await {
         Ok(Ok(Some(ServerFrame {
-            kind: Some(server_frame::Kind::Welcome(_)),
+            kind: Some(server_frame::Kind::Welcome(w)),
         }))) => Ok(Link {
             _client: client,
             out,
             inbound,
+            heartbeat: crate::heartbeat_period(w.heartbeat_secs),
         }),
         Ok(Ok(Some(_))) => Err(End::Retry("the server did not start with a welcome".into())),
         Ok(Ok(None)) => Err(End::Retry("server closed the stream".into())),
@@ -851,14 +872,19 @@ impl tonic::codec::Decoder for FrameDecoder {
 
 /// A session after its Welcome: commands in, heartbeats and task events out.
 async fn connected(fleet: &Arc<Fleet>, st: &mut AgentState, link: &mut Link) -> End {
-    let Link { out, inbound, .. } = link;
+    let Link {
+        out,
+        inbound,
+        heartbeat,
+        ..
+    } = link;
     // Everything not acknowledged is sent again; the server drops what it already has.
     let resend = st.unacked();
     if !resend.is_empty() && out.send(events_frame(resend)).await.is_err() {
         return End::Retry("the stream closed".into());
     }
     // The first heartbeat at a random point of the period, so a fleet does not beat in step.
-    let period = fleet.heartbeat;
+    let period = fleet.heartbeat.unwrap_or(*heartbeat);
     let offset = rand::rng().random_range(0..period.as_millis().max(1) as u64);
     let mut next_beat = tokio::time::Instant::now() + Duration::from_millis(offset);
     loop {
@@ -871,7 +897,7 @@ async fn connected(fleet: &Arc<Fleet>, st: &mut AgentState, link: &mut Link) -> 
                 };
                 match frame.kind {
                     Some(server_frame::Kind::Start(t)) => st.start(fleet, t),
-                    Some(server_frame::Kind::Cancel(c)) => st.cancel(&c),
+                    Some(server_frame::Kind::Cancel(c)) => st.cancel(fleet, c),
                     Some(server_frame::Kind::Acks(a)) => st.ack(a.acks),
                     Some(server_frame::Kind::Welcome(_))
                     | Some(server_frame::Kind::Input(_))
@@ -908,297 +934,11 @@ fn events_frame(events: Vec<TaskEvent>) -> AgentFrame {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Running a task
-
-/// Characters that make a command need a shell.
-const SHELL_CHARS: &[char] = &[
-    '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '#', '~',
-    '=', '{', '}', '!', '%', '\n', '\r',
-];
-
-/// Words that are shell syntax or builtins without a program of their own.
-const SHELL_WORDS: &[&str] = &[
-    ".", ":", "alias", "break", "case", "cd", "command", "continue", "do", "done", "elif", "else",
-    "esac", "eval", "exec", "exit", "export", "fi", "for", "function", "getopts", "hash", "if",
-    "local", "read", "readonly", "return", "set", "shift", "source", "then", "times", "trap",
-    "type", "ulimit", "umask", "unset", "until", "wait", "while",
-];
-
-/// The words of `command` when it is a plain word list that can run without a shell: no
-/// shell syntax, and a first word that is not shell syntax or a builtin.
-pub fn plain_words(command: &str) -> Option<Vec<&str>> {
-    if command.contains(SHELL_CHARS) {
-        return None;
-    }
-    let words: Vec<&str> = command.split_whitespace().collect();
-    let first = words.first()?;
-    if SHELL_WORDS.contains(first) {
-        return None;
-    }
-    Some(words)
-}
-
-/// The program `name` resolves to through `path` (a `PATH` value); names with a `/` are
-/// taken as they are.
-fn find_program(name: &str, path: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    if name.contains('/') {
-        return Some(PathBuf::from(name));
-    }
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// Runs one task and reports it to the agent's inbox.
-async fn run_task(
-    fleet: Arc<Fleet>,
-    inbox: Arc<Inbox>,
-    st: pb::StartTask,
-    mut cancel: oneshot::Receiver<Duration>,
-) {
-    let task_id = st.task_id.clone();
-    // Queued behind the fleet's process limit; a cancel while queued ends it unrun.
-    let permit = tokio::select! {
-        p = fleet.procs.acquire() => p.ok(),
-        _ = &mut cancel => None,
-    };
-    let events = match permit {
-        Some(_permit) => Box::pin(execute(&inbox, st, cancel)).await,
-        None => vec![task_event::Kind::Exited(pb::Exited {
-            code: None,
-            signal: None,
-            reason: pb::ExitReason::Cancelled as i32,
-            duration_ms: 0,
-            detail: "cancelled before it started".into(),
-        })],
-    };
-    inbox.push(RunnerMsg {
-        task_id,
-        events,
-        done: true,
-    });
-}
-
-fn exited(reason: pb::ExitReason, detail: String, since: Instant) -> task_event::Kind {
-    task_event::Kind::Exited(pb::Exited {
-        code: None,
-        signal: None,
-        reason: reason as i32,
-        duration_ms: since.elapsed().as_millis() as u64,
-        detail,
-    })
-}
-
-/// Signals the task's process group; errors (the group is gone) do not matter.
-fn signal_group(pgid: Option<u32>, sig: nix::sys::signal::Signal) {
-    if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
-    }
-}
-
-/// Starts the process, reports Started, waits for it (timeout, cancel), and returns the
-/// Output and Exited events.
-async fn execute(
-    inbox: &Inbox,
-    st: pb::StartTask,
-    mut cancel: oneshot::Receiver<Duration>,
-) -> Vec<task_event::Kind> {
-    use nix::sys::signal::Signal;
-    use std::process::Stdio;
-
-    let since = Instant::now();
-    let path = st
-        .env
-        .get("PATH")
-        .cloned()
-        .or_else(|| std::env::var("PATH").ok())
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let direct = plain_words(&st.command).and_then(|w| find_program(w[0], &path).map(|p| (p, w)));
-    let mut cmd = match direct {
-        Some((program, words)) => {
-            let mut c = tokio::process::Command::new(program);
-            c.args(&words[1..]);
-            c
-        }
-        None => {
-            let shell = if st.shell.is_empty() { "sh" } else { &st.shell };
-            let mut c = tokio::process::Command::new(shell);
-            c.arg("-c").arg(&st.command);
-            c
-        }
-    };
-    cmd.env(herd_exec::TASK_ID_ENV, &st.task_id)
-        .envs(&st.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if !st.cwd.is_empty() {
-        cmd.current_dir(&st.cwd);
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![exited(
-                pb::ExitReason::FailedToStart,
-                if st.cwd.is_empty() {
-                    format!("cannot start {:?}: {e}", st.command)
-                } else {
-                    format!("cannot start {:?} in {}: {e}", st.command, st.cwd)
-                },
-                since,
-            )];
-        }
-    };
-    let pgid = child.id();
-    let started = task_event::Kind::Started(pb::Started {
-        pid: pgid.unwrap_or(0),
-    });
-    // Reported with the exit when the process is quick, else on its own after a moment.
-    let mut start_report = Some(started);
-    let report_start_at = tokio::time::Instant::now() + START_REPORT_DELAY;
-
-    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
-    let (mut out_dropped, mut err_dropped) = (0u64, 0u64);
-    let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
-    let deadline = (st.timeout_ms > 0)
-        .then(|| tokio::time::Instant::now() + Duration::from_millis(st.timeout_ms));
-    let grace = if st.grace_ms > 0 {
-        Duration::from_millis(u64::from(st.grace_ms))
-    } else {
-        DEFAULT_GRACE
-    };
-    let mut reason = pb::ExitReason::Exited;
-    let mut status = None;
-    let mut kill_at: Option<tokio::time::Instant> = None;
-    let mut drain_until: Option<tokio::time::Instant> = None;
-    let mut cancel_open = true;
-    {
-        let stdout = read_bounded(child.stdout.take(), &mut out_buf, &mut out_dropped);
-        let stderr = read_bounded(child.stderr.take(), &mut err_buf, &mut err_dropped);
-        tokio::pin!(stdout, stderr);
-        let (mut out_done, mut err_done) = (false, false);
-        while !(status.is_some() && out_done && err_done) {
-            tokio::select! {
-                _ = &mut stdout, if !out_done => out_done = true,
-                _ = &mut stderr, if !err_done => err_done = true,
-                s = child.wait(), if status.is_none() => {
-                    status = Some(s);
-                    drain_until = Some(tokio::time::Instant::now() + DRAIN_WAIT);
-                }
-                _ = sleep_until(deadline.unwrap_or(far)),
-                    if deadline.is_some() && reason == pb::ExitReason::Exited && status.is_none() => {
-                    reason = pb::ExitReason::TimedOut;
-                    signal_group(pgid, Signal::SIGTERM);
-                    kill_at = Some(tokio::time::Instant::now() + grace);
-                }
-                g = &mut cancel, if cancel_open => {
-                    cancel_open = false;
-                    // A dropped sender (the agent went away) is no cancel.
-                    if let Ok(g) = g && reason == pb::ExitReason::Exited && status.is_none() {
-                        reason = pb::ExitReason::Cancelled;
-                        signal_group(pgid, Signal::SIGTERM);
-                        kill_at = Some(tokio::time::Instant::now() + g);
-                    }
-                }
-                _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
-                    kill_at = None;
-                    signal_group(pgid, Signal::SIGKILL);
-                }
-                _ = sleep_until(report_start_at), if start_report.is_some() && status.is_none() => {
-                    if let Some(started) = start_report.take() {
-                        inbox.push(RunnerMsg {
-                            task_id: st.task_id.clone(),
-                            events: vec![started],
-                            done: false,
-                        });
-                    }
-                }
-                _ = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
-                    // Processes left behind hold the output open: end them and report.
-                    signal_group(pgid, Signal::SIGKILL);
-                    break;
-                }
-            }
-        }
-    }
-    if kill_at.is_some() {
-        signal_group(pgid, Signal::SIGKILL);
-    }
-    let mut events = Vec::with_capacity(4);
-    events.extend(start_report);
-    for (buf, stream) in [(out_buf, pb::Stream::Stdout), (err_buf, pb::Stream::Stderr)] {
-        if !buf.is_empty() {
-            events.push(task_event::Kind::Output(pb::Output {
-                stream: stream as i32,
-                data: Bytes::from(buf),
-            }));
-        }
-    }
-    let mut detail = String::new();
-    if out_dropped + err_dropped > 0 {
-        detail = format!(
-            "the simulated agent kept {} KiB per stream and dropped {} bytes of output",
-            OUTPUT_CAP / 1024,
-            out_dropped + err_dropped
-        );
-    }
-    let exit = match status {
-        Some(Ok(s)) => {
-            use std::os::unix::process::ExitStatusExt;
-            pb::Exited {
-                code: s.code(),
-                signal: s.signal(),
-                reason: reason as i32,
-                duration_ms: since.elapsed().as_millis() as u64,
-                detail,
-            }
-        }
-        Some(Err(e)) => pb::Exited {
-            code: None,
-            signal: None,
-            reason: pb::ExitReason::Unspecified as i32,
-            duration_ms: since.elapsed().as_millis() as u64,
-            detail: format!("cannot wait for the process: {e}"),
-        },
-        None => pb::Exited {
-            code: None,
-            signal: None,
-            reason: pb::ExitReason::Unspecified as i32,
-            duration_ms: since.elapsed().as_millis() as u64,
-            detail: "the process could not be waited for".into(),
-        },
-    };
-    events.push(task_event::Kind::Exited(exit));
-    events
-}
-
-/// Reads `r` to its end, keeping the first [`OUTPUT_CAP`] bytes in `keep` and counting the
-/// rest in `dropped`.
-async fn read_bounded<R: AsyncRead + Unpin>(r: Option<R>, keep: &mut Vec<u8>, dropped: &mut u64) {
-    let Some(mut r) = r else { return };
-    let mut chunk = [0u8; 4096];
-    loop {
-        match r.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let take = n.min(OUTPUT_CAP - keep.len());
-                keep.extend_from_slice(&chunk[..take]);
-                *dropped += (n - take) as u64;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::runner::{exited, find_program};
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn plain_word_lists() {
@@ -1338,13 +1078,12 @@ mod tests {
     #[test]
     fn events_are_numbered_and_forgotten_once_acknowledged() {
         let inbox = Arc::new(Inbox::default());
-        let (tx, _rx) = oneshot::channel();
         let mut st = AgentState {
             tasks: vec![SimTask {
                 id: "t1".into(),
                 last_seq: 0,
                 unacked: Vec::new(),
-                cancel: Some(tx),
+                cancellable: true,
                 finished: false,
             }],
             inbox: inbox.clone(),

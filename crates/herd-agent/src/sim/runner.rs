@@ -1,0 +1,601 @@
+//! Where the simulated fleet's tasks run: a process of its own, `herd bench fleet-runner`,
+//! started by the fleet before it opens any connection. Starting a process copies the
+//! parent's descriptor table and closes it again at exec, so from a process that holds ten
+//! thousand connections every start costs ten thousand descriptor operations; from this
+//! small process it costs a handful, as it does on a real machine.
+//!
+//! The fleet and its runner talk over the runner's stdin and stdout in length-prefixed
+//! protobuf frames: the fleet sends `ServerFrame`s (`Start`, `Cancel`), the runner answers
+//! with `AgentFrame` event batches whose sequence numbers are left to the agents. A task's
+//! last event is its `Exited`.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use herd_proto::v1::{
+    self as pb, AgentFrame, ServerFrame, TaskEvent, agent_frame, server_frame, task_event,
+};
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::time::sleep_until;
+
+use super::{Inbox, RunnerMsg, events_frame, lock};
+use crate::AgentError;
+
+/// Processes running at once per CPU, so a 10,000-machine fan-out queues instead of forking
+/// 10,000 processes at once (128 at once on 2 cores was 4-7x slower).
+const PROCS_PER_CPU: usize = 4;
+/// Largest frame either side accepts.
+const MAX_FRAME: usize = 16 << 20;
+/// Reports queued in the runner before a task waits to report.
+const REPORT_QUEUE: usize = 1024;
+/// Reports sent to the fleet in one frame at most.
+const REPORT_BATCH: usize = 256;
+/// Output kept per stream per task; the rest is read and dropped.
+pub const OUTPUT_CAP: usize = 64 * 1024;
+/// After the main process exited, how long its output pipes may stay open (held by
+/// processes it left behind) before those are killed and the task reported.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+/// SIGTERM → SIGKILL delay on cancel or timeout when the server gives none.
+const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+/// How long a new process may take to exit and still be reported in one batch with its
+/// start (most benchmark commands are this quick); longer ones report their start then.
+const START_REPORT_DELAY: Duration = Duration::from_millis(20);
+
+// ---------------------------------------------------------------------------------------
+// Frames
+
+async fn write_frame<W: AsyncWrite + Unpin, M: Message>(w: &mut W, m: &M) -> io::Result<()> {
+    let len = m.encoded_len();
+    let prefix = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= MAX_FRAME)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
+    let mut buf = Vec::with_capacity(4 + len);
+    buf.extend_from_slice(&prefix.to_be_bytes());
+    m.encode(&mut buf).map_err(io::Error::other)?;
+    w.write_all(&buf).await
+}
+
+/// The next frame; `None` at a clean end of the stream.
+async fn read_frame<R: AsyncRead + Unpin, M: Message + Default>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<M>> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes"),
+        ));
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf).await?;
+    M::decode(&buf[..])
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+// ---------------------------------------------------------------------------------------
+// The fleet's end
+
+/// The fleet's handle on its runner.
+#[derive(Default)]
+pub(super) struct Runner {
+    /// Frames waiting to be written to the runner: at most a start and a cancel per task the
+    /// agents hold.
+    queue: Mutex<Vec<ServerFrame>>,
+    queued: Notify,
+    /// The inbox of the agent each task belongs to, until the task's last event.
+    routes: Mutex<HashMap<String, Arc<Inbox>>>,
+}
+
+impl Runner {
+    pub(super) fn start_task(&self, inbox: Arc<Inbox>, st: pb::StartTask) {
+        lock(&self.routes).insert(st.task_id.clone(), inbox);
+        self.send(ServerFrame {
+            kind: Some(server_frame::Kind::Start(st)),
+        });
+    }
+
+    pub(super) fn cancel(&self, c: pb::CancelTask) {
+        self.send(ServerFrame {
+            kind: Some(server_frame::Kind::Cancel(c)),
+        });
+    }
+
+    fn send(&self, frame: ServerFrame) {
+        lock(&self.queue).push(frame);
+        self.queued.notify_one();
+    }
+
+    /// Hands events to their agents, consecutive events of a task as one report.
+    fn deliver(&self, events: Vec<TaskEvent>) {
+        let mut reports: Vec<(Arc<Inbox>, RunnerMsg)> = Vec::new();
+        {
+            let mut routes = lock(&self.routes);
+            for ev in events {
+                let Some(kind) = ev.kind else { continue };
+                let done = matches!(kind, task_event::Kind::Exited(_));
+                let inbox = if done {
+                    routes.remove(&ev.task_id)
+                } else {
+                    routes.get(&ev.task_id).cloned()
+                };
+                match reports.last_mut() {
+                    Some((_, m)) if m.task_id == ev.task_id && !m.done => {
+                        m.events.push(kind);
+                        m.done = done;
+                    }
+                    _ => {
+                        if let Some(inbox) = inbox {
+                            reports.push((
+                                inbox,
+                                RunnerMsg {
+                                    task_id: ev.task_id,
+                                    events: vec![kind],
+                                    done,
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (inbox, msg) in reports {
+            inbox.push(msg);
+        }
+    }
+}
+
+/// Starts the runner process with `cmd` (program and arguments). Returns its handle and
+/// the future that carries frames both ways; that future ends only when the runner does,
+/// with the reason.
+pub(super) fn spawn(
+    cmd: &[OsString],
+) -> Result<(Arc<Runner>, impl Future<Output = String> + use<>), AgentError> {
+    let Some((program, args)) = cmd.split_first() else {
+        return Err(AgentError::Config(
+            "no command for the fleet's process runner".into(),
+        ));
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            AgentError::Config(format!(
+                "cannot start the fleet's process runner {}: {e}",
+                Path::new(program).display()
+            ))
+        })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(AgentError::Config(
+            "the fleet's process runner has no pipes".into(),
+        ));
+    };
+    let runner = Arc::new(Runner::default());
+    let r = runner.clone();
+    let io = async move {
+        let why = tokio::select! {
+            e = feed(&r, stdin) => format!("writing to it failed: {e}"),
+            e = listen(&r, stdout) => match e {
+                Ok(()) => "it closed its output".to_string(),
+                Err(e) => format!("reading from it failed: {e}"),
+            },
+        };
+        let status = match child.try_wait() {
+            Ok(Some(s)) => format!(" ({s})"),
+            _ => String::new(),
+        };
+        format!("the fleet's process runner ended: {why}{status}")
+    };
+    Ok((runner, io))
+}
+
+/// Writes queued frames to the runner; returns only on an error.
+async fn feed(r: &Runner, stdin: tokio::process::ChildStdin) -> io::Error {
+    let mut w = BufWriter::new(stdin);
+    loop {
+        let frames = std::mem::take(&mut *lock(&r.queue));
+        if frames.is_empty() {
+            r.queued.notified().await;
+            continue;
+        }
+        for f in &frames {
+            if let Err(e) = write_frame(&mut w, f).await {
+                return e;
+            }
+        }
+        if let Err(e) = w.flush().await {
+            return e;
+        }
+    }
+}
+
+/// Reads the runner's reports and hands them to the agents.
+async fn listen(r: &Runner, stdout: tokio::process::ChildStdout) -> io::Result<()> {
+    let mut rd = BufReader::new(stdout);
+    let mut buf = Vec::new();
+    while let Some(frame) = read_frame::<_, AgentFrame>(&mut rd, &mut buf).await? {
+        if let Some(agent_frame::Kind::Events(batch)) = frame.kind {
+            r.deliver(batch.events);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The runner process
+
+/// `herd bench fleet-runner`: runs the tasks the fleet sends on stdin and reports on stdout
+/// until stdin ends.
+pub async fn serve() -> Result<(), AgentError> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let procs = Arc::new(Semaphore::new(PROCS_PER_CPU * cpus));
+    let cancels: Arc<Mutex<HashMap<String, oneshot::Sender<Duration>>>> = Arc::default();
+    let (report, mut reports) = mpsc::channel::<RunnerMsg>(REPORT_QUEUE);
+    let write = async move {
+        let mut out = BufWriter::new(tokio::io::stdout());
+        let mut batch = Vec::with_capacity(REPORT_BATCH);
+        while reports.recv_many(&mut batch, REPORT_BATCH).await > 0 {
+            let events = batch
+                .drain(..)
+                .flat_map(|m| {
+                    let task_id = m.task_id;
+                    m.events.into_iter().map(move |kind| TaskEvent {
+                        task_id: task_id.clone(),
+                        seq: 0,
+                        kind: Some(kind),
+                    })
+                })
+                .collect();
+            write_frame(&mut out, &events_frame(events)).await?;
+            if reports.is_empty() {
+                out.flush().await?;
+            }
+        }
+        Ok::<(), io::Error>(())
+    };
+    let read = async {
+        let mut input = BufReader::new(tokio::io::stdin());
+        let mut buf = Vec::new();
+        while let Some(frame) = read_frame::<_, ServerFrame>(&mut input, &mut buf).await? {
+            match frame.kind {
+                Some(server_frame::Kind::Start(st)) => {
+                    let (tx, rx) = oneshot::channel();
+                    lock(&cancels).insert(st.task_id.clone(), tx);
+                    tokio::spawn(run_task(
+                        procs.clone(),
+                        report.clone(),
+                        cancels.clone(),
+                        st,
+                        rx,
+                    ));
+                }
+                Some(server_frame::Kind::Cancel(c)) => {
+                    if let Some(tx) = lock(&cancels).remove(&c.task_id) {
+                        let grace = if c.grace_ms > 0 {
+                            Duration::from_millis(u64::from(c.grace_ms))
+                        } else {
+                            DEFAULT_GRACE
+                        };
+                        let _ = tx.send(grace);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok::<(), io::Error>(())
+    };
+    let r = tokio::select! {
+        r = write => r,
+        r = read => r,
+    };
+    r.map_err(|e| AgentError::Config(format!("the fleet's process runner: {e}")))
+}
+
+/// Characters that make a command need a shell.
+const SHELL_CHARS: &[char] = &[
+    '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '#', '~',
+    '=', '{', '}', '!', '%', '\n', '\r',
+];
+
+/// Words that are shell syntax or builtins without a program of their own.
+const SHELL_WORDS: &[&str] = &[
+    ".", ":", "alias", "break", "case", "cd", "command", "continue", "do", "done", "elif", "else",
+    "esac", "eval", "exec", "exit", "export", "fi", "for", "function", "getopts", "hash", "if",
+    "local", "read", "readonly", "return", "set", "shift", "source", "then", "times", "trap",
+    "type", "ulimit", "umask", "unset", "until", "wait", "while",
+];
+
+/// The words of `command` when it is a plain word list that can run without a shell: no
+/// shell syntax, and a first word that is not shell syntax or a builtin.
+pub fn plain_words(command: &str) -> Option<Vec<&str>> {
+    if command.contains(SHELL_CHARS) {
+        return None;
+    }
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let first = words.first()?;
+    if SHELL_WORDS.contains(first) {
+        return None;
+    }
+    Some(words)
+}
+
+/// The program `name` resolves to through `path` (a `PATH` value); names with a `/` are
+/// taken as they are.
+pub(super) fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Runs one task: waits for a process slot (a cancel while waiting ends it unrun), runs it
+/// and reports its last events.
+async fn run_task(
+    procs: Arc<Semaphore>,
+    report: mpsc::Sender<RunnerMsg>,
+    cancels: Arc<Mutex<HashMap<String, oneshot::Sender<Duration>>>>,
+    st: pb::StartTask,
+    mut cancel: oneshot::Receiver<Duration>,
+) {
+    let task_id = st.task_id.clone();
+    let permit = tokio::select! {
+        p = procs.acquire() => p.ok(),
+        _ = &mut cancel => None,
+    };
+    let events = match permit {
+        Some(_permit) => Box::pin(execute(&report, st, cancel)).await,
+        None => vec![task_event::Kind::Exited(pb::Exited {
+            code: None,
+            signal: None,
+            reason: pb::ExitReason::Cancelled as i32,
+            duration_ms: 0,
+            detail: "cancelled before it started".into(),
+        })],
+    };
+    lock(&cancels).remove(&task_id);
+    let _ = report
+        .send(RunnerMsg {
+            task_id,
+            events,
+            done: true,
+        })
+        .await;
+}
+
+pub(super) fn exited(reason: pb::ExitReason, detail: String, since: Instant) -> task_event::Kind {
+    task_event::Kind::Exited(pb::Exited {
+        code: None,
+        signal: None,
+        reason: reason as i32,
+        duration_ms: since.elapsed().as_millis() as u64,
+        detail,
+    })
+}
+
+/// Signals the task's process group; errors (the group is gone) do not matter.
+fn signal_group(pgid: Option<u32>, sig: nix::sys::signal::Signal) {
+    if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// Starts the process, reports Started, waits for it (timeout, cancel), and returns the
+/// Output and Exited events.
+async fn execute(
+    report: &mpsc::Sender<RunnerMsg>,
+    st: pb::StartTask,
+    mut cancel: oneshot::Receiver<Duration>,
+) -> Vec<task_event::Kind> {
+    use nix::sys::signal::Signal;
+    use std::process::Stdio;
+
+    let since = Instant::now();
+    let path = st
+        .env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let direct = plain_words(&st.command).and_then(|w| find_program(w[0], &path).map(|p| (p, w)));
+    let mut cmd = match direct {
+        Some((program, words)) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(&words[1..]);
+            c
+        }
+        None => {
+            let shell = if st.shell.is_empty() { "sh" } else { &st.shell };
+            let mut c = tokio::process::Command::new(shell);
+            c.arg("-c").arg(&st.command);
+            c
+        }
+    };
+    cmd.env(herd_exec::TASK_ID_ENV, &st.task_id)
+        .envs(&st.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if !st.cwd.is_empty() {
+        cmd.current_dir(&st.cwd);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![exited(
+                pb::ExitReason::FailedToStart,
+                if st.cwd.is_empty() {
+                    format!("cannot start {:?}: {e}", st.command)
+                } else {
+                    format!("cannot start {:?} in {}: {e}", st.command, st.cwd)
+                },
+                since,
+            )];
+        }
+    };
+    let pgid = child.id();
+    let started = task_event::Kind::Started(pb::Started {
+        pid: pgid.unwrap_or(0),
+    });
+    // Reported with the exit when the process is quick, else on its own after a moment.
+    let mut start_report = Some(started);
+    let report_start_at = tokio::time::Instant::now() + START_REPORT_DELAY;
+
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
+    let (mut out_dropped, mut err_dropped) = (0u64, 0u64);
+    let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+    let deadline = (st.timeout_ms > 0)
+        .then(|| tokio::time::Instant::now() + Duration::from_millis(st.timeout_ms));
+    let grace = if st.grace_ms > 0 {
+        Duration::from_millis(u64::from(st.grace_ms))
+    } else {
+        DEFAULT_GRACE
+    };
+    let mut reason = pb::ExitReason::Exited;
+    let mut status = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut cancel_open = true;
+    {
+        let stdout = read_bounded(child.stdout.take(), &mut out_buf, &mut out_dropped);
+        let stderr = read_bounded(child.stderr.take(), &mut err_buf, &mut err_dropped);
+        tokio::pin!(stdout, stderr);
+        let (mut out_done, mut err_done) = (false, false);
+        while !(status.is_some() && out_done && err_done) {
+            tokio::select! {
+                _ = &mut stdout, if !out_done => out_done = true,
+                _ = &mut stderr, if !err_done => err_done = true,
+                s = child.wait(), if status.is_none() => {
+                    status = Some(s);
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_WAIT);
+                }
+                _ = sleep_until(deadline.unwrap_or(far)),
+                    if deadline.is_some() && reason == pb::ExitReason::Exited && status.is_none() => {
+                    reason = pb::ExitReason::TimedOut;
+                    signal_group(pgid, Signal::SIGTERM);
+                    kill_at = Some(tokio::time::Instant::now() + grace);
+                }
+                g = &mut cancel, if cancel_open => {
+                    cancel_open = false;
+                    // A dropped sender (the agent went away) is no cancel.
+                    if let Ok(g) = g && reason == pb::ExitReason::Exited && status.is_none() {
+                        reason = pb::ExitReason::Cancelled;
+                        signal_group(pgid, Signal::SIGTERM);
+                        kill_at = Some(tokio::time::Instant::now() + g);
+                    }
+                }
+                _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                    kill_at = None;
+                    signal_group(pgid, Signal::SIGKILL);
+                }
+                _ = sleep_until(report_start_at), if start_report.is_some() && status.is_none() => {
+                    if let Some(started) = start_report.take() {
+                        let _ = report
+                            .send(RunnerMsg {
+                                task_id: st.task_id.clone(),
+                                events: vec![started],
+                                done: false,
+                            })
+                            .await;
+                    }
+                }
+                _ = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
+                    // Processes left behind hold the output open: end them and report.
+                    signal_group(pgid, Signal::SIGKILL);
+                    break;
+                }
+            }
+        }
+    }
+    if kill_at.is_some() {
+        signal_group(pgid, Signal::SIGKILL);
+    }
+    let mut events = Vec::with_capacity(4);
+    events.extend(start_report);
+    for (buf, stream) in [(out_buf, pb::Stream::Stdout), (err_buf, pb::Stream::Stderr)] {
+        if !buf.is_empty() {
+            events.push(task_event::Kind::Output(pb::Output {
+                stream: stream as i32,
+                data: Bytes::from(buf),
+            }));
+        }
+    }
+    let mut detail = String::new();
+    if out_dropped + err_dropped > 0 {
+        detail = format!(
+            "the simulated agent kept {} KiB per stream and dropped {} bytes of output",
+            OUTPUT_CAP / 1024,
+            out_dropped + err_dropped
+        );
+    }
+    let exit = match status {
+        Some(Ok(s)) => {
+            use std::os::unix::process::ExitStatusExt;
+            pb::Exited {
+                code: s.code(),
+                signal: s.signal(),
+                reason: reason as i32,
+                duration_ms: since.elapsed().as_millis() as u64,
+                detail,
+            }
+        }
+        Some(Err(e)) => pb::Exited {
+            code: None,
+            signal: None,
+            reason: pb::ExitReason::Unspecified as i32,
+            duration_ms: since.elapsed().as_millis() as u64,
+            detail: format!("cannot wait for the process: {e}"),
+        },
+        None => pb::Exited {
+            code: None,
+            signal: None,
+            reason: pb::ExitReason::Unspecified as i32,
+            duration_ms: since.elapsed().as_millis() as u64,
+            detail: "the process could not be waited for".into(),
+        },
+    };
+    events.push(task_event::Kind::Exited(exit));
+    events
+}
+
+/// Reads `r` to its end, keeping the first [`OUTPUT_CAP`] bytes in `keep` and counting the
+/// rest in `dropped`.
+async fn read_bounded<R: AsyncRead + Unpin>(r: Option<R>, keep: &mut Vec<u8>, dropped: &mut u64) {
+    let Some(mut r) = r else { return };
+    let mut chunk = [0u8; 4096];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let take = n.min(OUTPUT_CAP - keep.len());
+                keep.extend_from_slice(&chunk[..take]);
+                *dropped += (n - take) as u64;
+            }
+        }
+    }
+}
