@@ -423,6 +423,12 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
             rss.last().copied().unwrap_or(0.0),
             rss.iter().copied().fold(0.0, f64::max)
         );
+        let series: Vec<String> = rss.iter().step_by(3).map(|m| format!("{m:.0}")).collect();
+        println!(
+            "    server RSS every 30 s (MB): {}; fleet RSS at the end {:.0} MB",
+            series.join(" "),
+            rss_mb(fleet_pid)
+        );
         if ok != want {
             bail!("soak lost results: {ok} of {want}");
         }

@@ -280,7 +280,7 @@ async fn create_run(
 ) -> Result<Response> {
     let run_id = herd_core::new_id();
     // Subscribe before dispatching so a fast task cannot finish unseen.
-    let rx = q.wait.then(|| st.live.subscribe(&run_id));
+    let rx = q.wait.then(|| st.live.watch_finish(&run_id));
     let res = dispatch::create_run(&st, &actor.name, req, run_id.clone()).await;
     let mut run = match res {
         Ok(r) => r,
@@ -298,14 +298,9 @@ async fn create_run(
                 run = r;
                 break;
             }
-            // Only the run's own change can finish it; task changes are skipped unread.
-            loop {
-                match rx.recv().await {
-                    Ok(crate::live::Change::Run)
-                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+            // Woken once, when the run finishes (or the server shuts down).
+            if rx.changed().await.is_err() {
+                break;
             }
         }
         drop(rx);

@@ -22,7 +22,7 @@ use herd_proto::v1::{self as pb, ServerFrame, server_frame};
 use herd_store::{Chunk, Cursor, TaskRow};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::State;
 use crate::api::{find_run, find_task, run_json};
@@ -188,15 +188,41 @@ async fn watch_inner(
     progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut progress_sent: Option<crate::sched::Progress> = None;
     loop {
+        // Every change already queued is taken now, and the changed tasks are read back in
+        // one query: a fan-out's thousands of results cost a few reads, not one each.
+        loop {
+            match rx.try_recv() {
+                Ok(Change::Task(id)) => {
+                    if let Some(&i) = index.get(&id) {
+                        dirty.push(i);
+                    }
+                }
+                Ok(Change::Run) => {}
+                Err(TryRecvError::Lagged(_)) => dirty = (0..tasks.len()).collect(),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        if !dirty.is_empty() {
+            let ids: Vec<String> = dirty
+                .iter()
+                .filter_map(|&i| tasks.get(i).map(|w| w.task.id.clone()))
+                .collect();
+            if let Ok(rows) = st.store.tasks_by_ids(&ids).await {
+                for t in rows {
+                    if let Some(w) = index.get(&t.id).and_then(|&i| tasks.get_mut(i)) {
+                        w.task = t;
+                    }
+                }
+            }
+        }
         for i in std::mem::take(&mut dirty) {
             // Chunks already queued for us come first: they save reading the log.
             while let Ok(c) = tap_rx.try_recv() {
                 deliver_live(st, sock, &mut tasks, &index, c, q.no_output).await?;
             }
             let Some(w) = tasks.get_mut(i) else { continue };
-            if let Ok(Some(t)) = st.store.task(&w.task.id).await {
-                w.task = t;
-            }
             if w.live_from.is_none() {
                 w.live_from = Some(w.task.out_total.max(0) as u64);
             }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// How long a persist may wait for one watcher before that watcher falls back to the log.
 const TAP_STALL: Duration = Duration::from_secs(10);
@@ -49,9 +49,29 @@ struct Tap {
     tx: mpsc::Sender<LiveChunk>,
 }
 
+/// The watchers of one run.
+struct RunWatch {
+    changes: broadcast::Sender<Change>,
+    /// Set once the run finished: for waiters that care about nothing else.
+    finished: watch::Sender<bool>,
+}
+
+impl RunWatch {
+    fn new() -> RunWatch {
+        RunWatch {
+            changes: broadcast::channel(1024).0,
+            finished: watch::channel(false).0,
+        }
+    }
+
+    fn unwatched(&self) -> bool {
+        self.changes.receiver_count() == 0 && self.finished.receiver_count() == 0
+    }
+}
+
 #[derive(Default)]
 pub struct Live {
-    runs: Mutex<HashMap<String, broadcast::Sender<Change>>>,
+    runs: Mutex<HashMap<String, RunWatch>>,
     taps: Mutex<HashMap<String, Vec<Tap>>>,
     next_tap: AtomicU64,
 }
@@ -64,21 +84,37 @@ impl Live {
     pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<Change> {
         lock(&self.runs)
             .entry(run_id.to_string())
-            .or_insert_with(|| broadcast::channel(1024).0)
+            .or_insert_with(RunWatch::new)
+            .changes
+            .subscribe()
+    }
+
+    /// Changes to `true` once the run finished; it wakes its holder only then, however
+    /// many of the run's tasks change meanwhile.
+    pub fn watch_finish(&self, run_id: &str) -> watch::Receiver<bool> {
+        lock(&self.runs)
+            .entry(run_id.to_string())
+            .or_insert_with(RunWatch::new)
+            .finished
             .subscribe()
     }
 
     /// Cheap when nobody watches the run: one map lookup.
     pub fn notify(&self, run_id: &str, change: Change) {
-        if let Some(tx) = lock(&self.runs).get(run_id) {
-            let _ = tx.send(change);
+        if let Some(w) = lock(&self.runs).get(run_id) {
+            if change == Change::Run {
+                w.finished.send_replace(true);
+            }
+            if w.changes.receiver_count() > 0 {
+                let _ = w.changes.send(change);
+            }
         }
     }
 
     /// Called by a watcher when it stops; forgets the run once nobody watches it.
     pub fn release(&self, run_id: &str) {
         let mut runs = lock(&self.runs);
-        if runs.get(run_id).is_some_and(|tx| tx.receiver_count() == 0) {
+        if runs.get(run_id).is_some_and(RunWatch::unwatched) {
             runs.remove(run_id);
         }
     }

@@ -461,6 +461,25 @@ impl Store {
         )
     }
 
+    /// The tasks with these ids (those that exist, in no particular order).
+    pub async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new(concat!(
+                "SELECT ",
+                task_cols!(),
+                " FROM tasks WHERE id IN ("
+            ));
+            let mut list = qb.separated(",");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            qb.push(")");
+            rows.extend(qb.build_query_as::<TaskRow>().fetch_all(&self.pool).await?);
+        }
+        Ok(rows)
+    }
+
     pub async fn tasks_of_run(&self, run_id: &str) -> Result<Vec<TaskRow>> {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
@@ -848,6 +867,15 @@ mod tests {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+        let mut some = store
+            .tasks_by_ids(&["t3".into(), "nope".into(), "t0".into()])
+            .await
+            .unwrap();
+        some.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(
+            some.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            vec!["t0", "t3"]
         );
         let t3 = store.task("t3").await.unwrap().unwrap();
         assert_eq!(
