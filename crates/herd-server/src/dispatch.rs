@@ -241,7 +241,7 @@ pub async fn create_run(
         .filter(|t| t.state == "dispatched")
         .map(|t| (t.id.clone(), t.agent_id.clone()))
         .collect();
-    send_starts(st, &run.command, &spec, sends).await;
+    send_starts(st, &run, &spec, sends).await;
     Ok(run)
 }
 
@@ -254,10 +254,10 @@ fn tasks_states(tasks: &[NewTask]) -> Vec<TaskState> {
 
 /// Sends StartTask frames. An agent that went away between resolution and send gets the
 /// task again when it reconnects (StartTask is idempotent), or the task is marked lost.
-async fn send_starts(st: &State, command: &str, spec: &RunSpec, tasks: Vec<(String, String)>) {
+async fn send_starts(st: &State, run: &RunRow, spec: &RunSpec, tasks: Vec<(String, String)>) {
     for (task_id, agent_id) in tasks {
-        let frame = start_frame_for(&task_id, command, spec);
-        st.hub.note_sent(&task_id);
+        let frame = start_frame_for(&task_id, &run.command, spec);
+        st.hub.note_sent(&run.id, &task_id, &agent_id);
         if !st.hub.send(&agent_id, frame).await {
             tracing::info!(task = %task_id, agent = %agent_id, "agent unreachable at dispatch");
         }
@@ -311,7 +311,7 @@ pub async fn pump(st: &Arc<State>, run_id: &str) {
             task_ended_boxed(st, run_id, &q.task_id, TaskState::Lost).await;
         }
     }
-    send_starts(st, &run.command, &spec, sends).await;
+    send_starts(st, &run, &spec, sends).await;
     // Tasks that were no longer queued (ended meanwhile) free their slots.
     for task_id in unclaimed {
         if let Ok(Some(t)) = st.store.task(&task_id).await

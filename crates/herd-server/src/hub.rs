@@ -118,8 +118,18 @@ impl Hub {
         lock(&self.sent_at).remove(task_id);
     }
 
-    pub fn note_sent(&self, task_id: &str) {
+    /// A task's first StartTask is going out: nothing of it is persisted yet, so its first
+    /// events need no lookup in the store.
+    pub fn note_sent(&self, run_id: &str, task_id: &str, agent_id: &str) {
         lock(&self.sent_at).insert(task_id.to_string(), Instant::now());
+        lock(&self.active)
+            .entry(task_id.to_string())
+            .or_insert_with(|| ActiveTask {
+                run_id: run_id.to_string(),
+                agent_id: agent_id.to_string(),
+                seq: 0,
+                pos: OutputPos::default(),
+            });
     }
 
     /// Drops the connection of a revoked agent.

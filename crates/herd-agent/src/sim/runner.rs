@@ -242,15 +242,31 @@ async fn listen(r: &Runner, stdout: tokio::process::ChildStdout) -> io::Result<(
 // ---------------------------------------------------------------------------------------
 // The runner process
 
+fn dup_fd(f: &impl std::os::fd::AsFd) -> io::Result<std::os::fd::OwnedFd> {
+    f.as_fd().try_clone_to_owned()
+}
+
 /// `herd bench fleet-runner`: runs the tasks the fleet sends on stdin and reports on stdout
 /// until stdin ends.
 pub async fn serve() -> Result<(), AgentError> {
+    // The pipes from the fleet, read and written without a blocking thread per operation.
+    let pipe_err = |what: &str, e: io::Error| {
+        AgentError::Config(format!(
+            "the fleet's process runner needs its {what} to be a pipe from `herd bench fleet`: {e}"
+        ))
+    };
+    let stdin = dup_fd(&std::io::stdin())
+        .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd)
+        .map_err(|e| pipe_err("stdin", e))?;
+    let stdout = dup_fd(&std::io::stdout())
+        .and_then(tokio::net::unix::pipe::Sender::from_owned_fd)
+        .map_err(|e| pipe_err("stdout", e))?;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let procs = Arc::new(Semaphore::new(PROCS_PER_CPU * cpus));
     let cancels: Arc<Mutex<HashMap<String, oneshot::Sender<Duration>>>> = Arc::default();
     let (report, mut reports) = mpsc::channel::<RunnerMsg>(REPORT_QUEUE);
     let write = async move {
-        let mut out = BufWriter::new(tokio::io::stdout());
+        let mut out = BufWriter::new(stdout);
         let mut batch = Vec::with_capacity(REPORT_BATCH);
         while reports.recv_many(&mut batch, REPORT_BATCH).await > 0 {
             let events = batch
@@ -272,7 +288,7 @@ pub async fn serve() -> Result<(), AgentError> {
         Ok::<(), io::Error>(())
     };
     let read = async {
-        let mut input = BufReader::new(tokio::io::stdin());
+        let mut input = BufReader::new(stdin);
         let mut buf = Vec::new();
         while let Some(frame) = read_frame::<_, ServerFrame>(&mut input, &mut buf).await? {
             match frame.kind {
