@@ -13,7 +13,8 @@
 //! - no PTY and no stdin (`Input` is ignored); at most 64 KiB of each output stream is kept
 //!   per task, and output is reported when the process ends, not streamed (a process that
 //!   ends within 20 ms is reported in one batch, start included);
-//! - at most 4 processes per CPU run at once across the whole fleet; further tasks queue;
+//! - the processes are started by one small runner process for the whole fleet (see
+//!   `runner`), at most 4 per CPU at once; further tasks queue;
 //! - with `no_process`, every task is answered at once with exit code 0 and nothing runs
 //!   (to measure the server alone);
 //! - heartbeats (at the period the server's Welcome asks for, unless overridden) carry one
