@@ -615,3 +615,80 @@ async fn read_bounded<R: AsyncRead + Unpin>(r: Option<R>, keep: &mut Vec<u8>, dr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(task: &str, kind: task_event::Kind) -> TaskEvent {
+        TaskEvent {
+            task_id: task.into(),
+            seq: 0,
+            kind: Some(kind),
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_and_end_cleanly() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let frame = events_frame(vec![ev(
+            "t1",
+            task_event::Kind::Started(pb::Started { pid: 7 }),
+        )]);
+        write_frame(&mut a, &frame).await.unwrap();
+        write_frame(&mut a, &frame).await.unwrap();
+        drop(a);
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            let got: Option<AgentFrame> = read_frame(&mut b, &mut buf).await.unwrap();
+            assert_eq!(got.as_ref(), Some(&frame));
+        }
+        let end: Option<AgentFrame> = read_frame(&mut b, &mut buf).await.unwrap();
+        assert_eq!(end, None);
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_are_refused() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let len = u32::try_from(MAX_FRAME + 1).unwrap();
+        a.write_all(&len.to_be_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let err = read_frame::<_, AgentFrame>(&mut b, &mut buf)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn reports_reach_their_agents_until_the_task_ends() {
+        let runner = Runner::default();
+        let (one, two) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        let start = |id: &str| pb::StartTask {
+            task_id: id.into(),
+            ..Default::default()
+        };
+        runner.start_task(one.clone(), start("t1"));
+        runner.start_task(two.clone(), start("t2"));
+        assert_eq!(lock(&runner.queue).len(), 2);
+        let exit = || exited(pb::ExitReason::Exited, String::new(), Instant::now());
+        runner.deliver(vec![
+            ev("t1", task_event::Kind::Started(pb::Started { pid: 1 })),
+            ev("t1", exit()),
+            ev("t2", task_event::Kind::Started(pb::Started { pid: 2 })),
+            ev("nobody", exit()),
+        ]);
+        let got = std::mem::take(&mut *lock(&one.queue));
+        assert_eq!(got.len(), 1, "consecutive events of a task are one report");
+        assert_eq!(
+            (got[0].task_id.as_str(), got[0].events.len(), got[0].done),
+            ("t1", 2, true)
+        );
+        let got = std::mem::take(&mut *lock(&two.queue));
+        assert_eq!((got[0].task_id.as_str(), got[0].done), ("t2", false));
+        // t1 ended: nothing more reaches its agent; t2 is still routed.
+        runner.deliver(vec![ev("t1", exit()), ev("t2", exit())]);
+        assert!(lock(&one.queue).is_empty());
+        assert!(lock(&two.queue)[0].done);
+        assert!(lock(&runner.routes).is_empty());
+    }
+}
