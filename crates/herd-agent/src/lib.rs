@@ -66,6 +66,25 @@ pub(crate) fn heartbeat_period(secs: u32) -> std::time::Duration {
     std::time::Duration::from_secs(u64::from(secs))
 }
 
+/// Replaces `path` atomically (temporary file beside it, fsync, rename) with `body`,
+/// readable by the owner only: state files hold credentials.
+pub(crate) fn write_private(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Reads a JSON state file; `None` when it does not exist. A damaged one is an error that
 /// says what to do (`fix`).
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
@@ -97,24 +116,11 @@ impl Identity {
     }
 
     fn save(&self, dir: &std::path::Path) -> Result<(), AgentError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let p = Identity::path(dir);
-        let tmp = dir.join("identity.json.tmp");
         let body =
             serde_json::to_vec_pretty(self).map_err(|e| AgentError::Config(e.to_string()))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &p)
-        };
-        write().map_err(|e| AgentError::Config(format!("cannot write {}: {e}", p.display())))
+        write_private(&p, &body)
+            .map_err(|e| AgentError::Config(format!("cannot write {}: {e}", p.display())))
     }
 }
 

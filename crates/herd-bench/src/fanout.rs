@@ -364,10 +364,7 @@ async fn bench(a: &FleetArgs, herd: &Path, dir: &Path, baseline: Option<&Baselin
             "ansible_ssh": ansible_ssh,
             "markdown": md,
         });
-        let text = serde_json::to_string_pretty(&v).context("cannot encode results")?;
-        std::fs::write(out, text + "\n")
-            .with_context(|| format!("cannot write {}", out.display()))?;
-        eprintln!("herd-bench: wrote {}", out.display());
+        crate::write_results(out, &v)?;
     }
     Ok(())
 }

@@ -164,3 +164,12 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// Writes a benchmark's results (`--out`) as pretty JSON and says where.
+fn write_results(out: &std::path::Path, v: &serde_json::Value) -> Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(v).context("cannot encode results")?;
+    std::fs::write(out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("herd-bench: wrote {}", out.display());
+    Ok(())
+}

@@ -199,10 +199,7 @@ async fn bench(a: &SpineArgs, herd: &Path, dir: &Path, ssh: Option<&Ssh>) -> Res
             "idle_agent": idle,
             "markdown": md,
         });
-        let text = serde_json::to_string_pretty(&v).context("cannot encode results")?;
-        std::fs::write(out, text + "\n")
-            .with_context(|| format!("cannot write {}", out.display()))?;
-        eprintln!("herd-bench: wrote {}", out.display());
+        crate::write_results(out, &v)?;
     }
     Ok(())
 }
@@ -334,9 +331,7 @@ async fn timed_stream(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as f64;
+    let ncpu = stats::cpus() as f64;
     let (server_cpu_s, agent_cpu_s) = match (pids, cpu0) {
         (Some((s, ag)), Some((s0, a0))) => (
             Some(stats::proc_cpu_secs(s)? - s0),
@@ -535,7 +530,7 @@ pub fn environment(herd: &Path, load_start: &str) -> Value {
         "loadavg_at_start": load_start,
         "loadavg_at_end": loadavg(),
         "herd": herd.display().to_string(),
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpus": stats::cpus(),
         "cpu_model": cpu,
         "kernel": kernel,
         "ssh": ssh_version,

@@ -105,9 +105,8 @@ impl Live {
             if change == Change::Run {
                 w.finished.send_replace(true);
             }
-            if w.changes.receiver_count() > 0 {
-                let _ = w.changes.send(change);
-            }
+            // Without subscribers this returns an error and keeps nothing.
+            let _ = w.changes.send(change);
         }
     }
 

@@ -549,22 +549,11 @@ impl Store {
     /// Claims queued tasks for sending, in one transaction; returns the ids that were
     /// still queued (the others were cancelled or claimed meanwhile).
     pub async fn mark_dispatched_many(&self, ids: &[String], at: i64) -> Result<Vec<String>> {
-        let mut claimed = Vec::with_capacity(ids.len());
-        let mut tx = self.pool.begin().await?;
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut qb =
-                QueryBuilder::new("UPDATE tasks SET state = 'dispatched', dispatched_at = ");
-            qb.push_bind(at).push(" WHERE state = 'queued' AND id IN (");
-            let mut list = qb.separated(",");
-            for id in chunk {
-                list.push_bind(id);
-            }
-            qb.push(") RETURNING id");
-            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            claimed.extend(rows.into_iter().map(|(id,)| id));
-        }
-        tx.commit().await?;
-        Ok(claimed)
+        self.update_queued(ids, |qb| {
+            qb.push("state = 'dispatched', dispatched_at = ")
+                .push_bind(at);
+        })
+        .await
     }
 
     /// Ends queued tasks with `state` and `reason` in one transaction (skipped once a run's
@@ -576,26 +565,40 @@ impl Store {
         reason: &str,
         at: i64,
     ) -> Result<Vec<String>> {
-        let mut ended = Vec::with_capacity(ids.len());
-        let mut tx = self.pool.begin().await?;
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::new("UPDATE tasks SET state = ");
-            qb.push_bind(state)
+        self.update_queued(ids, |qb| {
+            qb.push("state = ")
+                .push_bind(state)
                 .push(", reason = ")
                 .push_bind(reason)
                 .push(", finished_at = ")
-                .push_bind(at)
-                .push(" WHERE state = 'queued' AND id IN (");
+                .push_bind(at);
+        })
+        .await
+    }
+
+    /// Applies `set` (the SET list) to those of `ids` that are still queued, in one
+    /// transaction of one statement per [`ROWS_PER_STATEMENT`]; returns the ids changed.
+    async fn update_queued(
+        &self,
+        ids: &[String],
+        set: impl Fn(&mut QueryBuilder<sqlx::Sqlite>),
+    ) -> Result<Vec<String>> {
+        let mut changed = Vec::with_capacity(ids.len());
+        let mut tx = self.pool.begin().await?;
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new("UPDATE tasks SET ");
+            set(&mut qb);
+            qb.push(" WHERE state = 'queued' AND id IN (");
             let mut list = qb.separated(",");
             for id in chunk {
                 list.push_bind(id);
             }
             qb.push(") RETURNING id");
             let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            ended.extend(rows.into_iter().map(|(id,)| id));
+            changed.extend(rows.into_iter().map(|(id,)| id));
         }
         tx.commit().await?;
-        Ok(ended)
+        Ok(changed)
     }
 
     /// Ends a task that has not finished (cancelled before start, lost...). Returns whether

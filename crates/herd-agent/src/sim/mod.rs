@@ -130,24 +130,8 @@ impl FleetFile {
     /// Writes the state file atomically (temporary file, fsync, rename), readable by the
     /// owner only: it holds credentials.
     pub fn save(&self, path: &Path) -> Result<(), AgentError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
         let body = serde_json::to_vec(self).map_err(|e| AgentError::Config(e.to_string()))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
+        crate::write_private(path, &body).map_err(|e| {
             AgentError::Config(format!(
                 "cannot write the fleet state file {}: {e}",
                 path.display()
