@@ -482,26 +482,9 @@ fn check_run(run: &Value, n: usize, what: &str) -> Result<()> {
 
 /// One `POST /api/v1/runs?wait=true` of `true` on the bench label; its wall time in seconds.
 async fn herd_api(fleet: &Fleet, n: usize) -> Result<f64> {
-    let t = Instant::now();
-    let resp = fleet
-        .req(reqwest::Method::POST, "/api/v1/runs?wait=true")
-        .json(&json!({"command": "true", "targets": [LABEL]}))
-        .send()
-        .await
-        .context("POST /api/v1/runs?wait=true")?;
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .context("POST /api/v1/runs?wait=true: reading the answer")?;
-    let secs = t.elapsed().as_secs_f64();
-    if status != reqwest::StatusCode::CREATED {
-        bail!(
-            "POST /api/v1/runs?wait=true answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    let v: Value = serde_json::from_slice(&body).context("POST /api/v1/runs: bad JSON")?;
+    let (secs, v) = fleet
+        .run_and_wait(&json!({"command": "true", "targets": [LABEL]}))
+        .await?;
     check_run(&v, n, "POST /api/v1/runs?wait=true")?;
     Ok(secs)
 }

@@ -243,6 +243,33 @@ impl Fleet {
         api(&self.http, &self.url, &self.key, method, path)
     }
 
+    /// `POST /api/v1/runs?wait=true` with `body`: the wall time from request to answer, in
+    /// seconds, and the finished run (an answer other than 201 is an error).
+    pub async fn run_and_wait(&self, body: &Value) -> Result<(f64, Value)> {
+        const WHAT: &str = "POST /api/v1/runs?wait=true";
+        let t = Instant::now();
+        let resp = self
+            .req(reqwest::Method::POST, "/api/v1/runs?wait=true")
+            .json(body)
+            .send()
+            .await
+            .context(WHAT)?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("{WHAT}: reading the answer"))?;
+        let secs = t.elapsed().as_secs_f64();
+        if status != reqwest::StatusCode::CREATED {
+            bail!(
+                "{WHAT} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        let v = serde_json::from_slice(&bytes).with_context(|| format!("{WHAT}: bad JSON"))?;
+        Ok((secs, v))
+    }
+
     /// The first agent (the only one of [`Fleet::start`]).
     pub fn agent(&self) -> &Proc {
         &self.agents[0].proc

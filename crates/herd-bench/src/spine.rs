@@ -206,31 +206,14 @@ async fn bench(a: &SpineArgs, herd: &Path, dir: &Path, ssh: Option<&Ssh>) -> Res
 
 /// One `POST /api/v1/runs?wait=true` of `true` on every machine; its wall time in ms.
 async fn herd_true(fleet: &Fleet) -> Result<f64> {
-    let t = Instant::now();
-    let resp = fleet
-        .req(reqwest::Method::POST, "/api/v1/runs?wait=true")
-        .json(&json!({"command": "true", "all": true}))
-        .send()
-        .await
-        .context("POST /api/v1/runs?wait=true")?;
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .context("POST /api/v1/runs?wait=true: reading the answer")?;
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    if status != reqwest::StatusCode::CREATED {
-        bail!(
-            "POST /api/v1/runs?wait=true answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    let v: Value = serde_json::from_slice(&body).context("POST /api/v1/runs: bad JSON")?;
+    let (secs, v) = fleet
+        .run_and_wait(&json!({"command": "true", "all": true}))
+        .await?;
     let task = &v["tasks"][0];
     if task["state"] != "succeeded" {
         bail!("round trip of `true` did not succeed: task {task}");
     }
-    Ok(ms)
+    Ok(secs * 1e3)
 }
 
 async fn ssh_status(mut cmd: tokio::process::Command, what: &str) -> Result<()> {
