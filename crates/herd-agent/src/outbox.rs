@@ -15,7 +15,7 @@ use herd_spool::{Spool, SpoolError, SpoolTask};
 use prost::Message;
 
 /// Encoded size of the events kept in memory, across tasks.
-pub(crate) const MEMORY_BYTES: usize = 8 << 20;
+pub(crate) const MEMORY_BYTES: usize = 32 << 20;
 
 pub struct Outbox {
     spool: Spool,
@@ -96,6 +96,12 @@ impl Outbox {
 
     pub fn last_seq(&self, task_id: &str) -> u64 {
         self.spool.last_seq(task_id)
+    }
+
+    /// Encoded bytes that can still be appended and kept in memory; at 0, events appended
+    /// now would be on disk only (and would have to be read back to be sent).
+    pub fn memory_room(&self) -> usize {
+        self.memory_limit.saturating_sub(self.recent_bytes)
     }
 
     /// True when no event waits in memory for its acknowledgement.

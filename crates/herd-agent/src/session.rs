@@ -17,8 +17,11 @@ use crate::outbox::Outbox;
 use crate::{AgentConfig, Identity, VERSION, connect, heartbeat_period};
 
 /// Batches of events sent but not yet acknowledged.
-const WINDOW: usize = 16;
-const BATCH_BYTES: usize = 512 * 1024;
+const WINDOW: usize = 8;
+const BATCH_BYTES: usize = 2 << 20;
+/// While the outbox's memory is full, a task's output waits this long for an
+/// acknowledgement before the spool takes it on disk alone.
+const PACE_STALL: Duration = Duration::from_secs(1);
 /// Heartbeats in a row that return freed memory to the system once the agent is idle.
 const IDLE_TRIMS: u32 = 4;
 
@@ -32,6 +35,8 @@ pub struct Shared {
     outbox: Mutex<Outbox>,
     /// Signalled when events are appended.
     appended: Notify,
+    /// Signalled (to every waiter) when acknowledgements released events.
+    acked: Notify,
     running: Mutex<HashMap<String, ExecHandle>>,
     /// Counts appended batches; the heartbeat returns freed memory once after activity.
     activity: AtomicU64,
@@ -46,6 +51,7 @@ impl Shared {
         Shared {
             outbox: Mutex::new(outbox),
             appended: Notify::new(),
+            acked: Notify::new(),
             running: Mutex::new(HashMap::new()),
             activity: AtomicU64::new(0),
         }
@@ -114,15 +120,41 @@ impl Shared {
 }
 
 /// Numbers a task's events and appends them to the spool, a batch at a time.
+///
+/// Pacing: while the server keeps acknowledging, a task never runs further ahead of the
+/// stream than the outbox's memory holds, so its output is sent from memory, never read
+/// back from disk (the task waits on its full pipe meanwhile). Once acknowledgements stop
+/// for [`PACE_STALL`] (server away, partition), the spool takes the output on disk alone
+/// until memory has room again.
 async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Receiver<ExecEvent>) {
     let mut seq = lock(&shared.outbox).last_seq(&task_id);
     let mut finished = false;
+    let mut spooling = false;
     while !finished {
         let Some(first) = rx.recv().await else { break };
+        // Bytes of output this batch may take (within what memory still holds).
+        let room = loop {
+            let acked = shared.acked.notified();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            let room = lock(&shared.outbox).memory_room();
+            if room > 0 {
+                spooling = false;
+                break room;
+            }
+            if spooling || tokio::time::timeout(PACE_STALL, acked).await.is_err() {
+                spooling = true;
+                break usize::MAX;
+            }
+        };
+        let mut bytes = first.output_len();
         let mut evs = vec![first];
-        while evs.len() < 256 {
+        while evs.len() < 256 && bytes < room {
             match rx.try_recv() {
-                Ok(e) => evs.push(e),
+                Ok(e) => {
+                    bytes += e.output_len();
+                    evs.push(e);
+                }
                 Err(_) => break,
             }
         }
@@ -314,6 +346,7 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
                     if let Ok(Err(e)) = res {
                         tracing::warn!(error = %e, "cannot record acknowledgement");
                     }
+                    shared.acked.notify_waiters();
                 }
             }
             None => {}

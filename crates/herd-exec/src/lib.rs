@@ -91,6 +91,16 @@ pub enum ExecEvent {
     Exited(ExitInfo),
 }
 
+impl ExecEvent {
+    /// Bytes of output the event carries (0 for the others).
+    pub fn output_len(&self) -> usize {
+        match self {
+            ExecEvent::Output { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Messages to a running task.
 #[derive(Debug)]
 pub enum Control {

@@ -186,6 +186,10 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err("output pipes were not created".to_string());
         };
+        // A larger pipe lets a fast writer go on while the agent is busy elsewhere: fewer
+        // wake-ups on both sides. Best effort; the default size works too.
+        grow_pipe(&stdout);
+        grow_pipe(&stderr);
         let stdin = child.stdin.take();
         Ok(Process {
             child,
@@ -531,6 +535,16 @@ fn exit_info(
         reason,
         duration,
         detail,
+    }
+}
+
+/// Pipe buffer asked for the task's output pipes.
+const PIPE_BYTES: i32 = 1 << 20;
+
+fn grow_pipe(fd: &impl std::os::fd::AsFd) {
+    use nix::fcntl::{FcntlArg, fcntl};
+    if let Err(e) = fcntl(fd.as_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
+        tracing::debug!(error = %e, "cannot enlarge the output pipe");
     }
 }
 

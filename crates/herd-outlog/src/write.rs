@@ -11,7 +11,7 @@
 //! safe for the still-committed position).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -26,6 +26,11 @@ use crate::{OutlogError, OutputPos, Record};
 /// Frames are gathered and written in blocks of about this size: large enough that a
 /// stream of small records costs few syscalls, small enough to bound the copy buffer.
 const FLUSH_AT: usize = 1 << 20;
+/// Frame data at least this long is written from the caller's buffer (`pwritev`); shorter
+/// data is copied next to its header, so many small records make few iovecs.
+const BORROW_AT: usize = 4096;
+/// iovecs per `pwritev` (Linux accepts 1024).
+const MAX_IOVECS: usize = 512;
 
 pub(crate) fn append(
     dir: &Path,
@@ -49,7 +54,9 @@ pub(crate) fn append(
         files,
         seg,
         base: off,
-        buf: Vec::with_capacity(data_len.saturating_add(64).min(FLUSH_AT + MAX_FRAME_DATA)),
+        buf: Vec::new(),
+        pieces: Vec::new(),
+        pending: 0,
     };
     let result = append_records(&mut w, limits, pos, records);
     if result.is_err() {
@@ -59,11 +66,11 @@ pub(crate) fn append(
     result
 }
 
-fn append_records(
-    w: &mut Writer<'_>,
+fn append_records<'r>(
+    w: &mut Writer<'_, 'r>,
     limits: Limits,
     pos: OutputPos,
-    records: &[Record<'_>],
+    records: &[Record<'r>],
 ) -> Result<OutputPos, OutlogError> {
     let mut p = pos;
     let mut cleaned = false;
@@ -168,40 +175,81 @@ fn drop_leftovers(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
     Ok(())
 }
 
-/// Buffers frames for the file being appended to and writes them at explicit offsets.
-struct Writer<'a> {
-    dir: &'a Path,
-    files: &'a mut TaskFiles,
-    /// Segment the buffer belongs to (0 = head).
-    seg: u64,
-    /// File offset where `buf` goes.
-    base: u64,
-    buf: Vec<u8>,
+/// One piece of what a flush writes: a range of the writer's own buffer (headers, short
+/// data) or the caller's data itself.
+enum Piece<'r> {
+    Own(usize, usize),
+    Data(&'r [u8]),
 }
 
-impl Writer<'_> {
-    fn push_frame(&mut self, stream: u8, data: &[u8]) -> Result<(), OutlogError> {
-        if self.buf.len() + data.len() > FLUSH_AT {
+/// Gathers frames for the file being appended to and writes them at explicit offsets, with
+/// one `pwritev` per block: frame headers come from a small buffer, long data straight from
+/// the caller's records (no copy in user space).
+struct Writer<'a, 'r> {
+    dir: &'a Path,
+    files: &'a mut TaskFiles,
+    /// Segment the pending pieces belong to (0 = head).
+    seg: u64,
+    /// File offset where the pending pieces go.
+    base: u64,
+    buf: Vec<u8>,
+    pieces: Vec<Piece<'r>>,
+    /// Bytes in `pieces`.
+    pending: usize,
+}
+
+impl<'r> Writer<'_, 'r> {
+    fn push_frame(&mut self, stream: u8, data: &'r [u8]) -> Result<(), OutlogError> {
+        if self.pending + data.len() > FLUSH_AT || self.pieces.len() + 2 > MAX_IOVECS {
             self.flush()?;
         }
         // Frames are at most MAX_FRAME_DATA bytes, so the length always fits.
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        self.buf.push(stream);
-        self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(data);
+        let mut hdr = [0u8; FRAME_HDR as usize];
+        hdr[0] = stream;
+        hdr[1..].copy_from_slice(&len.to_le_bytes());
+        self.push_own(&hdr);
+        if data.len() >= BORROW_AT {
+            self.pieces.push(Piece::Data(data));
+            self.pending += data.len();
+        } else {
+            self.push_own(data);
+        }
         Ok(())
     }
 
+    /// Copies `bytes` into the buffer, extending the last piece when it ends there.
+    fn push_own(&mut self, bytes: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        let end = self.buf.len();
+        match self.pieces.last_mut() {
+            Some(Piece::Own(_, e)) if *e == start => *e = end,
+            _ => self.pieces.push(Piece::Own(start, end)),
+        }
+        self.pending += bytes.len();
+    }
+
     fn flush(&mut self) -> Result<(), OutlogError> {
-        if self.buf.is_empty() {
+        if self.pieces.is_empty() {
             return Ok(());
         }
         let path = seg_path(self.dir, self.seg);
         let (seg, base) = (self.seg, self.base);
-        handle(self.dir, self.files, seg)?
-            .write_all_at(&self.buf, base)
-            .at(&path)?;
-        self.base += self.buf.len() as u64;
+        let file = handle(self.dir, self.files, seg)?;
+        let buf = &self.buf;
+        let mut slices: Vec<IoSlice<'_>> = self
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Own(s, e) => IoSlice::new(&buf[*s..*e]),
+                Piece::Data(d) => IoSlice::new(d),
+            })
+            .collect();
+        pwrite_all_vectored(file, &mut slices, base).at(&path)?;
+        self.base += self.pending as u64;
+        self.pending = 0;
+        self.pieces.clear();
         self.buf.clear();
         Ok(())
     }
@@ -209,15 +257,38 @@ impl Writer<'_> {
     /// Starts tail segment `seg` from empty (a stale file from an uncommitted attempt is
     /// truncated) and queues its header.
     fn create_segment(&mut self, seg: u64, start: u64) -> Result<(), OutlogError> {
-        debug_assert!(self.buf.is_empty());
+        debug_assert!(self.pieces.is_empty());
         let path = seg_path(self.dir, seg);
         let file = open_in_dir(self.dir, &path, true)?;
         self.files.open = Some((seg, file));
         self.seg = seg;
         self.base = 0;
-        self.buf.extend_from_slice(&start.to_le_bytes());
+        self.push_own(&start.to_le_bytes());
         Ok(())
     }
+}
+
+/// Writes all of `slices` at `offset`, repeating after short writes.
+fn pwrite_all_vectored(
+    file: &File,
+    mut slices: &mut [IoSlice<'_>],
+    mut offset: u64,
+) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let at =
+            i64::try_from(offset).map_err(|_| std::io::Error::from(ErrorKind::InvalidInput))?;
+        match nix::sys::uio::pwritev(file, slices, at) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                offset += n as u64;
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The cached handle for `seg`, opening (and creating) the file if the cache holds another

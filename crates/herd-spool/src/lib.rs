@@ -11,7 +11,7 @@
 //! Every event is appended before it is sent; after a reconnect the agent replays from
 //! `acked_seq + 1`. Cost model: one `write` per append (no fsync: the spool protects
 //! against agent restarts, and the page cache survives those), sequential reads through a
-//! per-task cursor, and per-task memory of one small index entry per ~4 MiB segment.
+//! per-task cursor, and per-task memory of one small index entry per ~16 MiB segment.
 //! The `acked` file may lag the real acknowledgement: replaying a few acknowledged
 //! events is harmless (the server drops duplicates), losing an unacknowledged one is not,
 //! so segments are only deleted after the acknowledgement that covers them is recorded.
@@ -24,7 +24,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -34,7 +34,7 @@ pub use error::SpoolError;
 
 /// Roll to a new segment once the current one reaches this size; acknowledged data is
 /// reclaimed in units of whole segments.
-const SEGMENT_TARGET_BYTES: u64 = 4 << 20;
+const SEGMENT_TARGET_BYTES: u64 = 16 << 20;
 /// Tombstones answer `is_done` for this long; StartTask retries arrive well within it.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Read cursors each hold a file descriptor; a backlog of many finished tasks must not
@@ -47,6 +47,10 @@ const READ_BUF_BYTES: usize = 64 << 10;
 const SCAN_BUF_BYTES: usize = 1 << 20;
 const ACKED_FILE: &str = "acked";
 const ACKED_TMP_FILE: &str = "acked.tmp";
+/// A released segment kept for reuse as the task's next segment: writing over pages the
+/// file already has costs the file system far less than growing a new file and freeing an
+/// old one, for every few MiB of output.
+const SPARE_FILE: &str = "spare";
 const SEGMENT_EXT: &str = "seg";
 
 /// What the spool knows about one task that still has files on disk.
@@ -83,9 +87,16 @@ struct TaskState {
     /// Value last written to the `acked` file.
     persisted_acked: u64,
     finished: bool,
-    /// Append handle of the final segment, opened lazily (recovered tasks that never
-    /// append again, e.g. finished ones, hold no descriptor for writing).
+    /// Write handle of the final segment, opened lazily (recovered tasks that never
+    /// append again, e.g. finished ones, hold no descriptor for writing). Records are
+    /// written at the segment's indexed length: a reused file may hold stale bytes past it.
     writer: Option<File>,
+    /// A released segment file waits as `spare` for reuse.
+    spare: bool,
+    /// The final segment is a reused file that may hold stale bytes past its indexed
+    /// length; it is cut to that length once no more records go into it, so that recovery
+    /// sees every earlier segment end cleanly.
+    stale_tail: bool,
     cursor: Option<Cursor>,
 }
 
@@ -93,7 +104,9 @@ struct TaskState {
 struct Cursor {
     seg_first: u64,
     next_seq: u64,
-    reader: BufReader<File>,
+    /// Never reads past the segment's indexed length (a reused file holds stale bytes
+    /// there); the limit is raised as records are appended.
+    reader: BufReader<io::Take<File>>,
     last_used: u64,
 }
 
@@ -380,6 +393,8 @@ impl TaskState {
             persisted_acked: 0,
             finished: false,
             writer: None,
+            spare: false,
+            stale_tail: false,
             cursor: None,
         }
     }
@@ -413,7 +428,7 @@ impl TaskState {
                 got: ev.seq,
             });
         }
-        record::encode(ev, buf)?;
+        let data = record::encode_split(ev, buf)?;
         let first = self.prepare_writer(ev.seq, segment_target)?;
         let seg_len = self.segments.get(&first).copied().unwrap_or(0);
         let Some(file) = self.writer.as_mut() else {
@@ -421,20 +436,24 @@ impl TaskState {
         };
         // One write per record: the data is in the page cache (and visible to readers)
         // when this returns, without the cost of an fsync.
-        if let Err(e) = file.write_all(buf) {
+        let record_len = buf.len() + data.len();
+        let slices = &mut [IoSlice::new(buf), IoSlice::new(data)];
+        if let Err(e) = pwrite_all_vectored(file, slices, seg_len) {
             // Cut off whatever part of the record made it, so the segment stays a clean
             // sequence of records; reopen the writer on the next append.
             let _ = file.set_len(seg_len);
             self.writer = None;
+            self.stale_tail = false;
             return Err(SpoolError::Io {
                 path: self.segment_path(first),
                 source: e,
             });
         }
-        self.segments.insert(first, seg_len + buf.len() as u64);
+        self.segments.insert(first, seg_len + record_len as u64);
         self.last_seq = ev.seq;
         if matches!(ev.kind, Some(task_event::Kind::Exited(_))) {
             self.finished = true;
+            self.cut_stale_tail()?;
             // Nothing may follow Exited, so the descriptor is no longer needed.
             self.writer = None;
         }
@@ -451,29 +470,49 @@ impl TaskState {
             if self.writer.is_none() {
                 let path = self.segment_path(first);
                 let file = OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(&path)
                     .map_err(SpoolError::io(&path))?;
                 self.writer = Some(file);
             }
             return Ok(first);
         }
+        self.cut_stale_tail()?;
         self.writer = None;
         let path = self.segment_path(seq);
+        // Reuse the spare: its stale records all precede `seq`, so recovery, which checks
+        // every record's seq against the segment's, stops at them as at a torn tail.
+        let reused = self.spare && fs::rename(self.dir.join(SPARE_FILE), &path).is_ok();
+        self.spare = false;
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .write(true)
             .open(&path)
             .map_err(SpoolError::io(&path))?;
         // A leftover file of this name can only hold events we no longer account for. Truncate
         // only then: on ext4 a truncate to zero makes close() write the file back, which
         // would push every segment to disk just before it is deleted.
-        if file.metadata().map_err(SpoolError::io(&path))?.len() > 0 {
+        if !reused && file.metadata().map_err(SpoolError::io(&path))?.len() > 0 {
             file.set_len(0).map_err(SpoolError::io(&path))?;
         }
+        self.stale_tail = reused;
         self.segments.insert(seq, 0);
         self.writer = Some(file);
         Ok(seq)
+    }
+
+    /// Cuts a reused final segment to its indexed length (see `stale_tail`).
+    fn cut_stale_tail(&mut self) -> Result<(), SpoolError> {
+        if !self.stale_tail {
+            return Ok(());
+        }
+        if let (Some(file), Some((&first, &len))) = (&self.writer, self.segments.last_key_value()) {
+            file.set_len(len)
+                .map_err(SpoolError::io(&self.segment_path(first)))?;
+        }
+        self.stale_tail = false;
+        Ok(())
     }
 
     /// Deletes every segment, except the final one that appends go to, whose events are
@@ -498,7 +537,12 @@ impl TaskState {
         }
         for first in doomed {
             let path = self.segment_path(first);
-            match fs::remove_file(&path) {
+            let gone = if self.spare {
+                fs::remove_file(&path)
+            } else {
+                fs::rename(&path, self.dir.join(SPARE_FILE)).map(|()| self.spare = true)
+            };
+            match gone {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(SpoolError::Io { path, source: e }),
@@ -527,17 +571,37 @@ impl TaskState {
             unreachable!("caller clamps seq to the oldest segment");
         };
         let path = self.segment_path(first);
-        let file = File::open(&path).map_err(SpoolError::io(&path))?;
-        let mut reader = BufReader::with_capacity(READ_BUF_BYTES, file);
+        let mut file = File::open(&path).map_err(SpoolError::io(&path))?;
+        let mut skipper = BufReader::with_capacity(READ_BUF_BYTES, &file);
         for _ in first..seq {
-            record::skip(&mut reader, &path)?;
+            record::skip(&mut skipper, &path)?;
         }
+        let at = skipper.stream_position().map_err(SpoolError::io(&path))?;
+        drop(skipper);
+        file.seek(SeekFrom::Start(at))
+            .map_err(SpoolError::io(&path))?;
         Ok(Cursor {
             seg_first: first,
             next_seq: seq,
-            reader,
+            reader: BufReader::with_capacity(READ_BUF_BYTES, file.take(0)),
             last_used: tick,
         })
+    }
+
+    /// Lets the cursor's reader read up to its segment's indexed length, no further.
+    fn bound_reader(&self, cursor: &mut Cursor) -> Result<(), SpoolError> {
+        let valid = self.segments.get(&cursor.seg_first).copied().unwrap_or(0);
+        let path = || self.segment_path(cursor.seg_first);
+        let take = cursor.reader.get_mut();
+        let pulled = take
+            .get_mut()
+            .stream_position()
+            .map_err(|e| SpoolError::Io {
+                path: path(),
+                source: e,
+            })?;
+        take.set_limit(valid.saturating_sub(pulled));
+        Ok(())
     }
 
     fn read_into(
@@ -549,14 +613,16 @@ impl TaskState {
     ) -> Result<(), SpoolError> {
         let mut total = 0usize;
         let mut pushed = false;
+        self.bound_reader(cursor)?;
         while cursor.next_seq <= self.last_seq && !(pushed && total >= max_bytes) {
             if cursor.next_seq > self.segment_last_seq(cursor.seg_first) {
                 // Segments are contiguous, so the next one starts exactly here.
                 let next = cursor.next_seq;
                 let path = self.segment_path(next);
                 let file = File::open(&path).map_err(SpoolError::io(&path))?;
-                cursor.reader = BufReader::with_capacity(READ_BUF_BYTES, file);
+                cursor.reader = BufReader::with_capacity(READ_BUF_BYTES, file.take(0));
                 cursor.seg_first = next;
+                self.bound_reader(cursor)?;
             }
             let (ev, len) = record::read_expected(&mut cursor.reader, task_id, cursor.next_seq)
                 .map_err(|reason| SpoolError::Corrupt {
@@ -595,6 +661,8 @@ impl TaskState {
                 firsts.push(first);
             } else if name == ACKED_TMP_FILE {
                 let _ = fs::remove_file(entry.path());
+            } else if name == SPARE_FILE {
+                task.spare = true;
             }
         }
         firsts.sort_unstable();
@@ -673,6 +741,28 @@ impl TaskState {
         task.persisted_acked = acked_file.min(task.acked_seq);
         Ok(Some(task))
     }
+}
+
+/// Writes all of `bufs` at `offset` (one `pwritev` per call, repeated after a short write).
+fn pwrite_all_vectored(
+    file: &File,
+    mut bufs: &mut [IoSlice<'_>],
+    mut offset: u64,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let at = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        match nix::sys::uio::pwritev(file, bufs, at) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                offset += n as u64;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn validate_task_id(id: &str) -> Result<(), SpoolError> {

@@ -167,6 +167,43 @@ pub struct FollowOpts {
     pub run_id: String,
 }
 
+/// Buffer for prefixed lines of several machines: one write per chunk, not two per line.
+const PREFIX_BUF: usize = 64 * 1024;
+
+/// Standard output without std's line buffering (a duplicate of descriptor 1), or std's
+/// stdout if it cannot be duplicated.
+enum RawStdout {
+    Fd(std::fs::File),
+    Std(std::io::Stdout),
+}
+
+impl RawStdout {
+    fn new() -> RawStdout {
+        use std::os::fd::AsFd;
+        let out = std::io::stdout();
+        match out.as_fd().try_clone_to_owned() {
+            Ok(fd) => RawStdout::Fd(std::fs::File::from(fd)),
+            Err(_) => RawStdout::Std(out),
+        }
+    }
+}
+
+impl Write for RawStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            RawStdout::Fd(f) => f.write(buf),
+            RawStdout::Std(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            RawStdout::Fd(f) => f.flush(),
+            RawStdout::Std(s) => s.flush(),
+        }
+    }
+}
+
 /// Splits a machine's output into lines prefixed with its name.
 #[derive(Default)]
 struct Prefixer {
@@ -324,8 +361,10 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     let mut names: Vec<String> = Vec::new();
     let mut finals: Vec<Option<Value>> = Vec::new();
     let mut prefix = Prefixer::default();
-    let stdout = std::io::stdout();
     let stderr = std::io::stderr();
+    // Output goes to the descriptor unbuffered: std's stdout is line-buffered, which scans
+    // every chunk for its last newline and copies what follows it.
+    let mut out = RawStdout::new();
     let mut end_run: Option<Value> = None;
     let _raw = (o.interactive && o.tty && std::io::stdin().is_terminal()).then(RawMode::enable);
 
@@ -392,19 +431,19 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                         let res = if stream == 2 {
                             let mut e = stderr.lock();
                             let r = if multi {
-                                prefix.write(&mut e, (idx, 2), names.get(idx as usize).map(String::as_str).unwrap_or("?"), data)
+                                let mut w = std::io::BufWriter::with_capacity(PREFIX_BUF, &mut e);
+                                prefix.write(&mut w, (idx, 2), names.get(idx as usize).map(String::as_str).unwrap_or("?"), data)
+                                    .and_then(|_| w.flush())
                             } else {
                                 e.write_all(data)
                             };
                             r.and_then(|_| e.flush())
+                        } else if multi {
+                            let mut w = std::io::BufWriter::with_capacity(PREFIX_BUF, &mut out);
+                            prefix.write(&mut w, (idx, 1), names.get(idx as usize).map(String::as_str).unwrap_or("?"), data)
+                                .and_then(|_| w.flush())
                         } else {
-                            let mut out = stdout.lock();
-                            let r = if multi {
-                                prefix.write(&mut out, (idx, 1), names.get(idx as usize).map(String::as_str).unwrap_or("?"), data)
-                            } else {
-                                out.write_all(data)
-                            };
-                            r.and_then(|_| out.flush())
+                            out.write_all(data)
                         };
                         if let Err(e) = res {
                             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -476,7 +515,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
         }
     }
     progress.clear();
-    let _ = prefix.finish(&mut stdout.lock(), 1);
+    let _ = prefix.finish(&mut out, 1);
     let _ = prefix.finish(&mut stderr.lock(), 2);
     drop(_raw);
     if end_run.is_none() {
