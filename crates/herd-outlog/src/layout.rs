@@ -4,6 +4,7 @@
 //! ```text
 //! root/<task_id>/head      frames, data offsets 0.. ; at most cap/2 bytes
 //! root/<task_id>/tail.<k>  [start u64 LE] frames... ; at most cap/8 bytes each, k = 1, 2, ...
+//! root/<task_id>/spare     a retired tail segment, reused as the next one (any contents)
 //! frame = [stream u8][len u32 LE][len data bytes]   stream 1 = stdout, 2 = stderr
 //! a single 0 byte where a frame would start is padding (1 byte, no data)
 //! ```
@@ -29,6 +30,9 @@ pub(crate) const KEEP_SEGMENTS: u64 = 4;
 /// Below this a tail segment could not hold a header plus a useful frame.
 pub(crate) const MIN_CAP: u64 = 1024;
 pub(crate) const PADDING: u8 = 0;
+/// A retired tail segment kept for reuse as the task's next one (`write::create_segment`);
+/// removed by `OutputLog::finish`.
+pub(crate) const SPARE: &str = "spare";
 
 pub(crate) fn validate_task_id(id: &str) -> Result<(), OutlogError> {
     // Ids come from the network and name files: the one rule of herd-core.

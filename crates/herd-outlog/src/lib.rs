@@ -69,6 +69,9 @@ pub struct Cursor {
     off: u64,
     /// Stream offset (data bytes before this point), for computing `Omitted`.
     data: u64,
+    /// Stream offset where the tail segment `seg` starts (its header); a reader checks it
+    /// after reading, since a retired segment's file is reused. 0 = unknown.
+    seg_start: u64,
 }
 
 /// The output store. Cheap to share (`Send + Sync`); callers serialize appends per task
@@ -140,6 +143,22 @@ impl OutputLog {
     ) -> Result<(Vec<Chunk>, Cursor), OutlogError> {
         let dir = self.task_dir(task_id)?;
         read::read(&dir, pos, cursor, max_bytes)
+    }
+
+    /// Whether the task may keep a spare segment file that `finish` should delete once it
+    /// has ended (only a log whose tail retired segments has one).
+    pub fn needs_finish(pos: OutputPos) -> bool {
+        pos.tail_seg > layout::KEEP_SEGMENTS
+    }
+
+    /// The task ended: deletes its spare segment file, if any (see `needs_finish`).
+    pub fn finish(&self, task_id: &str) -> Result<(), OutlogError> {
+        use error::IoContext;
+        let path = self.task_dir(task_id)?.join(layout::SPARE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other.at(&path),
+        }
     }
 
     /// Deletes the task's files. Must not race with an append to the same task (the

@@ -34,7 +34,9 @@ pub(crate) fn read(
         }
         // Segments older than the kept window may still exist for a moment (or after a
         // crash mid-roll) but are not part of the log any more.
-        let dropped = c.seg > 0 && c.seg < oldest_kept(pos.tail_seg);
+        // A tail cursor whose segment's start is unknown (see `skip_to_next`) cannot tell
+        // that segment from a reuse of its file, so it treats it as cut away.
+        let dropped = c.seg > 0 && (c.seg < oldest_kept(pos.tail_seg) || c.seg_start == 0);
         let path = seg_path(dir, c.seg);
         let file = if dropped {
             None
@@ -67,7 +69,22 @@ pub(crate) fn read(
             c.off = SEG_HDR;
         }
         if c.off < limit {
-            read_frames(file, &path, limit, &mut c, &mut out)?;
+            let before = c;
+            if c.seg > 0 {
+                out.flush();
+            }
+            let mark = out.mark();
+            read_frames(&file, &path, limit, &mut c, &mut out)?;
+            if c.seg > 0 && !same_segment(&file, &path, before.seg_start)? {
+                // The segment was retired and its file reused while we read it: what we
+                // read may be another segment's bytes. Its data counts as cut away.
+                out.rollback(mark);
+                c = before;
+                if !skip_to_next(dir, pos, &mut c, &mut out)? {
+                    break;
+                }
+                continue;
+            }
             if c.off < limit {
                 break; // budget used up
             }
@@ -113,6 +130,7 @@ fn skip_to_next(
                 seg,
                 off: SEG_HDR,
                 data: start,
+                seg_start: start,
             };
             return Ok(true);
         }
@@ -123,6 +141,8 @@ fn skip_to_next(
         seg,
         off,
         data: pos.total.max(c.data),
+        // Unknown: whatever that segment holds now is treated as cut away.
+        seg_start: 0,
     };
     Ok(false)
 }
@@ -131,8 +151,19 @@ fn skip_to_next(
 /// byte, frame running past `limit`, file shorter than committed) skips the rest of the
 /// file up to `limit`: that data is unreadable, and the next segment's header puts the
 /// data offset right again.
+/// Whether the tail segment `file` still starts at stream offset `start` (its header is
+/// rewritten when the file is reused for a later segment).
+fn same_segment(file: &File, path: &Path, start: u64) -> Result<bool, OutlogError> {
+    let mut hdr = [0u8; SEG_HDR as usize];
+    match file.read_exact_at(&mut hdr, 0) {
+        Ok(()) => Ok(u64::from_le_bytes(hdr) == start),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e).at(path),
+    }
+}
+
 fn read_frames(
-    file: File,
+    file: &File,
     path: &Path,
     limit: u64,
     c: &mut Cursor,
@@ -186,7 +217,7 @@ fn read_frames(
 
 /// Skips a run of padding bytes in bulk (a hole can be large).
 fn skip_padding(
-    r: &mut BufReader<File>,
+    r: &mut BufReader<&File>,
     path: &Path,
     limit: u64,
     c: &mut Cursor,
@@ -255,6 +286,18 @@ impl Out {
                 self.pending = Some((stream, data));
             }
         }
+    }
+
+    /// Where `rollback` returns to (call after `flush`).
+    fn mark(&self) -> (usize, usize) {
+        (self.chunks.len(), self.data_bytes)
+    }
+
+    /// Forgets what was collected since `mark`.
+    fn rollback(&mut self, mark: (usize, usize)) {
+        self.pending = None;
+        self.chunks.truncate(mark.0);
+        self.data_bytes = mark.1;
     }
 
     fn omitted(&mut self, bytes: u64) {

@@ -18,7 +18,7 @@ use std::path::Path;
 use crate::error::IoContext;
 use crate::handles::TaskFiles;
 use crate::layout::{
-    FRAME_HDR, KEEP_SEGMENTS, Limits, MAX_FRAME_DATA, PADDING, SEG_HDR, end_of, oldest_kept,
+    FRAME_HDR, KEEP_SEGMENTS, Limits, MAX_FRAME_DATA, PADDING, SEG_HDR, SPARE, end_of, oldest_kept,
     parse_tail_name, seg_path, validate_pos, validate_stream,
 };
 use crate::{OutlogError, OutputPos, Record};
@@ -113,13 +113,13 @@ fn append_records<'r>(
                     .set_len(p.tail_len)
                     .at(&path)?;
             }
-            w.create_segment(next, p.total)?;
-            p.tail_seg = next;
-            p.tail_len = SEG_HDR;
             if !cleaned {
                 drop_leftovers(w.dir, pos)?;
                 cleaned = true;
             }
+            w.create_segment(next, p.total)?;
+            p.tail_seg = next;
+            p.tail_len = SEG_HDR;
             if let Some(victim) = next.checked_sub(KEEP_SEGMENTS).filter(|v| *v > 0) {
                 retire(w.dir, pos, victim)?;
             }
@@ -131,28 +131,18 @@ fn append_records<'r>(
 
 /// Takes segment `victim` out of the kept window after a roll. Until the caller commits
 /// the new position, the committed `pos` still refers to its own window, and a crash now
-/// must leave that window readable with exact accounting. So a victim inside it keeps its
-/// header (the stream offset it started at) and loses only its data, which readers then
-/// report as omitted; the committed current segment is kept whole (appends from `pos`
-/// continue in it). Everything else goes. What is kept here is dropped by the first roll
-/// of a later append (`drop_leftovers`).
+/// must leave that window readable with exact accounting: a victim inside it stays whole
+/// until the first roll of a later append (`drop_leftovers`), whose committed window no
+/// longer holds it. Everything else is retired now.
 fn retire(dir: &Path, pos: OutputPos, victim: u64) -> Result<(), OutlogError> {
     let committed = pos.tail_seg > 0 && victim >= oldest_kept(pos.tail_seg);
-    let path = seg_path(dir, victim);
-    if !committed || victim > pos.tail_seg {
-        return remove_if_exists(&path);
-    }
-    if victim == pos.tail_seg {
+    if committed && victim <= pos.tail_seg {
         return Ok(());
     }
-    match OpenOptions::new().write(true).open(&path) {
-        Ok(f) => f.set_len(SEG_HDR).at(&path),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at(&path),
-    }
+    recycle(dir, &seg_path(dir, victim))
 }
 
-/// Removes tail segments older than the committed window (what `retire` kept for an
+/// Retires tail segments older than the committed window (what `retire` kept for an
 /// earlier append's sake, or what a crash mid-roll left behind).
 fn drop_leftovers(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
     if pos.tail_seg == 0 {
@@ -169,10 +159,26 @@ fn drop_leftovers(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
         if let Some(k) = entry.file_name().to_str().and_then(parse_tail_name)
             && k < oldest
         {
-            remove_if_exists(&entry.path())?;
+            recycle(dir, &entry.path())?;
         }
     }
     Ok(())
+}
+
+/// Retires a tail segment file: it becomes the task's spare (see `create_segment`) when
+/// there is none, else it is deleted.
+fn recycle(dir: &Path, path: &Path) -> Result<(), OutlogError> {
+    let spare = dir.join(SPARE);
+    if !spare.exists() {
+        match fs::rename(path, &spare) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot keep a spare output segment")
+            }
+        }
+    }
+    remove_if_exists(path)
 }
 
 /// One piece of what a flush writes: a range of the writer's own buffer (headers, short
@@ -254,12 +260,18 @@ impl<'r> Writer<'_, 'r> {
         Ok(())
     }
 
-    /// Starts tail segment `seg` from empty (a stale file from an uncommitted attempt is
-    /// truncated) and queues its header.
+    /// Starts tail segment `seg` (a stale file from an uncommitted attempt is replaced) and
+    /// queues its header. The task's spare, a retired segment, becomes the new file when
+    /// there is one: writing over pages a file already has costs the file system far less
+    /// than growing a new file and freeing an old one. Its stale bytes past what is written
+    /// are never read: the current segment is read up to the committed position, and a
+    /// finished one is cut to its length when the tail rolls on. A reader still inside the
+    /// retired segment notices the new header (`read`).
     fn create_segment(&mut self, seg: u64, start: u64) -> Result<(), OutlogError> {
         debug_assert!(self.pieces.is_empty());
         let path = seg_path(self.dir, seg);
-        let file = open_in_dir(self.dir, &path, true)?;
+        let reused = fs::rename(self.dir.join(SPARE), &path).is_ok();
+        let file = open_in_dir(self.dir, &path, !reused)?;
         self.files.open = Some((seg, file));
         self.seg = seg;
         self.base = 0;

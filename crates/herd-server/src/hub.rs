@@ -734,6 +734,24 @@ async fn persist(
     if !changed.is_empty() {
         st.progress.apply(changed).await?;
     }
+    // Tasks that ended with output past the cap leave a spare segment file to delete.
+    let ended: Vec<String> = work
+        .iter()
+        .filter(|p| {
+            p.progress.exited.is_some() && herd_store::OutputLog::needs_finish(p.progress.out)
+        })
+        .map(|p| p.task_id.clone())
+        .collect();
+    if !ended.is_empty() {
+        let outlog = st.outlog.clone();
+        tokio::task::spawn_blocking(move || {
+            for id in ended {
+                if let Err(e) = outlog.finish(&id) {
+                    tracing::warn!(task = %id, error = %e, "cannot delete the spare output segment");
+                }
+            }
+        });
+    }
     let mut acks = Vec::with_capacity(work.len());
     for p in work {
         acks.push(pb::Ack {
