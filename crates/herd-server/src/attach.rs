@@ -13,10 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State as AxState};
+use axum::extract::{Path, Query, Request, State as AxState};
 use axum::response::Response;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use herd_core::TaskState;
 use herd_proto::v1::{self as pb, ServerFrame, server_frame};
 use herd_store::{Chunk, Cursor, TaskRow};
@@ -29,6 +28,7 @@ use crate::api::{find_run, find_task, run_json};
 use crate::auth::Actor;
 use crate::error::Result;
 use crate::live::{Change, LiveChunk};
+use crate::ws::{Incoming, Sock};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -44,12 +44,12 @@ pub async fn attach_run(
     AxState(st): AxState<Arc<State>>,
     Path(id): Path<String>,
     Query(q): Query<AttachQuery>,
-    ws: WebSocketUpgrade,
+    req: Request,
 ) -> Result<Response> {
     let run = find_run(&st, &id).await?;
-    Ok(ws
-        .max_message_size(16 << 20)
-        .on_upgrade(move |sock| watch(st, actor, run.id, None, q, sock)))
+    Ok(crate::ws::upgrade(req, move |sock| {
+        watch(st, actor, run.id, None, q, sock)
+    }))
 }
 
 pub async fn attach_task(
@@ -57,12 +57,12 @@ pub async fn attach_task(
     AxState(st): AxState<Arc<State>>,
     Path(id): Path<String>,
     Query(q): Query<AttachQuery>,
-    ws: WebSocketUpgrade,
+    req: Request,
 ) -> Result<Response> {
     let task = find_task(&st, &id).await?;
-    Ok(ws
-        .max_message_size(16 << 20)
-        .on_upgrade(move |sock| watch(st, actor, task.run_id.clone(), Some(task.id), q, sock)))
+    Ok(crate::ws::upgrade(req, move |sock| {
+        watch(st, actor, task.run_id.clone(), Some(task.id), q, sock)
+    }))
 }
 
 struct Watched {
@@ -90,19 +90,17 @@ async fn watch(
     run_id: String,
     only: Option<String>,
     q: AttachQuery,
-    mut sock: WebSocket,
+    mut sock: Sock,
 ) {
     let mut rx = st.live.subscribe(&run_id);
     let res = watch_inner(&st, &actor, &run_id, only, &q, &mut sock, &mut rx).await;
     if let Err(e) = res {
         tracing::debug!(run = %run_id, error = %e, "watcher ended");
         let _ = sock
-            .send(Message::Text(
-                json!({"type":"error","error": e}).to_string().into(),
-            ))
+            .send_text(&json!({"type":"error","error": e}).to_string())
             .await;
     }
-    let _ = sock.send(Message::Close(None)).await;
+    let _ = sock.close().await;
     drop(rx);
     st.live.release(&run_id);
 }
@@ -126,7 +124,7 @@ async fn watch_inner(
     run_id: &str,
     only: Option<String>,
     q: &AttachQuery,
-    sock: &mut WebSocket,
+    sock: &mut Sock,
     rx: &mut tokio::sync::broadcast::Receiver<Change>,
 ) -> std::result::Result<(), String> {
     let err = |e: herd_store::StoreError| e.to_string();
@@ -293,14 +291,17 @@ async fn watch_inner(
                 Err(RecvError::Closed) => return Err("server shutting down".into()),
             },
             msg = sock.recv() => match msg {
-                None => return Ok(()),
+                None | Some(Ok(Incoming::Close)) => return Ok(()),
                 Some(Err(e)) => return Err(e.to_string()),
-                Some(Ok(Message::Binary(data))) => {
+                Some(Ok(Incoming::Ping(p))) => {
+                    sock.send_pong(&p).await.map_err(|e| e.to_string())?;
+                }
+                Some(Ok(Incoming::Binary(data))) => {
                     if stdin_open {
                         forward_input(st, &tasks, data, false).await;
                     }
                 }
-                Some(Ok(Message::Text(t))) => {
+                Some(Ok(Incoming::Text(t))) => {
                     let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
                     match v.get("type").and_then(|t| t.as_str()) {
                         Some("eof") => {
@@ -322,7 +323,6 @@ async fn watch_inner(
                         _ => {}
                     }
                 }
-                Some(Ok(_)) => {}
             },
         }
         // A finished run with nothing new pending still needs its last states sent.
@@ -340,7 +340,7 @@ async fn watch_inner(
 /// tap for a while) is filled from the output log first.
 async fn deliver_live(
     st: &Arc<State>,
-    sock: &mut WebSocket,
+    sock: &mut Sock,
     tasks: &mut [Watched],
     index: &HashMap<String, usize>,
     c: LiveChunk,
@@ -366,33 +366,29 @@ async fn deliver_live(
             return Ok(());
         }
     }
-    // One frame per run of the same stream, starting where the watcher is.
+    // One frame per run of the same stream, starting where the watcher is, written from
+    // the batch's own buffers.
     let mut at = c.offset;
-    let mut frame: Option<(u8, BytesMut)> = None;
+    let mut run: Option<(u8, Vec<&[u8]>)> = None;
     for (stream, data) in c.parts.iter() {
         let part_end = at + data.len() as u64;
         if part_end > w.sent {
             let skip = w.sent.saturating_sub(at) as usize;
             let piece = &data[skip.min(data.len())..];
-            match &mut frame {
-                Some((s, buf)) if s == stream => buf.put_slice(piece),
+            match &mut run {
+                Some((s, pieces)) if s == stream => pieces.push(piece),
                 _ => {
-                    if let Some((_, buf)) = frame.take() {
-                        send_frame(sock, buf).await?;
+                    if let Some((s, pieces)) = run.take() {
+                        send_output(sock, i, s, &pieces).await?;
                     }
-                    let mut buf = BytesMut::with_capacity(c.len() as usize + 6);
-                    buf.put_u8(1);
-                    buf.put_u32(i as u32);
-                    buf.put_u8(*stream);
-                    buf.put_slice(piece);
-                    frame = Some((*stream, buf));
+                    run = Some((*stream, vec![piece]));
                 }
             }
         }
         at = part_end;
     }
-    if let Some((_, buf)) = frame {
-        send_frame(sock, buf).await?;
+    if let Some((s, pieces)) = run {
+        send_output(sock, i, s, &pieces).await?;
     }
     w.sent = end;
     Ok(())
@@ -402,7 +398,7 @@ async fn deliver_live(
 /// committed position).
 async fn catch_up(
     st: &Arc<State>,
-    sock: &mut WebSocket,
+    sock: &mut Sock,
     index: usize,
     w: &mut Watched,
     limit: u64,
@@ -449,7 +445,7 @@ async fn catch_up(
             match (&c, data) {
                 (Chunk::Data { stream, .. }, Some(d)) => {
                     let d = &d[..take.min(d.len())];
-                    send_data(sock, index, *stream, &d[skip.min(d.len())..]).await?;
+                    send_output(sock, index, *stream, &[&d[skip.min(d.len())..]]).await?;
                     w.sent = start + d.len() as u64;
                     continue;
                 }
@@ -469,33 +465,24 @@ async fn catch_up(
     Ok(())
 }
 
-/// Sends a binary frame whose header (`[1][u32 index][u8 stream]`) is already in `frame`.
-async fn send_frame(sock: &mut WebSocket, frame: BytesMut) -> std::result::Result<(), String> {
-    if frame.len() <= 6 {
-        return Ok(());
-    }
-    sock.send(Message::Binary(frame.freeze()))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn send_data(
-    sock: &mut WebSocket,
+/// One binary frame of output: `[1][u32 BE task index][u8 stream]`, then `pieces`.
+async fn send_output(
+    sock: &mut Sock,
     index: usize,
     stream: u8,
-    data: &[u8],
+    pieces: &[&[u8]],
 ) -> std::result::Result<(), String> {
-    if data.is_empty() {
+    if pieces.iter().all(|p| p.is_empty()) {
         return Ok(());
     }
-    let mut b = BytesMut::with_capacity(6 + data.len());
-    b.put_u8(1);
-    b.put_u32(index as u32);
-    b.put_u8(stream);
-    b.put_slice(data);
-    sock.send(Message::Binary(b.freeze()))
-        .await
-        .map_err(|e| e.to_string())
+    let mut hdr = [0u8; 6];
+    hdr[0] = 1;
+    hdr[1..5].copy_from_slice(&(index as u32).to_be_bytes());
+    hdr[5] = stream;
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 1);
+    parts.push(&hdr);
+    parts.extend_from_slice(pieces);
+    sock.send_binary(&parts).await.map_err(|e| e.to_string())
 }
 
 async fn forward_input(st: &Arc<State>, tasks: &[Watched], data: Bytes, eof: bool) {
@@ -511,8 +498,6 @@ async fn forward_input(st: &Arc<State>, tasks: &[Watched], data: Bytes, eof: boo
     }
 }
 
-async fn send_text(sock: &mut WebSocket, s: String) -> std::result::Result<(), String> {
-    sock.send(Message::Text(s.into()))
-        .await
-        .map_err(|e| e.to_string())
+async fn send_text(sock: &mut Sock, s: String) -> std::result::Result<(), String> {
+    sock.send_text(&s).await.map_err(|e| e.to_string())
 }

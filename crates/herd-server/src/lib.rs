@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod sched;
 mod writer;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
