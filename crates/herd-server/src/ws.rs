@@ -341,7 +341,7 @@ mod tests {
     fn accept_key_of_the_rfc_example() {
         assert_eq!(
             accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaHaNbHjtoEMTEl0KU="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
