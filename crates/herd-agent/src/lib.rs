@@ -174,14 +174,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
 
 /// glibc gives threads their own malloc arenas (up to 8 per core) and keeps what they freed:
 /// after streaming output through the runtime's workers, an idle agent would hold tens of
-/// MiB. Two arenas are plenty for the agent's little contention.
+/// MiB. One arena is plenty for the agent's little contention (one runtime thread and a
+/// few blocking ones), and `malloc_trim` then has one heap to return to the system.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: mallopt only adjusts a malloc tunable; glibc takes its own lock for it, and
     // M_ARENA_MAX with a positive value is a documented, valid setting.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

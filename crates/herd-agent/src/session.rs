@@ -10,15 +10,21 @@ use std::time::Duration;
 use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitReason, OutStream};
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use herd_proto::v1::{self as pb, AgentFrame, TaskEvent, agent_frame, server_frame, task_event};
+use prost::Message as _;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::outbox::Outbox;
 use crate::{AgentConfig, Identity, VERSION, connect, heartbeat_period};
 
-/// Batches of events sent but not yet acknowledged.
-const WINDOW: usize = 8;
+/// Messages of events sent but not yet acknowledged.
+const WINDOW: usize = 16;
+/// Events taken from the outbox at a time.
 const BATCH_BYTES: usize = 2 << 20;
+/// Events per message, at most (about). The server persists messages that arrive together
+/// in one go, so this only bounds the agent's encoding buffer, which the gRPC stream keeps
+/// at its largest size for as long as the connection lives.
+const MESSAGE_BYTES: usize = 1 << 20;
 /// While the outbox's memory is full, a task's output waits this long for an
 /// acknowledgement before the spool takes it on disk alone.
 const PACE_STALL: Duration = Duration::from_secs(1);
@@ -379,13 +385,43 @@ async fn send_events(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, window:
                 Err(_) => return,
             }
         };
-        let frame = AgentFrame {
-            kind: Some(agent_frame::Kind::Events(pb::EventBatch { events: batch })),
-        };
-        if out.send(frame).await.is_err() {
+        let mut events = Vec::new();
+        let mut size = 0usize;
+        let mut first = true;
+        for ev in batch {
+            size += ev.encoded_len();
+            events.push(ev);
+            if size >= MESSAGE_BYTES {
+                if !send_message(&out, &window, std::mem::take(&mut events), &mut first).await {
+                    return;
+                }
+                size = 0;
+            }
+        }
+        if !events.is_empty() && !send_message(&out, &window, events, &mut first).await {
             return;
         }
     }
+}
+
+/// Sends one message of events, taking a window permit for it unless `first` (whose permit
+/// the caller holds). False once the session is gone.
+async fn send_message(
+    out: &mpsc::Sender<AgentFrame>,
+    window: &Semaphore,
+    events: Vec<TaskEvent>,
+    first: &mut bool,
+) -> bool {
+    if !std::mem::take(first) {
+        match window.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return false,
+        }
+    }
+    let frame = AgentFrame {
+        kind: Some(agent_frame::Kind::Events(pb::EventBatch { events })),
+    };
+    out.send(frame).await.is_ok()
 }
 
 async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, period: Duration) {
