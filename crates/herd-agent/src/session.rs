@@ -28,6 +28,9 @@ const MESSAGE_BYTES: usize = 1 << 20;
 /// While the outbox's memory is full, a task's output waits this long for an
 /// acknowledgement before the spool takes it on disk alone.
 const PACE_STALL: Duration = Duration::from_secs(1);
+/// At least the encoded size of any one event (output events carry at most 64 KiB): a batch
+/// is taken only while memory has this much room left, so none of it falls out of memory.
+const EVENT_BOUND: usize = 80 * 1024;
 /// Heartbeats in a row that return freed memory to the system once the agent is idle.
 const IDLE_TRIMS: u32 = 4;
 
@@ -144,7 +147,7 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
             tokio::pin!(acked);
             acked.as_mut().enable();
             let room = lock(&shared.outbox).memory_room();
-            if room > 0 {
+            if room >= EVENT_BOUND {
                 spooling = false;
                 break room;
             }
@@ -153,12 +156,14 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
                 break usize::MAX;
             }
         };
-        let mut bytes = first.output_len();
+        // Encoded size, counted generously (task id, seq and framing beside the output).
+        let size = |e: &ExecEvent| e.output_len() + 256;
+        let mut bytes = size(&first);
         let mut evs = vec![first];
-        while evs.len() < 256 && bytes < room {
+        while evs.len() < 256 && bytes.saturating_add(EVENT_BOUND) <= room {
             match rx.try_recv() {
                 Ok(e) => {
-                    bytes += e.output_len();
+                    bytes += size(&e);
                     evs.push(e);
                 }
                 Err(_) => break,

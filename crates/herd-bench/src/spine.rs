@@ -297,11 +297,15 @@ async fn timed_stream(
     let kids0 = stats::children_cpu_secs()?;
     let (busy0, total0) = stats::machine_ticks()?;
     let t = Instant::now();
+    // `spawn` + `wait_with_output`, not `output()`: tokio's `output()` pipes stdout whatever
+    // was set, and the stream must go to /dev/null, not into this process's memory.
     let out = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?
+        .wait_with_output()
         .await
         .with_context(|| format!("cannot run {what}"))?;
     let secs = t.elapsed().as_secs_f64();
