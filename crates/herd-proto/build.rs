@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", file.display());
     let fds = protox::compile([&file], [&root])?;
     tonic_prost_build::configure()
+        .codec_path("crate::codec::HerdCodec")
         .bytes(".herd.agent.v1.Output.data")
         .bytes(".herd.agent.v1.Input.data")
         .compile_fds(fds)?;
