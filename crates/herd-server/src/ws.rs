@@ -336,6 +336,8 @@ mod tests {
     use tokio_tungstenite::WebSocketStream;
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
     #[test]
     fn accept_key_of_the_rfc_example() {
@@ -372,30 +374,14 @@ mod tests {
                 .send(Message::Ping(b"hi".to_vec().into()))
                 .await
                 .unwrap();
-            client
-                .send(Message::Frame(
-                    tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
-                        b"frag".to_vec(),
-                        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
-                            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Binary,
-                        ),
-                        false,
-                    ),
-                ))
-                .await
-                .unwrap();
-            client
-                .send(Message::Frame(
-                    tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
-                        b"ment".to_vec(),
-                        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
-                            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Continue,
-                        ),
-                        true,
-                    ),
-                ))
-                .await
-                .unwrap();
+            // A binary message in two fragments.
+            for (data, kind, fin) in [
+                (b"frag", Data::Binary, false),
+                (b"ment", Data::Continue, true),
+            ] {
+                let frame = Frame::message(data.to_vec(), OpCode::Data(kind), fin);
+                client.send(Message::Frame(frame)).await.unwrap();
+            }
             // The pong answering our ping, then the server's close.
             let pong = client.next().await.unwrap().unwrap();
             let close = client.next().await;
