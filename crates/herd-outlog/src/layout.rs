@@ -31,7 +31,7 @@ pub(crate) const KEEP_SEGMENTS: u64 = 4;
 pub(crate) const MIN_CAP: u64 = 1024;
 pub(crate) const PADDING: u8 = 0;
 /// A retired tail segment kept for reuse as the task's next one (`write::create_segment`);
-/// removed by `OutputLog::finish`.
+/// deleted by `OutputLog::finish`.
 pub(crate) const SPARE: &str = "spare";
 
 pub(crate) fn validate_task_id(id: &str) -> Result<(), OutlogError> {

@@ -145,20 +145,21 @@ impl OutputLog {
         read::read(&dir, pos, cursor, max_bytes)
     }
 
-    /// Whether the task may keep a spare segment file that `finish` should delete once it
-    /// has ended (only a log whose tail retired segments has one).
+    /// Whether the task may hold files that `finish` should delete once it has ended (only
+    /// a log whose tail retired segments has any).
     pub fn needs_finish(pos: OutputPos) -> bool {
         pos.tail_seg > layout::KEEP_SEGMENTS
     }
 
-    /// The task ended: deletes its spare segment file, if any (see `needs_finish`).
-    pub fn finish(&self, task_id: &str) -> Result<(), OutlogError> {
-        use error::IoContext;
-        let path = self.task_dir(task_id)?.join(layout::SPARE);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => other.at(&path),
-        }
+    /// The task ended at `pos` (or later): deletes its spare segment file and the retired
+    /// segments kept for an older committed window, so what stays is the head and the kept
+    /// tail. Harmless when there is nothing to delete.
+    pub fn finish(&self, task_id: &str, pos: OutputPos) -> Result<(), OutlogError> {
+        let dir = self.task_dir(task_id)?;
+        let slot = self.handles.slot(task_id);
+        let mut files = lock(&slot);
+        files.open = None;
+        write::finish(&dir, pos)
     }
 
     /// Deletes the task's files. Must not race with an append to the same task (the

@@ -285,10 +285,13 @@ fn cap_keeps_head_and_tail_within_bounds() {
         t.append_batch(b, 5, 4000);
         b += 1;
         // Bounded at every step, not just at the end: the head, four kept tail segments,
-        // one retired segment kept whole for the committed window until the next roll, and
-        // the spare (each tail segment at most cap/8).
+        // the retired ones of the committed window, kept whole until the next roll (up to
+        // four when one append spans several segments), and the spare (each at most cap/8).
         let size = dir_size(&dir.path().join("capped"));
-        assert!(size <= cap + cap / 4 + 6 * SEG_HDR, "{size} bytes on disk");
+        assert!(
+            size <= cap + cap / 2 + cap / 8 + 9 * SEG_HDR,
+            "{size} bytes on disk"
+        );
     }
     let (seen, _) = t.read_all(Cursor::default(), 1 << 20);
     assert_matches_model(&seen, &t.model, true);
@@ -311,8 +314,16 @@ fn cap_keeps_head_and_tail_within_bounds() {
             );
         }
     }
-    log.finish("capped").unwrap();
+    // Once the task ended, only the head and the four kept segments stay.
+    log.finish("capped", t.pos).unwrap();
     assert!(!dir.path().join("capped").join(layout::SPARE).exists());
+    let size = dir_size(&dir.path().join("capped"));
+    assert!(
+        size <= cap + 4 * SEG_HDR,
+        "{size} bytes on disk after finish"
+    );
+    let (seen3, _) = t.read_all(Cursor::default(), 1 << 20);
+    assert_matches_model(&seen3, &t.model, true);
     for k in t.pos.tail_seg - 3..=t.pos.tail_seg {
         assert!(dir.path().join(format!("capped/tail.{k}")).exists());
     }
@@ -338,7 +349,9 @@ fn single_huge_record_is_split_and_capped() {
         )
         .unwrap();
     assert_eq!(pos.total, 1 << 20);
-    assert!(dir_size(&dir.path().join("big")) <= cap + cap / 4 + 6 * SEG_HDR);
+    assert!(dir_size(&dir.path().join("big")) <= cap + cap / 2 + cap / 8 + 9 * SEG_HDR);
+    log.finish("big", pos).unwrap();
+    assert!(dir_size(&dir.path().join("big")) <= cap + 4 * SEG_HDR);
     let mut model = Model::default();
     model.push(2, &data);
     let (seen, _) = read_all(&log, "big", pos, Cursor::default(), usize::MAX);

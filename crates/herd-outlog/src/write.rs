@@ -165,6 +165,29 @@ fn drop_leftovers(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
     Ok(())
 }
 
+/// The task ended: the spare and every tail segment older than `pos`'s window are deleted.
+pub(crate) fn finish(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
+    remove_if_exists(&dir.join(SPARE))?;
+    if pos.tail_seg == 0 {
+        return Ok(());
+    }
+    let oldest = oldest_kept(pos.tail_seg);
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).at(dir),
+    };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        if let Some(k) = entry.file_name().to_str().and_then(parse_tail_name)
+            && k < oldest
+        {
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Retires a tail segment file: it becomes the task's spare (see `create_segment`) when
 /// there is none, else it is deleted.
 fn recycle(dir: &Path, path: &Path) -> Result<(), OutlogError> {

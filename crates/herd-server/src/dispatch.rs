@@ -349,7 +349,17 @@ pub async fn start_frame(st: &State, task: &TaskRow) -> Option<ServerFrame> {
 /// Called whenever a task reaches a final state: frees its slot, spends the run's error
 /// budget (skipping what waits once it is spent), and finishes the run after its last task.
 pub async fn task_ended(st: &Arc<State>, run_id: &str, task_id: &str, state: TaskState) {
-    st.hub.forget_task(task_id);
+    if let Some(pos) = st.hub.forget_task(task_id)
+        && herd_store::OutputLog::needs_finish(pos)
+    {
+        // However it ended (lost, cancelled while away), its retired output segments go.
+        let (outlog, id) = (st.outlog.clone(), task_id.to_string());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = outlog.finish(&id, pos) {
+                tracing::warn!(task = %id, error = %e, "cannot delete retired output segments");
+            }
+        });
+    }
     st.live.notify(run_id, Change::Task(task_id.to_string()));
     if !st.sched.knows(run_id) {
         // A late result for a run already finished (a lost task whose agent came back):

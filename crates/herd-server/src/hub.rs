@@ -112,10 +112,11 @@ impl Hub {
         }
     }
 
-    /// Drops what the hub keeps of a task once it has ended, however it ended.
-    pub fn forget_task(&self, task_id: &str) {
-        lock(&self.active).remove(task_id);
+    /// Drops what the hub keeps of a task once it has ended, however it ended; returns the
+    /// output position last persisted for it, if it was active.
+    pub fn forget_task(&self, task_id: &str) -> Option<OutputPos> {
         lock(&self.sent_at).remove(task_id);
+        lock(&self.active).remove(task_id).map(|a| a.pos)
     }
 
     /// A task's first StartTask is going out: nothing of it is persisted yet, so its first
@@ -734,20 +735,20 @@ async fn persist(
     if !changed.is_empty() {
         st.progress.apply(changed).await?;
     }
-    // Tasks that ended with output past the cap leave a spare segment file to delete.
-    let ended: Vec<String> = work
+    // Tasks that ended with output past the cap leave retired segment files to delete.
+    let ended: Vec<(String, OutputPos)> = work
         .iter()
         .filter(|p| {
             p.progress.exited.is_some() && herd_store::OutputLog::needs_finish(p.progress.out)
         })
-        .map(|p| p.task_id.clone())
+        .map(|p| (p.task_id.clone(), p.progress.out))
         .collect();
     if !ended.is_empty() {
         let outlog = st.outlog.clone();
         tokio::task::spawn_blocking(move || {
-            for id in ended {
-                if let Err(e) = outlog.finish(&id) {
-                    tracing::warn!(task = %id, error = %e, "cannot delete the spare output segment");
+            for (id, pos) in ended {
+                if let Err(e) = outlog.finish(&id, pos) {
+                    tracing::warn!(task = %id, error = %e, "cannot delete retired output segments");
                 }
             }
         });

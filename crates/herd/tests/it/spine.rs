@@ -301,6 +301,19 @@ fn live_output_is_complete_beyond_the_storage_cap_even_for_a_slow_reader() {
         "stored {} bytes",
         logs.stdout.len()
     );
+    // On disk once the task ended: within the cap; the spare and retired segments kept
+    // while the task wrote are gone.
+    let files = dir.path().join("server").join("output").join(task);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while files.join("spare").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!files.join("spare").exists(), "spare segment left behind");
+    let on_disk: u64 = std::fs::read_dir(&files)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= 1048576 + 64, "{on_disk} bytes on disk");
 }
 
 #[test]
