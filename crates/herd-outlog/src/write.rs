@@ -13,7 +13,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, IoSlice};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::IoContext;
 use crate::handles::TaskFiles;
@@ -145,22 +145,8 @@ fn retire(dir: &Path, pos: OutputPos, victim: u64) -> Result<(), OutlogError> {
 /// Retires tail segments older than the committed window (what `retire` kept for an
 /// earlier append's sake, or what a crash mid-roll left behind).
 fn drop_leftovers(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
-    if pos.tail_seg == 0 {
-        return Ok(());
-    }
-    let oldest = oldest_kept(pos.tail_seg);
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).at(dir),
-    };
-    for entry in entries {
-        let entry = entry.at(dir)?;
-        if let Some(k) = entry.file_name().to_str().and_then(parse_tail_name)
-            && k < oldest
-        {
-            recycle(dir, &entry.path())?;
-        }
+    for path in segments_before_window(dir, pos)? {
+        recycle(dir, &path)?;
     }
     Ok(())
 }
@@ -168,24 +154,36 @@ fn drop_leftovers(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
 /// The task ended: the spare and every tail segment older than `pos`'s window are deleted.
 pub(crate) fn finish(dir: &Path, pos: OutputPos) -> Result<(), OutlogError> {
     remove_if_exists(&dir.join(SPARE))?;
+    for path in segments_before_window(dir, pos)? {
+        remove_if_exists(&path)?;
+    }
+    Ok(())
+}
+
+/// Tail segment files older than the window kept for `pos`.
+fn segments_before_window(dir: &Path, pos: OutputPos) -> Result<Vec<PathBuf>, OutlogError> {
     if pos.tail_seg == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let oldest = oldest_kept(pos.tail_seg);
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).at(dir),
     };
+    let mut old = Vec::new();
     for entry in entries {
         let entry = entry.at(dir)?;
-        if let Some(k) = entry.file_name().to_str().and_then(parse_tail_name)
-            && k < oldest
+        if entry
+            .file_name()
+            .to_str()
+            .and_then(parse_tail_name)
+            .is_some_and(|k| k < oldest)
         {
-            remove_if_exists(&entry.path())?;
+            old.push(entry.path());
         }
     }
-    Ok(())
+    Ok(old)
 }
 
 /// Retires a tail segment file: it becomes the task's spare (see `create_segment`) when

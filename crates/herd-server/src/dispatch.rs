@@ -352,7 +352,8 @@ pub async fn task_ended(st: &Arc<State>, run_id: &str, task_id: &str, state: Tas
     if let Some(pos) = st.hub.forget_task(task_id)
         && herd_store::OutputLog::needs_finish(pos)
     {
-        // However it ended (lost, cancelled while away), its retired output segments go.
+        // However it ended (exited, lost, cancelled while away), its retired output
+        // segments go.
         let (outlog, id) = (st.outlog.clone(), task_id.to_string());
         tokio::task::spawn_blocking(move || {
             if let Err(e) = outlog.finish(&id, pos) {

@@ -735,24 +735,6 @@ async fn persist(
     if !changed.is_empty() {
         st.progress.apply(changed).await?;
     }
-    // Tasks that ended with output past the cap leave retired segment files to delete.
-    let ended: Vec<(String, OutputPos)> = work
-        .iter()
-        .filter(|p| {
-            p.progress.exited.is_some() && herd_store::OutputLog::needs_finish(p.progress.out)
-        })
-        .map(|p| (p.task_id.clone(), p.progress.out))
-        .collect();
-    if !ended.is_empty() {
-        let outlog = st.outlog.clone();
-        tokio::task::spawn_blocking(move || {
-            for (id, pos) in ended {
-                if let Err(e) = outlog.finish(&id, pos) {
-                    tracing::warn!(task = %id, error = %e, "cannot delete retired output segments");
-                }
-            }
-        });
-    }
     let mut acks = Vec::with_capacity(work.len());
     for p in work {
         acks.push(pb::Ack {
@@ -775,23 +757,16 @@ async fn persist(
         let bytes: u64 = p.records.iter().map(|(_, d)| d.len() as u64).sum();
         st.metrics.output_bytes.inc_by(bytes);
         st.metrics.events.inc_by(p.progress.seq - p.active.seq);
-        if p.progress.exited.is_some() {
-            st.live
-                .notify(&p.active.run_id, Change::Task(p.task_id.clone()));
-            let state = p
-                .progress
-                .exited
-                .as_ref()
-                .and_then(|x| x.state.parse::<TaskState>().ok())
-                .unwrap_or(TaskState::Failed);
+        // Recorded for an ended task too: `task_ended` finishes its output log at this position.
+        if let Some(a) = lock(&st.hub.active).get_mut(&p.task_id) {
+            a.seq = p.progress.seq;
+            a.pos = p.progress.out;
+        }
+        st.live
+            .notify(&p.active.run_id, Change::Task(p.task_id.clone()));
+        if let Some(x) = &p.progress.exited {
+            let state = x.state.parse::<TaskState>().unwrap_or(TaskState::Failed);
             crate::dispatch::task_ended(st, &p.active.run_id, &p.task_id, state).await;
-        } else {
-            if let Some(a) = lock(&st.hub.active).get_mut(&p.task_id) {
-                a.seq = p.progress.seq;
-                a.pos = p.progress.out;
-            }
-            st.live
-                .notify(&p.active.run_id, Change::Task(p.task_id.clone()));
         }
     }
     Ok(acks)
