@@ -376,8 +376,17 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-/// No process whose command line contains `needle` (zombies have none).
+/// No process whose command line contains `needle` (zombies have none), on two looks 20 ms
+/// apart: a process in the middle of an exec shows an empty command line for a moment.
 pub fn no_process_with(needle: &str) -> bool {
+    if !no_process_now(needle) {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    no_process_now(needle)
+}
+
+fn no_process_now(needle: &str) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return true;
     };
