@@ -100,6 +100,19 @@ impl OutputLog {
         Ok(self.root.join(task_id))
     }
 
+    /// Runs `f` with the task's directory and its file handles, locked against other
+    /// writers of the same task.
+    fn with_files<T>(
+        &self,
+        task_id: &str,
+        f: impl FnOnce(&Path, &mut handles::TaskFiles) -> Result<T, OutlogError>,
+    ) -> Result<T, OutlogError> {
+        let dir = self.task_dir(task_id)?;
+        let slot = self.handles.slot(task_id);
+        let mut files = lock(&slot);
+        f(&dir, &mut files)
+    }
+
     /// Appends records to the task's log, continuing from `pos` (the committed position),
     /// and returns the new position to commit. Blocking I/O (caller uses spawn_blocking).
     ///
@@ -112,22 +125,20 @@ impl OutputLog {
         pos: OutputPos,
         records: &[Record<'_>],
     ) -> Result<OutputPos, OutlogError> {
-        let dir = self.task_dir(task_id)?;
-        let slot = self.handles.slot(task_id);
-        let mut files = lock(&slot);
-        write::append(&dir, self.limits, &mut files, pos, records)
+        self.with_files(task_id, |dir, files| {
+            write::append(dir, self.limits, files, pos, records)
+        })
     }
 
     /// Makes the files agree with a committed `pos` (truncate longer files, remove newer
     /// segments). Called for a task before its first append after a server start; calling
     /// it again with the same `pos` is harmless.
     pub fn recover(&self, task_id: &str, pos: OutputPos) -> Result<(), OutlogError> {
-        let dir = self.task_dir(task_id)?;
-        let slot = self.handles.slot(task_id);
-        let mut files = lock(&slot);
-        // The files are about to change length under the handle; start fresh.
-        files.open = None;
-        write::recover(&dir, pos)
+        self.with_files(task_id, |dir, files| {
+            // The files are about to change length under the handle; start fresh.
+            files.open = None;
+            write::recover(dir, pos)
+        })
     }
 
     /// Reads from `cursor` up to the committed `pos`, at most ~`max_bytes` of data (at least
@@ -155,11 +166,10 @@ impl OutputLog {
     /// segments kept for an older committed window, so what stays is the head and the kept
     /// tail. Harmless when there is nothing to delete.
     pub fn finish(&self, task_id: &str, pos: OutputPos) -> Result<(), OutlogError> {
-        let dir = self.task_dir(task_id)?;
-        let slot = self.handles.slot(task_id);
-        let mut files = lock(&slot);
-        files.open = None;
-        write::finish(&dir, pos)
+        self.with_files(task_id, |dir, files| {
+            files.open = None;
+            write::finish(dir, pos)
+        })
     }
 
     /// Deletes the task's files. Must not race with an append to the same task (the

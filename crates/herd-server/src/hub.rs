@@ -762,11 +762,13 @@ async fn persist(
             a.seq = p.progress.seq;
             a.pos = p.progress.out;
         }
-        st.live
-            .notify(&p.active.run_id, Change::Task(p.task_id.clone()));
         if let Some(x) = &p.progress.exited {
+            // `task_ended` tells the watchers.
             let state = x.state.parse::<TaskState>().unwrap_or(TaskState::Failed);
             crate::dispatch::task_ended(st, &p.active.run_id, &p.task_id, state).await;
+        } else {
+            st.live
+                .notify(&p.active.run_id, Change::Task(p.task_id.clone()));
         }
     }
     Ok(acks)

@@ -304,11 +304,9 @@ fn live_output_is_complete_beyond_the_storage_cap_even_for_a_slow_reader() {
     // On disk once the task ended: within the cap; the spare and retired segments kept
     // while the task wrote are gone.
     let files = dir.path().join("server").join("output").join(task);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while files.join("spare").exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!files.join("spare").exists(), "spare segment left behind");
+    wait_for(Duration::from_secs(10), "spare segment deleted", || {
+        (!files.join("spare").exists()).then_some(())
+    });
     let on_disk: u64 = std::fs::read_dir(&files)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
