@@ -96,6 +96,29 @@ pub fn parse_label_edit(s: &str) -> Result<(String, Option<String>), LabelError>
     Ok((key.to_string(), None))
 }
 
+/// A machine's labels, by key.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Operator edits of a machine's labels, kept apart from what its agent reports: a value
+/// sets (or overrides) a label, `None` removes a reported one.
+pub type LabelEdits = std::collections::BTreeMap<String, Option<String>>;
+
+/// The labels a machine has: what it reports, with operator edits applied.
+pub fn effective_labels(reported: &Labels, edits: &LabelEdits) -> Labels {
+    let mut labels = reported.clone();
+    for (k, v) in edits {
+        match v {
+            Some(v) => {
+                labels.insert(k.clone(), v.clone());
+            }
+            None => {
+                labels.remove(k);
+            }
+        }
+    }
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,9 @@
 //! herd-core: the domain types and pure logic shared by server, agent and CLI.
 //!
 //! Owns target selectors (and their evaluation over an index), fan-out limits, duration
-//! parsing/formatting, task and run states with
-//! their exit-code mapping, id generation/validation and label parsing. Nothing
+//! parsing/formatting, the task lifecycle (states, which are open, which transition leads
+//! where) and run states with their exit-code mapping, the run spec, machine facts and
+//! metrics, output positions, id generation/validation and label parsing. Nothing
 //! in this crate performs I/O (no filesystem, network or async runtime); the only
 //! side effect anywhere is reading the clock in [`new_id`].
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -12,15 +13,22 @@ pub mod glob;
 pub mod ids;
 pub mod labels;
 pub mod limit;
+pub mod machine;
+pub mod output;
 pub mod selector;
+pub mod spec;
 pub mod state;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};
-pub use labels::{LabelError, parse_label, parse_label_edit};
+pub use labels::{LabelEdits, LabelError, Labels, effective_labels, parse_label, parse_label_edit};
 pub use limit::{Limit, LimitError};
+pub use machine::{Disk, Facts, Metrics};
+pub use output::OutputPos;
 pub use selector::{Selector, SelectorError, Target, TargetIndex};
+pub use spec::{RunLimits, RunSpec};
 pub use state::{
-    ExitKind, ParseStateError, RunState, TaskState, cli_exit_code, run_state, task_state_for_exit,
+    ExitKind, ParseStateError, RunState, TaskState, Transition, cli_exit_code, run_state,
+    task_state_for_exit,
 };

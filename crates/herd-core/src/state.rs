@@ -61,12 +61,99 @@ impl TaskState {
         }
     }
 
-    /// Whether the task has finished and will never change state again.
+    /// States of a task that has not ended: waiting for a slot, sent, or running.
+    pub const OPEN: [TaskState; 3] = [TaskState::Queued, TaskState::Dispatched, TaskState::Running];
+
+    /// Whether the task has ended. An ended task changes state again only if it is `lost`
+    /// and its agent comes back with the real result (see [`Transition::Exit`]).
     pub fn is_terminal(self) -> bool {
-        !matches!(
-            self,
-            TaskState::Queued | TaskState::Dispatched | TaskState::Running
-        )
+        !self.is_open()
+    }
+
+    /// Whether the task has not ended yet.
+    pub fn is_open(self) -> bool {
+        TaskState::OPEN.contains(&self)
+    }
+
+    /// Whether some transition takes a task from `self` to `next`.
+    pub fn may_become(self, next: TaskState) -> bool {
+        Transition::ALL
+            .iter()
+            .any(|t| t.target() == next && t.from_states().contains(&self))
+    }
+
+    /// The state after `t`, or `None` when `t` does not apply to a task in this state (it
+    /// changes nothing: e.g. a late exit of a task cancelled before it started).
+    pub fn after(self, t: Transition) -> Option<TaskState> {
+        t.from_states().contains(&self).then(|| t.target())
+    }
+}
+
+/// What can happen to a task. Each transition applies only to the states in
+/// [`Transition::from_states`]; the store builds its conditional updates from those lists,
+/// so a transition that does not apply changes nothing, whoever tries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transition {
+    /// The server sent the task to its agent (claimed it from the queue).
+    Dispatch,
+    /// The agent started the task's process.
+    Start,
+    /// The agent reported how the task ended (succeeded, failed, cancelled, timed out, or
+    /// lost when the agent itself lost track of it). A task marked `lost` while its agent was
+    /// away takes this real result when the agent returns with it: `lost` is revivable.
+    Exit(TaskState),
+    /// The server ended a task that has not ended: `lost` (its agent is offline or stayed
+    /// away), `cancelled` (before it started, or while its agent was away) or `skipped` (a
+    /// queued task of a run whose error budget is spent).
+    End(TaskState),
+}
+
+impl Transition {
+    /// Every transition of the lifecycle.
+    pub const ALL: [Transition; 10] = [
+        Transition::Dispatch,
+        Transition::Start,
+        Transition::Exit(TaskState::Succeeded),
+        Transition::Exit(TaskState::Failed),
+        Transition::Exit(TaskState::Cancelled),
+        Transition::Exit(TaskState::TimedOut),
+        Transition::Exit(TaskState::Lost),
+        Transition::End(TaskState::Lost),
+        Transition::End(TaskState::Cancelled),
+        Transition::End(TaskState::Skipped),
+    ];
+
+    /// States an agent's report of an end applies to: every open state, and `lost`.
+    pub const EXIT_FROM: [TaskState; 4] = [
+        TaskState::Queued,
+        TaskState::Dispatched,
+        TaskState::Running,
+        TaskState::Lost,
+    ];
+
+    /// The state a task is in afterwards.
+    pub fn target(self) -> TaskState {
+        match self {
+            Transition::Dispatch => TaskState::Dispatched,
+            Transition::Start => TaskState::Running,
+            Transition::Exit(s) | Transition::End(s) => s,
+        }
+    }
+
+    /// The states this transition applies to; empty when it is not a transition of the
+    /// lifecycle (an exit or end into a state it cannot lead to).
+    pub fn from_states(self) -> &'static [TaskState] {
+        use TaskState::*;
+        match self {
+            Transition::Dispatch => &[Queued],
+            Transition::Start => &[Queued, Dispatched],
+            Transition::Exit(Succeeded | Failed | Cancelled | TimedOut | Lost) => {
+                &Transition::EXIT_FROM
+            }
+            Transition::End(Lost | Cancelled) => &TaskState::OPEN,
+            Transition::End(Skipped) => &[Queued],
+            Transition::Exit(_) | Transition::End(_) => &[],
+        }
     }
 }
 
@@ -288,6 +375,75 @@ mod tests {
         ];
         for (st, want) in cases {
             assert_eq!(st.is_terminal(), want, "{st}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_table() {
+        // (from, to, allowed)
+        let cases = [
+            (Queued, Dispatched, true),
+            (Queued, Running, true),
+            (Queued, Skipped, true),
+            (Queued, Lost, true),
+            (Queued, Cancelled, true),
+            (Queued, Succeeded, true),
+            (Dispatched, Running, true),
+            (Dispatched, Queued, false),
+            (Dispatched, Skipped, false),
+            (Dispatched, Failed, true),
+            (Running, Dispatched, false),
+            (Running, Succeeded, true),
+            (Running, TimedOut, true),
+            (Running, Lost, true),
+            (Running, Skipped, false),
+            // Lost is revivable by the agent's real result, by nothing else.
+            (Lost, Succeeded, true),
+            (Lost, Failed, true),
+            (Lost, Running, false),
+            (Lost, Skipped, false),
+            // Every other final state is final.
+            (Succeeded, Failed, false),
+            (Cancelled, Succeeded, false),
+            (Skipped, Running, false),
+            (TimedOut, Lost, false),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(from.may_become(to), want, "{from} -> {to}");
+        }
+        for from in TaskState::ALL {
+            assert!(!from.may_become(Queued), "nothing goes back to queued");
+            if from.is_terminal() && from != Lost {
+                for to in TaskState::ALL {
+                    assert!(!from.may_become(to), "{from} is final, not {to}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transitions_apply_only_where_they_may() {
+        use Transition::*;
+        let cases = [
+            (Queued, Dispatch, Some(Dispatched)),
+            (Dispatched, Dispatch, None),
+            (Dispatched, Start, Some(Running)),
+            (Running, Start, None),
+            (Cancelled, Exit(Succeeded), None),
+            (Lost, Exit(Succeeded), Some(Succeeded)),
+            (Running, Exit(Lost), Some(Lost)),
+            (Running, End(Skipped), None),
+            (Queued, End(Skipped), Some(Skipped)),
+            (Lost, End(Cancelled), None),
+            (Running, Exit(Running), None),
+            (Running, End(Succeeded), None),
+        ];
+        for (from, t, want) in cases {
+            assert_eq!(from.after(t), want, "{from} {t:?}");
+        }
+        for t in Transition::ALL {
+            assert!(!t.from_states().is_empty(), "{t:?}");
+            assert!(t.target() != Queued);
         }
     }
 

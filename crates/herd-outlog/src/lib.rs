@@ -29,17 +29,7 @@ use layout::{Limits, validate_task_id};
 const HANDLE_CACHE: usize = 256;
 
 /// How much of a task's output is valid: what the caller commits after each append.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OutputPos {
-    /// Data bytes ever appended (stdout + stderr), including ones no longer stored.
-    pub total: u64,
-    /// Bytes of the head file (framed records).
-    pub head_len: u64,
-    /// 0 = no tail yet; else index (1, 2, 3, ...) of the current tail segment.
-    pub tail_seg: u64,
-    /// Bytes of the current tail segment file (its 8-byte header and framed records).
-    pub tail_len: u64,
-}
+pub use herd_core::OutputPos;
 
 /// One piece of output to append.
 #[derive(Debug, Clone, Copy)]
