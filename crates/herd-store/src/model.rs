@@ -1,27 +1,24 @@
-//! Rows of the store as the rest of herd sees them. Times are unix milliseconds.
+//! Rows of the store as the rest of herd sees them: typed (states are `TaskState` and
+//! `RunState`, JSON columns are their domain types). Times are unix milliseconds.
 
-use std::collections::BTreeMap;
+use herd_core::{
+    Facts, LabelEdits, Labels, Metrics, OutputPos, RunSpec, RunState, TaskState,
+    effective_labels,
+};
 
-use serde::Serialize;
-
-pub type Labels = BTreeMap<String, String>;
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A machine that joined the fleet.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentRow {
     pub id: String,
     pub name: String,
-    #[serde(skip)]
+    /// SHA-256 of the agent's credential secret.
     pub cred_hash: String,
-    /// JSON object of labels the agent reported.
-    #[serde(skip)]
-    pub labels: String,
-    /// JSON object of operator edits (a null value removes a reported label).
-    #[serde(skip)]
-    pub server_labels: String,
-    #[serde(skip)]
-    pub facts: String,
-    #[serde(skip)]
-    pub metrics: Option<String>,
+    /// Labels the agent reports (`--label`).
+    pub labels: Labels,
+    /// Operator edits of those labels (a `None` removes a reported label).
+    pub label_edits: LabelEdits,
+    pub facts: Facts,
+    pub metrics: Option<Metrics>,
     pub version: String,
     pub created_at: i64,
     pub last_seen: Option<i64>,
@@ -31,39 +28,15 @@ pub struct AgentRow {
 impl AgentRow {
     /// Reported labels with operator edits applied.
     pub fn effective_labels(&self) -> Labels {
-        let mut labels: Labels = serde_json::from_str(&self.labels).unwrap_or_default();
-        let edits: BTreeMap<String, Option<String>> =
-            serde_json::from_str(&self.server_labels).unwrap_or_default();
-        for (k, v) in edits {
-            match v {
-                Some(v) => {
-                    labels.insert(k, v);
-                }
-                None => {
-                    labels.remove(&k);
-                }
-            }
-        }
-        labels
-    }
-
-    pub fn facts_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.facts).unwrap_or(serde_json::Value::Null)
-    }
-
-    pub fn metrics_json(&self) -> serde_json::Value {
-        self.metrics
-            .as_deref()
-            .and_then(|m| serde_json::from_str(m).ok())
-            .unwrap_or(serde_json::Value::Null)
+        effective_labels(&self.labels, &self.label_edits)
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRow {
     pub id: String,
     pub name: String,
-    #[serde(skip)]
+    /// SHA-256 of the key's secret.
     pub hash: String,
     pub role: String,
     pub created_at: i64,
@@ -71,10 +44,10 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinTokenRow {
     pub id: String,
-    #[serde(skip)]
+    /// SHA-256 of the token's secret.
     pub hash: String,
     pub created_at: i64,
     pub created_by: String,
@@ -82,28 +55,29 @@ pub struct JoinTokenRow {
     pub uses_left: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// What a person asked for: a command on the machines a selector picked.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
     pub id: String,
     pub command: String,
+    /// The selectors as given (for display).
     pub selector: String,
-    /// JSON of the run's execution spec (timeout, interactive, tty, env, cwd...).
-    #[serde(skip)]
-    pub spec: String,
+    pub spec: RunSpec,
     pub created_by: String,
     pub created_at: i64,
     pub cancel_requested: bool,
-    pub state: String,
+    pub state: RunState,
     pub finished_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// One machine's part of a run.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
     pub id: String,
     pub run_id: String,
     pub agent_id: String,
     pub agent_name: String,
-    pub state: String,
+    pub state: TaskState,
     pub created_at: i64,
     pub dispatched_at: Option<i64>,
     pub started_at: Option<i64>,
@@ -113,68 +87,85 @@ pub struct TaskRow {
     pub signal: Option<i64>,
     pub reason: Option<String>,
     pub detail: Option<String>,
-    pub out_seq: i64,
-    pub out_total: i64,
-    #[serde(skip)]
-    pub out_head_len: i64,
-    #[serde(skip)]
-    pub out_tail_seg: i64,
-    #[serde(skip)]
-    pub out_tail_len: i64,
+    /// The last event seq persisted.
+    pub out_seq: u64,
+    /// The output log position committed with `out_seq`.
+    pub output: OutputPos,
 }
 
-impl TaskRow {
-    pub fn output_pos(&self) -> herd_outlog::OutputPos {
-        herd_outlog::OutputPos {
-            total: self.out_total.max(0) as u64,
-            head_len: self.out_head_len.max(0) as u64,
-            tail_seg: self.out_tail_seg.max(0) as u64,
-            tail_len: self.out_tail_len.max(0) as u64,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
     pub id: i64,
     pub at: i64,
     pub actor: String,
     pub action: String,
     pub target: String,
-    #[serde(skip)]
-    pub detail: String,
+    pub detail: serde_json::Value,
 }
 
-/// A new task of a run, as created by the dispatcher.
-#[derive(Debug, Clone)]
+/// An audit entry to record with the change it describes (in the same transaction). The
+/// store stamps it with the time of the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// Who: `key:<name>`, `agent:<name>`, `server`.
+    pub actor: String,
+    /// What: `run.create`, `agent.revoke`, ...
+    pub action: String,
+    /// On what: `run:<id>`, `agent:<name>`, ...
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        target: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            detail,
+        }
+    }
+}
+
+/// A new task of a run, as created by the server.
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
     pub id: String,
     pub agent_id: String,
     pub agent_name: String,
-    pub state: String,
+    /// `queued` or `dispatched`, or already final (`lost`: agent offline; `skipped`).
+    pub state: TaskState,
     pub reason: Option<String>,
 }
 
 /// What one persisted batch of agent events changes on one task.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskProgress {
     pub task_id: String,
     /// The highest event seq now persisted.
     pub seq: u64,
-    pub out: herd_outlog::OutputPos,
+    pub out: OutputPos,
     pub started: Option<Started>,
     pub exited: Option<Exit>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
     pub pid: u32,
     pub at: i64,
 }
 
-#[derive(Debug, Clone)]
+/// How a task ended, as its agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
-    pub state: String,
+    /// A state [`herd_core::Transition::Exit`] may lead to.
+    pub state: TaskState,
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub reason: String,
@@ -183,18 +174,28 @@ pub struct Exit {
 }
 
 /// What sessions reported for one agent since the last flush.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentFlush {
     pub id: String,
     pub last_seen: i64,
-    pub metrics: Option<String>,
-    /// Set when the agent said hello (labels and facts as JSON objects).
+    pub metrics: Option<Metrics>,
+    /// Set when the agent said hello.
     pub hello: Option<AgentHello>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentHello {
-    pub labels: String,
-    pub facts: String,
+    pub labels: Labels,
+    pub facts: Facts,
     pub version: String,
+}
+
+/// The answer to [`crate::AgentStore::join_agent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Joined,
+    /// The token has no use left or has expired (checked again inside the transaction).
+    TokenSpent,
+    /// A live agent already has that name.
+    NameTaken,
 }

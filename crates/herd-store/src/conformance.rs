@@ -1,0 +1,2 @@
+//! The conformance suite every backend passes: the same cases, run against a fresh store of
+//! each backend (see `conformance_suite!`).
