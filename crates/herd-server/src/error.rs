@@ -12,26 +12,32 @@ pub enum ServerError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("store: {0}")]
     Store(#[from] herd_store::StoreError),
     #[error("output log: {0}")]
-    Outlog(#[from] herd_store::OutlogError),
+    Outlog(#[from] herd_outlog::OutlogError),
     #[error("{0}")]
     Internal(String),
 }
 
 impl ServerError {
     pub fn status(&self) -> StatusCode {
+        use herd_store::StoreError;
         match self {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
-            ServerError::Store(herd_store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
-            ServerError::Store(herd_store::StoreError::Conflict(_)) => StatusCode::CONFLICT,
+            ServerError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            ServerError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+            ServerError::Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            ServerError::Store(StoreError::Closed(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::Store(_) | ServerError::Outlog(_) | ServerError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

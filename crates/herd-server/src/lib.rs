@@ -1,33 +1,38 @@
-//! herd's control plane: the agent hub (gRPC), the dispatcher, the HTTP API with live output,
-//! audit and metrics, all served on one port.
+//! herd's control plane: the agent hub (gRPC), runs and their drivers, the fleet and its
+//! credentials, the HTTP API with live output, audit and metrics, all served on one port.
 //!
-//! Architecture invariant: the server resolves targets from its own store, so it always knows
-//! which machines must answer; agents only ever dial in. Task events are persisted before they
-//! are acknowledged.
+//! Architecture invariant: the server resolves targets from its own index, so it always
+//! knows which machines must answer; agents only ever dial in. Task events are persisted
+//! before they are acknowledged. Modules depend one way: `http` and `watch` → services
+//! (`fleet`, `runs`) → shared parts (`registry`, `active`, `events`, `live`); `hub` → services.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod api;
-mod attach;
-mod auth;
-mod dispatch;
+mod active;
+mod app;
+mod database;
 mod error;
+mod events;
+mod fleet;
+mod http;
 mod hub;
-mod index;
 mod listen;
 mod live;
 mod metrics;
-mod openapi;
-mod sched;
-mod writer;
+mod registry;
+mod runs;
+mod watch;
 mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+pub use database::Database;
 pub use error::ServerError;
-use herd_store::{ApiKeyRow, OutputLog, Secret, Store, now_ms};
+use herd_outlog::OutputLog;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How the server listens and where it keeps its data.
 #[derive(Debug, Clone)]
@@ -41,6 +46,8 @@ pub struct ServerConfig {
     pub lost_after: Duration,
     /// Address agents and people use to reach this server, for printed join commands.
     pub public_url: Option<String>,
+    /// Where the records live; default: SQLite in the data dir.
+    pub database: Option<Database>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +70,7 @@ impl ServerConfig {
             output_cap: 64 * 1024 * 1024,
             lost_after: Duration::from_secs(600),
             public_url: None,
+            database: None,
         }
     }
 }
@@ -75,47 +83,75 @@ pub struct Running {
     /// SHA-256 of the CA that agents and clients pin, when serving TLS.
     pub ca_fingerprint: Option<String>,
     pub ca_pem: Option<String>,
-    /// The admin API key, present only on the very first start of a data dir.
+    /// The admin API key, present only on the very first start of a database.
     pub admin_key: Option<String>,
-    pub task: tokio::task::JoinHandle<()>,
-    pub(crate) state: Arc<State>,
+    /// The database in use, as shown to people.
+    pub database: String,
+    app: Arc<app::App>,
+    store: Arc<dyn herd_store::Store>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    _lock: database::DataDirLock,
 }
+
+/// How long a shutdown waits for background work (runs' drivers, the last flush of agent
+/// state, commits in flight) before it gives up on it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Running {
     /// Creates an API key (used by `herd up` when its config holds none for this server).
     pub async fn create_api_key(&self, name: &str) -> Result<String, ServerError> {
-        Ok(auth::create_api_key(&self.state, name, name).await?.0)
+        Ok(self.app.fleet().create_api_key(name, name).await?.0)
     }
 
     /// Whether a presented API key is valid here.
     pub async fn accepts_api_key(&self, token: &str) -> bool {
-        auth::check_api_key(&self.state, token).await.is_ok()
+        self.app.fleet().authenticate_key(token).await.is_ok()
     }
 
     /// Creates a join token (used by `herd up` for its local agent).
     pub async fn create_join_token(&self, ttl: Duration, uses: i64) -> Result<String, ServerError> {
-        Ok(auth::create_join_token(&self.state, "herd up", ttl, uses)
+        Ok(self
+            .app
+            .fleet()
+            .create_join_token("herd up", ttl, uses)
             .await?
             .0)
     }
+
+    /// Serves until the process is asked to stop (SIGINT or SIGTERM), then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        self.shutdown().await;
+    }
+
+    /// Stops accepting connections, ends sessions and runs' drivers, writes what is pending
+    /// (agent state, progress in flight) and closes the store, which frees the database for
+    /// another server.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work did not end within {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
+        self.store.close().await;
+    }
 }
 
-pub(crate) struct State {
-    pub store: Store,
-    /// Live agents in memory: targets, session auth and listings read this, not the store.
-    pub agents: index::AgentIndex,
-    /// Rate control of unfinished runs.
-    pub sched: sched::Scheduler,
-    /// Group commit of task progress.
-    pub progress: writer::ProgressWriter,
-    pub outlog: Arc<OutputLog>,
-    pub hub: hub::Hub,
-    pub live: live::Live,
-    pub metrics: metrics::Metrics,
-    pub cfg: ServerConfig,
-    pub url: String,
-    pub ca_fingerprint: Option<String>,
-    pub started: Instant,
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +160,11 @@ pub enum StartError {
         "cannot create data directory {path}: {err} — pass --data-dir with a writable directory"
     )]
     DataDir { path: String, err: std::io::Error },
-    #[error("cannot open the database in {path}: {err}")]
+    #[error("{0}")]
+    Locked(String),
+    #[error("cannot open the database {db}: {err}")]
     Store {
-        path: String,
+        db: String,
         err: herd_store::StoreError,
     },
     #[error("{0}")]
@@ -149,42 +187,18 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         path: dd.display().to_string(),
         err,
     })?;
-    let db = dd.join("herd.db");
-    let store = Store::open(&db).await.map_err(|err| StartError::Store {
-        path: db.display().to_string(),
-        err,
+    let lock = database::lock_data_dir(&dd).map_err(StartError::Locked)?;
+    let db = cfg
+        .database
+        .clone()
+        .unwrap_or_else(|| Database::Sqlite(dd.join("herd.db")));
+    let store = database::open(&db).await.map_err(|err| match err {
+        herd_store::StoreError::Locked(m) => StartError::Locked(m),
+        err => StartError::Store {
+            db: db.display(),
+            err,
+        },
     })?;
-    let admin_key = if store
-        .count_api_keys()
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?
-        == 0
-    {
-        let s = Secret::generate("hk");
-        store
-            .insert_api_key(&ApiKeyRow {
-                id: s.id.clone(),
-                name: "admin".into(),
-                hash: s.hash.clone(),
-                role: "admin".into(),
-                created_at: now_ms(),
-                created_by: "server".into(),
-                revoked_at: None,
-            })
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))?;
-        let _ = store
-            .audit(
-                "server",
-                "key.create",
-                &format!("key:{}", s.id),
-                r#"{"name":"admin"}"#,
-            )
-            .await;
-        Some(s.token)
-    } else {
-        None
-    };
 
     let tls = match &cfg.tls {
         TlsMode::Off => None,
@@ -234,41 +248,115 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         })
     });
     let ca_pem = tls.as_ref().and_then(|t| t.ca_pem.clone());
+
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let other = |e: ServerError| StartError::Other(e.to_string());
     let agents = store
         .agents(false)
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let state = Arc::new(State {
-        agents: index::AgentIndex::load(agents),
-        sched: sched::Scheduler::default(),
-        progress: writer::ProgressWriter::start(store.clone()),
-        outlog: Arc::new(OutputLog::new(dd.join("output"), cfg.output_cap)),
-        store,
-        hub: hub::Hub::default(),
-        live: live::Live::default(),
-        metrics: metrics::Metrics::default(),
-        cfg,
-        url: url.clone(),
-        ca_fingerprint: ca_fingerprint.clone(),
-        started: Instant::now(),
+    let registry = Arc::new(registry::Registry::new(
+        agents.iter().map(|a| a.id.clone()),
+    ));
+    let index = Arc::new(fleet::AgentIndex::load(agents));
+    let events = Arc::new(events::Events::default());
+    let live = Arc::new(live::Live::default());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let outlog = Arc::new(OutputLog::new(dd.join("output"), cfg.output_cap));
+    let active = Arc::new(active::ActiveTasks::default());
+    let fleet = Arc::new(fleet::FleetService::new(
+        store.clone(),
+        index.clone(),
+        registry.clone(),
+        url.clone(),
+        ca_fingerprint.clone(),
+    ));
+    let admin_key = fleet.ensure_admin_key().await.map_err(other)?;
+    let driver_ctx = Arc::new(runs::DriverCtx {
+        store: store.clone(),
+        registry: registry.clone(),
+        active: active.clone(),
+        outlog: outlog.clone(),
+        events: events.clone(),
     });
-    dispatch::recover_runs(&state).await;
-    tokio::spawn(dispatch::sweep_lost(state.clone()));
-    tokio::spawn(index::flush_loop(state.clone()));
-    let app = api::router(state.clone()).route_service(
+    let drivers = Arc::new(runs::Drivers::new(
+        driver_ctx.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
+    let run_service = Arc::new(runs::RunService::new(
+        store.clone(),
+        index,
+        registry.clone(),
+        drivers.clone(),
+        events.clone(),
+        metrics.clone(),
+    ));
+    let ingest = Arc::new(hub::Ingest::new(
+        store.clone(),
+        hub::ProgressWriter::start(store.clone(), &tracker, shutdown.clone()),
+        outlog.clone(),
+        active,
+        live.clone(),
+        events.clone(),
+        drivers.clone(),
+        metrics.clone(),
+    ));
+    let hub = Arc::new(hub::Hub {
+        fleet: fleet.clone(),
+        registry,
+        ingest,
+        store: store.clone(),
+        drivers: drivers.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let app = Arc::new(app::App::new(
+        fleet.clone(),
+        run_service.clone(),
+        store.clone(),
+        live,
+        events,
+        outlog,
+        metrics,
+    ));
+
+    run_service.recover().await.map_err(other)?;
+    tracker.spawn(runs::sweep_lost(
+        driver_ctx,
+        drivers,
+        cfg.lost_after,
+        shutdown.clone(),
+    ));
+    tracker.spawn(fleet.flush_loop(shutdown.clone()));
+    let router = http::router(app.clone()).route_service(
         "/herd.agent.v1.AgentHub/{*method}",
-        hub::service(state.clone()),
+        hub::service(hub),
     );
-    let task = tokio::spawn(listen::serve(listener, app, tls.map(|t| t.config)));
-    tracing::info!(%url, "herd server listening");
+    let stop = shutdown.clone();
+    let tls_config = tls.map(|t| t.config);
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = listen::serve(listener, router, tls_config) => {}
+            _ = stop.cancelled() => {}
+        }
+    });
+    tracing::info!(%url, database = %db.display(), "herd server listening");
     Ok(Running {
         url,
         addr,
         ca_fingerprint,
         ca_pem,
         admin_key,
-        task,
-        state,
+        database: db.display(),
+        app,
+        store,
+        tracker,
+        shutdown,
+        _lock: lock,
     })
 }
 

@@ -1,12 +1,8 @@
-//! Live output and change notifications for people watching runs.
-//!
-//! Two channels per watcher:
-//! - a **tap**: the output chunks of the tasks it watches, pushed right after they are
-//!   persisted, each with its offset in the task's output. Pushing waits while the watcher is
-//!   busy (backpressure up to the agent, whose spool absorbs the rest); a watcher stuck longer
-//!   than `TAP_STALL` loses its tap and reads on from the output log instead.
-//! - a broadcast per run of "this task changed" / "the run finished"; watchers re-read the
-//!   task row. A watcher that lags re-reads everything, so nothing is lost.
+//! Live output for people watching tasks: a **tap** per watcher receives the output chunks
+//! of the tasks it watches, pushed right after they are persisted, each with its offset in
+//! the task's output. Pushing waits while the watcher is busy (backpressure up to the agent,
+//! whose spool absorbs the rest); a watcher stuck longer than `TAP_STALL` loses its tap and
+//! reads on from the output log instead. (What changed in a run goes through `events`.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,16 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::mpsc;
 
 /// How long a persist may wait for one watcher before that watcher falls back to the log.
 const TAP_STALL: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Task(String),
-    Run,
-}
 
 /// A task's output from one persisted batch: one message per batch, not per chunk, so a
 /// watcher wakes (and writes) once per batch.
@@ -49,29 +39,8 @@ struct Tap {
     tx: mpsc::Sender<LiveChunk>,
 }
 
-/// The watchers of one run.
-struct RunWatch {
-    changes: broadcast::Sender<Change>,
-    /// Set once the run finished: for waiters that care about nothing else.
-    finished: watch::Sender<bool>,
-}
-
-impl RunWatch {
-    fn new() -> RunWatch {
-        RunWatch {
-            changes: broadcast::channel(1024).0,
-            finished: watch::channel(false).0,
-        }
-    }
-
-    fn unwatched(&self) -> bool {
-        self.changes.receiver_count() == 0 && self.finished.receiver_count() == 0
-    }
-}
-
 #[derive(Default)]
 pub struct Live {
-    runs: Mutex<HashMap<String, RunWatch>>,
     taps: Mutex<HashMap<String, Vec<Tap>>>,
     next_tap: AtomicU64,
 }
@@ -81,43 +50,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Live {
-    pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<Change> {
-        lock(&self.runs)
-            .entry(run_id.to_string())
-            .or_insert_with(RunWatch::new)
-            .changes
-            .subscribe()
-    }
-
-    /// Changes to `true` once the run finished; it wakes its holder only then, however
-    /// many of the run's tasks change meanwhile.
-    pub fn watch_finish(&self, run_id: &str) -> watch::Receiver<bool> {
-        lock(&self.runs)
-            .entry(run_id.to_string())
-            .or_insert_with(RunWatch::new)
-            .finished
-            .subscribe()
-    }
-
-    /// Cheap when nobody watches the run: one map lookup.
-    pub fn notify(&self, run_id: &str, change: Change) {
-        if let Some(w) = lock(&self.runs).get(run_id) {
-            if change == Change::Run {
-                w.finished.send_replace(true);
-            }
-            // Without subscribers this returns an error and keeps nothing.
-            let _ = w.changes.send(change);
-        }
-    }
-
-    /// Called by a watcher when it stops; forgets the run once nobody watches it.
-    pub fn release(&self, run_id: &str) {
-        let mut runs = lock(&self.runs);
-        if runs.get(run_id).is_some_and(RunWatch::unwatched) {
-            runs.remove(run_id);
-        }
-    }
-
     /// Taps the output of `tasks` into `tx`; returns the tap's id for `untap`.
     pub fn tap(&self, tasks: &[String], tx: mpsc::Sender<LiveChunk>) -> u64 {
         let id = self.next_tap.fetch_add(1, Ordering::Relaxed);

@@ -31,7 +31,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Renders every metric; `tasks` are (state, count) pairs read from the store at scrape.
-    pub fn render(&self, tasks: &[(String, i64)]) -> String {
+    pub fn render(&self, tasks: &[(herd_core::TaskState, i64)]) -> String {
         let mut reg = Registry::with_prefix("herd");
         reg.register(
             "agents_connected",
@@ -59,7 +59,7 @@ impl Metrics {
         for state in herd_core::TaskState::ALL {
             let n = tasks
                 .iter()
-                .find(|(s, _)| s == state.as_str())
+                .find(|(s, _)| *s == state)
                 .map(|(_, n)| *n)
                 .unwrap_or(0);
             family

@@ -8,16 +8,10 @@
 //! revoke) or ahead of it (hello, heartbeat: the row catches up at the next flush).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::RwLock;
 
-use herd_core::{Selector, Target, TargetIndex};
+use herd_core::{Facts, LabelEdits, Labels, Metrics, Selector, Target, TargetIndex};
 use herd_store::{AgentFlush, AgentHello, AgentRow};
-
-use crate::State;
-
-/// How often reported agent state is written to the store.
-const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 /// An agent as selectors see it: its name, labels, then facts.
 pub struct AgentView {
@@ -27,17 +21,12 @@ pub struct AgentView {
 
 impl AgentView {
     pub fn new(a: &AgentRow) -> AgentView {
-        let mut attrs = BTreeMap::new();
-        if let serde_json::Value::Object(facts) = a.facts_json() {
-            for (k, v) in facts {
-                let v = match v {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Number(n) => n.to_string(),
-                    _ => continue,
-                };
-                attrs.insert(k, v);
-            }
-        }
+        let mut attrs: BTreeMap<String, String> = a
+            .facts
+            .attrs()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         // Labels win over facts of the same name.
         attrs.extend(a.effective_labels());
         AgentView {
@@ -64,7 +53,7 @@ struct Slot {
 /// Changes not yet written to the store.
 #[derive(Default)]
 struct Dirty {
-    metrics: Option<String>,
+    metrics: Option<Metrics>,
     hello: bool,
 }
 
@@ -153,7 +142,7 @@ impl AgentIndex {
     }
 
     /// An agent said hello: its reported labels, facts and version.
-    pub fn hello(&self, id: &str, labels: String, facts: String, version: String, at: i64) {
+    pub fn hello(&self, id: &str, labels: Labels, facts: Facts, version: String, at: i64) {
         let mut inner = self.write();
         let Some(&slot) = inner.by_id.get(id) else {
             return;
@@ -168,7 +157,7 @@ impl AgentIndex {
     }
 
     /// A heartbeat: last seen and the latest metrics (no re-indexing).
-    pub fn seen(&self, id: &str, metrics: Option<String>, at: i64) {
+    pub fn seen(&self, id: &str, metrics: Option<Metrics>, at: i64) {
         let mut inner = self.write();
         let Some(&slot) = inner.by_id.get(id) else {
             return;
@@ -185,10 +174,10 @@ impl AgentIndex {
         }
     }
 
-    pub fn set_server_labels(&self, id: &str, server_labels: String) {
+    pub fn set_label_edits(&self, id: &str, edits: LabelEdits) {
         let mut inner = self.write();
         if let Some(&slot) = inner.by_id.get(id) {
-            inner.update(slot, |row| row.server_labels = server_labels);
+            inner.update(slot, |row| row.label_edits = edits);
         }
     }
 
@@ -205,8 +194,8 @@ impl AgentIndex {
         }
     }
 
-    /// Takes the changes to write.
-    fn take_dirty(&self) -> Vec<AgentFlush> {
+    /// Takes the changes to write to the store.
+    pub fn take_dirty(&self) -> Vec<AgentFlush> {
         let mut inner = self.write();
         let dirty = std::mem::take(&mut inner.dirty);
         dirty
@@ -331,23 +320,6 @@ impl TargetIndex for Inner {
     }
 }
 
-/// Writes reported agent state to the store every few seconds, in one transaction.
-pub async fn flush_loop(st: Arc<State>) {
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        flush(&st).await;
-    }
-}
-
-pub async fn flush(st: &State) {
-    let batch = st.agents.take_dirty();
-    if let Err(e) = st.store.flush_agents(&batch).await {
-        tracing::warn!(error = %e, agents = batch.len(), "cannot record agent heartbeats");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,9 +329,13 @@ mod tests {
             id: id.into(),
             name: name.into(),
             cred_hash: String::new(),
-            labels: labels.into(),
-            server_labels: "{}".into(),
-            facts: r#"{"os":"debian","cpus":2}"#.into(),
+            labels: serde_json::from_str(labels).unwrap(),
+            label_edits: LabelEdits::new(),
+            facts: Facts {
+                os: "debian".into(),
+                cpus: 2,
+                ..Facts::default()
+            },
             metrics: None,
             version: String::new(),
             created_at: 0,
@@ -392,14 +368,15 @@ mod tests {
         assert_eq!(idx.resolve(&[], true).len(), 3);
 
         // A hello that changes labels moves the agent between index entries.
-        idx.hello("a2", r#"{"role":"db"}"#.into(), "{}".into(), "1".into(), 5);
+        let db: Labels = [("role".to_string(), "db".to_string())].into();
+        idx.hello("a2", db, Facts::default(), "1".into(), 5);
         assert_eq!(names(idx.resolve(&sel("role=web"), false)), ["web-1"]);
         assert_eq!(
             names(idx.resolve(&sel("role=db"), false)),
             ["db-1", "web-2"]
         );
         // Operator labels win over reported ones.
-        idx.set_server_labels("a1", r#"{"role":"cache"}"#.into());
+        idx.set_label_edits("a1", [("role".to_string(), Some("cache".to_string()))].into());
         assert!(idx.resolve(&sel("role=web"), false).is_empty());
 
         idx.remove("a3");
@@ -418,7 +395,7 @@ mod tests {
         let dirty = idx.take_dirty();
         assert_eq!(dirty.len(), 1);
         assert!(dirty[0].hello.is_some());
-        idx.seen("a1", Some("{}".into()), 9);
+        idx.seen("a1", Some(Metrics::default()), 9);
         let dirty = idx.take_dirty();
         assert_eq!(dirty.len(), 1);
         assert_eq!(dirty[0].last_seen, 9);

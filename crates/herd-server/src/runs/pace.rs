@@ -1,18 +1,16 @@
-//! Rate control of fan-outs: per unfinished run, which tasks wait for a slot, how many are
-//! in flight, how many failed, and how many ended in each state. Pure bookkeeping (no I/O,
-//! no await under its lock); `dispatch` acts on what it answers.
+//! The pacing of one run's fan-out: which tasks wait for a slot, how many are in flight, how
+//! many failed, and how many ended in each state. Pure bookkeeping, owned by the run's
+//! driver (`driver.rs`), which acts on what it answers.
 //!
-//! Invariants, per run: `pending + in_flight + ended == total` (a slot held during
-//! `batch_wait` counts as in flight); a task is counted as ended once (a later end of the
-//! same task, e.g. `lost` then its real exit, moves it between states); nothing is admitted
-//! while the run is held for its watcher or halted (error budget spent, or cancelled).
+//! Invariants: `pending + in_flight + ended == total` (a slot held during `batch_wait`
+//! counts as in flight); a task is counted as ended once (a later end of the same task, e.g.
+//! `lost` then its real exit, moves it between states); nothing is admitted while the run is
+//! held for its watcher or halted (error budget spent, or cancelled).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use herd_core::{RunState, TaskState};
-use serde::Serialize;
+use herd_core::{RunLimits, RunState, TaskState};
 
 /// A task waiting for a slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +30,19 @@ pub struct Limits {
     pub batch_wait: Duration,
 }
 
+impl Limits {
+    /// The limits of a run with `targets` tasks, as asked.
+    pub fn resolve(asked: &RunLimits, targets: usize) -> Limits {
+        Limits {
+            concurrency: asked.concurrency.map_or(usize::MAX, |c| c.ceil_of(targets)),
+            max_errors: asked.max_errors.map(|m| m.floor_of(targets)),
+            batch_wait: Duration::from_millis(asked.batch_wait_ms),
+        }
+    }
+}
+
 /// Where a run stands, for progress displays.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
     pub total: usize,
     pub pending: usize,
@@ -44,7 +53,7 @@ pub struct Progress {
     pub cancelled: usize,
 }
 
-struct RunCtl {
+pub struct Pacer {
     total: usize,
     limits: Limits,
     /// In start order; may hold tasks that ended while waiting (not in `waiting`).
@@ -84,22 +93,12 @@ pub struct AfterEnd {
     pub finished: Option<RunState>,
 }
 
-#[derive(Default)]
-pub struct Scheduler {
-    runs: Mutex<HashMap<String, RunCtl>>,
-}
-
 fn is_error(s: TaskState) -> bool {
     matches!(s, TaskState::Failed | TaskState::TimedOut | TaskState::Lost)
 }
 
-impl Scheduler {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunCtl>> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers a run.
-    pub fn add(&self, run_id: &str, run: NewRun) {
+impl Pacer {
+    pub fn new(run: NewRun) -> Pacer {
         let NewRun {
             limits,
             held,
@@ -110,7 +109,7 @@ impl Scheduler {
         } = run;
         let errors = ended.values().filter(|s| is_error(**s)).count();
         let halted = cancel_requested || limits.max_errors.is_some_and(|max| errors > max);
-        let ctl = RunCtl {
+        Pacer {
             total: pending.len() + in_flight + ended.len(),
             limits,
             waiting: pending.iter().map(|q| q.task_id.clone()).collect(),
@@ -121,118 +120,104 @@ impl Scheduler {
             held,
             halted,
             cancel_requested,
-        };
-        self.lock().insert(run_id.to_string(), ctl);
+        }
     }
 
-    pub fn knows(&self, run_id: &str) -> bool {
-        self.lock().contains_key(run_id)
+    /// Every task has ended: the run's final state.
+    pub fn finished(&self) -> Option<RunState> {
+        (self.ended.len() == self.total).then(|| {
+            let mut states: Vec<TaskState> = self.ended.values().copied().collect();
+            states.sort_by_key(|s| s.as_str());
+            states.dedup();
+            herd_core::run_state(states, self.cancel_requested)
+        })
     }
 
     /// Lets a held run start (its watcher attached, or the wait for one ran out).
-    pub fn release(&self, run_id: &str) {
-        if let Some(r) = self.lock().get_mut(run_id) {
-            r.held = false;
-        }
+    pub fn release(&mut self) {
+        self.held = false;
     }
 
     /// Takes the tasks that may start now and counts them in flight.
-    pub fn admit(&self, run_id: &str) -> Vec<Queued> {
-        let mut runs = self.lock();
-        let Some(r) = runs.get_mut(run_id) else {
-            return Vec::new();
-        };
-        if r.held || r.halted {
+    pub fn admit(&mut self) -> Vec<Queued> {
+        if self.held || self.halted {
             return Vec::new();
         }
-        let mut room = r.limits.concurrency.saturating_sub(r.in_flight);
+        let mut room = self.limits.concurrency.saturating_sub(self.in_flight);
         let mut out = Vec::new();
         while room > 0 {
-            let Some(q) = r.pending.pop_front() else {
+            let Some(q) = self.pending.pop_front() else {
                 break;
             };
-            if r.waiting.remove(&q.task_id) {
+            if self.waiting.remove(&q.task_id) {
                 out.push(q);
                 room -= 1;
             }
         }
-        r.in_flight += out.len();
+        self.in_flight += out.len();
         out
     }
 
     /// The run was cancelled: nothing more starts. Returns the tasks that were waiting
     /// (the caller ends them as cancelled).
-    pub fn cancel(&self, run_id: &str) -> Vec<Queued> {
-        let mut runs = self.lock();
-        let Some(r) = runs.get_mut(run_id) else {
-            return Vec::new();
-        };
-        r.halted = true;
-        r.cancel_requested = true;
+    pub fn cancel(&mut self) -> Vec<Queued> {
+        self.halted = true;
+        self.cancel_requested = true;
         // They stay counted: each ends through `ended` like any other task.
-        let waiting = r.take_waiting();
-        r.in_flight += waiting.len();
+        let waiting = self.take_waiting();
+        self.in_flight += waiting.len();
         waiting
     }
 
     /// A task reached a final state (possibly again, with a different one).
-    pub fn ended(&self, run_id: &str, task_id: &str, state: TaskState) -> AfterEnd {
-        let mut runs = self.lock();
-        let Some(r) = runs.get_mut(run_id) else {
-            return AfterEnd::default();
-        };
+    pub fn ended(&mut self, task_id: &str, state: TaskState) -> AfterEnd {
         let mut out = AfterEnd::default();
-        match r.ended.insert(task_id.to_string(), state) {
+        match self.ended.insert(task_id.to_string(), state) {
             Some(old) => {
                 // Re-ended (lost, then its real result arrived): only the tally moves.
-                r.errors -= usize::from(is_error(old));
-                r.errors += usize::from(is_error(state));
+                self.errors -= usize::from(is_error(old));
+                self.errors += usize::from(is_error(state));
             }
             None => {
-                if r.waiting.remove(task_id) {
+                if self.waiting.remove(task_id) {
                     // Ended while waiting (cancelled, or its agent went away).
-                } else if r.limits.batch_wait.is_zero() || r.halted || state == TaskState::Skipped {
-                    r.in_flight = r.in_flight.saturating_sub(1);
+                } else if self.limits.batch_wait.is_zero()
+                    || self.halted
+                    || state == TaskState::Skipped
+                {
+                    self.in_flight = self.in_flight.saturating_sub(1);
                 } else {
-                    out.wait = Some(r.limits.batch_wait);
+                    out.wait = Some(self.limits.batch_wait);
                 }
-                r.errors += usize::from(is_error(state));
+                self.errors += usize::from(is_error(state));
             }
         }
-        if !r.halted && r.limits.max_errors.is_some_and(|max| r.errors > max) {
-            r.halted = true;
-            out.skip = r.take_waiting();
+        if !self.halted && self.limits.max_errors.is_some_and(|max| self.errors > max) {
+            self.halted = true;
+            out.skip = self.take_waiting();
             // Counted in flight until their skip is recorded through `ended`.
-            r.in_flight += out.skip.len();
+            self.in_flight += out.skip.len();
         }
-        if r.ended.len() == r.total {
-            let mut states: Vec<TaskState> = r.ended.values().copied().collect();
-            states.sort_by_key(|s| s.as_str());
-            states.dedup();
-            out.finished = Some(herd_core::run_state(states, r.cancel_requested));
+        out.finished = self.finished();
+        if out.finished.is_some() {
             out.wait = None;
-            runs.remove(run_id);
         }
         out
     }
 
     /// Frees a slot held for `batch_wait`.
-    pub fn release_slot(&self, run_id: &str) {
-        if let Some(r) = self.lock().get_mut(run_id) {
-            r.in_flight = r.in_flight.saturating_sub(1);
-        }
+    pub fn release_slot(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    pub fn progress(&self, run_id: &str) -> Option<Progress> {
-        let runs = self.lock();
-        let r = runs.get(run_id)?;
+    pub fn progress(&self) -> Progress {
         let mut p = Progress {
-            total: r.total,
-            pending: r.waiting.len(),
-            running: r.total - r.waiting.len() - r.ended.len(),
+            total: self.total,
+            pending: self.waiting.len(),
+            running: self.total - self.waiting.len() - self.ended.len(),
             ..Progress::default()
         };
-        for s in r.ended.values() {
+        for s in self.ended.values() {
             match s {
                 TaskState::Succeeded => p.succeeded += 1,
                 TaskState::Skipped => p.skipped += 1,
@@ -240,11 +225,9 @@ impl Scheduler {
                 _ => p.failed += 1,
             }
         }
-        Some(p)
+        p
     }
-}
 
-impl RunCtl {
     /// Empties the queue, in start order.
     fn take_waiting(&mut self) -> Vec<Queued> {
         let waiting = std::mem::take(&mut self.waiting);
@@ -278,62 +261,53 @@ mod tests {
 
     #[test]
     fn concurrency_bounds_what_is_in_flight() {
-        let s = Scheduler::default();
-        s.add(
-            "r",
-            NewRun {
+        let mut s = Pacer::new(NewRun {
                 limits: limits(2, None),
                 held: false,
                 cancel_requested: false,
                 pending: q(5),
                 in_flight: 0,
                 ended: HashMap::new(),
-            },
-        );
-        let first = s.admit("r");
+            });
+        let first = s.admit();
         assert_eq!(first.len(), 2);
-        assert!(s.admit("r").is_empty());
+        assert!(s.admit().is_empty());
         assert_eq!(
-            s.ended("r", "t0", TaskState::Succeeded),
+            s.ended("t0", TaskState::Succeeded),
             AfterEnd::default()
         );
-        let next = s.admit("r");
+        let next = s.admit();
         assert_eq!(
             next.iter().map(|q| q.task_id.as_str()).collect::<Vec<_>>(),
             ["t2"]
         );
-        let p = s.progress("r").unwrap();
+        let p = s.progress();
         assert_eq!((p.pending, p.running, p.succeeded), (2, 2, 1));
     }
 
     #[test]
     fn max_errors_halts_and_skips_the_rest() {
-        let s = Scheduler::default();
-        s.add(
-            "r",
-            NewRun {
+        let mut s = Pacer::new(NewRun {
                 limits: limits(1, Some(1)),
                 held: false,
                 cancel_requested: false,
                 pending: q(5),
                 in_flight: 0,
                 ended: HashMap::new(),
-            },
-        );
-        assert_eq!(s.admit("r").len(), 1);
-        assert!(s.ended("r", "t0", TaskState::Failed).skip.is_empty());
-        assert_eq!(s.admit("r")[0].task_id, "t1");
-        let after = s.ended("r", "t1", TaskState::Failed);
+            });
+        assert_eq!(s.admit().len(), 1);
+        assert!(s.ended("t0", TaskState::Failed).skip.is_empty());
+        assert_eq!(s.admit()[0].task_id, "t1");
+        let after = s.ended("t1", TaskState::Failed);
         assert_eq!(after.skip.len(), 3);
-        assert!(s.admit("r").is_empty());
+        assert!(s.admit().is_empty());
         for t in ["t2", "t3"] {
-            assert_eq!(s.ended("r", t, TaskState::Skipped).finished, None);
+            assert_eq!(s.ended(t, TaskState::Skipped).finished, None);
         }
         assert_eq!(
-            s.ended("r", "t4", TaskState::Skipped).finished,
+            s.ended("t4", TaskState::Skipped).finished,
             Some(RunState::Failed)
         );
-        assert!(!s.knows("r"));
     }
 
     #[test]
@@ -353,67 +327,58 @@ mod tests {
                 pending: q(2),
                 in_flight: 0,
                 ended: HashMap::new(),
-            },
-        );
-        assert!(s.admit("r").is_empty());
-        s.release("r");
-        assert_eq!(s.admit("r").len(), 1);
-        let after = s.ended("r", "t0", TaskState::Succeeded);
+            });
+        assert!(s.admit().is_empty());
+        s.release();
+        assert_eq!(s.admit().len(), 1);
+        let after = s.ended("t0", TaskState::Succeeded);
         assert_eq!(after.wait, Some(Duration::from_secs(1)));
-        assert!(s.admit("r").is_empty(), "slot still held during the wait");
-        s.release_slot("r");
-        assert_eq!(s.admit("r").len(), 1);
+        assert!(s.admit().is_empty(), "slot still held during the wait");
+        s.release_slot();
+        assert_eq!(s.admit().len(), 1);
         assert_eq!(
-            s.ended("r", "t1", TaskState::Succeeded).finished,
+            s.ended("t1", TaskState::Succeeded).finished,
             Some(RunState::Succeeded)
         );
     }
 
     #[test]
     fn a_task_re_ended_is_counted_once() {
-        let s = Scheduler::default();
-        s.add(
-            "r",
-            NewRun {
+        let mut s = Pacer::new(NewRun {
                 limits: limits(usize::MAX, None),
                 held: false,
                 cancel_requested: false,
                 pending: q(2),
                 in_flight: 0,
                 ended: HashMap::new(),
-            },
-        );
-        assert_eq!(s.admit("r").len(), 2);
-        assert_eq!(s.ended("r", "t0", TaskState::Lost).finished, None);
-        assert_eq!(s.ended("r", "t0", TaskState::Succeeded).finished, None);
+            });
+        assert_eq!(s.admit().len(), 2);
+        assert_eq!(s.ended("t0", TaskState::Lost).finished, None);
+        assert_eq!(s.ended("t0", TaskState::Succeeded).finished, None);
         assert_eq!(
-            s.ended("r", "t1", TaskState::Succeeded).finished,
+            s.ended("t1", TaskState::Succeeded).finished,
             Some(RunState::Succeeded)
         );
     }
 
     #[test]
     fn cancel_stops_admission() {
-        let s = Scheduler::default();
-        s.add(
-            "r",
-            NewRun {
+        let mut s = Pacer::new(NewRun {
                 limits: limits(1, None),
                 held: false,
                 cancel_requested: false,
                 pending: q(3),
                 in_flight: 0,
                 ended: HashMap::new(),
-            },
-        );
-        assert_eq!(s.admit("r").len(), 1);
-        let waiting = s.cancel("r");
+            });
+        assert_eq!(s.admit().len(), 1);
+        let waiting = s.cancel();
         assert_eq!(waiting.len(), 2);
-        assert!(s.admit("r").is_empty());
-        s.ended("r", "t1", TaskState::Cancelled);
-        s.ended("r", "t2", TaskState::Cancelled);
+        assert!(s.admit().is_empty());
+        s.ended("t1", TaskState::Cancelled);
+        s.ended("t2", TaskState::Cancelled);
         assert_eq!(
-            s.ended("r", "t0", TaskState::Cancelled).finished,
+            s.ended("t0", TaskState::Cancelled).finished,
             Some(RunState::Cancelled)
         );
     }

@@ -3,8 +3,10 @@
 //! answers each caller. A thousand agents finishing at once cost a few transactions, not a
 //! thousand, and each caller still acknowledges only after its own rows are committed.
 
-use herd_store::{Store, StoreError, TaskProgress};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use herd_store::{Store, StoreError, TaskProgress};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,9 +24,17 @@ pub struct ProgressWriter {
 }
 
 impl ProgressWriter {
-    pub fn start(store: Store) -> ProgressWriter {
+    /// Starts the writer on `tracker`; it stops once every `ProgressWriter` is dropped and
+    /// what was handed over is committed.
+    /// Starts the writer on `tracker`. At `shutdown` it commits what was handed over and
+    /// stops; later callers get [`StoreError::Closed`].
+    pub fn start(
+        store: Arc<dyn Store>,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> ProgressWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, rx));
+        tracker.spawn(run(store, rx, shutdown));
         ProgressWriter { tx }
     }
 
@@ -40,10 +50,28 @@ impl ProgressWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Job>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let mut last_callers = 0;
     let mut last_end = Instant::now();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            job = rx.recv() => match job {
+                Some(j) => j,
+                None => return,
+            },
+            _ = shutdown.cancelled() => {
+                // What was handed over is committed; nothing more is taken.
+                rx.close();
+                match rx.try_recv() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                }
+            }
+        };
         // While results stream in from many sessions (the last group had several callers
         // and this one came right after it), more gather for a moment: a few larger
         // transactions instead of many small ones. A lone result is committed at once.

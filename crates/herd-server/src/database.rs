@@ -1,0 +1,126 @@
+//! Where the server keeps its records: `--database sqlite:PATH` or `postgres://…` (default:
+//! SQLite in the data dir), and the guarantee that one server at a time uses them — the
+//! data dir is locked (it holds the output logs, and the SQLite file by default) and a
+//! PostgreSQL database is held with an advisory lock by its backend.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use herd_store::Store;
+use nix::fcntl::{Flock, FlockArg};
+
+/// A database as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    /// Parses `sqlite:PATH`, `sqlite://PATH` or a `postgres://` / `postgresql://` URL.
+    pub fn parse(s: &str) -> Result<Database, String> {
+        if let Some(rest) = s.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(format!(
+                    "bad --database {s:?}: give a file after sqlite:, e.g. sqlite:/var/lib/herd/herd.db"
+                ));
+            }
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Database::Postgres(s.to_string()));
+        }
+        Err(format!(
+            "bad --database {s:?}: expected sqlite:PATH or postgres://USER@HOST:PORT/DB"
+        ))
+    }
+
+    /// The database shown to people: a URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Database::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Database::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((creds, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// The data dir's lock, held while the server runs.
+pub struct DataDirLock {
+    _lock: Flock<File>,
+}
+
+/// Locks `dir` for this server: a second server on the same data dir is refused.
+pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
+    let path = dir.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(DataDirLock { _lock: lock }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(format!(
+            "another herd server is using the data dir {} — stop it, or pass another --data-dir",
+            dir.display()
+        )),
+        Err((_, e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Opens the store (creating and migrating it as needed).
+pub async fn open(db: &Database) -> Result<Arc<dyn Store>, herd_store::StoreError> {
+    let _ = db;
+    Err(herd_store::StoreError::Invalid("no backend yet".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        let cases = [
+            ("sqlite:/var/lib/herd/herd.db", Ok(Database::Sqlite("/var/lib/herd/herd.db".into()))),
+            ("sqlite:///tmp/h.db", Ok(Database::Sqlite("/tmp/h.db".into()))),
+            ("sqlite:rel.db", Ok(Database::Sqlite("rel.db".into()))),
+            ("postgres://herd@db:5432/herd", Ok(Database::Postgres("postgres://herd@db:5432/herd".into()))),
+            ("postgresql://h/x", Ok(Database::Postgres("postgresql://h/x".into()))),
+        ];
+        for (s, want) in cases {
+            assert_eq!(Database::parse(s), want, "{s}");
+        }
+        for bad in ["", "sqlite:", "mysql://x", "/tmp/herd.db"] {
+            let e = Database::parse(bad).unwrap_err();
+            assert!(e.starts_with("bad --database"), "{bad}: {e}");
+        }
+        assert_eq!(redact("postgres://u:pw@h:5/d"), "postgres://u:***@h:5/d");
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+    }
+
+    #[test]
+    fn one_server_per_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(dir.path()).unwrap();
+        let e = lock_data_dir(dir.path()).err().unwrap();
+        assert!(e.contains("another herd server is using the data dir"), "{e}");
+        drop(first);
+        assert!(lock_data_dir(dir.path()).is_ok());
+    }
+}

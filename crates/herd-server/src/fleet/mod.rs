@@ -1,0 +1,416 @@
+//! The fleet: machines (join, hello and heartbeats, labels, revocation) and the credentials
+//! that let people and agents in (API keys, join tokens, agent credentials). `FleetService`
+//! is the only way in; every change goes to the store with its audit entry in one
+//! transaction, and to the in-memory index (`index.rs`) that target resolution, session
+//! authentication and listings read.
+
+mod index;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_core::{Facts, LabelEdits, Labels, Metrics};
+use herd_store::{
+    AgentRow, ApiKeyRow, AuditEntry, JoinOutcome, JoinTokenRow, Secret, Store, now_ms,
+    verify_secret,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use index::AgentIndex;
+
+use crate::error::{Result, ServerError};
+use crate::registry::Registry;
+
+/// How often reported agent state (hellos, heartbeats) is written to the store.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+/// Who is calling the API: the name of its key, as written to the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+}
+
+/// A machine asking to join.
+pub struct JoinRequest {
+    pub token: String,
+    pub name: String,
+    pub labels: Labels,
+    pub facts: Facts,
+}
+
+pub struct FleetService {
+    store: Arc<dyn Store>,
+    index: Arc<AgentIndex>,
+    registry: Arc<Registry>,
+    /// The server's URL and CA pin, for the join commands it prints.
+    url: String,
+    ca_fingerprint: Option<String>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl FleetService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<AgentIndex>,
+        registry: Arc<Registry>,
+        url: String,
+        ca_fingerprint: Option<String>,
+    ) -> FleetService {
+        FleetService {
+            store,
+            index,
+            registry,
+            url,
+            ca_fingerprint,
+        }
+    }
+
+    pub fn index(&self) -> &Arc<AgentIndex> {
+        &self.index
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn ca_fingerprint(&self) -> Option<&str> {
+        self.ca_fingerprint.as_deref()
+    }
+
+    // ---- machines -----------------------------------------------------------------------
+
+    /// Trades a join token for a new agent's credential; returns `(agent id, credential)`.
+    pub async fn join(&self, req: JoinRequest) -> Result<(String, String)> {
+        let bad = || {
+            ServerError::Unauthorized(
+                "join token is not valid — create one with `herd token create`".into(),
+            )
+        };
+        let (token_id, secret) =
+            Secret::parse(&req.token, "hj", "join token").map_err(|_| bad())?;
+        let tok = self.store.join_token(token_id).await?.ok_or_else(bad)?;
+        if !verify_secret(secret, &tok.hash) {
+            return Err(bad());
+        }
+        let now = now_ms();
+        if tok.expires_at <= now {
+            return Err(ServerError::Unauthorized(
+                "join token has expired — create a new one with `herd token create`".into(),
+            ));
+        }
+        if tok.uses_left <= 0 {
+            return Err(ServerError::Unauthorized(
+                "join token has been used up — create a new one with `herd token create --uses N`"
+                    .into(),
+            ));
+        }
+        if !valid_name(&req.name) {
+            return Err(ServerError::BadRequest(format!(
+                "agent name {:?} is not valid: use 1-64 letters, digits, '.', '_' or '-'",
+                req.name
+            )));
+        }
+        let taken = || {
+            ServerError::Conflict(format!(
+                "an agent named {:?} already exists — pick another --name, or revoke the old one with `herd agents revoke {}`",
+                req.name, req.name
+            ))
+        };
+        if self.index.by_name(&req.name).is_some() {
+            return Err(taken());
+        }
+        let cred = Secret::generate("ha");
+        let agent = AgentRow {
+            id: cred.id.clone(),
+            name: req.name.clone(),
+            cred_hash: cred.hash.clone(),
+            labels: req.labels,
+            label_edits: LabelEdits::new(),
+            facts: req.facts,
+            metrics: None,
+            version: String::new(),
+            created_at: now,
+            last_seen: None,
+            revoked_at: None,
+        };
+        let audit = AuditEntry::new(
+            format!("agent:{}", req.name),
+            "agent.join",
+            format!("agent:{}", agent.id),
+            json!({"name": req.name, "token": token_id}),
+        );
+        match self
+            .store
+            .join_agent(token_id, now, &agent, &audit)
+            .await?
+        {
+            JoinOutcome::Joined => {}
+            JoinOutcome::NameTaken => return Err(taken()),
+            JoinOutcome::TokenSpent => {
+                return Err(ServerError::Unauthorized(
+                    "join token has been used up or expired — create a new one with `herd token create`".into(),
+                ));
+            }
+        }
+        self.index.insert(agent);
+        Ok((cred.id, cred.token))
+    }
+
+    /// The live agent a session credential belongs to; a revoked one is told so.
+    pub async fn authenticate_agent(&self, token: &str) -> Result<AgentRow> {
+        let bad = || {
+            ServerError::Unauthorized(
+                "agent credential is not valid — join again with a new token (`herd token create`)"
+                    .into(),
+            )
+        };
+        let (id, secret) = Secret::parse(token, "ha", "agent credential").map_err(|_| bad())?;
+        // Live agents authenticate from memory; only an unknown id costs a lookup (to tell
+        // a revoked agent why it is refused).
+        let agent = match self.index.get(id) {
+            Some(a) => a,
+            None => self.store.agent(id).await?.ok_or_else(bad)?,
+        };
+        if !verify_secret(secret, &agent.cred_hash) {
+            return Err(bad());
+        }
+        if agent.revoked_at.is_some() {
+            return Err(ServerError::Forbidden(format!(
+                "agent {:?} has been revoked — join again with a new token (`herd token create`) and a fresh --state-dir",
+                agent.name
+            )));
+        }
+        Ok(agent)
+    }
+
+    /// An agent said hello: what it reports replaces what it reported before.
+    pub fn hello(&self, agent_id: &str, labels: Labels, facts: Facts, version: String) {
+        self.index.hello(agent_id, labels, facts, version, now_ms());
+    }
+
+    /// A heartbeat: last seen and the latest metrics (written with the next flush).
+    pub fn heartbeat(&self, agent_id: &str, metrics: Option<Metrics>) {
+        self.index.seen(agent_id, metrics, now_ms());
+    }
+
+    /// Registered (not revoked) agents.
+    pub fn agent_count(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn agents(&self) -> Vec<AgentRow> {
+        self.index.list()
+    }
+
+    pub fn is_online(&self, agent_id: &str) -> bool {
+        self.registry.is_online(agent_id)
+    }
+
+    /// An agent by name or id; revoked ones too.
+    pub async fn agent(&self, key: &str) -> Result<AgentRow> {
+        if let Some(a) = self.index.by_name(key).or_else(|| self.index.get(key)) {
+            return Ok(a);
+        }
+        // Revoked agents are only in the store.
+        if let Some(a) = self.store.agent(key).await? {
+            return Ok(a);
+        }
+        Err(ServerError::NotFound(format!(
+            "no agent named {key:?} — see `herd agents`"
+        )))
+    }
+
+    /// Sets and removes labels of an agent (operator edits win over what it reports).
+    pub async fn label(
+        &self,
+        actor: &Actor,
+        key: &str,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<AgentRow> {
+        let a = self.agent(key).await?;
+        for (k, v) in set {
+            herd_core::parse_label(&format!("{k}={v}"))
+                .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        }
+        let mut edits = a.label_edits.clone();
+        for (k, v) in set {
+            edits.insert(k.clone(), Some(v.clone()));
+        }
+        for k in remove {
+            edits.insert(k.clone(), None);
+        }
+        let audit = AuditEntry::new(
+            &actor.name,
+            "agent.label",
+            format!("agent:{}", a.name),
+            json!({"set": set, "remove": remove}),
+        );
+        let row = self
+            .store
+            .set_label_edits(&a.id, &edits, &audit)
+            .await?
+            .ok_or_else(|| ServerError::NotFound(format!("agent {key:?} vanished")))?;
+        self.index.set_label_edits(&a.id, edits);
+        // The index holds what hellos and heartbeats reported since the last flush.
+        Ok(self.index.get(&a.id).unwrap_or(row))
+    }
+
+    /// Revokes an agent's credential and ends its session.
+    pub async fn revoke(&self, actor: &Actor, key: &str) -> Result<AgentRow> {
+        let a = self.agent(key).await?;
+        let audit = AuditEntry::new(
+            &actor.name,
+            "agent.revoke",
+            format!("agent:{}", a.name),
+            json!({}),
+        );
+        let row = self
+            .store
+            .revoke_agent(&a.id, now_ms(), &audit)
+            .await?
+            .ok_or_else(|| ServerError::NotFound(format!("agent {key:?} vanished")))?;
+        self.index.remove(&a.id);
+        self.registry.disconnect(&a.id);
+        Ok(row)
+    }
+
+    /// Writes reported agent state to the store every few seconds, in one transaction, until
+    /// shutdown (then once more).
+    pub async fn flush_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.flush().await,
+                _ = shutdown.cancelled() => {
+                    self.flush().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn flush(&self) {
+        let batch = self.index.take_dirty();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.flush_agents(&batch).await {
+            tracing::warn!(error = %e, agents = batch.len(), "cannot record agent heartbeats");
+        }
+    }
+
+    // ---- credentials --------------------------------------------------------------------
+
+    /// The caller of an API request, from its bearer key.
+    pub async fn authenticate_key(&self, token: &str) -> Result<Actor> {
+        let bad = || {
+            ServerError::Unauthorized(
+                "API key is not valid — check HERD_API_KEY or your herd config".into(),
+            )
+        };
+        let (id, secret) = Secret::parse(token, "hk", "API key").map_err(|_| bad())?;
+        let key = self.store.api_key(id).await?.ok_or_else(bad)?;
+        if !verify_secret(secret, &key.hash) {
+            return Err(bad());
+        }
+        if key.revoked_at.is_some() {
+            return Err(ServerError::Unauthorized(format!(
+                "API key {:?} has been revoked — ask an admin for a new one (`herd keys create`)",
+                key.name
+            )));
+        }
+        Ok(Actor {
+            name: format!("key:{}", key.name),
+        })
+    }
+
+    /// Creates an API key; returns the key (shown once) and its row.
+    pub async fn create_api_key(&self, actor: &str, name: &str) -> Result<(String, ApiKeyRow)> {
+        let s = Secret::generate("hk");
+        let row = ApiKeyRow {
+            id: s.id.clone(),
+            name: name.to_string(),
+            hash: s.hash,
+            role: "admin".into(),
+            created_at: now_ms(),
+            created_by: actor.to_string(),
+            revoked_at: None,
+        };
+        let audit = AuditEntry::new(
+            actor,
+            "key.create",
+            format!("key:{}", row.id),
+            json!({"name": name}),
+        );
+        self.store.create_api_key(&row, &audit).await?;
+        Ok((s.token, row))
+    }
+
+    /// The first start of a store makes the admin key (shown once).
+    pub async fn ensure_admin_key(&self) -> Result<Option<String>> {
+        if self.store.count_api_keys().await? > 0 {
+            return Ok(None);
+        }
+        let (key, _) = self.create_api_key("server", "admin").await?;
+        Ok(Some(key))
+    }
+
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        Ok(self.store.api_keys().await?)
+    }
+
+    /// Creates a join token valid for `ttl` and `uses` machines; returns the token (shown
+    /// once) and its row.
+    pub async fn create_join_token(
+        &self,
+        actor: &str,
+        ttl: Duration,
+        uses: i64,
+    ) -> Result<(String, JoinTokenRow)> {
+        if uses < 1 {
+            return Err(ServerError::BadRequest("--uses must be at least 1".into()));
+        }
+        let s = Secret::generate("hj");
+        let now = now_ms();
+        let row = JoinTokenRow {
+            id: s.id.clone(),
+            hash: s.hash,
+            created_at: now,
+            created_by: actor.to_string(),
+            expires_at: now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64),
+            uses_left: uses,
+        };
+        let audit = AuditEntry::new(
+            actor,
+            "token.create",
+            format!("token:{}", row.id),
+            json!({"ttl_secs": ttl.as_secs(), "uses": uses}),
+        );
+        self.store.create_join_token(&row, &audit).await?;
+        Ok((s.token, row))
+    }
+
+    pub async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>> {
+        Ok(self.store.join_tokens().await?)
+    }
+
+    /// The command a new machine runs to join with `token`.
+    pub fn join_command(&self, token: &str) -> String {
+        let mut cmd = format!("herd agent --server {} --token {token}", self.url);
+        if let Some(fp) = &self.ca_fingerprint {
+            cmd.push_str(&format!(" --ca-sha256 {fp}"));
+        }
+        cmd.push_str(" --name NAME --state-dir /var/lib/herd-agent");
+        cmd
+    }
+}

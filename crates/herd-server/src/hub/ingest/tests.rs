@@ -1,0 +1,144 @@
+//! The persist path's rules as tables: stored seq + incoming batch → acks and what is stored.
+
+use super::*;
+use herd_core::OutputPos;
+
+enum E {
+    Start,
+    Out(&'static str),
+    Err(&'static str),
+    Exit(i32),
+}
+
+fn ev(task: &str, seq: u64, e: E) -> pb::TaskEvent {
+    let kind = match e {
+        E::Start => task_event::Kind::Started(pb::Started { pid: 42 }),
+        E::Out(s) => task_event::Kind::Output(pb::Output {
+            stream: pb::Stream::Stdout as i32,
+            data: Bytes::from(s),
+        }),
+        E::Err(s) => task_event::Kind::Output(pb::Output {
+            stream: pb::Stream::Stderr as i32,
+            data: Bytes::from(s),
+        }),
+        E::Exit(code) => task_event::Kind::Exited(pb::Exited {
+            code: Some(code),
+            signal: None,
+            reason: pb::ExitReason::Exited as i32,
+            duration_ms: 1,
+            detail: String::new(),
+        }),
+    };
+    pb::TaskEvent {
+        task_id: task.into(),
+        seq,
+        kind: Some(kind),
+    }
+}
+
+fn known(tasks: &[(&str, &str, u64)]) -> HashMap<String, ActiveTask> {
+    tasks
+        .iter()
+        .map(|(id, agent, seq)| {
+            (
+                id.to_string(),
+                ActiveTask {
+                    run_id: "r".into(),
+                    agent_id: agent.to_string(),
+                    seq: *seq,
+                    pos: OutputPos::default(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// What a planned task amounts to: (task, ack seq, changes, output text, started, exit code).
+type Outcome = (String, u64, bool, String, bool, Option<i32>);
+
+fn outcome(p: &Planned) -> Outcome {
+    let text: String = p
+        .records
+        .iter()
+        .map(|(s, d)| {
+            let t = String::from_utf8_lossy(d).to_string();
+            if *s == STDERR { format!("[{t}]") } else { t }
+        })
+        .collect();
+    (
+        p.task_id.clone(),
+        p.seq,
+        p.changes(),
+        text,
+        p.started.is_some(),
+        p.exited.as_ref().and_then(|x| x.code),
+    )
+}
+
+fn o(task: &str, ack: u64, changes: bool, text: &str, started: bool, exit: Option<i32>) -> Outcome {
+    (task.into(), ack, changes, text.into(), started, exit)
+}
+
+#[test]
+fn batches_apply_exactly_once() {
+    let cases: Vec<(&str, Vec<(&str, &str, u64)>, Vec<pb::TaskEvent>, Vec<Outcome>)> = vec![
+        (
+            "a fresh task, whole",
+            vec![("t", "a", 0)],
+            vec![ev("t", 1, E::Start), ev("t", 2, E::Out("hi ")), ev("t", 3, E::Err("oops")), ev("t", 4, E::Exit(0))],
+            vec![o("t", 4, true, "hi [oops]", true, Some(0))],
+        ),
+        (
+            "duplicates only: acknowledged again, nothing stored",
+            vec![("t", "a", 2)],
+            vec![ev("t", 1, E::Start), ev("t", 2, E::Out("x"))],
+            vec![o("t", 2, false, "", false, None)],
+        ),
+        (
+            "a replay overlapping what is stored: the new part only",
+            vec![("t", "a", 2)],
+            vec![ev("t", 2, E::Out("old")), ev("t", 3, E::Out("new")), ev("t", 4, E::Exit(1))],
+            vec![o("t", 4, true, "new", false, Some(1))],
+        ),
+        (
+            "a gap right away: nothing, the agent replays from its ack",
+            vec![("t", "a", 2)],
+            vec![ev("t", 4, E::Out("later")), ev("t", 5, E::Exit(0))],
+            vec![o("t", 2, false, "", false, None)],
+        ),
+        (
+            "a gap in the middle: up to the gap",
+            vec![("t", "a", 0)],
+            vec![ev("t", 1, E::Out("a")), ev("t", 2, E::Out("b")), ev("t", 4, E::Out("d"))],
+            vec![o("t", 2, true, "ab", false, None)],
+        ),
+        (
+            "an unknown task is acknowledged up to its last event so the agent lets go",
+            vec![],
+            vec![ev("u", 5, E::Out("x")), ev("u", 7, E::Exit(0)), ev("u", 6, E::Out("y"))],
+            vec![o("u", 7, false, "", false, None)],
+        ),
+        (
+            "another agent's task is ignored, not acknowledged",
+            vec![("t", "b", 0), ("mine", "a", 0)],
+            vec![ev("t", 1, E::Exit(0)), ev("mine", 1, E::Start)],
+            vec![o("mine", 1, true, "", true, None)],
+        ),
+        (
+            "two tasks interleaved keep their order of first appearance",
+            vec![("t1", "a", 0), ("t2", "a", 3)],
+            vec![ev("t2", 4, E::Out("b")), ev("t1", 1, E::Out("a")), ev("t2", 5, E::Exit(2))],
+            vec![o("t2", 5, true, "b", false, Some(2)), o("t1", 1, true, "a", false, None)],
+        ),
+        (
+            "a task lost while its agent was away takes the result the agent brings back",
+            vec![("t", "a", 3)],
+            vec![ev("t", 4, E::Out("done")), ev("t", 5, E::Exit(0))],
+            vec![o("t", 5, true, "done", false, Some(0))],
+        ),
+    ];
+    for (what, stored, batch, want) in cases {
+        let got: Vec<Outcome> = plan("a", batch, &known(&stored)).iter().map(outcome).collect();
+        assert_eq!(got, want, "{what}");
+    }
+}

@@ -1,0 +1,38 @@
+//! The agent hub: the gRPC service agents dial (`service.rs`: join, then one session stream
+//! each), a session's life (`session.rs`: hello, reconciliation after a reconnect,
+//! heartbeats, event batches), and the persist path (`ingest.rs`, with the group-commit
+//! `writer.rs`).
+
+mod convert;
+mod ingest;
+mod service;
+mod session;
+mod writer;
+
+use std::sync::Arc;
+
+use herd_store::Store;
+
+pub use ingest::{Ingest, STDERR, STDOUT};
+pub use service::service;
+pub use writer::ProgressWriter;
+
+use crate::events::Events;
+use crate::fleet::FleetService;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::runs::Drivers;
+
+/// What sessions need.
+pub struct Hub {
+    pub(crate) fleet: Arc<FleetService>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) ingest: Arc<Ingest>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) drivers: Arc<Drivers>,
+    pub(crate) events: Arc<Events>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Sessions are tracked and end at shutdown.
+    pub(crate) tracker: tokio_util::task::TaskTracker,
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
+}

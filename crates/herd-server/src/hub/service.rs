@@ -1,0 +1,98 @@
+//! The gRPC service agents dial, mounted by the HTTP router under its path prefix: `Join`
+//! trades a join token for a credential; `Session` opens an agent's control stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use herd_proto::v1::agent_hub_server::{AgentHub, AgentHubServer};
+use herd_proto::v1::{AgentFrame, JoinRequest, JoinResponse, ServerFrame};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{Hub, convert, session};
+use crate::error::ServerError;
+use crate::fleet;
+
+/// Largest gRPC message either side may send.
+const MAX_MESSAGE: usize = 32 * 1024 * 1024;
+/// Frames queued to one agent before senders wait.
+const SEND_QUEUE: usize = 1024;
+
+pub fn service(hub: Arc<Hub>) -> AgentHubServer<HubService> {
+    AgentHubServer::new(HubService { hub })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+pub struct HubService {
+    hub: Arc<Hub>,
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<ServerFrame, Status>> + Send>>;
+
+fn status(e: ServerError) -> Status {
+    match e {
+        ServerError::Unauthorized(m) => Status::unauthenticated(m),
+        ServerError::Forbidden(m) => Status::permission_denied(m),
+        ServerError::BadRequest(m) => Status::invalid_argument(m),
+        ServerError::Conflict(m) => Status::already_exists(m),
+        ServerError::NotFound(m) => Status::not_found(m),
+        e => {
+            tracing::error!(error = %e, "hub request failed");
+            Status::internal(format!("server error: {e}"))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentHub for HubService {
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let req = req.into_inner();
+        let (agent_id, credential) = self
+            .hub
+            .fleet
+            .join(fleet::JoinRequest {
+                token: req.token,
+                name: req.name,
+                labels: req.labels.into_iter().collect(),
+                facts: req.facts.as_ref().map(convert::facts).unwrap_or_default(),
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(JoinResponse {
+            agent_id,
+            credential,
+        }))
+    }
+
+    type SessionStream = FrameStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<AgentFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .to_string();
+        let agent = self
+            .hub
+            .fleet
+            .authenticate_agent(&token)
+            .await
+            .map_err(status)?;
+        let inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel::<ServerFrame>(SEND_QUEUE);
+        self.hub
+            .tracker
+            .spawn(session::run(self.hub.clone(), agent, tx, inbound));
+        let out = ReceiverStream::new(rx).map(Ok);
+        Ok(Response::new(Box::pin(out)))
+    }
+}

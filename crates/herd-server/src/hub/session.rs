@@ -1,0 +1,289 @@
+//! One agent session on the control stream: hello (facts, labels, the tasks the agent still
+//! holds), welcome (the heartbeat period), reconciliation after a (re)connect, then
+//! heartbeats and event batches until the stream ends, the agent falls silent, a newer
+//! session replaces this one, the agent is revoked, or the server shuts down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use herd_core::TaskState;
+use herd_proto::v1::{self as pb, AgentFrame, ServerFrame, agent_frame, server_frame};
+use herd_store::{AgentRow, now_ms};
+use tokio::sync::mpsc;
+use tonic::Streaming;
+
+use super::{Hub, convert};
+use crate::runs::{cancel_frame, start_frame};
+
+/// Heartbeats the whole fleet sends per second at most: agents of a large fleet are asked
+/// to beat less often (every 5 s up to 2,500 machines, every 20 s at 10,000), so the idle
+/// cost of the server stays flat as the fleet grows.
+const MAX_BEATS_PER_SEC: u64 = 500;
+const MIN_HEARTBEAT_SECS: u64 = 5;
+const MAX_HEARTBEAT_SECS: u64 = 60;
+/// A batch of events merged from messages already waiting stops growing here.
+const MERGE_EVENTS: usize = 4096;
+/// An agent must say hello this soon after opening its stream.
+const HELLO_WITHIN: Duration = Duration::from_secs(30);
+
+/// The heartbeat period asked of agents when `agents` are registered.
+fn heartbeat_for(agents: usize) -> Duration {
+    Duration::from_secs(
+        (agents as u64)
+            .div_ceil(MAX_BEATS_PER_SEC)
+            .clamp(MIN_HEARTBEAT_SECS, MAX_HEARTBEAT_SECS),
+    )
+}
+
+/// A session that sends nothing (not even a heartbeat) for three periods and a second is
+/// dropped: its agent is offline until it reconnects.
+fn silence_limit(heartbeat: Duration) -> Duration {
+    heartbeat * 3 + Duration::from_secs(1)
+}
+
+pub async fn run(
+    hub: Arc<Hub>,
+    agent: AgentRow,
+    tx: mpsc::Sender<ServerFrame>,
+    mut inbound: Streaming<AgentFrame>,
+) {
+    let first = match tokio::time::timeout(HELLO_WITHIN, inbound.message()).await {
+        Ok(Ok(Some(AgentFrame {
+            kind: Some(agent_frame::Kind::Hello(h)),
+        }))) => h,
+        Ok(Ok(Some(_))) => return end(&agent, "first frame was not a hello"),
+        Ok(Ok(None)) => return end(&agent, "stream closed before hello"),
+        Ok(Err(e)) => return end(&agent, &e.to_string()),
+        Err(_) => return end(&agent, "no hello within 30 s"),
+    };
+    let facts = first
+        .facts
+        .as_ref()
+        .map(convert::facts)
+        .unwrap_or_else(|| agent.facts.clone());
+    hub.fleet.hello(
+        &agent.id,
+        first.labels.clone().into_iter().collect(),
+        facts,
+        first.version.clone(),
+    );
+    // Registered; a newer session replaces an older one of the same agent.
+    let reg = hub.registry.connect(&agent.id, tx.clone());
+    hub.metrics
+        .agents_connected
+        .set(hub.registry.online_count() as i64);
+    let res = serve(&hub, &agent, reg.conn_id, &reg.stop, &first.tasks, &tx, &mut inbound).await;
+    if let Err(e) = res {
+        end(&agent, &e);
+    }
+    hub.registry.disconnected(&agent.id, reg.conn_id);
+    hub.metrics
+        .agents_connected
+        .set(hub.registry.online_count() as i64);
+}
+
+fn end(agent: &AgentRow, why: &str) {
+    tracing::info!(agent = %agent.id, name = %agent.name, error = why, "agent session ended");
+}
+
+async fn serve(
+    hub: &Arc<Hub>,
+    agent: &AgentRow,
+    conn_id: u64,
+    stop: &tokio::sync::Notify,
+    known: &[pb::KnownTask],
+    tx: &mpsc::Sender<ServerFrame>,
+    inbound: &mut Streaming<AgentFrame>,
+) -> Result<(), String> {
+    let heartbeat = heartbeat_for(hub.fleet.agent_count());
+    let silence = silence_limit(heartbeat);
+    let welcome = ServerFrame {
+        kind: Some(server_frame::Kind::Welcome(pb::Welcome {
+            agent_id: agent.id.clone(),
+            heartbeat_secs: heartbeat.as_secs() as u32,
+        })),
+    };
+    tx.send(welcome).await.map_err(|_| "agent went away")?;
+    reconcile(hub, agent, known, tx).await?;
+
+    loop {
+        let frame = tokio::select! {
+            f = tokio::time::timeout(silence, inbound.message()) => match f {
+                Err(_) => {
+                    return Err(format!(
+                        "no heartbeat for {} (network partition or a stuck agent)",
+                        herd_core::format_duration(silence)
+                    ));
+                }
+                Ok(f) => match f.map_err(|e| e.to_string())? {
+                    Some(f) => f,
+                    None => return Ok(()),
+                },
+            },
+            _ = stop.notified() => {
+                return Err("connection dropped (agent revoked or reconnected)".into());
+            }
+            _ = hub.shutdown.cancelled() => return Err("server shutting down".into()),
+        };
+        // Revoked or replaced by a newer session: end this stream, so the agent reconnects
+        // and is told why.
+        if !hub.registry.is_current(&agent.id, conn_id) {
+            return Err("connection dropped (agent revoked or reconnected)".into());
+        }
+        match frame.kind {
+            Some(agent_frame::Kind::Heartbeat(hb)) => heartbeat_in(hub, agent, &hb),
+            Some(agent_frame::Kind::Events(mut batch)) => {
+                // Batches already waiting are persisted together (one pass over the output
+                // log, one commit): a server that falls behind catches up in bigger steps.
+                let mut batches = 1usize;
+                while batch.events.len() < MERGE_EVENTS {
+                    match inbound.message().now_or_never() {
+                        Some(Ok(Some(AgentFrame {
+                            kind: Some(agent_frame::Kind::Events(more)),
+                        }))) => {
+                            batch.events.extend(more.events);
+                            batches += 1;
+                        }
+                        Some(Ok(Some(AgentFrame {
+                            kind: Some(agent_frame::Kind::Heartbeat(hb)),
+                        }))) => heartbeat_in(hub, agent, &hb),
+                        Some(Ok(Some(_))) => {}
+                        Some(Ok(None)) | None => break,
+                        Some(Err(e)) => return Err(e.to_string()),
+                    }
+                }
+                let acks = hub
+                    .ingest
+                    .persist(&agent.id, batch)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Exactly one Acks frame per batch received, even an empty one: the agent
+                // counts them to size its window of batches in flight.
+                for _ in 1..batches {
+                    let empty = ServerFrame {
+                        kind: Some(server_frame::Kind::Acks(pb::Acks { acks: Vec::new() })),
+                    };
+                    tx.send(empty).await.map_err(|_| "agent went away")?;
+                }
+                let frame = ServerFrame {
+                    kind: Some(server_frame::Kind::Acks(pb::Acks { acks })),
+                };
+                tx.send(frame).await.map_err(|_| "agent went away")?;
+            }
+            Some(agent_frame::Kind::Hello(_)) | None => {}
+        }
+    }
+}
+
+/// In memory; the fleet writes it to the store with everyone else's every few seconds.
+fn heartbeat_in(hub: &Hub, agent: &AgentRow, hb: &pb::Heartbeat) {
+    hub.fleet
+        .heartbeat(&agent.id, hb.metrics.as_ref().map(convert::metrics));
+}
+
+/// Brings server and agent to agreement after a (re)connect: resend tasks the agent never
+/// received, mark lost the running tasks it no longer has, and cancel on it the tasks
+/// cancelled while it was away.
+async fn reconcile(
+    hub: &Arc<Hub>,
+    agent: &AgentRow,
+    known: &[pb::KnownTask],
+    tx: &mpsc::Sender<ServerFrame>,
+) -> Result<(), String> {
+    let known: HashMap<&str, bool> = known
+        .iter()
+        .map(|k| (k.task_id.as_str(), k.finished))
+        .collect();
+    let open = hub
+        .store
+        .open_tasks_of_agents(std::slice::from_ref(&agent.id))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut lost = Vec::new();
+    let mut runs = HashMap::new();
+    for task in open {
+        if known.contains_key(task.id.as_str()) {
+            continue;
+        }
+        match task.state {
+            // Waiting for a slot (or for its watcher): the run's driver starts it.
+            TaskState::Queued => {}
+            TaskState::Dispatched => {
+                let run = match runs.get(&task.run_id) {
+                    Some(r) => r,
+                    None => {
+                        let Some(r) = hub.store.run(&task.run_id).await.map_err(|e| e.to_string())? else {
+                            continue;
+                        };
+                        runs.entry(task.run_id.clone()).or_insert(r)
+                    }
+                };
+                let frame = start_frame(&task.id, &run.command, &run.spec);
+                tx.send(frame).await.map_err(|_| "agent went away")?;
+            }
+            _ => lost.push((task.id, task.run_id)),
+        }
+    }
+    if !lost.is_empty() {
+        let ids: Vec<String> = lost.iter().map(|(t, _)| t.clone()).collect();
+        let changed = hub
+            .store
+            .end_tasks(
+                &ids,
+                TaskState::Lost,
+                "the agent came back without this task (it restarted or lost its state)",
+                now_ms(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for (task_id, run_id) in lost.iter().filter(|(t, _)| changed.contains(t)) {
+            hub.events.task_changed(run_id, task_id);
+            hub.drivers.task_ended(run_id, task_id, TaskState::Lost);
+        }
+    }
+    // Tasks the agent still runs that the server already ended (cancelled while away).
+    let running: Vec<String> = known
+        .iter()
+        .filter(|(_, finished)| !**finished)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if !running.is_empty() {
+        let rows = hub
+            .store
+            .tasks_by_ids(&running)
+            .await
+            .map_err(|e| e.to_string())?;
+        for t in rows {
+            if t.state == TaskState::Cancelled && t.agent_id == agent.id {
+                tx.send(cancel_frame(&t.id))
+                    .await
+                    .map_err(|_| "agent went away")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_fleets_beat_less_often() {
+        assert_eq!(heartbeat_for(0), Duration::from_secs(5));
+        assert_eq!(heartbeat_for(2_500), Duration::from_secs(5));
+        assert_eq!(heartbeat_for(2_501), Duration::from_secs(6));
+        assert_eq!(heartbeat_for(10_000), Duration::from_secs(20));
+        assert_eq!(heartbeat_for(1_000_000), Duration::from_secs(60));
+        // The fleet's heartbeat rate stays bounded.
+        for n in [1_000usize, 5_000, 10_000, 30_000] {
+            assert!(n as f64 / heartbeat_for(n).as_secs_f64() <= MAX_BEATS_PER_SEC as f64);
+        }
+        assert_eq!(
+            silence_limit(Duration::from_secs(5)),
+            Duration::from_secs(16)
+        );
+    }
+}

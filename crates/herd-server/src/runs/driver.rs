@@ -1,0 +1,431 @@
+//! The driver of each unfinished run: one task per run that owns the run's pacing and is
+//! the only place its queued tasks start. Whoever ends a task (the persist path of its
+//! agent, a cancel, the lost-task sweep, a reconnect) tells the run's driver with a message
+//! that never waits, so no agent's persist path and no watcher does another run's or agent's
+//! work. The driver claims what its pacing admits, sends StartTask frames, skips what an
+//! exhausted error budget leaves, cancels what waits when the run is cancelled, and
+//! finishes the run after its last task.
+//!
+//! A result that arrives after its run finished (a `lost` task whose agent came back) finds
+//! no driver: the run's final state is derived again from its stored tasks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herd_core::{RunState, TaskState};
+use herd_outlog::OutputLog;
+use herd_store::{RunRow, Store, now_ms};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::frames::{cancel_frame, start_frame};
+use super::pace::{Pacer, Progress, Queued};
+use crate::active::ActiveTasks;
+use crate::events::Events;
+use crate::registry::Registry;
+
+/// A run held for its watcher starts anyway after this long.
+pub const HOLD_FOR_WATCHER: Duration = Duration::from_secs(30);
+/// After a store error while claiming tasks, the driver tries again this much later.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+enum Msg {
+    /// A task reached a final state (stored already, and announced to followers).
+    TaskEnded { task_id: String, state: TaskState },
+    /// The run's watcher is in place (or it was never held): queued tasks may start.
+    Release,
+    /// The run's cancellation is stored: nothing more starts, the rest is cancelled.
+    Cancel,
+}
+
+/// What the drivers share: the store, the agents, the persist path's task table, the output
+/// log and the followers.
+pub struct DriverCtx {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub active: Arc<ActiveTasks>,
+    pub outlog: Arc<OutputLog>,
+    pub events: Arc<Events>,
+}
+
+struct Entry {
+    tx: mpsc::UnboundedSender<Msg>,
+    progress: watch::Receiver<Progress>,
+}
+
+/// The drivers of unfinished runs, by run id.
+pub struct Drivers {
+    ctx: Arc<DriverCtx>,
+    runs: Mutex<HashMap<String, Entry>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// A run whose driver is to start.
+pub struct Launch {
+    pub run: RunRow,
+    pub pacer: Pacer,
+    /// Tasks created already dispatched: their StartTask goes out now.
+    pub send_now: Vec<Queued>,
+    /// Held until a watcher attaches, at most [`HOLD_FOR_WATCHER`].
+    pub held: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drivers {
+    pub fn new(ctx: Arc<DriverCtx>, tracker: TaskTracker, shutdown: CancellationToken) -> Drivers {
+        Drivers {
+            ctx,
+            runs: Mutex::default(),
+            tracker,
+            shutdown,
+        }
+    }
+
+    /// Starts a run's driver (or, if every task already ended, finishes the run now).
+    pub async fn launch(self: &Arc<Self>, launch: Launch) {
+        let run_id = launch.run.id.clone();
+        if let Some(state) = launch.pacer.finished() {
+            finish(&self.ctx, &run_id, state).await;
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (progress_tx, progress) = watch::channel(launch.pacer.progress());
+        lock(&self.runs).insert(run_id.clone(), Entry { tx, progress });
+        let driver = Driver {
+            ctx: self.ctx.clone(),
+            run: launch.run,
+            pacer: launch.pacer,
+            rx,
+            progress: progress_tx,
+            hold_until: launch.held.then(|| Instant::now() + HOLD_FOR_WATCHER),
+            slot_frees: VecDeque::new(),
+            retry: Vec::new(),
+            retry_at: None,
+            ends: VecDeque::new(),
+        };
+        let (drivers, shutdown) = (self.clone(), self.shutdown.clone());
+        self.tracker.spawn(async move {
+            let run_id = driver.run.id.clone();
+            let leftover = driver.drive(launch.send_now, shutdown).await;
+            drivers.retire(&run_id, leftover);
+        });
+    }
+
+    /// A task of `run_id` ended (its row is stored and announced). Drops what the persist
+    /// path held of it, and tells the run's driver, or (the run already finished) derives
+    /// the run's final state again. Never waits.
+    pub fn task_ended(self: &Arc<Self>, run_id: &str, task_id: &str, state: TaskState) {
+        self.ctx.active.finish(task_id, &self.ctx.outlog);
+        let msg = Msg::TaskEnded {
+            task_id: task_id.to_string(),
+            state,
+        };
+        let sent = lock(&self.runs)
+            .get(run_id)
+            .map(|e| e.tx.send(msg).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.refinish(run_id);
+        }
+    }
+
+    /// The run's watcher is in place: its held tasks may start.
+    pub fn release(&self, run_id: &str) {
+        self.post(run_id, Msg::Release);
+    }
+
+    /// The run's cancellation is stored: its driver stops starting tasks and cancels the
+    /// rest. A run without a driver has finished: nothing to do.
+    pub fn cancel(&self, run_id: &str) {
+        self.post(run_id, Msg::Cancel);
+    }
+
+    /// Where the run stands, while it has a driver.
+    pub fn progress(&self, run_id: &str) -> Option<watch::Receiver<Progress>> {
+        lock(&self.runs).get(run_id).map(|e| e.progress.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.runs).len()
+    }
+
+    fn post(&self, run_id: &str, msg: Msg) {
+        if let Some(e) = lock(&self.runs).get(run_id) {
+            let _ = e.tx.send(msg);
+        }
+    }
+
+    /// A driver stopped: its entry goes, and ends that reached it too late are handled
+    /// like late results.
+    fn retire(self: &Arc<Self>, run_id: &str, leftover: Vec<Msg>) {
+        lock(&self.runs).remove(run_id);
+        if leftover
+            .iter()
+            .any(|m| matches!(m, Msg::TaskEnded { .. }))
+        {
+            self.refinish(run_id);
+        }
+    }
+
+    fn refinish(&self, run_id: &str) {
+        let (ctx, run_id) = (self.ctx.clone(), run_id.to_string());
+        self.tracker.spawn(async move {
+            let tasks = match ctx.store.tasks_of_run(&run_id).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(run = %run_id, error = %e, "cannot read a finished run's tasks");
+                    return;
+                }
+            };
+            let Ok(Some(run)) = ctx.store.run(&run_id).await else {
+                return;
+            };
+            let states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
+            if states.iter().any(|s| s.is_open()) {
+                return;
+            }
+            finish(&ctx, &run_id, herd_core::run_state(states, run.cancel_requested)).await;
+        });
+    }
+}
+
+/// Stores a run's final state and tells its followers.
+async fn finish(ctx: &DriverCtx, run_id: &str, state: RunState) {
+    match ctx.store.finish_run(run_id, state, now_ms()).await {
+        Ok(_) => ctx.events.run_finished(run_id),
+        Err(e) => tracing::error!(run = run_id, error = %e, "cannot record the end of a run"),
+    }
+}
+
+struct Driver {
+    ctx: Arc<DriverCtx>,
+    run: RunRow,
+    pacer: Pacer,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    progress: watch::Sender<Progress>,
+    hold_until: Option<Instant>,
+    /// When slots held for `batch_wait` free up, in order.
+    slot_frees: VecDeque<Instant>,
+    /// Admitted tasks not claimed yet (the store failed), and when to try again.
+    retry: Vec<Queued>,
+    retry_at: Option<Instant>,
+    /// Ends found by the driver itself (skips, machines offline), handled like messages.
+    ends: VecDeque<(String, TaskState)>,
+}
+
+impl Driver {
+    /// Runs until the run finishes or the server shuts down; returns the messages that
+    /// were still queued.
+    async fn drive(mut self, send_now: Vec<Queued>, shutdown: CancellationToken) -> Vec<Msg> {
+        self.send_starts(send_now).await;
+        self.pump().await;
+        loop {
+            let deadline = [
+                self.hold_until,
+                self.slot_frees.front().copied(),
+                self.retry_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            tokio::select! {
+                m = self.rx.recv() => match m {
+                    Some(m) => self.handle(m).await,
+                    // Every sender is gone: the server is shutting down.
+                    None => break,
+                },
+                _ = sleep_until(deadline) => self.on_timer().await,
+                _ = shutdown.cancelled() => break,
+            }
+            // Ends the driver found itself are handled as if they had arrived.
+            while let Some((task_id, state)) = self.ends.pop_front() {
+                self.on_ended(&task_id, state).await;
+            }
+            self.progress.send_if_modified(|p| {
+                let now = self.pacer.progress();
+                let changed = *p != now;
+                *p = now;
+                changed
+            });
+            if let Some(state) = self.pacer.finished() {
+                finish(&self.ctx, &self.run.id, state).await;
+                break;
+            }
+        }
+        self.rx.close();
+        let mut left = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            left.push(m);
+        }
+        left
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::TaskEnded { task_id, state } => self.on_ended(&task_id, state).await,
+            Msg::Release => {
+                self.hold_until = None;
+                self.pacer.release();
+                self.pump().await;
+            }
+            Msg::Cancel => self.cancel().await,
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.hold_until.is_some_and(|t| t <= now) {
+            self.hold_until = None;
+            self.pacer.release();
+        }
+        while self.slot_frees.front().is_some_and(|t| *t <= now) {
+            self.slot_frees.pop_front();
+            self.pacer.release_slot();
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+        }
+        self.pump().await;
+    }
+
+    async fn on_ended(&mut self, task_id: &str, state: TaskState) {
+        let after = self.pacer.ended(task_id, state);
+        if !after.skip.is_empty() {
+            let ids: Vec<String> = after.skip.iter().map(|q| q.task_id.clone()).collect();
+            self.end(&ids, TaskState::Skipped, "not started: the run's --max-errors was exceeded")
+                .await;
+        }
+        if after.finished.is_some() {
+            return;
+        }
+        match after.wait {
+            Some(wait) => self.slot_frees.push_back(Instant::now() + wait),
+            None => self.pump().await,
+        }
+    }
+
+    /// Ends tasks with `state`, announces those that changed and queues their ends.
+    async fn end(&mut self, ids: &[String], state: TaskState, reason: &str) {
+        match self.ctx.store.end_tasks(ids, state, reason, now_ms()).await {
+            Ok(changed) => {
+                for id in changed {
+                    self.ctx.events.task_changed(&self.run.id, &id);
+                    self.ctx.active.finish(&id, &self.ctx.outlog);
+                    self.ends.push_back((id, state));
+                }
+            }
+            Err(e) => {
+                tracing::error!(run = %self.run.id, error = %e, "cannot end tasks as {state}")
+            }
+        }
+    }
+
+    /// Starts as many waiting tasks as the pacing allows now.
+    async fn pump(&mut self) {
+        if self.retry_at.is_some() {
+            return;
+        }
+        let mut admitted = std::mem::take(&mut self.retry);
+        admitted.extend(self.pacer.admit());
+        if admitted.is_empty() {
+            return;
+        }
+        // Machines that went away while their task waited are not reached: lost, now.
+        let (online, offline): (Vec<Queued>, Vec<Queued>) = admitted
+            .into_iter()
+            .partition(|q| self.ctx.registry.is_online(&q.agent_id));
+        if !offline.is_empty() {
+            let ids: Vec<String> = offline.iter().map(|q| q.task_id.clone()).collect();
+            self.end(&ids, TaskState::Lost, "agent offline").await;
+        }
+        if online.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = online.iter().map(|q| q.task_id.clone()).collect();
+        let claimed: HashSet<String> = match self.ctx.store.claim_queued(&ids, now_ms()).await {
+            Ok(c) => c.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(run = %self.run.id, error = %e, "cannot dispatch queued tasks; trying again");
+                self.retry = online;
+                self.retry_at = Some(Instant::now() + RETRY_AFTER);
+                return;
+            }
+        };
+        // Those not claimed ended meanwhile (e.g. cancelled); their ends come as messages.
+        let sends: Vec<Queued> = online
+            .into_iter()
+            .filter(|q| claimed.contains(&q.task_id))
+            .collect();
+        for q in &sends {
+            self.ctx.events.task_changed(&self.run.id, &q.task_id);
+        }
+        self.send_starts(sends).await;
+    }
+
+    /// Sends StartTask frames. An agent that went away since gets its task again when it
+    /// reconnects (StartTask is idempotent), or the task is marked lost by the sweep.
+    async fn send_starts(&mut self, tasks: Vec<Queued>) {
+        for q in tasks {
+            let frame = start_frame(&q.task_id, &self.run.command, &self.run.spec);
+            self.ctx.active.sent(&self.run.id, &q.task_id, &q.agent_id);
+            if !self.ctx.registry.send(&q.agent_id, frame).await {
+                tracing::info!(task = %q.task_id, agent = %q.agent_id, "agent unreachable at dispatch");
+            }
+        }
+    }
+
+    /// Nothing more starts; what waits is cancelled here, what runs is cancelled on its
+    /// agent (or here, when its agent is away).
+    async fn cancel(&mut self) {
+        let waiting: Vec<String> = self
+            .pacer
+            .cancel()
+            .into_iter()
+            .map(|q| q.task_id)
+            .collect();
+        self.retry.clear();
+        if !waiting.is_empty() {
+            self.end(&waiting, TaskState::Cancelled, "cancelled before it started")
+                .await;
+        }
+        let tasks = match self.ctx.store.tasks_of_run(&self.run.id).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(run = %self.run.id, error = %e, "cannot read the run's tasks to cancel them");
+                return;
+            }
+        };
+        let (mut unstarted, mut away) = (Vec::new(), Vec::new());
+        for t in tasks.into_iter().filter(|t| t.state.is_open()) {
+            if t.state == TaskState::Queued {
+                // Admitted but not claimed yet (a retry after a store error).
+                unstarted.push(t.id);
+            } else if !self.ctx.registry.send(&t.agent_id, cancel_frame(&t.id)).await {
+                away.push(t.id);
+            }
+        }
+        if !unstarted.is_empty() {
+            self.end(&unstarted, TaskState::Cancelled, "cancelled before it started")
+                .await;
+        }
+        if !away.is_empty() {
+            self.end(&away, TaskState::Cancelled, "cancelled while its agent was away")
+                .await;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

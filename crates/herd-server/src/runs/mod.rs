@@ -1,0 +1,338 @@
+//! Runs: what a person asked for, fanned out into one task per machine. `RunService` is the
+//! only way in: create (resolve selectors, store the run, its tasks and its audit entry in
+//! one transaction, start its driver), cancel a run or a task, read them back. Each run's
+//! driver (`driver.rs`) starts its queued tasks under its pacing (`pace.rs`); the sweep
+//! (`sweep.rs`) ends the tasks of agents that stay away.
+
+mod driver;
+mod frames;
+mod pace;
+mod resolve;
+mod sweep;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herd_core::{RunSpec, RunState, TaskState};
+use herd_store::{AuditEntry, NewTask, RunRow, Store, TaskRow, now_ms};
+use serde_json::json;
+
+pub use driver::{DriverCtx, Drivers};
+pub use frames::{cancel_frame, input_frame, start_frame};
+pub use pace::Progress;
+pub use sweep::sweep_lost;
+
+use crate::error::{Result, ServerError};
+use crate::events::Events;
+use crate::fleet::AgentIndex;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use driver::Launch;
+use pace::{Limits, NewRun, Pacer, Queued};
+
+/// A run as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct NewRunRequest {
+    pub command: String,
+    /// Selectors, OR'ed together.
+    pub targets: Vec<String>,
+    /// Every machine.
+    pub all: bool,
+    /// Hold the tasks until a watcher attaches (or 30 s pass), so it sees every byte live.
+    pub start_on_attach: bool,
+    pub spec: RunSpec,
+}
+
+pub struct RunService {
+    store: Arc<dyn Store>,
+    index: Arc<AgentIndex>,
+    registry: Arc<Registry>,
+    drivers: Arc<Drivers>,
+    events: Arc<Events>,
+    metrics: Arc<Metrics>,
+}
+
+impl RunService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<AgentIndex>,
+        registry: Arc<Registry>,
+        drivers: Arc<Drivers>,
+        events: Arc<Events>,
+        metrics: Arc<Metrics>,
+    ) -> RunService {
+        RunService {
+            store,
+            index,
+            registry,
+            drivers,
+            events,
+            metrics,
+        }
+    }
+
+    /// Creates a run and starts its driver. Tasks for machines that are not connected are
+    /// created already `lost`, so the run names exactly who did not answer; the first
+    /// `concurrency` start at once, the rest wait `queued`. With `wait`, answers once the run
+    /// has finished.
+    pub async fn create(&self, actor: &str, req: NewRunRequest, wait: bool) -> Result<RunRow> {
+        if req.command.trim().is_empty() {
+            return Err(ServerError::BadRequest(
+                "empty command — give it after `--`".into(),
+            ));
+        }
+        if req.spec.limits.concurrency == Some(herd_core::Limit::Count(0)) {
+            return Err(ServerError::BadRequest(
+                "concurrency must be at least 1 (or a percentage such as 10%)".into(),
+            ));
+        }
+        let (label, agents) = resolve::resolve(&self.index, &req.targets, req.all)?;
+        let run_id = herd_core::new_id();
+        // Subscribed before the run exists, so a fast run cannot finish unseen.
+        let mut finish = wait.then(|| self.events.wait_finish(&run_id));
+        let limits = Limits::resolve(&req.spec.limits, agents.len());
+        // One look per agent: the budget check and the tasks agree even if one comes or goes.
+        let online: Vec<bool> = agents
+            .iter()
+            .map(|(id, _)| self.registry.is_online(id))
+            .collect();
+        let offline = online.iter().filter(|o| !**o).count();
+        // Offline machines count against the error budget like any other failure.
+        let halted = limits.max_errors.is_some_and(|max| offline > max);
+        let mut start_now = if req.start_on_attach || halted {
+            0
+        } else {
+            limits.concurrency
+        };
+        let mut tasks = Vec::with_capacity(agents.len());
+        for ((agent_id, agent_name), online) in agents.into_iter().zip(online) {
+            let (state, reason) = if !online {
+                (TaskState::Lost, Some("agent offline".to_string()))
+            } else if halted {
+                (
+                    TaskState::Skipped,
+                    Some("not started: too many machines were offline".to_string()),
+                )
+            } else if start_now > 0 {
+                start_now -= 1;
+                (TaskState::Dispatched, None)
+            } else {
+                (TaskState::Queued, None)
+            };
+            tasks.push(NewTask {
+                id: herd_core::new_id(),
+                agent_id,
+                agent_name,
+                state,
+                reason,
+            });
+        }
+        let run = RunRow {
+            id: run_id,
+            command: req.command.clone(),
+            selector: label.clone(),
+            spec: req.spec,
+            created_by: actor.to_string(),
+            created_at: now_ms(),
+            cancel_requested: false,
+            state: RunState::Running,
+            finished_at: None,
+        };
+        let audit = AuditEntry::new(
+            actor,
+            "run.create",
+            format!("run:{}", run.id),
+            json!({"command": req.command, "targets": label, "machines": tasks.len()}),
+        );
+        self.store.create_run(&run, &tasks, &audit).await?;
+        self.metrics.runs_created.inc();
+
+        let mut pending = Vec::new();
+        let mut send_now = Vec::new();
+        let mut ended = HashMap::new();
+        for t in &tasks {
+            let q = Queued {
+                task_id: t.id.clone(),
+                agent_id: t.agent_id.clone(),
+            };
+            match t.state {
+                TaskState::Queued => pending.push(q),
+                TaskState::Dispatched => send_now.push(q),
+                s => {
+                    ended.insert(t.id.clone(), s);
+                }
+            }
+        }
+        let pacer = Pacer::new(NewRun {
+            limits,
+            held: req.start_on_attach,
+            cancel_requested: false,
+            pending,
+            in_flight: send_now.len(),
+            ended,
+        });
+        self.drivers
+            .launch(Launch {
+                run: run.clone(),
+                pacer,
+                send_now,
+                held: req.start_on_attach,
+            })
+            .await;
+        match finish.as_mut() {
+            Some(f) => {
+                f.finished().await;
+                drop(finish);
+                self.run(&run.id).await
+            }
+            None => Ok(run),
+        }
+    }
+
+    pub async fn run(&self, id: &str) -> Result<RunRow> {
+        self.store
+            .run(id)
+            .await?
+            .ok_or_else(|| ServerError::NotFound(format!("run {id} not found — see `herd runs ls`")))
+    }
+
+    pub async fn tasks_of_run(&self, run_id: &str) -> Result<Vec<TaskRow>> {
+        Ok(self.store.tasks_of_run(run_id).await?)
+    }
+
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
+        Ok(self.store.runs(limit).await?)
+    }
+
+    pub async fn task(&self, id: &str) -> Result<TaskRow> {
+        self.store
+            .task(id)
+            .await?
+            .ok_or_else(|| ServerError::NotFound(format!("task {id} not found — see `herd tasks ls`")))
+    }
+
+    pub async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>> {
+        Ok(self.store.tasks_by_ids(ids).await?)
+    }
+
+    pub async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
+        Ok(self.store.recent_tasks(limit).await?)
+    }
+
+    /// Cancels every task of a run: nothing more starts, queued tasks end `cancelled`, the
+    /// others are cancelled on their agents.
+    pub async fn cancel_run(&self, actor: &str, run_id: &str) -> Result<RunRow> {
+        let audit = AuditEntry::new(actor, "run.cancel", format!("run:{run_id}"), json!({}));
+        let run = self
+            .store
+            .request_cancel(run_id, &audit)
+            .await?
+            .ok_or_else(|| {
+                ServerError::NotFound(format!("run {run_id} not found — see `herd runs ls`"))
+            })?;
+        self.drivers.cancel(&run.id);
+        Ok(run)
+    }
+
+    /// Cancels one task: the agent ends it (SIGTERM, then SIGKILL after the grace); a task
+    /// that has not started, or whose agent is away, is ended here (and cancelled on the
+    /// agent if it returns with it).
+    pub async fn cancel_task(&self, actor: &str, task_id: &str) -> Result<TaskRow> {
+        let task = self.task(task_id).await?;
+        self.store
+            .append_audit(&AuditEntry::new(
+                actor,
+                "task.cancel",
+                format!("task:{}", task.id),
+                json!({}),
+            ))
+            .await?;
+        if task.state.is_terminal() {
+            return Ok(task);
+        }
+        let reason = if task.state == TaskState::Queued {
+            Some("cancelled before it started")
+        } else if !self
+            .registry
+            .send(&task.agent_id, cancel_frame(&task.id))
+            .await
+        {
+            Some("cancelled while its agent was away")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let ids = [task.id.clone()];
+            let changed = self
+                .store
+                .end_tasks(&ids, TaskState::Cancelled, reason, now_ms())
+                .await?;
+            if !changed.is_empty() {
+                self.events.task_changed(&task.run_id, &task.id);
+                self.drivers
+                    .task_ended(&task.run_id, &task.id, TaskState::Cancelled);
+            }
+        }
+        self.task(task_id).await
+    }
+
+    /// A watcher is in place: a run held for it starts now.
+    pub fn release(&self, run_id: &str) {
+        self.drivers.release(run_id);
+    }
+
+    /// Where an unfinished run stands.
+    pub fn progress(&self, run_id: &str) -> Option<tokio::sync::watch::Receiver<Progress>> {
+        self.drivers.progress(run_id)
+    }
+
+    /// Forwards a person's stdin to these tasks' agents.
+    pub async fn input(&self, tasks: &[(String, String)], data: bytes::Bytes, eof: bool) {
+        for (task_id, agent_id) in tasks {
+            self.registry
+                .send(agent_id, input_frame(task_id, data.clone(), eof))
+                .await;
+        }
+    }
+
+    /// Rebuilds the driver of every unfinished run after a start; runs whose tasks have all
+    /// ended are finished.
+    pub async fn recover(&self) -> Result<()> {
+        for run in self.store.unfinished_runs().await? {
+            let tasks = self.store.tasks_of_run(&run.id).await?;
+            let limits = Limits::resolve(&run.spec.limits, tasks.len());
+            let mut pending = Vec::new();
+            let mut ended = HashMap::new();
+            let mut in_flight = 0;
+            for t in &tasks {
+                match t.state {
+                    TaskState::Queued => pending.push(Queued {
+                        task_id: t.id.clone(),
+                        agent_id: t.agent_id.clone(),
+                    }),
+                    s if s.is_terminal() => {
+                        ended.insert(t.id.clone(), s);
+                    }
+                    _ => in_flight += 1,
+                }
+            }
+            let pacer = Pacer::new(NewRun {
+                limits,
+                held: false,
+                cancel_requested: run.cancel_requested,
+                pending,
+                in_flight,
+                ended,
+            });
+            self.drivers
+                .launch(Launch {
+                    run,
+                    pacer,
+                    send_now: Vec::new(),
+                    held: false,
+                })
+                .await;
+        }
+        Ok(())
+    }
+}

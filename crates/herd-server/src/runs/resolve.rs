@@ -1,0 +1,41 @@
+//! Selectors → the machines they pick, from the fleet index (never the store).
+
+use herd_core::Selector;
+
+use crate::error::{Result, ServerError};
+use crate::fleet::AgentIndex;
+
+/// The machines a request picks, as `(id, name)` by name, and how to show the selection.
+pub fn resolve(
+    index: &AgentIndex,
+    targets: &[String],
+    all: bool,
+) -> Result<(String, Vec<(String, String)>)> {
+    if all {
+        let agents = index.resolve(&[], true);
+        if agents.is_empty() {
+            return Err(ServerError::BadRequest(
+                "no machine has joined yet — start an agent with the command `herd token create` prints".into(),
+            ));
+        }
+        return Ok(("--all".into(), agents));
+    }
+    if targets.is_empty() {
+        return Err(ServerError::BadRequest(
+            "no target given — pass -t SELECTOR (e.g. -t web-1, -t role=web) or --all".into(),
+        ));
+    }
+    let mut sels = Vec::with_capacity(targets.len());
+    for t in targets {
+        sels.push(Selector::parse(t).map_err(|e| ServerError::BadRequest(e.to_string()))?);
+    }
+    let label = targets.join(" , ");
+    let picked = index.resolve(&sels, false);
+    if picked.is_empty() {
+        return Err(ServerError::BadRequest(format!(
+            "no machine matches {label:?} ({} known) — see `herd agents` for names and labels",
+            index.len()
+        )));
+    }
+    Ok((label, picked))
+}

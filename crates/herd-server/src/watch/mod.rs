@@ -1,0 +1,2 @@
+//! Live output over WebSocket (pending).
+mod offsets;
