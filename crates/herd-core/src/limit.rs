@@ -110,6 +110,39 @@ impl<'de> serde::Deserialize<'de> for Limit {
     }
 }
 
+/// In the OpenAPI document a limit is one of two forms, as it is on the wire: an integer count
+/// or a `"N%"` string.
+#[cfg(feature = "schema")]
+impl utoipa::PartialSchema for Limit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .description(Some("A number of machines.")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+%$"))
+                    .description(Some("A share of the run's targets, 0% to 100%.")),
+            )
+            .description(Some(
+                "A number of machines, absolute (`5`) or as a percentage of the run's targets \
+                 (`\"10%\"`).",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "schema")]
+impl utoipa::ToSchema for Limit {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use crate::Limit;
 
 /// How every task of a run executes; stored with the run and sent with each task.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct RunSpec {
@@ -14,6 +15,7 @@ pub struct RunSpec {
     pub interactive: bool,
     /// The command runs under a terminal (PTY).
     pub tty: bool,
+    /// Environment variables set for the command, on top of the agent's.
     pub env: BTreeMap<String, String>,
     /// Empty: the agent's working directory.
     pub cwd: String,
@@ -21,10 +23,12 @@ pub struct RunSpec {
     pub shell: String,
     /// Between SIGTERM and SIGKILL on cancel or timeout; 0: the agent's default.
     pub grace_ms: u32,
+    /// Rate control of the fan-out.
     pub limits: RunLimits,
 }
 
 /// Rate control of a run's fan-out, as asked (counts or percentages of its targets).
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct RunLimits {

@@ -6,16 +6,26 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Lifecycle of one task (one command on one host).
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
+    /// Waiting for a slot of the run's fan-out, or for its watcher to attach.
     Queued,
+    /// Sent to its agent; not started yet.
     Dispatched,
+    /// The command's process runs.
     Running,
+    /// Exited with code 0.
     Succeeded,
+    /// Exited with another code, was killed by a signal, or could not start.
     Failed,
+    /// Ended by a cancel.
     Cancelled,
+    /// Killed when its timeout expired.
     TimedOut,
+    /// Its agent was offline or stayed away; its real result replaces this if the agent
+    /// comes back with one.
     Lost,
     /// Never started: the run's error budget (`max_errors`) ran out first.
     Skipped,
@@ -180,12 +190,17 @@ impl FromStr for TaskState {
 
 /// State of a run (one command over all selected hosts), derived from its tasks
 /// by [`run_state`].
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
+    /// Some task has not ended.
     Running,
+    /// Every task succeeded.
     Succeeded,
+    /// Some task did not succeed.
     Failed,
+    /// The run was cancelled and some task ended cancelled.
     Cancelled,
 }
 

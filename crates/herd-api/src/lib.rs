@@ -1,0 +1,75 @@
+//! herd-api: what a person or program can send to and receive from a herd server, as types.
+//!
+//! Every endpoint of the HTTP API under `/api/v1` has its request body, query and response
+//! here; so do the messages of the live-output WebSocket (`attach`) and the binary frame that
+//! carries output on it, and the error body every failed call answers with. Everything derives
+//! `serde` (the JSON on the wire) and `utoipa::ToSchema` (the OpenAPI document); queries also
+//! derive `utoipa::IntoParams`. Domain types the API shares with the rest of herd (task and run
+//! states, the run spec and its limits, machine facts and metrics) are herd-core's own.
+//!
+//! Types and codecs only: no I/O, no HTTP client or server. Times are unix milliseconds
+//! (`i64`). Authentication is `Authorization: Bearer <API key>` on every call (or
+//! `?api_key=<key>` where a browser cannot set headers, as on a WebSocket).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod agent;
+pub mod attach;
+pub mod audit;
+pub mod error;
+pub mod frame;
+pub mod keys;
+pub mod list;
+pub mod run;
+pub mod task;
+pub mod tokens;
+
+#[cfg(test)]
+mod schema_tests;
+
+pub use agent::{Agent, LabelEdit};
+pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
+pub use audit::AuditEntry;
+pub use error::ErrorBody;
+pub use frame::{
+    FrameError, OUTPUT_HEADER_LEN, OUTPUT_TAG, OutputFrame, OutputStream, decode_output,
+    encode_output, output_header,
+};
+pub use herd_core::{Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, TaskState};
+pub use keys::{ApiKey, CreateKey, CreatedKey};
+pub use list::ListQuery;
+pub use run::{Run, RunQuery, RunRequest, RunWithTasks};
+pub use task::{OutputQuery, Task};
+pub use tokens::{CreateToken, CreatedToken, JoinToken};
+
+/// Reads `null` as the type's default: a few objects are stored as JSON text and answered as
+/// `null` when that text does not parse.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod golden {
+    //! Helpers of the tests that hold the types to the JSON the server writes.
+
+    /// `v` as the server writes JSON today: built as a `serde_json::Value`, whose objects
+    /// keep their keys sorted, then printed compactly.
+    pub fn canonical<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_value(v).unwrap().to_string()
+    }
+
+    /// Asserts that `golden` (the server's JSON) reads as `want` and that `want` writes
+    /// exactly `golden`.
+    pub fn check<T>(golden: &str, want: &T)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let read: T = serde_json::from_str(golden)
+            .unwrap_or_else(|e| panic!("{golden} does not read as the type: {e}"));
+        assert_eq!(&read, want, "read from {golden}");
+        assert_eq!(canonical(want), golden);
+    }
+}

@@ -1,0 +1,191 @@
+//! Tasks, one machine's part of a run: `GET /api/v1/tasks` lists the recent ones,
+//! `GET /api/v1/tasks/{id}` answers one, `POST /api/v1/tasks/{id}/cancel` cancels one, and
+//! `GET /api/v1/tasks/{id}/output` answers its stored output as bytes.
+
+use herd_core::TaskState;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::OutputStream;
+
+/// The `reason` of a task whose process exited on its own (its `exit_code` or `signal` says
+/// how).
+pub const REASON_EXITED: &str = "exited";
+
+/// The `reason` of a task whose machine was offline when the run was created: it is `lost`
+/// at once, never sent.
+pub const REASON_AGENT_OFFLINE: &str = "agent offline";
+
+/// One command on one machine: where it stands, how it ended, how much output it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Task {
+    /// The task's id.
+    pub id: String,
+    /// The run it belongs to.
+    pub run_id: String,
+    /// The machine's agent id.
+    pub agent_id: String,
+    /// The machine's name when the run was created.
+    pub agent_name: String,
+    /// Where the task stands.
+    pub state: TaskState,
+    /// When it was created.
+    pub created_at: i64,
+    /// When it was sent to its agent; null until then.
+    #[schema(required = true)]
+    pub dispatched_at: Option<i64>,
+    /// When its process started; null until then (or if it never did).
+    #[schema(required = true)]
+    pub started_at: Option<i64>,
+    /// When it ended; null while it is open.
+    #[schema(required = true)]
+    pub finished_at: Option<i64>,
+    /// Process id of the command on its machine; null until it started.
+    #[schema(required = true)]
+    pub pid: Option<i64>,
+    /// The exit code, if the process exited with one.
+    #[schema(required = true)]
+    pub exit_code: Option<i64>,
+    /// The signal that ended the process, if one did.
+    #[schema(required = true)]
+    pub signal: Option<i64>,
+    /// Why it ended, in a few words (e.g. `exited`, `timed out`, `agent offline`); null
+    /// while it is open.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+    /// The agent's own words on how it ended (e.g. why the process could not start).
+    #[schema(required = true)]
+    pub detail: Option<String>,
+    /// The last event of the task the server has stored (events are numbered from 1).
+    pub out_seq: i64,
+    /// Bytes of output the task wrote (stdout and stderr), including any no longer stored.
+    pub out_total: i64,
+}
+
+/// `GET /api/v1/tasks/{id}/output?stream=stdout|stderr`: one stream of the stored output, or
+/// both interleaved as written.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams,
+)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct OutputQuery {
+    /// `stdout` or `stderr`; both when absent (or `all`, or empty).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "stream_filter"
+    )]
+    pub stream: Option<OutputStream>,
+}
+
+/// Reads `stdout` and `stderr` as that stream, and `all` or an empty value as both.
+fn stream_filter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OutputStream>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    match s.as_deref() {
+        None | Some("") | Some("all") => Ok(None),
+        Some("stdout") => Ok(Some(OutputStream::Stdout)),
+        Some("stderr") => Ok(Some(OutputStream::Stderr)),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "unknown stream {other:?}: use stdout or stderr"
+        ))),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::golden::check;
+
+    pub(crate) fn task() -> Task {
+        Task {
+            id: "t1".into(),
+            run_id: "r1".into(),
+            agent_id: "a1".into(),
+            agent_name: "web-1".into(),
+            state: TaskState::Succeeded,
+            created_at: 1_700_000_000_000,
+            dispatched_at: Some(1_700_000_000_010),
+            started_at: Some(1_700_000_000_020),
+            finished_at: Some(1_700_000_000_500),
+            pid: Some(4242),
+            exit_code: Some(0),
+            signal: None,
+            reason: Some(REASON_EXITED.into()),
+            detail: None,
+            out_seq: 3,
+            out_total: 12,
+        }
+    }
+
+    /// A task row as the server writes it: without its output-log position.
+    pub(crate) const TASK_JSON: &str = concat!(
+        r#"{"agent_id":"a1","agent_name":"web-1","created_at":1700000000000,"detail":null,"#,
+        r#""dispatched_at":1700000000010,"exit_code":0,"finished_at":1700000000500,"id":"t1","#,
+        r#""out_seq":3,"out_total":12,"pid":4242,"reason":"exited","run_id":"r1","signal":null,"#,
+        r#""started_at":1700000000020,"state":"succeeded"}"#
+    );
+
+    #[test]
+    fn task_matches_the_server() {
+        check(TASK_JSON, &task());
+        let lost = Task {
+            state: TaskState::Lost,
+            dispatched_at: None,
+            started_at: None,
+            finished_at: Some(1_700_000_000_000),
+            pid: None,
+            exit_code: None,
+            reason: Some(REASON_AGENT_OFFLINE.into()),
+            out_seq: 0,
+            out_total: 0,
+            ..task()
+        };
+        check(
+            concat!(
+                r#"{"agent_id":"a1","agent_name":"web-1","created_at":1700000000000,"#,
+                r#""detail":null,"dispatched_at":null,"exit_code":null,"#,
+                r#""finished_at":1700000000000,"id":"t1","out_seq":0,"out_total":0,"pid":null,"#,
+                r#""reason":"agent offline","run_id":"r1","signal":null,"started_at":null,"#,
+                r#""state":"lost"}"#
+            ),
+            &lost,
+        );
+        let killed = Task {
+            state: TaskState::Failed,
+            exit_code: None,
+            signal: Some(9),
+            detail: Some("killed by signal 9".into()),
+            ..task()
+        };
+        let golden = crate::golden::canonical(&killed);
+        assert!(golden.contains(r#""signal":9"#), "{golden}");
+        assert!(golden.contains(r#""state":"failed""#), "{golden}");
+        check(&golden, &killed);
+    }
+
+    /// The query as the server reads it today.
+    #[test]
+    fn output_query_table() {
+        let cases = [
+            ("{}", Some(None)),
+            (r#"{"stream":""}"#, Some(None)),
+            (r#"{"stream":"all"}"#, Some(None)),
+            (r#"{"stream":"stdout"}"#, Some(Some(OutputStream::Stdout))),
+            (r#"{"stream":"stderr"}"#, Some(Some(OutputStream::Stderr))),
+            (r#"{"stream":"both"}"#, None),
+        ];
+        for (text, want) in cases {
+            let got = serde_json::from_str::<OutputQuery>(text)
+                .ok()
+                .map(|q| q.stream);
+            assert_eq!(got, want, "{text}");
+        }
+        assert_eq!(
+            serde_json::to_string(&OutputQuery {
+                stream: Some(OutputStream::Stderr)
+            })
+            .unwrap(),
+            r#"{"stream":"stderr"}"#
+        );
+    }
+}
