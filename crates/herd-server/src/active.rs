@@ -70,7 +70,9 @@ impl ActiveTasks {
 
     /// When the task's StartTask went out, once (for the dispatch latency).
     pub fn take_sent_at(&self, task_id: &str) -> Option<Instant> {
-        lock(&self.tasks).get_mut(task_id).and_then(|(_, t)| t.take())
+        lock(&self.tasks)
+            .get_mut(task_id)
+            .and_then(|(_, t)| t.take())
     }
 
     /// The task ended: drops its entry and deletes the output log's retired segments and
@@ -87,9 +89,5 @@ impl ActiveTasks {
                 }
             });
         }
-    }
-
-    pub fn len(&self) -> usize {
-        lock(&self.tasks).len()
     }
 }

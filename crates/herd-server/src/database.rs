@@ -97,11 +97,23 @@ mod tests {
     #[test]
     fn database_urls() {
         let cases = [
-            ("sqlite:/var/lib/herd/herd.db", Ok(Database::Sqlite("/var/lib/herd/herd.db".into()))),
-            ("sqlite:///tmp/h.db", Ok(Database::Sqlite("/tmp/h.db".into()))),
+            (
+                "sqlite:/var/lib/herd/herd.db",
+                Ok(Database::Sqlite("/var/lib/herd/herd.db".into())),
+            ),
+            (
+                "sqlite:///tmp/h.db",
+                Ok(Database::Sqlite("/tmp/h.db".into())),
+            ),
             ("sqlite:rel.db", Ok(Database::Sqlite("rel.db".into()))),
-            ("postgres://herd@db:5432/herd", Ok(Database::Postgres("postgres://herd@db:5432/herd".into()))),
-            ("postgresql://h/x", Ok(Database::Postgres("postgresql://h/x".into()))),
+            (
+                "postgres://herd@db:5432/herd",
+                Ok(Database::Postgres("postgres://herd@db:5432/herd".into())),
+            ),
+            (
+                "postgresql://h/x",
+                Ok(Database::Postgres("postgresql://h/x".into())),
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(Database::parse(s), want, "{s}");
@@ -119,7 +131,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = lock_data_dir(dir.path()).unwrap();
         let e = lock_data_dir(dir.path()).err().unwrap();
-        assert!(e.contains("another herd server is using the data dir"), "{e}");
+        assert!(
+            e.contains("another herd server is using the data dir"),
+            "{e}"
+        );
         drop(first);
         assert!(lock_data_dir(dir.path()).is_ok());
     }

@@ -169,8 +169,9 @@ impl Events {
         }
     }
 
-    /// Runs someone follows (for tests and metrics).
-    pub fn followed(&self) -> usize {
+    /// Runs someone follows.
+    #[cfg(test)]
+    fn followed(&self) -> usize {
         lock(&self.runs).len()
     }
 }

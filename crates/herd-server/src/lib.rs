@@ -135,7 +135,9 @@ impl Running {
             .await
             .is_err()
         {
-            tracing::warn!("background work did not end within {SHUTDOWN_GRACE:?}; stopping anyway");
+            tracing::warn!(
+                "background work did not end within {SHUTDOWN_GRACE:?}; stopping anyway"
+            );
         }
         self.store.close().await;
     }
@@ -143,7 +145,10 @@ impl Running {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}
@@ -256,9 +261,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         .agents(false)
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let registry = Arc::new(registry::Registry::new(
-        agents.iter().map(|a| a.id.clone()),
-    ));
+    let registry = Arc::new(registry::Registry::new(agents.iter().map(|a| a.id.clone())));
     let index = Arc::new(fleet::AgentIndex::load(agents));
     let events = Arc::new(events::Events::default());
     let live = Arc::new(live::Live::default());
@@ -332,10 +335,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         shutdown.clone(),
     ));
     tracker.spawn(fleet.flush_loop(shutdown.clone()));
-    let router = http::router(app.clone()).route_service(
-        "/herd.agent.v1.AgentHub/{*method}",
-        hub::service(hub),
-    );
+    let router = http::router(app.clone())
+        .route_service("/herd.agent.v1.AgentHub/{*method}", hub::service(hub));
     let stop = shutdown.clone();
     let tls_config = tls.map(|t| t.config);
     tracker.spawn(async move {

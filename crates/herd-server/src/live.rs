@@ -27,12 +27,6 @@ pub struct LiveChunk {
     pub parts: Arc<[(u8, Bytes)]>,
 }
 
-impl LiveChunk {
-    pub fn len(&self) -> u64 {
-        self.parts.iter().map(|(_, d)| d.len() as u64).sum()
-    }
-}
-
 #[derive(Clone)]
 struct Tap {
     id: u64,

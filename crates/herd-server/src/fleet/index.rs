@@ -376,7 +376,10 @@ mod tests {
             ["db-1", "web-2"]
         );
         // Operator labels win over reported ones.
-        idx.set_label_edits("a1", [("role".to_string(), Some("cache".to_string()))].into());
+        idx.set_label_edits(
+            "a1",
+            [("role".to_string(), Some("cache".to_string()))].into(),
+        );
         assert!(idx.resolve(&sel("role=web"), false).is_empty());
 
         idx.remove("a3");

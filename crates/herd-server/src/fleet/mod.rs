@@ -73,10 +73,6 @@ impl FleetService {
         }
     }
 
-    pub fn index(&self) -> &Arc<AgentIndex> {
-        &self.index
-    }
-
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -147,11 +143,7 @@ impl FleetService {
             format!("agent:{}", agent.id),
             json!({"name": req.name, "token": token_id}),
         );
-        match self
-            .store
-            .join_agent(token_id, now, &agent, &audit)
-            .await?
-        {
+        match self.store.join_agent(token_id, now, &agent, &audit).await? {
             JoinOutcome::Joined => {}
             JoinOutcome::NameTaken => return Err(taken()),
             JoinOutcome::TokenSpent => {

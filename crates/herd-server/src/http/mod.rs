@@ -1,6 +1,171 @@
-//! The HTTP API (pending).
+//! The HTTP API under `/api/v1`, plus `/healthz` and `/metrics`. Every route is declared once,
+//! with its OpenAPI operation (`#[utoipa::path]` on the handler: parameters, body, and every
+//! status it can answer), and the router and the document are built together from those
+//! declarations, so a route cannot exist without being documented. Every `/api/v1` call
+//! except the document itself needs an API key.
+
+mod agents;
+pub(crate) mod convert;
+mod credentials;
+pub(crate) mod extract;
+mod runs;
+mod tasks;
+
 use std::sync::Arc;
 
-pub fn router(_app: Arc<crate::app::App>) -> axum::Router {
-    axum::Router::new()
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use herd_api::{AuditEntry, ErrorBody, ListQuery};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::App;
+use crate::error::{Result, ServerError};
+use crate::fleet::Actor;
+use crate::watch;
+use extract::Query;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "herd API",
+        description = "Control plane for Linux fleets: run commands on one machine or ten thousand, with live output. Every call under /api/v1 needs `Authorization: Bearer <API key>` (or `?api_key=` on a WebSocket)."
+    ),
+    modifiers(&Security),
+    security(("bearer" = [])),
+    tags(
+        (name = "agents", description = "Machines of the fleet"),
+        (name = "tokens", description = "Join tokens for new machines"),
+        (name = "keys", description = "API keys"),
+        (name = "runs", description = "Commands fanned out over machines"),
+        (name = "tasks", description = "One machine's part of a run"),
+        (name = "audit", description = "Who ran what where"),
+        (name = "server", description = "Health, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("api_key"))),
+        );
+    }
+}
+
+/// The router of every HTTP route, and the OpenAPI document that describes exactly them.
+pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::get))
+        .routes(routes!(agents::label))
+        .routes(routes!(agents::revoke))
+        .routes(routes!(credentials::create_token, credentials::list_tokens))
+        .routes(routes!(credentials::create_key, credentials::list_keys))
+        .routes(routes!(runs::create, runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(watch::attach_run))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::output))
+        .routes(routes!(watch::attach_task))
+        .routes(routes!(audit))
+        .with_state(app)
+        .split_for_parts();
+    let mut doc = doc;
+    // The document describes itself too.
+    doc.paths.paths.extend(
+        OpenApiRouter::<()>::new()
+            .routes(routes!(document))
+            .into_openapi()
+            .paths
+            .paths,
+    );
+    let served = Arc::new(doc.clone());
+    let router = router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let d = served.clone();
+                async move { Json(d.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            ServerError::NotFound("no such API endpoint — see /api/v1/openapi.json".into())
+        });
+    (router, doc)
+}
+
+/// The router of every HTTP route.
+pub fn router(app: Arc<App>) -> axum::Router {
+    api(app).0
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "server", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
+#[allow(dead_code)]
+async fn document() {}
+
+/// Liveness: answers `ok` while the server serves.
+#[utoipa::path(get, path = "/healthz", tag = "server", security(()),
+    responses((status = 200, description = "Serving", content_type = "text/plain", body = String)))]
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+/// Prometheus metrics: agents connected, tasks by state, dispatch latency, output bytes.
+#[utoipa::path(get, path = "/metrics", tag = "server", security(()),
+    responses((status = 200, description = "Text exposition format", content_type = "text/plain", body = String)))]
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let counts = match app.task_counts().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot count tasks");
+            Vec::new()
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics().render(&counts),
+    )
+        .into_response()
+}
+
+/// The audit log, newest first: who ran, cancelled, created, joined, labelled, revoked what.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Entries", body = Vec<AuditEntry>),
+        (status = 400, description = "A query that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+async fn audit(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<AuditEntry>>> {
+    let rows = app.audit_log(q.effective()).await?;
+    Ok(Json(rows.into_iter().map(convert::audit).collect()))
 }

@@ -85,18 +85,54 @@ mod tests {
             detail: String::new(),
         };
         let cases = [
-            (x(pb::ExitReason::Exited, Some(0), None), TaskState::Succeeded, "exited"),
-            (x(pb::ExitReason::Exited, Some(3), None), TaskState::Failed, "exited"),
-            (x(pb::ExitReason::Exited, None, Some(9)), TaskState::Failed, "killed by signal"),
-            (x(pb::ExitReason::TimedOut, None, Some(15)), TaskState::TimedOut, "timed out"),
-            (x(pb::ExitReason::Cancelled, None, Some(15)), TaskState::Cancelled, "cancelled"),
-            (x(pb::ExitReason::FailedToStart, None, None), TaskState::Failed, "failed to start"),
-            (x(pb::ExitReason::Unspecified, None, None), TaskState::Lost, "lost"),
+            (
+                x(pb::ExitReason::Exited, Some(0), None),
+                TaskState::Succeeded,
+                "exited",
+            ),
+            (
+                x(pb::ExitReason::Exited, Some(3), None),
+                TaskState::Failed,
+                "exited",
+            ),
+            (
+                x(pb::ExitReason::Exited, None, Some(9)),
+                TaskState::Failed,
+                "killed by signal",
+            ),
+            (
+                x(pb::ExitReason::TimedOut, None, Some(15)),
+                TaskState::TimedOut,
+                "timed out",
+            ),
+            (
+                x(pb::ExitReason::Cancelled, None, Some(15)),
+                TaskState::Cancelled,
+                "cancelled",
+            ),
+            (
+                x(pb::ExitReason::FailedToStart, None, None),
+                TaskState::Failed,
+                "failed to start",
+            ),
+            (
+                x(pb::ExitReason::Unspecified, None, None),
+                TaskState::Lost,
+                "lost",
+            ),
         ];
         for (report, state, reason) in cases {
             let e = exit(&report, 7);
-            assert_eq!((e.state, e.reason.as_str(), e.at), (state, reason, 7), "{report:?}");
-            assert!(herd_core::Transition::Exit(e.state).from_states().contains(&TaskState::Running));
+            assert_eq!(
+                (e.state, e.reason.as_str(), e.at),
+                (state, reason, 7),
+                "{report:?}"
+            );
+            assert!(
+                herd_core::Transition::Exit(e.state)
+                    .from_states()
+                    .contains(&TaskState::Running)
+            );
         }
     }
 }

@@ -275,9 +275,12 @@ impl Ingest {
                 };
                 self.live.publish(&p.task_id, chunk).await;
             }
-            self.metrics.output_bytes.inc_by(committed.out.total - before.pos.total);
+            self.metrics
+                .output_bytes
+                .inc_by(committed.out.total - before.pos.total);
             self.metrics.events.inc_by(p.seq - before.seq);
-            self.active.advance(&p.task_id, committed.seq, committed.out);
+            self.active
+                .advance(&p.task_id, committed.seq, committed.out);
             self.events.task_changed(&before.run_id, &p.task_id);
             if let Some(x) = &committed.exited {
                 self.drivers.task_ended(&before.run_id, &p.task_id, x.state);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use herd_store::Store;
 
-pub use ingest::{Ingest, STDERR, STDOUT};
+pub use ingest::Ingest;
 pub use service::service;
 pub use writer::ProgressWriter;
 

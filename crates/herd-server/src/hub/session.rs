@@ -74,7 +74,16 @@ pub async fn run(
     hub.metrics
         .agents_connected
         .set(hub.registry.online_count() as i64);
-    let res = serve(&hub, &agent, reg.conn_id, &reg.stop, &first.tasks, &tx, &mut inbound).await;
+    let res = serve(
+        &hub,
+        &agent,
+        reg.conn_id,
+        &reg.stop,
+        &first.tasks,
+        &tx,
+        &mut inbound,
+    )
+    .await;
     if let Err(e) = res {
         end(&agent, &e);
     }
@@ -214,7 +223,12 @@ async fn reconcile(
                 let run = match runs.get(&task.run_id) {
                     Some(r) => r,
                     None => {
-                        let Some(r) = hub.store.run(&task.run_id).await.map_err(|e| e.to_string())? else {
+                        let Some(r) = hub
+                            .store
+                            .run(&task.run_id)
+                            .await
+                            .map_err(|e| e.to_string())?
+                        else {
                             continue;
                         };
                         runs.entry(task.run_id.clone()).or_insert(r)

@@ -153,10 +153,6 @@ impl Drivers {
         lock(&self.runs).get(run_id).map(|e| e.progress.clone())
     }
 
-    pub fn len(&self) -> usize {
-        lock(&self.runs).len()
-    }
-
     fn post(&self, run_id: &str, msg: Msg) {
         if let Some(e) = lock(&self.runs).get(run_id) {
             let _ = e.tx.send(msg);
@@ -167,10 +163,7 @@ impl Drivers {
     /// like late results.
     fn retire(self: &Arc<Self>, run_id: &str, leftover: Vec<Msg>) {
         lock(&self.runs).remove(run_id);
-        if leftover
-            .iter()
-            .any(|m| matches!(m, Msg::TaskEnded { .. }))
-        {
+        if leftover.iter().any(|m| matches!(m, Msg::TaskEnded { .. })) {
             self.refinish(run_id);
         }
     }
@@ -300,8 +293,12 @@ impl Driver {
         let after = self.pacer.ended(task_id, state);
         if !after.skip.is_empty() {
             let ids: Vec<String> = after.skip.iter().map(|q| q.task_id.clone()).collect();
-            self.end(&ids, TaskState::Skipped, "not started: the run's --max-errors was exceeded")
-                .await;
+            self.end(
+                &ids,
+                TaskState::Skipped,
+                "not started: the run's --max-errors was exceeded",
+            )
+            .await;
         }
         if after.finished.is_some() {
             return;
@@ -385,16 +382,15 @@ impl Driver {
     /// Nothing more starts; what waits is cancelled here, what runs is cancelled on its
     /// agent (or here, when its agent is away).
     async fn cancel(&mut self) {
-        let waiting: Vec<String> = self
-            .pacer
-            .cancel()
-            .into_iter()
-            .map(|q| q.task_id)
-            .collect();
+        let waiting: Vec<String> = self.pacer.cancel().into_iter().map(|q| q.task_id).collect();
         self.retry.clear();
         if !waiting.is_empty() {
-            self.end(&waiting, TaskState::Cancelled, "cancelled before it started")
-                .await;
+            self.end(
+                &waiting,
+                TaskState::Cancelled,
+                "cancelled before it started",
+            )
+            .await;
         }
         let tasks = match self.ctx.store.tasks_of_run(&self.run.id).await {
             Ok(t) => t,
@@ -408,17 +404,30 @@ impl Driver {
             if t.state == TaskState::Queued {
                 // Admitted but not claimed yet (a retry after a store error).
                 unstarted.push(t.id);
-            } else if !self.ctx.registry.send(&t.agent_id, cancel_frame(&t.id)).await {
+            } else if !self
+                .ctx
+                .registry
+                .send(&t.agent_id, cancel_frame(&t.id))
+                .await
+            {
                 away.push(t.id);
             }
         }
         if !unstarted.is_empty() {
-            self.end(&unstarted, TaskState::Cancelled, "cancelled before it started")
-                .await;
+            self.end(
+                &unstarted,
+                TaskState::Cancelled,
+                "cancelled before it started",
+            )
+            .await;
         }
         if !away.is_empty() {
-            self.end(&away, TaskState::Cancelled, "cancelled while its agent was away")
-                .await;
+            self.end(
+                &away,
+                TaskState::Cancelled,
+                "cancelled while its agent was away",
+            )
+            .await;
         }
     }
 }

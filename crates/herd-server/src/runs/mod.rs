@@ -190,10 +190,9 @@ impl RunService {
     }
 
     pub async fn run(&self, id: &str) -> Result<RunRow> {
-        self.store
-            .run(id)
-            .await?
-            .ok_or_else(|| ServerError::NotFound(format!("run {id} not found — see `herd runs ls`")))
+        self.store.run(id).await?.ok_or_else(|| {
+            ServerError::NotFound(format!("run {id} not found — see `herd runs ls`"))
+        })
     }
 
     pub async fn tasks_of_run(&self, run_id: &str) -> Result<Vec<TaskRow>> {
@@ -205,10 +204,9 @@ impl RunService {
     }
 
     pub async fn task(&self, id: &str) -> Result<TaskRow> {
-        self.store
-            .task(id)
-            .await?
-            .ok_or_else(|| ServerError::NotFound(format!("task {id} not found — see `herd tasks ls`")))
+        self.store.task(id).await?.ok_or_else(|| {
+            ServerError::NotFound(format!("task {id} not found — see `herd tasks ls`"))
+        })
     }
 
     pub async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>> {

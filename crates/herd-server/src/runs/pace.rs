@@ -262,20 +262,17 @@ mod tests {
     #[test]
     fn concurrency_bounds_what_is_in_flight() {
         let mut s = Pacer::new(NewRun {
-                limits: limits(2, None),
-                held: false,
-                cancel_requested: false,
-                pending: q(5),
-                in_flight: 0,
-                ended: HashMap::new(),
-            });
+            limits: limits(2, None),
+            held: false,
+            cancel_requested: false,
+            pending: q(5),
+            in_flight: 0,
+            ended: HashMap::new(),
+        });
         let first = s.admit();
         assert_eq!(first.len(), 2);
         assert!(s.admit().is_empty());
-        assert_eq!(
-            s.ended("t0", TaskState::Succeeded),
-            AfterEnd::default()
-        );
+        assert_eq!(s.ended("t0", TaskState::Succeeded), AfterEnd::default());
         let next = s.admit();
         assert_eq!(
             next.iter().map(|q| q.task_id.as_str()).collect::<Vec<_>>(),
@@ -288,13 +285,13 @@ mod tests {
     #[test]
     fn max_errors_halts_and_skips_the_rest() {
         let mut s = Pacer::new(NewRun {
-                limits: limits(1, Some(1)),
-                held: false,
-                cancel_requested: false,
-                pending: q(5),
-                in_flight: 0,
-                ended: HashMap::new(),
-            });
+            limits: limits(1, Some(1)),
+            held: false,
+            cancel_requested: false,
+            pending: q(5),
+            in_flight: 0,
+            ended: HashMap::new(),
+        });
         assert_eq!(s.admit().len(), 1);
         assert!(s.ended("t0", TaskState::Failed).skip.is_empty());
         assert_eq!(s.admit()[0].task_id, "t1");
@@ -327,7 +324,8 @@ mod tests {
                 pending: q(2),
                 in_flight: 0,
                 ended: HashMap::new(),
-            });
+            },
+        );
         assert!(s.admit().is_empty());
         s.release();
         assert_eq!(s.admit().len(), 1);
@@ -345,13 +343,13 @@ mod tests {
     #[test]
     fn a_task_re_ended_is_counted_once() {
         let mut s = Pacer::new(NewRun {
-                limits: limits(usize::MAX, None),
-                held: false,
-                cancel_requested: false,
-                pending: q(2),
-                in_flight: 0,
-                ended: HashMap::new(),
-            });
+            limits: limits(usize::MAX, None),
+            held: false,
+            cancel_requested: false,
+            pending: q(2),
+            in_flight: 0,
+            ended: HashMap::new(),
+        });
         assert_eq!(s.admit().len(), 2);
         assert_eq!(s.ended("t0", TaskState::Lost).finished, None);
         assert_eq!(s.ended("t0", TaskState::Succeeded).finished, None);
@@ -364,13 +362,13 @@ mod tests {
     #[test]
     fn cancel_stops_admission() {
         let mut s = Pacer::new(NewRun {
-                limits: limits(1, None),
-                held: false,
-                cancel_requested: false,
-                pending: q(3),
-                in_flight: 0,
-                ended: HashMap::new(),
-            });
+            limits: limits(1, None),
+            held: false,
+            cancel_requested: false,
+            pending: q(3),
+            in_flight: 0,
+            ended: HashMap::new(),
+        });
         assert_eq!(s.admit().len(), 1);
         let waiting = s.cancel();
         assert_eq!(waiting.len(), 2);

@@ -51,8 +51,10 @@ pub async fn sweep_lost(
                 herd_core::format_duration(lost_after)
             );
             let task_ids: Vec<String> = tasks.iter().map(|(t, _)| t.clone()).collect();
-            let runs: BTreeMap<&str, &str> =
-                tasks.iter().map(|(t, r)| (t.as_str(), r.as_str())).collect();
+            let runs: BTreeMap<&str, &str> = tasks
+                .iter()
+                .map(|(t, r)| (t.as_str(), r.as_str()))
+                .collect();
             match ctx
                 .store
                 .end_tasks(&task_ids, TaskState::Lost, &reason, now_ms())

@@ -1,2 +1,70 @@
-//! Live output over WebSocket (pending).
+//! Live output over WebSocket: a watcher of a run (or of one task) gets every task's output
+//! from the start, then as it is persisted, then the final states, then `end` (messages and
+//! frames are herd-api's `ServerMessage` and output frames). Stdin and control messages
+//! come the other way. The watcher itself is `watcher.rs`; the arithmetic of what part of
+//! the output a watcher still needs is `offsets.rs`.
+//!
+//! Output is read from the output log up to the committed position, so the live view and
+//! the stored log are the same bytes; a watcher that falls behind only reads further back.
+
 mod offsets;
+mod watcher;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use herd_api::{AttachQuery, ErrorBody};
+
+use crate::app::App;
+use crate::error::Result;
+use crate::fleet::Actor;
+use crate::http::extract::{Path, Query};
+
+/// Watches a run: its tasks' output and final states; stdin goes to every task.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/attach", tag = "runs",
+    params(("id" = String, Path, description = "The run's id"), AttachQuery),
+    responses(
+        (status = 101, description = "WebSocket: hello, output frames, task, progress, omitted, end (see herd-api's ServerMessage); send stdin as binary frames, {\"type\":\"eof\"} and {\"type\":\"cancel\"} as text"),
+        (status = 400, description = "Not a WebSocket upgrade, or a request that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn attach_run(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<AttachQuery>,
+    req: Request,
+) -> Result<Response> {
+    let run = app.runs().run(&id).await?;
+    Ok(crate::ws::upgrade(req, move |sock| {
+        watcher::watch(app, actor, run.id, None, q, sock)
+    }))
+}
+
+/// Watches one task: its output and final state; stdin goes to it.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/attach", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id"), AttachQuery),
+    responses(
+        (status = 101, description = "WebSocket, as for a run, with the one task"),
+        (status = 400, description = "Not a WebSocket upgrade, or a request that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn attach_task(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<AttachQuery>,
+    req: Request,
+) -> Result<Response> {
+    let task = app.runs().task(&id).await?;
+    Ok(crate::ws::upgrade(req, move |sock| {
+        watcher::watch(app, actor, task.run_id, Some(task.id), q, sock)
+    }))
+}

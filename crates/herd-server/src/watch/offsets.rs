@@ -53,9 +53,14 @@ pub fn live_slice(sent: u64, offset: u64, parts: &[(u8, Bytes)]) -> LiveSlice<'_
 /// Something to send from the output log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece<'a> {
-    Data { stream: u8, data: &'a [u8] },
+    Data {
+        stream: u8,
+        data: &'a [u8],
+    },
     /// Bytes no longer stored (over the cap).
-    Omitted { bytes: u64 },
+    Omitted {
+        bytes: u64,
+    },
 }
 
 /// What to send of a chunk read from the log that starts at output offset `start`, to a
@@ -85,7 +90,12 @@ pub fn log_piece(sent: u64, start: u64, chunk: &Chunk, limit: u64) -> Option<(Pi
             ))
         }
         // An omitted stretch is told whole: nothing of it can be sent anyway.
-        Chunk::Omitted { bytes } => Some((Piece::Omitted { bytes: bytes - skip }, end)),
+        Chunk::Omitted { bytes } => Some((
+            Piece::Omitted {
+                bytes: bytes - skip,
+            },
+            end,
+        )),
     }
 }
 
@@ -100,7 +110,12 @@ mod tests {
     fn text(frames: &[(u8, Vec<&[u8]>)]) -> Vec<(u8, String)> {
         frames
             .iter()
-            .map(|(s, pieces)| (*s, pieces.iter().map(|p| String::from_utf8_lossy(p)).collect()))
+            .map(|(s, pieces)| {
+                (
+                    *s,
+                    pieces.iter().map(|p| String::from_utf8_lossy(p)).collect(),
+                )
+            })
             .collect()
     }
 
@@ -113,9 +128,23 @@ mod tests {
             (5, 0, vec![(1, "abc")], false, vec![], 5),
             (3, 0, vec![(1, "abc")], false, vec![], 3),
             // Overlap: only the new part.
-            (2, 0, vec![(1, "abc"), (1, "de")], false, vec![(1, "cde")], 5),
+            (
+                2,
+                0,
+                vec![(1, "abc"), (1, "de")],
+                false,
+                vec![(1, "cde")],
+                5,
+            ),
             // Cut inside the second part, streams kept apart, same streams joined.
-            (4, 0, vec![(1, "abc"), (2, "de"), (2, "f"), (1, "g")], false, vec![(2, "ef"), (1, "g")], 7),
+            (
+                4,
+                0,
+                vec![(1, "abc"), (2, "de"), (2, "f"), (1, "g")],
+                false,
+                vec![(2, "ef"), (1, "g")],
+                7,
+            ),
             // A gap: the log must fill 3..10 first; the chunk itself goes whole.
             (3, 10, vec![(1, "xy")], true, vec![(1, "xy")], 12),
             // Empty pieces make no frame of their own.
@@ -141,20 +170,92 @@ mod tests {
         };
         // (sent, start, chunk, limit) → (piece, sent after)
         let cases: Vec<(u64, u64, Chunk, u64, Option<(Piece<'static>, u64)>)> = vec![
-            (0, 0, data("hello"), u64::MAX, Some((Piece::Data { stream: 1, data: b"hello" }, 5))),
-            (2, 0, data("hello"), u64::MAX, Some((Piece::Data { stream: 1, data: b"llo" }, 5))),
+            (
+                0,
+                0,
+                data("hello"),
+                u64::MAX,
+                Some((
+                    Piece::Data {
+                        stream: 1,
+                        data: b"hello",
+                    },
+                    5,
+                )),
+            ),
+            (
+                2,
+                0,
+                data("hello"),
+                u64::MAX,
+                Some((
+                    Piece::Data {
+                        stream: 1,
+                        data: b"llo",
+                    },
+                    5,
+                )),
+            ),
             (5, 0, data("hello"), u64::MAX, None),
             // Up to the limit only: the rest arrives live.
-            (0, 0, data("hello"), 3, Some((Piece::Data { stream: 1, data: b"hel" }, 3))),
-            (1, 0, data("hello"), 3, Some((Piece::Data { stream: 1, data: b"el" }, 3))),
+            (
+                0,
+                0,
+                data("hello"),
+                3,
+                Some((
+                    Piece::Data {
+                        stream: 1,
+                        data: b"hel",
+                    },
+                    3,
+                )),
+            ),
+            (
+                1,
+                0,
+                data("hello"),
+                3,
+                Some((
+                    Piece::Data {
+                        stream: 1,
+                        data: b"el",
+                    },
+                    3,
+                )),
+            ),
             (5, 5, data("world"), 5, None),
             // Beyond the limit already (delivered live): nothing, and never backwards.
             (4, 0, data("hello"), 3, None),
             // A later chunk.
-            (5, 5, data("world"), 8, Some((Piece::Data { stream: 1, data: b"wor" }, 8))),
+            (
+                5,
+                5,
+                data("world"),
+                8,
+                Some((
+                    Piece::Data {
+                        stream: 1,
+                        data: b"wor",
+                    },
+                    8,
+                )),
+            ),
             // Omitted stretches count as delivered, told once, the part not yet told.
-            (0, 0, Chunk::Omitted { bytes: 100 }, u64::MAX, Some((Piece::Omitted { bytes: 100 }, 100))),
-            (40, 0, Chunk::Omitted { bytes: 100 }, 50, Some((Piece::Omitted { bytes: 60 }, 100))),
+            (
+                0,
+                0,
+                Chunk::Omitted { bytes: 100 },
+                u64::MAX,
+                Some((Piece::Omitted { bytes: 100 }, 100)),
+            ),
+            (
+                40,
+                0,
+                Chunk::Omitted { bytes: 100 },
+                50,
+                Some((Piece::Omitted { bytes: 60 }, 100)),
+            ),
             (100, 0, Chunk::Omitted { bytes: 100 }, u64::MAX, None),
         ];
         for (sent, start, chunk, limit, want) in cases {

@@ -81,11 +81,21 @@ fn o(task: &str, ack: u64, changes: bool, text: &str, started: bool, exit: Optio
 
 #[test]
 fn batches_apply_exactly_once() {
-    let cases: Vec<(&str, Vec<(&str, &str, u64)>, Vec<pb::TaskEvent>, Vec<Outcome>)> = vec![
+    let cases: Vec<(
+        &str,
+        Vec<(&str, &str, u64)>,
+        Vec<pb::TaskEvent>,
+        Vec<Outcome>,
+    )> = vec![
         (
             "a fresh task, whole",
             vec![("t", "a", 0)],
-            vec![ev("t", 1, E::Start), ev("t", 2, E::Out("hi ")), ev("t", 3, E::Err("oops")), ev("t", 4, E::Exit(0))],
+            vec![
+                ev("t", 1, E::Start),
+                ev("t", 2, E::Out("hi ")),
+                ev("t", 3, E::Err("oops")),
+                ev("t", 4, E::Exit(0)),
+            ],
             vec![o("t", 4, true, "hi [oops]", true, Some(0))],
         ),
         (
@@ -97,7 +107,11 @@ fn batches_apply_exactly_once() {
         (
             "a replay overlapping what is stored: the new part only",
             vec![("t", "a", 2)],
-            vec![ev("t", 2, E::Out("old")), ev("t", 3, E::Out("new")), ev("t", 4, E::Exit(1))],
+            vec![
+                ev("t", 2, E::Out("old")),
+                ev("t", 3, E::Out("new")),
+                ev("t", 4, E::Exit(1)),
+            ],
             vec![o("t", 4, true, "new", false, Some(1))],
         ),
         (
@@ -109,13 +123,21 @@ fn batches_apply_exactly_once() {
         (
             "a gap in the middle: up to the gap",
             vec![("t", "a", 0)],
-            vec![ev("t", 1, E::Out("a")), ev("t", 2, E::Out("b")), ev("t", 4, E::Out("d"))],
+            vec![
+                ev("t", 1, E::Out("a")),
+                ev("t", 2, E::Out("b")),
+                ev("t", 4, E::Out("d")),
+            ],
             vec![o("t", 2, true, "ab", false, None)],
         ),
         (
             "an unknown task is acknowledged up to its last event so the agent lets go",
             vec![],
-            vec![ev("u", 5, E::Out("x")), ev("u", 7, E::Exit(0)), ev("u", 6, E::Out("y"))],
+            vec![
+                ev("u", 5, E::Out("x")),
+                ev("u", 7, E::Exit(0)),
+                ev("u", 6, E::Out("y")),
+            ],
             vec![o("u", 7, false, "", false, None)],
         ),
         (
@@ -127,8 +149,15 @@ fn batches_apply_exactly_once() {
         (
             "two tasks interleaved keep their order of first appearance",
             vec![("t1", "a", 0), ("t2", "a", 3)],
-            vec![ev("t2", 4, E::Out("b")), ev("t1", 1, E::Out("a")), ev("t2", 5, E::Exit(2))],
-            vec![o("t2", 5, true, "b", false, Some(2)), o("t1", 1, true, "a", false, None)],
+            vec![
+                ev("t2", 4, E::Out("b")),
+                ev("t1", 1, E::Out("a")),
+                ev("t2", 5, E::Exit(2)),
+            ],
+            vec![
+                o("t2", 5, true, "b", false, Some(2)),
+                o("t1", 1, true, "a", false, None),
+            ],
         ),
         (
             "a task lost while its agent was away takes the result the agent brings back",
@@ -138,7 +167,10 @@ fn batches_apply_exactly_once() {
         ),
     ];
     for (what, stored, batch, want) in cases {
-        let got: Vec<Outcome> = plan("a", batch, &known(&stored)).iter().map(outcome).collect();
+        let got: Vec<Outcome> = plan("a", batch, &known(&stored))
+            .iter()
+            .map(outcome)
+            .collect();
         assert_eq!(got, want, "{what}");
     }
 }

@@ -1,0 +1,96 @@
+//! `/api/v1/agents`: the machines of the fleet.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use herd_api::{Agent, ErrorBody, LabelEdit};
+
+use super::convert;
+use super::extract::{Body, Path};
+use crate::app::App;
+use crate::error::Result;
+use crate::fleet::Actor;
+
+fn answer(app: &App, a: herd_store::AgentRow) -> Agent {
+    let online = app.fleet().is_online(&a.id);
+    convert::agent(a, online)
+}
+
+/// Machines of the fleet, by name, with their online state, labels, facts and metrics.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    responses(
+        (status = 200, description = "Every machine (revoked ones are not listed)", body = Vec<Agent>),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn list(_: Actor, State(app): State<Arc<App>>) -> Json<Vec<Agent>> {
+    let agents = app.fleet().agents();
+    Json(agents.into_iter().map(|a| answer(&app, a)).collect())
+}
+
+/// One machine, by name or id (revoked ones too).
+#[utoipa::path(get, path = "/api/v1/agents/{agent}", tag = "agents",
+    params(("agent" = String, Path, description = "The machine's name or agent id")),
+    responses(
+        (status = 200, description = "The machine", body = Agent),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such machine", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn get(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Path(key): Path<String>,
+) -> Result<Json<Agent>> {
+    let a = app.fleet().agent(&key).await?;
+    Ok(Json(answer(&app, a)))
+}
+
+/// Sets and removes a machine's labels (operator edits win over what its agent reports).
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/labels", tag = "agents",
+    params(("agent" = String, Path, description = "The machine's name or agent id")),
+    request_body = LabelEdit,
+    responses(
+        (status = 200, description = "The machine with its labels now", body = Agent),
+        (status = 400, description = "A label that does not follow key=value, or a body that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such machine", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn label(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(key): Path<String>,
+    Body(edit): Body<LabelEdit>,
+) -> Result<Json<Agent>> {
+    let a = app
+        .fleet()
+        .label(&actor, &key, &edit.set, &edit.remove)
+        .await?;
+    Ok(Json(answer(&app, a)))
+}
+
+/// Revokes a machine's credential: its session ends and it can no longer connect.
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/revoke", tag = "agents",
+    params(("agent" = String, Path, description = "The machine's name or agent id")),
+    responses(
+        (status = 200, description = "The machine, revoked", body = Agent),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such machine", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn revoke(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(key): Path<String>,
+) -> Result<Json<Agent>> {
+    let a = app.fleet().revoke(&actor, &key).await?;
+    Ok(Json(answer(&app, a)))
+}

@@ -1,0 +1,109 @@
+//! `/api/v1/tokens` and `/api/v1/keys`: join tokens for new machines, API keys for people and
+//! programs. Secrets are shown once, when created.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use herd_api::{ApiKey, CreateKey, CreateToken, CreatedKey, CreatedToken, ErrorBody, JoinToken};
+use herd_store::now_ms;
+
+use super::convert;
+use super::extract::Body;
+use crate::app::App;
+use crate::error::Result;
+use crate::fleet::Actor;
+
+/// A token's life when the request names none.
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Creates a join token; answers with the `herd agent` command a new machine runs.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 200, description = "The token (shown only now) and the join command", body = CreatedToken),
+        (status = 400, description = "Fewer than one use, or a body that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn create_token(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Body(req): Body<CreateToken>,
+) -> Result<Json<CreatedToken>> {
+    let ttl = req
+        .ttl_secs
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TOKEN_TTL);
+    let fleet = app.fleet();
+    let (token, row) = fleet
+        .create_join_token(&actor.name, ttl, req.uses.unwrap_or(1))
+        .await?;
+    Ok(Json(CreatedToken {
+        join_command: fleet.join_command(&token),
+        token,
+        id: row.id,
+        expires_at: row.expires_at,
+        uses: row.uses_left,
+        server: fleet.url().to_string(),
+        ca_sha256: fleet.ca_fingerprint().map(str::to_string),
+    }))
+}
+
+/// Join tokens, newest first, without their secrets: uses left and expiry.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses(
+        (status = 200, description = "Every join token", body = Vec<JoinToken>),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn list_tokens(_: Actor, State(app): State<Arc<App>>) -> Result<Json<Vec<JoinToken>>> {
+    let now = now_ms();
+    let rows = app.fleet().join_tokens().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|t| convert::join_token(t, now))
+            .collect(),
+    ))
+}
+
+/// Creates an API key (shown only in this answer).
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys",
+    request_body = CreateKey,
+    responses(
+        (status = 200, description = "The key (shown only now)", body = CreatedKey),
+        (status = 400, description = "A body that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn create_key(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Body(req): Body<CreateKey>,
+) -> Result<Json<CreatedKey>> {
+    let name = req.name.unwrap_or_else(|| "unnamed".into());
+    let (key, row) = app.fleet().create_api_key(&actor.name, &name).await?;
+    Ok(Json(CreatedKey {
+        key,
+        id: row.id,
+        name: row.name,
+        created_at: row.created_at,
+    }))
+}
+
+/// API keys, oldest first, without their secrets.
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys",
+    responses(
+        (status = 200, description = "Every API key", body = Vec<ApiKey>),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn list_keys(_: Actor, State(app): State<Arc<App>>) -> Result<Json<Vec<ApiKey>>> {
+    let rows = app.fleet().api_keys().await?;
+    Ok(Json(rows.into_iter().map(convert::api_key).collect()))
+}

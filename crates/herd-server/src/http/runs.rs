@@ -1,0 +1,116 @@
+//! `/api/v1/runs`: what people asked for, fanned out over machines.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use herd_api::{ErrorBody, ListQuery, Run, RunQuery, RunRequest, RunWithTasks};
+
+use super::convert;
+use super::extract::{Body, Path, Query};
+use crate::app::App;
+use crate::error::Result;
+use crate::fleet::Actor;
+use crate::runs::NewRunRequest;
+
+/// Runs a command on the machines the targets select. Machines that are offline get a
+/// `lost` task at once, so the run names every machine that did not answer.
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs",
+    params(RunQuery),
+    request_body = RunRequest,
+    responses(
+        (status = 201, description = "The run and its tasks (finished, with `wait=true`)", body = RunWithTasks),
+        (status = 400, description = "No command, no target, a selector that does not parse or matches no machine, a concurrency of 0, or a body that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn create(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Query(q): Query<RunQuery>,
+    Body(req): Body<RunRequest>,
+) -> Result<(StatusCode, Json<RunWithTasks>)> {
+    let runs = app.runs();
+    let run = runs
+        .create(
+            &actor.name,
+            NewRunRequest {
+                command: req.command,
+                targets: req.targets,
+                all: req.all,
+                start_on_attach: req.start_on_attach,
+                spec: req.spec,
+            },
+            q.wait,
+        )
+        .await?;
+    let tasks = runs.tasks_of_run(&run.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(convert::run_with_tasks(run, tasks)),
+    ))
+}
+
+/// Recent runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Runs, without their tasks", body = Vec<Run>),
+        (status = 400, description = "A query that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn list(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Run>>> {
+    let runs = app.runs().runs(q.effective()).await?;
+    Ok(Json(runs.into_iter().map(convert::run).collect()))
+}
+
+/// A run with its tasks.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run and its tasks", body = RunWithTasks),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn get(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<RunWithTasks>> {
+    let runs = app.runs();
+    let run = runs.run(&id).await?;
+    let tasks = runs.tasks_of_run(&run.id).await?;
+    Ok(Json(convert::run_with_tasks(run, tasks)))
+}
+
+/// Cancels every task of a run: nothing more starts, waiting tasks end `cancelled`, running
+/// ones get SIGTERM, then SIGKILL after a grace period.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run, its cancellation requested", body = Run),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn cancel(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Run>> {
+    let run = app.runs().cancel_run(&actor.name, &id).await?;
+    Ok(Json(convert::run(run)))
+}

@@ -1,0 +1,136 @@
+//! `/api/v1/tasks`: one machine's part of a run, and its stored output.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body as HttpBody;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use herd_api::{ErrorBody, ListQuery, OutputQuery, Task};
+use herd_outlog::{Chunk, Cursor};
+
+use super::convert;
+use super::extract::{Path, Query};
+use crate::app::App;
+use crate::error::Result;
+use crate::fleet::Actor;
+
+/// Bytes of stored output read at a time.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Recent tasks, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Tasks", body = Vec<Task>),
+        (status = 400, description = "A query that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn list(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Task>>> {
+    let tasks = app.runs().recent_tasks(q.effective()).await?;
+    Ok(Json(tasks.into_iter().map(convert::task).collect()))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task", body = Task),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn get(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>> {
+    Ok(Json(convert::task(app.runs().task(&id).await?)))
+}
+
+/// Cancels a task: SIGTERM to its processes, SIGKILL after a grace period.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task as it stands now", body = Task),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn cancel(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>> {
+    Ok(Json(convert::task(
+        app.runs().cancel_task(&actor.name, &id).await?,
+    )))
+}
+
+/// The stored output of a task as one byte stream (stdout and stderr as written, or one of
+/// them); a stretch cut over the storage cap is marked in-line.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/output", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id"), OutputQuery),
+    responses(
+        (status = 200, description = "The output", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "An unknown stream, or a request that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn output(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<OutputQuery>,
+) -> Result<Response> {
+    let task = app.runs().task(&id).await?;
+    let want: Option<u8> = q.stream.map(|s| s.byte());
+    let pos = task.output;
+    let outlog = app.outlog().clone();
+    let body = async_stream::stream! {
+        let mut cursor = Cursor::default();
+        loop {
+            let (ol, tid) = (outlog.clone(), task.id.clone());
+            let r = tokio::task::spawn_blocking(move || ol.read(&tid, pos, cursor, READ_CHUNK)).await;
+            let (chunks, next) = match r {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => { yield Err(std::io::Error::other(e.to_string())); break; }
+                Err(e) => { yield Err(std::io::Error::other(e.to_string())); break; }
+            };
+            if chunks.is_empty() {
+                break;
+            }
+            cursor = next;
+            for c in chunks {
+                match c {
+                    Chunk::Data { stream, data } => {
+                        if want.is_none_or(|w| w == stream) {
+                            yield Ok::<_, std::io::Error>(data);
+                        }
+                    }
+                    Chunk::Omitted { bytes } => {
+                        yield Ok(bytes::Bytes::from(format!("\n[herd: {bytes} bytes of output omitted: over the stored-output cap]\n")));
+                    }
+                }
+            }
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        HttpBody::from_stream(body),
+    )
+        .into_response())
+}
