@@ -1,18 +1,142 @@
 //! The application, assembled in one place: the services the HTTP API, the watchers and the
 //! agent hub call. Handlers see narrow services, never the parts behind them.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use herd_core::TaskState;
 use herd_outlog::OutputLog;
 use herd_store::{AuditRow, Store};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::active::ActiveTasks;
 use crate::error::Result;
 use crate::events::Events;
-use crate::fleet::FleetService;
+use crate::fleet::{AgentIndex, FleetService};
+use crate::hub::{self, Hub, Ingest, ProgressWriter};
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::runs::RunService;
+use crate::registry::Registry;
+use crate::runs::{DriverCtx, Drivers, RunService};
+
+/// What the application is made from.
+pub struct Settings {
+    pub store: Arc<dyn Store>,
+    pub output_dir: PathBuf,
+    pub output_cap: u64,
+    pub lost_after: Duration,
+    /// The server's URL and CA pin, for the join commands it prints.
+    pub url: String,
+    pub ca_fingerprint: Option<String>,
+}
+
+/// The assembled application: what the HTTP API uses, what agents' sessions use, the admin
+/// key of a first start, and the background work with its shutdown signal.
+pub struct Parts {
+    pub app: Arc<App>,
+    pub hub: Arc<Hub>,
+    pub admin_key: Option<String>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// Builds every part once, in dependency order, rebuilds the drivers of unfinished runs,
+/// and starts the background work (lost-task sweep, agent state flush, progress writer).
+pub async fn assemble(s: Settings) -> Result<Parts> {
+    let Settings {
+        store,
+        output_dir,
+        output_cap,
+        lost_after,
+        url,
+        ca_fingerprint,
+    } = s;
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let agents = store.agents(false).await?;
+    let registry = Arc::new(Registry::new(agents.iter().map(|a| a.id.clone())));
+    let index = Arc::new(AgentIndex::load(agents));
+    let events = Arc::new(Events::default());
+    let live = Arc::new(Live::default());
+    let metrics = Arc::new(Metrics::default());
+    let outlog = Arc::new(OutputLog::new(output_dir, output_cap));
+    let active = Arc::new(ActiveTasks::default());
+    let fleet = Arc::new(FleetService::new(
+        store.clone(),
+        index.clone(),
+        registry.clone(),
+        url,
+        ca_fingerprint,
+    ));
+    let admin_key = fleet.ensure_admin_key().await?;
+    let driver_ctx = Arc::new(DriverCtx {
+        store: store.clone(),
+        registry: registry.clone(),
+        active: active.clone(),
+        outlog: outlog.clone(),
+        events: events.clone(),
+    });
+    let drivers = Arc::new(Drivers::new(
+        driver_ctx.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
+    let runs = Arc::new(RunService::new(
+        store.clone(),
+        index,
+        registry.clone(),
+        drivers.clone(),
+        events.clone(),
+        metrics.clone(),
+    ));
+    let ingest = Arc::new(Ingest::new(
+        store.clone(),
+        ProgressWriter::start(store.clone(), &tracker, shutdown.clone()),
+        outlog.clone(),
+        active,
+        live.clone(),
+        events.clone(),
+        drivers.clone(),
+        metrics.clone(),
+    ));
+    let hub = Arc::new(hub::Hub {
+        fleet: fleet.clone(),
+        registry,
+        ingest,
+        store: store.clone(),
+        drivers: drivers.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let app = Arc::new(App {
+        fleet: fleet.clone(),
+        runs: runs.clone(),
+        store,
+        live,
+        events,
+        outlog,
+        metrics,
+    });
+    runs.recover().await?;
+    tracker.spawn(crate::runs::sweep_lost(
+        driver_ctx,
+        drivers,
+        lost_after,
+        shutdown.clone(),
+    ));
+    tracker.spawn(fleet.flush_loop(shutdown.clone()));
+    Ok(Parts {
+        app,
+        hub,
+        admin_key,
+        tracker,
+        shutdown,
+    })
+}
 
 pub struct App {
     fleet: Arc<FleetService>,
@@ -25,26 +149,6 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(
-        fleet: Arc<FleetService>,
-        runs: Arc<RunService>,
-        store: Arc<dyn Store>,
-        live: Arc<Live>,
-        events: Arc<Events>,
-        outlog: Arc<OutputLog>,
-        metrics: Arc<Metrics>,
-    ) -> App {
-        App {
-            fleet,
-            runs,
-            store,
-            live,
-            events,
-            outlog,
-            metrics,
-        }
-    }
-
     /// Machines and credentials.
     pub fn fleet(&self) -> &FleetService {
         &self.fleet

@@ -20,6 +20,8 @@ mod live;
 mod metrics;
 mod registry;
 mod runs;
+#[cfg(test)]
+mod tests;
 mod watch;
 mod ws;
 
@@ -30,7 +32,6 @@ use std::time::Duration;
 
 pub use database::Database;
 pub use error::ServerError;
-use herd_outlog::OutputLog;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -254,87 +255,23 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     });
     let ca_pem = tls.as_ref().and_then(|t| t.ca_pem.clone());
 
-    let tracker = TaskTracker::new();
-    let shutdown = CancellationToken::new();
-    let other = |e: ServerError| StartError::Other(e.to_string());
-    let agents = store
-        .agents(false)
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
-    let registry = Arc::new(registry::Registry::new(agents.iter().map(|a| a.id.clone())));
-    let index = Arc::new(fleet::AgentIndex::load(agents));
-    let events = Arc::new(events::Events::default());
-    let live = Arc::new(live::Live::default());
-    let metrics = Arc::new(metrics::Metrics::default());
-    let outlog = Arc::new(OutputLog::new(dd.join("output"), cfg.output_cap));
-    let active = Arc::new(active::ActiveTasks::default());
-    let fleet = Arc::new(fleet::FleetService::new(
-        store.clone(),
-        index.clone(),
-        registry.clone(),
-        url.clone(),
-        ca_fingerprint.clone(),
-    ));
-    let admin_key = fleet.ensure_admin_key().await.map_err(other)?;
-    let driver_ctx = Arc::new(runs::DriverCtx {
+    let parts = app::assemble(app::Settings {
         store: store.clone(),
-        registry: registry.clone(),
-        active: active.clone(),
-        outlog: outlog.clone(),
-        events: events.clone(),
-    });
-    let drivers = Arc::new(runs::Drivers::new(
-        driver_ctx.clone(),
-        tracker.clone(),
-        shutdown.clone(),
-    ));
-    let run_service = Arc::new(runs::RunService::new(
-        store.clone(),
-        index,
-        registry.clone(),
-        drivers.clone(),
-        events.clone(),
-        metrics.clone(),
-    ));
-    let ingest = Arc::new(hub::Ingest::new(
-        store.clone(),
-        hub::ProgressWriter::start(store.clone(), &tracker, shutdown.clone()),
-        outlog.clone(),
-        active,
-        live.clone(),
-        events.clone(),
-        drivers.clone(),
-        metrics.clone(),
-    ));
-    let hub = Arc::new(hub::Hub {
-        fleet: fleet.clone(),
-        registry,
-        ingest,
-        store: store.clone(),
-        drivers: drivers.clone(),
-        events: events.clone(),
-        metrics: metrics.clone(),
-        tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
-    });
-    let app = Arc::new(app::App::new(
-        fleet.clone(),
-        run_service.clone(),
-        store.clone(),
-        live,
-        events,
-        outlog,
-        metrics,
-    ));
-
-    run_service.recover().await.map_err(other)?;
-    tracker.spawn(runs::sweep_lost(
-        driver_ctx,
-        drivers,
-        cfg.lost_after,
-        shutdown.clone(),
-    ));
-    tracker.spawn(fleet.flush_loop(shutdown.clone()));
+        output_dir: dd.join("output"),
+        output_cap: cfg.output_cap,
+        lost_after: cfg.lost_after,
+        url: url.clone(),
+        ca_fingerprint: ca_fingerprint.clone(),
+    })
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))?;
+    let app::Parts {
+        app,
+        hub,
+        admin_key,
+        tracker,
+        shutdown,
+    } = parts;
     let router = http::router(app.clone())
         .route_service("/herd.agent.v1.AgentHub/{*method}", hub::service(hub));
     let stop = shutdown.clone();

@@ -94,6 +94,10 @@ struct ServerArgs {
     /// Mark a running task lost when its agent stays away this long.
     #[arg(long, default_value = "10m", value_parser = parse_dur)]
     lost_after: Duration,
+    /// Where the records live: sqlite:PATH or postgres://USER@HOST:PORT/DB (default: SQLite
+    /// in the data dir). One server at a time uses a database.
+    #[arg(long, env = "HERD_DATABASE", value_parser = parse_database)]
+    database: Option<herd_server::Database>,
 }
 
 #[derive(Args)]
@@ -127,12 +131,20 @@ pub struct UpArgs {
     /// Name of the local agent (default: hostname).
     #[arg(long)]
     name: Option<String>,
+    /// Where the records live: sqlite:PATH or postgres://USER@HOST:PORT/DB (default: SQLite
+    /// in the data dir).
+    #[arg(long, env = "HERD_DATABASE", value_parser = parse_database)]
+    database: Option<herd_server::Database>,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("bad address {s:?}: expected IP:PORT, e.g. 127.0.0.1:7700 or 0.0.0.0:7700")
     })
+}
+
+fn parse_database(s: &str) -> Result<herd_server::Database, String> {
+    herd_server::Database::parse(s)
 }
 
 pub fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -232,6 +244,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.output_cap = a.output_cap;
             cfg.lost_after = a.lost_after;
             cfg.public_url = a.public_url;
+            cfg.database = a.database;
             let running = herd_server::start(cfg).await?;
             println!("herd server listening on {}", running.url);
             if let Some(fp) = &running.ca_fingerprint {
@@ -240,7 +253,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             if let Some(key) = &running.admin_key {
                 println!("admin API key (shown once; keep it safe): {key}");
             }
-            running.task.await.context("server stopped")?;
+            use std::io::Write;
+            std::io::stdout().flush().ok();
+            running.run_until_signal().await;
             Ok(0)
         }
         Command::Agent(a) => {

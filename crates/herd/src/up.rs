@@ -20,7 +20,8 @@ pub async fn up(a: UpArgs) -> Result<i32> {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    let cfg = herd_server::ServerConfig::new(a.listen, data_dir.clone());
+    let mut cfg = herd_server::ServerConfig::new(a.listen, data_dir.clone());
+    cfg.database = a.database;
     let running = herd_server::start(cfg).await?;
 
     // A key for the client config: the admin key on first start, else the configured one if
@@ -72,20 +73,22 @@ pub async fn up(a: UpArgs) -> Result<i32> {
     }
     println!("  config     {}", path.display());
     println!("  data       {}", data_dir.display());
+    println!("  database   {}", running.database);
     println!("try: herd run --all -- uname -a");
     use std::io::Write;
     std::io::stdout().flush().ok();
 
-    tokio::select! {
-        r = running.task => { r.context("server stopped")?; }
-        r = agent => {
-            match r {
-                Ok(Err(e)) => return Err(e).context("local agent stopped"),
-                Ok(Ok(())) => {}
-                Err(e) => return Err(e).context("local agent stopped"),
-            }
+    let res = tokio::select! {
+        r = agent => match r {
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("local agent stopped")),
+            Ok(Ok(())) => Ok(0),
+            Err(e) => Err(anyhow::Error::from(e).context("local agent stopped")),
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("herd: stopping");
+            Ok(0)
         }
-        _ = tokio::signal::ctrl_c() => { eprintln!("herd: stopping"); }
-    }
-    Ok(0)
+    };
+    running.shutdown().await;
+    res
 }
