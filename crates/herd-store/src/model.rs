@@ -2,8 +2,7 @@
 //! `RunState`, JSON columns are their domain types). Times are unix milliseconds.
 
 use herd_core::{
-    Facts, LabelEdits, Labels, Metrics, OutputPos, RunSpec, RunState, TaskState,
-    effective_labels,
+    Facts, LabelEdits, Labels, Metrics, OutputPos, RunSpec, RunState, TaskState, effective_labels,
 };
 
 /// A machine that joined the fleet.

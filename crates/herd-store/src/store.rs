@@ -38,12 +38,8 @@ pub trait AgentStore: Send + Sync {
     ) -> Result<Option<AgentRow>>;
 
     /// Revokes an agent (a revoked one stays revoked); returns the agent as it is now.
-    async fn revoke_agent(
-        &self,
-        id: &str,
-        at: i64,
-        audit: &AuditEntry,
-    ) -> Result<Option<AgentRow>>;
+    async fn revoke_agent(&self, id: &str, at: i64, audit: &AuditEntry)
+    -> Result<Option<AgentRow>>;
 }
 
 /// API keys and join tokens (stored hashed).
@@ -65,8 +61,7 @@ pub trait CredentialStore: Send + Sync {
 #[async_trait]
 pub trait RunStore: Send + Sync {
     /// Creates a run and its tasks, with `audit`, in one transaction.
-    async fn create_run(&self, run: &RunRow, tasks: &[NewTask], audit: &AuditEntry)
-    -> Result<()>;
+    async fn create_run(&self, run: &RunRow, tasks: &[NewTask], audit: &AuditEntry) -> Result<()>;
 
     async fn run(&self, id: &str) -> Result<Option<RunRow>>;
 
