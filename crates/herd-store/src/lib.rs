@@ -7,6 +7,8 @@
 //! methods, never a table or a connection.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bench;
+pub mod codec;
 pub mod conformance;
 mod model;
 mod secret;
@@ -78,6 +80,56 @@ pub fn merge_progress(batch: &[TaskProgress]) -> Vec<TaskProgress> {
             None => {
                 at.insert(&p.task_id, out.len());
                 out.push(p.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The exits of a (merged) batch, grouped by the states [`herd_core::Transition::Exit`] of
+/// their state applies to: one group today, as every exit applies to the open states and
+/// `lost`. An exit into a state no exit leads to is in no group (it applies nowhere).
+#[allow(clippy::type_complexity)]
+pub fn exits_by_from(
+    batch: &[TaskProgress],
+) -> Vec<(&'static [herd_core::TaskState], Vec<(&str, &Exit)>)> {
+    let mut groups: Vec<(&'static [herd_core::TaskState], Vec<(&str, &Exit)>)> = Vec::new();
+    for p in batch {
+        let Some(e) = &p.exited else { continue };
+        let from = herd_core::Transition::Exit(e.state).from_states();
+        if from.is_empty() {
+            continue;
+        }
+        match groups.iter_mut().find(|(f, _)| *f == from) {
+            Some((_, g)) => g.push((&p.task_id, e)),
+            None => groups.push((from, vec![(&p.task_id, e)])),
+        }
+    }
+    groups
+}
+
+/// One record per agent, in first-seen order: a later record for the same agent moves its
+/// last sighting forward and replaces its metrics and hello when it has them. Backends apply
+/// a merged batch, so one statement never names an agent twice.
+pub fn merge_agent_flushes(batch: &[AgentFlush]) -> Vec<AgentFlush> {
+    let mut at: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(batch.len());
+    let mut out: Vec<AgentFlush> = Vec::with_capacity(batch.len());
+    for a in batch {
+        match at.get(a.id.as_str()) {
+            Some(&i) => {
+                let m = &mut out[i];
+                m.last_seen = m.last_seen.max(a.last_seen);
+                if a.metrics.is_some() {
+                    m.metrics = a.metrics.clone();
+                }
+                if a.hello.is_some() {
+                    m.hello = a.hello.clone();
+                }
+            }
+            None => {
+                at.insert(&a.id, out.len());
+                out.push(a.clone());
             }
         }
     }

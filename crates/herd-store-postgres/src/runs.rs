@@ -1,0 +1,216 @@
+//! Runs and the reads of tasks; the bulk changes of tasks are in `tasks`.
+
+use std::sync::LazyLock;
+
+use herd_core::{RunState, TaskState};
+use herd_store::{
+    AuditEntry, NewTask, Result, RunRow, RunStore, TaskProgress, TaskRow, codec, sql_states,
+};
+use sqlx::AssertSqlSafe;
+
+use crate::rows::{self, Cols, run_cols, task_cols};
+use crate::{PgStore, audit, chunks, db, tasks};
+
+#[async_trait::async_trait]
+impl RunStore for PgStore {
+    async fn create_run(&self, run: &RunRow, tasks: &[NewTask], entry: &AuditEntry) -> Result<()> {
+        let spec = codec::json(&run.spec)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO runs (id, command, selector, spec, created_by, created_at, cancel_requested, state, finished_at) \
+             VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)",
+        )
+        .bind(&run.id)
+        .bind(&run.command)
+        .bind(&run.selector)
+        .bind(spec)
+        .bind(&run.created_by)
+        .bind(run.created_at)
+        .bind(run.cancel_requested)
+        .bind(run.state.as_str())
+        .bind(run.finished_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tasks::insert(&mut tx, run, tasks).await?;
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRow>> {
+        let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::run).transpose()
+    }
+
+    async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::run).collect()
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs WHERE finished_at IS NULL ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::run).collect()
+    }
+
+    async fn request_cancel(&self, run_id: &str, entry: &AuditEntry) -> Result<Option<RunRow>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(concat!(
+            "UPDATE runs SET cancel_requested = TRUE WHERE id = $1 RETURNING ",
+            run_cols!()
+        ))
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(db)?;
+            return Ok(None);
+        };
+        let run = rows::run(&row)?;
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(run))
+    }
+
+    async fn finish_run(&self, id: &str, state: RunState, at: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE runs SET state = $1, finished_at = COALESCE(finished_at, $2) \
+             WHERE id = $3 AND (state <> $1 OR finished_at IS NULL)",
+        )
+        .bind(state.as_str())
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(rows::task).transpose()
+    }
+
+    async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for r in chunks(ids.len()) {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                task_cols!(),
+                " FROM tasks WHERE id = ANY($1)"
+            ))
+            .bind(&ids[r])
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            for row in &rows {
+                out.push(rows::task(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn tasks_of_run(&self, run_id: &str) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE run_id = $1 ORDER BY agent_name, id"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn open_tasks_of_agents(&self, agent_ids: &[String]) -> Result<Vec<TaskRow>> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                concat!(
+                    "SELECT ",
+                    task_cols!(),
+                    " FROM tasks WHERE agent_id = ANY($1) AND state IN ({})"
+                ),
+                sql_states(&TaskState::OPEN)
+            )
+        });
+        let mut out = Vec::new();
+        for r in chunks(agent_ids.len()) {
+            let rows = sqlx::query(AssertSqlSafe(SQL.as_str()))
+                .bind(&agent_ids[r])
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            for row in &rows {
+                out.push(rows::task(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn task_counts(&self) -> Result<Vec<(TaskState, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS count FROM tasks GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| codec::state_count(&Cols(r))).collect()
+    }
+
+    async fn claim_queued(&self, ids: &[String], at: i64) -> Result<Vec<String>> {
+        tasks::claim_queued(&self.pool, ids, at).await
+    }
+
+    async fn end_tasks(
+        &self,
+        ids: &[String],
+        state: TaskState,
+        reason: &str,
+        at: i64,
+    ) -> Result<Vec<String>> {
+        tasks::end(&self.pool, ids, state, reason, at).await
+    }
+
+    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<()> {
+        tasks::apply_progress(&self.pool, batch).await
+    }
+}

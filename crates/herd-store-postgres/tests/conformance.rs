@@ -1,0 +1,87 @@
+//! The conformance suite on a fresh PostgreSQL database per case, and the one-server lock.
+
+use herd_store::conformance::Fresh;
+use herd_store::{CredentialStore, Store, StoreError};
+use herd_store_postgres::PgStore;
+use herd_store_postgres::testdb::{self, TestDatabase};
+
+fn server_url() -> String {
+    testdb::server_url().unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn fresh() -> Fresh {
+    let db = TestDatabase::create(&server_url())
+        .await
+        .expect("create a test database");
+    let store = PgStore::connect(&db.url).await.expect("connect");
+    let raw = store.clone();
+    Fresh::new(store, move |sql| {
+        let raw = raw.clone();
+        Box::pin(async move { raw.exec_raw(&sql).await })
+    })
+    .after(async move {
+        let _ = db.drop().await;
+    })
+}
+
+herd_store::conformance_suite!(fresh);
+
+/// `url` with a password (its own if it has one), and the password.
+fn with_password(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    match rest.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((_, pw)) => (url.to_string(), pw.to_string()),
+            None => (format!("{scheme}://{user}:s3cret@{host}"), "s3cret".into()),
+        },
+        None => (format!("{scheme}://herd:s3cret@{rest}"), "s3cret".into()),
+    }
+}
+
+#[tokio::test]
+async fn one_active_server_per_database() {
+    let db = TestDatabase::create(&server_url()).await.unwrap();
+    // A password in the URL is never shown (trust authentication ignores one it does not
+    // need).
+    let (url, secret) = with_password(&db.url);
+    let first = PgStore::connect(&url).await.unwrap();
+    match PgStore::connect(&url).await {
+        Err(StoreError::Locked(msg)) => {
+            assert!(
+                msg.starts_with("another herd server is using the database postgres://"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("stop it, or point this one at another database"),
+                "{msg}"
+            );
+            assert!(!msg.contains(&secret), "{msg}");
+        }
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("a second server connected while the first holds the database"),
+    }
+    first.close().await;
+    match first.count_api_keys().await {
+        Err(StoreError::Closed(_)) => {}
+        other => panic!("a closed store answered {other:?}"),
+    }
+    let second = PgStore::connect(&url).await.unwrap();
+    assert_eq!(second.count_api_keys().await.unwrap(), 0);
+    second.close().await;
+    db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_there_is_named() {
+    // Nothing listens on port 1.
+    let Err(e) = PgStore::connect("postgres://herd:s3cret@127.0.0.1:1/herd").await else {
+        panic!("connected to port 1");
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cannot connect to PostgreSQL at postgres://herd@127.0.0.1:1/herd: "),
+        "{msg}"
+    );
+    assert!(msg.ends_with("— is it running? check --database"), "{msg}");
+    assert!(!msg.contains("s3cret") && !msg.contains('\n'), "{msg}");
+}

@@ -1,0 +1,98 @@
+//! API keys and join tokens (stored hashed), each created with its audit entry.
+
+use herd_store::codec;
+use herd_store::{ApiKeyRow, AuditEntry, CredentialStore, JoinTokenRow, Result};
+use sqlx::Row;
+
+use crate::rows::Cols;
+use crate::{SqliteStore, audit, db};
+
+#[async_trait::async_trait]
+impl CredentialStore for SqliteStore {
+    async fn create_api_key(&self, key: &ApiKeyRow, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, hash, role, created_at, created_by, revoked_at) VALUES (?,?,?,?,?,?,?)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.hash)
+        .bind(&key.role)
+        .bind(key.created_at)
+        .bind(&key.created_by)
+        .bind(key.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| codec::api_key(&Cols(&r))).transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| codec::api_key(&Cols(r))).collect()
+    }
+
+    async fn count_api_keys(&self) -> Result<i64> {
+        sqlx::query("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)
+    }
+
+    async fn create_join_token(&self, token: &JoinTokenRow, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO join_tokens (id, hash, created_at, created_by, expires_at, uses_left) VALUES (?,?,?,?,?,?)",
+        )
+        .bind(&token.id)
+        .bind(&token.hash)
+        .bind(token.created_at)
+        .bind(&token.created_by)
+        .bind(token.expires_at)
+        .bind(token.uses_left)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn join_token(&self, id: &str) -> Result<Option<JoinTokenRow>> {
+        let row = sqlx::query(
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| codec::join_token(&Cols(&r))).transpose()
+    }
+
+    async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens ORDER BY created_at DESC, id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| codec::join_token(&Cols(r))).collect()
+    }
+}

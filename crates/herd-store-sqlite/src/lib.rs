@@ -1,0 +1,94 @@
+//! herd's SQLite store: [`SqliteStore`] implements every domain of [`herd_store::Store`] on
+//! one database file (WAL, `synchronous=NORMAL`, foreign keys), with its migrations in
+//! `migrations/sqlite`. Bulk changes are multi-row statements in SQLite's idiom
+//! (`UPDATE … FROM (VALUES …)`, `UPDATE … RETURNING`), at most
+//! [`herd_store::ROWS_PER_STATEMENT`] rows each, in one transaction per call.
+//!
+//! Architecture invariant: with `herd-store-postgres`, the only crates that name sqlx.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod agents;
+mod audit;
+mod credentials;
+mod rows;
+mod runs;
+mod tasks;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use herd_store::{Result, Store, StoreError};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// The SQLite store. Clones share one pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database file (creating it) and applies the migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let cannot = |e: &dyn std::fmt::Display| {
+            StoreError::Db(
+                format!(
+                    "cannot open the SQLite database {}: {e} — check that its directory exists and is writable",
+                    path.display()
+                )
+                .into(),
+            )
+        };
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| cannot(&e))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit survives a process kill; only power loss may lose the
+            // last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| cannot(&e))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(format!("{}: {e}", path.display())))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Executes `sql` behind the store's back: only tests use it, to write rows the store
+    /// never writes.
+    #[doc(hidden)]
+    pub async fn exec_raw(&self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A driver error as the store's error.
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolClosed => StoreError::Closed("the store is closed".into()),
+        e => StoreError::Db(Box::new(e)),
+    }
+}

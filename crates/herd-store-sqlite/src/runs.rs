@@ -1,0 +1,207 @@
+//! Runs and the reads of tasks; the bulk changes of tasks are in `tasks`.
+
+use herd_core::{RunState, TaskState};
+use herd_store::{
+    AuditEntry, NewTask, ROWS_PER_STATEMENT, Result, RunRow, RunStore, TaskProgress, TaskRow,
+    codec, sql_states,
+};
+use sqlx::{QueryBuilder, SqlitePool};
+
+use crate::rows::{self, Cols, run_cols, task_cols};
+use crate::{SqliteStore, audit, db, tasks};
+
+/// The tasks whose `column` is one of `values` (and, if given, whose state is open), one
+/// statement per [`ROWS_PER_STATEMENT`] values.
+async fn tasks_where_in(
+    pool: &SqlitePool,
+    column: &str,
+    values: &[String],
+    open_only: bool,
+) -> Result<Vec<TaskRow>> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::new(concat!("SELECT ", task_cols!(), " FROM tasks WHERE "));
+        if open_only {
+            qb.push(format_args!(
+                "state IN ({}) AND ",
+                sql_states(&TaskState::OPEN)
+            ));
+        }
+        qb.push(format_args!("{column} IN ("));
+        let mut list = qb.separated(",");
+        for v in chunk {
+            list.push_bind(v);
+        }
+        qb.push(")");
+        let rows = qb.build().fetch_all(pool).await.map_err(db)?;
+        for r in &rows {
+            out.push(rows::task(r)?);
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: &RunRow, tasks: &[NewTask], entry: &AuditEntry) -> Result<()> {
+        let spec = codec::json(&run.spec)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(concat!(
+            "INSERT INTO runs (",
+            run_cols!(),
+            ") VALUES (?,?,?,?,?,?,?,?,?)"
+        ))
+        .bind(&run.id)
+        .bind(&run.command)
+        .bind(&run.selector)
+        .bind(spec)
+        .bind(&run.created_by)
+        .bind(run.created_at)
+        .bind(run.cancel_requested)
+        .bind(run.state.as_str())
+        .bind(run.finished_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tasks::insert(&mut tx, run, tasks).await?;
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRow>> {
+        let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM runs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::run).transpose()
+    }
+
+    async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::run).collect()
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs WHERE finished_at IS NULL ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::run).collect()
+    }
+
+    async fn request_cancel(&self, run_id: &str, entry: &AuditEntry) -> Result<Option<RunRow>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(concat!(
+            "UPDATE runs SET cancel_requested = 1 WHERE id = ? RETURNING ",
+            run_cols!()
+        ))
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(db)?;
+            return Ok(None);
+        };
+        let run = rows::run(&row)?;
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(run))
+    }
+
+    async fn finish_run(&self, id: &str, state: RunState, at: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE runs SET state = ?, finished_at = COALESCE(finished_at, ?) WHERE id = ? AND (state <> ? OR finished_at IS NULL)",
+        )
+        .bind(state.as_str())
+        .bind(at)
+        .bind(id)
+        .bind(state.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+        let row = sqlx::query(concat!("SELECT ", task_cols!(), " FROM tasks WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::task).transpose()
+    }
+
+    async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>> {
+        tasks_where_in(&self.pool, "id", ids, false).await
+    }
+
+    async fn tasks_of_run(&self, run_id: &str) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE run_id = ? ORDER BY agent_name, id"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn open_tasks_of_agents(&self, agent_ids: &[String]) -> Result<Vec<TaskRow>> {
+        tasks_where_in(&self.pool, "agent_id", agent_ids, true).await
+    }
+
+    async fn task_counts(&self) -> Result<Vec<(TaskState, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS count FROM tasks GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| codec::state_count(&Cols(r))).collect()
+    }
+
+    async fn claim_queued(&self, ids: &[String], at: i64) -> Result<Vec<String>> {
+        tasks::claim_queued(&self.pool, ids, at).await
+    }
+
+    async fn end_tasks(
+        &self,
+        ids: &[String],
+        state: TaskState,
+        reason: &str,
+        at: i64,
+    ) -> Result<Vec<String>> {
+        tasks::end(&self.pool, ids, state, reason, at).await
+    }
+
+    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<()> {
+        tasks::apply_progress(&self.pool, batch).await
+    }
+}

@@ -1,2 +1,0 @@
-//! The conformance suite every backend passes: the same cases, run against a fresh store of
-//! each backend (see `conformance_suite!`).

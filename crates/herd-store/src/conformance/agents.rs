@@ -1,0 +1,258 @@
+//! Cases of agents (join, labels, revoke, flushes) and credentials.
+
+use std::collections::BTreeMap;
+
+use herd_core::{Facts, Labels, Metrics};
+use serde_json::json;
+
+use super::fixtures::*;
+use crate::model::*;
+use crate::{ROWS_PER_STATEMENT, Result, Store, StoreError};
+
+/// A join takes one use of a live token and records the agent with its audit entry; a spent
+/// or expired token, or a taken name, records nothing and keeps the token's uses.
+pub async fn join_outcomes(store: &dyn Store) -> Result<()> {
+    store
+        .create_join_token(&token("t2", 1, 1000, 2), &entry("token.create", "token:t2"))
+        .await?;
+    store
+        .create_join_token(
+            &token("old", 1, 400, 5),
+            &entry("token.create", "token:old"),
+        )
+        .await?;
+    let join = |id: &'static str, name: &'static str, tok: &'static str| async move {
+        let audit = entry("agent.join", &format!("agent:{name}"));
+        store
+            .join_agent(tok, 500, &agent_row(id, name), &audit)
+            .await
+    };
+
+    assert_eq!(join("a1", "m1", "t2").await?, JoinOutcome::Joined);
+    assert_eq!(store.agent("a1").await?, Some(agent_row("a1", "m1")));
+    let joins = store.audit_log(10).await?;
+    assert_eq!(
+        (joins[0].action.as_str(), joins[0].target.as_str()),
+        ("agent.join", "agent:m1")
+    );
+    assert_eq!(joins[0].actor, "key:test");
+    assert_eq!(joins[0].detail, json!({"why": "test"}));
+    assert_eq!(store.join_token("t2").await?.map(|t| t.uses_left), Some(1));
+
+    // A live agent has that name: nothing recorded, the use given back.
+    assert_eq!(join("a2", "m1", "t2").await?, JoinOutcome::NameTaken);
+    assert_eq!(store.agent("a2").await?, None);
+    assert_eq!(store.join_token("t2").await?.map(|t| t.uses_left), Some(1));
+
+    assert_eq!(join("a3", "m3", "t2").await?, JoinOutcome::Joined);
+    assert_eq!(store.join_token("t2").await?.map(|t| t.uses_left), Some(0));
+    // Used up, expired (expires_at 400 < now 500), unknown.
+    assert_eq!(join("a4", "m4", "t2").await?, JoinOutcome::TokenSpent);
+    assert_eq!(join("a5", "m5", "old").await?, JoinOutcome::TokenSpent);
+    assert_eq!(join("a6", "m6", "nope").await?, JoinOutcome::TokenSpent);
+    for id in ["a4", "a5", "a6"] {
+        assert_eq!(store.agent(id).await?, None, "{id}");
+    }
+    assert_eq!(store.join_token("old").await?.map(|t| t.uses_left), Some(5));
+    let joined = actions(store).await?;
+    assert_eq!(joined.iter().filter(|a| *a == "agent.join").count(), 2);
+    assert_eq!(
+        store
+            .agents(false)
+            .await?
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["m1", "m3"]
+    );
+    Ok(())
+}
+
+/// Operator label edits override and remove reported labels; a revoked agent stays revoked,
+/// is listed only on request, and its name is free again.
+pub async fn label_edits_and_revoke(store: &dyn Store) -> Result<()> {
+    let agents = [("a1", "m1"), ("a2", "m2")].map(|(i, n)| (i.to_string(), n.to_string()));
+    join_all(store, &agents).await?;
+
+    let edits = BTreeMap::from([
+        ("role".to_string(), Some("db".to_string())),
+        ("zone".to_string(), None),
+        ("tier".to_string(), Some("1".to_string())),
+    ]);
+    let edited = store
+        .set_label_edits("a1", &edits, &entry("agent.label", "agent:m1"))
+        .await?;
+    let edited = edited.ok_or_else(|| StoreError::NotFound("agent a1".into()))?;
+    assert_eq!(edited.label_edits, edits);
+    assert_eq!(
+        edited.effective_labels(),
+        Labels::from([("role".into(), "db".into()), ("tier".into(), "1".into())])
+    );
+    assert_eq!(store.agent("a1").await?, Some(edited));
+    assert_eq!(
+        store
+            .set_label_edits("nope", &edits, &entry("agent.label", "agent:nope"))
+            .await?,
+        None
+    );
+
+    let revoked = store
+        .revoke_agent("a2", 700, &entry("agent.revoke", "agent:m2"))
+        .await?;
+    assert_eq!(revoked.and_then(|a| a.revoked_at), Some(700));
+    // Revoking again keeps the first revocation.
+    let again = store
+        .revoke_agent("a2", 800, &entry("agent.revoke", "agent:m2"))
+        .await?;
+    assert_eq!(again.and_then(|a| a.revoked_at), Some(700));
+    assert_eq!(
+        store
+            .revoke_agent("nope", 800, &entry("agent.revoke", "agent:nope"))
+            .await?,
+        None
+    );
+    let names = |v: Vec<AgentRow>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(names(store.agents(false).await?), ["a1"]);
+    assert_eq!(names(store.agents(true).await?), ["a1", "a2"]);
+
+    // The name of a revoked agent can join again.
+    join_all(store, &[("a2b".into(), "m2".into())]).await?;
+    assert_eq!(names(store.agents(false).await?), ["a1", "a2b"]);
+    let log = actions(store).await?;
+    assert_eq!(log.iter().filter(|a| *a == "agent.label").count(), 1);
+    assert!(log.iter().filter(|a| *a == "agent.revoke").count() >= 2);
+    Ok(())
+}
+
+/// Hellos and heartbeats of more agents than one statement carries land in one call; an
+/// agent named twice in a batch takes its latest report; metrics absent keep the old ones.
+pub async fn flush_agents_of_many_agents(store: &dyn Store) -> Result<()> {
+    let n = ROWS_PER_STATEMENT + 5;
+    let agents: Vec<(String, String)> =
+        (0..n).map(|i| (format!("a{i}"), format!("m{i}"))).collect();
+    join_all(store, &agents).await?;
+    let metrics = |cpu: f64| Metrics {
+        cpu_percent: cpu,
+        memory_total_bytes: 1 << 30,
+        load1: 0.5,
+        ..Default::default()
+    };
+    let first: Vec<AgentFlush> = (0..n)
+        .map(|i| AgentFlush {
+            id: format!("a{i}"),
+            last_seen: 1000,
+            metrics: Some(metrics(1.0)),
+            hello: None,
+        })
+        .collect();
+    store.flush_agents(&first).await?;
+
+    let hello = |i: usize| AgentHello {
+        labels: Labels::from([("n".into(), i.to_string())]),
+        facts: Facts {
+            hostname: format!("host{i}"),
+            memory_bytes: 1 << 33,
+            ..Default::default()
+        },
+        version: "2.0".into(),
+    };
+    let mut second: Vec<AgentFlush> = (0..n)
+        .map(|i| AgentFlush {
+            id: format!("a{i}"),
+            last_seen: 2000 + i as i64,
+            metrics: (i % 3 != 0).then(|| metrics(i as f64)),
+            hello: (i % 2 == 0).then(|| hello(i)),
+        })
+        .collect();
+    second.push(AgentFlush {
+        id: "a1".into(),
+        last_seen: 9000,
+        metrics: Some(metrics(99.0)),
+        hello: Some(hello(77)),
+    });
+    store.flush_agents(&second).await?;
+    store.flush_agents(&[]).await?;
+
+    let all = store.agents(false).await?;
+    assert_eq!(all.len(), n);
+    for a in all {
+        let i: usize = a.id[1..]
+            .parse()
+            .map_err(|_| StoreError::Invalid(a.id.clone()))?;
+        let (seen, cpu, hello_of) = match i {
+            1 => (9000, 99.0, Some(77)),
+            _ => (
+                2000 + i as i64,
+                if !i.is_multiple_of(3) { i as f64 } else { 1.0 },
+                i.is_multiple_of(2).then_some(i),
+            ),
+        };
+        assert_eq!(a.last_seen, Some(seen), "{}", a.id);
+        assert_eq!(a.metrics, Some(metrics(cpu)), "{}", a.id);
+        match hello_of {
+            Some(h) => {
+                let want = hello(h);
+                assert_eq!(
+                    (a.labels, a.facts, a.version),
+                    (want.labels, want.facts, want.version)
+                );
+            }
+            None => {
+                let want = agent_row(&a.id, &a.name);
+                assert_eq!(
+                    (a.labels, a.facts, a.version),
+                    (want.labels, want.facts, want.version)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- credentials ------------------------------------------------------------------------
+
+pub async fn api_keys_round_trip(store: &dyn Store) -> Result<()> {
+    let key = |id: &str, created_at: i64| ApiKeyRow {
+        id: id.into(),
+        name: format!("name-{id}"),
+        hash: format!("hash-{id}"),
+        role: "admin".into(),
+        created_at,
+        created_by: "bootstrap".into(),
+        revoked_at: None,
+    };
+    assert_eq!(store.count_api_keys().await?, 0);
+    for (id, at) in [("k3", 30), ("k1", 10), ("k2", 20)] {
+        store
+            .create_api_key(&key(id, at), &entry("key.create", &format!("key:{id}")))
+            .await?;
+    }
+    assert_eq!(store.count_api_keys().await?, 3);
+    assert_eq!(store.api_key("k2").await?, Some(key("k2", 20)));
+    assert_eq!(store.api_key("nope").await?, None);
+    assert_eq!(
+        store.api_keys().await?,
+        vec![key("k1", 10), key("k2", 20), key("k3", 30)]
+    );
+    assert_eq!(actions(store).await?, ["key.create"; 3]);
+    Ok(())
+}
+
+pub async fn join_tokens_round_trip(store: &dyn Store) -> Result<()> {
+    for (id, at) in [("j1", 5), ("j3", 15), ("j2", 10)] {
+        store
+            .create_join_token(&token(id, at, at + 100, 3), &entry("token.create", id))
+            .await?;
+    }
+    assert_eq!(store.join_token("j3").await?, Some(token("j3", 15, 115, 3)));
+    assert_eq!(store.join_token("nope").await?, None);
+    let newest_first: Vec<String> = store
+        .join_tokens()
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(newest_first, ["j3", "j2", "j1"]);
+    assert_eq!(actions(store).await?, ["token.create"; 3]);
+    Ok(())
+}

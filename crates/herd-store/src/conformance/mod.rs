@@ -1,0 +1,121 @@
+//! The conformance suite every backend passes: the same cases, run against a fresh store of
+//! each backend. A backend's `tests/conformance.rs` gives a function that makes a [`Fresh`]
+//! store and invokes [`conformance_suite!`](crate::conformance_suite), which generates one
+//! `#[tokio::test]` per case (the backend's tests need `tokio` as a dev-dependency).
+//!
+//! A case returns an error when the store fails a call and panics when the store answers
+//! wrongly.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::{Result, Store};
+
+mod agents;
+mod audit;
+mod fixtures;
+mod progress;
+mod runs;
+
+pub use agents::*;
+pub use audit::*;
+pub use progress::*;
+pub use runs::*;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A backend's test-only way to write what the store itself never writes (corrupt rows).
+pub type RawSql = Box<dyn Fn(String) -> BoxFuture<Result<()>> + Send + Sync>;
+
+/// A fresh, empty store for one case, with its backend's raw SQL and what to do after the
+/// case (remove its file, drop its database).
+pub struct Fresh {
+    store: Box<dyn Store>,
+    raw: RawSql,
+    after: Option<BoxFuture<()>>,
+}
+
+impl Fresh {
+    pub fn new(
+        store: impl Store + 'static,
+        raw: impl Fn(String) -> BoxFuture<Result<()>> + Send + Sync + 'static,
+    ) -> Fresh {
+        Fresh {
+            store: Box::new(store),
+            raw: Box::new(raw),
+            after: None,
+        }
+    }
+
+    /// Runs `f` once the case is done and the store closed.
+    pub fn after(mut self, f: impl Future<Output = ()> + Send + 'static) -> Fresh {
+        self.after = Some(Box::pin(f));
+        self
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Executes a statement behind the store's back.
+    pub async fn raw(&self, sql: &str) -> Result<()> {
+        (self.raw)(sql.to_string()).await
+    }
+
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some(f) = self.after {
+            f.await;
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case, each on a store made by `$fresh`
+/// (an `async fn() -> herd_store::conformance::Fresh`).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($fresh:path) => {
+        $crate::conformance_suite!(@store $fresh;
+            join_outcomes,
+            label_edits_and_revoke,
+            flush_agents_of_many_agents,
+            api_keys_round_trip,
+            join_tokens_round_trip,
+            create_run_with_final_tasks,
+            queued_tasks_are_claimed_or_ended_once,
+            end_tasks_apply_only_where_the_transition_does,
+            progress_of_thousands_of_tasks_lands_in_one_call,
+            progress_only_moves_forward_and_ended_tasks_keep_their_end,
+            an_exit_revives_a_lost_task,
+            cancel_and_finish_run,
+            run_and_task_listings,
+            audit_log_newest_first,
+        );
+        $crate::conformance_suite!(@fresh $fresh;
+            corrupt_task_columns,
+            corrupt_run_and_agent_columns,
+        );
+    };
+    (@store $fresh:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $case() {
+            let fresh = $fresh().await;
+            let outcome = $crate::conformance::$case(fresh.store()).await;
+            fresh.finish().await;
+            if let Err(e) = outcome {
+                panic!("{}: {e}", stringify!($case));
+            }
+        }
+    )*};
+    (@fresh $fresh:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $case() {
+            let fresh = $fresh().await;
+            let outcome = $crate::conformance::$case(&fresh).await;
+            fresh.finish().await;
+            if let Err(e) = outcome {
+                panic!("{}: {e}", stringify!($case));
+            }
+        }
+    )*};
+}

@@ -1,0 +1,277 @@
+//! Cases of runs and tasks: creation, claims, ends, finishing, listings.
+
+use herd_core::{OutputPos, RunState, TaskState};
+
+use super::fixtures::*;
+use crate::model::*;
+use crate::{ROWS_PER_STATEMENT, Result, Store, StoreError};
+
+/// A run is created with its tasks, some already final, and its audit entry.
+pub async fn create_run_with_final_tasks(store: &dyn Store) -> Result<()> {
+    let mut lost = new_task("t-lost", "l", TaskState::Lost);
+    lost.reason = Some("agent offline".into());
+    let mut skipped = new_task("t-skip", "s", TaskState::Skipped);
+    skipped.reason = Some("not started".into());
+    let tasks = [
+        new_task("t-q", "q", TaskState::Queued),
+        new_task("t-d", "d", TaskState::Dispatched),
+        lost,
+        skipped,
+    ];
+    let run = run_row("r1", 50);
+    store
+        .create_run(&run, &tasks, &entry("run.create", "run:r1"))
+        .await?;
+    assert_eq!(store.run("r1").await?, Some(run));
+    assert_eq!(store.run("nope").await?, None);
+    let want = [
+        ("t-q", TaskState::Queued, None, None, None),
+        ("t-d", TaskState::Dispatched, Some(50), None, None),
+        (
+            "t-lost",
+            TaskState::Lost,
+            None,
+            Some(50),
+            Some("agent offline"),
+        ),
+        (
+            "t-skip",
+            TaskState::Skipped,
+            None,
+            Some(50),
+            Some("not started"),
+        ),
+    ];
+    for (id, state, dispatched_at, finished_at, reason) in want {
+        let t = task(store, id).await?;
+        assert_eq!(
+            (t.state, t.dispatched_at, t.finished_at, t.reason.as_deref()),
+            (state, dispatched_at, finished_at, reason),
+            "{id}"
+        );
+        assert_eq!((t.run_id.as_str(), t.created_at), ("r1", 50));
+        assert_eq!((t.out_seq, t.output), (0, OutputPos::default()));
+        assert_eq!((t.pid, t.started_at, t.exit_code), (None, None, None));
+    }
+    assert_eq!(actions(store).await?, ["run.create"]);
+    // A run without tasks.
+    store
+        .create_run(&run_row("r0", 60), &[], &entry("run.create", "run:r0"))
+        .await?;
+    assert!(store.tasks_of_run("r0").await?.is_empty());
+    Ok(())
+}
+
+pub async fn queued_tasks_are_claimed_or_ended_once(store: &dyn Store) -> Result<()> {
+    let ids = task_ids("t", 5);
+    run_with(store, "r1", 1, &ids, TaskState::Queued).await?;
+    let first = store.claim_queued(&ids[..2], 5).await?;
+    assert_eq!(sorted(first), ["t0", "t1"]);
+    assert_eq!(task(store, "t0").await?.dispatched_at, Some(5));
+    // Claimed ones are not claimed again, nor skipped.
+    let skipped = store
+        .end_tasks(&ids, TaskState::Skipped, "error budget spent", 6)
+        .await?;
+    assert_eq!(sorted(skipped), ["t2", "t3", "t4"]);
+    assert!(store.claim_queued(&ids, 7).await?.is_empty());
+    let mut some = store
+        .tasks_by_ids(&["t3".into(), "nope".into(), "t0".into()])
+        .await?;
+    some.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        some.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["t0", "t3"]
+    );
+    let t3 = task(store, "t3").await?;
+    assert_eq!(
+        (t3.state, t3.reason.as_deref(), t3.finished_at),
+        (TaskState::Skipped, Some("error budget spent"), Some(6))
+    );
+    // More ids than one statement carries.
+    let many = task_ids("m", ROWS_PER_STATEMENT + 3);
+    run_with(store, "r2", 2, &many, TaskState::Queued).await?;
+    assert_eq!(store.claim_queued(&many, 8).await?.len(), many.len());
+    assert_eq!(store.tasks_by_ids(&many).await?.len(), many.len());
+    assert!(store.claim_queued(&many, 9).await?.is_empty());
+    Ok(())
+}
+
+/// `skipped` ends only queued tasks, `lost` and `cancelled` only open ones; a state no end
+/// leads to is refused.
+pub async fn end_tasks_apply_only_where_the_transition_does(store: &dyn Store) -> Result<()> {
+    let tasks = [
+        new_task("q", "q", TaskState::Queued),
+        new_task("d", "d", TaskState::Dispatched),
+        new_task("r", "r", TaskState::Dispatched),
+        new_task("done", "done", TaskState::Dispatched),
+        new_task("gone", "gone", TaskState::Dispatched),
+    ];
+    store
+        .create_run(&run_row("r1", 1), &tasks, &entry("run.create", "run:r1"))
+        .await?;
+    let mut start = progress("r", 1, 0);
+    start.started = Some(Started { pid: 7, at: 2 });
+    let mut done = progress("done", 1, 0);
+    done.exited = Some(exit(0, 3));
+    store.apply_progress(&[start, done]).await?;
+    assert_eq!(
+        store
+            .end_tasks(&["gone".into()], TaskState::Lost, "offline", 4)
+            .await?,
+        ["gone"]
+    );
+    let all: Vec<String> = ["q", "d", "r", "done", "gone", "nope"]
+        .map(String::from)
+        .to_vec();
+
+    for bad in [TaskState::Succeeded, TaskState::Running, TaskState::Queued] {
+        match store.end_tasks(&all, bad, "no", 5).await {
+            Err(StoreError::Invalid(_)) => {}
+            other => panic!("ending as {bad}: {other:?}"),
+        }
+    }
+    assert_eq!(task(store, "q").await?.state, TaskState::Queued);
+
+    let skipped = store
+        .end_tasks(&all, TaskState::Skipped, "budget", 6)
+        .await?;
+    assert_eq!(skipped, ["q"]);
+    let cancelled = store
+        .end_tasks(&all, TaskState::Cancelled, "cancelled", 7)
+        .await?;
+    assert_eq!(sorted(cancelled), ["d", "r"]);
+    assert!(
+        store
+            .end_tasks(&all, TaskState::Lost, "x", 8)
+            .await?
+            .is_empty()
+    );
+    let want = [
+        ("q", TaskState::Skipped, Some(6), Some("budget")),
+        ("d", TaskState::Cancelled, Some(7), Some("cancelled")),
+        ("r", TaskState::Cancelled, Some(7), Some("cancelled")),
+        ("done", TaskState::Succeeded, Some(3), Some("exited")),
+        ("gone", TaskState::Lost, Some(4), Some("offline")),
+    ];
+    for (id, state, finished_at, reason) in want {
+        let t = task(store, id).await?;
+        assert_eq!(
+            (t.state, t.finished_at, t.reason.as_deref()),
+            (state, finished_at, reason),
+            "{id}"
+        );
+    }
+    // An empty list changes nothing.
+    assert!(
+        store
+            .end_tasks(&[], TaskState::Lost, "x", 9)
+            .await?
+            .is_empty()
+    );
+    Ok(())
+}
+
+pub async fn cancel_and_finish_run(store: &dyn Store) -> Result<()> {
+    run_with(store, "r1", 1, &task_ids("t", 1), TaskState::Queued).await?;
+    let cancelled = store
+        .request_cancel("r1", &entry("run.cancel", "run:r1"))
+        .await?;
+    assert_eq!(cancelled.map(|r| r.cancel_requested), Some(true));
+    assert_eq!(
+        store
+            .request_cancel("nope", &entry("run.cancel", "run:nope"))
+            .await?,
+        None
+    );
+    let log = actions(store).await?;
+    assert_eq!(log.iter().filter(|a| *a == "run.cancel").count(), 1);
+
+    assert!(store.finish_run("r1", RunState::Cancelled, 50).await?);
+    let r = store.run("r1").await?;
+    assert_eq!(
+        r.map(|r| (r.state, r.finished_at, r.cancel_requested)),
+        Some((RunState::Cancelled, Some(50), true))
+    );
+    // A late result revises the state; the finish time stays the first one.
+    assert!(store.finish_run("r1", RunState::Failed, 60).await?);
+    assert!(!store.finish_run("r1", RunState::Failed, 70).await?);
+    let r = store.run("r1").await?;
+    assert_eq!(
+        r.map(|r| (r.state, r.finished_at)),
+        Some((RunState::Failed, Some(50)))
+    );
+    assert!(!store.finish_run("nope", RunState::Failed, 70).await?);
+    assert!(store.unfinished_runs().await?.is_empty());
+    Ok(())
+}
+
+pub async fn run_and_task_listings(store: &dyn Store) -> Result<()> {
+    let r1 = [
+        new_task("r1-c", "c", TaskState::Queued),
+        new_task("r1-a", "a", TaskState::Queued),
+        new_task("r1-b", "b", TaskState::Dispatched),
+    ];
+    store
+        .create_run(&run_row("r1", 10), &r1, &entry("run.create", "run:r1"))
+        .await?;
+    store
+        .create_run(
+            &run_row("r2", 20),
+            &[new_task("r2-a", "a", TaskState::Dispatched)],
+            &entry("run.create", "run:r2"),
+        )
+        .await?;
+    store
+        .create_run(
+            &run_row("r3", 30),
+            &[
+                new_task("r3-b", "b", TaskState::Queued),
+                new_task("r3-z", "z", TaskState::Lost),
+            ],
+            &entry("run.create", "run:r3"),
+        )
+        .await?;
+    let mut done = progress("r2-a", 1, 0);
+    done.exited = Some(exit(0, 25));
+    store.apply_progress(&[done]).await?;
+    store.finish_run("r2", RunState::Succeeded, 26).await?;
+
+    let run_ids = |v: Vec<RunRow>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let task_ids = |v: Vec<TaskRow>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(run_ids(store.runs(2).await?), ["r3", "r2"]);
+    assert_eq!(run_ids(store.runs(10).await?), ["r3", "r2", "r1"]);
+    assert_eq!(
+        sorted(run_ids(store.unfinished_runs().await?)),
+        ["r1", "r3"]
+    );
+    assert_eq!(
+        task_ids(store.tasks_of_run("r1").await?),
+        ["r1-a", "r1-b", "r1-c"]
+    );
+    assert!(store.tasks_of_run("nope").await?.is_empty());
+    assert_eq!(task_ids(store.recent_tasks(2).await?), ["r3-z", "r3-b"]);
+    assert_eq!(
+        task_ids(store.recent_tasks(4).await?),
+        ["r3-z", "r3-b", "r2-a", "r1-c"]
+    );
+    let open = store
+        .open_tasks_of_agents(&["a-a".into(), "a-z".into(), "a-nope".into()])
+        .await?;
+    assert_eq!(sorted(task_ids(open)), ["r1-a"]);
+    let open = store.open_tasks_of_agents(&["a-b".into()]).await?;
+    assert_eq!(sorted(task_ids(open)), ["r1-b", "r3-b"]);
+    assert!(store.open_tasks_of_agents(&[]).await?.is_empty());
+
+    let mut counts = store.task_counts().await?;
+    counts.retain(|(_, n)| *n > 0);
+    counts.sort_by_key(|(s, _)| s.as_str());
+    let mut want = vec![
+        (TaskState::Queued, 3),
+        (TaskState::Dispatched, 1),
+        (TaskState::Succeeded, 1),
+        (TaskState::Lost, 1),
+    ];
+    want.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(counts, want);
+    Ok(())
+}
