@@ -86,8 +86,10 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
 
 /// Opens the store (creating and migrating it as needed).
 pub async fn open(db: &Database) -> Result<Arc<dyn Store>, herd_store::StoreError> {
-    let _ = db;
-    Err(herd_store::StoreError::Invalid("no backend yet".into()))
+    Ok(match db {
+        Database::Sqlite(path) => Arc::new(herd_store_sqlite::SqliteStore::open(path).await?),
+        Database::Postgres(url) => Arc::new(herd_store_postgres::PgStore::connect(url).await?),
+    })
 }
 
 #[cfg(test)]

@@ -309,23 +309,19 @@ mod tests {
 
     #[test]
     fn held_runs_wait_and_batch_wait_keeps_the_slot() {
-        let s = Scheduler::default();
         let l = Limits {
             concurrency: 1,
             max_errors: None,
             batch_wait: Duration::from_secs(1),
         };
-        s.add(
-            "r",
-            NewRun {
-                limits: l,
-                held: true,
-                cancel_requested: false,
-                pending: q(2),
-                in_flight: 0,
-                ended: HashMap::new(),
-            },
-        );
+        let mut s = Pacer::new(NewRun {
+            limits: l,
+            held: true,
+            cancel_requested: false,
+            pending: q(2),
+            in_flight: 0,
+            ended: HashMap::new(),
+        });
         assert!(s.admit().is_empty());
         s.release();
         assert_eq!(s.admit().len(), 1);

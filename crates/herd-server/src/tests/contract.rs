@@ -16,9 +16,21 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ("get", "/metrics", &[200]),
     ("get", "/api/v1/openapi.json", &[200]),
     ("get", "/api/v1/agents", &[200, 401, 500, 503]),
-    ("get", "/api/v1/agents/{agent}", &[200, 400, 401, 404, 500, 503]),
-    ("post", "/api/v1/agents/{agent}/labels", &[200, 400, 401, 404, 500, 503]),
-    ("post", "/api/v1/agents/{agent}/revoke", &[200, 400, 401, 404, 500, 503]),
+    (
+        "get",
+        "/api/v1/agents/{agent}",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "post",
+        "/api/v1/agents/{agent}/labels",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "post",
+        "/api/v1/agents/{agent}/revoke",
+        &[200, 400, 401, 404, 500, 503],
+    ),
     ("get", "/api/v1/tokens", &[200, 401, 500, 503]),
     ("post", "/api/v1/tokens", &[200, 400, 401, 500, 503]),
     ("get", "/api/v1/keys", &[200, 401, 500, 503]),
@@ -26,13 +38,33 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ("get", "/api/v1/runs", &[200, 400, 401, 500, 503]),
     ("post", "/api/v1/runs", &[201, 400, 401, 500, 503]),
     ("get", "/api/v1/runs/{id}", &[200, 400, 401, 404, 500, 503]),
-    ("post", "/api/v1/runs/{id}/cancel", &[200, 400, 401, 404, 500, 503]),
-    ("get", "/api/v1/runs/{id}/attach", &[101, 400, 401, 404, 500, 503]),
+    (
+        "post",
+        "/api/v1/runs/{id}/cancel",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/runs/{id}/attach",
+        &[101, 400, 401, 404, 500, 503],
+    ),
     ("get", "/api/v1/tasks", &[200, 400, 401, 500, 503]),
     ("get", "/api/v1/tasks/{id}", &[200, 400, 401, 404, 500, 503]),
-    ("post", "/api/v1/tasks/{id}/cancel", &[200, 400, 401, 404, 500, 503]),
-    ("get", "/api/v1/tasks/{id}/output", &[200, 400, 401, 404, 500, 503]),
-    ("get", "/api/v1/tasks/{id}/attach", &[101, 400, 401, 404, 500, 503]),
+    (
+        "post",
+        "/api/v1/tasks/{id}/cancel",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/tasks/{id}/output",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/tasks/{id}/attach",
+        &[101, 400, 401, 404, 500, 503],
+    ),
     ("get", "/api/v1/audit", &[200, 400, 401, 500, 503]),
 ];
 
@@ -76,12 +108,24 @@ async fn every_route_and_status_is_in_the_document() {
     }
     // Every schema a response or body names is in the document.
     let text = doc.to_string();
-    for name in ["Agent", "Run", "RunWithTasks", "Task", "ErrorBody", "RunRequest", "Facts", "TaskState"] {
+    for name in [
+        "Agent",
+        "Run",
+        "RunWithTasks",
+        "Task",
+        "ErrorBody",
+        "RunRequest",
+        "Facts",
+        "TaskState",
+    ] {
         assert!(
             doc["components"]["schemas"].get(name).is_some(),
             "schema {name} missing"
         );
-        assert!(text.contains(&format!("#/components/schemas/{name}")), "{name} unused");
+        assert!(
+            text.contains(&format!("#/components/schemas/{name}")),
+            "{name} unused"
+        );
     }
 }
 
@@ -102,9 +146,17 @@ async fn every_status_a_route_answers_is_declared() {
             (None, "", Some("{}")),
             (Some(&key), "", Some("{}")),
             (Some("hk_00_wrong"), "", Some("{}")),
-            (Some(&key), "?limit=abc&wait=maybe&stream=nope&from_end=7", Some("{}")),
+            (
+                Some(&key),
+                "?limit=abc&wait=maybe&stream=nope&from_end=7",
+                Some("{}"),
+            ),
             (Some(&key), "", Some("{not json")),
-            (Some(&key), "", Some(r#"{"command":"true","targets":["("],"set":{"a b":"c"}}"#)),
+            (
+                Some(&key),
+                "",
+                Some(r#"{"command":"true","targets":["("],"set":{"a b":"c"}}"#),
+            ),
             (Some(&key), "", None),
         ];
         for (auth, query, body) in tries {
@@ -123,11 +175,18 @@ async fn every_status_a_route_answers_is_declared() {
             .unwrap();
             let res = router.clone().oneshot(req).await.unwrap();
             let status = res.status();
-            assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{method} {concrete}{query}");
+            assert_ne!(
+                status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{method} {concrete}{query}"
+            );
             if status.is_client_error() {
-                let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
-                let v: serde_json::Value = serde_json::from_slice(&bytes)
-                    .unwrap_or_else(|_| panic!("{method} {concrete}: a {status} without a JSON body: {bytes:?}"));
+                let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                    panic!("{method} {concrete}: a {status} without a JSON body: {bytes:?}")
+                });
                 assert!(v["error"].is_string(), "{method} {concrete}: {v}");
             }
             seen.entry((method.to_string(), path.to_string()))
@@ -138,7 +197,10 @@ async fn every_status_a_route_answers_is_declared() {
     for (op, statuses) in &seen {
         let allowed = &declared[op];
         for s in statuses {
-            assert!(allowed.contains(s), "{op:?} answered {s}, which it does not declare ({allowed:?})");
+            assert!(
+                allowed.contains(s),
+                "{op:?} answered {s}, which it does not declare ({allowed:?})"
+            );
         }
     }
     // An unknown path answers 404 with a JSON error.

@@ -142,11 +142,23 @@ impl Fixture {
 #[tokio::test]
 async fn batches_become_acks_and_rows() {
     // (batches of (seq, event)) → (ack of each batch, final state, stored seq, output)
-    type Case = (&'static str, Vec<Vec<(u64, E)>>, Vec<u64>, TaskState, u64, &'static str);
+    type Case = (
+        &'static str,
+        Vec<Vec<(u64, E)>>,
+        Vec<u64>,
+        TaskState,
+        u64,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             "in one batch",
-            vec![vec![(1, E::Start), (2, E::Out("hello ")), (3, E::Out("world")), (4, E::Exit(0))]],
+            vec![vec![
+                (1, E::Start),
+                (2, E::Out("hello ")),
+                (3, E::Out("world")),
+                (4, E::Exit(0)),
+            ]],
             vec![4],
             TaskState::Succeeded,
             4,
@@ -156,7 +168,12 @@ async fn batches_become_acks_and_rows() {
             "a replay after a lost ack stores nothing twice",
             vec![
                 vec![(1, E::Start), (2, E::Out("a"))],
-                vec![(1, E::Start), (2, E::Out("a")), (3, E::Out("b")), (4, E::Exit(3))],
+                vec![
+                    (1, E::Start),
+                    (2, E::Out("a")),
+                    (3, E::Out("b")),
+                    (4, E::Exit(3)),
+                ],
             ],
             vec![2, 4],
             TaskState::Failed,
@@ -176,7 +193,10 @@ async fn batches_become_acks_and_rows() {
         ),
         (
             "a running task without its exit stays running",
-            vec![vec![(1, E::Start), (2, E::Out("x"))], vec![(2, E::Out("x"))]],
+            vec![
+                vec![(1, E::Start), (2, E::Out("x"))],
+                vec![(2, E::Out("x"))],
+            ],
             vec![2, 2],
             TaskState::Running,
             2,
@@ -204,7 +224,9 @@ async fn batches_become_acks_and_rows() {
 async fn unknown_and_foreign_tasks() {
     let f = Fixture::new().await;
     // Unknown: acknowledged up to its last event, nothing stored.
-    let acks = f.persist(vec![ev("nope", 3, E::Out("x")), ev("nope", 5, E::Exit(0))]).await;
+    let acks = f
+        .persist(vec![ev("nope", 3, E::Out("x")), ev("nope", 5, E::Exit(0))])
+        .await;
     assert_eq!(acks, [("nope".to_string(), 5)]);
     assert!(f.srv.store.task("nope").await.unwrap().is_none());
     // Another agent's task: not acknowledged, not stored.
@@ -242,11 +264,18 @@ async fn a_lost_task_takes_its_real_result_and_the_run_follows() {
         .await
         .unwrap();
     assert_eq!(changed, ids);
-    f.srv.parts.hub.drivers.task_ended(&run, &task, TaskState::Lost);
+    f.srv
+        .parts
+        .hub
+        .drivers
+        .task_ended(&run, &task, TaskState::Lost);
     assert_eq!(f.run_state(&run).await, RunState::Failed);
     // It comes back with the rest and the real end.
     let acks = f
-        .persist(vec![ev(&task, 3, E::Out(" done")), ev(&task, 4, E::Exit(0))])
+        .persist(vec![
+            ev(&task, 3, E::Out(" done")),
+            ev(&task, 4, E::Exit(0)),
+        ])
         .await;
     assert_eq!(acks, [(task.clone(), 4)]);
     let row = f.srv.store.task(&task).await.unwrap().unwrap();
@@ -269,7 +298,13 @@ async fn a_lost_task_takes_its_real_result_and_the_run_follows() {
         .parts
         .app
         .runs()
-        .cancel_task(&Actor { name: "key:test".into() }.name, &t2)
+        .cancel_task(
+            &Actor {
+                name: "key:test".into(),
+            }
+            .name,
+            &t2,
+        )
         .await
         .unwrap();
     f.srv
@@ -277,7 +312,8 @@ async fn a_lost_task_takes_its_real_result_and_the_run_follows() {
         .end_tasks(&[t2.clone()], TaskState::Cancelled, "test", now_ms())
         .await
         .unwrap();
-    f.persist(vec![ev(&t2, 1, E::Start), ev(&t2, 2, E::Exit(0))]).await;
+    f.persist(vec![ev(&t2, 1, E::Start), ev(&t2, 2, E::Exit(0))])
+        .await;
     let row = f.srv.store.task(&t2).await.unwrap().unwrap();
     assert_eq!(row.state, TaskState::Cancelled);
 }
