@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitReason, OutStream};
+use herd_link::{VERSION, heartbeat_period};
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use herd_proto::v1::{self as pb, AgentFrame, TaskEvent, agent_frame, server_frame, task_event};
 use prost::Message as _;
@@ -15,7 +16,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::outbox::Outbox;
-use crate::{AgentConfig, Identity, VERSION, connect, heartbeat_period};
+use crate::{AgentConfig, Identity};
 
 /// Messages of events sent but not yet acknowledged.
 const WINDOW: usize = 16;
@@ -237,7 +238,7 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
 
 pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Result<(), SessionEnd> {
     let pin = id.ca_sha256.as_deref().or(cfg.ca_sha256.as_deref());
-    let channel = connect::channel(&id.server, pin).await.map_err(|e| {
+    let channel = herd_link::channel(&id.server, pin).await.map_err(|e| {
         if e.is_retryable() {
             SessionEnd::Retry(e.to_string())
         } else {
@@ -454,7 +455,7 @@ async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, period: 
         let s = sampler.clone();
         let Ok(metrics) = tokio::task::spawn_blocking(move || {
             if trim {
-                crate::release_free_memory();
+                herd_link::release_free_memory();
             }
             lock(&s).sample()
         })
