@@ -3,11 +3,13 @@
 //! through the on-disk spool (replayed after any reconnect).
 //!
 //! Architecture invariant: the agent only ever dials out; the spool is appended before an
-//! event is sent and trimmed only by the server's acknowledgement.
+//! event is sent and trimmed only by the server's acknowledgement; all spool I/O happens on
+//! the spool thread, so the runtime thread never waits on the disk.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod outbox;
 mod session;
+mod spool_thread;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +41,7 @@ pub enum AgentError {
     #[error("{0}")]
     Rejected(String),
     #[error("spool: {0}")]
-    Spool(#[from] herd_spool::SpoolError),
+    Spool(#[from] spool_thread::OutboxError),
 }
 
 /// What the agent keeps in its state dir after joining.
@@ -99,8 +101,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             id
         }
     };
-    let spool = herd_spool::Spool::open(&cfg.state_dir.join("spool"))?;
-    let shared = Arc::new(session::Shared::new(outbox::Outbox::new(spool)));
+    let spool = spool_thread::SpoolThread::open(cfg.state_dir.join("spool")).await?;
+    let shared = Arc::new(session::Shared::new(spool));
     shared.abandon_previous_tasks().await;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     loop {
