@@ -3,27 +3,23 @@
 //! through the on-disk spool (replayed after any reconnect).
 //!
 //! Architecture invariant: the agent only ever dials out; the spool is appended before an
-//! event is sent and trimmed only by the server's acknowledgement.
+//! event is sent and trimmed only by the server's acknowledgement; all spool I/O happens on
+//! the spool thread, so the runtime thread never waits on the disk.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod backoff;
-mod connect;
 mod outbox;
 mod session;
-pub mod sim;
+mod spool_thread;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herd_link::{Backoff, ConnectError};
 use herd_proto::v1::JoinRequest;
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use serde::{Deserialize, Serialize};
-
-pub use backoff::Backoff;
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -45,7 +41,7 @@ pub enum AgentError {
     #[error("{0}")]
     Rejected(String),
     #[error("spool: {0}")]
-    Spool(#[from] herd_spool::SpoolError),
+    Spool(#[from] spool_thread::OutboxError),
 }
 
 /// What the agent keeps in its state dir after joining.
@@ -59,74 +55,31 @@ pub(crate) struct Identity {
     pub ca_sha256: Option<String>,
 }
 
-/// The heartbeat period a server asks for in its Welcome (whole seconds; 0 from an older
-/// server means the default of 5 s), kept within 1 s … 5 min.
-pub(crate) fn heartbeat_period(secs: u32) -> std::time::Duration {
-    let secs = if secs == 0 { 5 } else { secs.clamp(1, 300) };
-    std::time::Duration::from_secs(u64::from(secs))
-}
-
-/// Replaces `path` atomically (temporary file beside it, fsync, rename) with `body`,
-/// readable by the owner only: state files hold credentials.
-pub(crate) fn write_private(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(body)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Reads a JSON state file; `None` when it does not exist. A damaged one is an error that
-/// says what to do (`fix`).
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
-    fix: &str,
-) -> Result<Option<T>, AgentError> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            AgentError::Config(format!("{} is damaged ({e}) — {fix}", path.display()))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AgentError::Config(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 impl Identity {
     fn path(dir: &std::path::Path) -> PathBuf {
         dir.join("identity.json")
     }
 
     fn load(dir: &std::path::Path) -> Result<Option<Identity>, AgentError> {
-        read_json(
+        herd_link::read_json(
             &Identity::path(dir),
             "remove it and join again with a new token",
         )
+        .map_err(|e| AgentError::Config(e.to_string()))
     }
 
     fn save(&self, dir: &std::path::Path) -> Result<(), AgentError> {
         let p = Identity::path(dir);
         let body =
             serde_json::to_vec_pretty(self).map_err(|e| AgentError::Config(e.to_string()))?;
-        write_private(&p, &body)
+        herd_link::write_private(&p, &body)
             .map_err(|e| AgentError::Config(format!("cannot write {}: {e}", p.display())))
     }
 }
 
 /// Runs the agent until a fatal error (revoked, bad token, unusable state dir).
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
-    limit_malloc_arenas();
+    herd_link::limit_malloc_arenas();
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
         AgentError::Config(format!(
             "cannot create state dir {}: {e} — pass a writable --state-dir",
@@ -148,8 +101,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             id
         }
     };
-    let spool = herd_spool::Spool::open(&cfg.state_dir.join("spool"))?;
-    let shared = Arc::new(session::Shared::new(outbox::Outbox::new(spool)));
+    let spool = spool_thread::SpoolThread::open(cfg.state_dir.join("spool")).await?;
+    let shared = Arc::new(session::Shared::new(spool));
     shared.abandon_previous_tasks().await;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     loop {
@@ -172,32 +125,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     }
 }
 
-/// glibc gives threads their own malloc arenas (up to 8 per core) and keeps what they freed:
-/// after streaming output through the runtime's workers, an idle agent would hold tens of
-/// MiB. One arena is plenty for the agent's little contention (one runtime thread and a
-/// few blocking ones), and `malloc_trim` then has one heap to return to the system.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: mallopt only adjusts a malloc tunable; glibc takes its own lock for it, and
-    // M_ARENA_MAX with a positive value is a documented, valid setting.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Returns memory that malloc holds but nobody uses to the system. Walks the heap, so it
-/// belongs on the blocking pool; cheap on an idle agent's small heap.
-pub(crate) fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: malloc_trim takes the arena locks itself and only releases free pages; it
-    // touches no memory that is in use.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 async fn join(cfg: &AgentConfig, token: &str) -> Result<Identity, AgentError> {
     let facts = tokio::task::spawn_blocking(herd_facts::collect_facts)
         .await
@@ -205,7 +132,7 @@ async fn join(cfg: &AgentConfig, token: &str) -> Result<Identity, AgentError> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
         let attempt = async {
-            let channel = connect::channel(&cfg.server, cfg.ca_sha256.as_deref()).await?;
+            let channel = herd_link::channel(&cfg.server, cfg.ca_sha256.as_deref()).await?;
             let mut client = AgentHubClient::new(channel);
             client
                 .join(JoinRequest {
@@ -216,7 +143,7 @@ async fn join(cfg: &AgentConfig, token: &str) -> Result<Identity, AgentError> {
                 })
                 .await
                 .map(|r| r.into_inner())
-                .map_err(connect::ConnectError::Status)
+                .map_err(ConnectError::Status)
         };
         match attempt.await {
             Ok(resp) => {

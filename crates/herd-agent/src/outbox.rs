@@ -1,6 +1,7 @@
 //! The outbox: the spool plus what this session has sent. Every task event is appended to the
 //! spool before it is sent; `next_batch` reads what the server has not yet been sent, and a
-//! new session starts over from the last acknowledgement.
+//! new session starts over from the last acknowledgement. Plain blocking code, owned and
+//! driven by the spool thread (`spool_thread`).
 //!
 //! Recently appended events are also kept in memory (their output is shared `Bytes`, so this
 //! costs a refcount, not a copy), bounded by [`MEMORY_BYTES`]. `next_batch` serves from memory

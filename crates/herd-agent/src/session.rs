@@ -3,19 +3,19 @@
 //! acks). Tasks outlive sessions; only the stream is per session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitReason, OutStream};
+use herd_link::{VERSION, heartbeat_period};
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use herd_proto::v1::{self as pb, AgentFrame, TaskEvent, agent_frame, server_frame, task_event};
 use prost::Message as _;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::outbox::Outbox;
-use crate::{AgentConfig, Identity, VERSION, connect, heartbeat_period};
+use crate::spool_thread::{OutboxError, SpoolThread};
+use crate::{AgentConfig, Identity};
 
 /// Messages of events sent but not yet acknowledged.
 const WINDOW: usize = 16;
@@ -41,67 +41,99 @@ pub enum SessionEnd {
 
 /// State that lives across sessions.
 pub struct Shared {
-    outbox: Mutex<Outbox>,
-    /// Signalled when events are appended.
-    appended: Notify,
-    /// Signalled (to every waiter) when acknowledgements released events.
-    acked: Notify,
-    running: Mutex<HashMap<String, ExecHandle>>,
-    /// Counts appended batches; the heartbeat returns freed memory once after activity.
-    activity: AtomicU64,
+    /// The outbox, on its own thread.
+    spool: SpoolThread,
+    /// Tasks started in this process that have not ended yet.
+    running: Mutex<HashMap<String, Slot>>,
 }
 
+/// A task the agent was told to start.
+enum Slot {
+    /// Being looked up in the spool (a task it knows was started before and is not run
+    /// again); commands for it wait here meanwhile.
+    Checking(Vec<Control>),
+    Running(ExecHandle),
+}
+
+/// Locks a map that is only ever held for a lookup or an insert, never across I/O.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
-    pub fn new(outbox: Outbox) -> Shared {
+    pub fn new(spool: SpoolThread) -> Shared {
         Shared {
-            outbox: Mutex::new(outbox),
-            appended: Notify::new(),
-            acked: Notify::new(),
+            spool,
             running: Mutex::new(HashMap::new()),
-            activity: AtomicU64::new(0),
         }
     }
 
     /// Tasks of a previous agent process that never finished cannot be re-attached: their
     /// processes are ended and their end is reported, so the server does not wait forever.
-    pub async fn abandon_previous_tasks(self: &Arc<Self>) {
-        let me = self.clone();
+    pub async fn abandon_previous_tasks(&self) {
+        let tasks = match self.spool.tasks().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the spool's tasks");
+                return;
+            }
+        };
+        let unfinished: Vec<_> = tasks.into_iter().filter(|t| !t.finished).collect();
+        if unfinished.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = unfinished.iter().map(|t| t.task_id.clone()).collect();
         let _ = tokio::task::spawn_blocking(move || {
-            let mut ob = lock(&me.outbox);
-            for t in ob.tasks() {
-                if t.finished {
-                    continue;
-                }
-                herd_exec::kill_task_processes(&t.task_id);
-                let ev = TaskEvent {
-                    task_id: t.task_id.clone(),
-                    seq: t.last_seq + 1,
-                    kind: Some(task_event::Kind::Exited(pb::Exited {
-                        code: None,
-                        signal: None,
-                        reason: pb::ExitReason::Unspecified as i32,
-                        duration_ms: 0,
-                        detail: "the agent restarted while the task ran; its processes were ended"
-                            .into(),
-                    })),
-                };
-                if let Err(e) = ob.append(ev) {
-                    tracing::warn!(task = %t.task_id, error = %e, "cannot record abandoned task");
-                }
+            for id in &ids {
+                herd_exec::kill_task_processes(id);
             }
         })
         .await;
+        for t in unfinished {
+            let ev = TaskEvent {
+                task_id: t.task_id.clone(),
+                seq: t.last_seq + 1,
+                kind: Some(task_event::Kind::Exited(pb::Exited {
+                    code: None,
+                    signal: None,
+                    reason: pb::ExitReason::Unspecified as i32,
+                    duration_ms: 0,
+                    detail: "the agent restarted while the task ran; its processes were ended"
+                        .into(),
+                })),
+            };
+            if let Err(e) = self.spool.append(vec![ev]).await {
+                tracing::warn!(task = %t.task_id, error = %e, "cannot record abandoned task");
+            }
+        }
     }
 
+    /// Starts a task unless it is running or the spool knows it (StartTask is idempotent
+    /// by task id). Returns at once: the spool is asked from a task of its own.
     fn start_task(self: &Arc<Self>, st: pb::StartTask) {
+        {
+            let mut running = lock(&self.running);
+            if running.contains_key(&st.task_id) {
+                return;
+            }
+            running.insert(st.task_id.clone(), Slot::Checking(Vec::new()));
+        }
+        tokio::spawn(self.clone().start_unless_known(st));
+    }
+
+    async fn start_unless_known(self: Arc<Self>, st: pb::StartTask) {
         let id = st.task_id.clone();
-        if lock(&self.running).contains_key(&id) || lock(&self.outbox).knows(&id) {
-            // StartTask is idempotent by task id.
-            return;
+        match self.spool.knows(&id).await {
+            Ok(false) => {}
+            Ok(true) => {
+                lock(&self.running).remove(&id);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(task = %id, error = %e, "cannot look the task up in the spool; not starting it");
+                lock(&self.running).remove(&id);
+                return;
+            }
         }
         let spec = ExecSpec {
             task_id: id.clone(),
@@ -116,15 +148,27 @@ impl Shared {
         };
         let (tx, rx) = mpsc::channel(64);
         let handle = herd_exec::spawn(spec, tx);
-        lock(&self.running).insert(id.clone(), handle);
-        tokio::spawn(forward_events(self.clone(), id, rx));
+        let control = handle.control.clone();
+        let waiting = match lock(&self.running).insert(id.clone(), Slot::Running(handle)) {
+            Some(Slot::Checking(waiting)) => waiting,
+            _ => Vec::new(),
+        };
+        for c in waiting {
+            let _ = control.send(c).await;
+        }
+        forward_events(self, id, rx).await;
     }
 
     async fn control(&self, task_id: &str, c: Control) {
-        let handle = lock(&self.running).get(task_id).map(|h| h.control.clone());
-        if let Some(tx) = handle {
-            let _ = tx.send(c).await;
-        }
+        let tx = match lock(&self.running).get_mut(task_id) {
+            Some(Slot::Running(h)) => h.control.clone(),
+            Some(Slot::Checking(waiting)) => {
+                waiting.push(c);
+                return;
+            }
+            None => return,
+        };
+        let _ = tx.send(c).await;
     }
 }
 
@@ -136,17 +180,27 @@ impl Shared {
 /// for [`PACE_STALL`] (server away, partition), the spool takes the output on disk alone
 /// until memory has room again.
 async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Receiver<ExecEvent>) {
-    let mut seq = lock(&shared.outbox).last_seq(&task_id);
+    let mut seq = match shared.spool.last_seq(&task_id).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(task = %task_id, error = %e, "cannot read the spool; ending the task");
+            shared
+                .control(&task_id, Control::Cancel { grace: None })
+                .await;
+            lock(&shared.running).remove(&task_id);
+            return;
+        }
+    };
     let mut finished = false;
     let mut spooling = false;
     while !finished {
         let Some(first) = rx.recv().await else { break };
         // Bytes of output this batch may take (within what memory still holds).
         let room = loop {
-            let acked = shared.acked.notified();
+            let acked = shared.spool.acked().notified();
             tokio::pin!(acked);
             acked.as_mut().enable();
-            let room = lock(&shared.outbox).memory_room();
+            let room = shared.spool.memory_room();
             if room >= EVENT_BOUND {
                 spooling = false;
                 break room;
@@ -203,33 +257,14 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
                 kind: Some(kind),
             });
         }
-        let sh = shared.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let mut ob = lock(&sh.outbox);
-            for ev in batch {
-                ob.append(ev)?;
-            }
-            Ok::<_, herd_spool::SpoolError>(())
-        })
-        .await;
-        match res {
-            Ok(Ok(())) => {
-                shared.activity.fetch_add(1, Ordering::Relaxed);
-                shared.appended.notify_one();
-            }
-            Ok(Err(e)) => {
-                // Disk full or similar: the events are not recorded, so the task cannot be
-                // reported faithfully. End it rather than lose output silently.
-                tracing::error!(task = %task_id, error = %e, "cannot write to the spool; ending the task");
-                shared
-                    .control(&task_id, Control::Cancel { grace: None })
-                    .await;
-                break;
-            }
-            Err(e) => {
-                tracing::error!(task = %task_id, error = %e, "spool writer failed");
-                break;
-            }
+        if let Err(e) = shared.spool.append(batch).await {
+            // Disk full or similar: the events are not recorded, so the task cannot be
+            // reported faithfully. End it rather than lose output silently.
+            tracing::error!(task = %task_id, error = %e, "cannot write to the spool; ending the task");
+            shared
+                .control(&task_id, Control::Cancel { grace: None })
+                .await;
+            break;
         }
     }
     lock(&shared.running).remove(&task_id);
@@ -237,7 +272,7 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
 
 pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Result<(), SessionEnd> {
     let pin = id.ca_sha256.as_deref().or(cfg.ca_sha256.as_deref());
-    let channel = connect::channel(&id.server, pin).await.map_err(|e| {
+    let channel = herd_link::channel(&id.server, pin).await.map_err(|e| {
         if e.is_retryable() {
             SessionEnd::Retry(e.to_string())
         } else {
@@ -251,11 +286,14 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
     let facts = tokio::task::spawn_blocking(herd_facts::collect_facts)
         .await
         .unwrap_or_default();
+    let rewound = shared.spool.rewind().await.map_err(|e| {
+        SessionEnd::Fatal(format!(
+            "{e} — the agent cannot deliver task events; restart it"
+        ))
+    })?;
     let known: Vec<pb::KnownTask> = {
-        let mut ob = lock(&shared.outbox);
-        ob.rewind();
-        let mut known: Vec<pb::KnownTask> = ob
-            .tasks()
+        let mut known: Vec<pb::KnownTask> = rewound
+            .tasks
             .into_iter()
             .map(|t| pb::KnownTask {
                 task_id: t.task_id,
@@ -301,7 +339,12 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
     };
 
     let window = Arc::new(Semaphore::new(WINDOW));
-    let sender = tokio::spawn(send_events(shared.clone(), out_tx.clone(), window.clone()));
+    let sender = tokio::spawn(send_events(
+        shared.clone(),
+        rewound.session,
+        out_tx.clone(),
+        window.clone(),
+    ));
     // Heartbeats start with the Welcome, at the period the server asks for.
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
@@ -345,19 +388,8 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
             Some(server_frame::Kind::Acks(a)) => {
                 window.add_permits(1);
                 if !a.acks.is_empty() {
-                    let sh = shared.clone();
-                    let res = tokio::task::spawn_blocking(move || {
-                        let mut ob = lock(&sh.outbox);
-                        for ack in a.acks {
-                            ob.ack(&ack.task_id, ack.seq)?;
-                        }
-                        Ok::<_, herd_spool::SpoolError>(())
-                    })
-                    .await;
-                    if let Ok(Err(e)) = res {
-                        tracing::warn!(error = %e, "cannot record acknowledgement");
-                    }
-                    shared.acked.notify_waiters();
+                    // Applied on the spool thread, which wakes paced tasks once done.
+                    shared.spool.ack(a.acks);
                 }
             }
             None => {}
@@ -370,24 +402,29 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
     result
 }
 
-async fn send_events(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, window: Arc<Semaphore>) {
+async fn send_events(
+    shared: Arc<Shared>,
+    session: u64,
+    out: mpsc::Sender<AgentFrame>,
+    window: Arc<Semaphore>,
+) {
     loop {
         let Ok(permit) = window.acquire().await else {
             return;
         };
         permit.forget();
         let batch = loop {
-            let sh = shared.clone();
-            let res =
-                tokio::task::spawn_blocking(move || lock(&sh.outbox).next_batch(BATCH_BYTES)).await;
-            match res {
-                Ok(Ok(b)) if !b.is_empty() => break b,
-                Ok(Ok(_)) => shared.appended.notified().await,
-                Ok(Err(e)) => {
+            match shared.spool.next_batch(session, BATCH_BYTES).await {
+                Ok(b) if !b.is_empty() => break b,
+                Ok(_) => shared.spool.appended().notified().await,
+                Err(OutboxError::Spool(e)) => {
                     tracing::error!(error = %e, "cannot read the spool");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(_) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "no more task events can be sent");
+                    return;
+                }
             }
         };
         let mut events = Vec::new();
@@ -441,20 +478,20 @@ async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, period: 
         // hand the memory that streaming output used back to the system. A few heartbeats
         // in a row, since buffers of the connection and of exiting blocking threads are
         // freed a little later; then nothing until the next activity.
-        let activity = shared.activity.load(Ordering::Relaxed);
+        let activity = shared.spool.activity();
         if trims.0 != activity {
             trims = (activity, 0);
         }
         let trim = trims.1 < IDLE_TRIMS
             && lock(&shared.running).is_empty()
-            && lock(&shared.outbox).holds_nothing_in_memory();
+            && shared.spool.holds_nothing_in_memory();
         if trim {
             trims.1 += 1;
         }
         let s = sampler.clone();
         let Ok(metrics) = tokio::task::spawn_blocking(move || {
             if trim {
-                crate::release_free_memory();
+                herd_link::release_free_memory();
             }
             lock(&s).sample()
         })
@@ -472,3 +509,6 @@ async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, period: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
 //! `herd bench`: load generators. `herd bench fleet` runs many simulated agents in this one
-//! process (see `herd_agent::sim`), each a real connection to the server with its own
+//! process (see `herd_sim`), each a real connection to the server with its own
 //! identity, so a server can be tried with thousands of machines from one host.
 
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ pub async fn bench(cmd: BenchCmd) -> Result<i32> {
     match cmd {
         BenchCmd::Fleet(a) => fleet(a).await,
         BenchCmd::FleetRunner => {
-            herd_agent::sim::serve_runner().await?;
+            herd_sim::serve_runner().await?;
             Ok(0)
         }
     }
@@ -74,7 +74,7 @@ async fn fleet(a: FleetArgs) -> Result<i32> {
     raise_fd_limit(a.agents as u64 + SPARE_FDS)?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let cfg = herd_agent::sim::FleetConfig {
+    let cfg = herd_sim::FleetConfig {
         server: a.server,
         token: a.token,
         ca_sha256: a.ca_sha256,
@@ -98,7 +98,7 @@ async fn fleet(a: FleetArgs) -> Result<i32> {
         let _ = out.flush();
     };
     tokio::select! {
-        r = herd_agent::sim::run_fleet(cfg, ready) => {
+        r = herd_sim::run_fleet(cfg, ready) => {
             r?;
             Ok(0)
         }

@@ -1,38 +1,28 @@
-//! Where the simulated fleet's tasks run: a process of its own, `herd bench fleet-runner`,
-//! started by the fleet before it opens any connection. Starting a process copies the
-//! parent's descriptor table and closes it again at exec, so from a process that holds ten
-//! thousand connections every start costs ten thousand descriptor operations; from this
-//! small process it costs a handful, as it does on a real machine.
-//!
-//! The fleet and its runner talk over the runner's stdin and stdout in length-prefixed
-//! protobuf frames: the fleet sends `ServerFrame`s (`Start`, `Cancel`), the runner answers
-//! with `AgentFrame` event batches whose sequence numbers are left to the agents. A task's
-//! last event is its `Exited`.
+//! The process runner itself, `herd bench fleet-runner`: reads `Start` and `Cancel` frames
+//! on stdin, runs each task's process (a plain word list directly, anything else through a
+//! shell), at most a few per CPU at once, and reports each task's events on stdout, its
+//! `Exited` last.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use herd_proto::v1::{
-    self as pb, AgentFrame, ServerFrame, TaskEvent, agent_frame, server_frame, task_event,
-};
-use prost::Message;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use herd_proto::v1::{self as pb, ServerFrame, TaskEvent, server_frame, task_event};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::sleep_until;
 
-use super::{Inbox, RunnerMsg, events_frame, lock};
-use crate::AgentError;
+use crate::FleetError;
+use crate::agent::{RunnerMsg, events_frame};
+use crate::frame::{read_frame, write_frame};
+use crate::lock;
 
 /// Processes running at once per CPU, so a 10,000-machine fan-out queues instead of forking
 /// 10,000 processes at once (128 at once on 2 cores was 4-7x slower).
 const PROCS_PER_CPU: usize = 4;
-/// Largest frame either side accepts.
-const MAX_FRAME: usize = 16 << 20;
 /// Reports queued in the runner before a task waits to report.
 const REPORT_QUEUE: usize = 1024;
 /// Reports sent to the fleet in one frame at most.
@@ -48,210 +38,16 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 /// start (most benchmark commands are this quick); longer ones report their start then.
 const START_REPORT_DELAY: Duration = Duration::from_millis(20);
 
-// ---------------------------------------------------------------------------------------
-// Frames
-
-async fn write_frame<W: AsyncWrite + Unpin, M: Message>(w: &mut W, m: &M) -> io::Result<()> {
-    let len = m.encoded_len();
-    let prefix = u32::try_from(len)
-        .ok()
-        .filter(|_| len <= MAX_FRAME)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
-    let mut buf = Vec::with_capacity(4 + len);
-    buf.extend_from_slice(&prefix.to_be_bytes());
-    m.encode(&mut buf).map_err(io::Error::other)?;
-    w.write_all(&buf).await
-}
-
-/// The next frame; `None` at a clean end of the stream.
-async fn read_frame<R: AsyncRead + Unpin, M: Message + Default>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-) -> io::Result<Option<M>> {
-    let mut prefix = [0u8; 4];
-    match r.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes"),
-        ));
-    }
-    buf.resize(len, 0);
-    r.read_exact(buf).await?;
-    M::decode(&buf[..])
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-// ---------------------------------------------------------------------------------------
-// The fleet's end
-
-/// The fleet's handle on its runner.
-#[derive(Default)]
-pub(super) struct Runner {
-    /// Frames waiting to be written to the runner: at most a start and a cancel per task the
-    /// agents hold.
-    queue: Mutex<Vec<ServerFrame>>,
-    queued: Notify,
-    /// The inbox of the agent each task belongs to, until the task's last event.
-    routes: Mutex<HashMap<String, Arc<Inbox>>>,
-}
-
-impl Runner {
-    pub(super) fn start_task(&self, inbox: Arc<Inbox>, st: pb::StartTask) {
-        lock(&self.routes).insert(st.task_id.clone(), inbox);
-        self.send(ServerFrame {
-            kind: Some(server_frame::Kind::Start(st)),
-        });
-    }
-
-    pub(super) fn cancel(&self, c: pb::CancelTask) {
-        self.send(ServerFrame {
-            kind: Some(server_frame::Kind::Cancel(c)),
-        });
-    }
-
-    fn send(&self, frame: ServerFrame) {
-        lock(&self.queue).push(frame);
-        self.queued.notify_one();
-    }
-
-    /// Hands events to their agents, consecutive events of a task as one report.
-    fn deliver(&self, events: Vec<TaskEvent>) {
-        let mut reports: Vec<(Arc<Inbox>, RunnerMsg)> = Vec::new();
-        {
-            let mut routes = lock(&self.routes);
-            for ev in events {
-                let Some(kind) = ev.kind else { continue };
-                let done = matches!(kind, task_event::Kind::Exited(_));
-                let inbox = if done {
-                    routes.remove(&ev.task_id)
-                } else {
-                    routes.get(&ev.task_id).cloned()
-                };
-                match reports.last_mut() {
-                    Some((_, m)) if m.task_id == ev.task_id && !m.done => {
-                        m.events.push(kind);
-                        m.done = done;
-                    }
-                    _ => {
-                        if let Some(inbox) = inbox {
-                            reports.push((
-                                inbox,
-                                RunnerMsg {
-                                    task_id: ev.task_id,
-                                    events: vec![kind],
-                                    done,
-                                },
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        for (inbox, msg) in reports {
-            inbox.push(msg);
-        }
-    }
-}
-
-/// Starts the runner process with `cmd` (program and arguments). Returns its handle and
-/// the future that carries frames both ways; that future ends only when the runner does,
-/// with the reason.
-pub(super) fn spawn(
-    cmd: &[OsString],
-) -> Result<(Arc<Runner>, impl Future<Output = String> + use<>), AgentError> {
-    let Some((program, args)) = cmd.split_first() else {
-        return Err(AgentError::Config(
-            "no command for the fleet's process runner".into(),
-        ));
-    };
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            AgentError::Config(format!(
-                "cannot start the fleet's process runner {}: {e}",
-                Path::new(program).display()
-            ))
-        })?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(AgentError::Config(
-            "the fleet's process runner has no pipes".into(),
-        ));
-    };
-    let runner = Arc::new(Runner::default());
-    let r = runner.clone();
-    let io = async move {
-        let why = tokio::select! {
-            e = feed(&r, stdin) => format!("writing to it failed: {e}"),
-            e = listen(&r, stdout) => match e {
-                Ok(()) => "it closed its output".to_string(),
-                Err(e) => format!("reading from it failed: {e}"),
-            },
-        };
-        let status = match child.try_wait() {
-            Ok(Some(s)) => format!(" ({s})"),
-            _ => String::new(),
-        };
-        format!("the fleet's process runner ended: {why}{status}")
-    };
-    Ok((runner, io))
-}
-
-/// Writes queued frames to the runner; returns only on an error.
-async fn feed(r: &Runner, stdin: tokio::process::ChildStdin) -> io::Error {
-    let mut w = BufWriter::new(stdin);
-    loop {
-        let frames = std::mem::take(&mut *lock(&r.queue));
-        if frames.is_empty() {
-            r.queued.notified().await;
-            continue;
-        }
-        for f in &frames {
-            if let Err(e) = write_frame(&mut w, f).await {
-                return e;
-            }
-        }
-        if let Err(e) = w.flush().await {
-            return e;
-        }
-    }
-}
-
-/// Reads the runner's reports and hands them to the agents.
-async fn listen(r: &Runner, stdout: tokio::process::ChildStdout) -> io::Result<()> {
-    let mut rd = BufReader::new(stdout);
-    let mut buf = Vec::new();
-    while let Some(frame) = read_frame::<_, AgentFrame>(&mut rd, &mut buf).await? {
-        if let Some(agent_frame::Kind::Events(batch)) = frame.kind {
-            r.deliver(batch.events);
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// The runner process
-
 fn dup_fd(f: &impl std::os::fd::AsFd) -> io::Result<std::os::fd::OwnedFd> {
     f.as_fd().try_clone_to_owned()
 }
 
 /// `herd bench fleet-runner`: runs the tasks the fleet sends on stdin and reports on stdout
 /// until stdin ends.
-pub async fn serve() -> Result<(), AgentError> {
+pub async fn serve() -> Result<(), FleetError> {
     // The pipes from the fleet, read and written without a blocking thread per operation.
     let pipe_err = |what: &str, e: io::Error| {
-        AgentError::Config(format!(
+        FleetError::Config(format!(
             "the fleet's process runner needs its {what} to be a pipe from `herd bench fleet`: {e}"
         ))
     };
@@ -322,7 +118,7 @@ pub async fn serve() -> Result<(), AgentError> {
         r = write => r,
         r = read => r,
     };
-    r.map_err(|e| AgentError::Config(format!("the fleet's process runner: {e}")))
+    r.map_err(|e| FleetError::Config(format!("the fleet's process runner: {e}")))
 }
 
 /// Characters that make a command need a shell.
@@ -355,7 +151,7 @@ pub fn plain_words(command: &str) -> Option<Vec<&str>> {
 
 /// The program `name` resolves to through `path` (a `PATH` value); names with a `/` are
 /// taken as they are.
-pub(super) fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str, path: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if name.contains('/') {
         return Some(PathBuf::from(name));
@@ -402,7 +198,7 @@ async fn run_task(
         .await;
 }
 
-pub(super) fn exited(reason: pb::ExitReason, detail: String, since: Instant) -> task_event::Kind {
+pub(crate) fn exited(reason: pb::ExitReason, detail: String, since: Instant) -> task_event::Kind {
     task_event::Kind::Exited(pb::Exited {
         code: None,
         signal: None,
@@ -620,75 +416,65 @@ async fn read_bounded<R: AsyncRead + Unpin>(r: Option<R>, keep: &mut Vec<u8>, dr
 mod tests {
     use super::*;
 
-    fn ev(task: &str, kind: task_event::Kind) -> TaskEvent {
-        TaskEvent {
-            task_id: task.into(),
-            seq: 0,
-            kind: Some(kind),
+    #[test]
+    fn plain_word_lists() {
+        assert_eq!(plain_words("true"), Some(vec!["true"]));
+        assert_eq!(
+            plain_words("  echo  hi\tthere "),
+            Some(vec!["echo", "hi", "there"])
+        );
+        assert_eq!(
+            plain_words("/bin/ls -l /tmp"),
+            Some(vec!["/bin/ls", "-l", "/tmp"])
+        );
+        assert_eq!(plain_words("sleep 0.5"), Some(vec!["sleep", "0.5"]));
+        for shell in [
+            "",
+            "   ",
+            "echo hi | wc",
+            "true && false",
+            "a; b",
+            "cat < f",
+            "echo > f",
+            "(true)",
+            "echo $HOME",
+            "echo `id`",
+            "echo a\\ b",
+            "echo \"x\"",
+            "echo 'x'",
+            "ls *.rs",
+            "ls ?",
+            "ls [ab]",
+            "echo # c",
+            "ls ~",
+            "FOO=1 env",
+            "echo {a,b}",
+            "! true",
+            "echo a\nb",
+            "cd /tmp",
+            "exit 3",
+            "export A",
+        ] {
+            assert_eq!(plain_words(shell), None, "{shell:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn frames_round_trip_and_end_cleanly() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        let frame = events_frame(vec![ev(
-            "t1",
-            task_event::Kind::Started(pb::Started { pid: 7 }),
-        )]);
-        write_frame(&mut a, &frame).await.unwrap();
-        write_frame(&mut a, &frame).await.unwrap();
-        drop(a);
-        let mut buf = Vec::new();
-        for _ in 0..2 {
-            let got: Option<AgentFrame> = read_frame(&mut b, &mut buf).await.unwrap();
-            assert_eq!(got.as_ref(), Some(&frame));
-        }
-        let end: Option<AgentFrame> = read_frame(&mut b, &mut buf).await.unwrap();
-        assert_eq!(end, None);
-    }
-
-    #[tokio::test]
-    async fn oversized_frames_are_refused() {
-        let (mut a, mut b) = tokio::io::duplex(64);
-        let len = u32::try_from(MAX_FRAME + 1).unwrap();
-        a.write_all(&len.to_be_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let err = read_frame::<_, AgentFrame>(&mut b, &mut buf)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
-    fn reports_reach_their_agents_until_the_task_ends() {
-        let runner = Runner::default();
-        let (one, two) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
-        let start = |id: &str| pb::StartTask {
-            task_id: id.into(),
-            ..Default::default()
-        };
-        runner.start_task(one.clone(), start("t1"));
-        runner.start_task(two.clone(), start("t2"));
-        assert_eq!(lock(&runner.queue).len(), 2);
-        let exit = || exited(pb::ExitReason::Exited, String::new(), Instant::now());
-        runner.deliver(vec![
-            ev("t1", task_event::Kind::Started(pb::Started { pid: 1 })),
-            ev("t1", exit()),
-            ev("t2", task_event::Kind::Started(pb::Started { pid: 2 })),
-            ev("nobody", exit()),
-        ]);
-        let got = std::mem::take(&mut *lock(&one.queue));
-        assert_eq!(got.len(), 1, "consecutive events of a task are one report");
+    fn programs_are_found_in_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        let data = dir.path().join("data");
+        std::fs::write(&data, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(find_program("tool", &path), Some(exe));
+        assert_eq!(find_program("data", &path), None);
+        assert_eq!(find_program("missing", &path), None);
         assert_eq!(
-            (got[0].task_id.as_str(), got[0].events.len(), got[0].done),
-            ("t1", 2, true)
+            find_program("./rel/tool", &path),
+            Some(PathBuf::from("./rel/tool"))
         );
-        let got = std::mem::take(&mut *lock(&two.queue));
-        assert_eq!((got[0].task_id.as_str(), got[0].done), ("t2", false));
-        // t1 ended: nothing more reaches its agent; t2 is still routed.
-        runner.deliver(vec![ev("t1", exit()), ev("t2", exit())]);
-        assert!(lock(&one.queue).is_empty());
-        assert!(lock(&two.queue)[0].done);
-        assert!(lock(&runner.routes).is_empty());
     }
 }

@@ -52,6 +52,7 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
+/// Dials `url` (`http://` or `https://` with the CA `pin`) and returns the HTTP/2 channel.
 pub async fn channel(url: &str, pin: Option<&str>) -> Result<Channel, ConnectError> {
     let ep = Endpoint::from_shared(url.to_string())
         .map_err(|_| ConnectError::Url(url.to_string()))?
