@@ -106,10 +106,12 @@ impl AgentStore for PgStore {
     }
 
     async fn flush_agents(&self, batch: &[AgentFlush]) -> Result<()> {
-        let batch = merge_agent_flushes(batch);
+        let mut batch = merge_agent_flushes(batch);
         if batch.is_empty() {
             return Ok(());
         }
+        // In id order, as every bulk change names its rows (no deadlock between two).
+        batch.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         // Columns as arrays, encoded up front: a value that cannot be stored fails the call
         // before it writes.
         let (mut hello_ids, mut labels, mut facts, mut versions, mut hello_metrics, mut hello_seen) =

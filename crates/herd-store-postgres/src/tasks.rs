@@ -1,15 +1,17 @@
 //! Bulk changes of tasks in PostgreSQL's idiom: columns bound as arrays and joined with
-//! `UNNEST($1::text[], …)`, ids matched with `= ANY($1)` and returned with `RETURNING`,
-//! at most [`herd_store::ROWS_PER_STATEMENT`] rows per statement, one transaction per call. Which states
-//! an update applies to comes from herd-core's lifecycle ([`Transition::from_states`]);
-//! target states are bound, never written into the SQL.
+//! `UNNEST($1::text[], …)`, ids matched with `= ANY($1)` and returned with `RETURNING`, at
+//! most [`herd_store::ROWS_PER_STATEMENT`] rows per statement, one transaction per call.
+//! Which states an update applies to comes from herd-core's lifecycle
+//! ([`Transition::from_states`]); target states are bound, never written into the SQL. Rows
+//! are named in id order, so two transactions changing the same tasks lock them in the same
+//! order (no deadlock).
 
 use std::sync::LazyLock;
 
 use herd_core::{TaskState, Transition};
 use herd_store::{
-    NewTask, Result, RunRow, TaskProgress, check_end_state, exits_by_from, merge_progress,
-    sql_states,
+    Exit, NewTask, Result, RunRow, Started, TaskProgress, check_end_state, exits_by_from,
+    merge_progress, sql_states,
 };
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
@@ -56,6 +58,14 @@ pub(crate) async fn insert(conn: &mut PgConnection, run: &RunRow, tasks: &[NewTa
     Ok(())
 }
 
+/// `ids` sorted, each once.
+fn in_order(ids: &[String]) -> Vec<&str> {
+    let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Claims queued tasks for sending ([`Transition::Dispatch`]); returns the ids claimed. Rows
 /// another transaction holds (being ended or claimed at that moment) are skipped, not
 /// waited for: whoever holds them decides their fate.
@@ -71,6 +81,7 @@ pub(crate) async fn claim_queued(pool: &PgPool, ids: &[String], at: i64) -> Resu
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let ids = in_order(ids);
     let mut claimed = Vec::with_capacity(ids.len());
     let mut tx = pool.begin().await.map_err(db)?;
     for r in chunks(ids.len()) {
@@ -99,6 +110,7 @@ pub(crate) async fn end(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let ids = in_order(ids);
     let sql = format!(
         "UPDATE tasks SET state = $1, reason = $2, finished_at = $3 \
          WHERE id = ANY($4) AND state IN ({}) RETURNING id",
@@ -121,67 +133,104 @@ pub(crate) async fn end(
     Ok(ended)
 }
 
-/// Persists a batch of progress in one transaction: one statement per kind of change (seq
-/// and output position, start, exit) per [`herd_store::ROWS_PER_STATEMENT`] tasks, each applied only
-/// where it moves the task forward.
+/// The one statement that applies seq and output position, start and exit of many tasks:
+/// each row changes once (one new row version), and each part only where it applies — the
+/// position where the seq moves forward, the start where [`Transition::Start`] applies, the
+/// exit where [`Transition::Exit`] applies to the state after the start.
+static PROGRESS: LazyLock<String> = LazyLock::new(|| {
+    let forward = "j.out_seq > tasks.out_seq";
+    let starts = format!(
+        "(j.started_at IS NOT NULL AND tasks.state IN ({}))",
+        sql_states(Transition::Start.from_states())
+    );
+    let exits = format!(
+        "(j.exit_state IS NOT NULL AND (CASE WHEN {starts} THEN $1::text ELSE tasks.state END) IN ({}))",
+        sql_states(&Transition::EXIT_FROM)
+    );
+    let when = |cond: &str, col: &str| {
+        format!("{col} = CASE WHEN {cond} THEN j.{col} ELSE tasks.{col} END")
+    };
+    let out = [
+        "out_seq",
+        "out_total",
+        "out_head_len",
+        "out_tail_seg",
+        "out_tail_len",
+    ]
+    .map(|c| when(forward, c))
+    .join(", ");
+    let start = ["pid", "started_at"].map(|c| when(&starts, c)).join(", ");
+    let exit = ["exit_code", "signal", "reason", "detail", "finished_at"]
+        .map(|c| when(&exits, c))
+        .join(", ");
+    format!(
+        "UPDATE tasks SET {out}, {start}, {exit}, \
+         state = CASE WHEN {exits} THEN j.exit_state WHEN {starts} THEN $1::text ELSE tasks.state END \
+         FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
+                     $8::bigint[], $9::bigint[], \
+                     $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[]) \
+         AS j(id, out_seq, out_total, out_head_len, out_tail_seg, out_tail_len, pid, started_at, \
+              exit_state, exit_code, signal, reason, detail, finished_at) \
+         WHERE tasks.id = j.id AND ({forward} OR {starts} OR {exits})"
+    )
+});
+
+/// Persists a batch of progress in one transaction, one statement per
+/// [`herd_store::ROWS_PER_STATEMENT`] tasks (see [`PROGRESS`]), applied only where it moves
+/// a task forward.
 pub(crate) async fn apply_progress(pool: &PgPool, batch: &[TaskProgress]) -> Result<()> {
-    static START: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "UPDATE tasks SET state = $1, pid = j.pid, started_at = j.at \
-             FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) AS j(id, pid, at) \
-             WHERE tasks.id = j.id AND tasks.state IN ({})",
-            sql_states(Transition::Start.from_states())
-        )
-    });
-    let batch = merge_progress(batch);
+    let mut batch = merge_progress(batch);
     if batch.is_empty() {
         return Ok(());
     }
+    batch.sort_unstable_by(|a, b| a.task_id.cmp(&b.task_id));
+    // Exits that apply where herd-core says every exit applies go in the one statement; an
+    // exit of any other kind (none today) is applied after it, by its own statement.
+    let together = |e: &&Exit| Transition::Exit(e.state).from_states() == Transition::EXIT_FROM;
     let mut tx = pool.begin().await.map_err(db)?;
     for r in chunks(batch.len()) {
         let part = &batch[r];
-        let col = |f: fn(&TaskProgress) -> u64| -> Vec<i64> {
+        let out = |f: fn(&TaskProgress) -> u64| -> Vec<i64> {
             part.iter().map(|p| f(p) as i64).collect()
         };
-        let ids: Vec<&str> = part.iter().map(|p| p.task_id.as_str()).collect();
-        sqlx::query(
-            "UPDATE tasks SET out_seq = j.seq, out_total = j.total, out_head_len = j.head_len, \
-             out_tail_seg = j.tail_seg, out_tail_len = j.tail_len \
-             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
-             AS j(id, seq, total, head_len, tail_seg, tail_len) \
-             WHERE tasks.id = j.id AND tasks.out_seq < j.seq",
-        )
-        .bind(ids)
-        .bind(col(|p| p.seq))
-        .bind(col(|p| p.out.total))
-        .bind(col(|p| p.out.head_len))
-        .bind(col(|p| p.out.tail_seg))
-        .bind(col(|p| p.out.tail_len))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    }
-
-    let started: Vec<(&str, i64, i64)> = batch
-        .iter()
-        .filter_map(|p| {
-            let s = p.started.as_ref()?;
-            Some((p.task_id.as_str(), i64::from(s.pid), s.at))
-        })
-        .collect();
-    for r in chunks(started.len()) {
-        let part = &started[r];
-        sqlx::query(AssertSqlSafe(START.as_str()))
+        let start = |f: fn(&Started) -> i64| -> Vec<Option<i64>> {
+            part.iter().map(|p| p.started.as_ref().map(f)).collect()
+        };
+        let exits: Vec<Option<&Exit>> = part
+            .iter()
+            .map(|p| p.exited.as_ref().filter(together))
+            .collect();
+        let exit_int = |f: fn(&Exit) -> Option<i64>| -> Vec<Option<i64>> {
+            exits.iter().map(|e| e.and_then(f)).collect()
+        };
+        let exit_text = |f: fn(&Exit) -> &str| -> Vec<Option<&str>> {
+            exits.iter().map(|e| e.map(f)).collect()
+        };
+        sqlx::query(AssertSqlSafe(PROGRESS.as_str()))
             .bind(Transition::Start.target().as_str())
-            .bind(part.iter().map(|s| s.0).collect::<Vec<_>>())
-            .bind(part.iter().map(|s| s.1).collect::<Vec<_>>())
-            .bind(part.iter().map(|s| s.2).collect::<Vec<_>>())
+            .bind(part.iter().map(|p| p.task_id.as_str()).collect::<Vec<_>>())
+            .bind(out(|p| p.seq))
+            .bind(out(|p| p.out.total))
+            .bind(out(|p| p.out.head_len))
+            .bind(out(|p| p.out.tail_seg))
+            .bind(out(|p| p.out.tail_len))
+            .bind(start(|s| i64::from(s.pid)))
+            .bind(start(|s| s.at))
+            .bind(exit_text(|e| e.state.as_str()))
+            .bind(exit_int(|e| e.code.map(i64::from)))
+            .bind(exit_int(|e| e.signal.map(i64::from)))
+            .bind(exit_text(|e| e.reason.as_str()))
+            .bind(exit_text(|e| e.detail.as_str()))
+            .bind(exit_int(|e| Some(e.at)))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
     }
 
     for (from, exits) in exits_by_from(&batch) {
+        if from == Transition::EXIT_FROM {
+            continue;
+        }
         let sql = format!(
             "UPDATE tasks SET state = j.state, exit_code = j.code, signal = j.signal, \
              reason = j.reason, detail = j.detail, finished_at = j.at \

@@ -1,4 +1,5 @@
 //! The conformance suite on a fresh PostgreSQL database per case, and the one-server lock.
+#![allow(clippy::unwrap_used)]
 
 use herd_store::conformance::Fresh;
 use herd_store::{CredentialStore, Store, StoreError};
@@ -45,6 +46,7 @@ async fn one_active_server_per_database() {
     // need).
     let (url, secret) = with_password(&db.url);
     let first = PgStore::connect(&url).await.unwrap();
+    assert_eq!(first.backend(), "postgres");
     match PgStore::connect(&url).await {
         Err(StoreError::Locked(msg)) => {
             assert!(

@@ -140,5 +140,17 @@ pub async fn an_exit_revives_a_lost_task(store: &dyn Store) -> Result<()> {
     again.exited = Some(exit(0, 10));
     store.apply_progress(&[again]).await?;
     assert_eq!(task(store, "t0").await?.state, TaskState::Failed);
+
+    // A start and an exit in one record: the exit revives the lost task, the start does not
+    // apply to it.
+    let mut both = progress("t1", 2, 5);
+    both.started = Some(Started { pid: 8, at: 10 });
+    both.exited = Some(exit(0, 11));
+    store.apply_progress(&[both]).await?;
+    let t1 = task(store, "t1").await?;
+    assert_eq!(
+        (t1.state, t1.pid, t1.started_at, t1.finished_at, t1.out_seq),
+        (TaskState::Succeeded, None, None, Some(11), 2)
+    );
     Ok(())
 }
