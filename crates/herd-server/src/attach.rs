@@ -19,6 +19,7 @@ use bytes::Bytes;
 use herd_core::TaskState;
 use herd_proto::v1::{self as pb, ServerFrame, server_frame};
 use herd_store::{Chunk, Cursor, TaskRow};
+use herd_ws::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -28,7 +29,7 @@ use crate::api::{find_run, find_task, run_json};
 use crate::auth::Actor;
 use crate::error::Result;
 use crate::live::{Change, LiveChunk};
-use crate::ws::{Incoming, Sock};
+use crate::ws::Sock;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
