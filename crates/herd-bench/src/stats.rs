@@ -49,12 +49,12 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Clock ticks per second for /proc times.
-#[allow(unsafe_code)]
+/// Clock ticks per second for /proc times (100 where the system does not say).
 pub fn clk_tck() -> f64 {
-    // SAFETY: sysconf only reads a configuration value; no memory is shared.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as f64,
+        _ => 100.0,
+    }
 }
 
 /// Fields of /proc/PID/stat after the command name (field 3 onwards, index 0 = state).

@@ -1,8 +1,6 @@
 //! Filesystems of the machine: which mounts count as real disks (parsed from
 //! `/proc/self/mountinfo`) and their size via `statvfs(3)`.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use herd_proto::v1::Disk;
@@ -128,24 +126,15 @@ pub(crate) struct FsUsage {
 }
 
 /// `statvfs(3)` of `path`, or `None` if it cannot be queried.
-#[allow(unsafe_code)]
 pub(crate) fn fs_usage(path: &Path) -> Option<FsUsage> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `statvfs` is plain old data, so all-zero bytes are a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a valid NUL-terminated string and `st` a valid, writable
-    // `statvfs` that outlives the call.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut st) };
-    if rc != 0 {
-        return None;
-    }
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
     // The field widths differ between targets; widen everything to u64.
     #[allow(clippy::unnecessary_cast)]
     let (frsize, blocks, bfree, bavail) = (
-        st.f_frsize as u64,
-        st.f_blocks as u64,
-        st.f_bfree as u64,
-        st.f_bavail as u64,
+        st.fragment_size() as u64,
+        st.blocks() as u64,
+        st.blocks_free() as u64,
+        st.blocks_available() as u64,
     );
     Some(FsUsage {
         total: blocks.saturating_mul(frsize),

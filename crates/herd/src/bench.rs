@@ -109,41 +109,25 @@ async fn fleet(a: FleetArgs) -> Result<i32> {
 
 /// Raises the soft limit on open files to the hard limit, and fails when even that is below
 /// `needed`.
-#[allow(unsafe_code)]
 fn raise_fd_limit(needed: u64) -> Result<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+    let (mut soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(lim) => lim,
+        Err(e) => bail!("cannot read the open files limit: {e}"),
     };
-    // SAFETY: getrlimit writes into the rlimit struct it is given, which lives on this stack
-    // frame for the whole call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        bail!(
-            "cannot read the open files limit: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    let target = if lim.rlim_max == libc::RLIM_INFINITY {
-        lim.rlim_cur.max(needed)
+    let target = if hard == RLIM_INFINITY {
+        soft.max(needed)
     } else {
-        lim.rlim_max
+        hard
     };
-    if target > lim.rlim_cur {
-        let raised = libc::rlimit {
-            rlim_cur: target,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct passed by reference; raising the soft limit
-        // up to the hard limit is always permitted.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = target;
-        }
+    // Raising the soft limit up to the hard limit is always permitted.
+    if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
+        soft = target;
     }
-    if lim.rlim_cur < needed {
+    if soft < needed {
         bail!(
-            "{} agents need about {needed} open files but this process may open only {} — raise the limit (`ulimit -n {needed}`, as root if the hard limit is lower) or pass fewer --agents",
+            "{} agents need about {needed} open files but this process may open only {soft} — raise the limit (`ulimit -n {needed}`, as root if the hard limit is lower) or pass fewer --agents",
             needed - SPARE_FDS,
-            lim.rlim_cur
         );
     }
     Ok(())
