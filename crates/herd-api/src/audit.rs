@@ -10,7 +10,8 @@ pub struct AuditEntry {
     pub id: i64,
     /// When it happened.
     pub at: i64,
-    /// Who did it: `key:<name>` of an API key, or `agent:<name>` of a joining machine.
+    /// Who did it: `key:<name>` of an API key, `agent:<name>` of a joining machine, or the
+    /// server itself (`server`, `herd up`).
     pub actor: String,
     /// What was done, e.g. `run.create`, `agent.label`, `key.create`.
     pub action: String,

@@ -37,8 +37,8 @@ pub struct ApiKey {
     pub role: String,
     /// When it was created.
     pub created_at: i64,
-    /// Who created it: `key:<name>` of the creating key, or the server itself (`server`)
-    /// for the first admin key.
+    /// Who created it: `key:<name>` of the creating key, or the server itself (`server` for
+    /// the first admin key, `herd up` for its own).
     pub created_by: String,
     /// When it was revoked; null while it is accepted.
     #[schema(required = true)]

@@ -44,7 +44,8 @@ pub struct JoinToken {
     pub id: String,
     /// When it was created.
     pub created_at: i64,
-    /// Who created it (`key:<name>` of the API key).
+    /// Who created it: `key:<name>` of the API key, or the server itself for a token it
+    /// made for its own agent (`herd up`).
     pub created_by: String,
     /// When it stops being accepted.
     pub expires_at: i64,

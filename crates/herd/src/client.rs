@@ -1,8 +1,12 @@
-//! The HTTP and WebSocket client of the herd API, used by every CLI command.
+//! The HTTP and WebSocket client of the herd API, used by every CLI command: typed calls
+//! (`get`, `post`) whose bodies and answers are herd-api types, raw output downloads, and
+//! the attach WebSocket. A failed call becomes the server's one-line error.
 
 use anyhow::{Context, Result, anyhow, bail};
-use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use herd_api::ErrorBody;
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::{self, ClientConfig};
 
@@ -61,36 +65,49 @@ impl Client {
         )
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    /// One call: `body` as JSON (if any), the answer read as `T`. A failed call is the
+    /// server's one-line error.
+    async fn request<B, T>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url).bearer_auth(&self.key);
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
-            let msg = v
-                .get("error")
-                .and_then(|e| e.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("server answered {status}"));
-            if status == StatusCode::UNAUTHORIZED {
-                bail!("{msg}");
-            }
-            bail!("{msg}");
+            bail!("{}", error_message(status, &bytes));
         }
-        Ok(v)
+        serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow!(
+                "unexpected answer from herd server {} to {path}: {e} — is the server the same version as this CLI?",
+                self.base
+            )
+        })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
-        self.request(Method::GET, path, None).await
+    /// `GET path`, answered with a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request::<(), T>(Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
+    /// `POST path` with `body` as JSON, answered with a `T`.
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// `POST path` of an action that takes no parameters (an empty JSON object).
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.post(path, &serde_json::Map::new()).await
     }
 
     /// Raw bytes of a response (task output), streamed to `sink`.
@@ -106,13 +123,8 @@ impl Client {
             .map_err(|e| self.unreachable(e))?;
         if !resp.status().is_success() {
             let status = resp.status();
-            let v: Value = resp.json().await.unwrap_or(Value::Null);
-            bail!(
-                "{}",
-                v.get("error")
-                    .and_then(|e| e.as_str())
-                    .unwrap_or(&format!("server answered {status}"))
-            );
+            let bytes = resp.bytes().await.unwrap_or_default();
+            bail!("{}", error_message(status, &bytes));
         }
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -149,13 +161,8 @@ impl Client {
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) => {
-                let body = resp
-                    .body()
-                    .as_ref()
-                    .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                    .unwrap_or_else(|| format!("server answered {}", resp.status()));
-                anyhow!(body)
+                let body = resp.body().as_deref().unwrap_or_default();
+                anyhow!(error_message(resp.status(), body))
             }
             e => anyhow!(
                 "cannot reach herd server {}: {e} — is `herd server` (or `herd up`) running?",
@@ -164,4 +171,12 @@ impl Client {
         })?;
         Ok(ws)
     }
+}
+
+/// The one line a failed call reports: the server's error body, or its status when the body
+/// is not one.
+fn error_message(status: http::StatusCode, body: &[u8]) -> String {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| format!("server answered {status}"))
 }

@@ -1,11 +1,17 @@
 //! The read and admin commands: agents, tokens, runs, tasks, keys, audit. Each is a thin
-//! call to the API; `--json` prints what the API answered.
+//! typed call to the API; `--json` prints what the API answered.
 
+use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use herd_api::{
+    Agent, ApiKey, AuditEntry, CreateKey, CreateToken, CreatedKey, CreatedToken, JoinToken,
+    LabelEdit, Run, RunWithTasks, Task,
+};
+use serde::Serialize;
 
 use crate::client::Client;
 use crate::config;
@@ -15,35 +21,25 @@ fn client() -> Result<Client> {
     Client::from_config(&config::load()?)
 }
 
-fn print_json(v: &Value) -> Result<i32> {
+fn print_json<T: Serialize>(v: &T) -> Result<i32> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(0)
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        v => v.to_string(),
-    }
+/// A value that may be absent, as a table shows it: `-` when absent.
+fn or_dash<T: Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-/// One table row per element of a JSON array.
-fn rows_of(v: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
-    v.as_array()
-        .map(|a| a.iter().map(row).collect())
-        .unwrap_or_default()
-}
-
-fn labels(v: &Value) -> String {
-    match v.as_object() {
-        Some(m) if !m.is_empty() => m
-            .iter()
-            .map(|(k, v)| format!("{k}={}", s(v)))
-            .collect::<Vec<_>>()
-            .join(","),
-        _ => "-".into(),
+fn labels(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".into();
     }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[derive(Args)]
@@ -74,30 +70,24 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
     let c = client()?;
     match a.cmd.unwrap_or(AgentsCmd::Ls) {
         AgentsCmd::Ls => {
-            let v = c.get("/api/v1/agents").await?;
+            let agents: Vec<Agent> = c.get("/api/v1/agents").await?;
             if a.json {
-                return print_json(&v);
+                return print_json(&agents);
             }
-            let rows = rows_of(&v, |a| {
-                let os = format!(
-                    "{} {}",
-                    a["facts"]["os"].as_str().unwrap_or(""),
-                    a["facts"]["os_version"].as_str().unwrap_or("")
-                );
-                vec![
-                    s(&a["name"]),
-                    s(&a["id"]),
-                    if a["online"].as_bool() == Some(true) {
-                        "online"
-                    } else {
-                        "offline"
-                    }
-                    .into(),
-                    os.trim().to_string(),
-                    labels(&a["labels"]),
-                    ago(a["last_seen"].as_i64()),
-                ]
-            });
+            let rows: Vec<Vec<String>> = agents
+                .iter()
+                .map(|a| {
+                    let os = format!("{} {}", a.facts.os, a.facts.os_version);
+                    vec![
+                        a.name.clone(),
+                        a.id.clone(),
+                        if a.online { "online" } else { "offline" }.into(),
+                        os.trim().to_string(),
+                        labels(&a.labels),
+                        ago(a.last_seen),
+                    ]
+                })
+                .collect();
             print!(
                 "{}",
                 render(
@@ -108,43 +98,39 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
             Ok(0)
         }
         AgentsCmd::Show { name } => {
-            let v = c.get(&format!("/api/v1/agents/{name}")).await?;
-            print_json(&v)
+            let agent: Agent = c.get(&format!("/api/v1/agents/{name}")).await?;
+            print_json(&agent)
         }
         AgentsCmd::Label {
             name,
             labels: edits,
         } => {
-            let mut set = serde_json::Map::new();
-            let mut remove = Vec::new();
+            let mut edit = LabelEdit::default();
             for e in &edits {
                 match herd_core::parse_label_edit(e).map_err(|e| anyhow::anyhow!("{e}"))? {
                     (k, Some(v)) => {
-                        set.insert(k, Value::String(v));
+                        edit.set.insert(k, v);
                     }
-                    (k, None) => remove.push(k),
+                    (k, None) => edit.remove.push(k),
                 }
             }
-            let v = c
-                .post(
-                    &format!("/api/v1/agents/{name}/labels"),
-                    json!({"set": set, "remove": remove}),
-                )
+            let agent: Agent = c
+                .post(&format!("/api/v1/agents/{name}/labels"), &edit)
                 .await?;
             if a.json {
-                return print_json(&v);
+                return print_json(&agent);
             }
-            println!("{}: {}", s(&v["name"]), labels(&v["labels"]));
+            println!("{}: {}", agent.name, labels(&agent.labels));
             Ok(0)
         }
         AgentsCmd::Revoke { name } => {
-            let v = c
-                .post(&format!("/api/v1/agents/{name}/revoke"), json!({}))
+            let agent: Agent = c
+                .post_empty(&format!("/api/v1/agents/{name}/revoke"))
                 .await?;
             if a.json {
-                return print_json(&v);
+                return print_json(&agent);
             }
-            println!("revoked {} ({})", s(&v["name"]), s(&v["id"]));
+            println!("revoked {} ({})", agent.name, agent.id);
             Ok(0)
         }
     }
@@ -174,24 +160,22 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
     let (ttl, uses, json) = match cmd {
         TokenCmd::Create { ttl, uses, json } => (ttl, uses, json),
         TokenCmd::Ls { json } => {
-            let v = client()?.get("/api/v1/tokens").await?;
+            let tokens: Vec<JoinToken> = client()?.get("/api/v1/tokens").await?;
             if json {
-                return print_json(&v);
+                return print_json(&tokens);
             }
-            let rows = rows_of(&v, |t| {
-                vec![
-                    s(&t["id"]),
-                    s(&t["uses_left"]),
-                    time(t["expires_at"].as_i64()),
-                    if t["usable"].as_bool() == Some(true) {
-                        "usable"
-                    } else {
-                        "spent"
-                    }
-                    .into(),
-                    s(&t["created_by"]),
-                ]
-            });
+            let rows: Vec<Vec<String>> = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.uses_left.to_string(),
+                        time(Some(t.expires_at)),
+                        if t.usable { "usable" } else { "spent" }.into(),
+                        t.created_by.clone(),
+                    ]
+                })
+                .collect();
             print!(
                 "{}",
                 render(&["ID", "USES LEFT", "EXPIRES", "STATUS", "BY"], &rows)
@@ -202,21 +186,20 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
     if uses < 1 {
         bail!("--uses must be at least 1");
     }
-    let v = client()?
-        .post(
-            "/api/v1/tokens",
-            json!({"ttl_secs": ttl.as_secs().max(1), "uses": uses}),
-        )
-        .await?;
+    let body = CreateToken {
+        ttl_secs: Some(ttl.as_secs().max(1)),
+        uses: Some(uses),
+    };
+    let t: CreatedToken = client()?.post("/api/v1/tokens", &body).await?;
     if json {
-        return print_json(&v);
+        return print_json(&t);
     }
-    println!("{}", s(&v["token"]));
+    println!("{}", t.token);
     eprintln!(
         "valid until {} for {} machine(s); on the new machine run:\n  {}",
-        time(v["expires_at"].as_i64()),
-        s(&v["uses"]),
-        s(&v["join_command"])
+        time(Some(t.expires_at)),
+        t.uses,
+        t.join_command
     );
     Ok(0)
 }
@@ -240,19 +223,16 @@ pub enum RunsCmd {
     Cancel { id: String },
 }
 
-fn task_rows(tasks: &[Value]) -> Vec<Vec<String>> {
+fn task_rows(tasks: &[Task]) -> Vec<Vec<String>> {
     tasks
         .iter()
         .map(|t| {
             vec![
-                s(&t["id"]),
-                s(&t["agent_name"]),
-                s(&t["state"]),
-                t["exit_code"]
-                    .as_i64()
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                t["reason"].as_str().unwrap_or("-").to_string(),
+                t.id.clone(),
+                t.agent_name.clone(),
+                t.state.to_string(),
+                or_dash(t.exit_code),
+                or_dash(t.reason.as_deref()),
             ]
         })
         .collect()
@@ -262,20 +242,23 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
     let c = client()?;
     match cmd {
         RunsCmd::Ls { limit, json } => {
-            let v = c.get(&format!("/api/v1/runs?limit={limit}")).await?;
+            let runs: Vec<Run> = c.get(&format!("/api/v1/runs?limit={limit}")).await?;
             if json {
-                return print_json(&v);
+                return print_json(&runs);
             }
-            let rows = rows_of(&v, |r| {
-                vec![
-                    s(&r["id"]),
-                    s(&r["state"]),
-                    time(r["created_at"].as_i64()),
-                    s(&r["created_by"]),
-                    s(&r["selector"]),
-                    s(&r["command"]),
-                ]
-            });
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.state.to_string(),
+                        time(Some(r.created_at)),
+                        r.created_by.clone(),
+                        r.selector.clone(),
+                        r.command.clone(),
+                    ]
+                })
+                .collect();
             print!(
                 "{}",
                 render(
@@ -286,34 +269,31 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
             Ok(0)
         }
         RunsCmd::Show { id, json } => {
-            let v = c.get(&format!("/api/v1/runs/{id}")).await?;
+            let r: RunWithTasks = c.get(&format!("/api/v1/runs/{id}")).await?;
             if json {
-                return print_json(&v);
+                return print_json(&r);
             }
-            println!("run      {}", s(&v["id"]));
-            println!("command  {}", s(&v["command"]));
-            println!("targets  {}", s(&v["selector"]));
-            println!("state    {}", s(&v["state"]));
+            println!("run      {}", r.run.id);
+            println!("command  {}", r.run.command);
+            println!("targets  {}", r.run.selector);
+            println!("state    {}", r.run.state);
             println!(
                 "by       {} at {}",
-                s(&v["created_by"]),
-                time(v["created_at"].as_i64())
+                r.run.created_by,
+                time(Some(r.run.created_at))
             );
-            let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
             print!(
                 "{}",
                 render(
                     &["TASK", "MACHINE", "STATE", "EXIT", "REASON"],
-                    &task_rows(&tasks)
+                    &task_rows(&r.tasks)
                 )
             );
             Ok(0)
         }
         RunsCmd::Cancel { id } => {
-            let v = c
-                .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
-                .await?;
-            println!("cancel requested for run {}", s(&v["id"]));
+            let r: Run = c.post_empty(&format!("/api/v1/runs/{id}/cancel")).await?;
+            println!("cancel requested for run {}", r.id);
             Ok(0)
         }
     }
@@ -348,11 +328,10 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
     let c = client()?;
     match cmd {
         TasksCmd::Ls { limit, json } => {
-            let v = c.get(&format!("/api/v1/tasks?limit={limit}")).await?;
+            let tasks: Vec<Task> = c.get(&format!("/api/v1/tasks?limit={limit}")).await?;
             if json {
-                return print_json(&v);
+                return print_json(&tasks);
             }
-            let tasks = v.as_array().cloned().unwrap_or_default();
             print!(
                 "{}",
                 render(
@@ -363,25 +342,26 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
             Ok(0)
         }
         TasksCmd::Show { id, json } => {
-            let v = c.get(&format!("/api/v1/tasks/{id}")).await?;
+            let t: Task = c.get(&format!("/api/v1/tasks/{id}")).await?;
             if json {
-                return print_json(&v);
+                return print_json(&t);
             }
-            for k in [
-                "id",
-                "run_id",
-                "agent_name",
-                "state",
-                "exit_code",
-                "signal",
-                "reason",
-                "detail",
-                "out_total",
-            ] {
-                println!("{k:<11}{}", s(&v[k]));
+            let fields = [
+                ("id", t.id.clone()),
+                ("run_id", t.run_id.clone()),
+                ("agent_name", t.agent_name.clone()),
+                ("state", t.state.to_string()),
+                ("exit_code", or_dash(t.exit_code)),
+                ("signal", or_dash(t.signal)),
+                ("reason", or_dash(t.reason.as_deref())),
+                ("detail", or_dash(t.detail.as_deref())),
+                ("out_total", t.out_total.to_string()),
+                ("started", time(t.started_at)),
+                ("finished", time(t.finished_at)),
+            ];
+            for (k, v) in fields {
+                println!("{k:<11}{v}");
             }
-            println!("{:<11}{}", "started", time(v["started_at"].as_i64()));
-            println!("{:<11}{}", "finished", time(v["finished_at"].as_i64()));
             Ok(0)
         }
         TasksCmd::Logs { id, follow } => {
@@ -408,10 +388,8 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
             Ok(0)
         }
         TasksCmd::Cancel { id } => {
-            let v = c
-                .post(&format!("/api/v1/tasks/{id}/cancel"), json!({}))
-                .await?;
-            println!("task {} is {}", s(&v["id"]), s(&v["state"]));
+            let t: Task = c.post_empty(&format!("/api/v1/tasks/{id}/cancel")).await?;
+            println!("task {} is {}", t.id, t.state);
             Ok(0)
         }
     }
@@ -437,33 +415,36 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
     let c = client()?;
     match cmd {
         KeysCmd::Create { name, json } => {
-            let v = c.post("/api/v1/keys", json!({"name": name})).await?;
+            let k: CreatedKey = c.post("/api/v1/keys", &CreateKey { name }).await?;
             if json {
-                return print_json(&v);
+                return print_json(&k);
             }
-            println!("{}", s(&v["key"]));
-            eprintln!("API key {:?} created; it is shown only now", s(&v["name"]));
+            println!("{}", k.key);
+            eprintln!("API key {:?} created; it is shown only now", k.name);
             Ok(0)
         }
         KeysCmd::Ls { json } => {
-            let v = c.get("/api/v1/keys").await?;
+            let keys: Vec<ApiKey> = c.get("/api/v1/keys").await?;
             if json {
-                return print_json(&v);
+                return print_json(&keys);
             }
-            let rows = rows_of(&v, |k| {
-                vec![
-                    s(&k["id"]),
-                    s(&k["name"]),
-                    s(&k["role"]),
-                    time(k["created_at"].as_i64()),
-                    if k["revoked_at"].is_null() {
-                        "active"
-                    } else {
-                        "revoked"
-                    }
-                    .into(),
-                ]
-            });
+            let rows: Vec<Vec<String>> = keys
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.id.clone(),
+                        k.name.clone(),
+                        k.role.clone(),
+                        time(Some(k.created_at)),
+                        if k.revoked_at.is_none() {
+                            "active"
+                        } else {
+                            "revoked"
+                        }
+                        .into(),
+                    ]
+                })
+                .collect();
             print!(
                 "{}",
                 render(&["ID", "NAME", "ROLE", "CREATED", "STATUS"], &rows)
@@ -482,24 +463,27 @@ pub struct AuditArgs {
 }
 
 pub async fn audit(a: AuditArgs) -> Result<i32> {
-    let v = client()?
+    let entries: Vec<AuditEntry> = client()?
         .get(&format!("/api/v1/audit?limit={}", a.limit))
         .await?;
     if a.json {
-        return print_json(&v);
+        return print_json(&entries);
     }
-    let rows = rows_of(&v, |e| {
-        vec![
-            time(e["at"].as_i64()),
-            s(&e["actor"]),
-            s(&e["action"]),
-            s(&e["target"]),
-            match &e["detail"] {
-                Value::Object(m) if m.is_empty() => String::new(),
-                d => d.to_string(),
-            },
-        ]
-    });
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                time(Some(e.at)),
+                e.actor.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                match &e.detail {
+                    serde_json::Value::Object(m) if m.is_empty() => String::new(),
+                    d => d.to_string(),
+                },
+            ]
+        })
+        .collect();
     print!(
         "{}",
         render(&["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"], &rows)

@@ -1,0 +1,189 @@
+//! Following a run (or one task) over the attach WebSocket: server messages and output frames
+//! in, stdin and `eof` / `cancel` out, until the server's `end`. Ctrl-C cancels the run; a
+//! second one stops waiting.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result, bail};
+use futures::{SinkExt, StreamExt};
+use herd_api::{ClientMessage, Run, ServerMessage, Task, decode_output};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::input::{RawMode, read_stdin};
+use super::render::{Event, Output, ProgressLine, emit};
+use super::summary::{exit_code, summary};
+use crate::client::Ws;
+
+pub struct FollowOpts {
+    pub interactive: bool,
+    pub tty: bool,
+    pub json: bool,
+    pub summary: bool,
+    pub run_id: String,
+}
+
+/// The name of task `index` of the `hello`, or `?` before it.
+fn name_of(names: &[String], index: u32) -> &str {
+    names.get(index as usize).map_or("?", String::as_str)
+}
+
+/// A write failure ends the follow: a closed pipe (`herd run … | head`) with the shell's
+/// code for SIGPIPE, anything else as an error.
+fn written(res: std::io::Result<()>) -> Result<Option<i32>> {
+    match res {
+        Ok(()) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Some(141)),
+        Err(e) => Err(e).context("cannot write output"),
+    }
+}
+
+/// Follows the watch until its end; the exit code is the first failing task's.
+pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Signal) -> Result<i32> {
+    let (mut tx, mut rx) = ws.split();
+    let mut names: Vec<String> = Vec::new();
+    let mut finals: Vec<Option<Task>> = Vec::new();
+    let mut output = Output::new();
+    let mut end_run: Option<Box<Run>> = None;
+    let raw = (o.interactive && o.tty && std::io::stdin().is_terminal()).then(RawMode::enable);
+    // stdin → server, in chunks; its end is forwarded as `eof`.
+    let mut stdin = read_stdin(o.interactive);
+    let mut stdin_live = o.interactive;
+    let mut interrupts = 0u32;
+    let mut progress = ProgressLine::new(o.summary && !o.json && std::io::stderr().is_terminal());
+
+    loop {
+        tokio::select! {
+            msg = rx.next() => {
+                let Some(msg) = msg else { break };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => bail!("lost the connection to the server: {e} — the run goes on; see `herd runs show {}`", o.run_id),
+                };
+                match msg {
+                    Message::Binary(b) => {
+                        // Anything but an output frame is not for this version: skipped.
+                        let Ok(frame) = decode_output(&b) else { continue };
+                        let name = name_of(&names, frame.index);
+                        if o.json {
+                            let ev = Event::Output {
+                                machine: name,
+                                stream: frame.stream,
+                                data: String::from_utf8_lossy(frame.data),
+                            };
+                            if let Some(code) = written(emit(&ev))? {
+                                return Ok(code);
+                            }
+                            continue;
+                        }
+                        progress.clear();
+                        let res = output.write(frame.index, frame.stream, name, names.len() > 1, frame.data);
+                        if let Some(code) = written(res)? {
+                            return Ok(code);
+                        }
+                        progress.redraw();
+                    }
+                    Message::Text(t) => {
+                        let msg = ServerMessage::from_text(t.as_str())
+                            .context("unreadable message from the server — is the server the same version as this CLI?")?;
+                        match msg {
+                            Some(ServerMessage::Hello { tasks, .. }) => {
+                                names = tasks.into_iter().map(|t| t.agent_name).collect();
+                                finals = vec![None; names.len()];
+                            }
+                            Some(ServerMessage::Task { index, task }) => {
+                                if o.json {
+                                    emit(&Event::Task { machine: name_of(&names, index), task: &task }).ok();
+                                }
+                                if let Some(slot) = finals.get_mut(index as usize) {
+                                    *slot = Some(*task);
+                                }
+                            }
+                            Some(ServerMessage::Progress(p)) => {
+                                if o.json {
+                                    emit(&Event::Progress(&p)).ok();
+                                } else if names.len() > 1 {
+                                    progress.update(p);
+                                }
+                            }
+                            Some(ServerMessage::Omitted { index, bytes }) => {
+                                eprintln!("[herd: {bytes} bytes of {}'s output omitted: over the stored-output cap]", name_of(&names, index));
+                            }
+                            Some(ServerMessage::End { run }) => {
+                                end_run = Some(run);
+                                break;
+                            }
+                            Some(ServerMessage::Error { error }) => bail!("{error}"),
+                            None => {}
+                        }
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            chunk = stdin.recv(), if stdin_live => {
+                match chunk {
+                    Some(Some(data)) => { tx.send(Message::Binary(data.into())).await.ok(); }
+                    _ => {
+                        stdin_live = false;
+                        tx.send(Message::Text(ClientMessage::Eof.to_text().into())).await.ok();
+                    }
+                }
+            }
+            _ = sigint.recv() => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    eprintln!("herd: interrupted again; leaving the run {} to finish being cancelled on the server", o.run_id);
+                    return Ok(130);
+                }
+                eprintln!("herd: cancelling (Ctrl-C again to stop waiting)");
+                tx.send(Message::Text(ClientMessage::Cancel.to_text().into())).await.ok();
+            }
+        }
+    }
+    progress.clear();
+    output.finish();
+    drop(raw);
+    let Some(run) = end_run else {
+        bail!(
+            "the server closed the connection before the run ended — see `herd runs show {}`",
+            o.run_id
+        );
+    };
+    let finals: Vec<Task> = finals.into_iter().flatten().collect();
+    if o.json {
+        emit(&Event::End {
+            run: &run,
+            tasks: &finals,
+        })
+        .context("cannot write output")?;
+    } else if o.summary {
+        use std::io::Write;
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(summary(&finals).as_bytes());
+    }
+    Ok(exit_code(&finals))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_unknown_tasks_are_question_marks() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(name_of(&names, 1), "b");
+        assert_eq!(name_of(&names, 2), "?");
+        assert_eq!(name_of(&[], 0), "?");
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_with_141() {
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(written(Err(pipe)).unwrap(), Some(141));
+        assert_eq!(written(Ok(())).unwrap(), None);
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(written(Err(other)).is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! `herd run`: its arguments, the run request they make, creating the run and attaching to
+//! it. Following the run's output lives beside it: `follow` (the WebSocket loop, also behind
+//! `herd tasks logs -f`), `input` (stdin and the terminal), `render` (output, the progress
+//! line, JSON event lines) and `summary` (the summary and the exit code).
+
+mod follow;
+mod input;
+mod render;
+mod summary;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use herd_api::{RunLimits, RunRequest, RunSpec, RunWithTasks};
+use herd_core::Limit;
+
+pub use follow::{FollowOpts, follow};
+
+use crate::client::Client;
+use crate::config;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Machines to run on: name glob (web-*), label or fact (role=web, os=debian), with & (AND),
+    /// , (OR), ! (NOT). Repeatable (OR).
+    #[arg(short = 't', long = "target")]
+    targets: Vec<String>,
+    /// Every machine.
+    #[arg(long, conflicts_with = "targets")]
+    all: bool,
+    /// End the command after this long (e.g. 500ms, 30s, 5m); exit code 124.
+    #[arg(long, value_parser = crate::parse_dur)]
+    timeout: Option<Duration>,
+    /// Forward this terminal's stdin to the command.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Run the command under a terminal (PTY).
+    #[arg(long)]
+    tty: bool,
+    /// Print the run id and return at once.
+    #[arg(long)]
+    detach: bool,
+    /// Environment for the command, K=V; repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory on the machines.
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Machines running at once: a number or a share of the targets (10%).
+    #[arg(long, value_parser = parse_limit)]
+    concurrency: Option<Limit>,
+    /// Failures tolerated (a number or a share, 10%); once exceeded no new machine starts and
+    /// the rest are reported as skipped. Offline machines count as failures.
+    #[arg(long, value_parser = parse_limit)]
+    max_errors: Option<Limit>,
+    /// Pause after a machine finishes before its slot goes to the next one (e.g. 2s).
+    #[arg(long, value_parser = crate::parse_dur)]
+    batch_wait: Option<Duration>,
+    /// One JSON event per line (output, progress, each machine's end, then the run) instead of
+    /// plain output (with --detach: the created run).
+    #[arg(long)]
+    json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    Limit::parse(s).map_err(|e| e.to_string())
+}
+
+/// Joins argv into one shell command; a single argument is taken as a shell snippet as is.
+fn shell_command(argv: &[String]) -> String {
+    if argv.len() == 1 {
+        return argv[0].clone();
+    }
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The run request `a` asks for, or what is wrong with the arguments.
+fn request(a: &RunArgs) -> Result<RunRequest> {
+    if !a.all && a.targets.is_empty() {
+        bail!("no machines chosen — pass -t SELECTOR (e.g. -t web-1, -t role=web) or --all");
+    }
+    let mut env = std::collections::BTreeMap::new();
+    for kv in &a.env {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("bad --env {kv:?}: expected KEY=VALUE"))?;
+        env.insert(k.to_string(), v.to_string());
+    }
+    if a.concurrency == Some(Limit::Count(0)) {
+        bail!("--concurrency must be at least 1 (or a share such as 10%)");
+    }
+    Ok(RunRequest {
+        command: shell_command(&a.command),
+        targets: a.targets.clone(),
+        all: a.all,
+        start_on_attach: !a.detach,
+        spec: RunSpec {
+            timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
+            interactive: a.interactive,
+            tty: a.tty,
+            env,
+            cwd: a.cwd.clone().unwrap_or_default(),
+            limits: RunLimits {
+                concurrency: a.concurrency,
+                max_errors: a.max_errors,
+                batch_wait_ms: a.batch_wait.map_or(0, |w| w.as_millis() as u64),
+            },
+            ..RunSpec::default()
+        },
+    })
+}
+
+pub async fn run(a: RunArgs) -> Result<i32> {
+    let req = request(&a)?;
+    let client = Client::from_config(&config::load()?)?;
+    // Catch Ctrl-C before the run exists, so an early one cancels instead of killing us.
+    let sigint = interrupts()?;
+    let created: RunWithTasks = client.post("/api/v1/runs", &req).await?;
+    let run_id = created.run.id.clone();
+    if a.detach {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&created)?);
+        } else {
+            println!("{run_id}");
+        }
+        return Ok(0);
+    }
+    let ws = client
+        .websocket(&format!("/api/v1/runs/{run_id}/attach"))
+        .await?;
+    follow(
+        ws,
+        FollowOpts {
+            interactive: a.interactive,
+            tty: a.tty,
+            json: a.json,
+            summary: true,
+            run_id,
+        },
+        sigint,
+    )
+    .await
+}
+
+pub fn interrupts() -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the Ctrl-C handler")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn request_of(args: &[&str]) -> Result<RunRequest> {
+        let cli = Cli::try_parse_from(std::iter::once("herd-run").chain(args.iter().copied()))?;
+        request(&cli.run)
+    }
+
+    #[test]
+    fn arguments_make_the_request() {
+        let req = request_of(&[
+            "-t",
+            "role=web",
+            "--timeout",
+            "5s",
+            "-e",
+            "A=1=2",
+            "--cwd",
+            "/tmp",
+            "--concurrency",
+            "10%",
+            "--max-errors",
+            "2",
+            "--batch-wait",
+            "1500ms",
+            "--",
+            "echo",
+            "a b",
+        ])
+        .unwrap();
+        assert_eq!(
+            req,
+            RunRequest {
+                command: "echo 'a b'".into(),
+                targets: vec!["role=web".into()],
+                all: false,
+                start_on_attach: true,
+                spec: RunSpec {
+                    timeout_ms: 5000,
+                    env: [("A".to_string(), "1=2".to_string())].into(),
+                    cwd: "/tmp".into(),
+                    limits: RunLimits {
+                        concurrency: Some(Limit::Percent(10)),
+                        max_errors: Some(Limit::Count(2)),
+                        batch_wait_ms: 1500,
+                    },
+                    ..RunSpec::default()
+                },
+            }
+        );
+        let req = request_of(&["--all", "--detach", "-i", "--tty", "--", "uptime"]).unwrap();
+        assert!(req.all && !req.start_on_attach && req.spec.interactive && req.spec.tty);
+        assert_eq!(req.command, "uptime");
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--", "true"], "no machines chosen"),
+            (
+                &["--all", "-e", "NOEQUALS", "--", "true"],
+                "bad --env \"NOEQUALS\"",
+            ),
+            (
+                &["--all", "--concurrency", "0", "--", "true"],
+                "--concurrency must be at least 1",
+            ),
+        ];
+        for (args, want) in cases {
+            let e = request_of(args).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn shell_command_table() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["echo hi; ls"], "echo hi; ls"),
+            (&["echo", "hi"], "echo hi"),
+            (&["echo", "a b"], "echo 'a b'"),
+            (&["echo", ""], "echo ''"),
+            (&["echo", "it's"], "echo 'it'\\''s'"),
+            (&["ls", "-la", "/tmp/x=1,2"], "ls -la /tmp/x=1,2"),
+        ];
+        for (argv, want) in cases {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            assert_eq!(shell_command(&argv), *want, "{argv:?}");
+        }
+    }
+}
