@@ -393,8 +393,8 @@ async fn herd_rows(a: &FleetArgs, herd: &Path, dir: &Path) -> Result<(Row, Row, 
     let mut fleet = Fleet::start_agents(herd, dir, specs).await?;
     eprintln!(
         "herd-bench: server {} (pid {}), {n} agents online after {:.1} s",
-        fleet.url,
-        fleet.server.pid,
+        fleet.url(),
+        fleet.server.pid(),
         t.elapsed().as_secs_f64()
     );
 
@@ -405,19 +405,19 @@ async fn herd_rows(a: &FleetArgs, herd: &Path, dir: &Path) -> Result<(Row, Row, 
     for _ in 0..a.warmups {
         herd_api(&fleet, n).await?;
     }
-    let agent_pids: Vec<u32> = fleet.agents.iter().map(|x| x.proc.pid).collect();
+    let agent_pids: Vec<u32> = fleet.agents.iter().map(|x| x.pid()).collect();
     let agents_cpu = || -> Result<f64> {
         agent_pids
             .iter()
             .map(|p| stats::proc_cpu_secs(*p))
             .sum::<Result<f64>>()
     };
-    let (s0, a0) = (stats::proc_cpu_secs(fleet.server.pid)?, agents_cpu()?);
+    let (s0, a0) = (stats::proc_cpu_secs(fleet.server.pid())?, agents_cpu()?);
     let mut api = Vec::with_capacity(a.rounds);
     for _ in 0..a.rounds {
         api.push(herd_api(&fleet, n).await?);
     }
-    let (s1, a1) = (stats::proc_cpu_secs(fleet.server.pid)?, agents_cpu()?);
+    let (s1, a1) = (stats::proc_cpu_secs(fleet.server.pid())?, agents_cpu()?);
     let rss = agent_pids
         .iter()
         .map(|p| stats::proc_status_bytes(*p, "VmRSS"))
@@ -425,7 +425,7 @@ async fn herd_rows(a: &FleetArgs, herd: &Path, dir: &Path) -> Result<(Row, Row, 
     let cost = HerdCost {
         server_cpu_ms_per_run: (s1 - s0) * 1e3 / a.rounds as f64,
         agents_cpu_ms_per_run: (a1 - a0) * 1e3 / a.rounds as f64,
-        server_rss_mb: stats::proc_status_bytes(fleet.server.pid, "VmRSS")? as f64 / 1e6,
+        server_rss_mb: stats::proc_status_bytes(fleet.server.pid(), "VmRSS")? as f64 / 1e6,
         agent_rss_mb_mean: rss as f64 / 1e6 / n as f64,
     };
     fleet.check_alive()?;
@@ -435,11 +435,11 @@ async fn herd_rows(a: &FleetArgs, herd: &Path, dir: &Path) -> Result<(Row, Row, 
         a.warmups, a.rounds
     );
     for _ in 0..a.warmups {
-        herd_cli(herd, &fleet).await?;
+        herd_cli(&fleet).await?;
     }
     let mut cli = Vec::with_capacity(a.rounds);
     for _ in 0..a.rounds {
-        cli.push(herd_cli(herd, &fleet).await?);
+        cli.push(herd_cli(&fleet).await?);
     }
     check_newest_run(&fleet, n).await?;
     fleet.check_alive()?;
@@ -490,8 +490,8 @@ async fn herd_api(fleet: &Fleet, n: usize) -> Result<f64> {
 }
 
 /// One `herd run -t bench=fleet -- true`, end to end; its wall time in seconds.
-async fn herd_cli(herd: &Path, fleet: &Fleet) -> Result<f64> {
-    let mut cmd = fleet::cli(herd, fleet);
+async fn herd_cli(fleet: &Fleet) -> Result<f64> {
+    let mut cmd = fleet::cli(&fleet.server);
     cmd.args(["run", "-t", LABEL, "--", "true"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -4,17 +4,15 @@
 //! with N agents heartbeating, a reconnect storm after the server is SIGKILLed, and
 //! optionally a soak (a fan-out every second) checking that no result is lost.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use herd_testkit::Fleet;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
-use crate::fleet::{self, Proc};
+use crate::fleet::{self, blocking};
 use crate::stats;
 
 #[derive(Args, Clone)]
@@ -44,32 +42,6 @@ pub struct ScaleArgs {
     /// server takes (dispatch and results persisted) without the machine's process starts.
     #[arg(long)]
     pub no_process: bool,
-}
-
-struct Server {
-    /// Killed and reaped on drop, so a restart finds the port free.
-    proc: Proc,
-    url: String,
-}
-
-impl Server {
-    async fn start(
-        herd: &Path,
-        dir: &Path,
-        listen: &str,
-        want_key: bool,
-    ) -> Result<(Server, Option<String>)> {
-        let (proc, url, key) = fleet::start_server(herd, dir, listen, want_key).await?;
-        Ok((Server { proc, url }, key))
-    }
-
-    fn pid(&self) -> u32 {
-        self.proc.pid
-    }
-
-    fn listen(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
-    }
 }
 
 struct Api {
@@ -213,7 +185,7 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
         eprintln!("keeping {}", dir.display());
         std::mem::forget(tmp);
     }
-    let (mut server, key) = Server::start(&herd, &dir, "127.0.0.1:0", true).await?;
+    let mut server = fleet::start_server(&herd, &dir, "127.0.0.1:0")?;
     let api = Api {
         http: reqwest::Client::builder()
             .no_proxy()
@@ -221,47 +193,20 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
             .build()
             .context("HTTP client")?,
         url: server.url.clone(),
-        key: key.context("server printed no admin key")?,
+        key: server.key.clone(),
     };
-    let tok = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/tokens",
-            Some(json!({"uses": a.agents})),
-        )
-        .await?;
-    let token = tok["token"].as_str().context("no token")?.to_string();
+    let token = blocking(|| server.join_token(a.agents))?;
 
     eprintln!("starting {} simulated agents…", a.agents);
     let t0 = Instant::now();
-    let fleet_log = std::fs::File::create(dir.join("fleet.log")).context("fleet log")?;
-    let mut fleet = Command::new(&herd)
-        .args(["bench", "fleet", "--server", &server.url, "--token", &token])
-        .args(["--agents", &a.agents.to_string(), "--state-file"])
-        .arg(dir.join("fleet.json"))
-        .args(a.no_process.then_some("--no-process"))
-        .env("HERD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(fleet_log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start herd bench fleet")?;
-    let fleet_pid = fleet.id().unwrap_or(0);
-    let fout = fleet.stdout.take().context("fleet stdout")?;
-    // kill_on_drop: the fleet ends with this function.
-    let _fleet = fleet;
-    let mut flines = BufReader::new(fout).lines();
-    let ready = format!("fleet: {} agents connected", a.agents);
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(600), flines.next_line())
-            .await
-            .context("fleet not ready within 10 min")??
-            .context("the simulated fleet exited; see fleet.log")?;
-        if line.contains(&ready) {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = flines.next_line().await {} });
+    let extra: &[&str] = if a.no_process { &["--no-process"] } else { &[] };
+    // Killed when this function ends.
+    let fleet = blocking(|| -> Result<Fleet> {
+        let fleet = Fleet::start_with(&server, a.agents, &token, extra)?;
+        fleet.wait_ready(Duration::from_secs(600))?;
+        Ok(fleet)
+    })?;
+    let fleet_pid = fleet.pid();
     let connect_secs = t0.elapsed().as_secs_f64();
     wait_online(&api, a.agents, Duration::from_secs(60)).await?;
 
@@ -349,11 +294,9 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
     println!("  simulated fleet process            RSS {fleet_rss:.0} MB");
 
     if a.storm {
-        let listen = server.listen();
-        drop(server);
+        server.kill9();
         let t0 = Instant::now();
-        let (s2, _) = Server::start(&herd, &dir, &listen, false).await?;
-        server = s2;
+        blocking(|| server.restart()).context("cannot restart herd server")?;
         let pid = server.pid();
         let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let p2 = peak.clone();
@@ -433,6 +376,7 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
             bail!("soak lost results: {ok} of {want}");
         }
     }
+    drop(fleet);
     drop(server);
     Ok(())
 }

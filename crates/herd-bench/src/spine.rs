@@ -162,15 +162,15 @@ async fn bench(a: &SpineArgs, herd: &Path, dir: &Path, ssh: Option<&Ssh>) -> Res
     let mut fleet = Fleet::start(herd, dir).await?;
     eprintln!(
         "herd-bench: server {} (pid {}), agent pid {} online",
-        fleet.url,
-        fleet.server.pid,
-        fleet.agent().pid
+        fleet.url(),
+        fleet.server.pid(),
+        fleet.agent().pid()
     );
-    let rss_after_join = stats::proc_status_bytes(fleet.agent().pid, "VmRSS")?;
+    let rss_after_join = stats::proc_status_bytes(fleet.agent().pid(), "VmRSS")?;
 
     let rtt = round_trip(a, &fleet, ssh).await?;
     fleet.check_alive()?;
-    let tput = throughput(a, herd, &fleet, ssh).await?;
+    let tput = throughput(a, &fleet, ssh).await?;
     fleet.check_alive()?;
     let idle = idle(a, &fleet, rss_after_join).await?;
     fleet.check_alive()?;
@@ -249,7 +249,7 @@ async fn round_trip(a: &SpineArgs, fleet: &Fleet, ssh: Option<&Ssh>) -> Result<R
         );
         // The warm-up opens the master; its stderr goes to a file since the backgrounded
         // master keeps it open.
-        let log = std::fs::File::create(fleet.dir.join("ssh-master.log"))
+        let log = std::fs::File::create(fleet.dir().join("ssh-master.log"))
             .context("cannot create ssh-master.log")?;
         let st = ssh
             .muxed("true")
@@ -262,7 +262,7 @@ async fn round_trip(a: &SpineArgs, fleet: &Fleet, ssh: Option<&Ssh>) -> Result<R
             bail!(
                 "ssh to 127.0.0.1:{} failed ({st}); see {} — run bench/setup-ssh.sh",
                 ssh.port,
-                fleet.dir.join("ssh-master.log").display()
+                fleet.dir().join("ssh-master.log").display()
             );
         }
         for _ in 0..a.ssh_rounds {
@@ -382,12 +382,7 @@ async fn newest_task_bytes(fleet: &Fleet) -> Result<Option<i64>> {
     Ok(run["tasks"][0]["out_total"].as_i64())
 }
 
-async fn throughput(
-    a: &SpineArgs,
-    herd: &Path,
-    fleet: &Fleet,
-    ssh: Option<&Ssh>,
-) -> Result<Throughput> {
+async fn throughput(a: &SpineArgs, fleet: &Fleet, ssh: Option<&Ssh>) -> Result<Throughput> {
     let remote = format!("head -c {} /dev/zero", a.bytes);
     let mut herd_runs = Vec::new();
     let mut ssh_runs = Vec::new();
@@ -399,7 +394,7 @@ async fn throughput(
             i + 1,
             a.gib_runs
         );
-        let mut cmd = fleet::cli(herd, fleet);
+        let mut cmd = fleet::cli(&fleet.server);
         cmd.args(["run", "--all", "--", "head", "-c"])
             .arg(a.bytes.to_string())
             .arg("/dev/zero");
@@ -407,7 +402,7 @@ async fn throughput(
             cmd,
             "herd run",
             a.bytes,
-            Some((fleet.server.pid, fleet.agent().pid)),
+            Some((fleet.server.pid(), fleet.agent().pid())),
         )
         .await?;
         eprintln!("herd-bench:   {:.0} MB/s in {:.2} s", r.mb_per_s, r.secs);
@@ -458,7 +453,7 @@ async fn idle(a: &SpineArgs, fleet: &Fleet, rss_after_join: u64) -> Result<Idle>
         a.idle_settle_secs, a.idle_secs
     );
     tokio::time::sleep(Duration::from_secs(a.idle_settle_secs)).await;
-    let (apid, spid) = (fleet.agent().pid, fleet.server.pid);
+    let (apid, spid) = (fleet.agent().pid(), fleet.server.pid());
     let a0 = stats::proc_cpu_secs(apid)?;
     let s0 = stats::proc_cpu_secs(spid)?;
     let t = Instant::now();

@@ -41,7 +41,7 @@ fn fails_usage(out: &Output, needle: &str) {
 /// `/healthz` answers 200 and a real run on every machine succeeds.
 #[track_caller]
 fn server_alive(s: &Server) {
-    let (status, body) = http_get(&s.url, "/healthz", None);
+    let (status, body) = http_get(&s.url, "/healthz", None).unwrap();
     assert_eq!(status, 200, "healthz: {}", String::from_utf8_lossy(&body));
     let out = s.run(&["run", "--all", "--", "true"]);
     assert!(
@@ -59,9 +59,9 @@ fn agent_line_with(a: &Agent, needle: &str) -> bool {
 #[test]
 fn bad_selectors_and_unknown_targets_fail_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("web-1", &["role=web"]);
-    s.wait_online(&["web-1"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("web-1", &["role=web"]).unwrap();
+    s.wait_online(&["web-1"]).unwrap();
 
     for sel in ["a&&", "(web"] {
         let out = s.run(&["run", "-t", sel, "--", "true"]);
@@ -81,9 +81,9 @@ fn bad_selectors_and_unknown_targets_fail_in_one_line() {
 #[test]
 fn bad_durations_fail_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
 
     let out = s.run(&["run", "--all", "--timeout", "5x", "--", "true"]);
     fails_usage(&out, "bad duration");
@@ -155,9 +155,9 @@ fn unreachable_server_and_missing_config_say_what_to_do() {
 #[test]
 fn wrong_api_keys_are_rejected_and_created_keys_work() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
 
     let unknown = format!("hk_0123456789abcdef_{}", "ab".repeat(16));
     for key in [unknown.as_str(), "nope"] {
@@ -206,7 +206,7 @@ fn wrong_api_keys_are_rejected_and_created_keys_work() {
 #[test]
 fn join_tokens_expired_used_up_and_garbage_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = Server::start(HERD, dir.path()).unwrap();
 
     // Expired.
     let v = s.json(&["token", "create", "--ttl", "1s", "--json"]);
@@ -218,7 +218,7 @@ fn join_tokens_expired_used_up_and_garbage_are_refused() {
         "{v}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let mut a = Agent::start(&s, "late", &[], &expired, None);
+    let mut a = Agent::start(&s, "late", &[], &expired, None).unwrap();
     let code = a.wait_exit(Duration::from_secs(15));
     assert!(
         matches!(code, Some(c) if c != 0),
@@ -228,10 +228,10 @@ fn join_tokens_expired_used_up_and_garbage_are_refused() {
     assert!(agent_line_with(&a, "expired"), "log: {}", a.log());
 
     // Used up.
-    let once = s.join_token(1);
-    let _first = Agent::start(&s, "first", &[], &once, None);
-    s.wait_online(&["first"]);
-    let mut second = Agent::start(&s, "second", &[], &once, None);
+    let once = s.join_token(1).unwrap();
+    let _first = Agent::start(&s, "first", &[], &once, None).unwrap();
+    s.wait_online(&["first"]).unwrap();
+    let mut second = Agent::start(&s, "second", &[], &once, None).unwrap();
     let code = second.wait_exit(Duration::from_secs(15));
     assert!(
         matches!(code, Some(c) if c != 0),
@@ -241,7 +241,7 @@ fn join_tokens_expired_used_up_and_garbage_are_refused() {
     assert!(agent_line_with(&second, "used up"), "log: {}", second.log());
 
     // Garbage.
-    let mut g = Agent::start(&s, "garbage", &[], "not-a-token", None);
+    let mut g = Agent::start(&s, "garbage", &[], "not-a-token", None).unwrap();
     let code = g.wait_exit(Duration::from_secs(15));
     assert!(
         matches!(code, Some(c) if c != 0),
@@ -252,7 +252,7 @@ fn join_tokens_expired_used_up_and_garbage_are_refused() {
 
     // Well-formed but unknown.
     let fake = format!("hj_0123456789abcdef_{}", "cd".repeat(16));
-    let mut f = Agent::start(&s, "fake", &[], &fake, None);
+    let mut f = Agent::start(&s, "fake", &[], &fake, None).unwrap();
     let code = f.wait_exit(Duration::from_secs(15));
     assert!(
         matches!(code, Some(c) if c != 0),
@@ -276,10 +276,10 @@ fn join_tokens_expired_used_up_and_garbage_are_refused() {
 #[test]
 fn revoked_agent_is_cut_off_and_cannot_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _keep = s.agent("keep", &[]);
-    let mut a = s.agent("doomed", &[]);
-    s.wait_online(&["keep", "doomed"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _keep = s.agent("keep", &[]).unwrap();
+    let mut a = s.agent("doomed", &[]).unwrap();
+    s.wait_online(&["keep", "doomed"]).unwrap();
 
     let out = s.run(&["agents", "revoke", "doomed"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -307,7 +307,7 @@ fn revoked_agent_is_cut_off_and_cannot_come_back() {
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
 
     // Restarting it from the same state dir, without a token, fails the same way.
-    let mut again = Agent::start(&s, "doomed", &[], "", None);
+    let mut again = Agent::start(&s, "doomed", &[], "", None).unwrap();
     let code = again.wait_exit(Duration::from_secs(20));
     assert!(
         matches!(code, Some(c) if c != 0),
@@ -325,10 +325,10 @@ fn revoked_agent_is_cut_off_and_cannot_come_back() {
 #[test]
 fn labels_steer_selection_and_bad_labels_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("box", &[]);
-    let _b = s.agent("other", &[]);
-    s.wait_online(&["box", "other"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("box", &[]).unwrap();
+    let _b = s.agent("other", &[]).unwrap();
+    s.wait_online(&["box", "other"]).unwrap();
 
     let out = s.run(&["agents", "label", "box", "tier=gold"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -369,10 +369,10 @@ fn labels_steer_selection_and_bad_labels_fail() {
 #[test]
 fn audit_records_who_did_what() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("aud", &[]);
-    let _b = s.agent("gone", &[]);
-    s.wait_online(&["aud", "gone"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("aud", &[]).unwrap();
+    let _b = s.agent("gone", &[]).unwrap();
+    s.wait_online(&["aud", "gone"]).unwrap();
     let out = s.run(&["run", "--all", "--", "true"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = s.run(&["agents", "label", "aud", "k=v"]);
@@ -417,12 +417,12 @@ fn audit_records_who_did_what() {
 #[test]
 fn metrics_and_openapi_are_open_and_the_api_needs_a_key() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("m", &[]);
-    s.wait_online(&["m"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("m", &[]).unwrap();
+    s.wait_online(&["m"]).unwrap();
     server_alive(&s);
 
-    let (status, body) = http_get(&s.url, "/metrics", None);
+    let (status, body) = http_get(&s.url, "/metrics", None).unwrap();
     assert_eq!(status, 200);
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("herd_agents_connected"), "{text}");
@@ -438,7 +438,7 @@ fn metrics_and_openapi_are_open_and_the_api_needs_a_key() {
         .and_then(|n| n.parse::<f64>().ok());
     assert_eq!(connected, Some(1.0), "{text}");
 
-    let (status, body) = http_get(&s.url, "/api/v1/openapi.json", None);
+    let (status, body) = http_get(&s.url, "/api/v1/openapi.json", None).unwrap();
     assert_eq!(status, 200);
     let doc: serde_json::Value = serde_json::from_slice(&body).expect("openapi is JSON");
     assert!(
@@ -448,13 +448,13 @@ fn metrics_and_openapi_are_open_and_the_api_needs_a_key() {
     assert!(doc["paths"].get("/api/v1/runs").is_some(), "{doc:#}");
 
     for key in [None, Some("nope")] {
-        let (status, body) = http_get(&s.url, "/api/v1/agents", key);
+        let (status, body) = http_get(&s.url, "/api/v1/agents", key).unwrap();
         assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
         let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
         let msg = v["error"].as_str().expect("error string");
         assert!(!msg.is_empty() && !msg.contains('\n'), "{msg}");
     }
-    let (status, body) = s.api_get("/api/v1/runs/nosuch");
+    let (status, body) = s.api_get("/api/v1/runs/nosuch").unwrap();
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
     assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{v}");

@@ -24,14 +24,14 @@ fn end_event(out: &std::process::Output) -> serde_json::Value {
 #[test]
 fn concurrency_bounds_running_machines() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let token = s.join_token(5);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let token = s.join_token(5).unwrap();
     let names = ["c1", "c2", "c3", "c4", "c5"];
     let _agents: Vec<Agent> = names
         .iter()
-        .map(|n| Agent::start(&s, n, &["pool=c"], &token, None))
+        .map(|n| Agent::start(&s, n, &["pool=c"], &token, None).unwrap())
         .collect();
-    s.wait_online(&names);
+    s.wait_online(&names).unwrap();
 
     // Every task marks itself running in a shared directory, counts how many are, and
     // stays a while so that overlaps cannot be missed.
@@ -101,14 +101,14 @@ fn concurrency_bounds_running_machines() {
 #[test]
 fn max_errors_skips_the_rest_and_names_them() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let token = s.join_token(5);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let token = s.join_token(5).unwrap();
     let names = ["m1", "m2", "m3", "m4", "m5"];
     let _agents: Vec<Agent> = names
         .iter()
-        .map(|n| Agent::start(&s, n, &["pool=m"], &token, None))
+        .map(|n| Agent::start(&s, n, &["pool=m"], &token, None).unwrap())
         .collect();
-    s.wait_online(&names);
+    s.wait_online(&names).unwrap();
 
     let out = s.run(&[
         "run",
@@ -173,26 +173,31 @@ fn max_errors_skips_the_rest_and_names_them() {
 
 #[test]
 fn partitioned_machine_is_reported_by_name() {
-    let Some(ns) = NetNs::create() else { return };
+    let Some(ns) = NetNs::create().unwrap() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with(
+        HERD,
         dir.path(),
         &format!("{}:0", ns.host_ip),
         &["--lost-after", "2s"],
-    );
-    let token = s.join_token(3);
-    let _a = Agent::start(&s, "near-1", &["pool=p"], &token, None);
-    let _b = Agent::start(&s, "near-2", &["pool=p"], &token, None);
+    )
+    .unwrap();
+    let token = s.join_token(3).unwrap();
+    let _a = Agent::start(&s, "near-1", &["pool=p"], &token, None).unwrap();
+    let _b = Agent::start(&s, "near-2", &["pool=p"], &token, None).unwrap();
     let _far = Agent::start(
         &s,
         "far-away",
         &["pool=p"],
         &token,
         Some(&["ip", "netns", "exec", &ns.name]),
-    );
-    s.wait_online(&["near-1", "near-2", "far-away"]);
+    )
+    .unwrap();
+    s.wait_online(&["near-1", "near-2", "far-away"]).unwrap();
 
-    ns.set_link(false);
+    ns.set_link(false).unwrap();
     let started = std::time::Instant::now();
     let out = s.run(&["run", "-t", "pool=p", "--", "echo", "hi"]);
     let err = stderr(&out);
@@ -221,16 +226,16 @@ fn partitioned_machine_is_reported_by_name() {
             .any(|l| l.contains("far-away") && l.contains("agent offline")),
         "{err}"
     );
-    ns.set_link(true);
+    ns.set_link(true).unwrap();
 }
 
 #[test]
 fn simulated_fleet_fan_out_stores_every_result() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let token = s.join_token(200);
-    let fleet = Fleet::start(&s, 200, &token);
-    fleet.wait_ready(Duration::from_secs(120));
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let token = s.join_token(200).unwrap();
+    let fleet = Fleet::start(&s, 200, &token).unwrap();
+    fleet.wait_ready(Duration::from_secs(120)).unwrap();
     let out = s.run(&["run", "--all", "--json", "--", "echo", "ok"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let end = end_event(&out);

@@ -135,9 +135,9 @@ fn check_result(s: &Server, task: &str, v: &serde_json::Value) {
 #[test]
 fn server_killed_midway_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Server::start(dir.path());
-    let agent = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let mut s = Server::start(HERD, dir.path()).unwrap();
+    let agent = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
     let total = expected_output().len() as u64;
 
     let started = Instant::now();
@@ -147,7 +147,7 @@ fn server_killed_midway_loses_nothing() {
         "killing the server after {seen} bytes persisted ({:?})",
         started.elapsed()
     );
-    s.restart();
+    s.restart().unwrap();
 
     let v = wait_succeeded(&s, &task, Duration::from_secs(90));
     eprintln!("task succeeded after {:?}", started.elapsed());
@@ -159,24 +159,30 @@ fn server_killed_midway_loses_nothing() {
 
 #[test]
 fn agent_cut_off_loses_nothing() {
-    let Some(ns) = NetNs::create() else { return };
+    let Some(ns) = NetNs::create().unwrap() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), &format!("{}:0", ns.host_ip), &[]);
+    let s = Server::start_with(HERD, dir.path(), &format!("{}:0", ns.host_ip), &[]).unwrap();
     assert!(
         s.url.starts_with("https://"),
         "beyond loopback the server serves TLS: {}",
         s.url
     );
     assert!(s.ca_sha256.is_some(), "server printed no CA fingerprint");
-    let token = s.join_token(1);
+    let token = s.join_token(1).unwrap();
     let agent = Agent::start(
         &s,
         "caged",
         &[],
         &token,
         Some(&["ip", "netns", "exec", &ns.name]),
-    );
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.wait_online(&["caged"]))).is_err()
+    )
+    .unwrap();
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.wait_online(&["caged"]).unwrap()
+    }))
+    .is_err()
     {
         panic!(
             "agent did not come online.\nagent log:\n{}\nserver log:\n{}",
@@ -193,7 +199,7 @@ fn agent_cut_off_loses_nothing() {
         "cutting the agent off after {seen} bytes persisted ({:?})",
         started.elapsed()
     );
-    ns.set_link(false);
+    ns.set_link(false).unwrap();
     std::thread::sleep(Duration::from_secs(5));
     // A 5 s blip alone is usually bridged by TCP retransmission. Keep the link down until the
     // agent's keepalive declares the connection dead, so reconnect + spool replay are exercised.
@@ -203,7 +209,7 @@ fn agent_cut_off_loses_nothing() {
         "agent to notice the dead link",
         || agent.log().contains(lost).then_some(()),
     );
-    ns.set_link(true);
+    ns.set_link(true).unwrap();
     eprintln!("link back up ({:?})", started.elapsed());
 
     let v = wait_succeeded(&s, &task, Duration::from_secs(120));

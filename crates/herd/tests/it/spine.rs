@@ -57,11 +57,11 @@ fn up_then_run_and_list_from_another_shell() {
 #[test]
 fn selectors_pick_exactly_the_labelled_machines() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("web-1", &["role=web"]);
-    let _b = s.agent("web-2", &["role=web"]);
-    let _c = s.agent("db-1", &["role=db"]);
-    s.wait_online(&["web-1", "web-2", "db-1"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("web-1", &["role=web"]).unwrap();
+    let _b = s.agent("web-2", &["role=web"]).unwrap();
+    let _c = s.agent("db-1", &["role=db"]).unwrap();
+    s.wait_online(&["web-1", "web-2", "db-1"]).unwrap();
 
     let out = s.run(&["run", "-t", "role=web", "--", "echo", "hi"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -82,9 +82,9 @@ fn selectors_pick_exactly_the_labelled_machines() {
 #[test]
 fn exit_codes_timeouts_and_cancel() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
 
     let out = s.run(&["run", "--all", "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
@@ -137,9 +137,9 @@ fn exit_codes_timeouts_and_cancel() {
 #[test]
 fn interactive_stdin_and_tty() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
 
     let mut child = s
         .cli()
@@ -174,9 +174,9 @@ fn interactive_stdin_and_tty() {
 #[test]
 fn ctrl_c_cancels_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
     let child = s
         .cli()
         .args(["run", "--all", "--", "sh", "-c", "echo started; sleep 303"])
@@ -205,9 +205,9 @@ fn ctrl_c_cancels_the_run() {
 #[test]
 fn task_of_an_agent_that_never_returns_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), "127.0.0.1:0", &["--lost-after", "2s"]);
-    let mut a = s.agent("gone", &[]);
-    s.wait_online(&["gone"]);
+    let s = Server::start_with(HERD, dir.path(), "127.0.0.1:0", &["--lost-after", "2s"]).unwrap();
+    let mut a = s.agent("gone", &[]).unwrap();
+    s.wait_online(&["gone"]).unwrap();
     let run = s.json(&["run", "--all", "--detach", "--json", "--", "sleep", "304"]);
     let task = run["tasks"][0]["id"].as_str().unwrap().to_string();
     wait_for(Duration::from_secs(10), "task running", || {
@@ -236,9 +236,9 @@ fn task_of_an_agent_that_never_returns_is_lost() {
 #[test]
 fn logs_follow_streams_until_the_task_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let _a = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
     let run = s.json(&[
         "run",
         "--all",
@@ -262,9 +262,15 @@ fn logs_follow_streams_until_the_task_ends() {
 #[test]
 fn live_output_is_complete_beyond_the_storage_cap_even_for_a_slow_reader() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), "127.0.0.1:0", &["--output-cap", "1048576"]);
-    let _a = s.agent("solo", &[]);
-    s.wait_online(&["solo"]);
+    let s = Server::start_with(
+        HERD,
+        dir.path(),
+        "127.0.0.1:0",
+        &["--output-cap", "1048576"],
+    )
+    .unwrap();
+    let _a = s.agent("solo", &[]).unwrap();
+    s.wait_online(&["solo"]).unwrap();
     let expected = std::process::Command::new("seq")
         .args(["1", "3000000"])
         .output()
@@ -317,7 +323,7 @@ fn live_output_is_complete_beyond_the_storage_cap_even_for_a_slow_reader() {
 #[test]
 fn join_tokens_are_listed_without_their_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = Server::start(HERD, dir.path()).unwrap();
     let created = s.json(&["token", "create", "--uses", "2", "--json"]);
     let secret = created["token"].as_str().unwrap().to_string();
     assert!(created["join_command"].as_str().unwrap().contains(&secret));
