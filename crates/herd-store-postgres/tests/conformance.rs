@@ -4,10 +4,15 @@
 use herd_store::conformance::Fresh;
 use herd_store::{CredentialStore, Store, StoreError};
 use herd_store_postgres::PgStore;
-use herd_store_postgres::testdb::{self, TestDatabase};
+use herd_store_postgres::testdb::TestDatabase;
 
+/// The PostgreSQL server of these tests: the one `HERD_TEST_POSTGRES` names, else a cluster
+/// started from the machine's binaries for this test process.
 fn server_url() -> String {
-    testdb::server_url().unwrap_or_else(|e| panic!("{e}"))
+    herd_testkit::pg::Postgres::shared()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .url()
+        .to_string()
 }
 
 async fn fresh() -> Fresh {
