@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit tests and end-to-end tests with real
-# processes. Installs what the tests need when missing: iproute2 (network namespaces) and
-# PostgreSQL (tests start a throwaway cluster of their own from its binaries; set
-# HERD_TEST_POSTGRES=postgres://user@host:port to use a running server instead).
+# The whole test suite: formatting, lints, unit tests, the store's conformance suite on
+# SQLite and PostgreSQL, and end-to-end tests with real processes, once with the server's
+# records in SQLite and once in PostgreSQL. Installs what the tests need when missing:
+# iproute2 (network namespaces), PostgreSQL (tests start a throwaway cluster of their own
+# from its binaries; set HERD_TEST_POSTGRES=postgres://user@host:port to use a running server
+# instead) and the API tester schemathesis (in a virtual environment under ~/.cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,27 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# The property-based API tester, pinned, in a virtual environment of its own outside the
+# repository (reused by later runs).
+SCHEMATHESIS_VERSION=4.32.5
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/herd-test/schemathesis-$SCHEMATHESIS_VERSION"
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" </dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv </dev/null
+      python3 -m venv "$venv" </dev/null
+    else
+      echo "test.sh: cannot create a Python virtual environment (install python3-venv)" >&2
+      exit 1
+    fi
+  fi
+  "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" </dev/null
+fi
+export HERD_SCHEMATHESIS="$venv/bin/schemathesis"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The end-to-end suite again, every server's records in a real PostgreSQL.
+HERD_TEST_DATABASE=postgres cargo test -p herd --test it --locked

@@ -44,9 +44,31 @@ pub struct Agent {
 pub struct LabelEdit {
     /// Labels to set, `key: value` (keys of letters, digits, `_ . - /`; values without
     /// whitespace or any of `, & ! ( ) =`).
+    #[schema(schema_with = label_map)]
     pub set: BTreeMap<String, String>,
     /// Keys of labels to remove.
     pub remove: Vec<String>,
+}
+
+/// The schema of a map of labels: its keys and values follow the label syntax.
+fn label_map() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(herd_core::labels::KEY_PATTERN)),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(herd_core::labels::VALUE_PATTERN)),
+        ))
+        .description(Some(
+            "Labels to set, `key: value` (keys of letters, digits, `_ . - /`; values without whitespace or any of `, & ! ( ) =`).",
+        ))
+        .build()
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use crate::Task;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct RunRequest {
-    /// The shell command, run as `bash -c` (or the spec's `shell`).
+    /// The shell command, run as `bash -c` (or the spec's `shell`); not blank.
+    #[schema(required = true, min_length = 1, pattern = r"\S")]
     pub command: String,
     /// Selectors, OR'ed together: a name glob (`web-*`), a label or fact (`role=web`,
     /// `os=debian`), combined with `&` (AND), `,` (OR) and `!` (NOT).

@@ -70,7 +70,7 @@ pub struct Task {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct OutputQuery {
-    /// `stdout` or `stderr`; both when absent (or `all`, or empty).
+    /// `stdout` or `stderr`; both, as written, when absent.
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "stream_filter"
@@ -82,7 +82,7 @@ pub struct OutputQuery {
 fn stream_filter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OutputStream>, D::Error> {
     let s = Option::<String>::deserialize(d)?;
     match s.as_deref() {
-        None | Some("") | Some("all") => Ok(None),
+        None => Ok(None),
         Some("stdout") => Ok(Some(OutputStream::Stdout)),
         Some("stderr") => Ok(Some(OutputStream::Stderr)),
         Some(other) => Err(serde::de::Error::custom(format!(
@@ -163,13 +163,13 @@ pub(crate) mod tests {
         check(&golden, &killed);
     }
 
-    /// The query as the server reads it today.
+    /// Absent is both streams; anything but the two stream names is refused.
     #[test]
     fn output_query_table() {
         let cases = [
             ("{}", Some(None)),
-            (r#"{"stream":""}"#, Some(None)),
-            (r#"{"stream":"all"}"#, Some(None)),
+            (r#"{"stream":""}"#, None),
+            (r#"{"stream":"all"}"#, None),
             (r#"{"stream":"stdout"}"#, Some(Some(OutputStream::Stdout))),
             (r#"{"stream":"stderr"}"#, Some(Some(OutputStream::Stderr))),
             (r#"{"stream":"both"}"#, None),

@@ -8,12 +8,21 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct CreateToken {
-    /// How long the token stays valid, in seconds; default 3600.
+    /// How long the token stays valid, in seconds (at most ten years); default 3600.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub ttl_secs: Option<u64>,
-    /// How many machines may join with it, at least 1; default 1.
+    /// How many machines may join with it, 1 to 1,000,000; default 1.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub uses: Option<i64>,
+}
+
+impl CreateToken {
+    /// The longest life of a join token, in seconds.
+    pub const MAX_TTL_SECS: u64 = 315_360_000;
+    /// The most machines one join token admits.
+    pub const MAX_USES: i64 = 1_000_000;
 }
 
 /// A new join token, with its secret: the only time the secret is shown.

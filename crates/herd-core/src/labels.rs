@@ -4,6 +4,13 @@
 /// Characters that may not appear in a value or name: they are selector operators.
 pub(crate) const RESERVED: &[char] = &[',', '&', '!', '(', ')', '='];
 
+/// A label key as a regular expression (what [`is_key_char`] allows), for API schemas.
+pub const KEY_PATTERN: &str = "^[A-Za-z0-9_./-]+$";
+
+/// A label value as a regular expression (what [`is_value_char`] allows: no character
+/// Rust counts as whitespace, none of `, & ! ( ) =`), for API schemas.
+pub const VALUE_PATTERN: &str = "^[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000,&!()=]+$";
+
 /// Whether `c` may appear in a label/fact key: `[A-Za-z0-9_.\-/]`.
 pub(crate) fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')

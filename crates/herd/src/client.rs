@@ -175,7 +175,7 @@ impl Client {
 
 /// The one line a failed call reports: the server's error body, or its status when the body
 /// is not one.
-fn error_message(status: http::StatusCode, body: &[u8]) -> String {
+fn error_message(status: reqwest::StatusCode, body: &[u8]) -> String {
     serde_json::from_slice::<ErrorBody>(body)
         .map(|b| b.error)
         .unwrap_or_else(|_| format!("server answered {status}"))

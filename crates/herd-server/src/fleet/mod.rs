@@ -372,6 +372,12 @@ impl FleetService {
         if uses < 1 {
             return Err(ServerError::BadRequest("--uses must be at least 1".into()));
         }
+        if uses > herd_api::CreateToken::MAX_USES {
+            return Err(ServerError::BadRequest(format!(
+                "--uses must be at most {}",
+                herd_api::CreateToken::MAX_USES
+            )));
+        }
         let s = Secret::generate("hj");
         let now = now_ms();
         let row = JoinTokenRow {

@@ -12,7 +12,7 @@ use herd_store::now_ms;
 use super::convert;
 use super::extract::Body;
 use crate::app::App;
-use crate::error::Result;
+use crate::error::{Result, ServerError};
 use crate::fleet::Actor;
 
 /// A token's life when the request names none.
@@ -23,7 +23,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
     request_body = CreateToken,
     responses(
         (status = 200, description = "The token (shown only now) and the join command", body = CreatedToken),
-        (status = 400, description = "Fewer than one use, or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "Uses or life out of range, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
@@ -33,10 +33,15 @@ pub async fn create_token(
     State(app): State<Arc<App>>,
     Body(req): Body<CreateToken>,
 ) -> Result<Json<CreatedToken>> {
-    let ttl = req
-        .ttl_secs
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TOKEN_TTL);
+    let ttl = match req.ttl_secs {
+        None => DEFAULT_TOKEN_TTL,
+        Some(s) if (1..=CreateToken::MAX_TTL_SECS).contains(&s) => Duration::from_secs(s),
+        Some(s) => {
+            return Err(ServerError::BadRequest(format!(
+                "a join token lives 1 s to 10 years, not {s} s — pass a shorter --ttl"
+            )));
+        }
+    };
     let fleet = app.fleet();
     let (token, row) = fleet
         .create_join_token(&actor.name, ttl, req.uses.unwrap_or(1))

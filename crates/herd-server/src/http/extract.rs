@@ -44,20 +44,54 @@ impl FromRequestParts<Arc<App>> for Actor {
     }
 }
 
-/// A JSON body; a body that is not JSON of the expected shape is a 400 with a one-line error.
+/// A JSON object body; a body that is not a JSON object of the expected shape is a 400 with
+/// a one-line error. (serde would also read a struct from an array; the API's bodies are
+/// objects only.)
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ServerError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(e) => Err(ServerError::BadRequest(format!(
-                "bad request body: {} — send JSON as described at /api/v1/openapi.json",
-                e.body_text()
-            ))),
+        let bad = |why: String| {
+            ServerError::BadRequest(format!(
+                "bad request body: {why} — send a JSON object as described at /api/v1/openapi.json"
+            ))
+        };
+        let v = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(e) => return Err(bad(e.body_text())),
+        };
+        if !v.is_object() {
+            return Err(bad("not a JSON object".into()));
         }
+        let mut v = v;
+        integral_floats_to_integers(&mut v);
+        serde_json::from_value(v)
+            .map(Body)
+            .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// JSON has one number type: `3.0` is the integer 3 to a JSON Schema `integer`, so a field
+/// typed as an integer accepts it too.
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    use serde_json::{Number, Value};
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+            {
+                if f >= 0.0 && f < u64::MAX as f64 {
+                    *n = Number::from(f as u64);
+                } else if f < 0.0 && f >= i64::MIN as f64 {
+                    *n = Number::from(f as i64);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(o) => o.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -92,5 +126,20 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
                 e.body_text()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn integral_floats_read_as_integers() {
+        let mut v = serde_json::json!({"a": 3.0, "b": [1.5, -2.0], "c": {"d": 1e3}, "e": "4.0"});
+        super::integral_floats_to_integers(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 3, "b": [1.5, -2], "c": {"d": 1000}, "e": "4.0"})
+        );
+        let n: u64 = serde_json::from_value(v["c"]["d"].clone()).unwrap();
+        assert_eq!(n, 1000);
     }
 }

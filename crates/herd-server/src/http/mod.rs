@@ -36,6 +36,7 @@ use extract::Query;
         description = "Control plane for Linux fleets: run commands on one machine or ten thousand, with live output. Every call under /api/v1 needs `Authorization: Bearer <API key>` (or `?api_key=` on a WebSocket)."
     ),
     modifiers(&Security),
+    components(schemas(herd_api::OutputStream)),
     security(("bearer" = [])),
     tags(
         (name = "agents", description = "Machines of the fleet"),

@@ -29,6 +29,10 @@ use crate::runs::Drivers;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 
+/// Output to append for one task of a batch: (its place in the batch, task id, position
+/// committed before, records).
+type OutputJob = (usize, String, herd_core::OutputPos, Vec<(u8, Bytes)>);
+
 /// One task's part of a batch, as decided by [`plan`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planned {
@@ -199,7 +203,7 @@ impl Ingest {
         let mut outs: Vec<(usize, herd_core::OutputPos)> = Vec::new();
         if work.iter().any(|p| p.changes() && !p.records.is_empty()) {
             let outlog = self.outlog.clone();
-            let jobs: Vec<(usize, String, herd_core::OutputPos, Vec<(u8, Bytes)>)> = work
+            let jobs: Vec<OutputJob> = work
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.changes() && !p.records.is_empty())
@@ -250,11 +254,7 @@ impl Ingest {
                 seq: p.seq,
             })
             .collect();
-        for (p, committed) in work
-            .iter_mut()
-            .filter(|p| p.changes())
-            .zip(progress.into_iter())
-        {
+        for (p, committed) in work.iter_mut().filter(|p| p.changes()).zip(progress) {
             let Some(before) = p.before.as_ref() else {
                 continue;
             };

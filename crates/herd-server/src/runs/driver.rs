@@ -36,8 +36,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 enum Msg {
     /// A task reached a final state (stored already, and announced to followers).
     TaskEnded { task_id: String, state: TaskState },
-    /// The run's watcher is in place (or it was never held): queued tasks may start.
-    Release,
+    /// The run's watcher is in place (or it was never held): queued tasks may start. The
+    /// sender learns once the StartTask frames of what may start now are out.
+    Release(Option<tokio::sync::oneshot::Sender<()>>),
     /// The run's cancellation is stored: nothing more starts, the rest is cancelled.
     Cancel,
 }
@@ -137,9 +138,13 @@ impl Drivers {
         }
     }
 
-    /// The run's watcher is in place: its held tasks may start.
-    pub fn release(&self, run_id: &str) {
-        self.post(run_id, Msg::Release);
+    /// The run's watcher is in place: its held tasks may start. Completes once the driver
+    /// has sent what may start now (so the watcher's stdin follows the StartTask frames on
+    /// each agent's stream), or at once for a run without a driver.
+    pub async fn release(&self, run_id: &str) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.post(run_id, Msg::Release(Some(tx)));
+        let _ = rx.await;
     }
 
     /// The run's cancellation is stored: its driver stops starting tasks and cancels the
@@ -264,10 +269,13 @@ impl Driver {
     async fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::TaskEnded { task_id, state } => self.on_ended(&task_id, state).await,
-            Msg::Release => {
+            Msg::Release(done) => {
                 self.hold_until = None;
                 self.pacer.release();
                 self.pump().await;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
             }
             Msg::Cancel => self.cancel().await,
         }

@@ -274,9 +274,10 @@ impl RunService {
         self.task(task_id).await
     }
 
-    /// A watcher is in place: a run held for it starts now.
-    pub fn release(&self, run_id: &str) {
-        self.drivers.release(run_id);
+    /// A watcher is in place: a run held for it starts now. Returns once what may start
+    /// now has been sent.
+    pub async fn release(&self, run_id: &str) {
+        self.drivers.release(run_id).await;
     }
 
     /// Where an unfinished run stands.

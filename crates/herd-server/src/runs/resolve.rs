@@ -14,7 +14,7 @@ pub fn resolve(
     if all {
         let agents = index.resolve(&[], true);
         if agents.is_empty() {
-            return Err(ServerError::BadRequest(
+            return Err(ServerError::Conflict(
                 "no machine has joined yet — start an agent with the command `herd token create` prints".into(),
             ));
         }
@@ -32,7 +32,7 @@ pub fn resolve(
     let label = targets.join(" , ");
     let picked = index.resolve(&sels, false);
     if picked.is_empty() {
-        return Err(ServerError::BadRequest(format!(
+        return Err(ServerError::Conflict(format!(
             "no machine matches {label:?} ({} known) — see `herd agents` for names and labels",
             index.len()
         )));

@@ -309,7 +309,12 @@ async fn a_lost_task_takes_its_real_result_and_the_run_follows() {
         .unwrap();
     f.srv
         .store
-        .end_tasks(&[t2.clone()], TaskState::Cancelled, "test", now_ms())
+        .end_tasks(
+            std::slice::from_ref(&t2),
+            TaskState::Cancelled,
+            "test",
+            now_ms(),
+        )
         .await
         .unwrap();
     f.persist(vec![ev(&t2, 1, E::Start), ev(&t2, 2, E::Exit(0))])

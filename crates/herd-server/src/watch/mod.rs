@@ -21,9 +21,39 @@ use crate::error::Result;
 use crate::fleet::Actor;
 use crate::http::extract::{Path, Query};
 
+/// `Upgrade: websocket`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // it only describes a header in the document
+enum UpgradeTo {
+    #[serde(rename = "websocket")]
+    Websocket,
+}
+
+/// `Connection: Upgrade`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // it only describes a header in the document
+enum ConnectionUpgrade {
+    Upgrade,
+}
+
+/// `Sec-WebSocket-Version: 13`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // it only describes a header in the document
+enum WebSocketVersion {
+    #[serde(rename = "13")]
+    V13,
+}
+
 /// Watches a run: its tasks' output and final states; stdin goes to every task.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/attach", tag = "runs",
-    params(("id" = String, Path, description = "The run's id"), AttachQuery),
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        AttachQuery,
+        ("Upgrade" = inline(UpgradeTo), Header, description = "A WebSocket upgrade"),
+        ("Connection" = inline(ConnectionUpgrade), Header, description = "A WebSocket upgrade"),
+        ("Sec-WebSocket-Version" = inline(WebSocketVersion), Header, description = "WebSocket version 13"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's handshake nonce"),
+    ),
     responses(
         (status = 101, description = "WebSocket: hello, output frames, task, progress, omitted, end (see herd-api's ServerMessage); send stdin as binary frames, {\"type\":\"eof\"} and {\"type\":\"cancel\"} as text"),
         (status = 400, description = "Not a WebSocket upgrade, or a request that does not decode", body = ErrorBody),
@@ -47,7 +77,14 @@ pub async fn attach_run(
 
 /// Watches one task: its output and final state; stdin goes to it.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/attach", tag = "tasks",
-    params(("id" = String, Path, description = "The task's id"), AttachQuery),
+    params(
+        ("id" = String, Path, description = "The task's id"),
+        AttachQuery,
+        ("Upgrade" = inline(UpgradeTo), Header, description = "A WebSocket upgrade"),
+        ("Connection" = inline(ConnectionUpgrade), Header, description = "A WebSocket upgrade"),
+        ("Sec-WebSocket-Version" = inline(WebSocketVersion), Header, description = "WebSocket version 13"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's handshake nonce"),
+    ),
     responses(
         (status = 101, description = "WebSocket, as for a run, with the one task"),
         (status = 400, description = "Not a WebSocket upgrade, or a request that does not decode", body = ErrorBody),

@@ -122,7 +122,15 @@ mod tests {
     #[test]
     fn live_chunks_are_cut_where_the_watcher_stands() {
         // (sent, offset, parts) → (gap, frames, sent after)
-        let cases: Vec<(u64, u64, Vec<(u8, &str)>, bool, Vec<(u8, &str)>, u64)> = vec![
+        type Case = (
+            u64,
+            u64,
+            Vec<(u8, &'static str)>,
+            bool,
+            Vec<(u8, &'static str)>,
+            u64,
+        );
+        let cases: Vec<Case> = vec![
             (0, 0, vec![(1, "abc")], false, vec![(1, "abc")], 3),
             // Already had all of it (read from the log before the tap delivered it).
             (5, 0, vec![(1, "abc")], false, vec![], 5),
@@ -169,7 +177,8 @@ mod tests {
             data: Bytes::from(s),
         };
         // (sent, start, chunk, limit) → (piece, sent after)
-        let cases: Vec<(u64, u64, Chunk, u64, Option<(Piece<'static>, u64)>)> = vec![
+        type Case = (u64, u64, Chunk, u64, Option<(Piece<'static>, u64)>);
+        let cases: Vec<Case> = vec![
             (
                 0,
                 0,

@@ -21,7 +21,8 @@ use crate::events::{Missed, RunEvent};
 use crate::fleet::Actor;
 use crate::http::convert;
 use crate::live::LiveChunk;
-use crate::ws::{Incoming, Sock};
+use crate::ws::Sock;
+use herd_ws::Incoming;
 
 /// Live chunks queued for one watcher before the persist path waits for it.
 const TAP_QUEUE: usize = 16;
@@ -149,7 +150,7 @@ async fn serve(
         })
     };
     // A run held for its watcher starts now that the tap is in place.
-    runs.release(run_id);
+    runs.release(run_id).await;
     if q.from_end || q.no_output {
         for t in w.tasks.iter_mut() {
             t.sent = t.total();

@@ -8,12 +8,72 @@ use crate::harness::*;
 
 #[test]
 fn up_then_run_and_list_from_another_shell() {
+    let db = match herd_testkit::Database::from_env().unwrap() {
+        herd_testkit::Database::Postgres => Some(postgres_database()),
+        _ => None,
+    };
+    up_then_run(db.as_deref());
+}
+
+/// `herd up --database postgres://…`: the embedded default's one command, on PostgreSQL; and
+/// a second server on the same database is refused while the first runs.
+#[test]
+fn up_on_postgres_and_one_server_per_database() {
+    let url = postgres_database();
+    up_then_run(Some(&url));
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = herd()
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("a"))
+        .args(["--database", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(first.stdout.take().unwrap());
+        r.read_line(&mut line).unwrap();
+    }
+    assert!(line.starts_with("herd server listening on "), "{line}");
+    let second = herd()
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("b"))
+        .args(["--database", &url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = stderr(&second);
+    assert!(
+        err.contains("another herd server is using the database"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+/// A fresh database on the tests' PostgreSQL server.
+fn postgres_database() -> String {
+    herd_testkit::pg::Postgres::shared()
+        .unwrap()
+        .create_database()
+        .unwrap()
+}
+
+fn up_then_run(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    let mut up = herd()
-        .env("HERD_CONFIG", &config)
+    let mut cmd = herd();
+    cmd.env("HERD_CONFIG", &config)
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
+        .arg(dir.path().join("data"));
+    if let Some(db) = database {
+        cmd.args(["--database", db]);
+    }
+    let mut up = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

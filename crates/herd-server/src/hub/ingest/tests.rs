@@ -81,12 +81,14 @@ fn o(task: &str, ack: u64, changes: bool, text: &str, started: bool, exit: Optio
 
 #[test]
 fn batches_apply_exactly_once() {
-    let cases: Vec<(
-        &str,
-        Vec<(&str, &str, u64)>,
+    // (what, stored tasks (id, agent, seq), batch, outcome per task)
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str, u64)>,
         Vec<pb::TaskEvent>,
         Vec<Outcome>,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             "a fresh task, whole",
             vec![("t", "a", 0)],
