@@ -43,7 +43,7 @@ pub struct Agent {
 #[serde(default)]
 pub struct LabelEdit {
     /// Labels to set, `key: value` (keys of letters, digits, `_ . - /`; values without
-    /// whitespace or any of `, & ! ( ) =`).
+    /// whitespace, control characters or any of `, & ! ( ) =`).
     #[schema(schema_with = label_map)]
     pub set: BTreeMap<String, String>,
     /// Keys of labels to remove.
@@ -66,7 +66,7 @@ fn label_map() -> utoipa::openapi::schema::Object {
                 .pattern(Some(herd_core::labels::VALUE_PATTERN)),
         ))
         .description(Some(
-            "Labels to set, `key: value` (keys of letters, digits, `_ . - /`; values without whitespace or any of `, & ! ( ) =`).",
+            "Labels to set, `key: value` (keys of letters, digits, `_ . - /`; values without whitespace, control characters or any of `, & ! ( ) =`).",
         ))
         .build()
 }

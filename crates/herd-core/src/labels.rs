@@ -8,17 +8,18 @@ pub(crate) const RESERVED: &[char] = &[',', '&', '!', '(', ')', '='];
 pub const KEY_PATTERN: &str = "^[A-Za-z0-9_./-]+$";
 
 /// A label value as a regular expression (what [`is_value_char`] allows: no character
-/// Rust counts as whitespace, none of `, & ! ( ) =`), for API schemas.
-pub const VALUE_PATTERN: &str = "^[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000,&!()=]+$";
+/// Rust counts as whitespace or control, none of `, & ! ( ) =`), for API schemas.
+pub const VALUE_PATTERN: &str = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000,&!()=]+$";
 
 /// Whether `c` may appear in a label/fact key: `[A-Za-z0-9_.\-/]`.
 pub(crate) fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')
 }
 
-/// Whether `c` may appear in a value or name: anything but whitespace and `,&!()=`.
+/// Whether `c` may appear in a value or name: anything but whitespace, control characters
+/// and `,&!()=`.
 pub(crate) fn is_value_char(c: char) -> bool {
-    !c.is_whitespace() && !RESERVED.contains(&c)
+    !c.is_whitespace() && !c.is_control() && !RESERVED.contains(&c)
 }
 
 /// The first character of `key` that is not allowed in a key, if any.
@@ -64,7 +65,7 @@ fn check_value(input: &str, key: &str, value: &str) -> Result<(), LabelError> {
         return Err(err(
             input,
             format!(
-                "value {value:?} contains {c:?}; values may not contain whitespace or any of , & ! ( ) ="
+                "value {value:?} contains {c:?}; values may not contain whitespace, control characters or any of , & ! ( ) ="
             ),
         ));
     }

@@ -9,6 +9,7 @@
 
 mod active;
 mod app;
+mod convert;
 mod database;
 mod error;
 mod events;

@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::State;
 use herd_api::{Agent, ErrorBody, LabelEdit};
 
-use super::convert;
 use super::extract::{Body, Path};
 use crate::app::App;
+use crate::convert;
 use crate::error::Result;
 use crate::fleet::Actor;
 

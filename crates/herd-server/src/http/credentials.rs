@@ -9,9 +9,9 @@ use axum::extract::State;
 use herd_api::{ApiKey, CreateKey, CreateToken, CreatedKey, CreatedToken, ErrorBody, JoinToken};
 use herd_store::now_ms;
 
-use super::convert;
 use super::extract::Body;
 use crate::app::App;
+use crate::convert;
 use crate::error::{Result, ServerError};
 use crate::fleet::Actor;
 

@@ -65,11 +65,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         if !v.is_object() {
             return Err(bad("not a JSON object".into()));
         }
+        if has_nul(&v) {
+            return Err(bad("a string holds a NUL character".into()));
+        }
         let mut v = v;
         integral_floats_to_integers(&mut v);
         serde_json::from_value(v)
             .map(Body)
             .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// Whether a string or key anywhere in `v` holds U+0000, which no text herd stores may hold
+/// (PostgreSQL's text and JSON refuse it).
+fn has_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 
@@ -119,6 +134,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = ServerError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().contains("%00") {
+            return Err(ServerError::BadRequest(
+                "bad path: it holds a NUL character".into(),
+            ));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
             Err(e) => Err(ServerError::BadRequest(format!(
@@ -135,6 +155,9 @@ mod tests {
     fn integral_floats_read_as_integers() {
         let mut v = serde_json::json!({"a": 3.0, "b": [1.5, -2.0], "c": {"d": 1e3}, "e": "4.0"});
         super::integral_floats_to_integers(&mut v);
+        assert!(super::has_nul(&serde_json::json!({"a": ["x\u{0}"]})));
+        assert!(super::has_nul(&serde_json::json!({"k\u{0}": 1})));
+        assert!(!super::has_nul(&serde_json::json!({"a": ["x\u{1}"]})));
         assert_eq!(
             v,
             serde_json::json!({"a": 3, "b": [1.5, -2], "c": {"d": 1000}, "e": "4.0"})

@@ -5,9 +5,9 @@
 //! except the document itself needs an API key.
 
 mod agents;
-pub(crate) mod convert;
+mod attach;
 mod credentials;
-pub(crate) mod extract;
+mod extract;
 mod runs;
 mod tasks;
 
@@ -24,9 +24,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::App;
+use crate::convert;
 use crate::error::{Result, ServerError};
 use crate::fleet::Actor;
-use crate::watch;
 use extract::Query;
 
 #[derive(OpenApi)]
@@ -80,12 +80,12 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::create, runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(runs::cancel))
-        .routes(routes!(watch::attach_run))
+        .routes(routes!(attach::attach_run))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::output))
-        .routes(routes!(watch::attach_task))
+        .routes(routes!(attach::attach_task))
         .routes(routes!(audit))
         .with_state(app)
         .split_for_parts();

@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use herd_api::{ErrorBody, ListQuery, Run, RunQuery, RunRequest, RunWithTasks};
 
-use super::convert;
 use super::extract::{Body, Path, Query};
 use crate::app::App;
+use crate::convert;
 use crate::error::Result;
 use crate::fleet::Actor;
 use crate::runs::NewRunRequest;

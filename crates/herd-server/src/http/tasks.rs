@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use herd_api::{ErrorBody, ListQuery, OutputQuery, Task};
 use herd_outlog::{Chunk, Cursor};
 
-use super::convert;
 use super::extract::{Path, Query};
 use crate::app::App;
+use crate::convert;
 use crate::error::Result;
 use crate::fleet::Actor;
 

@@ -1,31 +1,47 @@
-//! What agents report, from the wire into herd's domain types.
+//! What agents report, from the wire into herd's domain types. Text an agent sends is
+//! stored as text, which may not hold U+0000 (PostgreSQL refuses it): it becomes U+FFFD.
 
-use herd_core::{Disk, Facts, Metrics, TaskState};
+use std::collections::HashMap;
+
+use herd_core::{Disk, Facts, Labels, Metrics, TaskState};
 use herd_proto::v1 as pb;
+
+/// Reported text as it can be stored.
+pub fn text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+fn texts(v: &[String]) -> Vec<String> {
+    v.iter().map(|s| text(s)).collect()
+}
+
+pub fn labels(l: &HashMap<String, String>) -> Labels {
+    l.iter().map(|(k, v)| (text(k), text(v))).collect()
+}
 
 pub fn facts(f: &pb::Facts) -> Facts {
     Facts {
-        machine_id: f.machine_id.clone(),
-        hostname: f.hostname.clone(),
-        os: f.os_id.clone(),
-        os_name: f.os_name.clone(),
-        os_version: f.os_version.clone(),
-        kernel: f.kernel.clone(),
-        arch: f.arch.clone(),
+        machine_id: text(&f.machine_id),
+        hostname: text(&f.hostname),
+        os: text(&f.os_id),
+        os_name: text(&f.os_name),
+        os_version: text(&f.os_version),
+        kernel: text(&f.kernel),
+        arch: text(&f.arch),
         cpus: f.cpus,
         memory_bytes: f.memory_bytes,
         disks: f
             .disks
             .iter()
             .map(|d| Disk {
-                mount: d.mount.clone(),
-                fs: d.fs.clone(),
+                mount: text(&d.mount),
+                fs: text(&d.fs),
                 total_bytes: d.total_bytes,
                 available_bytes: d.available_bytes,
             })
             .collect(),
-        ips: f.ips.clone(),
-        macs: f.macs.clone(),
+        ips: texts(&f.ips),
+        macs: texts(&f.macs),
     }
 }
 
@@ -66,7 +82,7 @@ pub fn exit(x: &pb::Exited, at: i64) -> herd_store::Exit {
         code: x.code,
         signal: x.signal,
         reason: why.to_string(),
-        detail: x.detail.clone(),
+        detail: text(&x.detail),
         at,
     }
 }

@@ -57,7 +57,7 @@ impl AgentHub for HubService {
             .join(fleet::JoinRequest {
                 token: req.token,
                 name: req.name,
-                labels: req.labels.into_iter().collect(),
+                labels: convert::labels(&req.labels),
                 facts: req.facts.as_ref().map(convert::facts).unwrap_or_default(),
             })
             .await

@@ -65,9 +65,9 @@ pub async fn run(
         .unwrap_or_else(|| agent.facts.clone());
     hub.fleet.hello(
         &agent.id,
-        first.labels.clone().into_iter().collect(),
+        convert::labels(&first.labels),
         facts,
-        first.version.clone(),
+        convert::text(&first.version),
     );
     // Registered; a newer session replaces an older one of the same agent.
     let reg = hub.registry.connect(&agent.id, tx.clone());

@@ -17,9 +17,9 @@ use herd_store::TaskRow;
 
 use super::offsets::{Piece, live_slice, log_piece};
 use crate::app::App;
+use crate::convert;
 use crate::events::{Missed, RunEvent};
 use crate::fleet::Actor;
-use crate::http::convert;
 use crate::live::LiveChunk;
 use crate::ws::Sock;
 use herd_ws::Incoming;
