@@ -47,7 +47,21 @@ pub struct LabelEdit {
     #[schema(schema_with = label_map)]
     pub set: BTreeMap<String, String>,
     /// Keys of labels to remove.
+    #[schema(schema_with = label_keys)]
     pub remove: Vec<String>,
+}
+
+/// The schema of a list of label keys.
+fn label_keys() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(herd_core::labels::KEY_PATTERN)),
+        )
+        .description(Some("Keys of labels to remove."))
+        .build()
 }
 
 /// The schema of a map of labels: its keys and values follow the label syntax.

@@ -8,9 +8,23 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct CreateKey {
-    /// A name for the key, shown in the audit log as `key:<name>`; default `unnamed`.
+    /// A name for the key, shown in the audit log as `key:<name>`: 1 to 64 characters, no
+    /// control characters; default `unnamed`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub name: Option<String>,
+}
+
+impl CreateKey {
+    /// Whether `name` may name an API key (what the schema says of `name`).
+    pub fn valid_name(name: &str) -> bool {
+        let n = name.chars().count();
+        (1..=64).contains(&n) && !name.chars().any(char::is_control)
+    }
 }
 
 /// A new API key, with its secret: the only time the secret is shown.

@@ -390,7 +390,8 @@ async fn herd_rows(a: &FleetArgs, herd: &Path, dir: &Path) -> Result<(Row, Row, 
         .collect();
     eprintln!("herd-bench: starting herd server and {n} agents");
     let t = Instant::now();
-    let mut fleet = Fleet::start_agents(herd, dir, specs).await?;
+    let db = crate::fleet::Db::new(crate::fleet::Store::Sqlite)?;
+    let mut fleet = Fleet::start_agents(herd, dir, specs, &db).await?;
     eprintln!(
         "herd-bench: server {} (pid {}), {n} agents online after {:.1} s",
         fleet.url(),

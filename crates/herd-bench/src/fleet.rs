@@ -1,7 +1,8 @@
 //! The throwaway herd deployment spine and fleet measure: one `herd server` on loopback (its
-//! database SQLite in its data dir) and one or more separate `herd agent` processes, started
-//! with herd-testkit and all killed when the [`Fleet`] is dropped (also on error or Ctrl-C);
-//! plus the HTTP client the timed API calls go through.
+//! records in SQLite in its data dir, or in a PostgreSQL of the bench's own) and one or more
+//! separate `herd agent` processes, started with herd-testkit and all killed when the
+//! [`Fleet`] is dropped (also on error or Ctrl-C); plus the HTTP client the timed API calls go
+//! through.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,9 +33,58 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-/// `herd server` on `listen` with its data in `dir/server` (SQLite there).
-pub fn start_server(herd: &Path, dir: &Path, listen: &str) -> Result<Server> {
-    blocking(|| Server::start_on(herd, dir, listen, &[], Database::DataDir))
+/// Which store the measured server keeps its records in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Store {
+    /// SQLite in the server's data dir (the default of `herd server`).
+    Sqlite,
+    /// A fresh database in a PostgreSQL cluster the bench starts from the machine's binaries,
+    /// with PostgreSQL's own durability settings (fsync, synchronous commit).
+    Postgres,
+}
+
+/// The store of a benchmark run: what `herd server` is given, and the PostgreSQL cluster (if
+/// any) that lives as long as this value.
+pub struct Db {
+    pub store: Store,
+    args: Vec<String>,
+    _cluster: Option<herd_testkit::Postgres>,
+}
+
+impl Db {
+    pub fn new(store: Store) -> Result<Db> {
+        match store {
+            Store::Sqlite => Ok(Db {
+                store,
+                args: Vec::new(),
+                _cluster: None,
+            }),
+            Store::Postgres => {
+                let pg = herd_testkit::Postgres::start_durable()
+                    .context("cannot start PostgreSQL for the benchmark")?;
+                let url = pg.create_database().context("cannot create a database")?;
+                Ok(Db {
+                    store,
+                    args: vec!["--database".into(), url],
+                    _cluster: Some(pg),
+                })
+            }
+        }
+    }
+
+    /// As shown beside the figures.
+    pub fn name(&self) -> &'static str {
+        match self.store {
+            Store::Sqlite => "SQLite",
+            Store::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// `herd server` on `listen` with its data in `dir/server` and its records in `db`.
+pub fn start_server(herd: &Path, dir: &Path, listen: &str, db: &Db) -> Result<Server> {
+    let args: Vec<&str> = db.args.iter().map(String::as_str).collect();
+    blocking(|| Server::start_on(herd, dir, listen, &args, Database::DataDir))
         .with_context(|| format!("cannot start {} server", herd.display()))
 }
 
@@ -47,20 +97,25 @@ pub fn cli(server: &Server) -> tokio::process::Command {
 
 impl Fleet {
     /// The server and one agent named [`AGENT_NAME`].
-    pub async fn start(herd: &Path, dir: &Path) -> Result<Fleet> {
+    pub async fn start(herd: &Path, dir: &Path, db: &Db) -> Result<Fleet> {
         let one = AgentSpec {
             name: AGENT_NAME.to_string(),
             labels: Vec::new(),
         };
-        Fleet::start_agents(herd, dir, vec![one]).await
+        Fleet::start_agents(herd, dir, vec![one], db).await
     }
 
     /// The server and one agent process per spec; returns once every agent is online.
-    pub async fn start_agents(herd: &Path, dir: &Path, specs: Vec<AgentSpec>) -> Result<Fleet> {
+    pub async fn start_agents(
+        herd: &Path,
+        dir: &Path,
+        specs: Vec<AgentSpec>,
+        db: &Db,
+    ) -> Result<Fleet> {
         if specs.is_empty() {
             bail!("a fleet needs at least one agent");
         }
-        let server = start_server(herd, dir, "127.0.0.1:0")?;
+        let server = start_server(herd, dir, "127.0.0.1:0", db)?;
         if !server.url.starts_with("http://") {
             bail!("expected a plain-http loopback server, got {}", server.url);
         }

@@ -111,6 +111,9 @@ pub struct SpineArgs {
     /// Keep the temp dir (server data, logs) after the run.
     #[arg(long)]
     pub keep: bool,
+    /// Where the server keeps its records.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub database: crate::fleet::Store,
 }
 
 fn main() {

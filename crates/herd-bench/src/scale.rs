@@ -42,6 +42,9 @@ pub struct ScaleArgs {
     /// server takes (dispatch and results persisted) without the machine's process starts.
     #[arg(long)]
     pub no_process: bool,
+    /// Where the server keeps its records.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub database: crate::fleet::Store,
 }
 
 struct Api {
@@ -185,7 +188,8 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
         eprintln!("keeping {}", dir.display());
         std::mem::forget(tmp);
     }
-    let mut server = fleet::start_server(&herd, &dir, "127.0.0.1:0")?;
+    let db = fleet::Db::new(a.database)?;
+    let mut server = fleet::start_server(&herd, &dir, "127.0.0.1:0", &db)?;
     let api = Api {
         http: reqwest::Client::builder()
             .no_proxy()
@@ -247,8 +251,9 @@ pub async fn run(a: ScaleArgs, herd: PathBuf) -> Result<()> {
     let fleet_rss = rss_mb(fleet_pid);
 
     println!(
-        "herd-bench scale: {} simulated agents, one server (SQLite){}",
+        "herd-bench scale: {} simulated agents, one server ({}){}",
         a.agents,
+        db.name(),
         if a.no_process {
             "; the fleet answers tasks without starting processes"
         } else {

@@ -159,7 +159,9 @@ pub async fn run(a: SpineArgs) -> Result<()> {
 async fn bench(a: &SpineArgs, herd: &Path, dir: &Path, ssh: Option<&Ssh>) -> Result<()> {
     eprintln!("herd-bench: herd binary {}", herd.display());
     let load_start = loadavg();
-    let mut fleet = Fleet::start(herd, dir).await?;
+    let db = crate::fleet::Db::new(a.database)?;
+    eprintln!("herd-bench: records in {}", db.name());
+    let mut fleet = Fleet::start(herd, dir, &db).await?;
     eprintln!(
         "herd-bench: server {} (pid {}), agent pid {} online",
         fleet.url(),

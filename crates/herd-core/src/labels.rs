@@ -104,6 +104,11 @@ pub fn parse_label_edit(s: &str) -> Result<(String, Option<String>), LabelError>
     Ok((key.to_string(), None))
 }
 
+/// Checks a label key alone (as given to remove a label).
+pub fn check_label_key(key: &str) -> Result<(), LabelError> {
+    check_key(key, key)
+}
+
 /// A machine's labels, by key.
 pub type Labels = std::collections::BTreeMap<String, String>;
 

@@ -22,7 +22,10 @@ pub mod state;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};
-pub use labels::{LabelEdits, LabelError, Labels, effective_labels, parse_label, parse_label_edit};
+pub use labels::{
+    LabelEdits, LabelError, Labels, check_label_key, effective_labels, parse_label,
+    parse_label_edit,
+};
 pub use limit::{Limit, LimitError};
 pub use machine::{Disk, Facts, Metrics};
 pub use output::OutputPos;

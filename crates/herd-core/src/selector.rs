@@ -85,7 +85,11 @@ pub struct SelectorError {
 impl Selector {
     /// Parses a selector expression; see the module documentation for the grammar.
     pub fn parse(s: &str) -> Result<Selector, SelectorError> {
-        let tokens = lex(s);
+        let tokens = lex(s).map_err(|(column, c)| SelectorError {
+            input: s.to_string(),
+            reason: format!("{c:?} is not allowed in a selector (control characters never are)"),
+            column,
+        })?;
         let mut p = Parser {
             input: s,
             tokens,
@@ -342,9 +346,10 @@ struct Token {
     column: usize,
 }
 
-/// Splits the input into tokens; always ends with `Tok::End`. Lexing cannot fail:
-/// every non-whitespace character is either an operator or part of a word.
-fn lex(s: &str) -> Vec<Token> {
+/// Splits the input into tokens; always ends with `Tok::End`. Every character is
+/// whitespace, an operator or part of a word, except control characters: the first one is
+/// returned with its column.
+fn lex(s: &str) -> Result<Vec<Token>, (usize, char)> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -365,6 +370,9 @@ fn lex(s: &str) -> Vec<Token> {
             '!' => (Tok::Bang, 1),
             _ => {
                 let len = chars[i..].iter().take_while(|&&c| is_value_char(c)).count();
+                if len == 0 {
+                    return Err((column, c));
+                }
                 (Tok::Word(chars[i..i + len].iter().collect()), len)
             }
         };
@@ -375,7 +383,7 @@ fn lex(s: &str) -> Vec<Token> {
         tok: Tok::End,
         column: chars.len() + 1,
     });
-    out
+    Ok(out)
 }
 
 /// The reason for finding `tok` where one of `expected` should follow an operand.
@@ -751,6 +759,16 @@ mod tests {
     }
 
     #[test]
+    fn every_character_lexes_or_is_refused() {
+        // Whatever the character, parsing ends (a word of no character once looped forever).
+        for c in (0u32..0x3100).filter_map(char::from_u32) {
+            for input in [format!("{c}"), format!("a{c}b"), format!("k={c}")] {
+                let _ = Selector::parse(&input);
+            }
+        }
+    }
+
+    #[test]
     fn error_table() {
         // (input, reason fragment, column)
         let cases: &[(&str, &str, usize)] = &[
@@ -787,6 +805,11 @@ mod tests {
             ("k=a=b", "values and names may not contain '='", 4),
             ("ro*le=web", "invalid character '*' in key \"ro*le\"", 3),
             ("x&rôle=web", "invalid character 'ô' in key", 4),
+            // Control characters are refused where they stand (they once made the lexer
+            // spin on an empty word).
+            ("ab\u{93}", "'\\u{93}' is not allowed in a selector", 3),
+            ("\u{0}", "not allowed in a selector", 1),
+            ("a=b\u{7}c", "not allowed in a selector", 4),
         ];
         for &(input, reason, column) in cases {
             let e = Selector::parse(input).unwrap_err();

@@ -91,12 +91,22 @@ impl Postgres {
     /// Starts a cluster of its own, stopped (and its files deleted) when the returned value
     /// drops or this process ends.
     pub fn start() -> Result<Postgres> {
+        Postgres::start_cluster(Durability::Tests)
+    }
+
+    /// Like [`Postgres::start`], with PostgreSQL's own durability settings (every commit
+    /// flushed to disk): for measurements, not for tests.
+    pub fn start_durable() -> Result<Postgres> {
+        Postgres::start_cluster(Durability::Default)
+    }
+
+    fn start_cluster(durability: Durability) -> Result<Postgres> {
         let bins = Binaries::find()?;
         let mut last = None;
         // The port is picked free, then bound by postgres: another process may take it in
         // between. Try again with a new one then.
         for _ in 0..3 {
-            match start_cluster(&bins)? {
+            match start_cluster(&bins, durability)? {
                 Started::Ready(pg) => return Ok(pg),
                 Started::PortTaken(log) => last = Some(log),
             }
@@ -305,7 +315,16 @@ fn as_cluster_user(prog: &Path, user: Option<(u32, u32)>, dir: &Path) -> Command
     c
 }
 
-fn start_cluster(bins: &Binaries) -> Result<Started> {
+/// How much a cluster keeps its commits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Nothing flushed to disk: a test's data dies with it anyway.
+    Tests,
+    /// PostgreSQL's defaults.
+    Default,
+}
+
+fn start_cluster(bins: &Binaries, durability: Durability) -> Result<Started> {
     use std::os::unix::process::CommandExt;
     let user = unprivileged_user()?;
     let dir = tempfile::Builder::new()
@@ -361,9 +380,20 @@ fn start_cluster(bins: &Binaries) -> Result<Started> {
         .args(["-c", "listen_addresses=127.0.0.1"])
         .arg("-c")
         .arg(format!("unix_socket_directories={}", dir.display()))
-        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-        .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
-        .args(["-c", "shared_buffers=32MB"])
+        .args(match durability {
+            Durability::Tests => &[
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "shared_buffers=32MB",
+            ][..],
+            Durability::Default => &[][..],
+        })
+        .args(["-c", "max_connections=300"])
         .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -233,6 +233,9 @@ impl FleetService {
             herd_core::parse_label(&format!("{k}={v}"))
                 .map_err(|e| ServerError::BadRequest(e.to_string()))?;
         }
+        for k in remove {
+            herd_core::check_label_key(k).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        }
         let mut edits = a.label_edits.clone();
         for (k, v) in set {
             edits.insert(k.clone(), Some(v.clone()));

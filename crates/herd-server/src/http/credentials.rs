@@ -80,7 +80,7 @@ pub async fn list_tokens(_: Actor, State(app): State<Arc<App>>) -> Result<Json<V
     request_body = CreateKey,
     responses(
         (status = 200, description = "The key (shown only now)", body = CreatedKey),
-        (status = 400, description = "A body that does not decode", body = ErrorBody),
+        (status = 400, description = "A name that is not valid, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
@@ -91,6 +91,11 @@ pub async fn create_key(
     Body(req): Body<CreateKey>,
 ) -> Result<Json<CreatedKey>> {
     let name = req.name.unwrap_or_else(|| "unnamed".into());
+    if !CreateKey::valid_name(&name) {
+        return Err(ServerError::BadRequest(format!(
+            "key name {name:?} is not valid: use 1-64 characters, no control characters"
+        )));
+    }
     let (key, row) = app.fleet().create_api_key(&actor.name, &name).await?;
     Ok(Json(CreatedKey {
         key,

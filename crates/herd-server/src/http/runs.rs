@@ -21,7 +21,7 @@ use crate::runs::NewRunRequest;
     request_body = RunRequest,
     responses(
         (status = 201, description = "The run and its tasks (finished, with `wait=true`)", body = RunWithTasks),
-        (status = 400, description = "No command, no target, a selector that does not parse, a concurrency of 0, or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "No command, no target, a selector that does not parse, a concurrency of 0, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 409, description = "No machine matches the targets now (or none has joined yet)", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),

@@ -81,6 +81,11 @@ impl RunService {
                 "empty command — give it after `--`".into(),
             ));
         }
+        if wait && req.start_on_attach {
+            return Err(ServerError::BadRequest(
+                "start_on_attach holds the run for a watcher, who cannot attach before this answer: drop wait=true or start_on_attach".into(),
+            ));
+        }
         if req.spec.limits.concurrency == Some(herd_core::Limit::Count(0)) {
             return Err(ServerError::BadRequest(
                 "concurrency must be at least 1 (or a percentage such as 10%)".into(),
