@@ -210,7 +210,7 @@ impl RunStore for PgStore {
         tasks::end(&self.pool, ids, state, reason, at).await
     }
 
-    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<()> {
+    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<Vec<(String, TaskState)>> {
         tasks::apply_progress(&self.pool, batch).await
     }
 }

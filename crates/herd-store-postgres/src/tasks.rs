@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use herd_core::{TaskState, Transition};
 use herd_store::{
-    Exit, NewTask, Result, RunRow, Started, TaskProgress, check_end_state, exits_by_from,
+    Exit, NewTask, Result, RunRow, Started, TaskProgress, check_end_state, codec, exits_by_from,
     merge_progress, sql_states,
 };
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
@@ -171,17 +171,23 @@ static PROGRESS: LazyLock<String> = LazyLock::new(|| {
                      $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[]) \
          AS j(id, out_seq, out_total, out_head_len, out_tail_seg, out_tail_len, pid, started_at, \
               exit_state, exit_code, signal, reason, detail, finished_at) \
-         WHERE tasks.id = j.id AND ({forward} OR {starts} OR {exits})"
+         WHERE tasks.id = j.id AND ({forward} OR {starts} OR {exits}) \
+         RETURNING tasks.id, tasks.state, \
+           (j.exit_state IS NOT NULL AND tasks.state = j.exit_state AND tasks.finished_at = j.finished_at)"
     )
 });
 
 /// Persists a batch of progress in one transaction, one statement per
 /// [`herd_store::ROWS_PER_STATEMENT`] tasks (see [`PROGRESS`]), applied only where it moves
 /// a task forward.
-pub(crate) async fn apply_progress(pool: &PgPool, batch: &[TaskProgress]) -> Result<()> {
+pub(crate) async fn apply_progress(
+    pool: &PgPool,
+    batch: &[TaskProgress],
+) -> Result<Vec<(String, TaskState)>> {
     let mut batch = merge_progress(batch);
+    let mut ended = Vec::new();
     if batch.is_empty() {
-        return Ok(());
+        return Ok(ended);
     }
     batch.sort_unstable_by(|a, b| a.task_id.cmp(&b.task_id));
     // Exits that apply where herd-core says every exit applies go in the one statement; an
@@ -206,7 +212,7 @@ pub(crate) async fn apply_progress(pool: &PgPool, batch: &[TaskProgress]) -> Res
         let exit_text = |f: fn(&Exit) -> &str| -> Vec<Option<&str>> {
             exits.iter().map(|e| e.map(f)).collect()
         };
-        sqlx::query(AssertSqlSafe(PROGRESS.as_str()))
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(AssertSqlSafe(PROGRESS.as_str()))
             .bind(Transition::Start.target().as_str())
             .bind(part.iter().map(|p| p.task_id.as_str()).collect::<Vec<_>>())
             .bind(out(|p| p.seq))
@@ -222,9 +228,16 @@ pub(crate) async fn apply_progress(pool: &PgPool, batch: &[TaskProgress]) -> Res
             .bind(exit_text(|e| e.reason.as_str()))
             .bind(exit_text(|e| e.detail.as_str()))
             .bind(exit_int(|e| Some(e.at)))
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+        // After the update a row shows its exit when the exit took effect (PostgreSQL's
+        // RETURNING sees the new row only).
+        for (id, state, exited) in rows {
+            if exited {
+                ended.push((id.clone(), codec::task_state(&id, &state)?));
+            }
+        }
     }
 
     for (from, exits) in exits_by_from(&batch) {
@@ -236,12 +249,12 @@ pub(crate) async fn apply_progress(pool: &PgPool, batch: &[TaskProgress]) -> Res
              reason = j.reason, detail = j.detail, finished_at = j.at \
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[]) \
              AS j(id, state, code, signal, reason, detail, at) \
-             WHERE tasks.id = j.id AND tasks.state IN ({})",
+             WHERE tasks.id = j.id AND tasks.state IN ({}) RETURNING tasks.id, tasks.state",
             sql_states(from)
         );
         for r in chunks(exits.len()) {
             let part = &exits[r];
-            sqlx::query(AssertSqlSafe(sql.as_str()))
+            let rows: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(part.iter().map(|(id, _)| *id).collect::<Vec<_>>())
                 .bind(
                     part.iter()
@@ -269,11 +282,14 @@ pub(crate) async fn apply_progress(pool: &PgPool, batch: &[TaskProgress]) -> Res
                         .collect::<Vec<_>>(),
                 )
                 .bind(part.iter().map(|(_, e)| e.at).collect::<Vec<_>>())
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
+            for (id, state) in rows {
+                ended.push((id.clone(), codec::task_state(&id, &state)?));
+            }
         }
     }
     tx.commit().await.map_err(db)?;
-    Ok(())
+    Ok(ended)
 }

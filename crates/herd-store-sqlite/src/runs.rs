@@ -201,7 +201,7 @@ impl RunStore for SqliteStore {
         tasks::end(&self.pool, ids, state, reason, at).await
     }
 
-    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<()> {
+    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<Vec<(String, TaskState)>> {
         tasks::apply_progress(&self.pool, batch).await
     }
 }

@@ -6,7 +6,7 @@
 
 use herd_core::{TaskState, Transition};
 use herd_store::{
-    NewTask, ROWS_PER_STATEMENT, Result, RunRow, Started, TaskProgress, check_end_state,
+    NewTask, ROWS_PER_STATEMENT, Result, RunRow, Started, TaskProgress, check_end_state, codec,
     exits_by_from, merge_progress, sql_states,
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -110,10 +110,14 @@ async fn update_where_in(
 /// Persists a batch of progress in one transaction: one statement per kind of change (seq
 /// and output position, start, exit) per [`ROWS_PER_STATEMENT`] tasks, each applied only
 /// where it moves the task forward.
-pub(crate) async fn apply_progress(pool: &SqlitePool, batch: &[TaskProgress]) -> Result<()> {
+pub(crate) async fn apply_progress(
+    pool: &SqlitePool,
+    batch: &[TaskProgress],
+) -> Result<Vec<(String, TaskState)>> {
     let batch = merge_progress(batch);
+    let mut ended = Vec::new();
     if batch.is_empty() {
-        return Ok(());
+        return Ok(ended);
     }
     let mut tx = pool.begin().await.map_err(db)?;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
@@ -167,11 +171,16 @@ pub(crate) async fn apply_progress(pool: &SqlitePool, batch: &[TaskProgress]) ->
                     .push_bind(e.at);
             });
             qb.push(format_args!(
-                ") AS j WHERE tasks.id = j.column1 AND tasks.state IN ({from})"
+                ") AS j WHERE tasks.id = j.column1 AND tasks.state IN ({from}) RETURNING tasks.id, tasks.state"
             ));
-            qb.build().execute(&mut *tx).await.map_err(db)?;
+            let rows: Vec<(String, String)> =
+                qb.build_query_as().fetch_all(&mut *tx).await.map_err(db)?;
+            for (id, state) in rows {
+                let state = codec::task_state(&id, &state)?;
+                ended.push((id, state));
+            }
         }
     }
     tx.commit().await.map_err(db)?;
-    Ok(())
+    Ok(ended)
 }

@@ -234,6 +234,16 @@ pub fn state_count(row: &dyn StoredRow) -> Result<(TaskState, i64)> {
     Ok((c.parsed("state")?, c.int("count")?))
 }
 
+/// A task's stored state, read back by id (e.g. from a `RETURNING` list).
+pub fn task_state(id: &str, state: &str) -> Result<TaskState> {
+    state
+        .parse()
+        .map_err(|e: herd_core::ParseStateError| StoreError::Corrupt {
+            what: format!("tasks.state of task {id}"),
+            why: e.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

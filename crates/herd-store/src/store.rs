@@ -112,8 +112,10 @@ pub trait RunStore: Send + Sync {
     /// Persists the effect of agent events on many tasks in one transaction: last seq,
     /// output position, start and exit. Applied only forward: a seq at or below the stored
     /// one changes nothing; a start and an exit apply only where their transitions do
-    /// (an exit revives a `lost` task). Several records for one task merge.
-    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<()>;
+    /// (an exit revives a `lost` task). Several records for one task merge. Returns the
+    /// tasks whose exit took effect, with the state each has now (an exit that did not apply
+    /// — the task had ended otherwise — is not among them).
+    async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<Vec<(String, TaskState)>>;
 }
 
 /// Who did what, where.

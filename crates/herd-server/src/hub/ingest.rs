@@ -243,9 +243,11 @@ impl Ingest {
                 exited: p.exited.as_ref().map(|x| convert::exit(x, now)),
             });
         }
-        if !progress.is_empty() {
-            self.writer.apply(progress.clone()).await?;
-        }
+        let ended = if progress.is_empty() {
+            None
+        } else {
+            Some(self.writer.apply(progress.clone()).await?)
+        };
 
         let acks = work
             .iter()
@@ -282,8 +284,12 @@ impl Ingest {
             self.active
                 .advance(&p.task_id, committed.seq, committed.out);
             self.events.task_changed(&before.run_id, &p.task_id);
-            if let Some(x) = &committed.exited {
-                self.drivers.task_ended(&before.run_id, &p.task_id, x.state);
+            // An exit the store did not apply (the task had ended otherwise: cancelled while
+            // its agent was away) is no end: whoever ended it told the driver.
+            if committed.exited.is_some()
+                && let Some(state) = ended.as_ref().and_then(|e| e.get(&p.task_id))
+            {
+                self.drivers.task_ended(&before.run_id, &p.task_id, *state);
             }
         }
         Ok(acks)

@@ -3,9 +3,11 @@
 //! answers each caller. A thousand agents finishing at once cost a few transactions, not a
 //! thousand, and each caller still acknowledges only after its own rows are committed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herd_core::TaskState;
 use herd_store::{Store, StoreError, TaskProgress};
 
 use tokio::sync::{mpsc, oneshot};
@@ -17,15 +19,16 @@ const QUEUE: usize = 1024;
 /// How long results gather while they stream in.
 const LINGER: Duration = Duration::from_millis(2);
 
-type Job = (Vec<TaskProgress>, oneshot::Sender<Result<(), String>>);
+/// The tasks of a group whose exit took effect, with the state each has now.
+pub type Ended = Arc<HashMap<String, TaskState>>;
+
+type Job = (Vec<TaskProgress>, oneshot::Sender<Result<Ended, String>>);
 
 pub struct ProgressWriter {
     tx: mpsc::Sender<Job>,
 }
 
 impl ProgressWriter {
-    /// Starts the writer on `tracker`; it stops once every `ProgressWriter` is dropped and
-    /// what was handed over is committed.
     /// Starts the writer on `tracker`. At `shutdown` it commits what was handed over and
     /// stops; later callers get [`StoreError::Closed`].
     pub fn start(
@@ -38,8 +41,9 @@ impl ProgressWriter {
         ProgressWriter { tx }
     }
 
-    /// Commits `batch` (with whatever else is waiting) and returns once it is durable.
-    pub async fn apply(&self, batch: Vec<TaskProgress>) -> Result<(), StoreError> {
+    /// Commits `batch` (with whatever else is waiting) and returns once it is durable, with
+    /// the ends that took effect in the group (the caller looks up its own tasks).
+    pub async fn apply(&self, batch: Vec<TaskProgress>) -> Result<Ended, StoreError> {
         let (done_tx, done_rx) = oneshot::channel();
         let gone = || StoreError::Closed("the progress writer stopped".into());
         self.tx.send((batch, done_tx)).await.map_err(|_| gone())?;
@@ -90,7 +94,11 @@ async fn run(
             }
         }
         last_callers = waiters.len();
-        let res = store.apply_progress(&rows).await.map_err(|e| e.to_string());
+        let res = store
+            .apply_progress(&rows)
+            .await
+            .map(|ended| Arc::new(ended.into_iter().collect::<HashMap<_, _>>()))
+            .map_err(|e| e.to_string());
         for w in waiters {
             let _ = w.send(res.clone());
         }

@@ -23,7 +23,8 @@ pub async fn progress_of_thousands_of_tasks_lands_in_one_call(store: &dyn Store)
             ..progress(id, 3, i as u64)
         })
         .collect();
-    store.apply_progress(&batch).await?;
+    let ended = store.apply_progress(&batch).await?;
+    assert_eq!(ended.len(), n, "every exit took effect");
     let tasks = store.tasks_of_run("r1").await?;
     assert_eq!(tasks.len(), n);
     for t in &tasks {
@@ -60,9 +61,13 @@ pub async fn progress_only_moves_forward_and_ended_tasks_keep_their_end(
     // An older seq changes nothing; two records for one task merge.
     let mut second = progress("t1", 2, 20);
     second.exited = Some(exit(0, 30));
-    store
-        .apply_progress(&[progress("t0", 4, 40), progress("t1", 1, 10), second])
-        .await?;
+    // The ends that took effect come back with the state they gave.
+    assert_eq!(
+        store
+            .apply_progress(&[progress("t0", 4, 40), progress("t1", 1, 10), second])
+            .await?,
+        [("t1".to_string(), TaskState::Succeeded)]
+    );
     // t2 was cancelled before it started; a late exit does not revive it.
     assert_eq!(
         store
@@ -73,8 +78,11 @@ pub async fn progress_only_moves_forward_and_ended_tasks_keep_their_end(
     let mut late = progress("t2", 1, 1);
     late.started = Some(Started { pid: 9, at: 8 });
     late.exited = Some(exit(0, 9));
-    store.apply_progress(&[late]).await?;
-    store.apply_progress(&[]).await?;
+    assert!(
+        store.apply_progress(&[late]).await?.is_empty(),
+        "an exit that did not apply is not an end"
+    );
+    assert!(store.apply_progress(&[]).await?.is_empty());
 
     let t0 = task(store, "t0").await?;
     assert_eq!(
@@ -123,7 +131,10 @@ pub async fn an_exit_revives_a_lost_task(store: &dyn Store) -> Result<()> {
 
     let mut back = progress("t0", 2, 10);
     back.exited = Some(exit(3, 9));
-    store.apply_progress(&[back]).await?;
+    assert_eq!(
+        store.apply_progress(&[back]).await?,
+        [("t0".to_string(), TaskState::Failed)]
+    );
     let t0 = task(store, "t0").await?;
     assert_eq!(
         (
@@ -138,7 +149,7 @@ pub async fn an_exit_revives_a_lost_task(store: &dyn Store) -> Result<()> {
     // Once it has its real result, it is final.
     let mut again = progress("t0", 3, 10);
     again.exited = Some(exit(0, 10));
-    store.apply_progress(&[again]).await?;
+    assert!(store.apply_progress(&[again]).await?.is_empty());
     assert_eq!(task(store, "t0").await?.state, TaskState::Failed);
 
     // A start and an exit in one record: the exit revives the lost task, the start does not
@@ -146,7 +157,10 @@ pub async fn an_exit_revives_a_lost_task(store: &dyn Store) -> Result<()> {
     let mut both = progress("t1", 2, 5);
     both.started = Some(Started { pid: 8, at: 10 });
     both.exited = Some(exit(0, 11));
-    store.apply_progress(&[both]).await?;
+    assert_eq!(
+        store.apply_progress(&[both]).await?,
+        [("t1".to_string(), TaskState::Succeeded)]
+    );
     let t1 = task(store, "t1").await?;
     assert_eq!(
         (t1.state, t1.pid, t1.started_at, t1.finished_at, t1.out_seq),
