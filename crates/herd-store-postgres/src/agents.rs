@@ -186,14 +186,7 @@ impl AgentStore for PgStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let Some(row) = row else {
-            tx.rollback().await.map_err(db)?;
-            return Ok(None);
-        };
-        let agent = rows::agent(&row)?;
-        audit::record(&mut tx, entry).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(Some(agent))
+        audit::commit_change(tx, row, rows::agent, entry).await
     }
 
     async fn revoke_agent(
@@ -212,13 +205,6 @@ impl AgentStore for PgStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let Some(row) = row else {
-            tx.rollback().await.map_err(db)?;
-            return Ok(None);
-        };
-        let agent = rows::agent(&row)?;
-        audit::record(&mut tx, entry).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(Some(agent))
+        audit::commit_change(tx, row, rows::agent, entry).await
     }
 }

@@ -19,6 +19,25 @@ pub(crate) async fn record(conn: &mut SqliteConnection, e: &AuditEntry) -> Resul
     Ok(())
 }
 
+/// Ends a change that returned its row, if one matched: decodes it, records `entry` in the
+/// same transaction and commits; with no row nothing changed, the transaction is rolled back
+/// and the answer is `None`.
+pub(crate) async fn commit_change<T>(
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    row: Option<sqlx::sqlite::SqliteRow>,
+    decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T>,
+    entry: &AuditEntry,
+) -> Result<Option<T>> {
+    let Some(row) = row else {
+        tx.rollback().await.map_err(db)?;
+        return Ok(None);
+    };
+    let changed = decode(&row)?;
+    record(&mut tx, entry).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(Some(changed))
+}
+
 #[async_trait::async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {

@@ -112,14 +112,7 @@ impl RunStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let Some(row) = row else {
-            tx.rollback().await.map_err(db)?;
-            return Ok(None);
-        };
-        let run = rows::run(&row)?;
-        audit::record(&mut tx, entry).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(Some(run))
+        audit::commit_change(tx, row, rows::run, entry).await
     }
 
     async fn finish_run(&self, id: &str, state: RunState, at: i64) -> Result<bool> {

@@ -3,43 +3,15 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use herd_core::{Labels, RunState, TaskState};
-use herd_proto::v1::{self as pb, task_event};
+use herd_proto::v1 as pb;
 use herd_store::now_ms;
 use tokio::sync::mpsc;
 
 use super::TestServer;
-use crate::fleet::{Actor, JoinRequest};
+use super::events::{E, ev};
+use crate::fleet::JoinRequest;
 use crate::runs::NewRunRequest;
-
-enum E {
-    Start,
-    Out(&'static str),
-    Exit(i32),
-}
-
-fn ev(task: &str, seq: u64, e: E) -> pb::TaskEvent {
-    let kind = match e {
-        E::Start => task_event::Kind::Started(pb::Started { pid: 7 }),
-        E::Out(s) => task_event::Kind::Output(pb::Output {
-            stream: pb::Stream::Stdout as i32,
-            data: Bytes::from(s),
-        }),
-        E::Exit(code) => task_event::Kind::Exited(pb::Exited {
-            code: Some(code),
-            signal: None,
-            reason: pb::ExitReason::Exited as i32,
-            duration_ms: 1,
-            detail: String::new(),
-        }),
-    };
-    pb::TaskEvent {
-        task_id: task.into(),
-        seq,
-        kind: Some(kind),
-    }
-}
 
 /// A joined, connected agent and a run of one task on it.
 struct Fixture {
@@ -298,13 +270,7 @@ async fn a_lost_task_takes_its_real_result_and_the_run_follows() {
         .parts
         .app
         .runs()
-        .cancel_task(
-            &Actor {
-                name: "key:test".into(),
-            }
-            .name,
-            &t2,
-        )
+        .cancel_task("key:test", &t2)
         .await
         .unwrap();
     f.srv

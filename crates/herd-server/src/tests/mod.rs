@@ -2,6 +2,7 @@
 //! against the OpenAPI document, and the persist path from a batch to acks and rows.
 
 mod contract;
+pub(crate) mod events;
 mod ingest;
 
 use std::sync::Arc;

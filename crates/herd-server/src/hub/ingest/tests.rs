@@ -1,40 +1,8 @@
 //! The persist path's rules as tables: stored seq + incoming batch → acks and what is stored.
 
 use super::*;
+use crate::tests::events::{E, ev};
 use herd_core::OutputPos;
-
-enum E {
-    Start,
-    Out(&'static str),
-    Err(&'static str),
-    Exit(i32),
-}
-
-fn ev(task: &str, seq: u64, e: E) -> pb::TaskEvent {
-    let kind = match e {
-        E::Start => task_event::Kind::Started(pb::Started { pid: 42 }),
-        E::Out(s) => task_event::Kind::Output(pb::Output {
-            stream: pb::Stream::Stdout as i32,
-            data: Bytes::from(s),
-        }),
-        E::Err(s) => task_event::Kind::Output(pb::Output {
-            stream: pb::Stream::Stderr as i32,
-            data: Bytes::from(s),
-        }),
-        E::Exit(code) => task_event::Kind::Exited(pb::Exited {
-            code: Some(code),
-            signal: None,
-            reason: pb::ExitReason::Exited as i32,
-            duration_ms: 1,
-            detail: String::new(),
-        }),
-    };
-    pb::TaskEvent {
-        task_id: task.into(),
-        seq,
-        kind: Some(kind),
-    }
-}
 
 fn known(tasks: &[(&str, &str, u64)]) -> HashMap<String, ActiveTask> {
     tasks
