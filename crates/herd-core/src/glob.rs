@@ -1,6 +1,106 @@
 //! Glob matching for selector names and values: `*` matches any run of characters
-//! (including none), `?` matches exactly one character; everything else matches
-//! itself, case-sensitively. There are no character classes and no escapes.
+//! (including none), `?` matches exactly one character, `[abc]` one of the listed
+//! characters, `[a-z]` one in the range, `[!a]` (or `[^a]`) one that is not listed;
+//! everything else matches itself, case-sensitively. A `[` without a closing `]` is an
+//! ordinary character; `]` right after `[` or `[!` is listed, not the closing bracket.
+//! There are no escapes.
+
+/// One element of a compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Star,
+    Any,
+    Lit(char),
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+impl Tok {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Tok::Star => true,
+            Tok::Any => true,
+            Tok::Lit(l) => *l == c,
+            Tok::Class { negated, ranges } => {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
+        }
+    }
+}
+
+/// The bracket expression starting at `p[i] == '['`: the class and the index after its
+/// closing `]`, or `None` when it is not closed.
+fn class_at(p: &[char], i: usize) -> Option<(Tok, usize)> {
+    let mut j = i + 1;
+    let negated = matches!(p.get(j), Some('!' | '^'));
+    if negated {
+        j += 1;
+    }
+    let mut ranges = Vec::new();
+    let mut first = true;
+    loop {
+        let c = *p.get(j)?;
+        if c == ']' && !first {
+            return Some((Tok::Class { negated, ranges }, j + 1));
+        }
+        first = false;
+        if p.get(j + 1) == Some(&'-') && p.get(j + 2).is_some_and(|&h| h != ']') {
+            let hi = p[j + 2];
+            ranges.push((c.min(hi), c.max(hi)));
+            j += 3;
+        } else {
+            ranges.push((c, c));
+            j += 1;
+        }
+    }
+}
+
+fn compile(pattern: &str) -> Vec<Tok> {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '*' => {
+                out.push(Tok::Star);
+                i += 1;
+            }
+            '?' => {
+                out.push(Tok::Any);
+                i += 1;
+            }
+            '[' => match class_at(&p, i) {
+                Some((class, next)) => {
+                    out.push(class);
+                    i = next;
+                }
+                None => {
+                    out.push(Tok::Lit('['));
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(Tok::Lit(c));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `pattern` has no wildcard: it matches exactly the text equal to it.
+pub fn is_literal(pattern: &str) -> bool {
+    compile(pattern).iter().all(|t| matches!(t, Tok::Lit(_)))
+}
+
+/// The length of a bracket expression starting at `chars[0] == '['`, closing `]`
+/// included, or `None` when it is not closed. The selector lexer uses it to keep a
+/// class such as `[!a]` in one word.
+pub fn bracket_len(chars: &[char]) -> Option<usize> {
+    class_at(chars, 0).map(|(_, next)| next)
+}
 
 /// Returns whether `text` matches the glob `pattern` as a whole.
 ///
@@ -8,10 +108,10 @@
 /// (the last `*` seen), so matching never recurses and runs in
 /// `O(len(pattern) * len(text))` worst case, linear for typical patterns.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    if !pattern.contains(['*', '?']) {
+    if !pattern.contains(['*', '?', '[']) {
         return pattern == text;
     }
-    let p: Vec<char> = pattern.chars().collect();
+    let p = compile(pattern);
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0usize, 0usize);
     // Position of the last '*' in the pattern and the text position it is currently
@@ -19,11 +119,11 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(Tok::Star) => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c == t[ti] => {
+            Some(tok) if tok.matches(t[ti]) => {
                 pi += 1;
                 ti += 1;
             }
@@ -38,7 +138,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|t| *t == Tok::Star)
 }
 
 #[cfg(test)]
@@ -88,10 +188,48 @@ mod tests {
             ("ü?", "üß", true),
             ("?", "ß", true),
             ("*x", "ééx", true),
+            // Bracket expressions.
+            ("web-[12]", "web-1", true),
+            ("web-[12]", "web-2", true),
+            ("web-[12]", "web-3", false),
+            ("web-[12]", "web-", false),
+            ("web-[1-3]", "web-3", true),
+            ("web-[1-3]", "web-4", false),
+            ("web-[!1]", "web-1", false),
+            ("web-[!1]", "web-2", true),
+            ("web-[^1]", "web-2", true),
+            ("web-[a-c0-9]*", "web-b7x", true),
+            ("web-[a-c0-9]*", "web-d", false),
+            ("[]]", "]", true),
+            ("[!]]", "a", true),
+            ("[!]]", "]", false),
+            ("[a-]", "-", true),
+            ("a[", "a[", true),
+            ("a[b", "a[b", true),
+            ("a[b", "ab", false),
+            ("*[0-9]", "db12", true),
+            ("*[0-9]", "db1x", false),
         ];
         for &(p, t, want) in cases {
             assert_eq!(glob_match(p, t), want, "glob_match({p:?}, {t:?})");
         }
+    }
+
+    #[test]
+    fn literal_patterns() {
+        for (p, want) in [
+            ("web-1", true),
+            ("a[", true),
+            ("a[b", true),
+            ("web-*", false),
+            ("a?", false),
+            ("[ab]", false),
+        ] {
+            assert_eq!(super::is_literal(p), want, "{p:?}");
+        }
+        assert_eq!(super::bracket_len(&['[', '!', 'a', ']', 'x']), Some(4));
+        assert_eq!(super::bracket_len(&['[', ']', ']']), Some(3));
+        assert_eq!(super::bracket_len(&['[', 'a']), None);
     }
 
     #[test]

@@ -4,18 +4,21 @@
 //! Grammar (whitespace around tokens is ignored):
 //!
 //! ```text
-//! expr  = and ("," and)*          OR, lowest precedence
+//! expr  = and (("," | "|") and)*  OR, lowest precedence
 //! and   = unary ("&" unary)*      AND
 //! unary = "!" unary | "(" expr ")" | atom
 //! atom  = key "=" value | key "!=" value | name
 //! ```
 //!
 //! Keys are `[A-Za-z0-9_.\-/]+`; values and names are runs of any characters other
-//! than whitespace and `,&!()=`. Values and names are globs (`*` any run, `?` one
-//! character), matched case-sensitively. `key=value` looks the key up with
+//! than whitespace and `,|&!()=` (inside a bracket expression `[…]`, `!` is allowed).
+//! Values and names are globs (`*` any run, `?` one character, `[abc]`, `[a-z]`, `[!a]`
+//! one character of a class), matched case-sensitively. `key=value` looks the key up with
 //! [`Target::attr`] (labels first, then facts); a missing key never matches.
 //! `key!=value` is exactly `!(key=value)`, so it also matches targets that lack
-//! the key.
+//! the key. Two keys are not looked up: `name=GLOB` is the machine's name (the same as
+//! the bare `GLOB`), and `ip=CIDR` (`10.0.0.0/8`, `192.168.1.7`, `fd00::/8`) matches a
+//! machine any of whose addresses ([`Target::ips`]) is in the network.
 //!
 //! Several selectors (e.g. repeated `-t` flags) are OR'ed with [`Selector::or`];
 //! equivalently, joining their source strings with `,` and parsing the result gives
@@ -24,7 +27,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::glob::glob_match;
+use std::net::IpAddr;
+
+use crate::glob::{bracket_len, glob_match, is_literal};
 use crate::labels::is_value_char;
 
 /// Maximum nesting of `!` and `(` accepted by the parser, to bound recursion.
@@ -36,6 +41,10 @@ pub trait Target {
     fn name(&self) -> &str;
     /// label or fact value by key: labels first, then facts
     fn attr(&self, key: &str) -> Option<&str>;
+    /// The target's addresses, matched by `ip=CIDR` atoms; unparsable ones never match.
+    fn ips(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 /// Lookups a fleet's index answers so that [`Selector::select`] need not visit every
@@ -71,6 +80,67 @@ enum Expr {
     Name(String),
     Eq(String, String),
     Ne(String, String),
+    Ip(Cidr),
+}
+
+/// A network (`10.0.0.0/8`) or a single address, as an `ip=` atom names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cidr {
+    /// The atom's value as written, rendered back unchanged.
+    src: String,
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    fn parse(src: &str) -> Result<Cidr, String> {
+        let bad = || {
+            format!(
+                "{src:?} is not an address or network; expected e.g. ip=10.0.0.0/8 or ip=192.168.1.7"
+            )
+        };
+        let (addr, prefix) = match src.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (src, None),
+        };
+        let net: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max && !p.starts_with('+') => n,
+                _ => return Err(bad()),
+            },
+            None => max,
+        };
+        Ok(Cidr {
+            src: src.to_string(),
+            net,
+            prefix,
+        })
+    }
+
+    fn contains(&self, addr: &str) -> bool {
+        // An address may carry its interface's prefix length (`10.0.0.5/24`).
+        let addr = addr.split_once('/').map_or(addr, |(a, _)| a);
+        let Ok(ip) = addr.parse::<IpAddr>() else {
+            return false;
+        };
+        let bits = |ip: IpAddr| -> u128 {
+            match ip {
+                IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+                IpAddr::V6(v) => u128::from(v),
+            }
+        };
+        if ip.is_ipv4() != self.net.is_ipv4() {
+            return false;
+        }
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        };
+        bits(ip) & mask == bits(self.net) & mask
+    }
 }
 
 /// Why a selector string could not be parsed; `column` is 1-based, in characters.
@@ -135,10 +205,6 @@ impl Selector {
     pub fn select(&self, idx: &dyn TargetIndex) -> Vec<u32> {
         self.expr.select(idx)
     }
-}
-
-fn is_literal(pattern: &str) -> bool {
-    !pattern.contains(['*', '?'])
 }
 
 /// Sorted union of two ascending lists.
@@ -254,7 +320,7 @@ impl Expr {
             }
             Expr::Not(e) => complement(idx.all(), &e.select(idx)),
             Expr::Ne(k, v) => complement(idx.all(), &Expr::Eq(k.clone(), v.clone()).select(idx)),
-            Expr::Name(_) | Expr::Eq(_, _) => visit(idx.all(), self),
+            Expr::Name(_) | Expr::Eq(_, _) | Expr::Ip(_) => visit(idx.all(), self),
         }
     }
 
@@ -266,6 +332,7 @@ impl Expr {
             Expr::Name(pattern) => glob_match(pattern, t.name()),
             Expr::Eq(k, pattern) => t.attr(k).is_some_and(|v| glob_match(pattern, v)),
             Expr::Ne(k, pattern) => !t.attr(k).is_some_and(|v| glob_match(pattern, v)),
+            Expr::Ip(cidr) => t.ips().iter().any(|a| cidr.contains(a)),
         }
     }
 
@@ -296,6 +363,7 @@ impl Expr {
             Expr::Name(n) => f.write_str(n),
             Expr::Eq(k, v) => write!(f, "{k}={v}"),
             Expr::Ne(k, v) => write!(f, "{k}!={v}"),
+            Expr::Ip(cidr) => write!(f, "ip={}", cidr.src),
         }
     }
 
@@ -361,7 +429,7 @@ fn lex(s: &str) -> Result<Vec<Token>, (usize, char)> {
                 i += 1;
                 continue;
             }
-            ',' => (Tok::Comma, 1),
+            ',' | '|' => (Tok::Comma, 1),
             '&' => (Tok::Amp, 1),
             '(' => (Tok::LParen, 1),
             ')' => (Tok::RParen, 1),
@@ -369,7 +437,7 @@ fn lex(s: &str) -> Result<Vec<Token>, (usize, char)> {
             '!' if chars.get(i + 1) == Some(&'=') => (Tok::NotEq, 2),
             '!' => (Tok::Bang, 1),
             _ => {
-                let len = chars[i..].iter().take_while(|&&c| is_value_char(c)).count();
+                let len = word_len(&chars[i..]);
                 if len == 0 {
                     return Err((column, c));
                 }
@@ -384,6 +452,28 @@ fn lex(s: &str) -> Result<Vec<Token>, (usize, char)> {
         column: chars.len() + 1,
     });
     Ok(out)
+}
+
+/// The length of the word at the start of `chars`: value characters other than `|`, and
+/// whole bracket expressions (which may hold `!`).
+fn word_len(chars: &[char]) -> usize {
+    let mut len = 0;
+    while len < chars.len() {
+        let c = chars[len];
+        if c == '['
+            && let Some(n) = bracket_len(&chars[len..])
+            && chars[len..len + n]
+                .iter()
+                .all(|&c| is_value_char(c) || c == '!')
+        {
+            len += n;
+        } else if is_value_char(c) && c != '|' {
+            len += 1;
+        } else {
+            break;
+        }
+    }
+    len
 }
 
 /// The reason for finding `tok` where one of `expected` should follow an operand.
@@ -547,10 +637,16 @@ impl Parser<'_> {
                 format!("expected a value after '{word}{opstr}'"),
             ));
         };
+        let positive = match word.as_str() {
+            "name" => Expr::Name(v),
+            "ip" => Expr::Ip(Cidr::parse(&v).map_err(|r| self.err(value.column, r))?),
+            _ if negated => return Ok(Expr::Ne(word, v)),
+            _ => return Ok(Expr::Eq(word, v)),
+        };
         Ok(if negated {
-            Expr::Ne(word, v)
+            Expr::Not(Box::new(positive))
         } else {
-            Expr::Eq(word, v)
+            positive
         })
     }
 }
@@ -564,6 +660,7 @@ mod tests {
         name: &'static str,
         labels: &'static [(&'static str, &'static str)],
         facts: &'static [(&'static str, &'static str)],
+        ips: &'static [&'static str],
     }
 
     impl Target for Host {
@@ -575,6 +672,9 @@ mod tests {
                 kv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
             };
             find(self.labels).or_else(|| find(self.facts))
+        }
+        fn ips(&self) -> Vec<&str> {
+            self.ips.to_vec()
         }
     }
 
@@ -623,6 +723,10 @@ mod tests {
             "os_id=debian",
             "!(role=web & env=prod), cache",
             "db1 & db12",
+            "name=web-1",
+            "web-[12]",
+            "ip=10.0.0.0/8 & role=web",
+            "web-1|cache",
             "*",
             "!*",
         ] {
@@ -639,26 +743,31 @@ mod tests {
             name: "web-1",
             labels: &[("role", "web"), ("env", "prod")],
             facts: &[("os_id", "debian"), ("arch", "x86_64")],
+            ips: &["10.0.1.1", "fd00::1"],
         },
         Host {
             name: "web-2",
             labels: &[("role", "web"), ("env", "staging")],
             facts: &[("os_id", "ubuntu"), ("arch", "aarch64")],
+            ips: &["10.0.1.2"],
         },
         Host {
             name: "db1",
             labels: &[("role", "db"), ("env", "prod"), ("os_id", "custom")],
             facts: &[("os_id", "debian"), ("arch", "x86_64")],
+            ips: &["10.0.2.5/24"],
         },
         Host {
             name: "db12",
             labels: &[("role", "db"), ("herd.io/zone", "eu-west-1")],
             facts: &[("os_id", "rocky"), ("arch", "x86_64")],
+            ips: &["192.168.7.12"],
         },
         Host {
             name: "cache",
             labels: &[],
             facts: &[("os_id", "alpine"), ("arch", "x86_64")],
+            ips: &[],
         },
     ];
 
@@ -722,6 +831,32 @@ mod tests {
             ("\tweb-1\n", &["web-1"]),
             ("role=db&!herd.io/zone=*", &["db1"]),
             ("a,b,c,web-2", &["web-2"]),
+            // `|` is OR too.
+            ("web-1|db1", &["web-1", "db1"]),
+            ("web-1 | role=db & env=prod", &["web-1", "db1"]),
+            // name= is the machine's name, whatever labels say.
+            ("name=web-*", &["web-1", "web-2"]),
+            ("name!=web-*", &["db1", "db12", "cache"]),
+            ("name=db1&env=prod", &["db1"]),
+            // Bracket expressions.
+            ("web-[12]", &["web-1", "web-2"]),
+            ("web-[!1]", &["web-2"]),
+            ("db[0-9]", &["db1"]),
+            ("db[0-9][0-9]", &["db12"]),
+            ("role=[dw]*", &["web-1", "web-2", "db1", "db12"]),
+            ("![a-d]*", &["web-1", "web-2"]),
+            ("[!w]*", &["db1", "db12", "cache"]),
+            // ip= matches any of the machine's addresses.
+            ("ip=10.0.0.0/16", &["web-1", "web-2", "db1"]),
+            ("ip=10.0.1.0/24", &["web-1", "web-2"]),
+            ("ip=10.0.1.2", &["web-2"]),
+            ("ip=10.0.2.5/32", &["db1"]),
+            ("ip=0.0.0.0/0", &["web-1", "web-2", "db1", "db12"]),
+            ("ip=fd00::/8", &["web-1"]),
+            ("ip=192.168.0.0/16, ip=10.0.2.0/24", &["db1", "db12"]),
+            ("!ip=10.0.0.0/8", &["db12", "cache"]),
+            ("ip!=10.0.0.0/8", &["db12", "cache"]),
+            ("ip=172.16.0.0/12", &[]),
         ];
         for &(sel, want) in cases {
             assert_eq!(selected(sel), want, "selector {sel:?}");
@@ -749,6 +884,14 @@ mod tests {
             ("!!a", "!!a"),
             ("(a,b)&(c,d)", "(a,b)&(c,d)"),
             ("!(a,b)&c", "!(a,b)&c"),
+            ("a|b", "a,b"),
+            ("a | b & c", "a,b&c"),
+            ("name=web-*", "web-*"),
+            ("name!=a", "!a"),
+            ("web-[!1]", "web-[!1]"),
+            ("k=[a-c]*", "k=[a-c]*"),
+            ("ip = 10.0.0.0/8", "ip=10.0.0.0/8"),
+            ("ip!=fd00::/8", "!ip=fd00::/8"),
         ];
         for &(input, want) in cases {
             let s = Selector::parse(input).unwrap();
@@ -810,6 +953,11 @@ mod tests {
             ("ab\u{93}", "'\\u{93}' is not allowed in a selector", 3),
             ("\u{0}", "not allowed in a selector", 1),
             ("a=b\u{7}c", "not allowed in a selector", 4),
+            ("a||b", "expected a name or key=value after ','", 3),
+            ("ip=10.0.0.0/33", "not an address or network", 4),
+            ("a&ip=web-1", "not an address or network", 6),
+            ("ip=10.0.0/8", "not an address or network", 4),
+            ("ip=fd00::/129", "not an address or network", 4),
         ];
         for &(input, reason, column) in cases {
             let e = Selector::parse(input).unwrap_err();

@@ -13,10 +13,11 @@ use std::sync::RwLock;
 use herd_core::{Facts, LabelEdits, Labels, Metrics, Selector, Target, TargetIndex};
 use herd_store::{AgentFlush, AgentHello, AgentRow};
 
-/// An agent as selectors see it: its name, labels, then facts.
+/// An agent as selectors see it: its name, labels, then facts, and its addresses.
 pub struct AgentView {
     pub name: String,
     pub attrs: BTreeMap<String, String>,
+    pub ips: Vec<String>,
 }
 
 impl AgentView {
@@ -32,6 +33,7 @@ impl AgentView {
         AgentView {
             name: a.name.clone(),
             attrs,
+            ips: a.facts.ips.clone(),
         }
     }
 }
@@ -42,6 +44,9 @@ impl Target for AgentView {
     }
     fn attr(&self, key: &str) -> Option<&str> {
         self.attrs.get(key).map(String::as_str)
+    }
+    fn ips(&self) -> Vec<&str> {
+        self.ips.iter().map(String::as_str).collect()
     }
 }
 
