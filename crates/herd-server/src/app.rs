@@ -27,6 +27,8 @@ pub struct Settings {
     pub output_dir: PathBuf,
     pub output_cap: u64,
     pub lost_after: Duration,
+    /// The longest life a join token may be given.
+    pub max_token_ttl: Duration,
     /// The server's URL and CA pin, for the join commands it prints.
     pub url: String,
     pub ca_fingerprint: Option<String>,
@@ -50,6 +52,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         output_dir,
         output_cap,
         lost_after,
+        max_token_ttl,
         url,
         ca_fingerprint,
     } = s;
@@ -69,6 +72,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         registry.clone(),
         url,
         ca_fingerprint,
+        max_token_ttl,
     ));
     let admin_key = fleet.ensure_admin_key().await?;
     let driver_ctx = Arc::new(DriverCtx {

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Where the records live; default: SQLite in the data dir.
     pub database: Option<Database>,
+    /// The longest life a join token may be given.
+    pub max_token_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,7 @@ impl ServerConfig {
             lost_after: Duration::from_secs(600),
             public_url: None,
             database: None,
+            max_token_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -261,6 +264,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         output_dir: dd.join("output"),
         output_cap: cfg.output_cap,
         lost_after: cfg.lost_after,
+        max_token_ttl: cfg.max_token_ttl,
         url: url.clone(),
         ca_fingerprint: ca_fingerprint.clone(),
     })

@@ -1,11 +1,24 @@
 //! API keys and join tokens (stored hashed), each created with its audit entry.
 
 use herd_store::codec;
-use herd_store::{ApiKeyRow, AuditEntry, CredentialStore, JoinTokenRow, Result};
+use herd_store::{ApiKeyRow, AuditEntry, CredentialStore, JoinTokenRow, Result, StoreError};
 use sqlx::Row;
 
 use crate::rows::Cols;
 use crate::{SqliteStore, audit, db};
+
+/// Whether a unique violation is the key-name index's (`api_keys_name`).
+fn key_name_taken(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.message().contains("api_keys.name")
+}
+
+fn api_key_row(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyRow> {
+    codec::api_key(&Cols(r))
+}
+
+fn join_token_row(r: &sqlx::sqlite::SqliteRow) -> Result<JoinTokenRow> {
+    codec::join_token(&Cols(r))
+}
 
 #[async_trait::async_trait]
 impl CredentialStore for SqliteStore {
@@ -23,7 +36,12 @@ impl CredentialStore for SqliteStore {
         .bind(key.revoked_at)
         .execute(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() && key_name_taken(&*d) => {
+                StoreError::Conflict(format!("an API key named {:?} already exists", key.name))
+            }
+            e => db(e),
+        })?;
         audit::record(&mut tx, entry).await?;
         tx.commit().await.map_err(db)
     }
@@ -47,6 +65,40 @@ impl CredentialStore for SqliteStore {
         .await
         .map_err(db)?;
         rows.iter().map(|r| codec::api_key(&Cols(r))).collect()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at: i64,
+        entry: &AuditEntry,
+    ) -> Result<Option<ApiKeyRow>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING id, name, hash, role, created_at, created_by, revoked_at",
+        )
+        .bind(at)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::commit_change(tx, row, api_key_row, entry).await
+    }
+
+    async fn revoke_join_token(
+        &self,
+        id: &str,
+        entry: &AuditEntry,
+    ) -> Result<Option<JoinTokenRow>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(
+            "UPDATE join_tokens SET uses_left = 0 WHERE id = ? RETURNING id, hash, created_at, created_by, expires_at, uses_left",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::commit_change(tx, row, join_token_row, entry).await
     }
 
     async fn count_api_keys(&self) -> Result<i64> {

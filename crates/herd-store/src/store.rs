@@ -45,13 +45,27 @@ pub trait AgentStore: Send + Sync {
 /// API keys and join tokens (stored hashed).
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
+    /// Records a new key with `audit`; a name another key (revoked or not) has is
+    /// [`StoreError::Conflict`].
     async fn create_api_key(&self, key: &ApiKeyRow, audit: &AuditEntry) -> Result<()>;
+    /// Revokes a key at `at` (a revoked one keeps its first revocation), with `audit`, in one
+    /// transaction; returns the key as it is now, `None` (and no audit entry) if there is none.
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &AuditEntry,
+    ) -> Result<Option<ApiKeyRow>>;
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>>;
     /// Every API key, oldest first.
     async fn api_keys(&self) -> Result<Vec<ApiKeyRow>>;
     async fn count_api_keys(&self) -> Result<i64>;
     async fn create_join_token(&self, token: &JoinTokenRow, audit: &AuditEntry) -> Result<()>;
     async fn join_token(&self, id: &str) -> Result<Option<JoinTokenRow>>;
+    /// Takes every use left of a join token (no machine joins with it after this), with
+    /// `audit`, in one transaction; returns the token as it is now, `None` if there is none.
+    async fn revoke_join_token(&self, id: &str, audit: &AuditEntry)
+    -> Result<Option<JoinTokenRow>>;
     /// Every join token, newest first.
     async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>>;
 }

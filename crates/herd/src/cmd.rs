@@ -31,6 +31,19 @@ fn or_dash<T: Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
+/// A name as one URL path segment (key names may hold any printable character).
+fn path_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn labels(labels: &BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "-".into();
@@ -154,11 +167,27 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a join token by id: no machine joins with it any more.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn token(cmd: TokenCmd) -> Result<i32> {
     let (ttl, uses, json) = match cmd {
         TokenCmd::Create { ttl, uses, json } => (ttl, uses, json),
+        TokenCmd::Revoke { id, json } => {
+            let t: JoinToken = client()?
+                .post_empty(&format!("/api/v1/tokens/{}/revoke", path_part(&id)))
+                .await?;
+            if json {
+                return print_json(&t);
+            }
+            println!("revoked join token {}", t.id);
+            return Ok(0);
+        }
         TokenCmd::Ls { json } => {
             let tokens: Vec<JoinToken> = client()?.get("/api/v1/tokens").await?;
             if json {
@@ -409,6 +438,12 @@ pub enum KeysCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke an API key by name or id (not the key you call with: use another one).
+    Revoke {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn keys(cmd: KeysCmd) -> Result<i32> {
@@ -421,6 +456,16 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
             }
             println!("{}", k.key);
             eprintln!("API key {:?} created; it is shown only now", k.name);
+            Ok(0)
+        }
+        KeysCmd::Revoke { key, json } => {
+            let k: ApiKey = c
+                .post_empty(&format!("/api/v1/keys/{}/revoke", path_part(&key)))
+                .await?;
+            if json {
+                return print_json(&k);
+            }
+            println!("revoked API key {} ({})", k.name, k.id);
             Ok(0)
         }
         KeysCmd::Ls { json } => {

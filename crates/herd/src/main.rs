@@ -94,6 +94,9 @@ struct ServerArgs {
     /// Mark a running task lost when its agent stays away this long.
     #[arg(long, default_value = "10m", value_parser = parse_dur)]
     lost_after: Duration,
+    /// The longest life a join token may be given (`herd token create --ttl`).
+    #[arg(long, default_value = "7d", value_parser = parse_dur)]
+    max_token_ttl: Duration,
     /// Where the records live: sqlite:PATH or postgres://USER@HOST:PORT/DB (default: SQLite
     /// in the data dir). One server at a time uses a database.
     #[arg(long, env = "HERD_DATABASE", value_parser = parse_database)]
@@ -237,6 +240,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             };
             cfg.output_cap = a.output_cap;
             cfg.lost_after = a.lost_after;
+            cfg.max_token_ttl = a.max_token_ttl;
             cfg.public_url = a.public_url;
             cfg.database = a.database;
             let running = herd_server::start(cfg).await?;

@@ -46,6 +46,8 @@ pub struct FleetService {
     /// The server's URL and CA pin, for the join commands it prints.
     url: String,
     ca_fingerprint: Option<String>,
+    /// The longest life a join token may be given (`--max-token-ttl`).
+    max_token_ttl: Duration,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -63,6 +65,7 @@ impl FleetService {
         registry: Arc<Registry>,
         url: String,
         ca_fingerprint: Option<String>,
+        max_token_ttl: Duration,
     ) -> FleetService {
         FleetService {
             store,
@@ -70,6 +73,7 @@ impl FleetService {
             registry,
             url,
             ca_fingerprint,
+            max_token_ttl,
         }
     }
 
@@ -104,7 +108,7 @@ impl FleetService {
         }
         if tok.uses_left <= 0 {
             return Err(ServerError::Unauthorized(
-                "join token has been used up — create a new one with `herd token create --uses N`"
+                "join token has been used up or revoked — create a new one with `herd token create --uses N`"
                     .into(),
             ));
         }
@@ -347,7 +351,15 @@ impl FleetService {
             format!("key:{}", row.id),
             json!({"name": name}),
         );
-        self.store.create_api_key(&row, &audit).await?;
+        self.store
+            .create_api_key(&row, &audit)
+            .await
+            .map_err(|e| match e {
+                herd_store::StoreError::Conflict(why) => ServerError::Conflict(format!(
+                    "{why} (revoked keys keep their names) — pick another --name"
+                )),
+                e => e.into(),
+            })?;
         Ok((s.token, row))
     }
 
@@ -364,6 +376,35 @@ impl FleetService {
         Ok(self.store.api_keys().await?)
     }
 
+    /// Revokes an API key named by its name or id. The key of the request itself is refused
+    /// (so nobody locks themselves out by accident): revoke it with another key.
+    pub async fn revoke_api_key(&self, actor: &Actor, key: &str) -> Result<ApiKeyRow> {
+        let keys = self.store.api_keys().await?;
+        let k = keys
+            .iter()
+            .find(|k| k.name == key)
+            .or_else(|| keys.iter().find(|k| k.id == key))
+            .ok_or_else(|| {
+                ServerError::NotFound(format!("no API key named {key:?} — see `herd keys ls`"))
+            })?;
+        if actor.name == format!("key:{}", k.name) {
+            return Err(ServerError::Conflict(format!(
+                "API key {:?} is the key of this request — revoke it with another admin key (`herd keys create`)",
+                k.name
+            )));
+        }
+        let audit = AuditEntry::new(
+            &actor.name,
+            "key.revoke",
+            format!("key:{}", k.id),
+            json!({"name": k.name}),
+        );
+        self.store
+            .revoke_api_key(&k.id, now_ms(), &audit)
+            .await?
+            .ok_or_else(|| ServerError::NotFound(format!("API key {key:?} vanished")))
+    }
+
     /// Creates a join token valid for `ttl` and `uses` machines; returns the token (shown
     /// once) and its row.
     pub async fn create_join_token(
@@ -374,6 +415,13 @@ impl FleetService {
     ) -> Result<(String, JoinTokenRow)> {
         if uses < 1 {
             return Err(ServerError::BadRequest("--uses must be at least 1".into()));
+        }
+        if ttl > self.max_token_ttl {
+            return Err(ServerError::BadRequest(format!(
+                "a join token lives at most {} on this server (--max-token-ttl), not {} — pass a shorter --ttl",
+                herd_core::format_duration(self.max_token_ttl),
+                herd_core::format_duration(ttl)
+            )));
         }
         if uses > herd_api::CreateToken::MAX_USES {
             return Err(ServerError::BadRequest(format!(
@@ -403,6 +451,27 @@ impl FleetService {
 
     pub async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>> {
         Ok(self.store.join_tokens().await?)
+    }
+
+    /// Revokes a join token by id: no machine joins with it any more.
+    pub async fn revoke_join_token(&self, actor: &Actor, id: &str) -> Result<JoinTokenRow> {
+        let audit = AuditEntry::new(
+            &actor.name,
+            "token.revoke",
+            format!("token:{id}"),
+            json!({}),
+        );
+        self.store
+            .revoke_join_token(id, &audit)
+            .await?
+            .ok_or_else(|| {
+                ServerError::NotFound(format!("no join token {id:?} — see `herd token ls`"))
+            })
+    }
+
+    /// The longest life a join token may be given.
+    pub fn max_token_ttl(&self) -> Duration {
+        self.max_token_ttl
     }
 
     /// The command a new machine runs to join with `token`.

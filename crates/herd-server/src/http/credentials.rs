@@ -9,7 +9,7 @@ use axum::extract::State;
 use herd_api::{ApiKey, CreateKey, CreateToken, CreatedKey, CreatedToken, ErrorBody, JoinToken};
 use herd_store::now_ms;
 
-use super::extract::Body;
+use super::extract::{Body, Path};
 use crate::app::App;
 use crate::convert;
 use crate::error::{Result, ServerError};
@@ -23,7 +23,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
     request_body = CreateToken,
     responses(
         (status = 200, description = "The token (shown only now) and the join command", body = CreatedToken),
-        (status = 400, description = "Uses or life out of range, or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "Uses or life out of range (longer than the server's --max-token-ttl), or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
@@ -33,8 +33,9 @@ pub async fn create_token(
     State(app): State<Arc<App>>,
     Body(req): Body<CreateToken>,
 ) -> Result<Json<CreatedToken>> {
+    let fleet = app.fleet();
     let ttl = match req.ttl_secs {
-        None => DEFAULT_TOKEN_TTL,
+        None => DEFAULT_TOKEN_TTL.min(fleet.max_token_ttl()),
         Some(s) if (1..=CreateToken::MAX_TTL_SECS).contains(&s) => Duration::from_secs(s),
         Some(s) => {
             return Err(ServerError::BadRequest(format!(
@@ -42,7 +43,6 @@ pub async fn create_token(
             )));
         }
     };
-    let fleet = app.fleet();
     let (token, row) = fleet
         .create_join_token(&actor.name, ttl, req.uses.unwrap_or(1))
         .await?;
@@ -82,6 +82,7 @@ pub async fn list_tokens(_: Actor, State(app): State<Arc<App>>) -> Result<Json<V
         (status = 200, description = "The key (shown only now)", body = CreatedKey),
         (status = 400, description = "A name that is not valid, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 409, description = "Another key (revoked or not) has this name", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
@@ -116,4 +117,47 @@ pub async fn create_key(
 pub async fn list_keys(_: Actor, State(app): State<Arc<App>>) -> Result<Json<Vec<ApiKey>>> {
     let rows = app.fleet().api_keys().await?;
     Ok(Json(rows.into_iter().map(convert::api_key).collect()))
+}
+
+/// Revokes a join token by id: no machine joins with it any more (machines that joined
+/// stay).
+#[utoipa::path(post, path = "/api/v1/tokens/{token}/revoke", tag = "tokens",
+    params(("token" = String, Path, description = "The token's id (`herd token ls`)")),
+    responses(
+        (status = 200, description = "The token, revoked (no use left)", body = JoinToken),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn revoke_token(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<JoinToken>> {
+    let row = app.fleet().revoke_join_token(&actor, &id).await?;
+    Ok(Json(convert::join_token(row, now_ms())))
+}
+
+/// Revokes an API key by name or id: requests with it answer 401 from now on. The key of
+/// the request itself cannot be revoked (use another admin key).
+#[utoipa::path(post, path = "/api/v1/keys/{key}/revoke", tag = "keys",
+    params(("key" = String, Path, description = "The key's name or id (`herd keys ls`)")),
+    responses(
+        (status = 200, description = "The key, revoked", body = ApiKey),
+        (status = 400, description = "The request does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "The key is the one this request uses", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn revoke_key(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(key): Path<String>,
+) -> Result<Json<ApiKey>> {
+    let row = app.fleet().revoke_api_key(&actor, &key).await?;
+    Ok(Json(convert::api_key(row)))
 }

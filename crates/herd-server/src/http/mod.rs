@@ -77,6 +77,8 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(agents::revoke))
         .routes(routes!(credentials::create_token, credentials::list_tokens))
         .routes(routes!(credentials::create_key, credentials::list_keys))
+        .routes(routes!(credentials::revoke_token))
+        .routes(routes!(credentials::revoke_key))
         .routes(routes!(runs::create, runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(runs::cancel))

@@ -30,6 +30,7 @@ impl TestServer {
             output_dir: dir.path().join("output"),
             output_cap: 1 << 20,
             lost_after: Duration::from_secs(600),
+            max_token_ttl: Duration::from_secs(7 * 24 * 3600),
             url: "http://127.0.0.1:1".into(),
             ca_fingerprint: None,
         })

@@ -256,3 +256,94 @@ pub async fn join_tokens_round_trip(store: &dyn Store) -> Result<()> {
     assert_eq!(actions(store).await?, ["token.create"; 3]);
     Ok(())
 }
+
+/// Key names are unique (revoked keys keep theirs); revoking sets `revoked_at` once, with its
+/// audit entry; an unknown key changes nothing and records nothing.
+pub async fn api_key_names_are_unique_and_keys_revoke(store: &dyn Store) -> Result<()> {
+    let key = |id: &str, name: &str| ApiKeyRow {
+        id: id.into(),
+        name: name.into(),
+        hash: format!("hash-{id}"),
+        role: "admin".into(),
+        created_at: 10,
+        created_by: "bootstrap".into(),
+        revoked_at: None,
+    };
+    store
+        .create_api_key(&key("k1", "ci"), &entry("key.create", "key:k1"))
+        .await?;
+    match store
+        .create_api_key(&key("k2", "ci"), &entry("key.create", "key:k2"))
+        .await
+    {
+        Err(StoreError::Conflict(why)) => assert!(why.contains("\"ci\""), "{why}"),
+        other => panic!("a second key named ci: {other:?}"),
+    }
+    assert_eq!(store.api_key("k2").await?, None);
+    assert_eq!(actions(store).await?, ["key.create"]);
+
+    let revoked = store
+        .revoke_api_key("k1", 50, &entry("key.revoke", "key:k1"))
+        .await?;
+    assert_eq!(
+        revoked,
+        Some(ApiKeyRow {
+            revoked_at: Some(50),
+            ..key("k1", "ci")
+        })
+    );
+    // A second revocation keeps the first time.
+    let again = store
+        .revoke_api_key("k1", 90, &entry("key.revoke", "key:k1"))
+        .await?;
+    assert_eq!(again.and_then(|k| k.revoked_at), Some(50));
+    assert_eq!(
+        store
+            .revoke_api_key("nope", 90, &entry("key.revoke", "key:nope"))
+            .await?,
+        None
+    );
+    assert_eq!(
+        actions(store).await?,
+        ["key.revoke", "key.revoke", "key.create"]
+    );
+    // The revoked key keeps its name.
+    assert!(matches!(
+        store
+            .create_api_key(&key("k3", "ci"), &entry("key.create", "key:k3"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    Ok(())
+}
+
+/// A revoked join token has no use left, so no machine joins with it.
+pub async fn join_tokens_revoke(store: &dyn Store) -> Result<()> {
+    store
+        .create_join_token(
+            &token("j1", 5, i64::MAX, 3),
+            &entry("token.create", "token:j1"),
+        )
+        .await?;
+    let revoked = store
+        .revoke_join_token("j1", &entry("token.revoke", "token:j1"))
+        .await?;
+    assert_eq!(revoked, Some(token("j1", 5, i64::MAX, 0)));
+    assert_eq!(
+        store
+            .revoke_join_token("nope", &entry("token.revoke", "token:nope"))
+            .await?,
+        None
+    );
+    let outcome = store
+        .join_agent(
+            "j1",
+            10,
+            &agent_row("a1", "web-1"),
+            &entry("agent.join", "agent:a1"),
+        )
+        .await?;
+    assert_eq!(outcome, JoinOutcome::TokenSpent);
+    assert_eq!(store.agent("a1").await?, None);
+    Ok(())
+}

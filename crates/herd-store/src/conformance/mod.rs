@@ -81,6 +81,8 @@ macro_rules! conformance_suite {
             flush_agents_of_many_agents,
             api_keys_round_trip,
             join_tokens_round_trip,
+            api_key_names_are_unique_and_keys_revoke,
+            join_tokens_revoke,
             create_run_with_final_tasks,
             queued_tasks_are_claimed_or_ended_once,
             end_tasks_apply_only_where_the_transition_does,

@@ -5,5 +5,6 @@ mod api_contract;
 mod errors;
 mod fleet;
 mod harness;
+mod inventory;
 mod resilience;
 mod spine;
