@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use herd_core::{Facts, Metrics};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// A machine of the fleet, as its agent last reported it. The answer of every agents call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -37,6 +37,20 @@ pub struct Agent {
     pub revoked_at: Option<i64>,
 }
 
+/// The query of `GET /api/v1/agents`: which machines to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct AgentsQuery {
+    /// A selector (`web-*`, `role=web & !web-3`, `ip=10.0.0.0/8`): only the machines it
+    /// picks; every machine without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Revoked machines too (their `revoked_at` is set); default false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+}
+
 /// Label edits of `POST /api/v1/agents/{agent}/labels`: set some labels, remove others. A
 /// removed label the agent reports stays removed until set again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -44,6 +58,21 @@ pub struct Agent {
 pub struct LabelEdit {
     /// Labels to set, `key: value` (keys of letters, digits, `_ . - /`; values without
     /// whitespace, control characters or any of `, & ! ( ) =`).
+    #[schema(schema_with = label_map)]
+    pub set: BTreeMap<String, String>,
+    /// Keys of labels to remove.
+    #[schema(schema_with = label_keys)]
+    pub remove: Vec<String>,
+}
+
+/// `POST /api/v1/labels`: the same label edits on every machine a selector picks, in one
+/// change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct BulkLabelEdit {
+    /// A selector (`web-*`, `role=web`): the machines to edit (revoked ones are not).
+    pub target: String,
+    /// Labels to set, `key: value`.
     #[schema(schema_with = label_map)]
     pub set: BTreeMap<String, String>,
     /// Keys of labels to remove.

@@ -26,7 +26,7 @@ pub mod tokens;
 #[cfg(test)]
 mod schema_tests;
 
-pub use agent::{Agent, LabelEdit};
+pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit};
 pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;
 pub use error::ErrorBody;

@@ -180,6 +180,31 @@ impl AgentStore for SqliteStore {
         audit::commit_change(tx, row, rows::agent, entry).await
     }
 
+    async fn set_many_label_edits(
+        &self,
+        changes: &[(String, LabelEdits, AuditEntry)],
+    ) -> Result<Vec<AgentRow>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut out = Vec::with_capacity(changes.len());
+        for (id, edits, entry) in changes {
+            let row = sqlx::query(concat!(
+                "UPDATE agents SET server_labels = ? WHERE id = ? RETURNING ",
+                agent_cols!()
+            ))
+            .bind(codec::json(edits)?)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(row) = row {
+                out.push(rows::agent(&row)?);
+                audit::record(&mut tx, entry).await?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
     async fn revoke_agent(
         &self,
         id: &str,

@@ -37,6 +37,14 @@ pub trait AgentStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<Option<AgentRow>>;
 
+    /// Replaces the operator label edits of many agents, each with its audit entry, in one
+    /// transaction; returns the agents as they are now (an unknown id is left out, and its
+    /// entry is not recorded).
+    async fn set_many_label_edits(
+        &self,
+        changes: &[(String, LabelEdits, AuditEntry)],
+    ) -> Result<Vec<AgentRow>>;
+
     /// Revokes an agent (a revoked one stays revoked); returns the agent as it is now.
     async fn revoke_agent(&self, id: &str, at: i64, audit: &AuditEntry)
     -> Result<Option<AgentRow>>;

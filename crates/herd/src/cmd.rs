@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use herd_api::{
-    Agent, ApiKey, AuditEntry, CreateKey, CreateToken, CreatedKey, CreatedToken, JoinToken,
-    LabelEdit, Run, RunWithTasks, Task,
+    Agent, ApiKey, AuditEntry, BulkLabelEdit, CreateKey, CreateToken, CreatedKey, CreatedToken,
+    JoinToken, LabelEdit, Run, RunWithTasks, Task,
 };
 use serde::Serialize;
 
@@ -31,8 +31,8 @@ fn or_dash<T: Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-/// A name as one URL path segment (key names may hold any printable character).
-fn path_part(s: &str) -> String {
+/// Text as one URL path segment or query value (percent-encoded beyond the unreserved).
+fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -61,6 +61,13 @@ pub struct AgentsArgs {
     cmd: Option<AgentsCmd>,
     #[arg(long, global = true)]
     json: bool,
+    /// Only the machines this selector picks (`web-*`, `role=web & !web-3`); repeatable
+    /// (OR'ed). With `label`: the machines to label.
+    #[arg(short = 't', long = "target", global = true)]
+    targets: Vec<String>,
+    /// List revoked machines too.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Subcommand)]
@@ -69,11 +76,12 @@ enum AgentsCmd {
     Ls,
     /// One machine with its facts and metrics.
     Show { name: String },
-    /// Set labels (k=v) or remove them (k-).
+    /// Set labels (k=v) or remove them (k-): `label NAME k=v…`, or `label -t SEL k=v…` on
+    /// every machine the selector picks, in one change.
     Label {
-        name: String,
-        #[arg(required = true)]
-        labels: Vec<String>,
+        /// NAME then the edits, or only the edits with -t.
+        #[arg(required = true, value_name = "NAME] [EDITS")]
+        args: Vec<String>,
     },
     /// Revoke a machine's credential; it can no longer connect.
     Revoke { name: String },
@@ -83,7 +91,19 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
     let c = client()?;
     match a.cmd.unwrap_or(AgentsCmd::Ls) {
         AgentsCmd::Ls => {
-            let agents: Vec<Agent> = c.get("/api/v1/agents").await?;
+            let mut query = Vec::new();
+            if !a.targets.is_empty() {
+                query.push(format!("target={}", encode(&a.targets.join(","))));
+            }
+            if a.all {
+                query.push("all=true".to_string());
+            }
+            let path = if query.is_empty() {
+                "/api/v1/agents".to_string()
+            } else {
+                format!("/api/v1/agents?{}", query.join("&"))
+            };
+            let agents: Vec<Agent> = c.get(&path).await?;
             if a.json {
                 return print_json(&agents);
             }
@@ -94,7 +114,12 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
                     vec![
                         a.name.clone(),
                         a.id.clone(),
-                        if a.online { "online" } else { "offline" }.into(),
+                        match (a.revoked_at, a.online) {
+                            (Some(_), _) => "revoked",
+                            (None, true) => "online",
+                            (None, false) => "offline",
+                        }
+                        .into(),
                         os.trim().to_string(),
                         labels(&a.labels),
                         ago(a.last_seen),
@@ -114,18 +139,40 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
             let agent: Agent = c.get(&format!("/api/v1/agents/{name}")).await?;
             print_json(&agent)
         }
-        AgentsCmd::Label {
-            name,
-            labels: edits,
-        } => {
+        AgentsCmd::Label { mut args } => {
+            let name = if a.targets.is_empty() {
+                args.remove(0)
+            } else {
+                String::new()
+            };
+            if args.is_empty() {
+                bail!(
+                    "cannot label {name:?}: no label given — add edits such as role=web or role-"
+                );
+            }
             let mut edit = LabelEdit::default();
-            for e in &edits {
+            for e in &args {
                 match herd_core::parse_label_edit(e).map_err(|e| anyhow::anyhow!("{e}"))? {
                     (k, Some(v)) => {
                         edit.set.insert(k, v);
                     }
                     (k, None) => edit.remove.push(k),
                 }
+            }
+            if !a.targets.is_empty() {
+                let body = BulkLabelEdit {
+                    target: a.targets.join(","),
+                    set: edit.set,
+                    remove: edit.remove,
+                };
+                let agents: Vec<Agent> = c.post("/api/v1/labels", &body).await?;
+                if a.json {
+                    return print_json(&agents);
+                }
+                for agent in &agents {
+                    println!("{}: {}", agent.name, labels(&agent.labels));
+                }
+                return Ok(0);
             }
             let agent: Agent = c
                 .post(&format!("/api/v1/agents/{name}/labels"), &edit)
@@ -180,7 +227,7 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
         TokenCmd::Create { ttl, uses, json } => (ttl, uses, json),
         TokenCmd::Revoke { id, json } => {
             let t: JoinToken = client()?
-                .post_empty(&format!("/api/v1/tokens/{}/revoke", path_part(&id)))
+                .post_empty(&format!("/api/v1/tokens/{}/revoke", encode(&id)))
                 .await?;
             if json {
                 return print_json(&t);
@@ -460,7 +507,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
         }
         KeysCmd::Revoke { key, json } => {
             let k: ApiKey = c
-                .post_empty(&format!("/api/v1/keys/{}/revoke", path_part(&key)))
+                .post_empty(&format!("/api/v1/keys/{}/revoke", encode(&key)))
                 .await?;
             if json {
                 return print_json(&k);

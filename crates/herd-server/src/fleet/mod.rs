@@ -9,7 +9,7 @@ mod index;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_core::{Facts, LabelEdits, Labels, Metrics};
+use herd_core::{Facts, LabelEdits, Labels, Metrics, Selector};
 use herd_store::{
     AgentRow, ApiKeyRow, AuditEntry, JoinOutcome, JoinTokenRow, Secret, Store, now_ms,
     verify_secret,
@@ -17,7 +17,49 @@ use herd_store::{
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-pub use index::AgentIndex;
+pub use index::{AgentIndex, AgentView};
+
+/// Refuses label edits that do not follow the label syntax.
+fn check_label_edits(
+    set: &std::collections::BTreeMap<String, String>,
+    remove: &[String],
+) -> Result<()> {
+    for (k, v) in set {
+        herd_core::parse_label(&format!("{k}={v}"))
+            .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+    }
+    for k in remove {
+        herd_core::check_label_key(k).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// `edits` with `set` and `remove` applied on top.
+fn apply_label_edits(
+    edits: &LabelEdits,
+    set: &std::collections::BTreeMap<String, String>,
+    remove: &[String],
+) -> LabelEdits {
+    let mut edits = edits.clone();
+    for (k, v) in set {
+        edits.insert(k.clone(), Some(v.clone()));
+    }
+    for k in remove {
+        edits.insert(k.clone(), None);
+    }
+    edits
+}
+
+/// The revoked ones of `rows` that any of `sels` picks (all of them when `sels` is empty).
+pub fn matching_revoked(rows: Vec<AgentRow>, sels: &[Selector]) -> Vec<AgentRow> {
+    rows.into_iter()
+        .filter(|a| a.revoked_at.is_some())
+        .filter(|a| {
+            let view = AgentView::new(a);
+            sels.is_empty() || sels.iter().any(|s| s.matches(&view))
+        })
+        .collect()
+}
 
 use crate::error::{Result, ServerError};
 use crate::registry::Registry;
@@ -202,8 +244,29 @@ impl FleetService {
         self.index.len()
     }
 
-    pub fn agents(&self) -> Vec<AgentRow> {
-        self.index.list()
+    /// The machines `target` picks (every one without a target), by name; revoked ones too
+    /// when `all`.
+    pub async fn list(&self, target: Option<&str>, all: bool) -> Result<Vec<AgentRow>> {
+        let sels = match target {
+            Some(t) => {
+                vec![Selector::parse(t).map_err(|e| ServerError::BadRequest(e.to_string()))?]
+            }
+            None => Vec::new(),
+        };
+        let mut rows: Vec<AgentRow> = if sels.is_empty() {
+            self.index.list()
+        } else {
+            self.index
+                .resolve(&sels, false)
+                .into_iter()
+                .filter_map(|(id, _)| self.index.get(&id))
+                .collect()
+        };
+        if all {
+            rows.extend(matching_revoked(self.store.agents(true).await?, &sels));
+            rows.sort_by(|a, b| a.name.cmp(&b.name).then(a.created_at.cmp(&b.created_at)));
+        }
+        Ok(rows)
     }
 
     pub fn is_online(&self, agent_id: &str) -> bool {
@@ -233,20 +296,8 @@ impl FleetService {
         remove: &[String],
     ) -> Result<AgentRow> {
         let a = self.agent(key).await?;
-        for (k, v) in set {
-            herd_core::parse_label(&format!("{k}={v}"))
-                .map_err(|e| ServerError::BadRequest(e.to_string()))?;
-        }
-        for k in remove {
-            herd_core::check_label_key(k).map_err(|e| ServerError::BadRequest(e.to_string()))?;
-        }
-        let mut edits = a.label_edits.clone();
-        for (k, v) in set {
-            edits.insert(k.clone(), Some(v.clone()));
-        }
-        for k in remove {
-            edits.insert(k.clone(), None);
-        }
+        check_label_edits(set, remove)?;
+        let edits = apply_label_edits(&a.label_edits, set, remove);
         let audit = AuditEntry::new(
             &actor.name,
             "agent.label",
@@ -261,6 +312,51 @@ impl FleetService {
         self.index.set_label_edits(&a.id, edits);
         // The index holds what hellos and heartbeats reported since the last flush.
         Ok(self.index.get(&a.id).unwrap_or(row))
+    }
+
+    /// Sets and removes labels of every live machine `target` picks, in one change with one
+    /// audit entry per machine; returns the machines as they are now.
+    pub async fn label_many(
+        &self,
+        actor: &Actor,
+        target: &str,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<Vec<AgentRow>> {
+        check_label_edits(set, remove)?;
+        let sel = Selector::parse(target).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        let picked = self.index.resolve(&[sel], false);
+        if picked.is_empty() {
+            return Err(ServerError::Conflict(format!(
+                "no machine matches {target:?} ({} known) — see `herd agents` for names and labels",
+                self.index.len()
+            )));
+        }
+        let changes: Vec<(String, LabelEdits, AuditEntry)> = picked
+            .iter()
+            .filter_map(|(id, _)| self.index.get(id))
+            .map(|a| {
+                let audit = AuditEntry::new(
+                    &actor.name,
+                    "agent.label",
+                    format!("agent:{}", a.name),
+                    json!({"set": set, "remove": remove, "target": target}),
+                );
+                (
+                    a.id.clone(),
+                    apply_label_edits(&a.label_edits, set, remove),
+                    audit,
+                )
+            })
+            .collect();
+        let rows = self.store.set_many_label_edits(&changes).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                self.index.set_label_edits(&row.id, row.label_edits.clone());
+                self.index.get(&row.id).unwrap_or(row)
+            })
+            .collect())
     }
 
     /// Revokes an agent's credential and ends its session.

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use herd_api::{Agent, ErrorBody, LabelEdit};
+use herd_api::{Agent, AgentsQuery, BulkLabelEdit, ErrorBody, LabelEdit};
 
-use super::extract::{Body, Path};
+use super::extract::{Body, Path, Query};
 use crate::app::App;
 use crate::convert;
 use crate::error::Result;
@@ -17,17 +17,51 @@ fn answer(app: &App, a: herd_store::AgentRow) -> Agent {
     convert::agent(a, online)
 }
 
-/// Machines of the fleet, by name, with their online state, labels, facts and metrics.
+/// Machines of the fleet, by name, with their online state, labels, facts and metrics:
+/// those a selector picks, revoked ones too with `all=true`.
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    params(AgentsQuery),
     responses(
-        (status = 200, description = "Every machine (revoked ones are not listed)", body = Vec<Agent>),
+        (status = 200, description = "The machines (revoked ones only with all=true)", body = Vec<Agent>),
+        (status = 400, description = "A selector that does not parse, or a query that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
-pub async fn list(_: Actor, State(app): State<Arc<App>>) -> Json<Vec<Agent>> {
-    let agents = app.fleet().agents();
-    Json(agents.into_iter().map(|a| answer(&app, a)).collect())
+pub async fn list(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Query(q): Query<AgentsQuery>,
+) -> Result<Json<Vec<Agent>>> {
+    let agents = app
+        .fleet()
+        .list(q.target.as_deref(), q.all.unwrap_or(false))
+        .await?;
+    Ok(Json(agents.into_iter().map(|a| answer(&app, a)).collect()))
+}
+
+/// Sets and removes labels of every machine a selector picks, in one change (one audit
+/// entry per machine).
+#[utoipa::path(post, path = "/api/v1/labels", tag = "agents",
+    request_body = BulkLabelEdit,
+    responses(
+        (status = 200, description = "The machines with their labels now", body = Vec<Agent>),
+        (status = 400, description = "A selector or label that does not parse, or a body that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 409, description = "No machine matches the selector", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn label_many(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Body(edit): Body<BulkLabelEdit>,
+) -> Result<Json<Vec<Agent>>> {
+    let agents = app
+        .fleet()
+        .label_many(&actor, &edit.target, &edit.set, &edit.remove)
+        .await?;
+    Ok(Json(agents.into_iter().map(|a| answer(&app, a)).collect()))
 }
 
 /// One machine, by name or id (revoked ones too).

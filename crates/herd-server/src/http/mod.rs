@@ -75,6 +75,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(agents::get))
         .routes(routes!(agents::label))
         .routes(routes!(agents::revoke))
+        .routes(routes!(agents::label_many))
         .routes(routes!(credentials::create_token, credentials::list_tokens))
         .routes(routes!(credentials::create_key, credentials::list_keys))
         .routes(routes!(credentials::revoke_token))

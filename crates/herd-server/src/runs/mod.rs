@@ -91,7 +91,24 @@ impl RunService {
                 "concurrency must be at least 1 (or a percentage such as 10%)".into(),
             ));
         }
-        let (label, agents) = resolve::resolve(&self.index, &req.targets, req.all)?;
+        let (label, agents) = match resolve::resolve(&self.index, &req.targets, req.all) {
+            Err(ServerError::Conflict(why)) if !req.all => {
+                // Nothing live matches: a revoked machine the selector names is said so.
+                let revoked =
+                    resolve::revoked_matches(&*self.store, &self.index, &req.targets).await?;
+                return Err(ServerError::Conflict(match revoked.as_slice() {
+                    [] => why,
+                    names => format!(
+                        "{} revoked (see `herd agents --all`) — join it again with a new token (`herd token create`)",
+                        match names {
+                            [one] => format!("machine {one:?} is"),
+                            many => format!("machines {} are", many.join(", ")),
+                        }
+                    ),
+                }));
+            }
+            other => other?,
+        };
         let run_id = herd_core::new_id();
         // Subscribed before the run exists, so a fast run cannot finish unseen.
         let mut finish = wait.then(|| self.events.wait_finish(&run_id));

@@ -1,9 +1,10 @@
 //! Selectors → the machines they pick, from the fleet index (never the store).
 
 use herd_core::Selector;
+use herd_store::Store;
 
 use crate::error::{Result, ServerError};
-use crate::fleet::AgentIndex;
+use crate::fleet::{AgentIndex, matching_revoked};
 
 /// The machines a request picks, as `(id, name)` by name, and how to show the selection.
 pub fn resolve(
@@ -38,4 +39,24 @@ pub fn resolve(
         )));
     }
     Ok((label, picked))
+}
+
+/// Revoked machines (from the store) that any of `targets` picks, by name, leaving out names
+/// a live machine has taken since; for saying why a selection found nothing.
+pub async fn revoked_matches(
+    store: &dyn Store,
+    index: &AgentIndex,
+    targets: &[String],
+) -> Result<Vec<String>> {
+    let sels: Vec<Selector> = targets
+        .iter()
+        .filter_map(|t| Selector::parse(t).ok())
+        .collect();
+    let mut names: Vec<String> = matching_revoked(store.agents(true).await?, &sels)
+        .into_iter()
+        .filter(|a| index.by_name(&a.name).is_none())
+        .map(|a| a.name)
+        .collect();
+    names.dedup();
+    Ok(names)
 }

@@ -15,7 +15,8 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ("get", "/healthz", &[200]),
     ("get", "/metrics", &[200]),
     ("get", "/api/v1/openapi.json", &[200]),
-    ("get", "/api/v1/agents", &[200, 401, 500, 503]),
+    ("get", "/api/v1/agents", &[200, 400, 401, 500, 503]),
+    ("post", "/api/v1/labels", &[200, 400, 401, 409, 500, 503]),
     (
         "get",
         "/api/v1/agents/{agent}",

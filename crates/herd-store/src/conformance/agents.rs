@@ -347,3 +347,53 @@ pub async fn join_tokens_revoke(store: &dyn Store) -> Result<()> {
     assert_eq!(store.agent("a1").await?, None);
     Ok(())
 }
+
+/// Label edits of many agents land together, one audit entry per agent; unknown ids are
+/// skipped.
+pub async fn many_label_edits_in_one_change(store: &dyn Store) -> Result<()> {
+    store
+        .create_join_token(
+            &token("t", 1, i64::MAX, 5),
+            &entry("token.create", "token:t"),
+        )
+        .await?;
+    for (id, name) in [("a1", "web-1"), ("a2", "web-2")] {
+        store
+            .join_agent("t", 2, &agent_row(id, name), &entry("agent.join", id))
+            .await?;
+    }
+    let edits: herd_core::LabelEdits = [("role".to_string(), Some("web".to_string()))]
+        .into_iter()
+        .collect();
+    let changes: Vec<(String, herd_core::LabelEdits, AuditEntry)> = ["a1", "a2", "nope"]
+        .into_iter()
+        .map(|id| {
+            (
+                id.to_string(),
+                edits.clone(),
+                entry("agent.label", &format!("agent:{id}")),
+            )
+        })
+        .collect();
+    let rows = store.set_many_label_edits(&changes).await?;
+    assert_eq!(
+        rows.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
+    for id in ["a1", "a2"] {
+        let a = store
+            .agent(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.into()))?;
+        assert_eq!(a.label_edits, edits, "{id}");
+    }
+    let labelled = store
+        .audit_log(100)
+        .await?
+        .into_iter()
+        .filter(|e| e.action == "agent.label")
+        .map(|e| e.target)
+        .collect::<Vec<_>>();
+    assert_eq!(sorted(labelled), ["agent:a1", "agent:a2"]);
+    Ok(())
+}

@@ -83,6 +83,7 @@ macro_rules! conformance_suite {
             join_tokens_round_trip,
             api_key_names_are_unique_and_keys_revoke,
             join_tokens_revoke,
+            many_label_edits_in_one_change,
             create_run_with_final_tasks,
             queued_tasks_are_claimed_or_ended_once,
             end_tasks_apply_only_where_the_transition_does,

@@ -116,3 +116,122 @@ fn keys_and_tokens_revoke_and_keep_their_limits() {
         );
     }
 }
+
+fn names(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn agents_by_selector_bulk_labels_and_revoked_machines() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _w1 = s.agent("web-1", &["role=web"]).unwrap();
+    let _w2 = s.agent("web-2", &["role=web"]).unwrap();
+    let _d1 = s.agent("db-1", &["role=db"]).unwrap();
+    let w3 = s.agent("web-3", &["role=web"]).unwrap();
+    s.wait_online(&["web-1", "web-2", "db-1", "web-3"]).unwrap();
+
+    // agents -t narrows the listing; selectors' new atoms and `|` work through it.
+    assert_eq!(
+        names(&s.json(&["agents", "-t", "role=web", "--json"])),
+        ["web-1", "web-2", "web-3"]
+    );
+    assert_eq!(
+        names(&s.json(&["agents", "-t", "web-[12]|db-*", "--json"])),
+        ["db-1", "web-1", "web-2"]
+    );
+    assert_eq!(
+        names(&s.json(&["agents", "-t", "name=web-[!1]", "-t", "db-1", "--json"])),
+        ["db-1", "web-2", "web-3"]
+    );
+    // ip= matches the addresses the machines report (all four share this host's).
+    let listed = s.json(&["agents", "-t", "web-1", "--json"]);
+    if let Some(addr) = listed[0]["facts"]["ips"][0].as_str() {
+        let sel = format!("ip={}", addr.split('/').next().unwrap());
+        assert_eq!(
+            names(&s.json(&["agents", "-t", &sel, "--json"])).len(),
+            4,
+            "{sel}"
+        );
+    }
+    let none = s.json(&["agents", "-t", "ip=255.255.255.255/32", "--json"]);
+    assert_eq!(names(&none), Vec::<String>::new());
+    fails_one_line(&s.run(&["agents", "-t", "a&&"]), "bad selector");
+
+    // Bulk label: every machine the selector picks, one audit entry each.
+    let out = ok(&s.run(&[
+        "agents",
+        "label",
+        "-t",
+        "role=web & !web-3",
+        "tier=front",
+        "role-",
+    ]));
+    assert!(
+        out.contains("web-1: tier=front") && out.contains("web-2: tier=front"),
+        "{out}"
+    );
+    assert_eq!(
+        names(&s.json(&["agents", "-t", "tier=front", "--json"])),
+        ["web-1", "web-2"]
+    );
+    assert_eq!(
+        names(&s.json(&["agents", "-t", "role=web", "--json"])),
+        ["web-3"]
+    );
+    let audit = s.json(&["audit", "--json"]);
+    let labelled: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "agent.label")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(labelled.len(), 2, "{audit:#}");
+    fails_one_line(
+        &s.run(&["agents", "label", "-t", "nosuch", "x=y"]),
+        "no machine matches",
+    );
+    // The single-machine form still works.
+    ok(&s.run(&["agents", "label", "db-1", "tier=back"]));
+
+    // A revoked machine leaves the default listing, is listed as revoked with --all, and a
+    // selector naming it says so.
+    ok(&s.run(&["agents", "revoke", "web-3"]));
+    drop(w3);
+    assert!(!names(&s.json(&["agents", "--json"])).contains(&"web-3".to_string()));
+    let all = s.json(&["agents", "--all", "--json"]);
+    let revoked: Vec<&serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "web-3")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{all:#}");
+    assert!(revoked[0]["revoked_at"].is_i64(), "{all:#}");
+    let table = ok(&s.run(&["agents", "--all"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web-3") && l.contains("revoked")),
+        "{table}"
+    );
+    assert_eq!(
+        names(&s.json(&["agents", "--all", "-t", "web-3", "--json"])),
+        ["web-3"]
+    );
+    let msg = fails_one_line(&s.run(&["run", "-t", "web-3", "--", "true"]), "revoked");
+    assert!(
+        msg.contains("web-3") && !msg.contains("no machine matches"),
+        "{msg}"
+    );
+    let msg = fails_one_line(
+        &s.run(&["run", "-t", "nosuch", "--", "true"]),
+        "no machine matches",
+    );
+    assert!(!msg.contains("revoked"), "{msg}");
+}
