@@ -36,7 +36,7 @@ pub use frame::{
 };
 pub use herd_core::{Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, TaskState};
 pub use keys::{ApiKey, CreateKey, CreatedKey};
-pub use list::ListQuery;
+pub use list::{ListQuery, RunsQuery, TasksQuery};
 pub use run::{Run, RunQuery, RunRequest, RunWithTasks};
 pub use task::{OutputQuery, Task};
 pub use tokens::{CreateToken, CreatedToken, JoinToken};

@@ -10,7 +10,9 @@ use crate::*;
 #[derive(OpenApi)]
 #[openapi(components(schemas(
     Agent,
+    AgentsQuery,
     LabelEdit,
+    BulkLabelEdit,
     CreateToken,
     CreatedToken,
     JoinToken,
@@ -25,6 +27,8 @@ use crate::*;
     OutputQuery,
     OutputStream,
     ListQuery,
+    RunsQuery,
+    TasksQuery,
     AuditEntry,
     ErrorBody,
     AttachQuery,
@@ -42,9 +46,11 @@ use crate::*;
 )))]
 struct Components;
 
-const NAMES: [&str; 30] = [
+const NAMES: [&str; 34] = [
     "Agent",
+    "AgentsQuery",
     "LabelEdit",
+    "BulkLabelEdit",
     "CreateToken",
     "CreatedToken",
     "JoinToken",
@@ -59,6 +65,8 @@ const NAMES: [&str; 30] = [
     "OutputQuery",
     "OutputStream",
     "ListQuery",
+    "RunsQuery",
+    "TasksQuery",
     "AuditEntry",
     "ErrorBody",
     "AttachQuery",
@@ -228,8 +236,18 @@ fn queries_give_their_parameters() {
     let names = |params: Vec<utoipa::openapi::path::Parameter>| -> Vec<String> {
         params.into_iter().map(|p| p.name).collect()
     };
-    assert_eq!(names(ListQuery::into_params(|| None)), ["limit"]);
+    assert_eq!(
+        names(ListQuery::into_params(|| None)),
+        ["limit", "since", "machine", "who"]
+    );
+    for params in [
+        RunsQuery::into_params(|| None),
+        TasksQuery::into_params(|| None),
+    ] {
+        assert_eq!(names(params), ["limit", "since", "state", "machine", "who"]);
+    }
     assert_eq!(names(RunQuery::into_params(|| None)), ["wait"]);
+    assert_eq!(names(AgentsQuery::into_params(|| None)), ["target", "all"]);
     assert_eq!(names(OutputQuery::into_params(|| None)), ["stream"]);
     assert_eq!(
         names(AttachQuery::into_params(|| None)),

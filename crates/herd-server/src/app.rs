@@ -183,8 +183,8 @@ impl App {
     }
 
     /// The audit log, newest first.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
-        Ok(self.store.audit_log(limit).await?)
+    pub async fn audit_log(&self, filter: &herd_store::ListFilter) -> Result<Vec<AuditRow>> {
+        Ok(self.store.audit_filtered(filter).await?)
     }
 
     /// Tasks by state, for the metrics.

@@ -1,6 +1,6 @@
 //! The audit log: entries written with the change they describe, in its transaction.
 
-use herd_store::{AuditEntry, AuditRow, AuditStore, Result, codec, now_ms};
+use herd_store::{AuditEntry, AuditRow, AuditStore, ListFilter, Result, codec, now_ms};
 use sqlx::PgConnection;
 
 use crate::{PgStore, db, rows};
@@ -45,6 +45,20 @@ impl AuditStore for PgStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         record(&mut conn, entry).await
+    }
+
+    async fn audit_filtered(&self, f: &ListFilter) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail::text AS detail FROM audit WHERE ($1::bigint IS NULL OR at >= $1) AND ($2::text IS NULL OR actor = $2) AND ($3::text IS NULL OR target = 'agent:' || $3 OR actor = 'agent:' || $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(f.since)
+        .bind(&f.who)
+        .bind(&f.machine)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::audit).collect()
     }
 
     async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {

@@ -2,8 +2,8 @@
 
 use herd_core::{RunState, TaskState};
 use herd_store::{
-    AuditEntry, NewTask, ROWS_PER_STATEMENT, Result, RunRow, RunStore, TaskProgress, TaskRow,
-    codec, sql_states,
+    AuditEntry, ListFilter, NewTask, ROWS_PER_STATEMENT, Result, RunRow, RunStore, TaskProgress,
+    TaskRow, codec, sql_states,
 };
 use sqlx::{QueryBuilder, SqlitePool};
 
@@ -88,6 +88,46 @@ impl RunStore for SqliteStore {
         .await
         .map_err(db)?;
         rows.iter().map(rows::run).collect()
+    }
+
+    async fn runs_filtered(&self, f: &ListFilter) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR state = ?2)",
+            " AND (?3 IS NULL OR created_by = ?3)",
+            " AND (?4 IS NULL OR id IN (SELECT run_id FROM tasks WHERE agent_name = ?4))",
+            " ORDER BY created_at DESC, id DESC LIMIT ?5"
+        ))
+        .bind(f.since)
+        .bind(&f.state)
+        .bind(&f.who)
+        .bind(&f.machine)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::run).collect()
+    }
+
+    async fn tasks_filtered(&self, f: &ListFilter) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR state = ?2)",
+            " AND (?3 IS NULL OR run_id IN (SELECT id FROM runs WHERE created_by = ?3))",
+            " AND (?4 IS NULL OR agent_name = ?4)",
+            " ORDER BY created_at DESC, id DESC LIMIT ?5"
+        ))
+        .bind(f.since)
+        .bind(&f.state)
+        .bind(&f.who)
+        .bind(&f.machine)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::task).collect()
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>> {

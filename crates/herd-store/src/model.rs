@@ -198,3 +198,31 @@ pub enum JoinOutcome {
     /// A live agent already has that name.
     NameTaken,
 }
+
+/// Which entries a listing answers (runs, tasks, audit), newest first. Each `None` filter
+/// lets everything through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// At most this many entries.
+    pub limit: i64,
+    /// Created (audit: written) at or after this time, unix ms.
+    pub since: Option<i64>,
+    /// A run's or task's state, by its name (`succeeded`); not used by the audit log.
+    pub state: Option<String>,
+    /// A machine's name: tasks on it, runs with a task on it, audit entries targeting
+    /// `agent:NAME`.
+    pub machine: Option<String>,
+    /// An actor exactly as stored (`key:ci`): who created the run (tasks: their run), who
+    /// did the audited change.
+    pub who: Option<String>,
+}
+
+impl ListFilter {
+    /// The newest `limit` entries, unfiltered.
+    pub fn newest(limit: i64) -> ListFilter {
+        ListFilter {
+            limit,
+            ..ListFilter::default()
+        }
+    }
+}

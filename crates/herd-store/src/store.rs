@@ -90,6 +90,12 @@ pub trait RunStore: Send + Sync {
     /// The most recent runs, newest first.
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>>;
 
+    /// The most recent runs `filter` lets through, newest first.
+    async fn runs_filtered(&self, filter: &ListFilter) -> Result<Vec<RunRow>>;
+
+    /// The most recent tasks `filter` lets through, newest first.
+    async fn tasks_filtered(&self, filter: &ListFilter) -> Result<Vec<TaskRow>>;
+
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>>;
 
     /// Marks a run's cancellation as requested, with `audit`; returns the run as it is now.
@@ -147,6 +153,8 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// The most recent entries, newest first.
     async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>>;
+    /// The newest entries `filter` lets through (its `state` is not used), newest first.
+    async fn audit_filtered(&self, filter: &ListFilter) -> Result<Vec<AuditRow>>;
 }
 
 /// A whole store: one backend (SQLite, PostgreSQL) implements every domain.

@@ -280,12 +280,67 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
     Ok(0)
 }
 
+/// Filters of a listing (runs, tasks, audit).
+#[derive(Args, Default)]
+pub struct Filters {
+    /// Only entries since then: a duration back from now (`1h`, `2d`) or an RFC 3339 time
+    /// (`2026-01-02T15:04:05Z`).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<i64>,
+    /// Only entries about this machine (by name).
+    #[arg(long)]
+    machine: Option<String>,
+    /// Only entries by this API key (its name).
+    #[arg(long)]
+    who: Option<String>,
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time; unix milliseconds.
+fn parse_since(s: &str) -> std::result::Result<i64, String> {
+    if let Ok(d) = herd_core::parse_duration(s) {
+        let back = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        return Ok(chrono::Utc::now().timestamp_millis().saturating_sub(back));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            format!(
+                "{s:?} is neither a duration such as 1h nor a time such as 2026-01-02T15:04:05Z"
+            )
+        })
+}
+
+impl Filters {
+    /// The query string of a listing: `limit`, these filters and a state.
+    fn query(&self, limit: u32, state: Option<&str>) -> String {
+        let mut q = vec![format!("limit={limit}")];
+        if let Some(since) = self.since {
+            q.push(format!("since={since}"));
+        }
+        if let Some(state) = state {
+            q.push(format!("state={}", encode(state)));
+        }
+        if let Some(m) = &self.machine {
+            q.push(format!("machine={}", encode(m)));
+        }
+        if let Some(w) = &self.who {
+            q.push(format!("who={}", encode(w)));
+        }
+        q.join("&")
+    }
+}
+
 #[derive(Subcommand)]
 pub enum RunsCmd {
-    /// Recent runs.
+    /// Recent runs, newest first.
     Ls {
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Only runs in this state (running, succeeded, failed, ...).
+        #[arg(long)]
+        state: Option<herd_core::RunState>,
+        #[command(flatten)]
+        filters: Filters,
         #[arg(long)]
         json: bool,
     },
@@ -317,8 +372,14 @@ fn task_rows(tasks: &[Task]) -> Vec<Vec<String>> {
 pub async fn runs(cmd: RunsCmd) -> Result<i32> {
     let c = client()?;
     match cmd {
-        RunsCmd::Ls { limit, json } => {
-            let runs: Vec<Run> = c.get(&format!("/api/v1/runs?limit={limit}")).await?;
+        RunsCmd::Ls {
+            limit,
+            state,
+            filters,
+            json,
+        } => {
+            let query = filters.query(limit, state.map(|s| s.as_str()));
+            let runs: Vec<Run> = c.get(&format!("/api/v1/runs?{query}")).await?;
             if json {
                 return print_json(&runs);
             }
@@ -377,10 +438,15 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
 
 #[derive(Subcommand)]
 pub enum TasksCmd {
-    /// Recent tasks.
+    /// Recent tasks, newest first.
     Ls {
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Only tasks in this state (queued, running, succeeded, failed, lost, ...).
+        #[arg(long)]
+        state: Option<herd_core::TaskState>,
+        #[command(flatten)]
+        filters: Filters,
         #[arg(long)]
         json: bool,
     },
@@ -403,8 +469,14 @@ pub enum TasksCmd {
 pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
     let c = client()?;
     match cmd {
-        TasksCmd::Ls { limit, json } => {
-            let tasks: Vec<Task> = c.get(&format!("/api/v1/tasks?limit={limit}")).await?;
+        TasksCmd::Ls {
+            limit,
+            state,
+            filters,
+            json,
+        } => {
+            let query = filters.query(limit, state.map(|s| s.as_str()));
+            let tasks: Vec<Task> = c.get(&format!("/api/v1/tasks?{query}")).await?;
             if json {
                 return print_json(&tasks);
             }
@@ -550,13 +622,15 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
 pub struct AuditArgs {
     #[arg(long, default_value_t = 50)]
     limit: u32,
+    #[command(flatten)]
+    filters: Filters,
     #[arg(long)]
     json: bool,
 }
 
 pub async fn audit(a: AuditArgs) -> Result<i32> {
     let entries: Vec<AuditEntry> = client()?
-        .get(&format!("/api/v1/audit?limit={}", a.limit))
+        .get(&format!("/api/v1/audit?{}", a.filters.query(a.limit, None)))
         .await?;
     if a.json {
         return print_json(&entries);

@@ -116,6 +116,26 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
+/// A listing's filter from its query: `who` names an API key (`ci`) or an actor as stored
+/// (`key:ci`, `agent:web-1`, `server`).
+pub(crate) fn list_filter(q: ListQuery, state: Option<String>) -> herd_store::ListFilter {
+    let limit = q.effective();
+    let who = q.who.map(|w| {
+        if w.contains(':') || w == "server" {
+            w
+        } else {
+            format!("key:{w}")
+        }
+    });
+    herd_store::ListFilter {
+        limit,
+        since: q.since,
+        state,
+        machine: q.machine,
+        who,
+    }
+}
+
 /// The router of every HTTP route.
 pub fn router(app: Arc<App>) -> axum::Router {
     api(app).0
@@ -170,6 +190,6 @@ async fn audit(
     State(app): State<Arc<App>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<AuditEntry>>> {
-    let rows = app.audit_log(q.effective()).await?;
+    let rows = app.audit_log(&list_filter(q, None)).await?;
     Ok(Json(rows.into_iter().map(convert::audit).collect()))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herd_api::{ErrorBody, ListQuery, Run, RunQuery, RunRequest, RunWithTasks};
+use herd_api::{ErrorBody, ListQuery, Run, RunQuery, RunRequest, RunWithTasks, RunsQuery};
 
 use super::extract::{Body, Path, Query};
 use crate::app::App;
@@ -56,7 +56,7 @@ pub async fn create(
 
 /// Recent runs, newest first.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs",
-    params(ListQuery),
+    params(RunsQuery),
     responses(
         (status = 200, description = "Runs, without their tasks", body = Vec<Run>),
         (status = 400, description = "A query that does not decode", body = ErrorBody),
@@ -67,9 +67,18 @@ pub async fn create(
 pub async fn list(
     _: Actor,
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<RunsQuery>,
 ) -> Result<Json<Vec<Run>>> {
-    let runs = app.runs().runs(q.effective()).await?;
+    let filter = super::list_filter(
+        ListQuery {
+            limit: q.limit,
+            since: q.since,
+            machine: q.machine,
+            who: q.who,
+        },
+        q.state.map(|s| s.as_str().to_string()),
+    );
+    let runs = app.runs().runs(&filter).await?;
     Ok(Json(runs.into_iter().map(convert::run).collect()))
 }
 

@@ -7,7 +7,7 @@ use axum::body::Body as HttpBody;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use herd_api::{ErrorBody, ListQuery, OutputQuery, Task};
+use herd_api::{ErrorBody, ListQuery, OutputQuery, Task, TasksQuery};
 use herd_outlog::{Chunk, Cursor};
 
 use super::extract::{Path, Query};
@@ -21,7 +21,7 @@ const READ_CHUNK: usize = 1 << 20;
 
 /// Recent tasks, newest first.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
-    params(ListQuery),
+    params(TasksQuery),
     responses(
         (status = 200, description = "Tasks", body = Vec<Task>),
         (status = 400, description = "A query that does not decode", body = ErrorBody),
@@ -32,9 +32,18 @@ const READ_CHUNK: usize = 1 << 20;
 pub async fn list(
     _: Actor,
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<TasksQuery>,
 ) -> Result<Json<Vec<Task>>> {
-    let tasks = app.runs().recent_tasks(q.effective()).await?;
+    let filter = super::list_filter(
+        ListQuery {
+            limit: q.limit,
+            since: q.since,
+            machine: q.machine,
+            who: q.who,
+        },
+        q.state.map(|s| s.as_str().to_string()),
+    );
+    let tasks = app.runs().recent_tasks(&filter).await?;
     Ok(Json(tasks.into_iter().map(convert::task).collect()))
 }
 

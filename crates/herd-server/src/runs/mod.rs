@@ -221,8 +221,8 @@ impl RunService {
         Ok(self.store.tasks_of_run(run_id).await?)
     }
 
-    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
-        Ok(self.store.runs(limit).await?)
+    pub async fn runs(&self, filter: &herd_store::ListFilter) -> Result<Vec<RunRow>> {
+        Ok(self.store.runs_filtered(filter).await?)
     }
 
     pub async fn task(&self, id: &str) -> Result<TaskRow> {
@@ -235,8 +235,8 @@ impl RunService {
         Ok(self.store.tasks_by_ids(ids).await?)
     }
 
-    pub async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
-        Ok(self.store.recent_tasks(limit).await?)
+    pub async fn recent_tasks(&self, filter: &herd_store::ListFilter) -> Result<Vec<TaskRow>> {
+        Ok(self.store.tasks_filtered(filter).await?)
     }
 
     /// Cancels every task of a run: nothing more starts, queued tasks end `cancelled`, the

@@ -92,6 +92,7 @@ macro_rules! conformance_suite {
             an_exit_revives_a_lost_task,
             cancel_and_finish_run,
             run_and_task_listings,
+            listings_filter_by_time_state_machine_and_actor,
             audit_log_newest_first,
         );
         $crate::conformance_suite!(@fresh $fresh;

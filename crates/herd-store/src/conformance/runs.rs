@@ -275,3 +275,94 @@ pub async fn run_and_task_listings(store: &dyn Store) -> Result<()> {
     assert_eq!(counts, want);
     Ok(())
 }
+
+/// Run, task and audit listings narrow by time, state, machine and actor.
+pub async fn listings_filter_by_time_state_machine_and_actor(store: &dyn Store) -> Result<()> {
+    store
+        .create_run(
+            &run_row("r1", 10),
+            &[
+                new_task("r1-a", "a", TaskState::Queued),
+                new_task("r1-b", "b", TaskState::Lost),
+            ],
+            &entry("run.create", "run:r1"),
+        )
+        .await?;
+    let mut r2 = run_row("r2", 20);
+    r2.created_by = "key:ci".into();
+    r2.state = RunState::Succeeded;
+    store
+        .create_run(
+            &r2,
+            &[new_task("r2-b", "b", TaskState::Succeeded)],
+            &AuditEntry::new("key:ci", "run.create", "run:r2", serde_json::json!({})),
+        )
+        .await?;
+    store
+        .append_audit(&AuditEntry::new(
+            "key:test",
+            "agent.label",
+            "agent:m-a",
+            serde_json::json!({}),
+        ))
+        .await?;
+
+    let f = |edit: &dyn Fn(&mut ListFilter)| {
+        let mut f = ListFilter::newest(100);
+        edit(&mut f);
+        f
+    };
+    let run_ids = |v: Vec<RunRow>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let task_ids = |v: Vec<TaskRow>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let runs = |f: ListFilter| async move { store.runs_filtered(&f).await.map(run_ids) };
+    let tasks = |f: ListFilter| async move { store.tasks_filtered(&f).await.map(task_ids) };
+
+    assert_eq!(runs(f(&|_| ())).await?, ["r2", "r1"]);
+    assert_eq!(runs(f(&|f| f.limit = 1)).await?, ["r2"]);
+    assert_eq!(runs(f(&|f| f.since = Some(15))).await?, ["r2"]);
+    assert_eq!(
+        runs(f(&|f| f.state = Some("running".into()))).await?,
+        ["r1"]
+    );
+    assert_eq!(runs(f(&|f| f.machine = Some("m-a".into()))).await?, ["r1"]);
+    assert_eq!(
+        runs(f(&|f| f.machine = Some("m-b".into()))).await?,
+        ["r2", "r1"]
+    );
+    assert_eq!(runs(f(&|f| f.who = Some("key:ci".into()))).await?, ["r2"]);
+    assert!(runs(f(&|f| f.who = Some("ci".into()))).await?.is_empty());
+
+    assert_eq!(sorted(tasks(f(&|_| ())).await?), ["r1-a", "r1-b", "r2-b"]);
+    assert_eq!(tasks(f(&|f| f.since = Some(15))).await?, ["r2-b"]);
+    assert_eq!(
+        tasks(f(&|f| f.state = Some("lost".into()))).await?,
+        ["r1-b"]
+    );
+    assert_eq!(
+        sorted(tasks(f(&|f| f.machine = Some("m-b".into()))).await?),
+        ["r1-b", "r2-b"]
+    );
+    assert_eq!(
+        tasks(f(&|f| f.who = Some("key:ci".into()))).await?,
+        ["r2-b"]
+    );
+
+    let audit = |f: ListFilter| async move {
+        store
+            .audit_filtered(&f)
+            .await
+            .map(|v| v.into_iter().map(|a| a.target).collect::<Vec<_>>())
+    };
+    assert_eq!(audit(f(&|_| ())).await?.len(), 3);
+    assert_eq!(
+        audit(f(&|f| f.who = Some("key:ci".into()))).await?,
+        ["run:r2"]
+    );
+    assert_eq!(
+        audit(f(&|f| f.machine = Some("m-a".into()))).await?,
+        ["agent:m-a"]
+    );
+    assert_eq!(audit(f(&|f| f.limit = 1)).await?, ["agent:m-a"]);
+    assert!(audit(f(&|f| f.since = Some(i64::MAX))).await?.is_empty());
+    Ok(())
+}

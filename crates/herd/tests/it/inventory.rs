@@ -235,3 +235,87 @@ fn agents_by_selector_bulk_labels_and_revoked_machines() {
     );
     assert!(!msg.contains("revoked"), "{msg}");
 }
+
+#[test]
+fn filters_narrow_runs_tasks_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _w = s.agent("web-1", &["role=web"]).unwrap();
+    let _d = s.agent("db-1", &["role=db"]).unwrap();
+    s.wait_online(&["web-1", "db-1"]).unwrap();
+    let ci = s.json(&["keys", "create", "--name", "ci", "--json"]);
+    let ci_key = ci["key"].as_str().unwrap().to_string();
+
+    ok(&s.run(&["run", "-t", "web-1", "--", "true"]));
+    let out = s
+        .cli()
+        .env("HERD_API_KEY", &ci_key)
+        .args(["run", "-t", "db-1", "--", "false"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", stderr(&out));
+
+    let count = |args: &[&str]| s.json(args).as_array().unwrap().len();
+    let ids = |args: &[&str]| -> Vec<String> {
+        s.json(args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(count(&["runs", "ls", "--json"]), 2);
+    let by_ci = ids(&["runs", "ls", "--who", "ci", "--json"]);
+    assert_eq!(by_ci.len(), 1);
+    assert_eq!(ids(&["runs", "ls", "--machine", "db-1", "--json"]), by_ci);
+    assert_eq!(ids(&["runs", "ls", "--state", "failed", "--json"]), by_ci);
+    assert_eq!(count(&["runs", "ls", "--state", "succeeded", "--json"]), 1);
+    assert_eq!(count(&["runs", "ls", "--since", "1h", "--json"]), 2);
+    assert_eq!(
+        count(&["runs", "ls", "--since", "2999-01-01T00:00:00Z", "--json"]),
+        0
+    );
+
+    let tasks = s.json(&["tasks", "ls", "--machine", "web-1", "--json"]);
+    assert_eq!(tasks.as_array().unwrap().len(), 1, "{tasks:#}");
+    assert_eq!(tasks[0]["agent_name"], "web-1");
+    let failed = s.json(&["tasks", "ls", "--state", "failed", "--json"]);
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{failed:#}");
+    assert_eq!(failed[0]["agent_name"], "db-1");
+    let by_ci = s.json(&["tasks", "ls", "--who", "ci", "--json"]);
+    assert_eq!(by_ci.as_array().unwrap().len(), 1, "{by_ci:#}");
+    assert_eq!(by_ci[0]["agent_name"], "db-1");
+    assert_eq!(
+        count(&["tasks", "ls", "--since", "2999-01-01T00:00:00Z", "--json"]),
+        0
+    );
+
+    let audit = s.json(&["audit", "--who", "ci", "--json"]);
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit:#}");
+    assert_eq!(entries[0]["action"], "run.create");
+    let about = s.json(&["audit", "--machine", "web-1", "--json"]);
+    assert!(!about.as_array().unwrap().is_empty(), "{about:#}");
+    assert!(
+        about
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "agent:web-1" || e["target"] == "agent:web-1"),
+        "{about:#}"
+    );
+    assert!(count(&["audit", "--json"]) > about.as_array().unwrap().len());
+    assert_eq!(
+        count(&["audit", "--since", "2999-01-01T00:00:00Z", "--json"]),
+        0
+    );
+
+    // A --since that is neither a duration nor a time is refused before any request.
+    let out = s.run(&["runs", "ls", "--since", "yesterday"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("neither a duration"),
+        "{}",
+        stderr(&out)
+    );
+}
