@@ -472,9 +472,11 @@ impl FleetService {
         Ok(self.store.api_keys().await?)
     }
 
-    /// Revokes an API key named by its name or id. The key of the request itself is refused
-    /// (so nobody locks themselves out by accident): revoke it with another key.
+    /// Revokes an API key named by its name or id (or given whole). The key of the request
+    /// itself is refused (so nobody locks themselves out by accident): revoke it with another
+    /// key.
     pub async fn revoke_api_key(&self, actor: &Actor, key: &str) -> Result<ApiKeyRow> {
+        let key = Secret::parse(key, "hk", "API key").map_or(key, |(id, _)| id);
         let keys = self.store.api_keys().await?;
         let k = keys
             .iter()
@@ -549,8 +551,9 @@ impl FleetService {
         Ok(self.store.join_tokens().await?)
     }
 
-    /// Revokes a join token by id: no machine joins with it any more.
+    /// Revokes a join token by id (or given whole): no machine joins with it any more.
     pub async fn revoke_join_token(&self, actor: &Actor, id: &str) -> Result<JoinTokenRow> {
+        let id = Secret::parse(id, "hj", "join token").map_or(id, |(id, _)| id);
         let audit = AuditEntry::new(
             &actor.name,
             "token.revoke",

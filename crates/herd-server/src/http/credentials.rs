@@ -122,7 +122,7 @@ pub async fn list_keys(_: Actor, State(app): State<Arc<App>>) -> Result<Json<Vec
 /// Revokes a join token by id: no machine joins with it any more (machines that joined
 /// stay).
 #[utoipa::path(post, path = "/api/v1/tokens/{token}/revoke", tag = "tokens",
-    params(("token" = String, Path, description = "The token's id (`herd token ls`)")),
+    params(("token" = String, Path, description = "The token's id (`herd token ls`), or the token itself")),
     responses(
         (status = 200, description = "The token, revoked (no use left)", body = JoinToken),
         (status = 400, description = "The request does not decode", body = ErrorBody),
@@ -143,7 +143,7 @@ pub async fn revoke_token(
 /// Revokes an API key by name or id: requests with it answer 401 from now on. The key of
 /// the request itself cannot be revoked (use another admin key).
 #[utoipa::path(post, path = "/api/v1/keys/{key}/revoke", tag = "keys",
-    params(("key" = String, Path, description = "The key's name or id (`herd keys ls`)")),
+    params(("key" = String, Path, description = "The key's name or id (`herd keys ls`), or the key itself")),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKey),
         (status = 400, description = "The request does not decode", body = ErrorBody),

@@ -103,6 +103,11 @@ fn keys_and_tokens_revoke_and_keep_their_limits() {
     );
     assert!(a.log().contains("revoked"), "log: {}", a.log());
     fails_one_line(&s.run(&["token", "revoke", "nosuch"]), "no join token");
+    // The token itself names it too.
+    let t2 = s.json(&["token", "create", "--json"]);
+    let revoked = s.json(&["token", "revoke", t2["token"].as_str().unwrap(), "--json"]);
+    assert_eq!(revoked["id"], t2["id"]);
+    assert_eq!(revoked["uses_left"], 0);
 
     let audit = s.json(&["audit", "--json"]);
     for action in ["key.revoke", "token.revoke"] {
