@@ -5,7 +5,9 @@ mod bench;
 mod client;
 mod cmd;
 mod config;
+mod install;
 mod run;
+mod style;
 mod table;
 mod up;
 
@@ -14,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -24,6 +26,10 @@ use clap::{Args, Parser, Subcommand};
     about = "Run commands on one machine or ten thousand, with live output"
 )]
 struct Cli {
+    /// Color machine prefixes and failed states: auto (on a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, global = true, value_enum, default_value_t = style::ColorWhen::Auto)]
+    color: style::ColorWhen,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -67,6 +73,13 @@ enum Command {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
     },
+    /// Print a shell completion script (e.g. `herd completions bash > /etc/bash_completion.d/herd`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (e.g. `herd man > /usr/local/share/man/man1/herd.1`).
+    Man,
 }
 
 #[derive(Args)]
@@ -104,10 +117,26 @@ struct ServerArgs {
 }
 
 #[derive(Args)]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct AgentArgs {
+    #[command(subcommand)]
+    cmd: Option<AgentCmd>,
+    #[command(flatten)]
+    run: AgentRunArgs,
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Install the agent as a systemd service (herd-agent.service) with these agent arguments,
+    /// enable and start it.
+    Install(install::InstallArgs),
+}
+
+#[derive(Args)]
+pub struct AgentRunArgs {
     /// Server URL, e.g. https://herd.example:7700.
     #[arg(long, env = "HERD_SERVER")]
-    server: String,
+    server: Option<String>,
     /// Join token (needed only the first time; the credential is kept in the state dir).
     #[arg(long, env = "HERD_JOIN_TOKEN")]
     token: Option<String>,
@@ -187,8 +216,59 @@ fn raise_open_files_limit() {
     }
 }
 
+/// `herd run -t x ls -la`: the command's words taken as herd's own. The line to suggest
+/// instead, with `--` before the command, if that is what went wrong.
+fn forgotten_dashes(argv: &[String], e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument || argv.iter().any(|a| a == "--") {
+        return None;
+    }
+    let run = argv.iter().position(|a| a == "run")?;
+    let Some(ContextValue::String(bad)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let bad_at = run + 1 + argv[run + 1..].iter().position(|a| a == bad)?;
+    // The command starts at the first word that is neither an option nor an option's value.
+    let mut at = run + 1;
+    while at < bad_at {
+        let a = &argv[at];
+        if !a.starts_with('-') {
+            break;
+        }
+        let takes_value = !a.contains('=')
+            && !matches!(
+                a.as_str(),
+                "--all" | "-i" | "--interactive" | "--tty" | "--detach" | "--json"
+            );
+        at += if takes_value { 2 } else { 1 };
+    }
+    let at = at.min(bad_at);
+    let mut fixed: Vec<&str> = argv.iter().map(String::as_str).collect();
+    fixed[0] = "herd";
+    fixed.insert(at, "--");
+    Some(format!(
+        "herd: {bad:?} is not an option of herd run: the command goes after -- — run: {}",
+        fixed.join(" ")
+    ))
+}
+
+fn parse_cli() -> Cli {
+    let argv: Vec<String> = std::env::args().collect();
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(hint) = forgotten_dashes(&argv, &e) {
+                eprintln!("{hint}");
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    }
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse_cli();
+    style::init(cli.color);
     if matches!(cli.cmd, Command::Server(_) | Command::Up(_)) {
         raise_open_files_limit();
     }
@@ -256,10 +336,19 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             running.run_until_signal().await;
             Ok(0)
         }
-        Command::Agent(a) => {
+        Command::Agent(AgentArgs {
+            cmd: Some(AgentCmd::Install(i)),
+            ..
+        }) => install::install(i),
+        Command::Agent(AgentArgs { run: a, .. }) => {
+            let Some(server) = a.server else {
+                anyhow::bail!(
+                    "no server given — pass --server https://HOST:7700 (or set HERD_SERVER)"
+                );
+            };
             init_tracing("info");
             let cfg = herd_agent::AgentConfig {
-                server: a.server,
+                server,
                 token: a.token,
                 name: a.name.unwrap_or_else(hostname),
                 labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
@@ -278,5 +367,25 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Keys { cmd } => cmd::keys(cmd).await,
         Command::Audit(a) => cmd::audit(a).await,
         Command::Bench { cmd } => bench::bench(cmd).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "herd", &mut out);
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .context("cannot write the completion script")?;
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .context("cannot write the manual page")?;
+            Ok(0)
+        }
     }
 }

@@ -42,7 +42,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     let (mut tx, mut rx) = ws.split();
     let mut names: Vec<String> = Vec::new();
     let mut finals: Vec<Option<Task>> = Vec::new();
-    let mut output = Output::new();
+    let mut output = Output::new(crate::style::stdout(), crate::style::stderr());
     let mut end_run: Option<Box<Run>> = None;
     let raw = (o.interactive && o.tty && std::io::stdin().is_terminal()).then(RawMode::enable);
     // stdin → server, in chunks; its end is forwarded as `eof`.
@@ -52,7 +52,15 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     let mut progress = ProgressLine::new(o.summary && !o.json && std::io::stderr().is_terminal());
 
     loop {
+        let due = output.deadline();
         tokio::select! {
+            _ = async { if let Some(d) = due { tokio::time::sleep_until(d.into()).await } }, if due.is_some() => {
+                progress.clear();
+                if let Some(code) = written(output.flush(Some(std::time::Instant::now())))? {
+                    return Ok(code);
+                }
+                progress.redraw();
+            }
             msg = rx.next() => {
                 let Some(msg) = msg else { break };
                 let msg = match msg {
@@ -160,9 +168,18 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
         use std::io::Write;
         let _ = std::io::stderr()
             .lock()
-            .write_all(summary(&finals).as_bytes());
+            .write_all(colored_summary(summary(&finals)).as_bytes());
     }
     Ok(exit_code(&finals))
+}
+
+/// The summary with its failures in red, when stderr is colored.
+fn colored_summary(text: String) -> String {
+    if crate::style::stderr() {
+        text.replace("failed", &crate::style::red("failed", true))
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]

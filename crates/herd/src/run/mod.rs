@@ -75,6 +75,11 @@ fn shell_command(argv: &[String]) -> String {
     if argv.len() == 1 {
         return argv[0].clone();
     }
+    shell_words(argv)
+}
+
+/// Argv as one shell command line, each word quoted when it needs to be.
+pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty()

@@ -209,7 +209,7 @@ fn partitioned_machine_is_reported_by_name() {
     );
     let text = stdout(&out);
     assert!(
-        text.contains("near-1: hi") && text.contains("near-2: hi"),
+        text.contains("near-1 | hi") && text.contains("near-2 | hi"),
         "{text}"
     );
     assert!(err.contains("2/3 succeeded"), "{err}");

@@ -6,5 +6,6 @@ mod errors;
 mod fleet;
 mod harness;
 mod inventory;
+mod output;
 mod resilience;
 mod spine;

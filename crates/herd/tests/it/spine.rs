@@ -127,7 +127,7 @@ fn selectors_pick_exactly_the_labelled_machines() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mut lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
     lines.sort();
-    assert_eq!(lines, vec!["web-1: hi", "web-2: hi"]);
+    assert_eq!(lines, vec!["web-1 | hi", "web-2 | hi"]);
 
     let out = s.run(&["run", "-t", "web-* & !web-2", "--", "echo", "one"]);
     assert_eq!(stdout(&out), "one\n", "single machine: no prefix");
