@@ -1,4 +1,4 @@
-//! Plain text tables and times for the CLI.
+//! Plain text tables and times (local, with the zone) for the CLI.
 
 use std::time::Duration;
 
@@ -46,8 +46,36 @@ pub fn ago(ms: Option<i64>) -> String {
     }
 }
 
+/// A moment in local time with its zone: `2026-12-06 14:03:05 UTC`, `… +01:00`; or "-".
 pub fn time(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| local(t.with_timezone(&chrono::Local)))
         .unwrap_or_else(|| "-".into())
+}
+
+fn local<Tz: chrono::TimeZone>(t: chrono::DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    use chrono::Offset;
+    if t.offset().fix().local_minus_utc() == 0 {
+        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S %:z").to_string()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_carry_their_zone() {
+        let t = chrono::DateTime::from_timestamp_millis(1_796_565_785_000).unwrap();
+        assert_eq!(local(t), "2026-12-06 14:03:05 UTC");
+        let plus1 = chrono::FixedOffset::east_opt(3600).unwrap();
+        assert_eq!(local(t.with_timezone(&plus1)), "2026-12-06 15:03:05 +01:00");
+        assert_eq!(time(None), "-");
+    }
 }
