@@ -80,12 +80,19 @@ impl Identity {
 /// Runs the agent until a fatal error (revoked, bad token, unusable state dir).
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     herd_link::limit_malloc_arenas();
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
+    // The state dir holds the credential and the spooled output: its owner's only.
+    let was = herd_link::private_dir(&cfg.state_dir).map_err(|e| {
         AgentError::Config(format!(
             "cannot create state dir {}: {e} — pass a writable --state-dir",
             cfg.state_dir.display()
         ))
     })?;
+    if let Some(mode) = was {
+        tracing::warn!(
+            "the state dir {} was open to others (mode {mode:o}); made it 0700",
+            cfg.state_dir.display()
+        );
+    }
     let identity = match Identity::load(&cfg.state_dir)? {
         Some(id) => id,
         None => {

@@ -2,6 +2,8 @@
 //! `GET /api/v1/runs` lists the recent ones, `GET /api/v1/runs/{id}` answers one with its
 //! tasks, `POST /api/v1/runs/{id}/cancel` cancels every task of one.
 
+use std::collections::BTreeMap;
+
 use herd_core::{RunSpec, RunState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -23,6 +25,13 @@ pub struct RunRequest {
     /// Hold the tasks until a watcher attaches to the run (or 30 s pass), so the watcher
     /// sees every byte of output live.
     pub start_on_attach: bool,
+    /// Secret environment variables, `NAME: value`, set for the command like `env`. The
+    /// values are never stored, logged or answered: the run keeps only their names (the
+    /// spec's `secret_names`, shown as `NAME=***`), and the values live in the server's
+    /// memory until the run ends. A task that has not started when the server restarts ends
+    /// `cancelled`, as its values are gone; such a run cannot be run again from the store.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     /// How every task executes.
     #[serde(flatten)]
     pub spec: RunSpec,
@@ -115,6 +124,7 @@ pub(crate) mod tests {
                 interactive: true,
                 tty: true,
                 env: [("A".to_string(), "1".to_string())].into(),
+                secret_names: vec![],
                 cwd: "/tmp".into(),
                 shell: "sh".into(),
                 grace_ms: 300,
@@ -176,6 +186,7 @@ pub(crate) mod tests {
             targets: vec!["role=web".into()],
             all: false,
             start_on_attach: true,
+            secret_env: BTreeMap::new(),
             spec: RunSpec {
                 timeout_ms: 1000,
                 limits: RunLimits {

@@ -15,8 +15,14 @@ pub struct RunSpec {
     pub interactive: bool,
     /// The command runs under a terminal (PTY).
     pub tty: bool,
-    /// Environment variables set for the command, on top of the agent's.
+    /// Environment variables set for the command, on top of the agent's. Stored and shown
+    /// as given: secrets go in the request's `secret_env`.
     pub env: BTreeMap<String, String>,
+    /// Names of the secret environment variables the run was created with (the request's
+    /// `secret_env`). Only the names are stored and shown; the values live in the server's
+    /// memory until the run ends. Set by the server, never by a request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_names: Vec<String>,
     /// Empty: the agent's working directory.
     pub cwd: String,
     /// Empty: `bash`.

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use backoff::Backoff;
 pub use dial::{ConnectError, channel};
 pub use memory::{limit_malloc_arenas, release_free_memory};
-pub use state_file::{StateFileError, read_json, write_private};
+pub use state_file::{StateFileError, private_dir, read_json, write_private};
 
 /// The version an agent reports in its `Hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -60,6 +60,22 @@ pub fn read_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Creates `dir` (and its parents) if missing and makes it accessible to its owner only
+/// (0700). Answers the mode it had when that was wider, so the caller can say it fixed it.
+pub fn private_dir(dir: &Path) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    Ok(Some(mode))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, IoSlice};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::IoContext;
@@ -341,11 +342,16 @@ fn open_in_dir(dir: &Path, path: &Path, truncate: bool) -> Result<File, OutlogEr
             .write(true)
             .create(true)
             .truncate(truncate)
+            .mode(0o600)
             .open(path)
     };
     match open() {
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            fs::create_dir_all(dir).at(dir)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .at(dir)?;
             open().at(path)
         }
         other => other.at(path),

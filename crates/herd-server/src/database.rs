@@ -4,6 +4,7 @@
 //! PostgreSQL database is held with an advisory lock by its backend.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,6 +61,23 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Creates the data dir (and its parents) if missing and makes it accessible to its owner
+/// only (0700): it holds the database, the output of every task and the CA's key. Answers
+/// the mode it had when that was wider, so the caller can say it fixed it.
+pub fn private_data_dir(dir: &Path) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    Ok(Some(mode))
+}
+
 /// The data dir's lock, held while the server runs.
 pub struct DataDirLock {
     _lock: Flock<File>,
@@ -72,6 +90,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

@@ -193,10 +193,16 @@ pub enum StartError {
 /// Opens the store, creates the admin key on first start, and starts serving.
 pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let dd = cfg.data_dir.clone();
-    std::fs::create_dir_all(&dd).map_err(|err| StartError::DataDir {
+    let was = database::private_data_dir(&dd).map_err(|err| StartError::DataDir {
         path: dd.display().to_string(),
         err,
     })?;
+    if let Some(mode) = was {
+        tracing::warn!(
+            "the data dir {} was open to others (mode {mode:o}); made it 0700",
+            dd.display()
+        );
+    }
     let lock = database::lock_data_dir(&dd).map_err(StartError::Locked)?;
     let db = cfg
         .database

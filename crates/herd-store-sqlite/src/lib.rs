@@ -30,6 +30,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens the database file (creating it) and applies the migrations.
+    /// The database file and its `-wal` and `-shm` companions are readable by their owner
+    /// only (0600; SQLite gives the companions the database file's mode).
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let cannot = |e: &dyn std::fmt::Display| {
             StoreError::Db(
@@ -40,6 +42,7 @@ impl SqliteStore {
                 .into(),
             )
         };
+        private_files(path).map_err(|e| cannot(&e))?;
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| cannot(&e))?
             .filename(path)
@@ -91,4 +94,32 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolClosed => StoreError::Closed("the store is closed".into()),
         e => StoreError::Db(Box::new(e)),
     }
+}
+
+/// Creates the database file 0600 if it is missing, and sets 0600 on it and on its `-wal`
+/// and `-shm` files where they exist with a wider mode.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let companions = ["", "-wal", "-shm"].map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    });
+    for p in companions {
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

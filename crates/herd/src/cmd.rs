@@ -414,6 +414,12 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
             println!("command  {}", r.run.command);
             println!("targets  {}", r.run.selector);
             println!("state    {}", r.run.state);
+            for (k, v) in &r.run.spec.env {
+                println!("env      {k}={v}");
+            }
+            for k in &r.run.spec.secret_names {
+                println!("secret   {k}=***");
+            }
             println!(
                 "by       {} at {}",
                 r.run.created_by,

@@ -21,7 +21,7 @@ use crate::runs::NewRunRequest;
     request_body = RunRequest,
     responses(
         (status = 201, description = "The run and its tasks (finished, with `wait=true`)", body = RunWithTasks),
-        (status = 400, description = "No command, no target, a selector that does not parse, a concurrency of 0, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "No command, no target, a selector that does not parse, a concurrency of 0, a name in both env and secret_env, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 409, description = "No machine matches the targets now (or none has joined yet)", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
@@ -42,6 +42,7 @@ pub async fn create(
                 targets: req.targets,
                 all: req.all,
                 start_on_attach: req.start_on_attach,
+                secret_env: req.secret_env,
                 spec: req.spec,
             },
             q.wait,

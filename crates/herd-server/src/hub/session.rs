@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tonic::Streaming;
 
 use super::{Hub, convert};
-use crate::runs::{cancel_frame, start_frame};
+use crate::runs::{SECRETS_GONE, cancel_frame, start_frame};
 
 /// Heartbeats the whole fleet sends per second at most: agents of a large fleet are asked
 /// to beat less often (every 5 s up to 2,500 machines, every 20 s at 10,000), so the idle
@@ -211,6 +211,8 @@ async fn reconcile(
         .await
         .map_err(|e| e.to_string())?;
     let mut lost = Vec::new();
+    // Tasks of runs with secrets whose values went with a server restart.
+    let mut gone = Vec::new();
     let mut runs = HashMap::new();
     for task in open {
         if known.contains_key(task.id.as_str()) {
@@ -234,10 +236,26 @@ async fn reconcile(
                         runs.entry(task.run_id.clone()).or_insert(r)
                     }
                 };
-                let frame = start_frame(&task.id, &run.command, &run.spec);
-                tx.send(frame).await.map_err(|_| "agent went away")?;
+                let secrets = hub.drivers.secrets(&task.run_id);
+                match start_frame(&task.id, &run.command, &run.spec, secrets.as_ref()) {
+                    Some(frame) => tx.send(frame).await.map_err(|_| "agent went away")?,
+                    None => gone.push((task.id, task.run_id)),
+                }
             }
             _ => lost.push((task.id, task.run_id)),
+        }
+    }
+    if !gone.is_empty() {
+        let ids: Vec<String> = gone.iter().map(|(t, _)| t.clone()).collect();
+        let changed = hub
+            .store
+            .end_tasks(&ids, TaskState::Cancelled, SECRETS_GONE, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        for (task_id, run_id) in gone.iter().filter(|(t, _)| changed.contains(t)) {
+            hub.events.task_changed(run_id, task_id);
+            hub.drivers
+                .task_ended(run_id, task_id, TaskState::Cancelled);
         }
     }
     if !lost.is_empty() {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::frames::{cancel_frame, start_frame};
+use super::frames::{SECRETS_GONE, SecretEnv, cancel_frame, start_frame};
 use super::pace::{Pacer, Progress, Queued};
 use crate::active::ActiveTasks;
 use crate::events::Events;
@@ -56,6 +56,8 @@ pub struct DriverCtx {
 struct Entry {
     tx: mpsc::UnboundedSender<Msg>,
     progress: watch::Receiver<Progress>,
+    /// The run's secret values, while it runs (a reconnecting agent's StartTask needs them).
+    secrets: Option<SecretEnv>,
 }
 
 /// The drivers of unfinished runs, by run id.
@@ -74,6 +76,8 @@ pub struct Launch {
     pub send_now: Vec<Queued>,
     /// Held until a watcher attaches, at most [`HOLD_FOR_WATCHER`].
     pub held: bool,
+    /// The values of the run's secret environment variables (none after a restart).
+    pub secrets: Option<SecretEnv>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -99,10 +103,18 @@ impl Drivers {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let (progress_tx, progress) = watch::channel(launch.pacer.progress());
-        lock(&self.runs).insert(run_id.clone(), Entry { tx, progress });
+        lock(&self.runs).insert(
+            run_id.clone(),
+            Entry {
+                tx,
+                progress,
+                secrets: launch.secrets.clone(),
+            },
+        );
         let driver = Driver {
             ctx: self.ctx.clone(),
             run: launch.run,
+            secrets: launch.secrets,
             pacer: launch.pacer,
             rx,
             progress: progress_tx,
@@ -151,6 +163,11 @@ impl Drivers {
     /// rest. A run without a driver has finished: nothing to do.
     pub fn cancel(&self, run_id: &str) {
         self.post(run_id, Msg::Cancel);
+    }
+
+    /// The values of a run's secret environment variables, while its driver runs.
+    pub fn secrets(&self, run_id: &str) -> Option<SecretEnv> {
+        lock(&self.runs).get(run_id).and_then(|e| e.secrets.clone())
     }
 
     /// Where the run stands, while it has a driver.
@@ -206,6 +223,7 @@ async fn finish(ctx: &DriverCtx, run_id: &str, state: RunState) {
 struct Driver {
     ctx: Arc<DriverCtx>,
     run: RunRow,
+    secrets: Option<SecretEnv>,
     pacer: Pacer,
     rx: mpsc::UnboundedReceiver<Msg>,
     progress: watch::Sender<Progress>,
@@ -355,6 +373,11 @@ impl Driver {
             return;
         }
         let ids: Vec<String> = online.iter().map(|q| q.task_id.clone()).collect();
+        if !self.run.spec.secret_names.is_empty() && self.secrets.is_none() {
+            // Never run without the secrets it was given.
+            self.end(&ids, TaskState::Cancelled, SECRETS_GONE).await;
+            return;
+        }
         let claimed: HashSet<String> = match self.ctx.store.claim_queued(&ids, now_ms()).await {
             Ok(c) => c.into_iter().collect(),
             Err(e) => {
@@ -378,12 +401,24 @@ impl Driver {
     /// Sends StartTask frames. An agent that went away since gets its task again when it
     /// reconnects (StartTask is idempotent), or the task is marked lost by the sweep.
     async fn send_starts(&mut self, tasks: Vec<Queued>) {
+        let mut gone = Vec::new();
         for q in tasks {
-            let frame = start_frame(&q.task_id, &self.run.command, &self.run.spec);
+            let Some(frame) = start_frame(
+                &q.task_id,
+                &self.run.command,
+                &self.run.spec,
+                self.secrets.as_ref(),
+            ) else {
+                gone.push(q.task_id);
+                continue;
+            };
             self.ctx.active.sent(&self.run.id, &q.task_id, &q.agent_id);
             if !self.ctx.registry.send(&q.agent_id, frame).await {
                 tracing::info!(task = %q.task_id, agent = %q.agent_id, "agent unreachable at dispatch");
             }
+        }
+        if !gone.is_empty() {
+            self.end(&gone, TaskState::Cancelled, SECRETS_GONE).await;
         }
     }
 

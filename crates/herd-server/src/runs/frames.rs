@@ -1,6 +1,7 @@
 //! The frames the server sends about tasks: start one, cancel one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use herd_core::RunSpec;
 use herd_proto::v1::{self as pb, ServerFrame, server_frame};
@@ -8,24 +9,46 @@ use herd_proto::v1::{self as pb, ServerFrame, server_frame};
 /// Between SIGTERM and SIGKILL when a person cancels a task.
 pub const CANCEL_GRACE_MS: u32 = 5000;
 
-pub fn start_frame(task_id: &str, command: &str, spec: &RunSpec) -> ServerFrame {
-    ServerFrame {
+/// The values of a run's secret environment variables, by name: held in memory only, by
+/// the run's driver, until the run ends.
+pub type SecretEnv = Arc<BTreeMap<String, String>>;
+
+/// Why a task of a run with secrets ends without starting after a server restart.
+pub const SECRETS_GONE: &str = "not started: the values of its --secret-env were lost when the server restarted (they are never stored) — run it again with --secret-env";
+
+/// The StartTask frame of a task: the spec's environment with the run's secret values on
+/// top. None when the run has secrets whose values are gone (the server restarted): such a
+/// task must not run without them.
+pub fn start_frame(
+    task_id: &str,
+    command: &str,
+    spec: &RunSpec,
+    secrets: Option<&SecretEnv>,
+) -> Option<ServerFrame> {
+    let mut env: HashMap<String, String> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !spec.secret_names.is_empty() {
+        let secrets = secrets?;
+        for name in &spec.secret_names {
+            env.insert(name.clone(), secrets.get(name)?.clone());
+        }
+    }
+    Some(ServerFrame {
         kind: Some(server_frame::Kind::Start(pb::StartTask {
             task_id: task_id.to_string(),
             command: command.to_string(),
             shell: spec.shell.clone(),
             cwd: spec.cwd.clone(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<HashMap<_, _>>(),
+            env,
             timeout_ms: spec.timeout_ms,
             interactive: spec.interactive,
             tty: spec.tty,
             grace_ms: spec.grace_ms,
         })),
-    }
+    })
 }
 
 pub fn cancel_frame(task_id: &str) -> ServerFrame {

@@ -10,7 +10,7 @@ mod pace;
 mod resolve;
 mod sweep;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use herd_core::{RunSpec, RunState, TaskState};
@@ -18,7 +18,7 @@ use herd_store::{AuditEntry, NewTask, RunRow, Store, TaskRow, now_ms};
 use serde_json::json;
 
 pub use driver::{DriverCtx, Drivers};
-pub use frames::{cancel_frame, input_frame, start_frame};
+pub use frames::{SECRETS_GONE, SecretEnv, cancel_frame, input_frame, start_frame};
 pub use pace::Progress;
 pub use sweep::sweep_lost;
 
@@ -40,6 +40,8 @@ pub struct NewRunRequest {
     pub all: bool,
     /// Hold the tasks until a watcher attaches (or 30 s pass), so it sees every byte live.
     pub start_on_attach: bool,
+    /// Secret environment variables: only their names are stored (in the spec).
+    pub secret_env: BTreeMap<String, String>,
     pub spec: RunSpec,
 }
 
@@ -91,6 +93,20 @@ impl RunService {
                 "concurrency must be at least 1 (or a percentage such as 10%)".into(),
             ));
         }
+        if let Some(k) = req
+            .secret_env
+            .keys()
+            .find(|k| req.spec.env.contains_key(*k))
+        {
+            return Err(ServerError::BadRequest(format!(
+                "{k} is given both as env and as secret_env — give it once"
+            )));
+        }
+        let mut req = req;
+        // Only the names are stored; the values stay in memory with the run's driver.
+        req.spec.secret_names = req.secret_env.keys().cloned().collect();
+        let secrets: Option<SecretEnv> =
+            (!req.secret_env.is_empty()).then(|| Arc::new(std::mem::take(&mut req.secret_env)));
         let (label, agents) = match resolve::resolve(&self.index, &req.targets, req.all) {
             Err(ServerError::Conflict(why)) if !req.all => {
                 // Nothing live matches: a revoked machine the selector names is said so.
@@ -199,6 +215,7 @@ impl RunService {
                 pacer,
                 send_now,
                 held: req.start_on_attach,
+                secrets,
             })
             .await;
         match finish.as_mut() {
@@ -351,6 +368,8 @@ impl RunService {
                     pacer,
                     send_now: Vec::new(),
                     held: false,
+                    // Secret values are never stored: a restarted server has none.
+                    secrets: None,
                 })
                 .await;
         }

@@ -41,9 +41,17 @@ pub struct RunArgs {
     /// Print the run id and return at once.
     #[arg(long)]
     detach: bool,
-    /// Environment for the command, K=V; repeatable.
+    /// Environment for the command, K=V; repeatable. Stored with the run and shown as given
+    /// (`herd runs show`, the API): use --secret-env for passwords and tokens.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
+    /// A secret environment variable for the command, K=V, or K alone to take the value of K
+    /// from this shell's environment (so it is in neither the shell history nor `ps`);
+    /// repeatable. The value is never stored, logged or shown (`K=***`); it lives in the
+    /// server's memory until the run ends, so a task not started when the server restarts
+    /// ends cancelled.
+    #[arg(long = "secret-env", value_name = "K[=V]")]
+    secret_env: Vec<String>,
     /// Working directory on the machines.
     #[arg(long)]
     cwd: Option<String>,
@@ -107,6 +115,27 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
             .with_context(|| format!("bad --env {kv:?}: expected KEY=VALUE"))?;
         env.insert(k.to_string(), v.to_string());
     }
+    let mut secret_env = std::collections::BTreeMap::new();
+    for kv in &a.secret_env {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => {
+                let v = std::env::var(kv).map_err(|_| {
+                    anyhow::anyhow!(
+                        "bad --secret-env {kv:?}: {kv} is not set in this environment — export it first, or pass {kv}=VALUE"
+                    )
+                })?;
+                (kv.clone(), v)
+            }
+        };
+        if k.is_empty() {
+            bail!("bad --secret-env: empty name — pass K=VALUE or K");
+        }
+        if env.contains_key(&k) {
+            bail!("{k} is given both as --env and as --secret-env — give it once");
+        }
+        secret_env.insert(k, v);
+    }
     if a.concurrency == Some(Limit::Count(0)) {
         bail!("--concurrency must be at least 1 (or a share such as 10%)");
     }
@@ -115,6 +144,7 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
         targets: a.targets.clone(),
         all: a.all,
         start_on_attach: !a.detach,
+        secret_env,
         spec: RunSpec {
             timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
             interactive: a.interactive,
@@ -215,6 +245,7 @@ mod tests {
                 targets: vec!["role=web".into()],
                 all: false,
                 start_on_attach: true,
+                secret_env: Default::default(),
                 spec: RunSpec {
                     timeout_ms: 5000,
                     env: [("A".to_string(), "1=2".to_string())].into(),
@@ -231,6 +262,12 @@ mod tests {
         let req = request_of(&["--all", "--detach", "-i", "--tty", "--", "uptime"]).unwrap();
         assert!(req.all && !req.start_on_attach && req.spec.interactive && req.spec.tty);
         assert_eq!(req.command, "uptime");
+        let req = request_of(&["--all", "--secret-env", "TOKEN=a=b", "--", "true"]).unwrap();
+        assert_eq!(
+            req.secret_env,
+            [("TOKEN".to_string(), "a=b".to_string())].into()
+        );
+        assert!(req.spec.env.is_empty() && req.spec.secret_names.is_empty());
     }
 
     #[test]
@@ -240,6 +277,20 @@ mod tests {
             (
                 &["--all", "-e", "NOEQUALS", "--", "true"],
                 "bad --env \"NOEQUALS\"",
+            ),
+            (
+                &[
+                    "--all",
+                    "--secret-env",
+                    "HERD_TEST_SURELY_UNSET_VAR",
+                    "--",
+                    "true",
+                ],
+                "HERD_TEST_SURELY_UNSET_VAR is not set in this environment",
+            ),
+            (
+                &["--all", "-e", "A=1", "--secret-env", "A=2", "--", "true"],
+                "A is given both as --env and as --secret-env",
             ),
             (
                 &["--all", "--concurrency", "0", "--", "true"],

@@ -8,4 +8,5 @@ mod harness;
 mod inventory;
 mod output;
 mod resilience;
+mod secrets;
 mod spine;
