@@ -83,24 +83,52 @@ pub struct DataDirLock {
     _lock: Flock<File>,
 }
 
-/// Locks `dir` for this server: a second server on the same data dir is refused.
+/// Locks `dir` for this server: a second server on the same data dir is refused, and told
+/// the holder's PID (written into the lock file once the lock is held).
 pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
     let path = dir.join("lock");
     let file = File::options()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .mode(0o600)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(DataDirLock { _lock: lock }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(format!(
-            "another herd server is using the data dir {} — stop it, or pass another --data-dir",
-            dir.display()
-        )),
+        Ok(lock) => {
+            write_pid(&lock, std::process::id())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(DataDirLock { _lock: lock })
+        }
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = match read_pid(&file) {
+                Some(pid) => format!(" (PID {pid})"),
+                None => String::new(),
+            };
+            Err(format!(
+                "another herd server{holder} is using the data dir {} — stop it, or pass another --data-dir",
+                dir.display()
+            ))
+        }
         Err((_, e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
+}
+
+/// Replaces the lock file's content with `pid` (only while holding the lock).
+fn write_pid(mut file: &File, pid: u32) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    file.set_len(0)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    file.write_all(format!("{pid}\n").as_bytes())
+}
+
+/// The PID the lock's holder wrote, if it wrote one yet.
+fn read_pid(mut file: &File) -> Option<u32> {
+    use std::io::Read;
+    let mut s = String::new();
+    file.read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
 }
 
 /// Opens the store (creating and migrating it as needed).
@@ -152,8 +180,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = lock_data_dir(dir.path()).unwrap();
         let e = lock_data_dir(dir.path()).err().unwrap();
+        let pid = std::process::id();
         assert!(
-            e.contains("another herd server is using the data dir"),
+            e.contains(&format!(
+                "another herd server (PID {pid}) is using the data dir"
+            )),
             "{e}"
         );
         drop(first);

@@ -5,6 +5,7 @@ mod api_contract;
 mod errors;
 mod fleet;
 mod harness;
+mod identity;
 mod inventory;
 mod output;
 mod resilience;
