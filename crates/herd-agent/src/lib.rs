@@ -21,11 +21,20 @@ use herd_proto::v1::JoinRequest;
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use serde::{Deserialize, Serialize};
 
+/// How long an agent refused for a live session of its identity waits before it tries once
+/// more: past the window in which the server counts a session heard from at the smallest
+/// heartbeat period.
+const CONFLICT_RETRY: Duration = Duration::from_secs(8);
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub server: String,
     pub token: Option<String>,
+    /// The name to join with.
     pub name: String,
+    /// Whether `name` was asked for (`--name`) rather than defaulted: then a state dir that
+    /// holds an identity under another name is refused instead of used.
+    pub name_given: bool,
     pub labels: BTreeMap<String, String>,
     pub state_dir: PathBuf,
     /// Pin of the server's CA (hex SHA-256), for https servers.
@@ -94,6 +103,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         );
     }
     let identity = match Identity::load(&cfg.state_dir)? {
+        Some(id) if cfg.name_given && id.name != cfg.name => {
+            return Err(AgentError::Config(format!(
+                "--name {:?} does not match this state dir's identity: {} joined as {:?} — drop --name (or pass --name {:?}), or give a fresh --state-dir to join as {:?}",
+                cfg.name,
+                cfg.state_dir.display(),
+                id.name,
+                id.name,
+                cfg.name
+            )));
+        }
         Some(id) => id,
         None => {
             let token = cfg.token.clone().ok_or_else(|| {
@@ -111,11 +130,29 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let spool = spool_thread::SpoolThread::open(cfg.state_dir.join("spool")).await?;
     let shared = Arc::new(session::Shared::new(spool));
     shared.abandon_previous_tasks().await;
+    // Random per process: the server tells a copy of this identity (another process holding
+    // it) from this process reconnecting.
+    let instance = uuid::Uuid::new_v4().simple().to_string();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    let mut conflicts = 0u32;
     loop {
         let started = Instant::now();
-        match session::run(&cfg, &identity, &shared).await {
+        let res = session::run(&cfg, &identity, &instance, &shared).await;
+        if !matches!(res, Err(session::SessionEnd::Conflict(_))) {
+            conflicts = 0;
+        }
+        match res {
             Err(session::SessionEnd::Fatal(msg)) => return Err(AgentError::Rejected(msg)),
+            Err(session::SessionEnd::Conflict(msg)) => {
+                // Once more after a while: the live session may be this machine's own,
+                // half-dead after a crash, which the server lets go once it falls silent.
+                conflicts += 1;
+                if conflicts > 1 {
+                    return Err(AgentError::Rejected(msg));
+                }
+                tracing::warn!(error = %msg, retry_in = ?CONFLICT_RETRY, "refused by the server");
+                tokio::time::sleep(CONFLICT_RETRY).await;
+            }
             Err(session::SessionEnd::Retry(msg)) => {
                 if started.elapsed() > Duration::from_secs(10) {
                     backoff.reset();

@@ -36,6 +36,8 @@ const IDLE_TRIMS: u32 = 4;
 
 pub enum SessionEnd {
     Fatal(String),
+    /// Another process holds this identity and is connected (FAILED_PRECONDITION).
+    Conflict(String),
     Retry(String),
 }
 
@@ -270,7 +272,12 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
     lock(&shared.running).remove(&task_id);
 }
 
-pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Result<(), SessionEnd> {
+pub async fn run(
+    cfg: &AgentConfig,
+    id: &Identity,
+    instance: &str,
+    shared: &Arc<Shared>,
+) -> Result<(), SessionEnd> {
     let pin = id.ca_sha256.as_deref().or(cfg.ca_sha256.as_deref());
     let channel = herd_link::channel(&id.server, pin).await.map_err(|e| {
         if e.is_retryable() {
@@ -318,6 +325,7 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
             labels: cfg.labels.clone().into_iter().collect(),
             facts: Some(facts),
             tasks: known,
+            instance_id: instance.to_string(),
         })),
     };
     let _ = out_tx.send(hello).await;
@@ -333,6 +341,7 @@ pub async fn run(cfg: &AgentConfig, id: &Identity, shared: &Arc<Shared>) -> Resu
                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                     SessionEnd::Fatal(s.message().to_string())
                 }
+                tonic::Code::FailedPrecondition => SessionEnd::Conflict(s.message().to_string()),
                 _ => SessionEnd::Retry(s.message().to_string()),
             });
         }

@@ -16,6 +16,10 @@ use tokio::net::TcpListener;
 /// over while letting idle connections go.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The address a request's connection came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<rustls::ServerConfig>>) {
     serve_with(listener, app, tls, TLS_HANDSHAKE_TIMEOUT).await
 }
@@ -39,7 +43,13 @@ async fn serve_with(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            },
+        );
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let svc = TowerToHyperService::new(app);

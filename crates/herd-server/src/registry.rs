@@ -38,6 +38,48 @@ struct Conn {
     tx: mpsc::Sender<ServerFrame>,
     /// Tells the session to end (replaced by a newer one, or the agent was revoked).
     stop: Arc<Notify>,
+    /// The agent process's instance id (empty: unknown) and where it connected from.
+    instance: String,
+    addr: String,
+    heard: Heard,
+}
+
+/// When a session last heard from its agent, updated without a lock on every frame.
+#[derive(Clone)]
+pub struct Heard {
+    epoch: Instant,
+    ms: Arc<AtomicU64>,
+}
+
+impl Heard {
+    fn new(epoch: Instant) -> Heard {
+        let h = Heard {
+            epoch,
+            ms: Arc::default(),
+        };
+        h.now();
+        h
+    }
+
+    /// The agent was heard from just now.
+    pub fn now(&self) {
+        self.ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn ago(&self) -> Duration {
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Why a session was not registered: another process holding the same identity has a
+/// session that is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// Where the live session connected from.
+    pub addr: String,
 }
 
 pub struct Registry {
@@ -45,12 +87,21 @@ pub struct Registry {
     /// Agents away: since when, and whether the lost-task sweep has dealt with them.
     away: Mutex<HashMap<String, Away>>,
     next_conn: AtomicU64,
+    epoch: Instant,
 }
 
 /// A session's place in the registry.
 pub struct Registration {
     pub conn_id: u64,
     pub stop: Arc<Notify>,
+    /// Mark it on every frame from the agent.
+    pub heard: Heard,
+}
+
+/// Who a session is: the agent process's instance id (empty: not told) and its address.
+pub struct Peer<'a> {
+    pub instance: &'a str,
+    pub addr: &'a str,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,6 +117,7 @@ impl Registry {
             conns: Mutex::default(),
             away: Mutex::new(known.into_iter().map(|id| (id, away)).collect()),
             next_conn: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -78,23 +130,50 @@ impl Registry {
     }
 
     /// Registers a session of `agent_id`; a newer session replaces an older one, which is
-    /// told to stop.
-    pub fn connect(&self, agent_id: &str, tx: mpsc::Sender<ServerFrame>) -> Registration {
+    /// told to stop, unless the older one belongs to another process holding the same
+    /// identity (another instance id) and was heard from within `live`: then the newer one
+    /// is refused. Both sides must name their instance for that; a session that names none
+    /// always replaces.
+    pub fn connect(
+        &self,
+        agent_id: &str,
+        tx: mpsc::Sender<ServerFrame>,
+        peer: Peer<'_>,
+        live: Duration,
+    ) -> Result<Registration, Conflict> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let stop = Arc::new(Notify::new());
-        let old = lock(&self.conns).insert(
-            agent_id.to_string(),
-            Conn {
-                id,
-                tx,
-                stop: stop.clone(),
-            },
-        );
+        let heard = Heard::new(self.epoch);
+        let conn = Conn {
+            id,
+            tx,
+            stop: stop.clone(),
+            instance: peer.instance.to_string(),
+            addr: peer.addr.to_string(),
+            heard: heard.clone(),
+        };
+        let mut conns = lock(&self.conns);
+        if let Some(old) = conns.get(agent_id)
+            && !old.instance.is_empty()
+            && !peer.instance.is_empty()
+            && old.instance != peer.instance
+            && old.heard.ago() < live
+        {
+            return Err(Conflict {
+                addr: old.addr.clone(),
+            });
+        }
+        let old = conns.insert(agent_id.to_string(), conn);
+        drop(conns);
         if let Some(old) = old {
             old.stop.notify_one();
         }
         lock(&self.away).remove(agent_id);
-        Registration { conn_id: id, stop }
+        Ok(Registration {
+            conn_id: id,
+            stop,
+            heard,
+        })
     }
 
     /// Whether `conn_id` is still the agent's current session.
@@ -168,5 +247,44 @@ impl Registry {
                 a.swept = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer<'a>(instance: &'a str, addr: &'a str) -> Peer<'a> {
+        Peer { instance, addr }
+    }
+
+    #[test]
+    fn a_live_session_of_another_instance_refuses_a_copy() {
+        let r = Registry::new([]);
+        let (tx, _rx) = mpsc::channel(1);
+        let live = Duration::from_secs(60);
+        let first = r
+            .connect("a", tx.clone(), peer("one", "10.0.0.1:1"), live)
+            .unwrap();
+        // A copy (another instance) is refused, naming where the live one is.
+        let e = r
+            .connect("a", tx.clone(), peer("two", "10.0.0.2:1"), live)
+            .err()
+            .unwrap();
+        assert_eq!(e.addr, "10.0.0.1:1");
+        assert!(r.is_current("a", first.conn_id));
+        // The same process reconnecting replaces its session.
+        let again = r
+            .connect("a", tx.clone(), peer("one", "10.0.0.1:2"), live)
+            .unwrap();
+        assert!(r.is_current("a", again.conn_id));
+        // A session not heard from within `live` is replaced by another instance.
+        let other = r
+            .connect("a", tx.clone(), peer("two", "10.0.0.2:1"), Duration::ZERO)
+            .unwrap();
+        assert!(r.is_current("a", other.conn_id));
+        // Without instance ids, the newer session replaces.
+        r.connect("b", tx.clone(), peer("", "x"), live).unwrap();
+        r.connect("b", tx, peer("three", "y"), live).unwrap();
     }
 }

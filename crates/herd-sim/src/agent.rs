@@ -260,6 +260,7 @@ async fn open(fleet: &Fleet, id: &SimIdentity, st: &mut AgentState) -> Result<Li
             labels: fleet.labels.clone(),
             facts: Some(facts_for(&fleet.facts, &id.name)),
             tasks: st.known(),
+            instance_id: String::new(),
         })),
     };
     if out.try_send(hello).is_err() {

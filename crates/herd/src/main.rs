@@ -350,6 +350,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let cfg = herd_agent::AgentConfig {
                 server,
                 token: a.token,
+                name_given: a.name.is_some(),
                 name: a.name.unwrap_or_else(hostname),
                 labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
                 state_dir: a.state_dir,

@@ -59,6 +59,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
     let agent_cfg = herd_agent::AgentConfig {
         server: running.url.clone(),
         token,
+        name_given: a.name.is_some(),
         name: a.name.unwrap_or_else(crate::hostname),
         labels: Default::default(),
         state_dir,

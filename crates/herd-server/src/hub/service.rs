@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{Hub, convert, session};
 use crate::error::ServerError;
 use crate::fleet;
+use crate::listen::PeerAddr;
 
 /// Largest gRPC message either side may send.
 const MAX_MESSAGE: usize = 32 * 1024 * 1024;
@@ -87,11 +88,25 @@ impl AgentHub for HubService {
             .authenticate_agent(&token)
             .await
             .map_err(status)?;
-        let inbound = req.into_inner();
+        let addr = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|p| p.0.to_string())
+            .unwrap_or_else(|| "an unknown address".into());
+        let mut inbound = req.into_inner();
+        // The hello comes with the request: who is connecting is settled before the
+        // stream is answered, so a refused agent gets a status, not a stream.
+        let hello = session::hello(&agent, &mut inbound).await?;
         let (tx, rx) = mpsc::channel::<ServerFrame>(SEND_QUEUE);
-        self.hub
-            .tracker
-            .spawn(session::run(self.hub.clone(), agent, tx, inbound));
+        let reg = session::register(&self.hub, &agent, &hello, &addr, tx.clone()).await?;
+        self.hub.tracker.spawn(session::run(
+            self.hub.clone(),
+            agent,
+            hello,
+            reg,
+            tx,
+            inbound,
+        ));
         let out = ReceiverStream::new(rx).map(Ok);
         Ok(Response::new(Box::pin(out)))
     }

@@ -10,11 +10,13 @@ use std::time::Duration;
 use futures::FutureExt;
 use herd_core::TaskState;
 use herd_proto::v1::{self as pb, AgentFrame, ServerFrame, agent_frame, server_frame};
-use herd_store::{AgentRow, now_ms};
+use herd_store::{AgentRow, AuditEntry, now_ms};
+use serde_json::json;
 use tokio::sync::mpsc;
-use tonic::Streaming;
+use tonic::{Status, Streaming};
 
 use super::{Hub, convert};
+use crate::registry::{Peer, Registration};
 use crate::runs::{SECRETS_GONE, cancel_frame, start_frame};
 
 /// Heartbeats the whole fleet sends per second at most: agents of a large fleet are asked
@@ -43,21 +45,79 @@ fn silence_limit(heartbeat: Duration) -> Duration {
     heartbeat * 3 + Duration::from_secs(1)
 }
 
+/// The first frame of a session, which must be a hello.
+pub async fn hello(
+    agent: &AgentRow,
+    inbound: &mut Streaming<AgentFrame>,
+) -> Result<pb::Hello, Status> {
+    let why = match tokio::time::timeout(HELLO_WITHIN, inbound.message()).await {
+        Ok(Ok(Some(AgentFrame {
+            kind: Some(agent_frame::Kind::Hello(h)),
+        }))) => return Ok(h),
+        Ok(Ok(Some(_))) => "first frame was not a hello".to_string(),
+        Ok(Ok(None)) => "stream closed before hello".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no hello within 30 s".to_string(),
+    };
+    end(agent, &why);
+    Err(Status::invalid_argument(why))
+}
+
+/// Registers the session, unless another process holding the agent's identity is connected
+/// and live: that is refused (FAILED_PRECONDITION), with what to do, and audited.
+pub async fn register(
+    hub: &Hub,
+    agent: &AgentRow,
+    hello: &pb::Hello,
+    addr: &str,
+    tx: mpsc::Sender<ServerFrame>,
+) -> Result<Registration, Status> {
+    // Heard from within a heartbeat period and a bit: a live agent always is; a dead
+    // session (the machine crashed and its agent restarted) stops being so soon after.
+    let live = heartbeat_for(hub.fleet.agent_count()) + Duration::from_secs(2);
+    let peer = Peer {
+        instance: &hello.instance_id,
+        addr,
+    };
+    let conflict = match hub.registry.connect(&agent.id, tx, peer, live) {
+        Ok(reg) => return Ok(reg),
+        Err(c) => c,
+    };
+    let machine = hello
+        .facts
+        .as_ref()
+        .map(|f| f.machine_id.as_str())
+        .filter(|m| !m.is_empty())
+        .unwrap_or(&agent.facts.machine_id);
+    let msg = format!(
+        "agent {:?} is already connected from {} (this is machine {machine:?} at {addr}): a copy of this agent's state dir is running elsewhere — give each machine its own state (remove identity.json from the state dir and join again with a new token)",
+        agent.name, conflict.addr
+    );
+    tracing::warn!(agent = %agent.id, name = %agent.name, live = %conflict.addr, refused = %addr, "two processes hold one agent identity; refused the newer one");
+    let entry = AuditEntry::new(
+        format!("agent:{}", agent.name),
+        "agent.identity_conflict",
+        format!("agent:{}", agent.name),
+        json!({
+            "connected_from": conflict.addr,
+            "refused_from": addr,
+            "refused_machine_id": machine,
+        }),
+    );
+    if let Err(e) = hub.store.append_audit(&entry).await {
+        tracing::error!(error = %e, "cannot record an identity conflict in the audit log");
+    }
+    Err(Status::failed_precondition(msg))
+}
+
 pub async fn run(
     hub: Arc<Hub>,
     agent: AgentRow,
+    first: pb::Hello,
+    reg: Registration,
     tx: mpsc::Sender<ServerFrame>,
     mut inbound: Streaming<AgentFrame>,
 ) {
-    let first = match tokio::time::timeout(HELLO_WITHIN, inbound.message()).await {
-        Ok(Ok(Some(AgentFrame {
-            kind: Some(agent_frame::Kind::Hello(h)),
-        }))) => h,
-        Ok(Ok(Some(_))) => return end(&agent, "first frame was not a hello"),
-        Ok(Ok(None)) => return end(&agent, "stream closed before hello"),
-        Ok(Err(e)) => return end(&agent, &e.to_string()),
-        Err(_) => return end(&agent, "no hello within 30 s"),
-    };
     let facts = first
         .facts
         .as_ref()
@@ -69,21 +129,10 @@ pub async fn run(
         facts,
         convert::text(&first.version),
     );
-    // Registered; a newer session replaces an older one of the same agent.
-    let reg = hub.registry.connect(&agent.id, tx.clone());
     hub.metrics
         .agents_connected
         .set(hub.registry.online_count() as i64);
-    let res = serve(
-        &hub,
-        &agent,
-        reg.conn_id,
-        &reg.stop,
-        &first.tasks,
-        &tx,
-        &mut inbound,
-    )
-    .await;
+    let res = serve(&hub, &agent, &reg, &first.tasks, &tx, &mut inbound).await;
     if let Err(e) = res {
         end(&agent, &e);
     }
@@ -100,8 +149,7 @@ fn end(agent: &AgentRow, why: &str) {
 async fn serve(
     hub: &Arc<Hub>,
     agent: &AgentRow,
-    conn_id: u64,
-    stop: &tokio::sync::Notify,
+    reg: &Registration,
     known: &[pb::KnownTask],
     tx: &mpsc::Sender<ServerFrame>,
     inbound: &mut Streaming<AgentFrame>,
@@ -131,14 +179,15 @@ async fn serve(
                     None => return Ok(()),
                 },
             },
-            _ = stop.notified() => {
+            _ = reg.stop.notified() => {
                 return Err("connection dropped (agent revoked or reconnected)".into());
             }
             _ = hub.shutdown.cancelled() => return Err("server shutting down".into()),
         };
         // Revoked or replaced by a newer session: end this stream, so the agent reconnects
         // and is told why.
-        if !hub.registry.is_current(&agent.id, conn_id) {
+        reg.heard.now();
+        if !hub.registry.is_current(&agent.id, reg.conn_id) {
             return Err("connection dropped (agent revoked or reconnected)".into());
         }
         match frame.kind {

@@ -38,7 +38,15 @@ impl Fixture {
             .await
             .unwrap();
         let (tx, frames) = mpsc::channel(64);
-        srv.parts.hub.registry.connect(&agent, tx);
+        let peer = crate::registry::Peer {
+            instance: "",
+            addr: "test",
+        };
+        let _ = srv
+            .parts
+            .hub
+            .registry
+            .connect(&agent, tx, peer, std::time::Duration::ZERO);
         Fixture {
             srv,
             agent,
