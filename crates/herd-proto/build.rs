@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .codec_path("crate::codec::HerdCodec")
         .bytes(".herd.agent.v1.Output.data")
         .bytes(".herd.agent.v1.Input.data")
+        .bytes(".herd.agent.v1.BlobChunk.data")
         .compile_fds(fds)?;
     Ok(())
 }

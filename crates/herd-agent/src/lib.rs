@@ -7,6 +7,7 @@
 //! the spool thread, so the runtime thread never waits on the disk.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod copy;
 mod outbox;
 mod session;
 mod spool_thread;
@@ -128,7 +129,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         }
     };
     let spool = spool_thread::SpoolThread::open(cfg.state_dir.join("spool")).await?;
-    let shared = Arc::new(session::Shared::new(spool));
+    let shared = Arc::new(session::Shared::new(spool, cfg.state_dir.join("copies")));
     shared.abandon_previous_tasks().await;
     // Random per process: the server tells a copy of this identity (another process holding
     // it) from this process reconnecting.

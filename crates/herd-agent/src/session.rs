@@ -3,6 +3,7 @@
 //! acks). Tasks outlive sessions; only the stream is per session.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use prost::Message as _;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::copy;
 use crate::spool_thread::{OutboxError, SpoolThread};
 use crate::{AgentConfig, Identity};
 
@@ -47,6 +49,10 @@ pub struct Shared {
     spool: SpoolThread,
     /// Tasks started in this process that have not ended yet.
     running: Mutex<HashMap<String, Slot>>,
+    /// The current session's connection, for copy tasks to read blobs over.
+    link: tokio::sync::watch::Sender<Option<copy::Link>>,
+    /// The starts of copy tasks not over yet (`<task>.start`), so a restarted agent resumes them.
+    copies: PathBuf,
 }
 
 /// A task the agent was told to start.
@@ -63,16 +69,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(spool: SpoolThread) -> Shared {
+    pub fn new(spool: SpoolThread, copies: PathBuf) -> Shared {
         Shared {
             spool,
             running: Mutex::new(HashMap::new()),
+            link: tokio::sync::watch::channel(None).0,
+            copies,
         }
     }
 
     /// Tasks of a previous agent process that never finished cannot be re-attached: their
     /// processes are ended and their end is reported, so the server does not wait forever.
-    pub async fn abandon_previous_tasks(&self) {
+    /// Copy tasks are the exception: they resume where their file stopped.
+    pub async fn abandon_previous_tasks(self: &Arc<Self>) {
         let tasks = match self.spool.tasks().await {
             Ok(t) => t,
             Err(e) => {
@@ -80,7 +89,25 @@ impl Shared {
                 return;
             }
         };
-        let unfinished: Vec<_> = tasks.into_iter().filter(|t| !t.finished).collect();
+        let mut unfinished: Vec<_> = tasks.into_iter().filter(|t| !t.finished).collect();
+        let dir = self.copies.clone();
+        let ids: Vec<String> = unfinished.iter().map(|t| t.task_id.clone()).collect();
+        let saved = tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .filter_map(|id| {
+                    let bytes = std::fs::read(copy::saved_path(&dir, id)).ok()?;
+                    pb::StartTask::decode(bytes.as_slice()).ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for st in saved {
+            unfinished.retain(|t| t.task_id != st.task_id);
+            tracing::info!(task = %st.task_id, "resuming a copy of the previous agent process");
+            lock(&self.running).insert(st.task_id.clone(), Slot::Checking(Vec::new()));
+            tokio::spawn(self.clone().start_copy(st, true));
+        }
         if unfinished.is_empty() {
             return;
         }
@@ -137,6 +164,22 @@ impl Shared {
                 return;
             }
         }
+        if !st.copy.is_empty() {
+            let (dir, bytes, path) = (
+                self.copies.clone(),
+                st.encode_to_vec(),
+                copy::saved_path(&self.copies, &id),
+            );
+            let saved = tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(path, bytes)
+            })
+            .await;
+            if !matches!(saved, Ok(Ok(()))) {
+                tracing::warn!(task = %id, "cannot save the copy's start; it will not resume after a restart");
+            }
+            return self.start_copy(st, false).await;
+        }
         let spec = ExecSpec {
             task_id: id.clone(),
             command: st.command,
@@ -159,6 +202,32 @@ impl Shared {
             let _ = control.send(c).await;
         }
         forward_events(self, id, rx).await;
+    }
+
+    /// Runs a copy task (`resumed`: its start was reported by a previous agent process).
+    async fn start_copy(self: Arc<Self>, st: pb::StartTask, resumed: bool) {
+        let id = st.task_id.clone();
+        let (ctl_tx, ctl_rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(copy::run(
+            st.copy,
+            self.link.subscribe(),
+            tx,
+            ctl_rx,
+            resumed,
+        ));
+        let handle = ExecHandle { control: ctl_tx };
+        let control = handle.control.clone();
+        let waiting = match lock(&self.running).insert(id.clone(), Slot::Running(handle)) {
+            Some(Slot::Checking(waiting)) => waiting,
+            _ => Vec::new(),
+        };
+        for c in waiting {
+            let _ = control.send(c).await;
+        }
+        forward_events(self.clone(), id.clone(), rx).await;
+        let path = copy::saved_path(&self.copies, &id);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
     }
 
     async fn control(&self, task_id: &str, c: Control) {
@@ -286,6 +355,7 @@ pub async fn run(
             SessionEnd::Fatal(e.to_string())
         }
     })?;
+    let channel_for_blobs = channel.clone();
     let mut client = AgentHubClient::new(channel)
         .max_decoding_message_size(32 * 1024 * 1024)
         .max_encoding_message_size(32 * 1024 * 1024);
@@ -330,9 +400,11 @@ pub async fn run(
     };
     let _ = out_tx.send(hello).await;
     let mut req = tonic::Request::new(ReceiverStream::new(out_rx));
-    let bearer = format!("Bearer {}", id.credential).parse().map_err(|_| {
-        SessionEnd::Fatal("credential in the state dir is malformed — join again".into())
-    })?;
+    let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+        format!("Bearer {}", id.credential).parse().map_err(|_| {
+            SessionEnd::Fatal("credential in the state dir is malformed — join again".into())
+        })?;
+    let bearer_for_blobs = bearer.clone();
     req.metadata_mut().insert("authorization", bearer);
     let mut inbound = match client.session(req).await {
         Ok(r) => r.into_inner(),
@@ -347,6 +419,10 @@ pub async fn run(
         }
     };
 
+    shared.link.send_replace(Some(copy::Link {
+        channel: channel_for_blobs,
+        bearer: bearer_for_blobs,
+    }));
     let window = Arc::new(Semaphore::new(WINDOW));
     let sender = tokio::spawn(send_events(
         shared.clone(),
@@ -404,6 +480,7 @@ pub async fn run(
             None => {}
         }
     };
+    shared.link.send_replace(None);
     sender.abort();
     if let Some(h) = heartbeat {
         h.abort();

@@ -15,6 +15,7 @@
 pub mod agent;
 pub mod attach;
 pub mod audit;
+pub mod blob;
 pub mod error;
 pub mod frame;
 pub mod keys;
@@ -29,12 +30,15 @@ mod schema_tests;
 pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit};
 pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;
+pub use blob::{Blob, BlobQuery};
 pub use error::ErrorBody;
 pub use frame::{
     FrameError, OUTPUT_HEADER_LEN, OUTPUT_TAG, OutputFrame, OutputStream, decode_output,
     encode_output, output_header,
 };
-pub use herd_core::{Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, TaskState};
+pub use herd_core::{
+    CopyFile, Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, TaskState,
+};
 pub use keys::{ApiKey, CreateKey, CreatedKey};
 pub use list::{ListQuery, RunsQuery, TasksQuery};
 pub use run::{Run, RunQuery, RunRequest, RunWithTasks};

@@ -133,6 +133,7 @@ pub(crate) mod tests {
                     max_errors: Some(Limit::Percent(10)),
                     batch_wait_ms: 1500,
                 },
+                copy: Vec::new(),
             },
             cancel_requested: true,
             state: RunState::Cancelled,

@@ -43,10 +43,13 @@ use crate::*;
     Limit,
     TaskState,
     RunState,
+    Blob,
+    BlobQuery,
+    CopyFile,
 )))]
 struct Components;
 
-const NAMES: [&str; 34] = [
+const NAMES: [&str; 37] = [
     "Agent",
     "AgentsQuery",
     "LabelEdit",
@@ -81,6 +84,9 @@ const NAMES: [&str; 34] = [
     "Limit",
     "TaskState",
     "RunState",
+    "Blob",
+    "BlobQuery",
+    "CopyFile",
 ];
 
 fn document() -> serde_json::Value {

@@ -31,6 +31,71 @@ pub struct RunSpec {
     pub grace_ms: u32,
     /// Rate control of the fan-out.
     pub limits: RunLimits,
+    /// Files to copy instead of running the command (`herd cp`): each one's blob, uploaded
+    /// to the server before, is written on every machine. Empty for a command.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<CopyFile>,
+}
+
+/// One file of a copy run: the blob the server holds and where it goes on the machines.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CopyFile {
+    /// SHA-256 of the content, 64 lowercase hex digits: a blob the server holds whole.
+    pub digest: String,
+    /// Length of the content in bytes.
+    pub size: u64,
+    /// Absolute destination: a file path, or a directory (an existing one, or ending in `/`)
+    /// that receives `name`.
+    pub dest: String,
+    /// The file's name when `dest` is a directory (no `/`).
+    pub name: String,
+    /// Permission bits (e.g. 420 = 0o644).
+    pub mode: u32,
+}
+
+impl CopyFile {
+    /// What is wrong with the entry, if anything (the blob's presence is checked elsewhere).
+    pub fn check(&self) -> Result<(), String> {
+        if !is_digest(&self.digest) {
+            return Err(format!(
+                "bad digest {:?}: expected 64 lowercase hex digits (SHA-256)",
+                self.digest
+            ));
+        }
+        if !self.dest.starts_with('/') || self.dest.contains('\0') {
+            return Err(format!(
+                "bad destination {:?}: expected an absolute path",
+                self.dest
+            ));
+        }
+        if self.name.is_empty()
+            || self.name.contains('/')
+            || self.name == "."
+            || self.name == ".."
+            || self.name.contains('\0')
+        {
+            return Err(format!(
+                "bad file name {:?}: expected a name without /",
+                self.name
+            ));
+        }
+        if self.mode > 0o7777 {
+            return Err(format!(
+                "bad mode {:o}: expected permission bits (at most 7777)",
+                self.mode
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A SHA-256 digest as herd writes it: 64 lowercase hex digits.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Rate control of a run's fan-out, as asked (counts or percentages of its targets).

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::active::ActiveTasks;
+use crate::blobs::Blobs;
 use crate::error::Result;
 use crate::events::Events;
 use crate::fleet::{AgentIndex, FleetService};
@@ -26,6 +27,8 @@ pub struct Settings {
     pub store: Arc<dyn Store>,
     pub output_dir: PathBuf,
     pub output_cap: u64,
+    /// Where the blobs of copy runs are kept.
+    pub blob_dir: PathBuf,
     pub lost_after: Duration,
     /// The longest life a join token may be given.
     pub max_token_ttl: Duration,
@@ -51,6 +54,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         store,
         output_dir,
         output_cap,
+        blob_dir,
         lost_after,
         max_token_ttl,
         url,
@@ -66,6 +70,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     let metrics = Arc::new(Metrics::default());
     let outlog = Arc::new(OutputLog::new(output_dir, output_cap));
     let active = Arc::new(ActiveTasks::default());
+    let blobs = Arc::new(Blobs::new(blob_dir));
     let fleet = Arc::new(FleetService::new(
         store.clone(),
         index.clone(),
@@ -113,6 +118,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         drivers: drivers.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
+        blobs: blobs.clone(),
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
@@ -124,6 +130,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         events,
         outlog,
         metrics,
+        blobs,
     });
     runs.recover().await?;
     tracker.spawn(crate::runs::sweep_lost(
@@ -150,6 +157,7 @@ pub struct App {
     events: Arc<Events>,
     outlog: Arc<OutputLog>,
     metrics: Arc<Metrics>,
+    blobs: Arc<Blobs>,
 }
 
 impl App {
@@ -161,6 +169,11 @@ impl App {
     /// Runs and tasks.
     pub fn runs(&self) -> &RunService {
         &self.runs
+    }
+
+    /// The files of copy runs.
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
     }
 
     /// Live output taps.

@@ -9,6 +9,7 @@
 
 mod active;
 mod app;
+mod blobs;
 mod convert;
 mod database;
 mod error;
@@ -268,6 +269,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let parts = app::assemble(app::Settings {
         store: store.clone(),
         output_dir: dd.join("output"),
+        blob_dir: dd.join("blobs"),
         output_cap: cfg.output_cap,
         lost_after: cfg.lost_after,
         max_token_ttl: cfg.max_token_ttl,

@@ -110,6 +110,51 @@ impl Client {
         self.post(path, &serde_json::Map::new()).await
     }
 
+    /// `PUT path?offset=N` with the file's bytes from `offset` as the body, answered with a `T`.
+    pub async fn put_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+        offset: u64,
+    ) -> Result<T> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let mut f = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let body = futures::stream::unfold(f, |mut f| async move {
+            let mut buf = bytes::BytesMut::with_capacity(1 << 20);
+            match f.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok::<_, std::io::Error>(buf.freeze()), f)),
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let url = format!("{}{path}?offset={offset}", self.base);
+        let resp = self
+            .http
+            .put(&url)
+            .bearer_auth(&self.key)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        if !status.is_success() {
+            bail!("{}", error_message(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow!(
+                "unexpected answer from herd server {} to {path}: {e} — is the server the same version as this CLI?",
+                self.base
+            )
+        })
+    }
+
     /// Raw bytes of a response (task output), streamed to `sink`.
     pub async fn download(&self, path: &str, sink: &mut (dyn std::io::Write + Send)) -> Result<()> {
         use futures::StreamExt;

@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod cmd;
 mod config;
+mod copy;
 mod install;
 mod run;
 mod style;
@@ -44,6 +45,8 @@ enum Command {
     Up(UpArgs),
     /// Run a command on the machines the selectors pick, streaming its output.
     Run(run::RunArgs),
+    /// Copy files to the machines the selector picks (uploaded once, checksum verified, mode kept).
+    Cp(copy::CpArgs),
     /// List machines, label them, revoke them.
     Agents(cmd::AgentsArgs),
     /// Join tokens for new machines.
@@ -361,6 +364,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Up(a) => up::up(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Cp(a) => copy::cp(a).await,
         Command::Agents(a) => cmd::agents(a).await,
         Command::Token { cmd } => cmd::token(cmd).await,
         Command::Runs { cmd } => cmd::runs(cmd).await,

@@ -17,7 +17,10 @@ fn output(task: &str, seq: u64) -> TaskEvent {
 
 async fn shared(dir: &std::path::Path) -> (Arc<Shared>, SpoolThread) {
     let spool = SpoolThread::open(dir.join("spool")).await.unwrap();
-    (Arc::new(Shared::new(spool.clone())), spool)
+    (
+        Arc::new(Shared::new(spool.clone(), dir.join("copies"))),
+        spool,
+    )
 }
 
 /// A spool write held up (as by a slow disk) does not hold up the heartbeats.

@@ -6,6 +6,7 @@
 
 mod agents;
 mod attach;
+mod blobs;
 mod credentials;
 mod extract;
 mod runs;
@@ -44,6 +45,7 @@ use extract::Query;
         (name = "keys", description = "API keys"),
         (name = "runs", description = "Commands fanned out over machines"),
         (name = "tasks", description = "One machine's part of a run"),
+        (name = "blobs", description = "Files of copy runs, uploaded once by SHA-256"),
         (name = "audit", description = "Who ran what where"),
         (name = "server", description = "Health, metrics and this document"),
     )
@@ -89,6 +91,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::output))
         .routes(routes!(attach::attach_task))
+        .routes(routes!(blobs::get, blobs::put))
         .routes(routes!(audit))
         .with_state(app)
         .split_for_parts();

@@ -10,7 +10,7 @@ use herd_api::{ErrorBody, ListQuery, Run, RunQuery, RunRequest, RunWithTasks, Ru
 use super::extract::{Body, Path, Query};
 use crate::app::App;
 use crate::convert;
-use crate::error::Result;
+use crate::error::{Result, ServerError};
 use crate::fleet::Actor;
 use crate::runs::NewRunRequest;
 
@@ -21,7 +21,7 @@ use crate::runs::NewRunRequest;
     request_body = RunRequest,
     responses(
         (status = 201, description = "The run and its tasks (finished, with `wait=true`)", body = RunWithTasks),
-        (status = 400, description = "No command, no target, a selector that does not parse, a concurrency of 0, a name in both env and secret_env, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "No command, no target, a copy of a blob the server does not hold whole or to a relative path, a selector that does not parse, a concurrency of 0, a name in both env and secret_env, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 409, description = "No machine matches the targets now (or none has joined yet)", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
@@ -31,8 +31,11 @@ pub async fn create(
     actor: Actor,
     State(app): State<Arc<App>>,
     Query(q): Query<RunQuery>,
-    Body(req): Body<RunRequest>,
+    Body(mut req): Body<RunRequest>,
 ) -> Result<(StatusCode, Json<RunWithTasks>)> {
+    if !req.spec.copy.is_empty() {
+        req.command = copy_command(&app, &req).await?;
+    }
     let runs = app.runs();
     let run = runs
         .create(
@@ -53,6 +56,27 @@ pub async fn create(
         StatusCode::CREATED,
         Json(convert::run_with_tasks(run, tasks)),
     ))
+}
+
+/// Checks the files of a copy run (each a blob held whole, to an absolute path; no terminal
+/// or stdin) and describes the run as its command, which its audit entry records.
+async fn copy_command(app: &App, req: &RunRequest) -> Result<String> {
+    if req.spec.interactive || req.spec.tty {
+        return Err(ServerError::BadRequest(
+            "a copy run takes no stdin and no terminal — drop interactive and tty".into(),
+        ));
+    }
+    let mut parts = Vec::with_capacity(req.spec.copy.len());
+    for f in &req.spec.copy {
+        f.check().map_err(ServerError::BadRequest)?;
+        app.blobs().complete(&f.digest).await?;
+        parts.push(format!(
+            "{} ({} bytes, sha256 {}, mode {:o})",
+            f.name, f.size, f.digest, f.mode
+        ));
+    }
+    let dest = req.spec.copy.first().map(|f| f.dest.as_str()).unwrap_or("");
+    Ok(format!("herd cp {} to {dest}", parts.join(", ")))
 }
 
 /// Recent runs, newest first.

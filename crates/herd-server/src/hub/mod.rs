@@ -32,6 +32,7 @@ pub struct Hub {
     pub(crate) drivers: Arc<Drivers>,
     pub(crate) events: Arc<Events>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) blobs: Arc<crate::blobs::Blobs>,
     /// Sessions are tracked and end at shutdown.
     pub(crate) tracker: tokio_util::task::TaskTracker,
     pub(crate) shutdown: tokio_util::sync::CancellationToken,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use futures::Stream;
 use herd_proto::v1::agent_hub_server::{AgentHub, AgentHubServer};
-use herd_proto::v1::{AgentFrame, JoinRequest, JoinResponse, ServerFrame};
+use herd_proto::v1::{
+    AgentFrame, BlobChunk, JoinRequest, JoinResponse, ReadBlobRequest, ServerFrame,
+};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,6 +35,20 @@ pub struct HubService {
 }
 
 type FrameStream = Pin<Box<dyn Stream<Item = Result<ServerFrame, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<BlobChunk, Status>> + Send>>;
+
+/// Bytes of a blob per message to an agent.
+const BLOB_CHUNK: usize = 1 << 20;
+
+/// The bearer credential of a request's metadata.
+fn bearer<T>(req: &Request<T>) -> String {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string()
+}
 
 fn status(e: ServerError) -> Status {
     match e {
@@ -75,13 +91,7 @@ impl AgentHub for HubService {
         &self,
         req: Request<Streaming<AgentFrame>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let token = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("")
-            .to_string();
+        let token = bearer(&req);
         let agent = self
             .hub
             .fleet
@@ -109,5 +119,59 @@ impl AgentHub for HubService {
         ));
         let out = ReceiverStream::new(rx).map(Ok);
         Ok(Response::new(Box::pin(out)))
+    }
+
+    type ReadBlobStream = ChunkStream;
+
+    async fn read_blob(
+        &self,
+        req: Request<ReadBlobRequest>,
+    ) -> Result<Response<Self::ReadBlobStream>, Status> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let token = bearer(&req);
+        self.hub
+            .fleet
+            .authenticate_agent(&token)
+            .await
+            .map_err(status)?;
+        let req = req.into_inner();
+        let path = self
+            .hub
+            .blobs
+            .complete(&req.digest)
+            .await
+            .map_err(|e| Status::not_found(e.to_string()))?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Status::not_found(format!("cannot open blob {}: {e}", req.digest)))?;
+        file.seek(std::io::SeekFrom::Start(req.offset))
+            .await
+            .map_err(|e| Status::internal(format!("cannot read blob {}: {e}", req.digest)))?;
+        let (tx, rx) = mpsc::channel::<Result<BlobChunk, Status>>(4);
+        let shutdown = self.hub.shutdown.clone();
+        self.hub.tracker.spawn(async move {
+            loop {
+                let mut buf = bytes::BytesMut::with_capacity(BLOB_CHUNK);
+                let read = async {
+                    while buf.len() < BLOB_CHUNK {
+                        if file.read_buf(&mut buf).await? == 0 {
+                            break;
+                        }
+                    }
+                    Ok::<_, std::io::Error>(())
+                };
+                let item = match read.await {
+                    Ok(()) if buf.is_empty() => return,
+                    Ok(()) => Ok(BlobChunk { data: buf.freeze() }),
+                    Err(e) => Err(Status::internal(format!("cannot read the blob: {e}"))),
+                };
+                let failed = item.is_err();
+                tokio::select! {
+                    r = tx.send(item) => if r.is_err() || failed { return },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

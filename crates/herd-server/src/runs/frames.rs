@@ -47,6 +47,17 @@ pub fn start_frame(
             interactive: spec.interactive,
             tty: spec.tty,
             grace_ms: spec.grace_ms,
+            copy: spec
+                .copy
+                .iter()
+                .map(|f| pb::CopyFile {
+                    digest: f.digest.clone(),
+                    size: f.size,
+                    dest: f.dest.clone(),
+                    name: f.name.clone(),
+                    mode: f.mode,
+                })
+                .collect(),
         })),
     })
 }

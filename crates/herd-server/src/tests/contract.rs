@@ -77,6 +77,12 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         &[101, 400, 401, 404, 500, 503],
     ),
     ("get", "/api/v1/audit", &[200, 400, 401, 500, 503]),
+    ("get", "/api/v1/blobs/{digest}", &[200, 400, 401, 500, 503]),
+    (
+        "put",
+        "/api/v1/blobs/{digest}",
+        &[200, 400, 401, 409, 500, 503],
+    ),
 ];
 
 /// (method, path) → declared statuses, from the document.
@@ -150,7 +156,8 @@ async fn every_status_a_route_answers_is_declared() {
     for (method, path, _) in OPERATIONS {
         let concrete = path
             .replace("{agent}", "no-such-machine")
-            .replace("{id}", "no-such-id");
+            .replace("{id}", "no-such-id")
+            .replace("{digest}", &"a".repeat(64));
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         // (authorization, query, body)
         let tries: Vec<(Option<&str>, &str, Option<&str>)> = vec![

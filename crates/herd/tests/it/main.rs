@@ -3,6 +3,7 @@
 
 mod api_contract;
 mod errors;
+mod files;
 mod fleet;
 mod harness;
 mod identity;

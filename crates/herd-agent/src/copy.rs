@@ -1,0 +1,280 @@
+//! Copy tasks (`herd cp`): each file's blob is read from the server over the agent's own
+//! connection (`ReadBlob`, ≤1 MiB chunks) into `DEST.herd-part`, hashed as it arrives, and,
+//! once whole and its SHA-256 is the one asked for, given its mode and renamed onto the
+//! destination. A broken connection resumes from the part's length once the next session
+//! is up; an agent that restarts finds the copy's start in `STATE_DIR/copies` and resumes
+//! it the same way. File bytes never go through the task's events: the task reports only
+//! how it ended (and a one-line reason on stderr when it failed).
+
+use std::io::{Read as _, Seek as _, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use herd_exec::{Control, ExecEvent, ExitInfo, ExitReason, OutStream};
+use herd_proto::v1::agent_hub_client::AgentHubClient;
+use herd_proto::v1::{self as pb};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, watch};
+use tonic::transport::Channel;
+
+/// The connection of the current session, for reading blobs; `None` between sessions.
+#[derive(Clone)]
+pub struct Link {
+    pub channel: Channel,
+    pub bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+pub type LinkWatch = watch::Receiver<Option<Link>>;
+
+/// Wait before reading again after the connection broke.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Why a copy did not complete.
+enum Failed {
+    Cancelled,
+    Error(String),
+}
+
+/// Runs a copy task to its end and reports it as the events of a task: `Started` (unless
+/// `resumed`: the previous agent process reported it), then one `Exited`.
+pub async fn run(
+    files: Vec<pb::CopyFile>,
+    link: LinkWatch,
+    events: mpsc::Sender<ExecEvent>,
+    mut control: mpsc::Receiver<Control>,
+    resumed: bool,
+) {
+    let start = Instant::now();
+    if !resumed {
+        let _ = events
+            .send(ExecEvent::Started {
+                pid: std::process::id(),
+            })
+            .await;
+    }
+    let mut result = Ok(());
+    for f in &files {
+        let copy = copy_one(f, link.clone());
+        tokio::pin!(copy);
+        let r = loop {
+            tokio::select! {
+                r = &mut copy => break r,
+                c = control.recv() => match c {
+                    Some(Control::Cancel { .. }) | None => break Err(Failed::Cancelled),
+                    Some(_) => {}
+                },
+            }
+        };
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+    }
+    let duration = start.elapsed();
+    let exit = match result {
+        Ok(()) => ExitInfo {
+            code: Some(0),
+            signal: None,
+            reason: ExitReason::Exited,
+            duration,
+            detail: String::new(),
+        },
+        Err(Failed::Cancelled) => ExitInfo {
+            code: None,
+            signal: None,
+            reason: ExitReason::Cancelled,
+            duration,
+            detail: "the copy was cancelled".into(),
+        },
+        Err(Failed::Error(line)) => {
+            let _ = events
+                .send(ExecEvent::Output {
+                    stream: OutStream::Stderr,
+                    data: Bytes::from(format!("{line}\n")),
+                })
+                .await;
+            ExitInfo {
+                code: Some(1),
+                signal: None,
+                reason: ExitReason::Exited,
+                duration,
+                detail: line,
+            }
+        }
+    };
+    let _ = events.send(ExecEvent::Exited(exit)).await;
+}
+
+/// Where the file goes: `dest` itself, or `dest/name` when `dest` is a directory.
+fn destination(f: &pb::CopyFile) -> PathBuf {
+    let dest = Path::new(&f.dest);
+    if f.dest.ends_with('/') || dest.is_dir() {
+        dest.join(&f.name)
+    } else {
+        dest.to_path_buf()
+    }
+}
+
+/// One line for an I/O failure a person can act on.
+fn io_line(what: &str, path: &Path, e: &std::io::Error) -> String {
+    let why = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied — choose a path the agent's user may write".to_string()
+        }
+        std::io::ErrorKind::NotFound => {
+            "no such directory — create it first or choose another destination".to_string()
+        }
+        std::io::ErrorKind::StorageFull => {
+            "no space left on the device — free some space and copy again".to_string()
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            "read-only file system — choose another destination".to_string()
+        }
+        _ => format!("{e} — check the destination and copy again"),
+    };
+    format!("herd: cannot {what} {}: {why}", path.display())
+}
+
+fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, Failed> {
+    r.map_err(|e| Failed::Error(format!("herd: copy failed: {e}")))
+}
+
+/// The part file opened for appending, its length, and the hash of what it holds.
+fn open_part(part: &Path, size: u64) -> std::io::Result<(std::fs::File, u64, Sha256)> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(part)?;
+    let mut len = file.metadata()?.len();
+    if len > size {
+        file.set_len(0)?;
+        len = 0;
+    }
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let mut left = len;
+    while left > 0 {
+        let n = file.read(&mut buf[..left.min(1 << 20) as usize])?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    file.seek(std::io::SeekFrom::Start(len))?;
+    Ok((file, len, hash))
+}
+
+async fn copy_one(f: &pb::CopyFile, mut link: LinkWatch) -> Result<(), Failed> {
+    let spec = f.clone();
+    let (dest, part, opened) = joined(
+        tokio::task::spawn_blocking(move || {
+            let dest = destination(&spec);
+            let mut part = dest.clone().into_os_string();
+            part.push(".herd-part");
+            let part = PathBuf::from(part);
+            let opened = open_part(&part, spec.size);
+            (dest, part, opened)
+        })
+        .await,
+    )?;
+    let (mut file, mut len, mut hash) =
+        opened.map_err(|e| Failed::Error(io_line("write", &part, &e)))?;
+    while len < f.size {
+        let current = link.borrow_and_update().clone();
+        let Some(l) = current else {
+            // Between sessions: wait for the next one.
+            if link.changed().await.is_err() {
+                return Err(Failed::Error(
+                    "herd: copy failed: the agent is stopping".into(),
+                ));
+            }
+            continue;
+        };
+        let mut client = AgentHubClient::new(l.channel).max_decoding_message_size(4 << 20);
+        let mut req = tonic::Request::new(pb::ReadBlobRequest {
+            digest: f.digest.clone(),
+            offset: len,
+        });
+        req.metadata_mut().insert("authorization", l.bearer);
+        let mut stream = match client.read_blob(req).await {
+            Ok(s) => s.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Err(Failed::Error(format!(
+                    "herd: cannot copy {}: the server does not hold its content ({}) — upload it again with herd cp",
+                    f.name,
+                    s.message()
+                )));
+            }
+            Err(s) => {
+                tracing::info!(error = %s.message(), "reading a blob failed; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        loop {
+            let chunk = match stream.message().await {
+                Ok(Some(c)) => c.data,
+                Ok(None) => break,
+                Err(s) => {
+                    tracing::info!(error = %s.message(), "reading a blob broke off; resuming");
+                    tokio::time::sleep(RETRY).await;
+                    break;
+                }
+            };
+            if len + chunk.len() as u64 > f.size {
+                return Err(Failed::Error(format!(
+                    "herd: cannot copy {}: the server sent more than its {} bytes — upload it again",
+                    f.name, f.size
+                )));
+            }
+            let p = part.clone();
+            let n = chunk.len() as u64;
+            let (fl, h, r) = joined(
+                tokio::task::spawn_blocking(move || {
+                    let r = file.write_all(&chunk);
+                    hash.update(&chunk);
+                    (file, hash, r)
+                })
+                .await,
+            )?;
+            (file, hash) = (fl, h);
+            r.map_err(|e| Failed::Error(io_line("write", &p, &e)))?;
+            len += n;
+        }
+    }
+    let got = hex::encode(hash.finalize());
+    if got != f.digest {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(Failed::Error(format!(
+            "herd: cannot copy {} to {}: checksum mismatch (SHA-256 {got}, expected {}) — copy it again",
+            f.name,
+            dest.display(),
+            f.digest
+        )));
+    }
+    let mode = f.mode & 0o7777;
+    let (p, d) = (part.clone(), dest.clone());
+    joined(
+        tokio::task::spawn_blocking(move || {
+            file.sync_all()?;
+            drop(file);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+            std::fs::rename(&p, &d)
+        })
+        .await,
+    )?
+    .map_err(|e| Failed::Error(io_line("write", &dest, &e)))?;
+    Ok(())
+}
+
+/// Where an agent keeps the start of each copy task until the task is over.
+pub fn saved_path(dir: &Path, task_id: &str) -> PathBuf {
+    dir.join(format!("{task_id}.start"))
+}
