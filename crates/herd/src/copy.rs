@@ -133,6 +133,7 @@ pub async fn cp(a: CpArgs) -> Result<i32> {
         targets: vec![selector],
         all: false,
         start_on_attach: true,
+        secret_env: Default::default(),
         spec: RunSpec {
             copy,
             ..RunSpec::default()
