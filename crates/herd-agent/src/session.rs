@@ -341,6 +341,11 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
     lock(&shared.running).remove(&task_id);
 }
 
+/// What a server that does not serve herd's agent protocol is told apart by.
+fn not_herd(server: &str) -> String {
+    format!("{server} is not a herd server (it does not serve the agent protocol) — check --server")
+}
+
 pub async fn run(
     cfg: &AgentConfig,
     id: &Identity,
@@ -414,6 +419,7 @@ pub async fn run(
                     SessionEnd::Fatal(s.message().to_string())
                 }
                 tonic::Code::FailedPrecondition => SessionEnd::Conflict(s.message().to_string()),
+                tonic::Code::Unimplemented => SessionEnd::Fatal(not_herd(&id.server)),
                 _ => SessionEnd::Retry(s.message().to_string()),
             });
         }

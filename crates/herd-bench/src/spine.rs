@@ -15,6 +15,9 @@ use crate::ssh::Ssh;
 use crate::stats::{self, Summary};
 
 const RTT_TARGET_MS: f64 = 5.0;
+/// Whole-process `herd run -t M -- true` against `ssh` over a ControlMaster connection:
+/// ssh p50 / herd p50 at least this.
+const CLI_RATIO_TARGET: f64 = 10.0;
 const THROUGHPUT_TARGET_RATIO: f64 = 3.0;
 const IDLE_RSS_TARGET_MB: f64 = 15.0;
 /// What the bench takes as "CPU near zero" for an idle agent.
@@ -28,6 +31,12 @@ struct RoundTrip {
     ratio_p50: Option<f64>,
     herd_samples_ms: Vec<f64>,
     ssh_samples_ms: Vec<f64>,
+    /// Whole process: `herd run -t M -- true` (CLI start, API call, WebSocket follow, exit),
+    /// timed alternately with the ssh rounds.
+    herd_cli_ms: Summary,
+    /// ssh p50 / herd CLI p50.
+    cli_ratio_p50: Option<f64>,
+    herd_cli_samples_ms: Vec<f64>,
 }
 
 #[derive(Serialize)]
@@ -186,12 +195,14 @@ async fn bench(a: &SpineArgs, herd: &Path, dir: &Path, ssh: Option<&Ssh>) -> Res
             "environment": env,
             "targets": {
                 "round_trip_p50_ms_max": RTT_TARGET_MS,
+                "cli_round_trip_ssh_ratio_min": CLI_RATIO_TARGET,
                 "throughput_ratio_min": THROUGHPUT_TARGET_RATIO,
                 "idle_rss_mb_max": IDLE_RSS_TARGET_MB,
                 "idle_cpu_pct_max": IDLE_CPU_TARGET_PCT,
             },
             "met": {
                 "round_trip": rtt.herd_ms.p50 <= RTT_TARGET_MS,
+                "cli_round_trip_vs_ssh": rtt.cli_ratio_p50.map(|r| r >= CLI_RATIO_TARGET),
                 "throughput": tput.ratio_delivered_median.map(|r| r >= THROUGHPUT_TARGET_RATIO),
                 "idle_rss": idle.rss_mb_max <= IDLE_RSS_TARGET_MB,
                 "idle_cpu": idle.cpu_pct_one_core <= IDLE_CPU_TARGET_PCT,
@@ -216,6 +227,22 @@ async fn herd_true(fleet: &Fleet) -> Result<f64> {
         bail!("round trip of `true` did not succeed: task {task}");
     }
     Ok(secs * 1e3)
+}
+
+/// One whole `herd run -t M -- true` process; its wall time in ms.
+async fn herd_cli_true(fleet: &Fleet) -> Result<f64> {
+    let mut cmd = fleet::cli(&fleet.server);
+    cmd.args(["run", "-t", &fleet.agent().name, "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let t = Instant::now();
+    let st = cmd.status().await.context("cannot run herd run")?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if !st.success() {
+        bail!("herd run -t {} -- true failed ({st})", fleet.agent().name);
+    }
+    Ok(ms)
 }
 
 async fn ssh_status(mut cmd: tokio::process::Command, what: &str) -> Result<()> {
@@ -267,20 +294,38 @@ async fn round_trip(a: &SpineArgs, fleet: &Fleet, ssh: Option<&Ssh>) -> Result<R
                 fleet.dir().join("ssh-master.log").display()
             );
         }
-        for _ in 0..a.ssh_rounds {
+    }
+    // Whole processes: `herd run` and `ssh` alternately, so drifts of the machine hit both.
+    eprintln!(
+        "herd-bench: whole-process `herd run -t M -- true`{}: {} warm-ups, {} timed",
+        if ssh.is_some() { " beside ssh" } else { "" },
+        a.warmups.min(3),
+        a.ssh_rounds
+    );
+    for _ in 0..a.warmups.min(3) {
+        herd_cli_true(fleet).await?;
+    }
+    let mut cli_ms = Vec::with_capacity(a.ssh_rounds);
+    for _ in 0..a.ssh_rounds {
+        cli_ms.push(herd_cli_true(fleet).await?);
+        if let Some(ssh) = ssh {
             let t = Instant::now();
             ssh_status(ssh.muxed("true"), "multiplexed ssh true").await?;
             ssh_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
     let herd_ms = stats::summarize(&herd);
+    let herd_cli_ms = stats::summarize(&cli_ms);
     let ssh_sum = (!ssh_ms.is_empty()).then(|| stats::summarize(&ssh_ms));
     Ok(RoundTrip {
         ratio_p50: ssh_sum.as_ref().map(|s| s.p50 / herd_ms.p50),
+        cli_ratio_p50: ssh_sum.as_ref().map(|s| s.p50 / herd_cli_ms.p50),
         herd_ms,
+        herd_cli_ms,
         ssh_ms: ssh_sum,
         herd_samples_ms: herd,
         ssh_samples_ms: ssh_ms,
+        herd_cli_samples_ms: cli_ms,
     })
 }
 
@@ -576,6 +621,20 @@ fn markdown(a: &SpineArgs, env: &Value, rtt: &RoundTrip, tp: &Throughput, idle: 
         rtt.ssh_ms.as_ref().map(|s| five(s, 2)).unwrap_or_else(|| na.clone()),
         rtt_ratio,
         ok(rtt.herd_ms.p50 <= RTT_TARGET_MS),
+    ));
+
+    m.push_str(&format!(
+        "| Whole-process round trip of `true`, ms, min / p10 / **p50** / p90 / max (herd: `herd run -t M -- true`, n={}; ssh: ControlMaster, alternately, n={}) | {} | {} | {} | ssh/herd p50 ≥ {CLI_RATIO_TARGET}× | {} |\n",
+        rtt.herd_cli_ms.n,
+        rtt.ssh_ms.as_ref().map(|s| s.n).unwrap_or(0),
+        five(&rtt.herd_cli_ms, 2),
+        rtt.ssh_ms.as_ref().map(|s| five(s, 2)).unwrap_or_else(|| na.clone()),
+        rtt.cli_ratio_p50
+            .map(|r| format!("ssh/herd p50 = {r:.1}×"))
+            .unwrap_or_else(|| "—".into()),
+        rtt.cli_ratio_p50
+            .map(|r| ok(r >= CLI_RATIO_TARGET).to_string())
+            .unwrap_or_else(|| "not measured".into()),
     ));
 
     // Throughput.

@@ -16,6 +16,12 @@ pub enum ConnectError {
     NoPin(String),
     #[error("cannot reach {url}: {msg}")]
     Transport { url: String, msg: String },
+    /// The server presented a CA other than the pinned one: trying again will not help.
+    #[error("cannot trust {url}: {mismatch}")]
+    PinMismatch {
+        url: String,
+        mismatch: herd_tls::PinMismatch,
+    },
     #[error("{}", .0.message())]
     Status(tonic::Status),
 }
@@ -66,9 +72,15 @@ pub async fn channel(url: &str, pin: Option<&str>) -> Result<Channel, ConnectErr
         .keep_alive_while_idle(true)
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024);
-    let transport = |e: tonic::transport::Error| ConnectError::Transport {
-        url: url.to_string(),
-        msg: source_chain(&e),
+    let transport = |e: tonic::transport::Error| match herd_tls::pin_mismatch(&e) {
+        Some(mismatch) => ConnectError::PinMismatch {
+            url: url.to_string(),
+            mismatch,
+        },
+        None => ConnectError::Transport {
+            url: url.to_string(),
+            msg: source_chain(&e),
+        },
     };
     if url.starts_with("https://") {
         let pin = pin.ok_or_else(|| ConnectError::NoPin(url.to_string()))?;

@@ -153,6 +153,26 @@ impl RunStore for PgStore {
         row.as_ref().map(rows::task).transpose()
     }
 
+    async fn run_ids_with_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        ids_with_prefix(
+            &self.pool,
+            "SELECT id FROM runs WHERE starts_with(id, $1) ORDER BY id LIMIT $2",
+            prefix,
+            limit,
+        )
+        .await
+    }
+
+    async fn task_ids_with_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        ids_with_prefix(
+            &self.pool,
+            "SELECT id FROM tasks WHERE starts_with(id, $1) ORDER BY id LIMIT $2",
+            prefix,
+            limit,
+        )
+        .await
+    }
+
     async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>> {
         let mut out = Vec::with_capacity(ids.len());
         for r in chunks(ids.len()) {
@@ -248,4 +268,19 @@ impl RunStore for PgStore {
     async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<Vec<(String, TaskState)>> {
         tasks::apply_progress(&self.pool, batch).await
     }
+}
+
+/// Ids starting with `prefix` by `sql` (`starts_with`: no wildcards, no collation).
+async fn ids_with_prefix(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    prefix: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    sqlx::query_scalar::<_, String>(sql)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db)
 }

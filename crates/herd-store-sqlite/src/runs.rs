@@ -178,6 +178,26 @@ impl RunStore for SqliteStore {
         row.as_ref().map(rows::task).transpose()
     }
 
+    async fn run_ids_with_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        ids_with_prefix(
+            &self.pool,
+            "SELECT id FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT ?2",
+            prefix,
+            limit,
+        )
+        .await
+    }
+
+    async fn task_ids_with_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        ids_with_prefix(
+            &self.pool,
+            "SELECT id FROM tasks WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT ?2",
+            prefix,
+            limit,
+        )
+        .await
+    }
+
     async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>> {
         tasks_where_in(&self.pool, "id", ids, false).await
     }
@@ -237,4 +257,20 @@ impl RunStore for SqliteStore {
     async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<Vec<(String, TaskState)>> {
         tasks::apply_progress(&self.pool, batch).await
     }
+}
+
+/// Ids starting with `prefix` by `sql`: compared as text (`substr`), so `_` and `%` in it
+/// are not wildcards.
+async fn ids_with_prefix(
+    pool: &SqlitePool,
+    sql: &'static str,
+    prefix: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    sqlx::query_scalar::<_, String>(sql)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db)
 }

@@ -107,6 +107,14 @@ pub trait RunStore: Send + Sync {
 
     async fn task(&self, id: &str) -> Result<Option<TaskRow>>;
 
+    /// Ids of the runs whose id starts with `prefix` (taken literally, no wildcards), at most
+    /// `limit`, in id order.
+    async fn run_ids_with_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<String>>;
+
+    /// Ids of the tasks whose id starts with `prefix` (taken literally), at most `limit`, in
+    /// id order.
+    async fn task_ids_with_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<String>>;
+
     /// The tasks with these ids (those that exist, in no particular order).
     async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskRow>>;
 

@@ -100,17 +100,23 @@ impl fmt::Debug for PinnedVerifier {
     }
 }
 
-/// The handshake error when no presented certificate matches the pin.
-/// `Debug` is the message too: rustls renders `CertificateError::Other`
-/// with `{:?}`.
-struct PinMismatch(String);
+/// The handshake error when no presented certificate matches the pin: the fingerprint of
+/// the certificate the server presents as its root (the last of its chain) and the pin.
+/// `Debug` is the message too: rustls renders `CertificateError::Other` with `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinMismatch {
+    /// SHA-256 (lower-case hex) of the last certificate the server presented.
+    pub presented: String,
+    /// The pin, normalized.
+    pub pinned: String,
+}
 
 impl fmt::Display for PinMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "server certificate does not match the pinned CA fingerprint {}",
-            self.0
+            "server certificate fingerprint is {}, pinned {} — the server's CA changed (new data dir?) or this is another server; re-run `herd token create` and use its pin, or fix the pin",
+            self.presented, self.pinned
         )
     }
 }
@@ -122,6 +128,31 @@ impl fmt::Debug for PinMismatch {
 }
 
 impl std::error::Error for PinMismatch {}
+
+/// The pin mismatch behind `err`, if a failed handshake is what `err` reports (looked for
+/// through the error's sources, and inside I/O errors, which is how connectors carry it).
+pub(crate) fn pin_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<PinMismatch> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for e in std::iter::once(e).chain(inner) {
+            if let Some(m) = e.downcast_ref::<PinMismatch>() {
+                return Some(m.clone());
+            }
+            if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) =
+                e.downcast_ref::<rustls::Error>()
+                && let Some(m) = other.0.downcast_ref::<PinMismatch>()
+            {
+                return Some(m.clone());
+            }
+        }
+        cur = e.source();
+    }
+    None
+}
 
 impl ServerCertVerifier for PinnedVerifier {
     fn verify_server_cert(
@@ -137,7 +168,12 @@ impl ServerCertVerifier for PinnedVerifier {
             .find(|c| fingerprint(c) == self.pin)
         else {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(PinMismatch(self.pin.clone()))),
+                OtherError(Arc::new(PinMismatch {
+                    presented: intermediates
+                        .last()
+                        .map_or_else(|| fingerprint(end_entity), |c| fingerprint(c)),
+                    pinned: self.pin.clone(),
+                })),
             )));
         };
         let mut roots = RootCertStore::empty();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub use client::Trust;
+pub use client::{PinMismatch, Trust};
 pub use error::TlsError;
 
 /// ALPN id for HTTP/2 (gRPC and REST).
@@ -63,10 +63,17 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// (end entity or intermediates) has the pinned SHA-256 and the end-entity
 /// certificate verifies against that certificate as the only root (so
 /// signatures, validity and the hostname/IP SAN are checked). Otherwise the
-/// handshake fails with "server certificate does not match the pinned CA
-/// fingerprint <pin>". `Trust::None` gives `TlsError::NoTrust`.
+/// handshake fails with a [`PinMismatch`] ("server certificate fingerprint is
+/// <presented>, pinned <pin> — …"; [`pin_mismatch`] finds it in the error a
+/// connector reports). `Trust::None` gives `TlsError::NoTrust`.
 pub fn client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     client::client_config(trust, alpn)
+}
+
+/// The pin mismatch a failed connection reports, looked for through `err`'s sources (and
+/// inside the I/O errors connectors wrap it in): both fingerprints, for the one-line error.
+pub fn pin_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<PinMismatch> {
+    client::pin_mismatch(err)
 }
 
 /// Fingerprint of the first certificate in `pem` (used to print the pin for

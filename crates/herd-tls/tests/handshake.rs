@@ -86,9 +86,33 @@ async fn wrong_pin_fails_the_handshake() {
         .unwrap_err();
     assert!(err.contains("pinned"), "{err}");
     assert!(
-        err.contains("does not match the pinned CA fingerprint"),
-        "{err}"
+        err.contains(&format!("pinned {}", fingerprint(b"not the CA"))),
+        "names the pin: {err}"
     );
+    assert!(
+        err.contains(server.ca_fingerprint.as_deref().unwrap()),
+        "names the server's CA: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_pin_mismatch_is_found_in_the_connectors_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_tls_generated(dir.path(), &[]).unwrap();
+    let addr = serve_once(server.config.clone()).await;
+    let wrong = fingerprint(b"not the CA");
+    let client = client_config(&Trust::Pinned(wrong.clone()), &[]).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost".to_string()).unwrap();
+    let err = TlsConnector::from(client)
+        .connect(name, tcp)
+        .await
+        .unwrap_err();
+    let m = herd_tls::pin_mismatch(&err).expect("a pin mismatch");
+    assert_eq!(m.pinned, wrong);
+    assert_eq!(Some(m.presented), server.ca_fingerprint);
+    let other = std::io::Error::other("refused");
+    assert!(herd_tls::pin_mismatch(&other).is_none());
 }
 
 #[tokio::test]

@@ -1,6 +1,13 @@
 //! The HTTP and WebSocket client of the herd API, used by every CLI command: typed calls
 //! (`get`, `post`) whose bodies and answers are herd-api types, raw output downloads, and
 //! the attach WebSocket. A failed call becomes the server's one-line error.
+//!
+//! Every unary call is bounded by `HERD_TIMEOUT` (connect and answer, default 30 s); a server
+//! that cannot be reached or stops answering is a [`Lost`] error, which the CLI exits 255
+//! on (as ssh does), apart from any code a remote command ends with. TLS is set up only for
+//! `https://` servers, trusting the pinned CA alone; a plain `http://` client loads nothing.
+
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use herd_api::ErrorBody;
@@ -15,6 +22,36 @@ pub struct Client {
     key: String,
     http: reqwest::Client,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `HERD_TIMEOUT`: connect and answer of a unary call, a WebSocket's handshake, and how
+    /// long a live stream waits for the server to answer its pings.
+    pub timeout: Duration,
+}
+
+/// The server could not be reached, or stopped answering: the CLI exits 255.
+#[derive(Debug)]
+pub struct Lost(pub String);
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Lost {}
+
+/// Default of `HERD_TIMEOUT`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `HERD_TIMEOUT` (a duration such as `30s`), or its default.
+pub fn timeout_from_env() -> Result<Duration> {
+    match std::env::var("HERD_TIMEOUT") {
+        Ok(v) if !v.trim().is_empty() => match herd_core::parse_duration(v.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => bail!("bad HERD_TIMEOUT {v:?}: must be more than 0 — e.g. HERD_TIMEOUT=30s"),
+            Err(e) => bail!("bad HERD_TIMEOUT {v:?}: {e} — e.g. HERD_TIMEOUT=30s"),
+        },
+        _ => Ok(DEFAULT_TIMEOUT),
+    }
 }
 
 pub type Ws =
@@ -23,8 +60,12 @@ pub type Ws =
 impl Client {
     pub fn from_config(cfg: &ClientConfig) -> Result<Client> {
         let (base, key) = config::resolve(cfg)?;
+        let timeout = timeout_from_env()?;
+        // `read_timeout` bounds each read of a body (a download may take long, but never
+        // waits that long for a byte); unary calls are bounded whole in `request`.
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
             .no_proxy();
         let mut tls = None;
         if base.starts_with("https://") {
@@ -41,7 +82,18 @@ impl Client {
                 &[herd_tls::ALPN_HTTP11],
             )?;
             tls = Some(ws);
-        } else if !base.starts_with("http://") {
+        } else if base.starts_with("http://") {
+            // Plain HTTP: a TLS config of no roots (reqwest would otherwise load the whole
+            // system CA store for every client, which costs more than a call on loopback).
+            let none = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .context("cannot set up the HTTP client")?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            builder = builder.tls_backend_preconfigured(none);
+        } else {
             bail!("bad server URL {base:?}: expected http://HOST:PORT or https://HOST:PORT");
         }
         Ok(Client {
@@ -49,20 +101,43 @@ impl Client {
             key,
             http: builder.build().context("cannot build the HTTP client")?,
             tls,
+            timeout,
         })
     }
 
+    /// The one line for a call that got no answer: a pin mismatch, plain HTTP against a TLS
+    /// server, a timeout or an unreachable server (the last two are [`Lost`]).
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        if let Some(m) = herd_tls::pin_mismatch(&e) {
+            return anyhow!("cannot trust herd server {}: {m}", self.base);
+        }
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
-            msg = format!("{msg}: {s}");
+            let text = s.to_string();
+            if !msg.contains(&text) {
+                msg = format!("{msg}: {text}");
+            }
             src = s.source();
         }
-        anyhow!(
+        if e.is_timeout() {
+            return anyhow::Error::new(Lost(format!(
+                "no answer from herd server {} within {}: {msg} — is it overloaded or stopped? (HERD_TIMEOUT sets how long to wait)",
+                self.base,
+                herd_core::format_duration(self.timeout)
+            )));
+        }
+        if self.base.starts_with("http://") && !e.is_connect() && speaks_tls(&msg) {
+            return anyhow::Error::new(Lost(format!(
+                "herd server {} did not answer plain HTTP: {msg} — it serves TLS: use https://{} (and set HERD_CA_SHA256)",
+                self.base,
+                self.base.trim_start_matches("http://")
+            )));
+        }
+        anyhow::Error::new(Lost(format!(
             "cannot reach herd server {}: {msg} — is `herd server` (or `herd up`) running? check HERD_SERVER",
             self.base
-        )
+        )))
     }
 
     /// One call: `body` as JSON (if any), the answer read as `T`. A failed call is the
@@ -73,7 +148,11 @@ impl Client {
         T: DeserializeOwned,
     {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url).bearer_auth(&self.key);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(&self.key)
+            .timeout(self.timeout);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -81,13 +160,20 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
-            bail!("{}", error_message(status, &bytes));
+            bail!("{}", self.error_message(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow!(
-                "unexpected answer from herd server {} to {path}: {e} — is the server the same version as this CLI?",
-                self.base
-            )
+            if serde_json::from_slice::<serde_json::Value>(&bytes).is_err() {
+                anyhow!(
+                    "{} is not a herd server (it answered {path} with something other than JSON) — check HERD_SERVER",
+                    self.base
+                )
+            } else {
+                anyhow!(
+                    "unexpected answer from herd server {} to {path}: {e} — is the server the same version as this CLI?",
+                    self.base
+                )
+            }
         })
     }
 
@@ -169,7 +255,7 @@ impl Client {
         if !resp.status().is_success() {
             let status = resp.status();
             let bytes = resp.bytes().await.unwrap_or_default();
-            bail!("{}", error_message(status, &bytes));
+            bail!("{}", self.error_message(status, &bytes));
         }
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -197,31 +283,58 @@ impl Client {
         let mut cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
         cfg.max_message_size = Some(64 << 20);
         cfg.max_frame_size = Some(64 << 20);
-        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-            req,
-            Some(cfg),
-            true,
-            connector,
-        )
-        .await
-        .map_err(|e| match e {
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, connector);
+        let Ok(connected) = tokio::time::timeout(self.timeout, connect).await else {
+            return Err(anyhow::Error::new(Lost(format!(
+                "no answer from herd server {} within {} — is it overloaded or stopped? (HERD_TIMEOUT sets how long to wait)",
+                self.base,
+                herd_core::format_duration(self.timeout)
+            ))));
+        };
+        let (ws, _) = connected.map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) => {
                 let body = resp.body().as_deref().unwrap_or_default();
-                anyhow!(error_message(resp.status(), body))
+                anyhow!(self.error_message(resp.status(), body))
             }
-            e => anyhow!(
-                "cannot reach herd server {}: {e} — is `herd server` (or `herd up`) running?",
-                self.base
-            ),
+            e => {
+                if let Some(m) = herd_tls::pin_mismatch(&e) {
+                    return anyhow!("cannot trust herd server {}: {m}", self.base);
+                }
+                anyhow::Error::new(Lost(format!(
+                    "cannot reach herd server {}: {e} — is `herd server` (or `herd up`) running?",
+                    self.base
+                )))
+            }
         })?;
         Ok(ws)
     }
+
+    /// The one line a failed call reports: the server's error body; an answer that is not
+    /// one comes from something other than a herd server.
+    fn error_message(&self, status: reqwest::StatusCode, body: &[u8]) -> String {
+        serde_json::from_slice::<ErrorBody>(body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| {
+                format!(
+                    "{} is not a herd server (no herd API at /api/v1: it answered {status}) — check HERD_SERVER",
+                    self.base
+                )
+            })
+    }
 }
 
-/// The one line a failed call reports: the server's error body, or its status when the body
-/// is not one.
-fn error_message(status: reqwest::StatusCode, body: &[u8]) -> String {
-    serde_json::from_slice::<ErrorBody>(body)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| format!("server answered {status}"))
+/// Whether a failed plain-HTTP call's error reads like a TLS server's answer (an alert
+/// record where an HTTP status line should be, or a connection dropped at once).
+fn speaks_tls(msg: &str) -> bool {
+    [
+        "invalid HTTP version",
+        "invalid HTTP status",
+        "connection closed before message completed",
+        "error parsing HTTP",
+        "invalid HTTP",
+        "connection reset",
+    ]
+    .iter()
+    .any(|n| msg.contains(n))
 }

@@ -21,8 +21,25 @@ fn client() -> Result<Client> {
     Client::from_config(&config::load()?)
 }
 
+/// `println!` that returns a write error (a closed pipe ends the CLI quietly) instead of
+/// panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// `print!` that returns a write error instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 fn print_json<T: Serialize>(v: &T) -> Result<i32> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(0)
 }
 
@@ -126,7 +143,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 render(
                     &["NAME", "ID", "STATUS", "OS", "LABELS", "LAST SEEN"],
@@ -170,7 +187,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
                     return print_json(&agents);
                 }
                 for agent in &agents {
-                    println!("{}: {}", agent.name, labels(&agent.labels));
+                    outln!("{}: {}", agent.name, labels(&agent.labels));
                 }
                 return Ok(0);
             }
@@ -180,7 +197,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
             if a.json {
                 return print_json(&agent);
             }
-            println!("{}: {}", agent.name, labels(&agent.labels));
+            outln!("{}: {}", agent.name, labels(&agent.labels));
             Ok(0)
         }
         AgentsCmd::Revoke { name } => {
@@ -190,7 +207,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
             if a.json {
                 return print_json(&agent);
             }
-            println!("revoked {} ({})", agent.name, agent.id);
+            outln!("revoked {} ({})", agent.name, agent.id);
             Ok(0)
         }
     }
@@ -232,7 +249,7 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
             if json {
                 return print_json(&t);
             }
-            println!("revoked join token {}", t.id);
+            outln!("revoked join token {}", t.id);
             return Ok(0);
         }
         TokenCmd::Ls { json } => {
@@ -252,7 +269,7 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 render(&["ID", "USES LEFT", "EXPIRES", "STATUS", "BY"], &rows)
             );
@@ -270,7 +287,7 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
     if json {
         return print_json(&t);
     }
-    println!("{}", t.token);
+    outln!("{}", t.token);
     eprintln!(
         "valid until {} for {} machine(s); on the new machine run:\n  {}",
         time(Some(t.expires_at)),
@@ -352,6 +369,31 @@ pub enum RunsCmd {
     },
     /// Cancel every task of a run.
     Cancel { id: String },
+    /// Every machine's output of a run; -f follows it live until the run ends.
+    Logs {
+        id: String,
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Print each distinct output once, under the machines that printed it.
+        #[arg(long)]
+        group: bool,
+    },
+    /// Run a run's command again, with its settings, on its machines.
+    Retry {
+        id: String,
+        /// Only on the machines whose task did not succeed.
+        #[arg(long)]
+        failed: bool,
+        /// Print the new run's id and return at once.
+        #[arg(long)]
+        detach: bool,
+        /// One JSON event per line (with --detach: the created run).
+        #[arg(long)]
+        json: bool,
+        /// Print each distinct output once, under the machines that printed it.
+        #[arg(long, conflicts_with = "json")]
+        group: bool,
+    },
 }
 
 fn task_rows(tasks: &[Task]) -> Vec<Vec<String>> {
@@ -396,7 +438,7 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 render(
                     &["ID", "STATE", "CREATED", "BY", "TARGETS", "COMMAND"],
@@ -410,22 +452,22 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
             if json {
                 return print_json(&r);
             }
-            println!("run      {}", r.run.id);
-            println!("command  {}", r.run.command);
-            println!("targets  {}", r.run.selector);
-            println!("state    {}", r.run.state);
+            outln!("run      {}", r.run.id);
+            outln!("command  {}", r.run.command);
+            outln!("targets  {}", r.run.selector);
+            outln!("state    {}", r.run.state);
             for (k, v) in &r.run.spec.env {
-                println!("env      {k}={v}");
+                outln!("env      {k}={v}");
             }
             for k in &r.run.spec.secret_names {
-                println!("secret   {k}=***");
+                outln!("secret   {k}=***");
             }
-            println!(
+            outln!(
                 "by       {} at {}",
                 r.run.created_by,
                 time(Some(r.run.created_at))
             );
-            print!(
+            out!(
                 "{}",
                 render(
                     &["TASK", "MACHINE", "STATE", "EXIT", "REASON"],
@@ -436,8 +478,23 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
         }
         RunsCmd::Cancel { id } => {
             let r: Run = c.post_empty(&format!("/api/v1/runs/{id}/cancel")).await?;
-            println!("cancel requested for run {}", r.id);
+            outln!("cancel requested for run {}", r.id);
             Ok(0)
+        }
+        RunsCmd::Logs { id, follow, group } => crate::run::logs(&c, &id, follow, group).await,
+        RunsCmd::Retry {
+            id,
+            failed,
+            detach,
+            json,
+            group,
+        } => {
+            let show = crate::run::Show {
+                detach,
+                json,
+                group,
+            };
+            crate::run::retry(&c, &id, crate::run::RetryOpts { failed, show }).await
         }
     }
 }
@@ -486,7 +543,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
             if json {
                 return print_json(&tasks);
             }
-            print!(
+            out!(
                 "{}",
                 render(
                     &["TASK", "MACHINE", "STATE", "EXIT", "REASON"],
@@ -514,7 +571,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
                 ("finished", time(t.finished_at)),
             ];
             for (k, v) in fields {
-                println!("{k:<11}{v}");
+                outln!("{k:<11}{v}");
             }
             Ok(0)
         }
@@ -522,19 +579,23 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
             if follow {
                 let sigint = crate::run::interrupts()?;
                 let ws = c.websocket(&format!("/api/v1/tasks/{id}/attach")).await?;
-                crate::run::follow(
+                // The task's own code, as `herd run` would exit with it.
+                return crate::run::follow(
                     ws,
                     crate::run::FollowOpts {
                         interactive: false,
                         tty: false,
                         json: false,
                         summary: false,
+                        resume: format!("herd tasks logs {id} -f"),
                         run_id: id,
+                        server: c.base.clone(),
+                        timeout: c.timeout,
+                        group: false,
                     },
                     sigint,
                 )
-                .await?;
-                return Ok(0);
+                .await;
             }
             let mut out = std::io::stdout();
             c.download(&format!("/api/v1/tasks/{id}/output"), &mut out)
@@ -543,7 +604,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
         }
         TasksCmd::Cancel { id } => {
             let t: Task = c.post_empty(&format!("/api/v1/tasks/{id}/cancel")).await?;
-            println!("task {} is {}", t.id, t.state);
+            outln!("task {} is {}", t.id, t.state);
             Ok(0)
         }
     }
@@ -579,7 +640,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
             if json {
                 return print_json(&k);
             }
-            println!("{}", k.key);
+            outln!("{}", k.key);
             eprintln!("API key {:?} created; it is shown only now", k.name);
             Ok(0)
         }
@@ -590,7 +651,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
             if json {
                 return print_json(&k);
             }
-            println!("revoked API key {} ({})", k.name, k.id);
+            outln!("revoked API key {} ({})", k.name, k.id);
             Ok(0)
         }
         KeysCmd::Ls { json } => {
@@ -615,7 +676,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 render(&["ID", "NAME", "ROLE", "CREATED", "STATUS"], &rows)
             );
@@ -656,7 +717,7 @@ pub async fn audit(a: AuditArgs) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         render(&["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"], &rows)
     );

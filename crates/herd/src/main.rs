@@ -293,6 +293,7 @@ fn main() {
     let code = rt.block_on(async move {
         match dispatch(cli).await {
             Ok(code) => code,
+            Err(e) if closed_pipe(&e) => 141,
             Err(e) => {
                 // One line: the outermost context, then its causes.
                 let mut msg = e.to_string();
@@ -303,12 +304,26 @@ fn main() {
                     }
                 }
                 eprintln!("herd: {msg}");
-                1
+                // A server that could not be reached or was lost: 255, as ssh does, apart
+                // from any code a remote command ends with.
+                if e.chain().any(|c| c.is::<client::Lost>()) {
+                    255
+                } else {
+                    1
+                }
             }
         }
     });
     rt.shutdown_timeout(Duration::from_millis(100));
     std::process::exit(code);
+}
+
+/// Whether `e` is a write to a closed pipe (`herd … | head`): the CLI then ends quietly.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {

@@ -228,8 +228,18 @@ impl RunService {
         }
     }
 
+    /// The run `id` names: its whole id or a unique prefix of at least
+    /// [`MIN_ID_PREFIX`] characters.
     pub async fn run(&self, id: &str) -> Result<RunRow> {
-        self.store.run(id).await?.ok_or_else(|| {
+        if let Some(run) = self.store.run(id).await? {
+            return Ok(run);
+        }
+        let found = self
+            .store
+            .run_ids_with_prefix(id, MATCHES_NAMED + 1)
+            .await?;
+        let full = unique_prefix("run", id, found, "herd runs ls")?;
+        self.store.run(&full).await?.ok_or_else(|| {
             ServerError::NotFound(format!("run {id} not found — see `herd runs ls`"))
         })
     }
@@ -242,8 +252,18 @@ impl RunService {
         Ok(self.store.runs_filtered(filter).await?)
     }
 
+    /// The task `id` names: its whole id or a unique prefix of at least
+    /// [`MIN_ID_PREFIX`] characters.
     pub async fn task(&self, id: &str) -> Result<TaskRow> {
-        self.store.task(id).await?.ok_or_else(|| {
+        if let Some(task) = self.store.task(id).await? {
+            return Ok(task);
+        }
+        let found = self
+            .store
+            .task_ids_with_prefix(id, MATCHES_NAMED + 1)
+            .await?;
+        let full = unique_prefix("task", id, found, "herd tasks ls")?;
+        self.store.task(&full).await?.ok_or_else(|| {
             ServerError::NotFound(format!("task {id} not found — see `herd tasks ls`"))
         })
     }
@@ -259,6 +279,7 @@ impl RunService {
     /// Cancels every task of a run: nothing more starts, queued tasks end `cancelled`, the
     /// others are cancelled on their agents.
     pub async fn cancel_run(&self, actor: &str, run_id: &str) -> Result<RunRow> {
+        let run_id = &self.run(run_id).await?.id;
         let audit = AuditEntry::new(actor, "run.cancel", format!("run:{run_id}"), json!({}));
         let run = self
             .store
@@ -374,5 +395,37 @@ impl RunService {
                 .await;
         }
         Ok(())
+    }
+}
+
+/// The shortest id prefix a run or task is named by (ids are time-ordered: shorter ones
+/// would match most recent ids).
+pub const MIN_ID_PREFIX: usize = 6;
+
+/// How many matches of an ambiguous prefix are counted exactly.
+const MATCHES_NAMED: i64 = 99;
+
+/// The one id `prefix` names among the ids that start with it (`found`, at most
+/// `MATCHES_NAMED + 1` of them), or why it names none: not found, too short, ambiguous.
+fn unique_prefix(kind: &str, prefix: &str, found: Vec<String>, list: &str) -> Result<String> {
+    let n = found.len();
+    match found.into_iter().next() {
+        None => Err(ServerError::NotFound(format!(
+            "{kind} {prefix} not found — see `{list}`"
+        ))),
+        Some(_) if prefix.chars().count() < MIN_ID_PREFIX => Err(ServerError::BadRequest(format!(
+            "{kind} id {prefix:?} is too short: give at least {MIN_ID_PREFIX} characters of it (see `{list}`)"
+        ))),
+        Some(id) if n == 1 => Ok(id),
+        Some(_) => {
+            let count = if n as i64 > MATCHES_NAMED {
+                format!("more than {MATCHES_NAMED}")
+            } else {
+                n.to_string()
+            };
+            Err(ServerError::BadRequest(format!(
+                "{kind} id prefix {prefix} matches {count} {kind}s — give more of the id (see `{list}`)"
+            )))
+        }
     }
 }

@@ -93,6 +93,7 @@ macro_rules! conformance_suite {
             cancel_and_finish_run,
             run_and_task_listings,
             listings_filter_by_time_state_machine_and_actor,
+            ids_by_prefix,
             audit_log_newest_first,
         );
         $crate::conformance_suite!(@fresh $fresh;

@@ -366,3 +366,42 @@ pub async fn listings_filter_by_time_state_machine_and_actor(store: &dyn Store) 
     assert!(audit(f(&|f| f.since = Some(i64::MAX))).await?.is_empty());
     Ok(())
 }
+
+/// Ids are found by a prefix, literally (`_` and `%` are no wildcards), in id order.
+pub async fn ids_by_prefix(store: &dyn Store) -> Result<()> {
+    for (id, at) in [("0190aa01", 10), ("0190aa02", 20), ("0190bb01", 30)] {
+        store
+            .create_run(
+                &run_row(id, at),
+                &[new_task(&format!("{id}-t"), "a", TaskState::Queued)],
+                &entry("run.create", &format!("run:{id}")),
+            )
+            .await?;
+    }
+    store
+        .create_run(&run_row("a_b", 40), &[], &entry("run.create", "run:a_b"))
+        .await?;
+    assert_eq!(
+        store.run_ids_with_prefix("0190aa", 10).await?,
+        ["0190aa01", "0190aa02"]
+    );
+    assert_eq!(store.run_ids_with_prefix("0190aa", 1).await?, ["0190aa01"]);
+    assert_eq!(store.run_ids_with_prefix("0190b", 10).await?, ["0190bb01"]);
+    assert_eq!(
+        store.run_ids_with_prefix("0190bb01", 10).await?,
+        ["0190bb01"]
+    );
+    assert!(store.run_ids_with_prefix("0190c", 10).await?.is_empty());
+    assert!(store.run_ids_with_prefix("0190_a", 10).await?.is_empty());
+    assert!(store.run_ids_with_prefix("%", 10).await?.is_empty());
+    assert_eq!(store.run_ids_with_prefix("a_", 10).await?, ["a_b"]);
+    assert_eq!(
+        store.task_ids_with_prefix("0190aa0", 10).await?,
+        ["0190aa01-t", "0190aa02-t"]
+    );
+    assert_eq!(
+        store.task_ids_with_prefix("0190bb01-", 10).await?,
+        ["0190bb01-t"]
+    );
+    Ok(())
+}

@@ -1,18 +1,22 @@
 //! Following a run (or one task) over the attach WebSocket: server messages and output frames
 //! in, stdin and `eof` / `cancel` out, until the server's `end`. Ctrl-C cancels the run; a
-//! second one stops waiting.
+//! second one stops waiting. The CLI pings the server while it waits; a server that stops
+//! answering (or a connection that breaks) ends the follow with a [`Lost`] error (exit 255):
+//! the run goes on without its watcher.
 
 use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{SinkExt, StreamExt};
 use herd_api::{ClientMessage, Run, ServerMessage, Task, decode_output};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::group::Grouped;
 use super::input::{RawMode, read_stdin};
 use super::render::{Event, Output, ProgressLine, emit};
 use super::summary::{exit_code, summary};
-use crate::client::Ws;
+use crate::client::{Lost, Ws};
 
 pub struct FollowOpts {
     pub interactive: bool,
@@ -20,6 +24,20 @@ pub struct FollowOpts {
     pub json: bool,
     pub summary: bool,
     pub run_id: String,
+    /// The server's URL, for the message when it is lost.
+    pub server: String,
+    /// How long the server may leave a ping unanswered (`HERD_TIMEOUT`).
+    pub timeout: Duration,
+    /// The command that follows the same output again (`herd runs logs RUN -f`).
+    pub resume: String,
+    /// Keep each machine's output until the end, then print each distinct output once.
+    pub group: bool,
+}
+
+/// How often the CLI pings the server while it waits: often enough that a silent server is
+/// noticed within `timeout`.
+fn ping_every(timeout: Duration) -> Duration {
+    (timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// The name of task `index` of the `hello`, or `?` before it.
@@ -43,6 +61,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     let mut names: Vec<String> = Vec::new();
     let mut finals: Vec<Option<Task>> = Vec::new();
     let mut output = Output::new(crate::style::stdout(), crate::style::stderr());
+    let mut grouped = (o.group && !o.json).then(Grouped::default);
     let mut end_run: Option<Box<Run>> = None;
     let raw = (o.interactive && o.tty && std::io::stdin().is_terminal()).then(RawMode::enable);
     // stdin → server, in chunks; its end is forwarded as `eof`.
@@ -50,6 +69,15 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     let mut stdin_live = o.interactive;
     let mut interrupts = 0u32;
     let mut progress = ProgressLine::new(o.summary && !o.json && std::io::stderr().is_terminal());
+    let lost = |why: String| {
+        anyhow::Error::new(Lost(format!(
+            "lost the server at {}: {why} — the run goes on; follow it with `{}`",
+            o.server, o.resume
+        )))
+    };
+    let mut ping = tokio::time::interval(ping_every(o.timeout));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = Instant::now();
 
     loop {
         let due = output.deadline();
@@ -65,8 +93,9 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                 let Some(msg) = msg else { break };
                 let msg = match msg {
                     Ok(m) => m,
-                    Err(e) => bail!("lost the connection to the server: {e} — the run goes on; see `herd runs show {}`", o.run_id),
+                    Err(e) => return Err(lost(format!("the connection broke ({e})"))),
                 };
+                heard = Instant::now();
                 match msg {
                     Message::Binary(b) => {
                         // Anything but an output frame is not for this version: skipped.
@@ -83,6 +112,10 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                             }
                             continue;
                         }
+                        if let Some(g) = grouped.as_mut() {
+                            g.add(name, frame.data);
+                            continue;
+                        }
                         progress.clear();
                         let res = output.write(frame.index, frame.stream, name, names.len() > 1, frame.data);
                         if let Some(code) = written(res)? {
@@ -97,6 +130,9 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                             Some(ServerMessage::Hello { tasks, .. }) => {
                                 names = tasks.into_iter().map(|t| t.agent_name).collect();
                                 finals = vec![None; names.len()];
+                                if let Some(g) = grouped.as_mut() {
+                                    names.iter().for_each(|n| g.machine(n));
+                                }
                             }
                             Some(ServerMessage::Task { index, task }) => {
                                 if o.json {
@@ -137,6 +173,21 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                     }
                 }
             }
+            _ = ping.tick() => {
+                if heard.elapsed() >= o.timeout {
+                    return Err(lost(format!(
+                        "no answer for {}",
+                        herd_core::format_duration(Duration::from_secs(heard.elapsed().as_secs().max(1)))
+                    )));
+                }
+                // A write that cannot go out is noticed by the read side; a full socket
+                // buffer must not stall the loop.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    tx.send(Message::Ping(Default::default())),
+                )
+                .await;
+            }
             _ = sigint.recv() => {
                 interrupts += 1;
                 if interrupts > 1 {
@@ -151,11 +202,15 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     progress.clear();
     output.finish();
     drop(raw);
+    if let Some(g) = grouped {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Some(code) = written(out.write_all(&g.render()).and_then(|_| out.flush()))? {
+            return Ok(code);
+        }
+    }
     let Some(run) = end_run else {
-        bail!(
-            "the server closed the connection before the run ended — see `herd runs show {}`",
-            o.run_id
-        );
+        return Err(lost("it closed the connection before the run ended".into()));
     };
     let finals: Vec<Task> = finals.into_iter().flatten().collect();
     if o.json {
@@ -193,6 +248,16 @@ mod tests {
         assert_eq!(name_of(&names, 1), "b");
         assert_eq!(name_of(&names, 2), "?");
         assert_eq!(name_of(&[], 0), "?");
+    }
+
+    #[test]
+    fn pings_go_out_well_within_the_timeout() {
+        assert_eq!(ping_every(Duration::from_secs(30)), Duration::from_secs(5));
+        assert_eq!(ping_every(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(
+            ping_every(Duration::from_millis(10)),
+            Duration::from_millis(100)
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! `herd tasks logs -f`), `input` (stdin and the terminal), `render` (output, the progress
 //! line, JSON event lines) and `summary` (the summary and the exit code).
 
+mod existing;
 mod follow;
+mod group;
 mod input;
 mod render;
 mod summary;
@@ -15,6 +17,7 @@ use clap::Args;
 use herd_api::{RunLimits, RunRequest, RunSpec, RunWithTasks};
 use herd_core::Limit;
 
+pub use existing::{RetryOpts, logs, retry};
 pub use follow::{FollowOpts, follow};
 
 use crate::client::Client;
@@ -69,6 +72,10 @@ pub struct RunArgs {
     /// plain output (with --detach: the created run).
     #[arg(long)]
     json: bool,
+    /// Keep each machine's output until the end, then print each distinct output once under
+    /// the list of machines that printed it.
+    #[arg(long, conflicts_with = "json")]
+    group: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -164,29 +171,62 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
 pub async fn run(a: RunArgs) -> Result<i32> {
     let req = request(&a)?;
     let client = Client::from_config(&config::load()?)?;
+    start(
+        &client,
+        &req,
+        Show {
+            detach: a.detach,
+            json: a.json,
+            group: a.group,
+        },
+    )
+    .await
+}
+
+/// How a run that is started is shown.
+pub struct Show {
+    /// Print the run's id (or with `json` the created run) and return.
+    pub detach: bool,
+    /// JSON event lines.
+    pub json: bool,
+    /// Identical outputs printed once (`--group`).
+    pub group: bool,
+}
+
+/// Creates the run `req` asks for and follows it (unless `show.detach`): its id on stderr,
+/// its output, its summary; the exit code is the first failing machine's.
+pub async fn start(client: &Client, req: &RunRequest, show: Show) -> Result<i32> {
     // Catch Ctrl-C before the run exists, so an early one cancels instead of killing us.
     let sigint = interrupts()?;
-    let created: RunWithTasks = client.post("/api/v1/runs", &req).await?;
+    let created: RunWithTasks = client.post("/api/v1/runs", req).await?;
     let run_id = created.run.id.clone();
-    if a.detach {
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&created)?);
+    if show.detach {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if show.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&created)?)?;
         } else {
-            println!("{run_id}");
+            writeln!(out, "{run_id}")?;
         }
         return Ok(0);
     }
+    // On stderr, so stdout stays the command's output (or --json's events).
+    eprintln!("run {run_id}");
     let ws = client
         .websocket(&format!("/api/v1/runs/{run_id}/attach"))
         .await?;
     follow(
         ws,
         FollowOpts {
-            interactive: a.interactive,
-            tty: a.tty,
-            json: a.json,
+            interactive: req.spec.interactive,
+            tty: req.spec.tty,
+            json: show.json,
             summary: true,
+            resume: format!("herd runs logs {run_id} -f"),
             run_id,
+            server: client.base.clone(),
+            timeout: client.timeout,
+            group: show.group,
         },
         sigint,
     )
