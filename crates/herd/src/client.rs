@@ -231,7 +231,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
-            bail!("{}", error_message(status, &bytes));
+            bail!("{}", self.error_message(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| {
             anyhow!(

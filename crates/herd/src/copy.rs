@@ -152,7 +152,11 @@ pub async fn cp(a: CpArgs) -> Result<i32> {
             tty: false,
             json: a.json,
             summary: true,
+            resume: format!("herd runs logs {run_id} -f"),
             run_id,
+            server: client.base.clone(),
+            timeout: client.timeout,
+            group: false,
         },
         sigint,
     )
