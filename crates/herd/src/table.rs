@@ -1,32 +1,92 @@
 //! Plain text tables and times (local, with the zone) for the CLI.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
+/// Where a table goes: wide cells wrap to a terminal's width; through a pipe nothing wraps.
+#[derive(Clone, Copy)]
+enum To {
+    Stdout,
+    Stderr,
+    #[cfg(test)]
+    Pipe,
+    #[cfg(test)]
+    Terminal(u16),
+}
+
+/// Narrower terminals than this get tables unwrapped.
+const MIN_WRAP_WIDTH: u16 = 40;
+
+/// Spaces left and right of a cell: two between columns.
+const PADDING: (u16, u16) = (0, 2);
+
+/// The width the last column keeps on a narrow terminal (or its content's, if less).
+const MIN_LAST_WIDTH: u16 = 30;
+
+/// A table for stdout: header row first, one row per line, columns separated by spaces, no
+/// trailing spaces; on a terminal the last column wraps to its width.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(c.chars().count());
-            }
+    build(header, rows, To::Stdout)
+}
+
+/// [`render`] for a table printed on stderr.
+pub fn render_stderr(header: &[&str], rows: &[Vec<String>]) -> String {
+    build(header, rows, To::Stderr)
+}
+
+fn build(header: &[&str], rows: &[Vec<String>], to: To) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING);
+    let tty = match to {
+        To::Stdout => std::io::stdout().is_terminal(),
+        To::Stderr => {
+            t.use_stderr();
+            std::io::stderr().is_terminal()
         }
-    }
-    let mut out = String::new();
-    let line = |cells: Vec<&str>, out: &mut String| {
-        let n = cells.len();
-        for (i, c) in cells.into_iter().enumerate() {
-            out.push_str(c);
-            if i + 1 < n {
-                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
+        #[cfg(test)]
+        To::Pipe => false,
+        #[cfg(test)]
+        To::Terminal(w) => {
+            t.set_width(w);
+            true
         }
-        out.push('\n');
     };
-    line(header.to_vec(), &mut out);
-    for r in rows {
-        line(r.iter().map(String::as_str).collect(), &mut out);
+    // A terminal that gives no sensible width (0 under some emulators) gets no wrapping.
+    if tty && t.width().is_some_and(|w| w >= MIN_WRAP_WIDTH) {
+        t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    } else {
+        t.force_no_tty();
+        t.set_content_arrangement(comfy_table::ContentArrangement::Disabled);
     }
+    t.set_header(header.to_vec());
+    // A line break inside a cell would split its row over lines.
+    t.add_rows(rows.iter().map(|r| {
+        r.iter()
+            .map(|c| c.replace(['\n', '\r'], " "))
+            .collect::<Vec<_>>()
+    }));
+    // Only the last column wraps: names and IDs stay whole, to be copied.
+    let last = header.len().saturating_sub(1);
+    let min_last = t
+        .column_max_content_widths()
+        .get(last)
+        .map_or(0, |w| (*w).min(MIN_LAST_WIDTH))
+        + PADDING.0
+        + PADDING.1;
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding(PADDING);
+        if i < last {
+            c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        } else {
+            // Never narrower than its content up to this: a line the terminal wraps reads
+            // better than a column a few characters wide.
+            c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+                comfy_table::Width::Fixed(min_last),
+            ));
+        }
+    }
+    let mut out = t.trim_fmt();
+    out.push('\n');
     out
 }
 
@@ -69,6 +129,55 @@ where
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_read_well_through_grep() {
+        let wide = "x".repeat(300);
+        let rows = vec![
+            vec!["web-1".to_string(), "online".to_string(), wide.clone()],
+            vec!["db".to_string(), "offline".to_string(), "-".to_string()],
+            vec!["a\nb".to_string(), String::new(), String::new()],
+        ];
+        let out = build(&["NAME", "STATUS", "DETAIL"], &rows, To::Pipe);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "header and one line per row: {out:?}");
+        assert!(out.ends_with('\n'));
+        assert_eq!(lines[0], "NAME   STATUS   DETAIL");
+        assert_eq!(lines[1], format!("web-1  online   {wide}"), "not wrapped");
+        assert_eq!(lines[2], "db     offline  -");
+        assert_eq!(lines[3], "a b");
+        for l in &lines {
+            assert_eq!(*l, l.trim_end(), "no trailing spaces: {l:?}");
+            assert_eq!(*l, l.trim_start(), "no leading spaces: {l:?}");
+        }
+        // Columns split on spaces as awk does.
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["db", "offline", "-"]
+        );
+        assert_eq!(build(&["ID", "NAME"], &[], To::Pipe), "ID  NAME\n");
+    }
+
+    #[test]
+    fn on_a_terminal_only_the_last_column_wraps() {
+        let id = "0123456789abcdef0123456789abcdef".to_string();
+        let rows = vec![vec![id.clone(), "word ".repeat(12).trim_end().to_string()]];
+        let out = build(&["ID", "DETAIL"], &rows, To::Terminal(70));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.len() > 2, "the detail wraps: {out}");
+        assert!(lines[1].starts_with(&format!("{id}  word")), "{out}");
+        for l in &lines {
+            assert!(l.chars().count() <= 70, "{out}");
+            assert_eq!(*l, l.trim_end(), "no trailing spaces: {l:?}");
+        }
+        // Too narrow for the rest: the last column keeps its width, the terminal wraps.
+        let rows = vec![vec![id.clone(), "just now".to_string()]];
+        let out = build(&["ID", "LAST SEEN"], &rows, To::Terminal(40));
+        assert_eq!(
+            out,
+            format!("ID                                LAST SEEN\n{id}  just now\n")
+        );
+    }
 
     #[test]
     fn times_carry_their_zone() {

@@ -83,11 +83,10 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
         let due = output.deadline();
         tokio::select! {
             _ = async { if let Some(d) = due { tokio::time::sleep_until(d.into()).await } }, if due.is_some() => {
-                progress.clear();
-                if let Some(code) = written(output.flush(Some(std::time::Instant::now())))? {
+                let res = progress.suspend(|| output.flush(Some(std::time::Instant::now())));
+                if let Some(code) = written(res)? {
                     return Ok(code);
                 }
-                progress.redraw();
             }
             msg = rx.next() => {
                 let Some(msg) = msg else { break };
@@ -116,12 +115,11 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                             g.add(name, frame.data);
                             continue;
                         }
-                        progress.clear();
-                        let res = output.write(frame.index, frame.stream, name, names.len() > 1, frame.data);
+                        let many = names.len() > 1;
+                        let res = progress.suspend(|| output.write(frame.index, frame.stream, name, many, frame.data));
                         if let Some(code) = written(res)? {
                             return Ok(code);
                         }
-                        progress.redraw();
                     }
                     Message::Text(t) => {
                         let msg = ServerMessage::from_text(t.as_str())
@@ -150,7 +148,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                                 }
                             }
                             Some(ServerMessage::Omitted { index, bytes }) => {
-                                eprintln!("[herd: {bytes} bytes of {}'s output omitted: over the stored-output cap]", name_of(&names, index));
+                                progress.suspend(|| eprintln!("[herd: {bytes} bytes of {}'s output omitted: over the stored-output cap]", name_of(&names, index)));
                             }
                             Some(ServerMessage::End { run }) => {
                                 end_run = Some(run);
@@ -191,10 +189,11 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
             _ = sigint.recv() => {
                 interrupts += 1;
                 if interrupts > 1 {
+                    progress.clear();
                     eprintln!("herd: interrupted again; leaving the run {} to finish being cancelled on the server", o.run_id);
                     return Ok(130);
                 }
-                eprintln!("herd: cancelling (Ctrl-C again to stop waiting)");
+                progress.suspend(|| eprintln!("herd: cancelling (Ctrl-C again to stop waiting)"));
                 tx.send(Message::Text(ClientMessage::Cancel.to_text().into())).await.ok();
             }
         }

@@ -256,52 +256,53 @@ impl Output {
 /// stderr only; output lines are written above it.
 pub struct ProgressLine {
     enabled: bool,
-    shown: bool,
-    last: Option<Progress>,
-    drawn_at: Instant,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressLine {
     pub fn new(enabled: bool) -> ProgressLine {
-        ProgressLine {
-            enabled,
-            shown: false,
-            last: None,
-            drawn_at: Instant::now(),
+        ProgressLine { enabled, bar: None }
+    }
+
+    /// Runs `f` (which writes output) with the line taken away, then draws it again.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
         }
     }
 
+    /// Takes the line away for good.
     pub fn clear(&mut self) {
-        if self.shown {
-            let mut e = std::io::stderr().lock();
-            let _ = e.write_all(b"\r\x1b[2K");
-            let _ = e.flush();
-            self.shown = false;
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 
     pub fn update(&mut self, p: Progress) {
-        self.last = Some(p);
-        self.draw();
-    }
-
-    /// Redraws after output, at most ten times a second.
-    pub fn redraw(&mut self) {
-        if !self.shown && self.drawn_at.elapsed() >= Duration::from_millis(100) {
-            self.draw();
-        }
-    }
-
-    fn draw(&mut self) {
-        let Some(p) = self.last.as_ref().filter(|_| self.enabled) else {
+        if !self.enabled {
             return;
-        };
-        let line = progress_line(p);
-        let mut e = std::io::stderr().lock();
-        let _ = write!(e, "\r\x1b[2K{line}");
-        let _ = e.flush();
-        self.shown = true;
-        self.drawn_at = Instant::now();
+        }
+        let line = progress_line(&p);
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        bar.set_message(line);
+    }
+}
+
+/// Whatever ends the follow (an error, a closed pipe), the line does not stay.
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 

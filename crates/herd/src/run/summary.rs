@@ -100,7 +100,7 @@ pub fn summary(tasks: &[Task]) -> String {
     }
     out.push('\n');
     if tasks.len() <= TABLE_UP_TO {
-        out.push_str(&crate::table::render(
+        out.push_str(&crate::table::render_stderr(
             &["MACHINE", "STATE", "TOOK", "DETAIL"],
             &lines,
         ));
