@@ -36,7 +36,12 @@ pub struct AgentConfig {
     /// Whether `name` was asked for (`--name`) rather than defaulted: then a state dir that
     /// holds an identity under another name is refused instead of used.
     pub name_given: bool,
+    /// The labels this agent declares. Kept in the state dir (`labels.json`): when
+    /// `labels_given` is false, the kept set is declared instead.
     pub labels: BTreeMap<String, String>,
+    /// Whether `labels` were asked for (`--label`, `--clear-labels`): they replace the set kept
+    /// in the state dir. Otherwise the kept set is used (`labels` when there is none yet).
+    pub labels_given: bool,
     pub state_dir: PathBuf,
     /// Pin of the server's CA (hex SHA-256), for https servers.
     pub ca_sha256: Option<String>,
@@ -87,8 +92,47 @@ impl Identity {
     }
 }
 
+/// The labels an agent declares, kept in its state dir so that a restart without `--label`
+/// does not drop them.
+fn labels_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("labels.json")
+}
+
+/// The labels to declare: `cfg.labels` when given (then kept for the next start), else the
+/// kept set, else `cfg.labels`.
+fn resolve_labels(cfg: &AgentConfig) -> Result<BTreeMap<String, String>, AgentError> {
+    let p = labels_path(&cfg.state_dir);
+    if !cfg.labels_given {
+        let kept: Option<BTreeMap<String, String>> = herd_link::read_json(
+            &p,
+            "fix it, or start the agent with --label k=v (or --clear-labels) to replace it",
+        )
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+        if let Some(kept) = kept {
+            for (k, v) in &kept {
+                herd_core::parse_label(&format!("{k}={v}")).map_err(|e| {
+                    AgentError::Config(format!(
+                        "{} holds a label herd no longer accepts: {e} — start the agent with --label k=v (or --clear-labels) to replace the set",
+                        p.display()
+                    ))
+                })?;
+            }
+            return Ok(kept);
+        }
+    }
+    let body =
+        serde_json::to_vec_pretty(&cfg.labels).map_err(|e| AgentError::Config(e.to_string()))?;
+    herd_link::write_private(&p, &body).map_err(|e| {
+        AgentError::Config(format!(
+            "cannot write {}: {e} — pass a writable --state-dir",
+            p.display()
+        ))
+    })?;
+    Ok(cfg.labels.clone())
+}
+
 /// Runs the agent until a fatal error (revoked, bad token, unusable state dir).
-pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
     herd_link::limit_malloc_arenas();
     // The state dir holds the credential and the spooled output: its owner's only.
     let was = herd_link::private_dir(&cfg.state_dir).map_err(|e| {
@@ -103,6 +147,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             cfg.state_dir.display()
         );
     }
+    cfg.labels = resolve_labels(&cfg)?;
     let identity = match Identity::load(&cfg.state_dir)? {
         Some(id) if cfg.name_given && id.name != cfg.name => {
             return Err(AgentError::Config(format!(

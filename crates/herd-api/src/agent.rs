@@ -21,6 +21,12 @@ pub struct Agent {
     pub version: String,
     /// Labels: those the agent reports, with operators' edits applied.
     pub labels: BTreeMap<String, String>,
+    /// Where each of `labels` comes from: `agent` (declared by the agent, `--label`; it may
+    /// change them when it starts again) or `server` (set through `herd agents label` or the
+    /// API; no agent removes them).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub label_sources: BTreeMap<String, LabelSource>,
     /// What the machine reported about itself when it last connected.
     #[serde(deserialize_with = "crate::null_as_default")]
     pub facts: Facts,
@@ -35,6 +41,17 @@ pub struct Agent {
     /// When the agent's credential was revoked; null while it may connect.
     #[schema(required = true)]
     pub revoked_at: Option<i64>,
+}
+
+/// Where a machine's label comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSource {
+    /// Declared by the machine's agent (`herd agent --label`).
+    Agent,
+    /// Set through `herd agents label` or the API: the server keeps it whatever the agent
+    /// declares.
+    Server,
 }
 
 /// The query of `GET /api/v1/agents`: which machines to list.
@@ -127,6 +144,7 @@ mod tests {
             online: true,
             version: "0.1.0".into(),
             labels: [("role".to_string(), "web".to_string())].into(),
+            label_sources: [("role".to_string(), LabelSource::Agent)].into(),
             facts: Facts {
                 machine_id: "5f2c".into(),
                 hostname: "web-1".into(),
@@ -173,7 +191,8 @@ mod tests {
                 r#""hostname":"web-1","ips":["10.0.0.5"],"kernel":"6.1.0-18-amd64","#,
                 r#""machine_id":"5f2c","macs":["02:00:00:00:00:01"],"memory_bytes":8589934592,"#,
                 r#""os":"debian","os_name":"Debian GNU/Linux","os_version":"12"},"#,
-                r#""id":"0190f3a2b4c57d8e9f00112233445566","labels":{"role":"web"},"#,
+                r#""id":"0190f3a2b4c57d8e9f00112233445566","label_sources":{"role":"agent"},"#,
+                r#""labels":{"role":"web"},"#,
                 r#""last_seen":1700000001000,"metrics":{"cpu_percent":12.5,"#,
                 r#""disk_total_bytes":2000,"disk_used_bytes":500,"load1":0.5,"load15":0.25,"#,
                 r#""load5":0.75,"memory_total_bytes":200,"memory_used_bytes":100},"#,
@@ -184,6 +203,7 @@ mod tests {
         let revoked = Agent {
             online: false,
             labels: BTreeMap::new(),
+            label_sources: BTreeMap::new(),
             metrics: None,
             last_seen: None,
             revoked_at: Some(1_700_000_002_000),

@@ -27,7 +27,7 @@ pub mod tokens;
 #[cfg(test)]
 mod schema_tests;
 
-pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit};
+pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit, LabelSource};
 pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;
 pub use blob::{Blob, BlobQuery};

@@ -12,6 +12,7 @@ use crate::*;
     Agent,
     AgentsQuery,
     LabelEdit,
+    LabelSource,
     BulkLabelEdit,
     CreateToken,
     CreatedToken,
@@ -49,10 +50,11 @@ use crate::*;
 )))]
 struct Components;
 
-const NAMES: [&str; 37] = [
+const NAMES: [&str; 38] = [
     "Agent",
     "AgentsQuery",
     "LabelEdit",
+    "LabelSource",
     "BulkLabelEdit",
     "CreateToken",
     "CreatedToken",

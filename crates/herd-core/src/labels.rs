@@ -80,8 +80,40 @@ pub fn parse_label(s: &str) -> Result<(String, String), LabelError> {
         return Err(err(s, "there is no '='"));
     };
     check_key(s, key)?;
+    if is_reserved_key(key) {
+        return Err(err(
+            s,
+            format!(
+                "{key:?} is a fact or selector name ({}), which a label would shadow; pick another key such as my_{key}",
+                RESERVED_KEYS.join(", ")
+            ),
+        ));
+    }
     check_value(s, key, value)?;
     Ok((key.to_string(), value.to_string()))
+}
+
+/// Keys a label may not have: the facts a machine reports (a label would shadow them in
+/// selectors) and the selector atoms `name` and `ip`.
+pub const RESERVED_KEYS: &[&str] = &[
+    "name",
+    "ip",
+    "ips",
+    "macs",
+    "machine_id",
+    "hostname",
+    "os",
+    "os_name",
+    "os_version",
+    "kernel",
+    "arch",
+    "cpus",
+    "memory_bytes",
+];
+
+/// Whether `key` is one a label may not have (see [`RESERVED_KEYS`]).
+pub fn is_reserved_key(key: &str) -> bool {
+    RESERVED_KEYS.contains(&key)
 }
 
 /// Parses a label edit: `key=value` sets a label (`Some(value)`), `key-` removes
@@ -163,6 +195,10 @@ mod tests {
             ("role=a=b", "contains '='"),
             ("role=a,b", "contains ','"),
             ("role=(x)", "contains '('"),
+            ("os=debian", "fact or selector name"),
+            ("name=web-1", "fact or selector name"),
+            ("ip=10.0.0.1", "fact or selector name"),
+            ("os_version=12", "fact or selector name"),
         ];
         for &(input, want) in bad {
             let e = parse_label(input).unwrap_err();
@@ -170,6 +206,13 @@ mod tests {
             assert!(msg.contains(want), "{input:?}: {msg}");
             assert!(msg.contains("expected key=value"), "{input:?}: {msg}");
             assert_eq!(e.input, input);
+        }
+    }
+
+    #[test]
+    fn every_fact_is_a_reserved_key() {
+        for (k, _) in crate::Facts::default().attrs() {
+            assert!(is_reserved_key(k), "{k}");
         }
     }
 

@@ -23,8 +23,8 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};
 pub use labels::{
-    LabelEdits, LabelError, Labels, check_label_key, effective_labels, parse_label,
-    parse_label_edit,
+    LabelEdits, LabelError, Labels, RESERVED_KEYS, check_label_key, effective_labels,
+    is_reserved_key, parse_label, parse_label_edit,
 };
 pub use limit::{Limit, LimitError};
 pub use machine::{Disk, Facts, Metrics};

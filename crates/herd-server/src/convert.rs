@@ -5,8 +5,22 @@ use herd_api as api;
 use herd_store::{AgentRow, ApiKeyRow, AuditRow, JoinTokenRow, RunRow, TaskRow};
 
 pub fn agent(a: AgentRow, online: bool) -> api::Agent {
+    let labels = a.effective_labels();
+    // An operator's edit that sets a label makes it the server's; the rest the agent declares.
+    let label_sources = labels
+        .keys()
+        .map(|k| {
+            let source = if matches!(a.label_edits.get(k), Some(Some(_))) {
+                api::LabelSource::Server
+            } else {
+                api::LabelSource::Agent
+            };
+            (k.clone(), source)
+        })
+        .collect();
     api::Agent {
-        labels: a.effective_labels(),
+        labels,
+        label_sources,
         id: a.id,
         name: a.name,
         online,

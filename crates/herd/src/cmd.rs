@@ -72,6 +72,24 @@ fn labels(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
+/// Labels with where each comes from: `role=web(agent),tier=gold(server)`.
+fn labels_with_source(a: &Agent) -> String {
+    if a.labels.is_empty() {
+        return "-".into();
+    }
+    a.labels
+        .iter()
+        .map(|(k, v)| {
+            let source = match a.label_sources.get(k) {
+                Some(herd_api::LabelSource::Server) => "server",
+                _ => "agent",
+            };
+            format!("{k}={v}({source})")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[derive(Args)]
 pub struct AgentsArgs {
     #[command(subcommand)]
@@ -138,7 +156,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
                         }
                         .into(),
                         os.trim().to_string(),
-                        labels(&a.labels),
+                        labels_with_source(a),
                         ago(a.last_seen),
                     ]
                 })

@@ -146,9 +146,13 @@ pub struct AgentRunArgs {
     /// This machine's name in the fleet (default: hostname).
     #[arg(long)]
     name: Option<String>,
-    /// Labels, k=v; repeatable.
+    /// Labels, k=v; repeatable. They replace the labels kept in the state dir; without
+    /// --label the kept ones (those of the last start that gave any) are declared.
     #[arg(long = "label", short = 'l', value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Declare no labels (forgets the ones kept in the state dir).
+    #[arg(long, conflicts_with = "labels")]
+    clear_labels: bool,
     /// Where the agent keeps its credential and spool.
     #[arg(long, default_value = "/var/lib/herd-agent")]
     state_dir: PathBuf,
@@ -370,6 +374,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 token: a.token,
                 name_given: a.name.is_some(),
                 name: a.name.unwrap_or_else(hostname),
+                labels_given: !a.labels.is_empty() || a.clear_labels,
                 labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
                 state_dir: a.state_dir,
                 ca_sha256: a.ca_sha256,

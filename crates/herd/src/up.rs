@@ -62,6 +62,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
         name_given: a.name.is_some(),
         name: a.name.unwrap_or_else(crate::hostname),
         labels: Default::default(),
+        labels_given: false,
         state_dir,
         ca_sha256: running.ca_fingerprint.clone(),
     };

@@ -123,12 +123,23 @@ pub async fn run(
         .as_ref()
         .map(convert::facts)
         .unwrap_or_else(|| agent.facts.clone());
-    hub.fleet.hello(
-        &agent.id,
-        convert::labels(&first.labels),
-        facts,
-        convert::text(&first.version),
-    );
+    let labels = convert::labels(&first.labels);
+    if labels != agent.labels {
+        // The labels the agent declares changed (a start with other --label): selectors
+        // pick by them, so the change is on record.
+        tracing::info!(agent = %agent.id, name = %agent.name, "the agent declares other labels");
+        let entry = AuditEntry::new(
+            format!("agent:{}", agent.name),
+            "agent.labels",
+            format!("agent:{}", agent.name),
+            json!({"before": agent.labels, "after": labels}),
+        );
+        if let Err(e) = hub.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "cannot record an agent's label change in the audit log");
+        }
+    }
+    hub.fleet
+        .hello(&agent.id, labels, facts, convert::text(&first.version));
     hub.metrics
         .agents_connected
         .set(hub.registry.online_count() as i64);

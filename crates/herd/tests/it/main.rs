@@ -9,6 +9,7 @@ mod fleet;
 mod harness;
 mod identity;
 mod inventory;
+mod labels;
 mod output;
 mod resilience;
 mod secrets;
