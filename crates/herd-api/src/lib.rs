@@ -18,6 +18,7 @@ pub mod audit;
 pub mod blob;
 pub mod error;
 pub mod frame;
+pub mod gc;
 pub mod keys;
 pub mod list;
 pub mod run;
@@ -36,6 +37,7 @@ pub use frame::{
     FrameError, OUTPUT_HEADER_LEN, OUTPUT_TAG, OutputFrame, OutputStream, decode_output,
     encode_output, output_header,
 };
+pub use gc::GcReport;
 pub use herd_core::{
     CopyFile, Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, TaskState,
 };

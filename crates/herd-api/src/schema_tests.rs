@@ -31,6 +31,7 @@ use crate::*;
     RunsQuery,
     TasksQuery,
     AuditEntry,
+    GcReport,
     ErrorBody,
     AttachQuery,
     Progress,
@@ -50,7 +51,7 @@ use crate::*;
 )))]
 struct Components;
 
-const NAMES: [&str; 38] = [
+const NAMES: [&str; 39] = [
     "Agent",
     "AgentsQuery",
     "LabelEdit",
@@ -73,6 +74,7 @@ const NAMES: [&str; 38] = [
     "RunsQuery",
     "TasksQuery",
     "AuditEntry",
+    "GcReport",
     "ErrorBody",
     "AttachQuery",
     "Progress",

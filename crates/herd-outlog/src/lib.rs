@@ -162,16 +162,55 @@ impl OutputLog {
         })
     }
 
-    /// Deletes the task's files. Must not race with an append to the same task (the
-    /// append would recreate them).
-    pub fn remove(&self, task_id: &str) -> Result<(), OutlogError> {
+    /// Deletes the task's files and returns how many bytes they held. Must not race with
+    /// an append to the same task (the append would recreate them).
+    pub fn remove(&self, task_id: &str) -> Result<u64, OutlogError> {
         let dir = self.task_dir(task_id)?;
         if let Some(slot) = self.handles.take(task_id) {
             // Wait for an in-flight append and close its handle.
             lock(&slot).open = None;
         }
-        remove_dir(&dir)
+        let bytes = dir_bytes(&dir)?;
+        remove_dir(&dir)?;
+        Ok(bytes)
     }
+
+    /// Bytes held by every task's files (what retention's size budget counts).
+    pub fn usage(&self) -> Result<u64, OutlogError> {
+        use error::IoContext;
+        let entries = match std::fs::read_dir(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            other => other.at(&self.root)?,
+        };
+        let mut total = 0;
+        for entry in entries {
+            let entry = entry.at(&self.root)?;
+            if entry.file_type().at(&entry.path())?.is_dir() {
+                total += dir_bytes(&entry.path())?;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Bytes of the files directly in `dir` (0 when it does not exist).
+fn dir_bytes(dir: &Path) -> Result<u64, OutlogError> {
+    use error::IoContext;
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        other => other.at(dir)?,
+    };
+    let mut total = 0;
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        match entry.metadata() {
+            Ok(m) if m.is_file() => total += m.len(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&entry.path()),
+        }
+    }
+    Ok(total)
 }
 
 fn remove_dir(dir: &Path) -> Result<(), OutlogError> {

@@ -663,10 +663,13 @@ fn remove_deletes_the_files() {
     let mut other = Task::new(&log, "kept");
     other.append_batch(2, 3, 100);
     assert!(dir.path().join("gone").exists());
-    log.remove("gone").unwrap();
+    let used = log.usage().unwrap();
+    let freed = log.remove("gone").unwrap();
+    assert!(freed > 0);
     assert!(!dir.path().join("gone").exists());
     assert!(dir.path().join("kept/head").exists());
-    log.remove("gone").unwrap(); // already gone: fine
+    assert_eq!(log.usage().unwrap(), used - freed);
+    assert_eq!(log.remove("gone").unwrap(), 0); // already gone: fine
     // The id can be reused from scratch.
     let mut again = Task::new(&log, "gone");
     again.append_batch(3, 2, 100);

@@ -20,6 +20,7 @@ use crate::hub::{self, Hub, Ingest, ProgressWriter};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::retention::{Retention, RetentionPolicy};
 use crate::runs::{DriverCtx, Drivers, RunService};
 
 /// What the application is made from.
@@ -32,6 +33,8 @@ pub struct Settings {
     pub lost_after: Duration,
     /// The longest life a join token may be given.
     pub max_token_ttl: Duration,
+    /// What retention keeps.
+    pub retention: RetentionPolicy,
     /// The server's URL and CA pin, for the join commands it prints.
     pub url: String,
     pub ca_fingerprint: Option<String>,
@@ -48,7 +51,8 @@ pub struct Parts {
 }
 
 /// Builds every part once, in dependency order, rebuilds the drivers of unfinished runs,
-/// and starts the background work (lost-task sweep, agent state flush, progress writer).
+/// and starts the background work (lost-task sweep, agent state flush, progress writer,
+/// retention).
 pub async fn assemble(s: Settings) -> Result<Parts> {
     let Settings {
         store,
@@ -57,6 +61,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         blob_dir,
         lost_after,
         max_token_ttl,
+        retention,
         url,
         ca_fingerprint,
     } = s;
@@ -122,9 +127,11 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
+    let retention = Arc::new(Retention::new(store.clone(), outlog.clone(), retention));
     let app = Arc::new(App {
         fleet: fleet.clone(),
         runs: runs.clone(),
+        retention: retention.clone(),
         store,
         live,
         events,
@@ -140,6 +147,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         shutdown.clone(),
     ));
     tracker.spawn(fleet.flush_loop(shutdown.clone()));
+    tracker.spawn(retention.run(shutdown.clone()));
     Ok(Parts {
         app,
         hub,
@@ -152,6 +160,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
 pub struct App {
     fleet: Arc<FleetService>,
     runs: Arc<RunService>,
+    retention: Arc<Retention>,
     store: Arc<dyn Store>,
     live: Arc<Live>,
     events: Arc<Events>,
@@ -174,6 +183,11 @@ impl App {
     /// The files of copy runs.
     pub fn blobs(&self) -> &Blobs {
         &self.blobs
+    }
+
+    /// Pruning of old runs.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
     }
 
     /// Live output taps.

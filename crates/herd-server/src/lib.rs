@@ -21,6 +21,7 @@ mod listen;
 mod live;
 mod metrics;
 mod registry;
+mod retention;
 mod runs;
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,12 @@ pub struct ServerConfig {
     pub database: Option<Database>,
     /// The longest life a join token may be given.
     pub max_token_ttl: Duration,
+    /// Finished runs older than this are pruned with their tasks and output.
+    pub retention: Duration,
+    /// While stored output is over this many bytes, the oldest finished runs are pruned.
+    pub retention_size: Option<u64>,
+    /// How often retention prunes in the background (and once at start).
+    pub retention_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +84,9 @@ impl ServerConfig {
             public_url: None,
             database: None,
             max_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_size: None,
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -273,6 +283,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         output_cap: cfg.output_cap,
         lost_after: cfg.lost_after,
         max_token_ttl: cfg.max_token_ttl,
+        retention: retention::RetentionPolicy {
+            max_age: cfg.retention,
+            max_bytes: cfg.retention_size,
+            interval: cfg.retention_interval,
+        },
         url: url.clone(),
         ca_fingerprint: ca_fingerprint.clone(),
     })

@@ -4,10 +4,10 @@ use std::sync::LazyLock;
 
 use herd_core::{RunState, TaskState};
 use herd_store::{
-    AuditEntry, ListFilter, NewTask, Result, RunRow, RunStore, TaskProgress, TaskRow, codec,
-    sql_states,
+    AuditEntry, ListFilter, NewTask, PrunedRuns, ROWS_PER_STATEMENT, Result, RunRow, RunStore,
+    TaskProgress, TaskRow, codec, sql_states,
 };
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::rows::{self, Cols, run_cols, task_cols};
 use crate::{PgStore, audit, chunks, db, tasks};
@@ -111,6 +111,52 @@ impl RunStore for PgStore {
         .await
         .map_err(db)?;
         rows.iter().map(rows::run).collect()
+    }
+
+    async fn prune_runs(&self, before: i64, limit: i64) -> Result<PrunedRuns> {
+        // Finished, with no open task, oldest finished first; locked so that what is chosen
+        // is what is deleted (a run another transaction holds is left for the next pass).
+        static PRUNABLE: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT id FROM runs WHERE finished_at IS NOT NULL AND finished_at < $1 AND state <> '{}' \
+                 AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.run_id = runs.id AND tasks.state IN ({})) \
+                 ORDER BY finished_at, id LIMIT $2 FOR UPDATE OF runs SKIP LOCKED",
+                RunState::Running.as_str(),
+                sql_states(&TaskState::OPEN)
+            )
+        });
+        let limit = limit.clamp(0, ROWS_PER_STATEMENT as i64);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let chosen = sqlx::query(AssertSqlSafe(PRUNABLE.as_str()))
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let ids = |rows: &[sqlx::postgres::PgRow]| -> Result<Vec<String>> {
+            rows.iter()
+                .map(|r| r.try_get::<String, _>("id").map_err(db))
+                .collect()
+        };
+        let chosen = ids(&chosen)?;
+        if chosen.is_empty() {
+            return Ok(PrunedRuns::default());
+        }
+        let tasks = sqlx::query("DELETE FROM tasks WHERE run_id = ANY($1) RETURNING id")
+            .bind(&chosen)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let runs = sqlx::query("DELETE FROM runs WHERE id = ANY($1) RETURNING id")
+            .bind(&chosen)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(PrunedRuns {
+            runs: ids(&runs)?,
+            tasks: ids(&tasks)?,
+        })
     }
 
     async fn request_cancel(&self, run_id: &str, entry: &AuditEntry) -> Result<Option<RunRow>> {

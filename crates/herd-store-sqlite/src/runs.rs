@@ -1,11 +1,13 @@
 //! Runs and the reads of tasks; the bulk changes of tasks are in `tasks`.
 
 use herd_core::{RunState, TaskState};
+use std::sync::LazyLock;
+
 use herd_store::{
-    AuditEntry, ListFilter, NewTask, ROWS_PER_STATEMENT, Result, RunRow, RunStore, TaskProgress,
-    TaskRow, codec, sql_states,
+    AuditEntry, ListFilter, NewTask, PrunedRuns, ROWS_PER_STATEMENT, Result, RunRow, RunStore,
+    TaskProgress, TaskRow, codec, sql_states,
 };
-use sqlx::{QueryBuilder, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlitePool};
 
 use crate::rows::{self, Cols, run_cols, task_cols};
 use crate::{SqliteStore, audit, db, tasks};
@@ -40,6 +42,31 @@ async fn tasks_where_in(
     }
     Ok(out)
 }
+
+/// The runs `prune_runs` deletes (`?1` finished before, `?2` at most): finished, with no
+/// open task, oldest finished first. Named twice in one transaction (tasks, then runs), the
+/// first statement a write, so the transaction holds the write lock and both name the same runs.
+static PRUNABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?1 AND state <> '{}' \
+         AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.run_id = runs.id AND tasks.state IN ({})) \
+         ORDER BY finished_at, id LIMIT ?2",
+        RunState::Running.as_str(),
+        sql_states(&TaskState::OPEN)
+    )
+});
+static PRUNE_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM tasks WHERE run_id IN ({}) RETURNING id",
+        PRUNABLE.as_str()
+    )
+});
+static PRUNE_RUNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM runs WHERE id IN ({}) RETURNING id",
+        PRUNABLE.as_str()
+    )
+});
 
 #[async_trait::async_trait]
 impl RunStore for SqliteStore {
@@ -140,6 +167,33 @@ impl RunStore for SqliteStore {
         .await
         .map_err(db)?;
         rows.iter().map(rows::run).collect()
+    }
+
+    async fn prune_runs(&self, before: i64, limit: i64) -> Result<PrunedRuns> {
+        let limit = limit.clamp(0, ROWS_PER_STATEMENT as i64);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let tasks = sqlx::query(AssertSqlSafe(PRUNE_TASKS.as_str()))
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let runs = sqlx::query(AssertSqlSafe(PRUNE_RUNS.as_str()))
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let ids = |rows: Vec<sqlx::sqlite::SqliteRow>| -> Result<Vec<String>> {
+            rows.iter()
+                .map(|r| r.try_get::<String, _>("id").map_err(db))
+                .collect()
+        };
+        Ok(PrunedRuns {
+            runs: ids(runs)?,
+            tasks: ids(tasks)?,
+        })
     }
 
     async fn request_cancel(&self, run_id: &str, entry: &AuditEntry) -> Result<Option<RunRow>> {

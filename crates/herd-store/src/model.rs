@@ -226,3 +226,12 @@ impl ListFilter {
         }
     }
 }
+
+/// What one call of `RunStore::prune_runs` deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedRuns {
+    /// The runs deleted.
+    pub runs: Vec<String>,
+    /// Their tasks (whose output files the caller deletes).
+    pub tasks: Vec<String>,
+}

@@ -98,6 +98,12 @@ pub trait RunStore: Send + Sync {
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>>;
 
+    /// Deletes, with their tasks, at most `limit` (≤ `ROWS_PER_STATEMENT`) of the runs that
+    /// finished before `before` (unix ms), oldest finished first, in one transaction. A run
+    /// that has not finished, or that has a task still queued, dispatched or running, is
+    /// never deleted. Audit entries stay.
+    async fn prune_runs(&self, before: i64, limit: i64) -> Result<PrunedRuns>;
+
     /// Marks a run's cancellation as requested, with `audit`; returns the run as it is now.
     async fn request_cancel(&self, run_id: &str, audit: &AuditEntry) -> Result<Option<RunRow>>;
 

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use herd_api::{
     Agent, ApiKey, AuditEntry, BulkLabelEdit, CreateKey, CreateToken, CreatedKey, CreatedToken,
-    JoinToken, LabelEdit, Run, RunWithTasks, Task,
+    GcReport, JoinToken, LabelEdit, Run, RunWithTasks, Task,
 };
 use serde::Serialize;
 
@@ -740,4 +740,55 @@ pub async fn audit(a: AuditArgs) -> Result<i32> {
         render(&["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"], &rows)
     );
     Ok(0)
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prunes now what the server's retention would prune next (finished runs older than
+/// `--retention`, then the oldest beyond `--retention-size`) and says what it freed.
+pub async fn gc(a: GcArgs) -> Result<i32> {
+    let r: GcReport = client()?.post_empty("/api/v1/gc").await?;
+    if a.json {
+        return print_json(&r);
+    }
+    println!("{}", gc_line(&r));
+    Ok(0)
+}
+
+fn gc_line(r: &GcReport) -> String {
+    format!(
+        "freed {} runs, {} tasks, {:.1} MB of output",
+        r.runs,
+        r.tasks,
+        r.bytes as f64 / 1e6
+    )
+}
+
+#[cfg(test)]
+mod gc_tests {
+    use super::*;
+
+    #[test]
+    fn gc_line_names_what_was_freed() {
+        let r = GcReport {
+            runs: 3,
+            tasks: 7,
+            bytes: 2_500_000,
+        };
+        assert_eq!(gc_line(&r), "freed 3 runs, 7 tasks, 2.5 MB of output");
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        use crate::parse_size;
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5XB").is_err());
+    }
 }

@@ -71,6 +71,9 @@ enum Command {
     },
     /// Who ran what where.
     Audit(cmd::AuditArgs),
+    /// Prune now what retention would (old finished runs, their tasks and output) and say
+    /// what was freed.
+    Gc(cmd::GcArgs),
     /// Load generators, e.g. a simulated fleet of thousands of agents.
     Bench {
         #[command(subcommand)]
@@ -113,6 +116,16 @@ struct ServerArgs {
     /// The longest life a join token may be given (`herd token create --ttl`).
     #[arg(long, default_value = "7d", value_parser = parse_dur)]
     max_token_ttl: Duration,
+    /// Prune finished runs (their tasks and output) older than this, e.g. 30d, 12h.
+    #[arg(long, default_value = "30d", value_parser = parse_dur)]
+    retention: Duration,
+    /// Also prune the oldest finished runs while stored output is over this size, e.g. 10GiB
+    /// (default: no size budget).
+    #[arg(long, value_parser = parse_size)]
+    retention_size: Option<u64>,
+    /// How often retention prunes in the background.
+    #[arg(long, default_value = "1h", value_parser = parse_dur, hide = true)]
+    retention_interval: Duration,
     /// Where the records live: sqlite:PATH or postgres://USER@HOST:PORT/DB (default: SQLite
     /// in the data dir). One server at a time uses a database.
     #[arg(long, env = "HERD_DATABASE", value_parser = parse_database)]
@@ -170,6 +183,16 @@ pub struct UpArgs {
     /// Name of the local agent (default: hostname).
     #[arg(long)]
     name: Option<String>,
+    /// Prune finished runs (their tasks and output) older than this, e.g. 30d, 12h.
+    #[arg(long, default_value = "30d", value_parser = parse_dur)]
+    retention: Duration,
+    /// Also prune the oldest finished runs while stored output is over this size, e.g. 10GiB
+    /// (default: no size budget).
+    #[arg(long, value_parser = parse_size)]
+    retention_size: Option<u64>,
+    /// How often retention prunes in the background.
+    #[arg(long, default_value = "1h", value_parser = parse_dur, hide = true)]
+    retention_interval: Duration,
     /// Where the records live: sqlite:PATH or postgres://USER@HOST:PORT/DB (default: SQLite
     /// in the data dir).
     #[arg(long, env = "HERD_DATABASE", value_parser = parse_database)]
@@ -188,6 +211,29 @@ fn parse_database(s: &str) -> Result<herd_server::Database, String> {
 
 pub fn parse_dur(s: &str) -> Result<Duration, String> {
     herd_core::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A size in bytes: a number with an optional unit, B, KB/MB/GB/TB (powers of 1000) or
+/// KiB/MiB/GiB/TiB (powers of 1024), e.g. `10GiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("bad size {s:?}: expected a number and a unit, e.g. 500MB or 10GiB");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "tb" | "t" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -343,6 +389,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.output_cap = a.output_cap;
             cfg.lost_after = a.lost_after;
             cfg.max_token_ttl = a.max_token_ttl;
+            cfg.retention = a.retention;
+            cfg.retention_size = a.retention_size;
+            cfg.retention_interval = a.retention_interval;
             cfg.public_url = a.public_url;
             cfg.database = a.database;
             let running = herd_server::start(cfg).await?;
@@ -391,6 +440,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,
         Command::Audit(a) => cmd::audit(a).await,
+        Command::Gc(a) => cmd::gc(a).await,
         Command::Bench { cmd } => bench::bench(cmd).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

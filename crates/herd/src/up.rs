@@ -22,6 +22,9 @@ pub async fn up(a: UpArgs) -> Result<i32> {
     };
     let mut cfg = herd_server::ServerConfig::new(a.listen, data_dir.clone());
     cfg.database = a.database;
+    cfg.retention = a.retention;
+    cfg.retention_size = a.retention_size;
+    cfg.retention_interval = a.retention_interval;
     let running = herd_server::start(cfg).await?;
 
     // A key for the client config: the admin key on first start, else the configured one if

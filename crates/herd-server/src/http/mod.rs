@@ -18,7 +18,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use herd_api::{AuditEntry, ErrorBody, ListQuery};
+use herd_api::{AuditEntry, ErrorBody, GcReport, ListQuery};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -93,6 +93,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(attach::attach_task))
         .routes(routes!(blobs::get, blobs::put))
         .routes(routes!(audit))
+        .routes(routes!(gc))
         .with_state(app)
         .split_for_parts();
     let mut doc = doc;
@@ -195,4 +196,18 @@ async fn audit(
 ) -> Result<Json<Vec<AuditEntry>>> {
     let rows = app.audit_log(&list_filter(q, None)).await?;
     Ok(Json(rows.into_iter().map(convert::audit).collect()))
+}
+
+/// Prunes now what retention would prune in its next pass: finished runs older than
+/// `--retention`, then the oldest finished runs while stored output is over
+/// `--retention-size`, with their tasks and output. Unfinished runs and the audit log stay.
+#[utoipa::path(post, path = "/api/v1/gc", tag = "server",
+    responses(
+        (status = 200, description = "What was freed", body = GcReport),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+async fn gc(actor: Actor, State(app): State<Arc<App>>) -> Result<Json<GcReport>> {
+    Ok(Json(app.retention().gc(&actor.name).await?))
 }

@@ -83,6 +83,7 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "/api/v1/blobs/{digest}",
         &[200, 400, 401, 409, 500, 503],
     ),
+    ("post", "/api/v1/gc", &[200, 401, 500, 503]),
 ];
 
 /// (method, path) → declared statuses, from the document.

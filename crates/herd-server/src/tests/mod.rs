@@ -32,6 +32,11 @@ impl TestServer {
             output_cap: 1 << 20,
             lost_after: Duration::from_secs(600),
             max_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            retention: crate::retention::RetentionPolicy {
+                max_age: Duration::from_secs(30 * 24 * 3600),
+                max_bytes: None,
+                interval: Duration::from_secs(3600),
+            },
             url: "http://127.0.0.1:1".into(),
             ca_fingerprint: None,
         })

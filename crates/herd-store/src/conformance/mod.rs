@@ -94,6 +94,7 @@ macro_rules! conformance_suite {
             run_and_task_listings,
             listings_filter_by_time_state_machine_and_actor,
             ids_by_prefix,
+            prune_finished_runs_oldest_first,
             audit_log_newest_first,
         );
         $crate::conformance_suite!(@fresh $fresh;

@@ -405,3 +405,39 @@ pub async fn ids_by_prefix(store: &dyn Store) -> Result<()> {
     );
     Ok(())
 }
+
+/// Finished runs are pruned with their tasks, oldest finished first, in batches; an
+/// unfinished run, or a finished one with a task still open, never is; audit entries stay.
+pub async fn prune_finished_runs_oldest_first(store: &dyn Store) -> Result<()> {
+    run_with(store, "old", 1, &task_ids("old-", 2), TaskState::Succeeded).await?;
+    run_with(store, "old2", 2, &task_ids("old2-", 1), TaskState::Failed).await?;
+    run_with(store, "new", 3, &task_ids("new-", 1), TaskState::Succeeded).await?;
+    run_with(store, "going", 4, &task_ids("going-", 1), TaskState::Queued).await?;
+    run_with(store, "open", 5, &task_ids("open-", 1), TaskState::Queued).await?;
+    assert!(store.finish_run("old2", RunState::Failed, 200).await?);
+    assert!(store.finish_run("old", RunState::Succeeded, 100).await?);
+    assert!(store.finish_run("new", RunState::Succeeded, 10_000).await?);
+    // Finished, but a task is still queued: not prunable.
+    assert!(store.finish_run("open", RunState::Failed, 50).await?);
+
+    let first = store.prune_runs(1_000, 1).await?;
+    assert_eq!(first.runs, vec!["old".to_string()]);
+    assert_eq!(sorted(first.tasks), task_ids("old-", 2));
+    let second = store.prune_runs(1_000, 100).await?;
+    assert_eq!(second.runs, vec!["old2".to_string()]);
+    assert_eq!(second.tasks, task_ids("old2-", 1));
+    assert_eq!(store.prune_runs(1_000, 100).await?, PrunedRuns::default());
+
+    assert!(store.run("old").await?.is_none());
+    assert!(store.task("old-0").await?.is_none());
+    for id in ["new", "going", "open"] {
+        assert!(store.run(id).await?.is_some(), "{id}");
+    }
+    assert_eq!(task(store, "going-0").await?.state, TaskState::Queued);
+
+    let rest = store.prune_runs(i64::MAX, 100).await?;
+    assert_eq!(rest.runs, vec!["new".to_string()]);
+    let log = actions(store).await?;
+    assert_eq!(log.iter().filter(|a| *a == "run.create").count(), 5);
+    Ok(())
+}

@@ -12,5 +12,6 @@ mod inventory;
 mod labels;
 mod output;
 mod resilience;
+mod retention;
 mod secrets;
 mod spine;

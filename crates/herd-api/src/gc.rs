@@ -1,0 +1,34 @@
+//! Pruning old runs now: `POST /api/v1/gc`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What a pruning pass freed: finished runs older than the server's `--retention`, and the
+/// oldest finished runs beyond its `--retention-size`, with their tasks and stored output.
+/// Unfinished runs are never pruned; the audit log is kept whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GcReport {
+    /// Runs deleted.
+    pub runs: u64,
+    /// Tasks of those runs deleted.
+    pub tasks: u64,
+    /// Bytes of output files deleted.
+    pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_report_matches_the_server() {
+        crate::golden::check(
+            r#"{"bytes":2048,"runs":2,"tasks":5}"#,
+            &GcReport {
+                runs: 2,
+                tasks: 5,
+                bytes: 2048,
+            },
+        );
+    }
+}
