@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herd_link::{Backoff, ConnectError};
+use herd_link::{Backoff, ConnectError, Ended, Reconnect};
 use herd_proto::v1::JoinRequest;
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,7 @@ pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
     // Random per process: the server tells a copy of this identity (another process holding
     // it) from this process reconnecting.
     let instance = uuid::Uuid::new_v4().simple().to_string();
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    let mut reconnect = Reconnect::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut conflicts = 0u32;
     loop {
         let started = Instant::now();
@@ -199,17 +199,18 @@ pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
                 tracing::warn!(error = %msg, retry_in = ?CONFLICT_RETRY, "refused by the server");
                 tokio::time::sleep(CONFLICT_RETRY).await;
             }
+            Err(session::SessionEnd::GoingAway) => {
+                let wait = reconnect.wait_after(Ended::GoingAway);
+                tracing::info!(server = %identity.server, retry_in = ?wait, "server going away; reconnecting");
+                tokio::time::sleep(wait).await;
+            }
             Err(session::SessionEnd::Retry(msg)) => {
-                if started.elapsed() > Duration::from_secs(10) {
-                    backoff.reset();
-                }
-                let wait = backoff.next_wait();
+                let wait = reconnect.wait_after(Ended::Failed(started.elapsed()));
                 tracing::warn!(server = %identity.server, error = %msg, retry_in = ?wait, "connection to server lost");
                 tokio::time::sleep(wait).await;
             }
             Ok(()) => {
-                backoff.reset();
-                tokio::time::sleep(backoff.next_wait()).await;
+                tokio::time::sleep(reconnect.wait_after(Ended::Failed(started.elapsed()))).await;
             }
         }
     }

@@ -41,6 +41,8 @@ pub enum SessionEnd {
     /// Another process holds this identity and is connected (FAILED_PRECONDITION).
     Conflict(String),
     Retry(String),
+    /// The server said it shuts down cleanly (and is expected back).
+    GoingAway,
 }
 
 /// State that lives across sessions.
@@ -190,6 +192,10 @@ impl Shared {
             interactive: st.interactive,
             tty: st.tty,
             grace: Duration::from_millis(st.grace_ms as u64),
+            user: (!st.user.is_empty()).then_some(st.user),
+            window: (st.rows > 0 && st.cols > 0).then(|| (clamp16(st.rows), clamp16(st.cols))),
+            script: (!st.script.is_empty()).then_some(st.script),
+            args: st.args,
         };
         let (tx, rx) = mpsc::channel(64);
         let handle = herd_exec::spawn(spec, tx);
@@ -241,6 +247,10 @@ impl Shared {
         };
         let _ = tx.send(c).await;
     }
+}
+
+fn clamp16(v: u32) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
 }
 
 /// Numbers a task's events and appends them to the spool, a batch at a time.
@@ -475,6 +485,18 @@ pub async fn run(
                 if i.eof {
                     shared.control(&i.task_id, Control::Eof).await;
                 }
+            }
+            Some(server_frame::Kind::Resize(r)) => {
+                let (rows, cols) = (clamp16(r.rows), clamp16(r.cols));
+                if rows > 0 && cols > 0 {
+                    shared
+                        .control(&r.task_id, Control::Resize { rows, cols })
+                        .await;
+                }
+            }
+            Some(server_frame::Kind::GoingAway(g)) => {
+                tracing::info!(reason = %g.reason, "the server is going away; reconnecting shortly");
+                break Err(SessionEnd::GoingAway);
             }
             Some(server_frame::Kind::Acks(a)) => {
                 window.add_permits(1);

@@ -36,6 +36,10 @@ pub struct Progress {
     pub pending: u64,
     /// Sent to their machines or running there.
     pub running: u64,
+    /// Of `running`, those waiting for their machine to come back (it was online shortly
+    /// before; see the run's `wait_offline_ms`).
+    #[serde(default)]
+    pub waiting: u64,
     /// Ended with exit code 0.
     pub succeeded: u64,
     /// Ended otherwise: failed, timed out, lost (including offline machines).
@@ -130,16 +134,25 @@ pub enum ClientMessage {
     Eof,
     /// Cancel the run (or the one watched task).
     Cancel,
+    /// The watcher's terminal changed size: the watched tasks' terminals follow (`tty` runs).
+    Resize {
+        /// Lines.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
 }
 
 impl ClientMessage {
     /// The message as the text of a frame.
     pub fn to_text(self) -> String {
         match self {
-            ClientMessage::Eof => r#"{"type":"eof"}"#,
-            ClientMessage::Cancel => r#"{"type":"cancel"}"#,
+            ClientMessage::Eof => r#"{"type":"eof"}"#.to_string(),
+            ClientMessage::Cancel => r#"{"type":"cancel"}"#.to_string(),
+            ClientMessage::Resize { rows, cols } => {
+                format!(r#"{{"cols":{cols},"rows":{rows},"type":"resize"}}"#)
+            }
         }
-        .to_string()
     }
 }
 
@@ -190,6 +203,7 @@ mod tests {
             total: 10,
             pending: 2,
             running: 3,
+            waiting: 1,
             succeeded: 4,
             failed: 1,
             skipped: 0,
@@ -198,7 +212,7 @@ mod tests {
         check(
             concat!(
                 r#"{"cancelled":0,"failed":1,"pending":2,"running":3,"skipped":0,"#,
-                r#""succeeded":4,"total":10,"type":"progress"}"#
+                r#""succeeded":4,"total":10,"type":"progress","waiting":1}"#
             ),
             &ServerMessage::Progress(p),
         );
@@ -247,6 +261,13 @@ mod tests {
         for (m, text) in [
             (ClientMessage::Eof, r#"{"type":"eof"}"#),
             (ClientMessage::Cancel, r#"{"type":"cancel"}"#),
+            (
+                ClientMessage::Resize {
+                    rows: 40,
+                    cols: 132,
+                },
+                r#"{"cols":132,"rows":40,"type":"resize"}"#,
+            ),
         ] {
             check(text, &m);
             assert_eq!(m.to_text(), text);

@@ -39,7 +39,8 @@ pub use frame::{
 };
 pub use gc::GcReport;
 pub use herd_core::{
-    CopyFile, Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, TaskState,
+    CopyFile, Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, Script, TaskState,
+    WindowSize,
 };
 pub use keys::{ApiKey, CreateKey, CreatedKey};
 pub use list::{ListQuery, RunsQuery, TasksQuery};

@@ -87,7 +87,7 @@ pub struct RunWithTasks {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use herd_core::{Limit, RunLimits};
+    use herd_core::{Limit, RunLimits, Script, WindowSize};
 
     use super::*;
     use crate::golden::check;
@@ -134,6 +134,17 @@ pub(crate) mod tests {
                     batch_wait_ms: 1500,
                 },
                 copy: Vec::new(),
+                wait_offline_ms: Some(10_000),
+                user: "deploy".into(),
+                window: Some(WindowSize {
+                    rows: 40,
+                    cols: 132,
+                }),
+                script: Some(Script {
+                    name: "a.sh".into(),
+                    body: "#!/bin/sh\necho $1\n".into(),
+                    args: vec!["x y".into()],
+                }),
             },
             cancel_requested: true,
             state: RunState::Cancelled,
@@ -146,8 +157,10 @@ pub(crate) mod tests {
                 r#""created_by":"key:admin","finished_at":1700000009000,"id":"r1","#,
                 r#""selector":"role=web , web-*","spec":{"cwd":"/tmp","env":{"A":"1"},"#,
                 r#""grace_ms":300,"interactive":true,"limits":{"batch_wait_ms":1500,"#,
-                r#""concurrency":2,"max_errors":"10%"},"shell":"sh","timeout_ms":5000,"#,
-                r#""tty":true},"state":"cancelled"}"#
+                r#""concurrency":2,"max_errors":"10%"},"script":{"args":["x y"],"#,
+                r##""body":"#!/bin/sh\necho $1\n","name":"a.sh"},"shell":"sh","timeout_ms":5000,"##,
+                r#""tty":true,"user":"deploy","wait_offline_ms":10000,"#,
+                r#""window":{"cols":132,"rows":40}},"state":"cancelled"}"#
             ),
             &done,
         );

@@ -48,10 +48,12 @@ use crate::*;
     Blob,
     BlobQuery,
     CopyFile,
+    Script,
+    WindowSize,
 )))]
 struct Components;
 
-const NAMES: [&str; 39] = [
+const NAMES: [&str; 41] = [
     "Agent",
     "AgentsQuery",
     "LabelEdit",
@@ -91,6 +93,8 @@ const NAMES: [&str; 39] = [
     "Blob",
     "BlobQuery",
     "CopyFile",
+    "Script",
+    "WindowSize",
 ];
 
 fn document() -> serde_json::Value {

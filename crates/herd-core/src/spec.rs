@@ -35,6 +35,60 @@ pub struct RunSpec {
     /// to the server before, is written on every machine. Empty for a command.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copy: Vec<CopyFile>,
+    /// How long a task waits for its machine when that machine is offline but was seen within
+    /// this window (e.g. it reconnects after a server restart), before it ends `lost`; absent:
+    /// [`RunSpec::DEFAULT_WAIT_OFFLINE_MS`], 0: an offline machine's task is `lost` at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_offline_ms: Option<u64>,
+    /// Run as this user on the machines (their agent must run as root); empty: the agent's
+    /// own user.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// The caller's terminal size under `tty`, so the task's terminal starts with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSize>,
+    /// A script to run instead of the command: executed directly on each machine (its `#!`
+    /// line says by what; without one, the shell runs it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<Script>,
+}
+
+impl RunSpec {
+    /// How long a task waits for its offline machine unless the run says otherwise.
+    pub const DEFAULT_WAIT_OFFLINE_MS: u64 = 30_000;
+    /// The largest script a run may carry.
+    pub const MAX_SCRIPT_BYTES: usize = 1 << 20;
+
+    /// How long a task waits for its offline machine.
+    pub fn wait_offline(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.wait_offline_ms
+                .unwrap_or(RunSpec::DEFAULT_WAIT_OFFLINE_MS),
+        )
+    }
+}
+
+/// A terminal's size.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WindowSize {
+    /// Lines.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// A script shipped with a run.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Script {
+    /// Its file name where it came from (shown, not used to run it).
+    pub name: String,
+    /// Its text, at most 1 MiB.
+    pub body: String,
+    /// Its arguments.
+    pub args: Vec<String>,
 }
 
 /// One file of a copy run: the blob the server holds and where it goes on the machines.

@@ -10,6 +10,7 @@
 //! inputs ([`ExecSpec`], [`Control`]) and outputs ([`ExecEvent`]).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod child;
 mod coalesce;
 mod kill;
 mod pty;
@@ -47,6 +48,19 @@ pub struct ExecSpec {
     pub tty: bool,
     /// SIGTERM -> SIGKILL delay on cancel/timeout (zero means 5 s).
     pub grace: Duration,
+    /// Run as this user instead of the agent's own (needs an agent running as root): its
+    /// groups, gid and uid, `HOME`, `USER`, `LOGNAME` and `SHELL` set, and its home as the
+    /// working directory unless `cwd` says otherwise.
+    pub user: Option<String>,
+    /// The terminal's size (rows, columns) in TTY mode; `None`: `LINES`/`COLUMNS` from `env`,
+    /// else 24x80.
+    pub window: Option<(u16, u16)>,
+    /// Run this script instead of `command`: executed directly (the kernel honours its
+    /// `#!` line) with `args`; one without a `#!` line is run by the shell. It is handed to
+    /// the process as an in-memory file (`/dev/fd/N`), so nothing is written to disk.
+    pub script: Option<Bytes>,
+    /// The script's arguments.
+    pub args: Vec<String>,
 }
 
 /// Which output stream a chunk came from.
@@ -111,6 +125,9 @@ pub enum Control {
     /// Terminate the task: SIGTERM now, SIGKILL after the grace period.
     /// `None` uses `ExecSpec::grace`; `Some(Duration::ZERO)` kills at once.
     Cancel { grace: Option<Duration> },
+    /// The person's terminal changed size (rows, columns): the task's terminal follows (TTY
+    /// mode only; the kernel tells the task with SIGWINCH).
+    Resize { rows: u16, cols: u16 },
 }
 
 /// Handle to a running task. Sending fails once the task's main process has

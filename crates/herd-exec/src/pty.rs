@@ -106,6 +106,11 @@ impl Master {
         Ok(Self(Arc::new(fd)))
     }
 
+    /// Sets the terminal's size; the kernel sends SIGWINCH to its foreground process group.
+    pub(crate) fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {
+        set_window_size(self.0.get_ref(), cols, rows)
+    }
+
     /// Writes some of `buf`, returning how many bytes were taken.
     /// Cancel-safe: nothing is written unless it returns.
     pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -24,10 +25,10 @@ use tokio::time::Instant;
 
 use crate::coalesce::{PumpEnd, pump, sleep_until_opt};
 use crate::kill::TaskTree;
-use crate::pty;
 use crate::{
     Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, OutStream, TASK_ID_ENV,
 };
+use crate::{child, pty};
 
 /// Capacity of the control channel.
 const CONTROL_CAPACITY: usize = 64;
@@ -107,7 +108,15 @@ enum ProcessIo {
 /// Resolves everything and forks. The error is the human-readable
 /// `FailedToStart` detail.
 fn start_process(spec: &ExecSpec) -> Result<Process, String> {
-    if let Some(dir) = &spec.cwd {
+    let run_as = spec.user.as_deref().map(child::resolve_user).transpose()?;
+    // The task's own directory, else the user's home (when it exists), else the agent's.
+    let cwd = spec.cwd.clone().or_else(|| {
+        run_as
+            .as_ref()
+            .map(|u| u.home.clone())
+            .filter(|h| h.is_dir())
+    });
+    if let Some(dir) = &cwd {
         check_cwd(dir)?;
     }
     let path_var = spec
@@ -120,10 +129,39 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         .unwrap_or_default();
     let shell = resolve_shell(&spec.shell, &path_var)?;
 
-    let mut cmd = Command::new(&shell);
-    cmd.arg("-c").arg(&spec.command);
-    if let Some(dir) = &spec.cwd {
+    // A script travels as an in-memory file, close-on-exec in the agent; the child alone
+    // keeps it open across exec (see `pre_exec` below), so no other task inherits it.
+    let script = match &spec.script {
+        Some(body) => Some(script_file(body)?),
+        None => None,
+    };
+    let mut cmd = match (&script, &spec.script) {
+        (Some(fd), Some(body)) => {
+            let path = format!("/dev/fd/{}", fd.as_raw_fd());
+            let mut c = if body.starts_with(b"#!") {
+                Command::new(&path)
+            } else {
+                let mut c = Command::new(&shell);
+                c.arg(&path);
+                c
+            };
+            c.args(&spec.args);
+            c
+        }
+        _ => {
+            let mut c = Command::new(&shell);
+            c.arg("-c").arg(&spec.command);
+            c
+        }
+    };
+    if let Some(dir) = &cwd {
         cmd.current_dir(dir);
+    }
+    if let Some(u) = &run_as {
+        cmd.env("HOME", &u.home)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name)
+            .env("SHELL", &u.shell);
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     if spec.tty && !spec.env.iter().any(|(k, _)| k == "TERM") {
@@ -135,10 +173,36 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
     // If the supervisor is dropped (runtime shutdown), at least the main
     // process does not outlive it; tokio reaps it in the background.
     cmd.kill_on_drop(true);
+    let script_fd = script.as_ref().map(|fd| fd.as_raw_fd());
+    let tty = spec.tty;
+    // SAFETY: the closure makes only async-signal-safe syscalls (sigaction, sigprocmask,
+    // fcntl, setgroups, setgid, setuid, setsid, ioctl) and touches no memory shared with
+    // other threads (`run_as` was resolved before the fork and is only read).
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            child::setup(run_as.as_ref())?;
+            if let Some(fd) = script_fd
+                && libc::fcntl(fd, libc::F_SETFD, 0) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if tty {
+                pty::child_setup()?;
+            }
+            Ok(())
+        });
+    }
 
-    let fail = |e: io::Error| format!("failed to start {}: {e}", shell.display());
-    if spec.tty {
-        let (cols, rows) = window_size(&spec.env);
+    let fail = |e: io::Error| match &spec.script {
+        Some(_) => format!("failed to start the script: {e}"),
+        None => format!("failed to start {}: {e}", shell.display()),
+    };
+    let process = if spec.tty {
+        let (cols, rows) = match spec.window {
+            Some((rows, cols)) => (cols, rows),
+            None => window_size(&spec.env),
+        };
         let pty = pty::open(cols, rows)
             .map_err(|e| format!("failed to allocate a pseudo-terminal: {e}"))?;
         let dup = |fd: &std::os::fd::OwnedFd| {
@@ -149,12 +213,6 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         cmd.stdin(dup(&pty.slave)?)
             .stdout(dup(&pty.slave)?)
             .stderr(dup(&pty.slave)?);
-        // SAFETY: `child_setup` only makes async-signal-safe syscalls and
-        // touches no memory shared with other threads.
-        #[allow(unsafe_code)]
-        unsafe {
-            cmd.pre_exec(pty::child_setup);
-        }
         let child = cmd.spawn().map_err(fail)?;
         // The parent's copies of the slave must be closed, or the master
         // never sees EOF (EIO) when the task's side closes.
@@ -165,11 +223,11 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
             .ok_or_else(|| "process exited before its pid was known".to_string())?;
         let master = pty::Master::new(pty.master)
             .map_err(|e| format!("failed to watch the pseudo-terminal: {e}"))?;
-        Ok(Process {
+        Process {
             child,
             pid,
             io: ProcessIo::Pty { master },
-        })
+        }
     } else {
         cmd.process_group(0)
             .stdin(if spec.interactive {
@@ -191,7 +249,7 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         grow_pipe(&stdout);
         grow_pipe(&stderr);
         let stdin = child.stdin.take();
-        Ok(Process {
+        Process {
             child,
             pid,
             io: ProcessIo::Pipes {
@@ -199,8 +257,21 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
                 stdout,
                 stderr,
             },
-        })
-    }
+        }
+    };
+    // The child has its own copy of the script; the agent's closes here.
+    drop(script);
+    Ok(process)
+}
+
+/// The script in an in-memory file (close-on-exec), for the child to exec as `/dev/fd/N`.
+fn script_file(body: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let fail = |e: &dyn std::fmt::Display| format!("cannot hold the script in memory: {e}");
+    let fd = memfd_create("herd-script", MFdFlags::MFD_CLOEXEC).map_err(|e| fail(&e))?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, body).map_err(|e| fail(&e))?;
+    Ok(std::os::fd::OwnedFd::from(file))
 }
 
 fn check_cwd(dir: &Path) -> Result<(), String> {
@@ -342,6 +413,8 @@ async fn supervise(
     // Pumps start only after `Started` was queued, so it comes first.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pumps: Vec<JoinHandle<PumpEnd>> = Vec::new();
+    // The terminal, for resizes (TTY mode).
+    let mut terminal: Option<pty::Master> = None;
     let (mut sink, tty) = match io {
         ProcessIo::Pipes {
             stdin,
@@ -369,6 +442,7 @@ async fn supervise(
                 events.clone(),
                 stop_rx.clone(),
             )));
+            terminal = Some(master.clone());
             (Sink::Pty(master), true)
         }
     };
@@ -421,6 +495,13 @@ async fn supervise(
                 Some(Control::Eof) => queue.push_back(if tty { Some(Bytes::from_static(b"\x04")) } else { None }),
                 Some(Control::Cancel { grace }) => {
                     term.begin(ExitReason::Cancelled, grace.unwrap_or(default_grace), &tree).await;
+                }
+                Some(Control::Resize { rows, cols }) => {
+                    if let Some(t) = &terminal
+                        && let Err(e) = t.resize(cols, rows)
+                    {
+                        tracing::debug!(task_id = %spec.task_id, error = %e, "resizing the terminal failed");
+                    }
                 }
                 None => control_open = false,
             },

@@ -1,6 +1,7 @@
 //! What every agent process needs to hold its link to the server, whether it is the real
 //! agent (`herd-agent`) or the simulated fleet (`herd-sim`): dialling (HTTP/2, TLS pinned
-//! to the server's CA, keepalive pings), reconnect backoff with jitter, the heartbeat period
+//! to the server's CA, keepalive pings), the reconnect policy (backoff with jitter, a short
+//! pause after a clean server shutdown), the heartbeat period
 //! a `Welcome` asks for, the version an agent reports in its `Hello`, the credential state
 //! files an agent keeps, and the malloc settings of a long-lived process with a small
 //! footprint.
@@ -12,6 +13,7 @@
 mod backoff;
 mod dial;
 mod memory;
+mod reconnect;
 mod state_file;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ use std::time::Duration;
 pub use backoff::Backoff;
 pub use dial::{ConnectError, channel};
 pub use memory::{limit_malloc_arenas, release_free_memory};
+pub use reconnect::{Ended, Reconnect};
 pub use state_file::{StateFileError, private_dir, read_json, write_private};
 
 /// The version an agent reports in its `Hello`.

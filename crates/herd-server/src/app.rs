@@ -21,7 +21,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::retention::{Retention, RetentionPolicy};
-use crate::runs::{DriverCtx, Drivers, RunService};
+use crate::runs::{DriverCtx, Drivers, RunService, Waiters};
 
 /// What the application is made from.
 pub struct Settings {
@@ -91,6 +91,8 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         active: active.clone(),
         outlog: outlog.clone(),
         events: events.clone(),
+        index: index.clone(),
+        waiters: Waiters::default(),
     });
     let drivers = Arc::new(Drivers::new(
         driver_ctx.clone(),

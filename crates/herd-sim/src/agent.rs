@@ -323,8 +323,12 @@ async fn connected(fleet: &Arc<Fleet>, st: &mut AgentState, link: &mut Link) -> 
                     Some(server_frame::Kind::Start(t)) => st.start(fleet, t),
                     Some(server_frame::Kind::Cancel(c)) => st.cancel(fleet, c),
                     Some(server_frame::Kind::Acks(a)) => st.ack(a.acks),
+                    Some(server_frame::Kind::GoingAway(_)) => {
+                        return End::Retry("the server is going away".into());
+                    }
                     Some(server_frame::Kind::Welcome(_))
                     | Some(server_frame::Kind::Input(_))
+                    | Some(server_frame::Kind::Resize(_))
                     | None => {}
                 }
             }

@@ -93,6 +93,11 @@ impl Agent {
         self.proc.check_alive()
     }
 
+    /// SIGTERM, then up to `timeout` for it to end (SIGKILL after).
+    pub fn stop(&mut self, timeout: Duration) {
+        self.proc.terminate(timeout);
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         self.proc.kill();

@@ -102,6 +102,16 @@ impl Proc {
         }
     }
 
+    /// SIGTERM (a clean stop), then up to `timeout` for it to end; SIGKILL if it does not.
+    /// Its exit status, when it ended by itself.
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid).ok()?);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let st = self.wait_exit(timeout);
+        self.kill();
+        st
+    }
+
     /// SIGKILL, as a crash would, then reap.
     pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -200,6 +200,15 @@ impl Server {
         }
     }
 
+    /// Stops it cleanly (SIGTERM, as an operator or systemd would; SIGKILL after 30 s) and
+    /// starts it again on the same address, data and database.
+    pub fn restart_clean(&mut self) -> Result<()> {
+        if let Some(mut p) = self.proc.take() {
+            p.terminate(Duration::from_secs(30));
+        }
+        self.spawn(false)
+    }
+
     /// Kills it (if it runs) and starts it again on the same address, data and database.
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();

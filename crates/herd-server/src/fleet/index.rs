@@ -112,6 +112,11 @@ impl AgentIndex {
         inner.slot_of(id).map(|s| s.row.clone())
     }
 
+    /// When the agent was last heard from (hello or heartbeat; ms since the epoch).
+    pub fn last_seen(&self, id: &str) -> Option<i64> {
+        self.read().slot_of(id).and_then(|s| s.row.last_seen)
+    }
+
     pub fn by_name(&self, name: &str) -> Option<AgentRow> {
         let inner = self.read();
         let slot = *inner.by_name.get(name)?;

@@ -17,7 +17,7 @@ use tonic::{Status, Streaming};
 
 use super::{Hub, convert};
 use crate::registry::{Peer, Registration};
-use crate::runs::{SECRETS_GONE, cancel_frame, start_frame};
+use crate::runs::{SECRETS_GONE, cancel_frame, going_away_frame, start_frame};
 
 /// Heartbeats the whole fleet sends per second at most: agents of a large fleet are asked
 /// to beat less often (every 5 s up to 2,500 machines, every 20 s at 10,000), so the idle
@@ -27,6 +27,8 @@ const MIN_HEARTBEAT_SECS: u64 = 5;
 const MAX_HEARTBEAT_SECS: u64 = 60;
 /// A batch of events merged from messages already waiting stops growing here.
 const MERGE_EVENTS: usize = 4096;
+/// How long a shutting-down server waits for an agent to close its stream after `GoingAway`.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 /// An agent must say hello this soon after opening its stream.
 const HELLO_WITHIN: Duration = Duration::from_secs(30);
 
@@ -175,6 +177,8 @@ async fn serve(
     };
     tx.send(welcome).await.map_err(|_| "agent went away")?;
     reconcile(hub, agent, known, tx).await?;
+    // Runs waiting for this machine start its tasks now.
+    hub.drivers.agent_online(&agent.id);
 
     loop {
         let frame = tokio::select! {
@@ -193,7 +197,10 @@ async fn serve(
             _ = reg.stop.notified() => {
                 return Err("connection dropped (agent revoked or reconnected)".into());
             }
-            _ = hub.shutdown.cancelled() => return Err("server shutting down".into()),
+            _ = hub.shutdown.cancelled() => {
+                say_going_away(tx, inbound).await;
+                return Err("server shutting down".into());
+            }
         };
         // Revoked or replaced by a newer session: end this stream, so the agent reconnects
         // and is told why.
@@ -244,6 +251,18 @@ async fn serve(
             Some(agent_frame::Kind::Hello(_)) | None => {}
         }
     }
+}
+
+/// Tells the agent the server is shutting down cleanly (so it reconnects soon instead of
+/// backing off), and waits briefly for it to close its side: then the frame has reached it
+/// before the process exits.
+async fn say_going_away(tx: &mpsc::Sender<ServerFrame>, inbound: &mut Streaming<AgentFrame>) {
+    let _ = tokio::time::timeout(GOODBYE_WAIT, async {
+        if tx.send(going_away_frame()).await.is_ok() {
+            while let Ok(Some(_)) = inbound.message().await {}
+        }
+    })
+    .await;
 }
 
 /// In memory; the fleet writes it to the store with everyone else's every few seconds.

@@ -23,8 +23,10 @@ use tokio_util::task::TaskTracker;
 
 use super::frames::{SECRETS_GONE, SecretEnv, cancel_frame, start_frame};
 use super::pace::{Pacer, Progress, Queued};
+use super::waiting::{Waiters, worth_waiting};
 use crate::active::ActiveTasks;
 use crate::events::Events;
+use crate::fleet::AgentIndex;
 use crate::registry::Registry;
 
 /// A run held for its watcher starts anyway after this long.
@@ -41,6 +43,8 @@ enum Msg {
     Release(Option<tokio::sync::oneshot::Sender<()>>),
     /// The run's cancellation is stored: nothing more starts, the rest is cancelled.
     Cancel,
+    /// A machine this run waits for came online: its parked tasks start.
+    AgentOnline(String),
 }
 
 /// What the drivers share: the store, the agents, the persist path's task table, the output
@@ -51,6 +55,10 @@ pub struct DriverCtx {
     pub active: Arc<ActiveTasks>,
     pub outlog: Arc<OutputLog>,
     pub events: Arc<Events>,
+    /// When each machine was last heard from (whether a run waits for it).
+    pub index: Arc<AgentIndex>,
+    /// Which runs wait for which offline machine.
+    pub waiters: Waiters,
 }
 
 struct Entry {
@@ -123,6 +131,9 @@ impl Drivers {
             retry: Vec::new(),
             retry_at: None,
             ends: VecDeque::new(),
+            parked: HashMap::new(),
+            park_order: VecDeque::new(),
+            parked_tasks: 0,
         };
         let (drivers, shutdown) = (self.clone(), self.shutdown.clone());
         self.tracker.spawn(async move {
@@ -168,6 +179,14 @@ impl Drivers {
     /// The values of a run's secret environment variables, while its driver runs.
     pub fn secrets(&self, run_id: &str) -> Option<SecretEnv> {
         lock(&self.runs).get(run_id).and_then(|e| e.secrets.clone())
+    }
+
+    /// An agent connected (and was reconciled): the runs waiting for it start its tasks.
+    /// One lookup; only the runs that wait for this machine hear of it.
+    pub fn agent_online(&self, agent_id: &str) {
+        for run_id in self.ctx.waiters.take(agent_id) {
+            self.post(&run_id, Msg::AgentOnline(agent_id.to_string()));
+        }
     }
 
     /// Where the run stands, while it has a driver.
@@ -235,6 +254,12 @@ struct Driver {
     retry_at: Option<Instant>,
     /// Ends found by the driver itself (skips, machines offline), handled like messages.
     ends: VecDeque<(String, TaskState)>,
+    /// Admitted tasks whose machine is offline but expected back, by agent, with when they
+    /// give up on it (they hold their slots meanwhile).
+    parked: HashMap<String, (Instant, Vec<Queued>)>,
+    /// Parked machines in the order they were parked (their deadlines in order).
+    park_order: VecDeque<(Instant, String)>,
+    parked_tasks: usize,
 }
 
 impl Driver {
@@ -248,6 +273,7 @@ impl Driver {
                 self.hold_until,
                 self.slot_frees.front().copied(),
                 self.retry_at,
+                self.park_order.front().map(|(t, _)| *t),
             ]
             .into_iter()
             .flatten()
@@ -265,8 +291,10 @@ impl Driver {
             while let Some((task_id, state)) = self.ends.pop_front() {
                 self.on_ended(&task_id, state).await;
             }
+            let waiting = self.parked_tasks;
             self.progress.send_if_modified(|p| {
-                let now = self.pacer.progress();
+                let mut now = self.pacer.progress();
+                now.waiting = waiting;
                 let changed = *p != now;
                 *p = now;
                 changed
@@ -276,6 +304,7 @@ impl Driver {
                 break;
             }
         }
+        self.unpark_all();
         self.rx.close();
         let mut left = Vec::new();
         while let Ok(m) = self.rx.try_recv() {
@@ -296,7 +325,84 @@ impl Driver {
                 }
             }
             Msg::Cancel => self.cancel().await,
+            Msg::AgentOnline(agent_id) => self.agent_online(&agent_id).await,
         }
+    }
+
+    /// A machine this run waits for is online: its parked tasks start.
+    async fn agent_online(&mut self, agent_id: &str) {
+        let Some((_, tasks)) = self.parked.remove(agent_id) else {
+            return;
+        };
+        self.parked_tasks -= tasks.len();
+        self.dispatch(tasks).await;
+    }
+
+    /// Parks tasks whose machine is offline but expected back; the others end `lost` now.
+    async fn park_or_lose(&mut self, offline: Vec<Queued>) {
+        let window = self.run.spec.wait_offline();
+        let now = now_ms();
+        let (park, lose): (Vec<Queued>, Vec<Queued>) = offline
+            .into_iter()
+            .partition(|q| worth_waiting(self.ctx.index.last_seen(&q.agent_id), now, window));
+        if !lose.is_empty() {
+            let ids: Vec<String> = lose.iter().map(|q| q.task_id.clone()).collect();
+            self.end(&ids, TaskState::Lost, "agent offline").await;
+        }
+        let deadline = Instant::now() + window;
+        let mut agents = Vec::new();
+        for q in park {
+            let agent = q.agent_id.clone();
+            let entry = self.parked.entry(agent.clone()).or_insert_with(|| {
+                agents.push(agent.clone());
+                (deadline, Vec::new())
+            });
+            entry.1.push(q);
+            self.parked_tasks += 1;
+        }
+        for agent in agents {
+            self.ctx.waiters.add(&agent, &self.run.id);
+            self.park_order.push_back((deadline, agent.clone()));
+            // It may have connected between the look and the registration.
+            if self.ctx.registry.is_online(&agent) {
+                self.ctx.waiters.remove(&agent, &self.run.id);
+                self.agent_online(&agent).await;
+            }
+        }
+    }
+
+    /// Machines that did not come back in time: their parked tasks end `lost`.
+    async fn give_up_on_machines(&mut self, now: Instant) {
+        while let Some((deadline, agent)) = self.park_order.front().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.park_order.pop_front();
+            let due = self.parked.get(&agent).is_some_and(|(d, _)| *d == deadline);
+            if !due {
+                continue;
+            }
+            if let Some((_, tasks)) = self.parked.remove(&agent) {
+                self.parked_tasks -= tasks.len();
+                self.ctx.waiters.remove(&agent, &self.run.id);
+                let ids: Vec<String> = tasks.into_iter().map(|q| q.task_id).collect();
+                let reason = format!(
+                    "agent offline: it did not come back within {} (--wait-offline)",
+                    herd_core::format_duration(self.run.spec.wait_offline())
+                );
+                self.end(&ids, TaskState::Lost, &reason).await;
+            }
+        }
+    }
+
+    /// Forgets every parked task (the run is cancelled or over).
+    fn unpark_all(&mut self) {
+        for agent in self.parked.keys() {
+            self.ctx.waiters.remove(agent, &self.run.id);
+        }
+        self.parked.clear();
+        self.park_order.clear();
+        self.parked_tasks = 0;
     }
 
     async fn on_timer(&mut self) {
@@ -312,10 +418,21 @@ impl Driver {
         if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
         }
+        self.give_up_on_machines(now).await;
         self.pump().await;
     }
 
     async fn on_ended(&mut self, task_id: &str, state: TaskState) {
+        if self.parked_tasks > 0 {
+            // Ended while parked (cancelled on its own): it no longer waits.
+            for (_, tasks) in self.parked.values_mut() {
+                if let Some(i) = tasks.iter().position(|q| q.task_id == task_id) {
+                    tasks.remove(i);
+                    self.parked_tasks -= 1;
+                    break;
+                }
+            }
+        }
         let after = self.pacer.ended(task_id, state);
         if !after.skip.is_empty() {
             let ids: Vec<String> = after.skip.iter().map(|q| q.task_id.clone()).collect();
@@ -361,14 +478,18 @@ impl Driver {
         if admitted.is_empty() {
             return;
         }
-        // Machines that went away while their task waited are not reached: lost, now.
+        // Machines that are away: their tasks wait for them if they are expected back.
         let (online, offline): (Vec<Queued>, Vec<Queued>) = admitted
             .into_iter()
             .partition(|q| self.ctx.registry.is_online(&q.agent_id));
         if !offline.is_empty() {
-            let ids: Vec<String> = offline.iter().map(|q| q.task_id.clone()).collect();
-            self.end(&ids, TaskState::Lost, "agent offline").await;
+            self.park_or_lose(offline).await;
         }
+        self.dispatch(online).await;
+    }
+
+    /// Claims admitted tasks of online machines and sends them.
+    async fn dispatch(&mut self, online: Vec<Queued>) {
         if online.is_empty() {
             return;
         }
@@ -382,7 +503,7 @@ impl Driver {
             Ok(c) => c.into_iter().collect(),
             Err(e) => {
                 tracing::error!(run = %self.run.id, error = %e, "cannot dispatch queued tasks; trying again");
-                self.retry = online;
+                self.retry.extend(online);
                 self.retry_at = Some(Instant::now() + RETRY_AFTER);
                 return;
             }
@@ -427,6 +548,8 @@ impl Driver {
     async fn cancel(&mut self) {
         let waiting: Vec<String> = self.pacer.cancel().into_iter().map(|q| q.task_id).collect();
         self.retry.clear();
+        // Parked tasks are still queued in the store: cancelled below as unstarted.
+        self.unpark_all();
         if !waiting.is_empty() {
             self.end(
                 &waiting,

@@ -1,4 +1,5 @@
-//! The frames the server sends about tasks: start one, cancel one.
+//! The frames the server sends about tasks (start one, cancel one, its input, its terminal's
+//! size) and the one that says the server is going away.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -58,8 +59,40 @@ pub fn start_frame(
                     mode: f.mode,
                 })
                 .collect(),
+            user: spec.user.clone(),
+            rows: spec.window.map_or(0, |w| u32::from(w.rows)),
+            cols: spec.window.map_or(0, |w| u32::from(w.cols)),
+            script: spec
+                .script
+                .as_ref()
+                .map(|s| bytes::Bytes::copy_from_slice(s.body.as_bytes()))
+                .unwrap_or_default(),
+            args: spec
+                .script
+                .as_ref()
+                .map(|s| s.args.clone())
+                .unwrap_or_default(),
         })),
     })
+}
+
+pub fn resize_frame(task_id: &str, rows: u16, cols: u16) -> ServerFrame {
+    ServerFrame {
+        kind: Some(server_frame::Kind::Resize(pb::Resize {
+            task_id: task_id.to_string(),
+            rows: u32::from(rows),
+            cols: u32::from(cols),
+        })),
+    }
+}
+
+/// Sent on every session when the server shuts down cleanly: the agent reconnects soon.
+pub fn going_away_frame() -> ServerFrame {
+    ServerFrame {
+        kind: Some(server_frame::Kind::GoingAway(pb::GoingAway {
+            reason: "server shutting down".to_string(),
+        })),
+    }
 }
 
 pub fn cancel_frame(task_id: &str) -> ServerFrame {

@@ -9,6 +9,7 @@ mod frames;
 mod pace;
 mod resolve;
 mod sweep;
+mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,9 +19,12 @@ use herd_store::{AuditEntry, NewTask, RunRow, Store, TaskRow, now_ms};
 use serde_json::json;
 
 pub use driver::{DriverCtx, Drivers};
-pub use frames::{SECRETS_GONE, SecretEnv, cancel_frame, input_frame, start_frame};
+pub use frames::{
+    SECRETS_GONE, SecretEnv, cancel_frame, going_away_frame, input_frame, resize_frame, start_frame,
+};
 pub use pace::Progress;
 pub use sweep::sweep_lost;
+pub use waiting::Waiters;
 
 use crate::error::{Result, ServerError};
 use crate::events::Events;
@@ -43,6 +47,15 @@ pub struct NewRunRequest {
     /// Secret environment variables: only their names are stored (in the spec).
     pub secret_env: BTreeMap<String, String>,
     pub spec: RunSpec,
+}
+
+/// Whether a machine can be reached when its run is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Online,
+    /// Offline, but seen within the run's `wait_offline` window: its task waits for it.
+    Expected,
+    Offline,
 }
 
 pub struct RunService {
@@ -88,6 +101,21 @@ impl RunService {
                 "start_on_attach holds the run for a watcher, who cannot attach before this answer: drop wait=true or start_on_attach".into(),
             ));
         }
+        if let Some(script) = &req.spec.script
+            && script.body.len() > RunSpec::MAX_SCRIPT_BYTES
+        {
+            return Err(ServerError::BadRequest(format!(
+                "the script is {} bytes, over the limit of {} — copy it to the machines and run it there",
+                script.body.len(),
+                RunSpec::MAX_SCRIPT_BYTES
+            )));
+        }
+        if req.spec.user.trim() != req.spec.user || req.spec.user.contains(char::is_control) {
+            return Err(ServerError::BadRequest(format!(
+                "user {:?} is not a user name — give the name of a user on the machines",
+                req.spec.user
+            )));
+        }
         if req.spec.limits.concurrency == Some(herd_core::Limit::Count(0)) {
             return Err(ServerError::BadRequest(
                 "concurrency must be at least 1 (or a percentage such as 10%)".into(),
@@ -130,11 +158,23 @@ impl RunService {
         let mut finish = wait.then(|| self.events.wait_finish(&run_id));
         let limits = Limits::resolve(&req.spec.limits, agents.len());
         // One look per agent: the budget check and the tasks agree even if one comes or goes.
-        let online: Vec<bool> = agents
+        // An offline machine seen within the run's `wait_offline` window is waited for (its
+        // task is queued, and its run's driver starts it when it connects); any other is
+        // `lost` at once, so the run names who did not answer.
+        let (now, window) = (now_ms(), req.spec.wait_offline());
+        let reach: Vec<Reach> = agents
             .iter()
-            .map(|(id, _)| self.registry.is_online(id))
+            .map(|(id, _)| {
+                if self.registry.is_online(id) {
+                    Reach::Online
+                } else if waiting::worth_waiting(self.index.last_seen(id), now, window) {
+                    Reach::Expected
+                } else {
+                    Reach::Offline
+                }
+            })
             .collect();
-        let offline = online.iter().filter(|o| !**o).count();
+        let offline = reach.iter().filter(|r| **r == Reach::Offline).count();
         // Offline machines count against the error budget like any other failure.
         let halted = limits.max_errors.is_some_and(|max| offline > max);
         let mut start_now = if req.start_on_attach || halted {
@@ -143,15 +183,15 @@ impl RunService {
             limits.concurrency
         };
         let mut tasks = Vec::with_capacity(agents.len());
-        for ((agent_id, agent_name), online) in agents.into_iter().zip(online) {
-            let (state, reason) = if !online {
+        for ((agent_id, agent_name), reach) in agents.into_iter().zip(reach) {
+            let (state, reason) = if reach == Reach::Offline {
                 (TaskState::Lost, Some("agent offline".to_string()))
             } else if halted {
                 (
                     TaskState::Skipped,
                     Some("not started: too many machines were offline".to_string()),
                 )
-            } else if start_now > 0 {
+            } else if start_now > 0 && reach == Reach::Online {
                 start_now -= 1;
                 (TaskState::Dispatched, None)
             } else {
@@ -350,6 +390,18 @@ impl RunService {
         for (task_id, agent_id) in tasks {
             self.registry
                 .send(agent_id, input_frame(task_id, data.clone(), eof))
+                .await;
+        }
+    }
+
+    /// The watcher's terminal changed size: so do these tasks' terminals.
+    pub async fn resize(&self, tasks: &[(String, String)], rows: u16, cols: u16) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        for (task_id, agent_id) in tasks {
+            self.registry
+                .send(agent_id, resize_frame(task_id, rows, cols))
                 .await;
         }
     }

@@ -47,6 +47,8 @@ pub struct Progress {
     pub total: usize,
     pub pending: usize,
     pub running: usize,
+    /// Of `running`, parked until their machine comes back (the driver fills it in).
+    pub waiting: usize,
     pub succeeded: usize,
     pub failed: usize,
     pub skipped: usize,

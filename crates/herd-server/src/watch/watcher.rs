@@ -260,6 +260,7 @@ async fn serve(
                         };
                         r.map_err(|e| e.to_string())?;
                     }
+                    Ok(ClientMessage::Resize { rows, cols }) => w.resize(rows, cols).await,
                     // Unknown messages (a newer client) are ignored.
                     Err(_) => {}
                 },
@@ -283,6 +284,7 @@ fn to_api(p: &crate::runs::Progress) -> herd_api::Progress {
         total: p.total as u64,
         pending: p.pending as u64,
         running: p.running as u64,
+        waiting: p.waiting as u64,
         succeeded: p.succeeded as u64,
         failed: p.failed as u64,
         skipped: p.skipped as u64,
@@ -377,6 +379,17 @@ impl Watcher<'_> {
             .map(|t| (t.task.id.clone(), t.task.agent_id.clone()))
             .collect();
         self.app.runs().input(&tasks, data, eof).await;
+    }
+
+    /// The watcher's terminal changed size: so do the watched tasks' terminals.
+    async fn resize(&self, rows: u16, cols: u16) {
+        let tasks: Vec<(String, String)> = self
+            .tasks
+            .iter()
+            .filter(|t| t.task.state.is_open())
+            .map(|t| (t.task.id.clone(), t.task.agent_id.clone()))
+            .collect();
+        self.app.runs().resize(&tasks, rows, cols).await;
     }
 }
 

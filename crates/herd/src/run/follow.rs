@@ -13,7 +13,7 @@ use herd_api::{ClientMessage, Run, ServerMessage, Task, decode_output};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::group::Grouped;
-use super::input::{RawMode, read_stdin};
+use super::input::{RawMode, read_stdin, window_size};
 use super::render::{Event, Output, ProgressLine, emit};
 use super::summary::{exit_code, summary};
 use crate::client::{Lost, Ws};
@@ -78,6 +78,12 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     let mut ping = tokio::time::interval(ping_every(o.timeout));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
+    // Under --tty on a terminal, the tasks' terminals follow this one's size.
+    let mut winch = if o.tty && window_size().is_some() {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok()
+    } else {
+        None
+    };
 
     loop {
         let due = output.deadline();
@@ -185,6 +191,12 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                     tx.send(Message::Ping(Default::default())),
                 )
                 .await;
+            }
+            Some(()) = async { match winch.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
+                if let Some(ws) = window_size() {
+                    let msg = ClientMessage::Resize { rows: ws.rows, cols: ws.cols };
+                    tx.send(Message::Text(msg.to_text().into())).await.ok();
+                }
             }
             _ = sigint.recv() => {
                 interrupts += 1;

@@ -1,5 +1,6 @@
 //! The person's side of an interactive run (`-i`): this terminal's stdin read in chunks for
-//! the tasks, and the terminal put in raw mode under `--tty` (restored however the run ends).
+//! the tasks, the terminal put in raw mode under `--tty` (restored however the run ends), and
+//! the terminal's size.
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -32,6 +33,32 @@ pub fn read_stdin(interactive: bool) -> mpsc::Receiver<Chunk> {
         }
     });
     rx
+}
+
+/// This terminal's size (rows, columns), from stdout, else stdin; `None` when neither is a
+/// terminal.
+pub fn window_size() -> Option<herd_api::WindowSize> {
+    use std::os::fd::AsRawFd;
+    let out = std::io::stdout();
+    let inp = std::io::stdin();
+    [out.as_raw_fd(), inp.as_raw_fd()]
+        .into_iter()
+        .find_map(|fd| {
+            let mut ws = libc::winsize {
+                ws_row: 0,
+                ws_col: 0,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points to a
+            // live value for the duration of the call; the fd is this process's own.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
+            (rc == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some(herd_api::WindowSize {
+                rows: ws.ws_row,
+                cols: ws.ws_col,
+            })
+        })
 }
 
 /// Restores the terminal mode on drop.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use herd_api::{RunLimits, RunRequest, RunSpec, RunWithTasks};
+use herd_api::{RunLimits, RunRequest, RunSpec, RunWithTasks, Script};
 use herd_core::Limit;
 
 pub use existing::{RetryOpts, logs, retry};
@@ -68,6 +68,19 @@ pub struct RunArgs {
     /// Pause after a machine finishes before its slot goes to the next one (e.g. 2s).
     #[arg(long, value_parser = crate::parse_dur)]
     batch_wait: Option<Duration>,
+    /// How long a task waits for its machine when that machine is offline but was seen within
+    /// this long (e.g. it reconnects after a server restart) before it counts as lost
+    /// (e.g. 10s; 0: lost at once). Default 30s.
+    #[arg(long, value_parser = crate::parse_dur)]
+    wait_offline: Option<Duration>,
+    /// Run as this user on the machines (their agent must run as root): its groups, HOME,
+    /// USER, LOGNAME and SHELL, and its home as the working directory unless --cwd.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Run this local script on the machines instead of a command (any `#!` interpreter;
+    /// without a `#!` line, bash runs it); what follows `--` are its arguments. At most 1 MiB.
+    #[arg(long, value_name = "PATH")]
+    script: Option<std::path::PathBuf>,
     /// One JSON event per line (output, progress, each machine's end, then the run) instead of
     /// plain output (with --detach: the created run).
     #[arg(long)]
@@ -76,8 +89,8 @@ pub struct RunArgs {
     /// the list of machines that printed it.
     #[arg(long, conflicts_with = "json")]
     group: bool,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments (with --script: the script's arguments).
+    #[arg(last = true, required_unless_present = "script")]
     command: Vec<String>,
 }
 
@@ -146,8 +159,21 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
     if a.concurrency == Some(Limit::Count(0)) {
         bail!("--concurrency must be at least 1 (or a share such as 10%)");
     }
+    let script = a
+        .script
+        .as_deref()
+        .map(|p| read_script(p, &a.command))
+        .transpose()?;
+    let command = match &script {
+        Some(s) => {
+            let mut argv = vec![s.name.clone()];
+            argv.extend(s.args.iter().cloned());
+            shell_command(&argv)
+        }
+        None => shell_command(&a.command),
+    };
     Ok(RunRequest {
-        command: shell_command(&a.command),
+        command,
         targets: a.targets.clone(),
         all: a.all,
         start_on_attach: !a.detach,
@@ -163,8 +189,46 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
                 max_errors: a.max_errors,
                 batch_wait_ms: a.batch_wait.map_or(0, |w| w.as_millis() as u64),
             },
+            wait_offline_ms: a.wait_offline.map(|d| d.as_millis() as u64),
+            user: a.user.clone().unwrap_or_default(),
+            window: if a.tty { input::window_size() } else { None },
+            script,
             ..RunSpec::default()
         },
+    })
+}
+
+/// The local script `path`, to ship with the run, with its arguments.
+fn read_script(path: &std::path::Path, args: &[String]) -> Result<Script> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!("cannot read the script {shown} — give the path of a local file")
+    })?;
+    if !meta.is_file() {
+        bail!("cannot read the script {shown}: not a file — give the path of a local file");
+    }
+    if meta.len() > RunSpec::MAX_SCRIPT_BYTES as u64 {
+        bail!(
+            "cannot send the script {shown}: it is {} bytes, over the limit of {} — copy it to the machines and run it there",
+            meta.len(),
+            RunSpec::MAX_SCRIPT_BYTES
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| {
+        format!("cannot read the script {shown} — give the path of a local file")
+    })?;
+    let body = String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "cannot send the script {shown}: it is not UTF-8 text — scripts are sent as text; copy binaries to the machines and run them there"
+        )
+    })?;
+    let name = path
+        .file_name()
+        .map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
+    Ok(Script {
+        name,
+        body,
+        args: args.to_vec(),
     })
 }
 

@@ -308,8 +308,13 @@ impl Drop for ProgressLine {
 
 /// The text of the progress line.
 fn progress_line(p: &Progress) -> String {
+    let waiting = if p.waiting > 0 {
+        format!(" ({} waiting for their machine)", p.waiting)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "── {}/{} done · {} running · {} failed · {} pending",
+        "── {}/{} done · {} running{waiting} · {} failed · {} pending",
         p.done(),
         p.total,
         p.running,
@@ -423,6 +428,7 @@ mod tests {
             total: 10,
             pending,
             running,
+            waiting: 0,
             succeeded,
             failed,
             skipped,
@@ -432,6 +438,13 @@ mod tests {
             (
                 p(7, 3, 0, 0, 0),
                 "── 0/10 done · 3 running · 0 failed · 7 pending",
+            ),
+            (
+                Progress {
+                    waiting: 2,
+                    ..p(0, 3, 7, 0, 0)
+                },
+                "── 7/10 done · 3 running (2 waiting for their machine) · 0 failed · 0 pending",
             ),
             (
                 p(0, 0, 8, 1, 1),
@@ -462,7 +475,7 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Event::Progress(&p)).unwrap(),
             concat!(
-                r#"{"type":"progress","total":2,"pending":0,"running":2,"succeeded":0,"#,
+                r#"{"type":"progress","total":2,"pending":0,"running":2,"waiting":0,"succeeded":0,"#,
                 r#""failed":0,"skipped":0,"cancelled":0}"#
             )
         );

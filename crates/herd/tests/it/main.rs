@@ -14,4 +14,5 @@ mod output;
 mod resilience;
 mod retention;
 mod secrets;
+mod session;
 mod spine;
