@@ -24,7 +24,7 @@ fn blob(digest: String, h: Held) -> Blob {
 
 /// How much of a blob the server holds (0 bytes of one it never saw).
 #[utoipa::path(get, path = "/api/v1/blobs/{digest}", tag = "blobs",
-    params(("digest" = String, Path, description = "SHA-256 of the content, 64 lowercase hex digits")),
+    params(("digest" = String, Path, description = "SHA-256 of the content, 64 lowercase hex digits", pattern = "^[0-9a-f]{64}$")),
     responses(
         (status = 200, description = "What the server holds", body = Blob),
         (status = 400, description = "A digest that is not 64 lowercase hex digits", body = ErrorBody),
@@ -45,7 +45,7 @@ pub async fn get(
 /// ends, the content's SHA-256 must be the digest, or the upload is discarded. An interrupted
 /// upload keeps what arrived; continue it from the length `GET` tells.
 #[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "blobs",
-    params(("digest" = String, Path, description = "SHA-256 of the content, 64 lowercase hex digits"), BlobQuery),
+    params(("digest" = String, Path, description = "SHA-256 of the content, 64 lowercase hex digits", pattern = "^[0-9a-f]{64}$"), BlobQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The content from `offset` to its end"),
     responses(
         (status = 200, description = "The blob, held whole", body = Blob),
