@@ -47,6 +47,6 @@ export HERD_SCHEMATHESIS="$venv/bin/schemathesis"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 # The end-to-end suite again, every server's records in a real PostgreSQL.
-HERD_TEST_DATABASE=postgres cargo test -p herd --test it --locked
+HERD_TEST_DATABASE=postgres cargo test -p herd --test it --locked --no-fail-fast
