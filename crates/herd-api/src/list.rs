@@ -19,10 +19,12 @@ pub struct ListQuery {
     pub since: Option<i64>,
     /// Only entries about this machine (by name).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub machine: Option<String>,
     /// Only entries by this actor: an API key's name (`ci`) or an actor as the audit log
     /// writes it (`key:ci`, `agent:web-1`, `server`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub who: Option<String>,
 }
 
@@ -49,9 +51,11 @@ pub struct RunsQuery {
     pub state: Option<RunState>,
     /// Only runs with a task on this machine (by name).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub machine: Option<String>,
     /// Only runs created with this API key (its name, or `key:NAME`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub who: Option<String>,
 }
 
@@ -71,9 +75,11 @@ pub struct TasksQuery {
     pub state: Option<TaskState>,
     /// Only tasks of this machine (by name).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub machine: Option<String>,
     /// Only tasks of runs created with this API key (its name, or `key:NAME`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub who: Option<String>,
 }
 

@@ -118,6 +118,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ServerError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Stored text holds no NUL (PostgreSQL refuses one), so a filter cannot name one.
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(ServerError::BadRequest(
+                "bad query: it holds a NUL character".into(),
+            ));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(e) => Err(ServerError::BadRequest(format!(
