@@ -20,7 +20,7 @@ impl AgentStore for SqliteStore {
         agent: &AgentRow,
         entry: &AuditEntry,
     ) -> Result<JoinOutcome> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let used = sqlx::query(
             "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0 AND expires_at > ?",
         )
@@ -131,7 +131,7 @@ impl AgentStore for SqliteStore {
                 None => seen.push((a, metrics)),
             }
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         for chunk in hellos.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::new(
                 "UPDATE agents SET labels = j.column2, facts = j.column3, version = j.column4, metrics = COALESCE(j.column5, agents.metrics), last_seen = j.column6 FROM (",
@@ -167,7 +167,7 @@ impl AgentStore for SqliteStore {
         edits: &LabelEdits,
         entry: &AuditEntry,
     ) -> Result<Option<AgentRow>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let row = sqlx::query(concat!(
             "UPDATE agents SET server_labels = ? WHERE id = ? RETURNING ",
             agent_cols!()
@@ -184,7 +184,7 @@ impl AgentStore for SqliteStore {
         &self,
         changes: &[(String, LabelEdits, AuditEntry)],
     ) -> Result<Vec<AgentRow>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let mut out = Vec::with_capacity(changes.len());
         for (id, edits, entry) in changes {
             let row = sqlx::query(concat!(
@@ -211,7 +211,7 @@ impl AgentStore for SqliteStore {
         at: i64,
         entry: &AuditEntry,
     ) -> Result<Option<AgentRow>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let row = sqlx::query(concat!(
             "UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ",
             agent_cols!()

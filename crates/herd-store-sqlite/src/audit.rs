@@ -41,7 +41,7 @@ pub(crate) async fn commit_change<T>(
 #[async_trait::async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.writer.acquire().await.map_err(db)?;
         record(&mut conn, entry).await
     }
 

@@ -23,7 +23,7 @@ fn join_token_row(r: &sqlx::sqlite::SqliteRow) -> Result<JoinTokenRow> {
 #[async_trait::async_trait]
 impl CredentialStore for SqliteStore {
     async fn create_api_key(&self, key: &ApiKeyRow, entry: &AuditEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO api_keys (id, name, hash, role, created_at, created_by, revoked_at) VALUES (?,?,?,?,?,?,?)",
         )
@@ -73,7 +73,7 @@ impl CredentialStore for SqliteStore {
         at: i64,
         entry: &AuditEntry,
     ) -> Result<Option<ApiKeyRow>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let row = sqlx::query(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING id, name, hash, role, created_at, created_by, revoked_at",
         )
@@ -90,7 +90,7 @@ impl CredentialStore for SqliteStore {
         id: &str,
         entry: &AuditEntry,
     ) -> Result<Option<JoinTokenRow>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let row = sqlx::query(
             "UPDATE join_tokens SET uses_left = 0 WHERE id = ? RETURNING id, hash, created_at, created_by, expires_at, uses_left",
         )
@@ -110,7 +110,7 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn create_join_token(&self, token: &JoinTokenRow, entry: &AuditEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO join_tokens (id, hash, created_at, created_by, expires_at, uses_left) VALUES (?,?,?,?,?,?)",
         )

@@ -72,7 +72,7 @@ static PRUNE_RUNS: LazyLock<String> = LazyLock::new(|| {
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: &RunRow, tasks: &[NewTask], entry: &AuditEntry) -> Result<()> {
         let spec = codec::json(&run.spec)?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query(concat!(
             "INSERT INTO runs (",
             run_cols!(),
@@ -171,7 +171,7 @@ impl RunStore for SqliteStore {
 
     async fn prune_runs(&self, before: i64, limit: i64) -> Result<PrunedRuns> {
         let limit = limit.clamp(0, ROWS_PER_STATEMENT as i64);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let tasks = sqlx::query(AssertSqlSafe(PRUNE_TASKS.as_str()))
             .bind(before)
             .bind(limit)
@@ -197,7 +197,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn request_cancel(&self, run_id: &str, entry: &AuditEntry) -> Result<Option<RunRow>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let row = sqlx::query(concat!(
             "UPDATE runs SET cancel_requested = 1 WHERE id = ? RETURNING ",
             run_cols!()
@@ -217,7 +217,7 @@ impl RunStore for SqliteStore {
         .bind(at)
         .bind(id)
         .bind(state.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db)?;
         Ok(r.rows_affected() == 1)
@@ -295,7 +295,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn claim_queued(&self, ids: &[String], at: i64) -> Result<Vec<String>> {
-        tasks::claim_queued(&self.pool, ids, at).await
+        tasks::claim_queued(&self.writer, ids, at).await
     }
 
     async fn end_tasks(
@@ -305,11 +305,11 @@ impl RunStore for SqliteStore {
         reason: &str,
         at: i64,
     ) -> Result<Vec<String>> {
-        tasks::end(&self.pool, ids, state, reason, at).await
+        tasks::end(&self.writer, ids, state, reason, at).await
     }
 
     async fn apply_progress(&self, batch: &[TaskProgress]) -> Result<Vec<(String, TaskState)>> {
-        tasks::apply_progress(&self.pool, batch).await
+        tasks::apply_progress(&self.writer, batch).await
     }
 }
 
