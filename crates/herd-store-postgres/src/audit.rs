@@ -60,15 +60,4 @@ impl AuditStore for PgStore {
         .map_err(db)?;
         rows.iter().map(rows::audit).collect()
     }
-
-    async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, detail::text AS detail FROM audit ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter().map(rows::audit).collect()
-    }
 }

@@ -58,15 +58,4 @@ impl AuditStore for SqliteStore {
         .map_err(db)?;
         rows.iter().map(rows::audit).collect()
     }
-
-    async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter().map(rows::audit).collect()
-    }
 }

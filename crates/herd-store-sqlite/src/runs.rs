@@ -104,19 +104,6 @@ impl RunStore for SqliteStore {
         row.as_ref().map(rows::run).transpose()
     }
 
-    async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            run_cols!(),
-            " FROM runs ORDER BY created_at DESC, id DESC LIMIT ?"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter().map(rows::run).collect()
-    }
-
     async fn runs_filtered(&self, f: &ListFilter) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
@@ -263,19 +250,6 @@ impl RunStore for SqliteStore {
             " FROM tasks WHERE run_id = ? ORDER BY agent_name, id"
         ))
         .bind(run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            task_cols!(),
-            " FROM tasks ORDER BY created_at DESC, id DESC LIMIT ?"
-        ))
-        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;

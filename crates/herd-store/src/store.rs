@@ -88,7 +88,13 @@ pub trait RunStore: Send + Sync {
     async fn run(&self, id: &str) -> Result<Option<RunRow>>;
 
     /// The most recent runs, newest first.
-    async fn runs(&self, limit: i64) -> Result<Vec<RunRow>>;
+    async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
+        self.runs_filtered(&ListFilter {
+            limit,
+            ..ListFilter::default()
+        })
+        .await
+    }
 
     /// The most recent runs `filter` lets through, newest first.
     async fn runs_filtered(&self, filter: &ListFilter) -> Result<Vec<RunRow>>;
@@ -128,7 +134,13 @@ pub trait RunStore: Send + Sync {
     async fn tasks_of_run(&self, run_id: &str) -> Result<Vec<TaskRow>>;
 
     /// The most recent tasks, newest first.
-    async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>>;
+    async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
+        self.tasks_filtered(&ListFilter {
+            limit,
+            ..ListFilter::default()
+        })
+        .await
+    }
 
     /// The open tasks (queued, dispatched, running) of these agents.
     async fn open_tasks_of_agents(&self, agent_ids: &[String]) -> Result<Vec<TaskRow>>;
@@ -166,7 +178,13 @@ pub trait AuditStore: Send + Sync {
     /// Records an entry that goes with no stored change (e.g. a cancel sent to an agent).
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// The most recent entries, newest first.
-    async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>>;
+    async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
+        self.audit_filtered(&ListFilter {
+            limit,
+            ..ListFilter::default()
+        })
+        .await
+    }
     /// The newest entries `filter` lets through (its `state` is not used), newest first.
     async fn audit_filtered(&self, filter: &ListFilter) -> Result<Vec<AuditRow>>;
 }
