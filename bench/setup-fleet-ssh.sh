@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up N loopback "machines" for `herd-bench fleet`: sshd answering on port 22 of
 # 127.0.0.2 … 127.0.0.(N+1) (all of 127/8 is loopback on Linux), a passwordless root key,
-# known_hosts, a parallel-ssh hosts file and an Ansible inventory. Usage:
+# known_hosts, a parallel-ssh hosts file, an Ansible inventory and a directory of each
+# machine's own (`herd-bench copy` copies a file there). Usage:
 #
 #   bench/setup-fleet-ssh.sh [N]      # N = 1 … 253, default 50; run as root (Debian 12)
 #
@@ -11,6 +12,10 @@
 # (default /tmp/herd-bench-fleet-ssh). The sshd daemons there (one per 16 addresses: OpenSSH
 # listens on at most 16 sockets per daemon) are the bench's own, not the system service, with
 # their own host key and authorized_keys, so /root/.ssh and /etc/ssh are left alone.
+# All machines are this one, so each address gives its sessions HERD_BENCH_MACHINE_DIR, the
+# machine's own directory ($DIR/machines/bench-NN): a legacy-protocol `scp -O FILE
+# 'root@IP:$HERD_BENCH_MACHINE_DIR/'` (the remote shell expands it) writes a distinct file
+# per machine, as on a real fleet.
 # Stop them with: for p in /tmp/herd-bench-fleet-ssh/sshd.*.pid; do kill "$(cat "$p")"; done
 set -euo pipefail
 
@@ -38,6 +43,7 @@ N=$((10#$N))
 
 ip_of() { echo "127.0.0.$(($1 + 1))"; }
 name_of() { printf 'bench-%02d' "$1"; }
+machine_dir_of() { echo "$DIR/machines/$(name_of "$1")"; }
 conf_of() { echo "$DIR/sshd_config.$1"; }
 pid_of() { echo "$DIR/sshd.$1.pid"; }
 
@@ -72,6 +78,7 @@ mkdir -p "$DIR"
 chmod 700 "$DIR"
 mkdir -p /run/sshd
 chmod 755 /run/sshd
+for i in $(seq 1 "$N"); do mkdir -p "$(machine_dir_of "$i")"; done
 
 # 2. Keys: the sshd's host key and root's client key, both owned by the bench.
 if [ ! -s "$HOSTKEY" ] || [ ! -s "$HOSTKEY.pub" ]; then
@@ -110,6 +117,10 @@ for g in $(seq 1 "$GROUPS_N"); do
         echo "MaxSessions 1024"
         echo "LoginGraceTime 60"
         echo "Subsystem sftp internal-sftp"
+        for i in $(seq "$lo" "$hi"); do
+            echo "Match LocalAddress $(ip_of "$i")"
+            echo "    SetEnv HERD_BENCH_MACHINE_DIR=$(machine_dir_of "$i")"
+        done
     } >"$conf.new"
     "$SSHD" -t -f "$conf.new" || die "sshd rejects $conf.new"
 done
@@ -232,5 +243,7 @@ fleet of $N loopback machines ready ($first … $last, port 22):
   ssh:          ssh -i $KEY -o UserKnownHostsFile=$KNOWN root@$first true
   parallel-ssh: $PSSH -h $HOSTS -p $N -l root -x "-i $KEY -o UserKnownHostsFile=$KNOWN" true
   ansible:      ANSIBLE_CONFIG=$ACFG ansible all -f $N -m raw -a true
+  parallel-scp: parallel-scp -h $HOSTS -p $N -l root -x -O -O IdentityFile=$KEY -O UserKnownHostsFile=$KNOWN FILE '\$HERD_BENCH_MACHINE_DIR/'
+                (each machine's copy lands in $DIR/machines/bench-NN)
   stop it:      for p in $DIR/sshd.*.pid; do kill \$(cat \$p); done
 EOF

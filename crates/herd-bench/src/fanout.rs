@@ -71,12 +71,12 @@ struct Baseline {
     ansible: PathBuf,
 }
 
-fn ip_of(i: usize) -> Ipv4Addr {
+pub(crate) fn ip_of(i: usize) -> Ipv4Addr {
     // Machine i (1-based) answers on 127.0.0.(i+1); N ≤ 253 is checked before.
     Ipv4Addr::new(127, 0, 0, (i + 1) as u8)
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -212,7 +212,7 @@ impl Baseline {
 }
 
 /// First line of a program's version output (stdout, else stderr).
-async fn version(prog: &Path, arg: &str) -> String {
+pub(crate) async fn version(prog: &Path, arg: &str) -> String {
     match Command::new(prog)
         .arg(arg)
         .stdin(Stdio::null())
@@ -386,6 +386,7 @@ async fn herd_rows(a: &FleetArgs, herd: &Path, dir: &Path) -> Result<(Row, Row, 
         .map(|i| AgentSpec {
             name: format!("bench-{i:02}"),
             labels: vec![LABEL.to_string()],
+            wrap: Vec::new(),
         })
         .collect();
     eprintln!("herd-bench: starting herd server and {n} agents");
@@ -533,7 +534,7 @@ async fn check_newest_run(fleet: &Fleet, n: usize) -> Result<()> {
 }
 
 /// Runs `cmd` with its output captured; the wall time in seconds and the output.
-async fn timed(mut cmd: Command, what: &str) -> Result<(f64, Output)> {
+pub(crate) async fn timed(mut cmd: Command, what: &str) -> Result<(f64, Output)> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -547,7 +548,7 @@ async fn timed(mut cmd: Command, what: &str) -> Result<(f64, Output)> {
 }
 
 /// Up to 12 lines of a failed run's output, those not reporting success first.
-fn excerpt(out: &Output) -> String {
+pub(crate) fn excerpt(out: &Output) -> String {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -565,7 +566,7 @@ fn excerpt(out: &Output) -> String {
 }
 
 /// Lines of parallel-ssh output reporting a host as `[SUCCESS]`.
-fn pssh_successes(stdout: &str) -> usize {
+pub(crate) fn pssh_successes(stdout: &str) -> usize {
     stdout.lines().filter(|l| l.contains(" [SUCCESS] ")).count()
 }
 
@@ -624,12 +625,12 @@ async fn close_masters(dir: &Path) -> usize {
     socks.len()
 }
 
-fn secs3(s: &Summary) -> String {
+pub(crate) fn secs3(s: &Summary) -> String {
     let p = if s.max < 10.0 { 3 } else { 2 };
     format!("{:.p$} / **{:.p$}** / {:.p$}", s.min, s.p50, s.max, p = p)
 }
 
-fn ratio(r: Option<f64>) -> String {
+pub(crate) fn ratio(r: Option<f64>) -> String {
     match r {
         Some(r) if (r - 1.0).abs() < 1e-12 => "1 (reference)".into(),
         Some(r) if r >= 100.0 => format!("{r:.0}×"),
@@ -639,7 +640,7 @@ fn ratio(r: Option<f64>) -> String {
     }
 }
 
-fn samples(s: &[f64]) -> String {
+pub(crate) fn samples(s: &[f64]) -> String {
     s.iter()
         .map(|x| {
             if *x < 1.0 {

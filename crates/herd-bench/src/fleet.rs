@@ -14,10 +14,12 @@ use serde_json::Value;
 /// The agent of [`Fleet::start`].
 pub const AGENT_NAME: &str = "bench";
 
-/// One agent to start: its machine name and labels (`k=v`).
+/// One agent to start: its machine name, labels (`k=v`) and the command it runs under (the
+/// program and its arguments before the herd binary; empty for none).
 pub struct AgentSpec {
     pub name: String,
     pub labels: Vec<String>,
+    pub wrap: Vec<String>,
 }
 
 pub struct Fleet {
@@ -101,6 +103,7 @@ impl Fleet {
         let one = AgentSpec {
             name: AGENT_NAME.to_string(),
             labels: Vec::new(),
+            wrap: Vec::new(),
         };
         Fleet::start_agents(herd, dir, vec![one], db).await
     }
@@ -131,7 +134,9 @@ impl Fleet {
             let mut agents = Vec::with_capacity(specs.len());
             for spec in &specs {
                 let labels: Vec<&str> = spec.labels.iter().map(String::as_str).collect();
-                agents.push(Agent::start(&server, &spec.name, &labels, &token, None)?);
+                let wrap: Vec<&str> = spec.wrap.iter().map(String::as_str).collect();
+                let wrap = (!wrap.is_empty()).then_some(wrap.as_slice());
+                agents.push(Agent::start(&server, &spec.name, &labels, &token, wrap)?);
             }
             let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
             server.wait_online(&names)?;

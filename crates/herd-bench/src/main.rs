@@ -2,7 +2,10 @@
 //! in the same run. `herd-bench spine` covers the spine: round trip of `true`, streaming
 //! 1 GiB of stdout, and the cost of an idle agent (see `bench/spine.sh`). `herd-bench fleet`
 //! runs `true` on N machines through herd, parallel-ssh and Ansible (see `bench/fleet.sh`).
+//! `herd-bench copy` copies one file to N machines through `herd cp` and parallel-scp (see
+//! `bench/copy.sh`).
 
+mod copy;
 mod fanout;
 mod fleet;
 mod scale;
@@ -34,6 +37,8 @@ enum Cmd {
     Scale(scale::ScaleArgs),
     /// `true` on N machines through herd (API and CLI), parallel-ssh and Ansible ad hoc.
     Fleet(FleetArgs),
+    /// A file to N machines through `herd cp` and parallel-scp.
+    Copy(copy::CopyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -149,6 +154,12 @@ fn main() {
             Cmd::Fleet(a) => {
                 tokio::select! {
                     r = fanout::run(a) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
+            Cmd::Copy(a) => {
+                tokio::select! {
+                    r = copy::run(a) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 }
             }

@@ -90,6 +90,13 @@ pub fn children_cpu_secs() -> Result<f64> {
     Ok((field(&f, 16, path)? + field(&f, 17, path)?) / clk_tck())
 }
 
+/// cutime+cstime of a process (CPU of the children it has waited for), in seconds.
+pub fn proc_children_cpu_secs(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let f = stat_fields(&path)?;
+    Ok((field(&f, 16, &path)? + field(&f, 17, &path)?) / clk_tck())
+}
+
 /// A `VmXXX:` line of /proc/PID/status, in bytes.
 pub fn proc_status_bytes(pid: u32, key: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
