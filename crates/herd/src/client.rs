@@ -6,6 +6,7 @@
 //! that cannot be reached or stops answering is a [`Lost`] error, which the CLI exits 255
 //! on (as ssh does), apart from any code a remote command ends with. TLS is set up only for
 //! `https://` servers, trusting the pinned CA alone; a plain `http://` client loads nothing.
+//! The HTTP client is built on its first call: `herd run` speaks one WebSocket only.
 
 use std::time::Duration;
 
@@ -20,7 +21,11 @@ use crate::config::{self, ClientConfig};
 pub struct Client {
     pub base: String,
     key: String,
-    http: reqwest::Client,
+    /// Built on first use (see [`Client::http`]).
+    http: std::sync::OnceLock<reqwest::Client>,
+    /// The TLS of HTTP calls (h2 or HTTP/1.1) to an `https://` server.
+    http_tls: Option<rustls::ClientConfig>,
+    /// The TLS of WebSockets (HTTP/1.1) to an `https://` server.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// `HERD_TIMEOUT`: connect and answer of a unary call, a WebSocket's handshake, and how
     /// long a live stream waits for the server to answer its pings.
@@ -61,13 +66,8 @@ impl Client {
     pub fn from_config(cfg: &ClientConfig) -> Result<Client> {
         let (base, key) = config::resolve(cfg)?;
         let timeout = timeout_from_env()?;
-        // `read_timeout` bounds each read of a body (a download may take long, but never
-        // waits that long for a byte); unary calls are bounded whole in `request`.
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .no_proxy();
         let mut tls = None;
+        let mut http_tls = None;
         if base.starts_with("https://") {
             let pin = cfg.ca_sha256.clone().ok_or_else(|| {
                 anyhow!("{base} uses TLS but no CA pin is configured — set HERD_CA_SHA256 (printed by the server at start)")
@@ -76,33 +76,53 @@ impl Client {
                 &herd_tls::Trust::Pinned(pin),
                 &[herd_tls::ALPN_H2, herd_tls::ALPN_HTTP11],
             )?;
-            builder = builder.tls_backend_preconfigured((*c).clone());
+            http_tls = Some((*c).clone());
             let ws = herd_tls::client_config(
                 &herd_tls::Trust::Pinned(cfg.ca_sha256.clone().unwrap_or_default()),
                 &[herd_tls::ALPN_HTTP11],
             )?;
             tls = Some(ws);
-        } else if base.starts_with("http://") {
-            // Plain HTTP: a TLS config of no roots (reqwest would otherwise load the whole
-            // system CA store for every client, which costs more than a call on loopback).
-            let none = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .context("cannot set up the HTTP client")?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-            builder = builder.tls_backend_preconfigured(none);
-        } else {
+        } else if !base.starts_with("http://") {
             bail!("bad server URL {base:?}: expected http://HOST:PORT or https://HOST:PORT");
         }
         Ok(Client {
             base,
             key,
-            http: builder.build().context("cannot build the HTTP client")?,
+            http: std::sync::OnceLock::new(),
+            http_tls,
             tls,
             timeout,
         })
+    }
+
+    /// The HTTP client, built on the first call.
+    fn http(&self) -> Result<&reqwest::Client> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        // `read_timeout` bounds each read of a body (a download may take long, but never
+        // waits that long for a byte); unary calls are bounded whole in `request`.
+        let builder = reqwest::Client::builder()
+            .connect_timeout(self.timeout)
+            .read_timeout(self.timeout)
+            .no_proxy();
+        let tls = match &self.http_tls {
+            Some(c) => c.clone(),
+            // Plain HTTP: a TLS config of no roots (reqwest would otherwise load the whole
+            // system CA store for every client, which costs more than a call on loopback).
+            None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .context("cannot set up the HTTP client")?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        let c = builder
+            .tls_backend_preconfigured(tls)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(self.http.get_or_init(|| c))
     }
 
     /// The one line for a call that got no answer: a pin mismatch, plain HTTP against a TLS
@@ -149,7 +169,7 @@ impl Client {
     {
         let url = format!("{}{path}", self.base);
         let mut req = self
-            .http
+            .http()?
             .request(method, &url)
             .bearer_auth(&self.key)
             .timeout(self.timeout);
@@ -220,7 +240,7 @@ impl Client {
         });
         let url = format!("{}{path}?offset={offset}", self.base);
         let resp = self
-            .http
+            .http()?
             .put(&url)
             .bearer_auth(&self.key)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -246,7 +266,7 @@ impl Client {
         use futures::StreamExt;
         let url = format!("{}{path}", self.base);
         let resp = self
-            .http
+            .http()?
             .get(&url)
             .bearer_auth(&self.key)
             .send()
@@ -301,8 +321,16 @@ impl Client {
                 if let Some(m) = herd_tls::pin_mismatch(&e) {
                     return anyhow!("cannot trust herd server {}: {m}", self.base);
                 }
+                let msg = e.to_string();
+                if self.base.starts_with("http://") && speaks_tls(&msg) {
+                    return anyhow::Error::new(Lost(format!(
+                        "herd server {} did not answer plain HTTP: {msg} — it serves TLS: use https://{} (and set HERD_CA_SHA256)",
+                        self.base,
+                        self.base.trim_start_matches("http://")
+                    )));
+                }
                 anyhow::Error::new(Lost(format!(
-                    "cannot reach herd server {}: {e} — is `herd server` (or `herd up`) running?",
+                    "cannot reach herd server {}: {msg} — is `herd server` (or `herd up`) running? check HERD_SERVER",
                     self.base
                 )))
             }
@@ -327,13 +355,15 @@ impl Client {
 /// Whether a failed plain-HTTP call's error reads like a TLS server's answer (an alert
 /// record where an HTTP status line should be, or a connection dropped at once).
 fn speaks_tls(msg: &str) -> bool {
+    let msg = msg.to_lowercase();
     [
-        "invalid HTTP version",
-        "invalid HTTP status",
+        "invalid http version",
+        "invalid http status",
         "connection closed before message completed",
-        "error parsing HTTP",
-        "invalid HTTP",
+        "error parsing http",
+        "invalid http",
         "connection reset",
+        "handshake not finished",
     ]
     .iter()
     .any(|n| msg.contains(n))

@@ -605,6 +605,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
                         tty: false,
                         json: false,
                         summary: false,
+                        announce: false,
                         resume: format!("herd tasks logs {id} -f"),
                         run_id: id,
                         server: c.base.clone(),

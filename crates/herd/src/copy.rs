@@ -152,6 +152,7 @@ pub async fn cp(a: CpArgs) -> Result<i32> {
             tty: false,
             json: a.json,
             summary: true,
+            announce: false,
             resume: format!("herd runs logs {run_id} -f"),
             run_id,
             server: client.base.clone(),

@@ -327,11 +327,15 @@ fn main() {
     }
     // One TLS crypto provider for every client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The server (also in `herd up`) and the load generators get the multi-threaded runtime.
     // An agent idles for days: one thread (plus the blocking pool for disk and /proc work)
-    // keeps its footprint small. Everything else gets the multi-threaded runtime.
+    // keeps its footprint small; a CLI command waits on one server: one thread starts
+    // sooner and wakes without a hand-off between threads.
     let mut builder = match cli.cmd {
-        Command::Agent(_) => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
+        Command::Server(_) | Command::Up(_) | Command::Bench { .. } => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
     };
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,

@@ -53,28 +53,45 @@ impl<T: DeserializeOwned + serde::Serialize, S: Send + Sync> FromRequest<S> for 
     type Rejection = ServerError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bad = |why: String| {
-            ServerError::BadRequest(format!(
-                "bad request body: {why} — send a JSON object as described at /api/v1/openapi.json"
-            ))
-        };
         let v = match axum::Json::<serde_json::Value>::from_request(req, state).await {
             Ok(axum::Json(v)) => v,
-            Err(e) => return Err(bad(e.body_text())),
+            Err(e) => return Err(bad_body(e.body_text())),
         };
-        if !v.is_object() {
-            return Err(bad("not a JSON object".into()));
-        }
-        let mut v = v;
-        integral_floats_to_integers(&mut v);
-        let body: T = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
-        // What the request carries for herd (fields it does not know are ignored) may hold
-        // no NUL.
-        if serde_json::to_value(&body).is_ok_and(|v| has_nul(&v)) {
-            return Err(bad("a string holds a NUL character".into()));
-        }
-        Ok(Body(body))
+        decode_object(v).map(Body)
     }
+}
+
+fn bad_body(why: String) -> ServerError {
+    ServerError::BadRequest(format!(
+        "bad request body: {why} — send a JSON object as described at /api/v1/openapi.json"
+    ))
+}
+
+/// A body read as `T` the way [`Body`] reads one, from the text of a message (the run
+/// request that opens `/api/v1/runs/start`).
+pub(crate) fn decode_text<T: DeserializeOwned + serde::Serialize>(
+    text: &str,
+) -> Result<T, ServerError> {
+    let v = serde_json::from_str(text).map_err(|e| bad_body(e.to_string()))?;
+    decode_object(v)
+}
+
+/// A JSON object read as `T`; integral floats count as integers, and no string may hold a
+/// NUL.
+fn decode_object<T: DeserializeOwned + serde::Serialize>(
+    mut v: serde_json::Value,
+) -> Result<T, ServerError> {
+    if !v.is_object() {
+        return Err(bad_body("not a JSON object".into()));
+    }
+    integral_floats_to_integers(&mut v);
+    let body: T = serde_json::from_value(v).map_err(|e| bad_body(e.to_string()))?;
+    // What the request carries for herd (fields it does not know are ignored) may hold
+    // no NUL.
+    if serde_json::to_value(&body).is_ok_and(|v| has_nul(&v)) {
+        return Err(bad_body("a string holds a NUL character".into()));
+    }
+    Ok(body)
 }
 
 /// Whether a string or key anywhere in `v` holds U+0000, which no text herd stores may hold

@@ -86,6 +86,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::get))
         .routes(routes!(runs::cancel))
         .routes(routes!(attach::attach_run))
+        .routes(routes!(attach::start_run))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))

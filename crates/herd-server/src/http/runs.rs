@@ -31,13 +31,27 @@ pub async fn create(
     actor: Actor,
     State(app): State<Arc<App>>,
     Query(q): Query<RunQuery>,
-    Body(mut req): Body<RunRequest>,
+    Body(req): Body<RunRequest>,
 ) -> Result<(StatusCode, Json<RunWithTasks>)> {
+    let run = create_run(&app, &actor, req, q.wait).await?;
+    let tasks = app.runs().tasks_of_run(&run.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(convert::run_with_tasks(run, tasks)),
+    ))
+}
+
+/// Creates the run `req` asks for (of `POST /api/v1/runs` and of `/api/v1/runs/start`).
+pub(crate) async fn create_run(
+    app: &App,
+    actor: &Actor,
+    mut req: RunRequest,
+    wait: bool,
+) -> Result<herd_store::RunRow> {
     if !req.spec.copy.is_empty() {
-        req.command = copy_command(&app, &req).await?;
+        req.command = copy_command(app, &req).await?;
     }
-    let runs = app.runs();
-    let run = runs
+    app.runs()
         .create(
             &actor.name,
             NewRunRequest {
@@ -48,14 +62,9 @@ pub async fn create(
                 secret_env: req.secret_env,
                 spec: req.spec,
             },
-            q.wait,
+            wait,
         )
-        .await?;
-    let tasks = runs.tasks_of_run(&run.id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(convert::run_with_tasks(run, tasks)),
-    ))
+        .await
 }
 
 /// Checks the files of a copy run (each a blob held whole, to an absolute path; no terminal

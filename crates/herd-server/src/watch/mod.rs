@@ -10,4 +10,4 @@
 mod offsets;
 mod watcher;
 
-pub use watcher::watch;
+pub use watcher::{refuse, watch};

@@ -70,6 +70,12 @@ pub async fn watch(
     let _ = sock.close().await;
 }
 
+/// Tells a watcher why there is nothing to watch (an `error` message), then closes.
+pub async fn refuse(mut sock: Sock, error: String) {
+    let _ = send(&mut sock, &ServerMessage::Error { error }).await;
+    let _ = sock.close().await;
+}
+
 /// Untaps when the watcher ends, however it ends.
 struct TapGuard<'a> {
     app: &'a App,

@@ -30,6 +30,7 @@ pub async fn logs(c: &Client, id: &str, follow_it: bool, group: bool) -> Result<
                 tty: false,
                 json: false,
                 summary: false,
+                announce: false,
                 resume: format!("herd runs logs {} -f", r.run.id),
                 run_id: r.run.id,
                 server: c.base.clone(),

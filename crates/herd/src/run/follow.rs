@@ -23,6 +23,9 @@ pub struct FollowOpts {
     pub tty: bool,
     pub json: bool,
     pub summary: bool,
+    /// The run is created by this watch (`/api/v1/runs/start`): its id, learned from
+    /// `hello`, is printed on stderr (`run ID`) and fills `run_id` and `resume`.
+    pub announce: bool,
     pub run_id: String,
     /// The server's URL, for the message when it is lost.
     pub server: String,
@@ -55,8 +58,27 @@ fn written(res: std::io::Result<()>) -> Result<Option<i32>> {
     }
 }
 
+/// The error of a server lost while following: the run goes on without its watcher.
+fn lost(o: &FollowOpts, why: String) -> anyhow::Error {
+    anyhow::Error::new(Lost(if o.run_id.is_empty() {
+        format!(
+            "lost the server at {}: {why} — before it confirmed the run; see `herd runs list` whether it was created",
+            o.server
+        )
+    } else {
+        format!(
+            "lost the server at {}: {why} — the run goes on; follow it with `{}`",
+            o.server, o.resume
+        )
+    }))
+}
+
 /// Follows the watch until its end; the exit code is the first failing task's.
-pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Signal) -> Result<i32> {
+pub async fn follow(
+    ws: Ws,
+    mut o: FollowOpts,
+    mut sigint: tokio::signal::unix::Signal,
+) -> Result<i32> {
     let (mut tx, mut rx) = ws.split();
     let mut names: Vec<String> = Vec::new();
     let mut finals: Vec<Option<Task>> = Vec::new();
@@ -69,13 +91,9 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
     let mut stdin_live = o.interactive;
     let mut interrupts = 0u32;
     let mut progress = ProgressLine::new(o.summary && !o.json && std::io::stderr().is_terminal());
-    let lost = |why: String| {
-        anyhow::Error::new(Lost(format!(
-            "lost the server at {}: {why} — the run goes on; follow it with `{}`",
-            o.server, o.resume
-        )))
-    };
-    let mut ping = tokio::time::interval(ping_every(o.timeout));
+    // The first ping goes out one period in, not at once: a short run is over before then.
+    let every = ping_every(o.timeout);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
     // Under --tty on a terminal, the tasks' terminals follow this one's size.
@@ -98,7 +116,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                 let Some(msg) = msg else { break };
                 let msg = match msg {
                     Ok(m) => m,
-                    Err(e) => return Err(lost(format!("the connection broke ({e})"))),
+                    Err(e) => return Err(lost(&o, format!("the connection broke ({e})"))),
                 };
                 heard = Instant::now();
                 match msg {
@@ -131,7 +149,13 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                         let msg = ServerMessage::from_text(t.as_str())
                             .context("unreadable message from the server — is the server the same version as this CLI?")?;
                         match msg {
-                            Some(ServerMessage::Hello { tasks, .. }) => {
+                            Some(ServerMessage::Hello { run, tasks }) => {
+                                if o.announce {
+                                    // On stderr, so stdout stays the command's output (or --json's events).
+                                    eprintln!("run {}", run.id);
+                                    o.resume = format!("herd runs logs {} -f", run.id);
+                                    o.run_id = run.id;
+                                }
                                 names = tasks.into_iter().map(|t| t.agent_name).collect();
                                 finals = vec![None; names.len()];
                                 if let Some(g) = grouped.as_mut() {
@@ -179,7 +203,7 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
             }
             _ = ping.tick() => {
                 if heard.elapsed() >= o.timeout {
-                    return Err(lost(format!(
+                    return Err(lost(&o, format!(
                         "no answer for {}",
                         herd_core::format_duration(Duration::from_secs(heard.elapsed().as_secs().max(1)))
                     )));
@@ -202,7 +226,8 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
                 interrupts += 1;
                 if interrupts > 1 {
                     progress.clear();
-                    eprintln!("herd: interrupted again; leaving the run {} to finish being cancelled on the server", o.run_id);
+                    let run = if o.run_id.is_empty() { String::new() } else { format!(" {}", o.run_id) };
+                    eprintln!("herd: interrupted again; leaving the run{run} to finish being cancelled on the server");
                     return Ok(130);
                 }
                 progress.suspend(|| eprintln!("herd: cancelling (Ctrl-C again to stop waiting)"));
@@ -221,7 +246,10 @@ pub async fn follow(ws: Ws, o: FollowOpts, mut sigint: tokio::signal::unix::Sign
         }
     }
     let Some(run) = end_run else {
-        return Err(lost("it closed the connection before the run ended".into()));
+        return Err(lost(
+            &o,
+            "it closed the connection before the run ended".into(),
+        ));
     };
     let finals: Vec<Task> = finals.into_iter().flatten().collect();
     if o.json {

@@ -262,23 +262,31 @@ pub struct Show {
 pub async fn start(client: &Client, req: &RunRequest, show: Show) -> Result<i32> {
     // Catch Ctrl-C before the run exists, so an early one cancels instead of killing us.
     let sigint = interrupts()?;
-    let created: RunWithTasks = client.post("/api/v1/runs", req).await?;
-    let run_id = created.run.id.clone();
     if show.detach {
+        let created: RunWithTasks = client.post("/api/v1/runs", req).await?;
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         if show.json {
             writeln!(out, "{}", serde_json::to_string_pretty(&created)?)?;
         } else {
-            writeln!(out, "{run_id}")?;
+            writeln!(out, "{}", created.run.id)?;
         }
         return Ok(0);
     }
-    // On stderr, so stdout stays the command's output (or --json's events).
-    eprintln!("run {run_id}");
-    let ws = client
-        .websocket(&format!("/api/v1/runs/{run_id}/attach"))
-        .await?;
+    // One connection and no separate request: the run request is the first message of the
+    // watcher's WebSocket, and the created run's id comes back in its `hello`.
+    let mut ws = client.websocket("/api/v1/runs/start").await?;
+    let text = serde_json::to_string(req).context("cannot encode the run request")?;
+    {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        ws.send(Message::Text(text.into())).await.map_err(|e| {
+            anyhow::Error::new(crate::client::Lost(format!(
+                "lost the server at {} before it took the run: {e} — see `herd runs list` whether the run was created",
+                client.base
+            )))
+        })?;
+    }
     follow(
         ws,
         FollowOpts {
@@ -286,8 +294,9 @@ pub async fn start(client: &Client, req: &RunRequest, show: Show) -> Result<i32>
             tty: req.spec.tty,
             json: show.json,
             summary: true,
-            resume: format!("herd runs logs {run_id} -f"),
-            run_id,
+            announce: true,
+            resume: String::new(),
+            run_id: String::new(),
             server: client.base.clone(),
             timeout: client.timeout,
             group: show.group,

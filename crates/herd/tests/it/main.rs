@@ -13,6 +13,7 @@ mod labels;
 mod output;
 mod resilience;
 mod retention;
+mod run_start;
 mod secrets;
 mod session;
 mod spine;
