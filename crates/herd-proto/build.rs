@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".herd.agent.v1.Output.data")
         .bytes(".herd.agent.v1.Input.data")
         .bytes(".herd.agent.v1.BlobChunk.data")
+        .bytes(".herd.agent.v1.FetchChunk.data")
         .bytes(".herd.agent.v1.StartTask.script")
         .compile_fds(fds)?;
     Ok(())

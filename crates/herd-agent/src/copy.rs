@@ -29,10 +29,10 @@ pub struct Link {
 pub type LinkWatch = watch::Receiver<Option<Link>>;
 
 /// Wait before reading again after the connection broke.
-const RETRY: Duration = Duration::from_millis(500);
+pub(crate) const RETRY: Duration = Duration::from_millis(500);
 
-/// Why a copy did not complete.
-enum Failed {
+/// Why a file transfer did not complete.
+pub(crate) enum Failed {
     Cancelled,
     Error(String),
 }
@@ -42,6 +42,24 @@ enum Failed {
 pub async fn run(
     files: Vec<pb::CopyFile>,
     link: LinkWatch,
+    events: mpsc::Sender<ExecEvent>,
+    control: mpsc::Receiver<Control>,
+    resumed: bool,
+) {
+    let work = async move {
+        for f in &files {
+            copy_one(f, link.clone()).await?;
+        }
+        Ok(())
+    };
+    report(work, events, control, resumed).await;
+}
+
+/// Reports a file transfer (`work`) as the events of a task: `Started` (unless `resumed`: the
+/// previous agent process reported it), then one `Exited` when the work ends or is cancelled
+/// (with its one-line reason on stderr when it failed).
+pub(crate) async fn report(
+    work: impl std::future::Future<Output = Result<(), Failed>>,
     events: mpsc::Sender<ExecEvent>,
     mut control: mpsc::Receiver<Control>,
     resumed: bool,
@@ -54,24 +72,16 @@ pub async fn run(
             })
             .await;
     }
-    let mut result = Ok(());
-    for f in &files {
-        let copy = copy_one(f, link.clone());
-        tokio::pin!(copy);
-        let r = loop {
-            tokio::select! {
-                r = &mut copy => break r,
-                c = control.recv() => match c {
-                    Some(Control::Cancel { .. }) | None => break Err(Failed::Cancelled),
-                    Some(_) => {}
-                },
-            }
-        };
-        if let Err(e) = r {
-            result = Err(e);
-            break;
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            c = control.recv() => match c {
+                Some(Control::Cancel { .. }) | None => break Err(Failed::Cancelled),
+                Some(_) => {}
+            },
         }
-    }
+    };
     let duration = start.elapsed();
     let exit = match result {
         Ok(()) => ExitInfo {
@@ -86,7 +96,7 @@ pub async fn run(
             signal: None,
             reason: ExitReason::Cancelled,
             duration,
-            detail: "the copy was cancelled".into(),
+            detail: "the transfer was cancelled".into(),
         },
         Err(Failed::Error(line)) => {
             let _ = events
@@ -118,7 +128,7 @@ fn destination(f: &pb::CopyFile) -> PathBuf {
 }
 
 /// One line for an I/O failure a person can act on.
-fn io_line(what: &str, path: &Path, e: &std::io::Error) -> String {
+pub(crate) fn io_line(what: &str, path: &Path, e: &std::io::Error) -> String {
     let why = match e.kind() {
         std::io::ErrorKind::PermissionDenied => {
             "permission denied — choose a path the agent's user may write".to_string()
@@ -137,7 +147,7 @@ fn io_line(what: &str, path: &Path, e: &std::io::Error) -> String {
     format!("herd: cannot {what} {}: {why}", path.display())
 }
 
-fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, Failed> {
+pub(crate) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, Failed> {
     r.map_err(|e| Failed::Error(format!("herd: copy failed: {e}")))
 }
 

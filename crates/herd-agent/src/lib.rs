@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod copy;
+mod fetch;
 mod outbox;
 mod session;
 mod spool_thread;

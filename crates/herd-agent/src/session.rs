@@ -15,9 +15,9 @@ use prost::Message as _;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::copy;
 use crate::spool_thread::{OutboxError, SpoolThread};
 use crate::{AgentConfig, Identity};
+use crate::{copy, fetch};
 
 /// Messages of events sent but not yet acknowledged.
 const WINDOW: usize = 16;
@@ -106,7 +106,11 @@ impl Shared {
         .unwrap_or_default();
         for st in saved {
             unfinished.retain(|t| t.task_id != st.task_id);
-            tracing::info!(task = %st.task_id, "resuming a copy of the previous agent process");
+            if st.fetch.is_empty() {
+                tracing::info!(task = %st.task_id, "resuming a copy of the previous agent process");
+            } else {
+                tracing::info!(task = %st.task_id, "resuming a fetch of the previous agent process");
+            }
             lock(&self.running).insert(st.task_id.clone(), Slot::Checking(Vec::new()));
             tokio::spawn(self.clone().start_copy(st, true));
         }
@@ -166,7 +170,7 @@ impl Shared {
                 return;
             }
         }
-        if !st.copy.is_empty() {
+        if !st.copy.is_empty() || !st.fetch.is_empty() {
             let (dir, bytes, path) = (
                 self.copies.clone(),
                 st.encode_to_vec(),
@@ -210,18 +214,30 @@ impl Shared {
         forward_events(self, id, rx).await;
     }
 
-    /// Runs a copy task (`resumed`: its start was reported by a previous agent process).
+    /// Runs a copy or fetch task (`resumed`: its start was reported by a previous agent
+    /// process).
     async fn start_copy(self: Arc<Self>, st: pb::StartTask, resumed: bool) {
         let id = st.task_id.clone();
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
         let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(copy::run(
-            st.copy,
-            self.link.subscribe(),
-            tx,
-            ctl_rx,
-            resumed,
-        ));
+        if st.fetch.is_empty() {
+            tokio::spawn(copy::run(
+                st.copy,
+                self.link.subscribe(),
+                tx,
+                ctl_rx,
+                resumed,
+            ));
+        } else {
+            tokio::spawn(fetch::run(
+                id.clone(),
+                st.fetch,
+                self.link.subscribe(),
+                tx,
+                ctl_rx,
+                resumed,
+            ));
+        }
         let handle = ExecHandle { control: ctl_tx };
         let control = handle.control.clone();
         let waiting = match lock(&self.running).insert(id.clone(), Slot::Running(handle)) {

@@ -17,6 +17,7 @@ pub mod attach;
 pub mod audit;
 pub mod blob;
 pub mod error;
+pub mod fetched;
 pub mod frame;
 pub mod gc;
 pub mod keys;
@@ -33,14 +34,15 @@ pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;
 pub use blob::{Blob, BlobQuery};
 pub use error::ErrorBody;
+pub use fetched::{FETCHED_MODE, FETCHED_SHA256, FETCHED_SIZE, FetchedQuery};
 pub use frame::{
     FrameError, OUTPUT_HEADER_LEN, OUTPUT_TAG, OutputFrame, OutputStream, decode_output,
     encode_output, output_header,
 };
 pub use gc::GcReport;
 pub use herd_core::{
-    CopyFile, Disk, Facts, Limit, Metrics, RunLimits, RunSpec, RunState, Script, TaskState,
-    WindowSize,
+    CopyFile, Disk, Facts, FetchFile, Limit, Metrics, RunLimits, RunSpec, RunState, Script,
+    TaskState, WindowSize,
 };
 pub use keys::{ApiKey, CreateKey, CreatedKey};
 pub use list::{ListQuery, RunsQuery, TasksQuery};

@@ -87,7 +87,7 @@ pub struct RunWithTasks {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use herd_core::{Limit, RunLimits, Script, WindowSize};
+    use herd_core::{FetchFile, Limit, RunLimits, Script, WindowSize};
 
     use super::*;
     use crate::golden::check;
@@ -145,6 +145,9 @@ pub(crate) mod tests {
                     body: "#!/bin/sh\necho $1\n".into(),
                     args: vec!["x y".into()],
                 }),
+                fetch: Some(FetchFile {
+                    path: "/var/log/app.log".into(),
+                }),
             },
             cancel_requested: true,
             state: RunState::Cancelled,
@@ -156,6 +159,7 @@ pub(crate) mod tests {
                 r#"{"cancel_requested":true,"command":"uptime","created_at":1700000000000,"#,
                 r#""created_by":"key:admin","finished_at":1700000009000,"id":"r1","#,
                 r#""selector":"role=web , web-*","spec":{"cwd":"/tmp","env":{"A":"1"},"#,
+                r#""fetch":{"path":"/var/log/app.log"},"#,
                 r#""grace_ms":300,"interactive":true,"limits":{"batch_wait_ms":1500,"#,
                 r#""concurrency":2,"max_errors":"10%"},"script":{"args":["x y"],"#,
                 r##""body":"#!/bin/sh\necho $1\n","name":"a.sh"},"shell":"sh","timeout_ms":5000,"##,

@@ -48,12 +48,14 @@ use crate::*;
     Blob,
     BlobQuery,
     CopyFile,
+    FetchFile,
+    FetchedQuery,
     Script,
     WindowSize,
 )))]
 struct Components;
 
-const NAMES: [&str; 41] = [
+const NAMES: [&str; 43] = [
     "Agent",
     "AgentsQuery",
     "LabelEdit",
@@ -93,6 +95,8 @@ const NAMES: [&str; 41] = [
     "Blob",
     "BlobQuery",
     "CopyFile",
+    "FetchFile",
+    "FetchedQuery",
     "Script",
     "WindowSize",
 ];

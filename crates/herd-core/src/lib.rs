@@ -30,7 +30,7 @@ pub use limit::{Limit, LimitError};
 pub use machine::{Disk, Facts, Metrics};
 pub use output::OutputPos;
 pub use selector::{Selector, SelectorError, Target, TargetIndex};
-pub use spec::{CopyFile, RunLimits, RunSpec, Script, WindowSize, is_digest};
+pub use spec::{CopyFile, FetchFile, RunLimits, RunSpec, Script, WindowSize, is_digest};
 pub use state::{
     ExitKind, ParseStateError, RunState, TaskState, Transition, cli_exit_code, run_state,
     task_state_for_exit,

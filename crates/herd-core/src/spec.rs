@@ -51,6 +51,10 @@ pub struct RunSpec {
     /// line says by what; without one, the shell runs it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<Script>,
+    /// A file every machine sends to the server instead of running the command (`herd
+    /// fetch`); each task's copy is then read from `GET /api/v1/tasks/{id}/fetched`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchFile>,
 }
 
 impl RunSpec {
@@ -142,6 +146,42 @@ impl CopyFile {
             ));
         }
         Ok(())
+    }
+}
+
+/// The file of a fetch run, the same path on every machine.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct FetchFile {
+    /// Absolute path of a regular file on the machines.
+    pub path: String,
+}
+
+impl FetchFile {
+    /// What is wrong with the entry, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.path.starts_with('/') || self.path.contains('\0') {
+            return Err(format!(
+                "bad path {:?}: expected the absolute path of a file on the machines",
+                self.path
+            ));
+        }
+        if self.path.ends_with('/') || self.basename().is_empty() {
+            return Err(format!(
+                "bad path {:?}: it names a directory — name a file",
+                self.path
+            ));
+        }
+        Ok(())
+    }
+
+    /// The file's name, what the fetched copy is called.
+    pub fn basename(&self) -> &str {
+        match self.path.rsplit('/').next() {
+            Some(".") | Some("..") | None => "",
+            Some(n) => n,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::active::ActiveTasks;
 use crate::blobs::Blobs;
 use crate::error::Result;
 use crate::events::Events;
+use crate::fetched::Fetched;
 use crate::fleet::{AgentIndex, FleetService};
 use crate::hub::{self, Hub, Ingest, ProgressWriter};
 use crate::live::Live;
@@ -30,6 +31,8 @@ pub struct Settings {
     pub output_cap: u64,
     /// Where the blobs of copy runs are kept.
     pub blob_dir: PathBuf,
+    /// Where the files of fetch runs are kept.
+    pub fetched_dir: PathBuf,
     pub lost_after: Duration,
     /// The longest life a join token may be given.
     pub max_token_ttl: Duration,
@@ -59,6 +62,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         output_dir,
         output_cap,
         blob_dir,
+        fetched_dir,
         lost_after,
         max_token_ttl,
         retention,
@@ -76,6 +80,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     let outlog = Arc::new(OutputLog::new(output_dir, output_cap));
     let active = Arc::new(ActiveTasks::default());
     let blobs = Arc::new(Blobs::new(blob_dir));
+    let fetched = Arc::new(Fetched::new(fetched_dir));
     let fleet = Arc::new(FleetService::new(
         store.clone(),
         index.clone(),
@@ -126,10 +131,16 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         events: events.clone(),
         metrics: metrics.clone(),
         blobs: blobs.clone(),
+        fetched: fetched.clone(),
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
-    let retention = Arc::new(Retention::new(store.clone(), outlog.clone(), retention));
+    let retention = Arc::new(Retention::new(
+        store.clone(),
+        outlog.clone(),
+        fetched.clone(),
+        retention,
+    ));
     let app = Arc::new(App {
         fleet: fleet.clone(),
         runs: runs.clone(),
@@ -140,6 +151,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         outlog,
         metrics,
         blobs,
+        fetched,
     });
     runs.recover().await?;
     tracker.spawn(crate::runs::sweep_lost(
@@ -169,6 +181,7 @@ pub struct App {
     outlog: Arc<OutputLog>,
     metrics: Arc<Metrics>,
     blobs: Arc<Blobs>,
+    fetched: Arc<Fetched>,
 }
 
 impl App {
@@ -185,6 +198,11 @@ impl App {
     /// The files of copy runs.
     pub fn blobs(&self) -> &Blobs {
         &self.blobs
+    }
+
+    /// The files of fetch runs.
+    pub fn fetched(&self) -> &Fetched {
+        &self.fetched
     }
 
     /// Pruning of old runs.

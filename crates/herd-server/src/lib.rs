@@ -14,6 +14,7 @@ mod convert;
 mod database;
 mod error;
 mod events;
+mod fetched;
 mod fleet;
 mod http;
 mod hub;
@@ -280,6 +281,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         store: store.clone(),
         output_dir: dd.join("output"),
         blob_dir: dd.join("blobs"),
+        fetched_dir: dd.join("fetched"),
         output_cap: cfg.output_cap,
         lost_after: cfg.lost_after,
         max_token_ttl: cfg.max_token_ttl,

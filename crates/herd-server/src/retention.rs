@@ -1,7 +1,8 @@
 //! Retention: finished runs older than `--retention`, and the oldest finished runs while the
 //! stored output is over `--retention-size`, are deleted with their tasks and output files,
 //! in batches, by a background pass at start and every `--retention-interval` (an hour), and
-//! at once by `POST /api/v1/gc` (`herd gc`).
+//! at once by `POST /api/v1/gc` (`herd gc`). A pruned task's fetched file (`herd fetch`) goes
+//! with its output, and counts against the size budget like it.
 //!
 //! **Invariant:** a run that has not finished, or that has a task still queued, dispatched
 //! or running, is never pruned (the store's `prune_runs` guarantees it in its own query);
@@ -18,6 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use crate::fetched::Fetched;
 
 /// Runs deleted per store transaction when pruning by age.
 const AGE_BATCH: i64 = 200;
@@ -39,16 +41,23 @@ pub struct RetentionPolicy {
 pub struct Retention {
     store: Arc<dyn Store>,
     outlog: Arc<OutputLog>,
+    fetched: Arc<Fetched>,
     policy: RetentionPolicy,
     /// One pass at a time (the background loop and `herd gc`).
     pass: tokio::sync::Mutex<()>,
 }
 
 impl Retention {
-    pub fn new(store: Arc<dyn Store>, outlog: Arc<OutputLog>, policy: RetentionPolicy) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        outlog: Arc<OutputLog>,
+        fetched: Arc<Fetched>,
+        policy: RetentionPolicy,
+    ) -> Self {
         Retention {
             store,
             outlog,
+            fetched,
             policy,
             pass: tokio::sync::Mutex::new(()),
         }
@@ -105,6 +114,7 @@ impl Retention {
         report.runs += pruned.runs.len() as u64;
         report.tasks += pruned.tasks.len() as u64;
         let outlog = self.outlog.clone();
+        let fetched = self.fetched.clone();
         let tasks = pruned.tasks;
         let freed = tokio::task::spawn_blocking(move || {
             let mut freed = 0u64;
@@ -115,6 +125,7 @@ impl Retention {
                         tracing::warn!(task = %t, error = %e, "retention cannot delete output")
                     }
                 }
+                freed += fetched.remove(t);
             }
             freed
         })
@@ -126,7 +137,9 @@ impl Retention {
 
     async fn usage(&self) -> u64 {
         let outlog = self.outlog.clone();
-        match tokio::task::spawn_blocking(move || outlog.usage()).await {
+        let fetched = self.fetched.clone();
+        match tokio::task::spawn_blocking(move || outlog.usage().map(|n| n + fetched.usage())).await
+        {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "retention cannot measure stored output");

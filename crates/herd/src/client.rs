@@ -261,6 +261,29 @@ impl Client {
         })
     }
 
+    /// `GET path` answered with a success, its body unread (a file to stream).
+    pub async fn open(&self, path: &str) -> Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            bail!("{}", self.error_message(status, &bytes));
+        }
+        Ok(resp)
+    }
+
+    /// A broken body stream as the one line of [`Client::unreachable`].
+    pub fn broken(&self, e: reqwest::Error) -> anyhow::Error {
+        self.unreachable(e)
+    }
+
     /// Raw bytes of a response (task output), streamed to `sink`.
     pub async fn download(&self, path: &str, sink: &mut (dyn std::io::Write + Send)) -> Result<()> {
         use futures::StreamExt;

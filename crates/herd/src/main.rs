@@ -6,6 +6,7 @@ mod client;
 mod cmd;
 mod config;
 mod copy;
+mod fetch;
 mod install;
 mod run;
 mod style;
@@ -47,6 +48,8 @@ enum Command {
     Run(run::RunArgs),
     /// Copy files to the machines the selector picks (uploaded once, checksum verified, mode kept).
     Cp(copy::CpArgs),
+    /// Fetch a file from the machines the selectors pick into LOCAL_DIR/<machine>/ (checksum verified, mode kept).
+    Fetch(fetch::FetchArgs),
     /// List machines, label them, revoke them.
     Agents(cmd::AgentsArgs),
     /// Join tokens for new machines.
@@ -438,6 +441,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Up(a) => up::up(a).await,
         Command::Run(a) => run::run(a).await,
         Command::Cp(a) => copy::cp(a).await,
+        Command::Fetch(a) => fetch::fetch(a).await,
         Command::Agents(a) => cmd::agents(a).await,
         Command::Token { cmd } => cmd::token(cmd).await,
         Command::Runs { cmd } => cmd::runs(cmd).await,

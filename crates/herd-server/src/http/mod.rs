@@ -91,6 +91,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::output))
+        .routes(routes!(tasks::fetched))
         .routes(routes!(attach::attach_task))
         .routes(routes!(blobs::get, blobs::put))
         .routes(routes!(audit))

@@ -21,7 +21,7 @@ use crate::runs::NewRunRequest;
     request_body = RunRequest,
     responses(
         (status = 201, description = "The run and its tasks (finished, with `wait=true`)", body = RunWithTasks),
-        (status = 400, description = "No command, no target, a copy of a blob the server does not hold whole or to a relative path, a selector that does not parse, a concurrency of 0, a name in both env and secret_env, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "No command, no target, a copy of a blob the server does not hold whole or to a relative path, a fetch of a relative path or together with a copy or script, a selector that does not parse, a concurrency of 0, a name in both env and secret_env, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 409, description = "No machine matches the targets now (or none has joined yet)", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
@@ -50,6 +50,9 @@ pub(crate) async fn create_run(
 ) -> Result<herd_store::RunRow> {
     if !req.spec.copy.is_empty() {
         req.command = copy_command(app, &req).await?;
+    }
+    if req.spec.fetch.is_some() {
+        req.command = fetch_command(&req)?;
     }
     app.runs()
         .create(
@@ -86,6 +89,26 @@ async fn copy_command(app: &App, req: &RunRequest) -> Result<String> {
     }
     let dest = req.spec.copy.first().map(|f| f.dest.as_str()).unwrap_or("");
     Ok(format!("herd cp {} to {dest}", parts.join(", ")))
+}
+
+/// Checks the file of a fetch run (an absolute path; nothing else to do, no terminal or
+/// stdin) and describes the run as its command, which its audit entry records.
+fn fetch_command(req: &RunRequest) -> Result<String> {
+    let Some(f) = &req.spec.fetch else {
+        return Err(ServerError::Internal("not a fetch run".into()));
+    };
+    f.check().map_err(ServerError::BadRequest)?;
+    if req.spec.interactive || req.spec.tty {
+        return Err(ServerError::BadRequest(
+            "a fetch run takes no stdin and no terminal — drop interactive and tty".into(),
+        ));
+    }
+    if !req.spec.copy.is_empty() || req.spec.script.is_some() {
+        return Err(ServerError::BadRequest(
+            "a fetch run only fetches — copy files and run scripts in runs of their own".into(),
+        ));
+    }
+    Ok(format!("herd fetch {}", f.path))
 }
 
 /// Recent runs, newest first.

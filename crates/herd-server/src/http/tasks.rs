@@ -7,13 +7,16 @@ use axum::body::Body as HttpBody;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use herd_api::{ErrorBody, ListQuery, OutputQuery, Task, TasksQuery};
+use herd_api::{
+    ErrorBody, FETCHED_MODE, FETCHED_SHA256, FETCHED_SIZE, FetchedQuery, ListQuery, OutputQuery,
+    Task, TasksQuery,
+};
 use herd_outlog::{Chunk, Cursor};
 
 use super::extract::{Path, Query};
 use crate::app::App;
 use crate::convert;
-use crate::error::Result;
+use crate::error::{Result, ServerError};
 use crate::fleet::Actor;
 
 /// Bytes of stored output read at a time.
@@ -139,6 +142,69 @@ pub async fn output(
     };
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
+        HttpBody::from_stream(body),
+    )
+        .into_response())
+}
+
+/// The file a machine sent for a fetch run (`herd fetch`), from byte `offset`, once it arrived
+/// whole and its SHA-256 was verified. Its digest, whole length and mode are in the headers.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/fetched", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id"), FetchedQuery),
+    responses(
+        (status = 200, description = "The file from `offset`", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(
+                ("x-herd-sha256" = String, description = "SHA-256 of the whole file, 64 lowercase hex digits"),
+                ("x-herd-size" = u64, description = "Length of the whole file in bytes"),
+                ("x-herd-mode" = String, description = "The file's permission bits on the machine, in octal"),
+            )),
+        (status = 400, description = "An offset past the file's end, or a request that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such task, or it has no fetched file (not a fetch task, not arrived yet, or pruned)", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn fetched(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<FetchedQuery>,
+) -> Result<Response> {
+    use tokio::io::AsyncSeekExt as _;
+    let task = app.runs().task(&id).await?;
+    let Some((mut file, meta)) = app.fetched().open(&task.id).await else {
+        return Err(ServerError::NotFound(format!(
+            "task {} has no fetched file: it is not a fetch task, its file has not arrived (see `herd tasks show {}`), or retention pruned it",
+            task.id, task.id
+        )));
+    };
+    if q.offset > meta.size {
+        return Err(ServerError::BadRequest(format!(
+            "offset {} is past the end of the {}-byte file",
+            q.offset, meta.size
+        )));
+    }
+    file.seek(std::io::SeekFrom::Start(q.offset))
+        .await
+        .map_err(|e| ServerError::Internal(format!("cannot read the fetched file: {e}")))?;
+    let body = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, (meta.size - q.offset).to_string()),
+            (
+                header::HeaderName::from_static(FETCHED_SHA256),
+                meta.digest.clone(),
+            ),
+            (
+                header::HeaderName::from_static(FETCHED_SIZE),
+                meta.size.to_string(),
+            ),
+            (
+                header::HeaderName::from_static(FETCHED_MODE),
+                format!("{:o}", meta.mode),
+            ),
+        ],
         HttpBody::from_stream(body),
     )
         .into_response())

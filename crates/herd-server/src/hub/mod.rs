@@ -33,6 +33,7 @@ pub struct Hub {
     pub(crate) events: Arc<Events>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) blobs: Arc<crate::blobs::Blobs>,
+    pub(crate) fetched: Arc<crate::fetched::Fetched>,
     /// Sessions are tracked and end at shutdown.
     pub(crate) tracker: tokio_util::task::TaskTracker,
     pub(crate) shutdown: tokio_util::sync::CancellationToken,

@@ -1,5 +1,7 @@
 //! The gRPC service agents dial, mounted by the HTTP router under its path prefix: `Join`
-//! trades a join token for a credential; `Session` opens an agent's control stream.
+//! trades a join token for a credential; `Session` opens an agent's control stream;
+//! `ReadBlob` serves the files of copy runs, `FetchOffset`/`WriteFetched` take in the files
+//! of fetch runs.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,7 +9,8 @@ use std::sync::Arc;
 use futures::Stream;
 use herd_proto::v1::agent_hub_server::{AgentHub, AgentHubServer};
 use herd_proto::v1::{
-    AgentFrame, BlobChunk, JoinRequest, JoinResponse, ReadBlobRequest, ServerFrame,
+    AgentFrame, BlobChunk, FetchChunk, FetchOffsetRequest, FetchOffsetResponse, JoinRequest,
+    JoinResponse, ReadBlobRequest, ServerFrame,
 };
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -16,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Hub, convert, session};
 use crate::error::ServerError;
+use crate::fetched::{FetchError, FetchedMeta};
 use crate::fleet;
 use crate::listen::PeerAddr;
 
@@ -48,6 +52,53 @@ fn bearer<T>(req: &Request<T>) -> String {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("")
         .to_string()
+}
+
+fn fetch_status(e: FetchError) -> Status {
+    match e {
+        FetchError::Refused(m) => Status::out_of_range(m),
+        FetchError::Mismatch(m) => Status::invalid_argument(m),
+        FetchError::Busy => Status::unavailable(FetchError::Busy.to_string()),
+        FetchError::Io(m) => Status::internal(m),
+    }
+}
+
+impl HubService {
+    /// The agent of `token` may send the file of `task_id`: its own fetch task, not over.
+    async fn fetch_task(&self, token: &str, task_id: &str) -> Result<(), Status> {
+        let agent = self
+            .hub
+            .fleet
+            .authenticate_agent(token)
+            .await
+            .map_err(status)?;
+        let refused = || {
+            Status::failed_precondition(format!(
+                "task {task_id} is not a fetch task of this agent that is still under way"
+            ))
+        };
+        let task = self
+            .hub
+            .store
+            .task(task_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(refused)?;
+        if task.agent_id != agent.id || task.state.is_terminal() {
+            return Err(refused());
+        }
+        let run = self
+            .hub
+            .store
+            .run(&task.run_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(refused)?;
+        if run.spec.fetch.is_none() {
+            return Err(refused());
+        }
+        Ok(())
+    }
 }
 
 fn status(e: ServerError) -> Status {
@@ -173,5 +224,56 @@ impl AgentHub for HubService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn fetch_offset(
+        &self,
+        req: Request<FetchOffsetRequest>,
+    ) -> Result<Response<FetchOffsetResponse>, Status> {
+        let token = bearer(&req);
+        let req = req.into_inner();
+        self.fetch_task(&token, &req.task_id).await?;
+        let held = self
+            .hub
+            .fetched
+            .begin(
+                &req.task_id,
+                FetchedMeta {
+                    digest: req.digest,
+                    size: req.size,
+                    mode: req.mode & 0o7777,
+                },
+            )
+            .await
+            .map_err(fetch_status)?;
+        Ok(Response::new(FetchOffsetResponse {
+            offset: held.bytes,
+            complete: held.complete,
+        }))
+    }
+
+    async fn write_fetched(
+        &self,
+        req: Request<Streaming<FetchChunk>>,
+    ) -> Result<Response<FetchOffsetResponse>, Status> {
+        let token = bearer(&req);
+        let mut inbound = req.into_inner();
+        let Some(first) = inbound.message().await? else {
+            return Err(Status::invalid_argument("an empty upload"));
+        };
+        self.fetch_task(&token, &first.task_id).await?;
+        let (task_id, offset) = (first.task_id.clone(), first.offset);
+        let rest = inbound.map(|c| c.map(|c| c.data).map_err(|s| s.message().to_string()));
+        let body = futures::stream::iter([Ok(first.data)]).chain(rest);
+        let held = self
+            .hub
+            .fetched
+            .append(&task_id, offset, Box::pin(body))
+            .await
+            .map_err(fetch_status)?;
+        Ok(Response::new(FetchOffsetResponse {
+            offset: held.bytes,
+            complete: held.complete,
+        }))
     }
 }

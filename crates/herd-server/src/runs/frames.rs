@@ -72,6 +72,11 @@ pub fn start_frame(
                 .as_ref()
                 .map(|s| s.args.clone())
                 .unwrap_or_default(),
+            fetch: spec
+                .fetch
+                .as_ref()
+                .map(|f| f.path.clone())
+                .unwrap_or_default(),
         })),
     })
 }

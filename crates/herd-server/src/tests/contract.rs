@@ -74,6 +74,11 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ),
     (
         "get",
+        "/api/v1/tasks/{id}/fetched",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
         "/api/v1/tasks/{id}/attach",
         &[101, 400, 401, 404, 500, 503],
     ),

@@ -29,6 +29,7 @@ impl TestServer {
             store: store.clone(),
             output_dir: dir.path().join("output"),
             blob_dir: dir.path().join("blobs"),
+            fetched_dir: dir.path().join("fetched"),
             output_cap: 1 << 20,
             lost_after: Duration::from_secs(600),
             max_token_ttl: Duration::from_secs(7 * 24 * 3600),

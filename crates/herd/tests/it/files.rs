@@ -17,7 +17,7 @@ use crate::harness::*;
 const SIZE: usize = 100 << 20;
 
 /// A file of `size` pseudo-random bytes with mode 0750; its SHA-256.
-fn make_file(path: &Path, size: usize) -> String {
+pub(crate) fn make_file(path: &Path, size: usize) -> String {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut buf = Vec::with_capacity(1 << 20);
@@ -39,7 +39,7 @@ fn make_file(path: &Path, size: usize) -> String {
     sha256(path)
 }
 
-fn sha256(path: &Path) -> String {
+pub(crate) fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     assert!(out.status.success(), "sha256sum {}", path.display());
     String::from_utf8_lossy(&out.stdout)
