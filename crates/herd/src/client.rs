@@ -265,7 +265,7 @@ impl Client {
     pub async fn open(&self, path: &str) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let resp = self
-            .http
+            .http()?
             .get(&url)
             .bearer_auth(&self.key)
             .send()

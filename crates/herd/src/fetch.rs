@@ -78,6 +78,7 @@ pub async fn fetch(a: FetchArgs) -> Result<i32> {
             tty: false,
             json: a.json,
             summary: true,
+            announce: false,
             resume: format!("herd runs logs {run_id} -f"),
             run_id: run_id.clone(),
             server: client.base.clone(),
