@@ -3,11 +3,15 @@
 //! once whole and its SHA-256 is the one asked for, given its mode and renamed onto the
 //! destination. A broken connection resumes from the part's length once the next session
 //! is up; an agent that restarts finds the copy's start in `STATE_DIR/copies` and resumes
-//! it the same way. File bytes never go through the task's events: the task reports only
+//! it the same way. Files of [`DIRECT_MIN`] bytes or more are written with `O_DIRECT` in
+//! aligned blocks gathered in a buffer of the copy's own (the tail through the page cache at
+//! the end): the copy is fsynced before it counts anyway, and on a fleet-wide copy the page
+//! cache path cost several times the CPU of the direct one; a file system that refuses
+//! `O_DIRECT` gets the page cache path. File bytes never go through the task's events: the task reports only
 //! how it ended (and a one-line reason on stderr when it failed).
 
-use std::io::{Read as _, Seek as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::io::{Read as _, Seek as _};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,13 @@ pub type LinkWatch = watch::Receiver<Option<Link>>;
 
 /// Wait before reading again after the connection broke.
 pub(crate) const RETRY: Duration = Duration::from_millis(500);
+
+/// Files at least this large are written with `O_DIRECT`.
+pub const DIRECT_MIN: u64 = 8 << 20;
+/// Alignment of direct writes: file offset, length and buffer address.
+const ALIGN: usize = 4096;
+/// Bytes gathered before a direct write.
+const DIRECT_BUF: usize = 2 << 20;
 
 /// Why a file transfer did not complete.
 pub(crate) enum Failed {
@@ -151,8 +162,14 @@ pub(crate) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, Faile
     r.map_err(|e| Failed::Error(format!("herd: copy failed: {e}")))
 }
 
-/// The part file opened for appending, its length, and the hash of what it holds.
-fn open_part(part: &Path, size: u64) -> std::io::Result<(std::fs::File, u64, Sha256)> {
+/// The part file opened for writing, its length, and the hash of what it holds. With
+/// `aligned`, a length that is not a multiple of [`ALIGN`] is cut back to one (direct writes
+/// continue from there).
+fn open_part(
+    part: &Path,
+    size: u64,
+    aligned: bool,
+) -> std::io::Result<(std::fs::File, u64, Sha256)> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
@@ -162,8 +179,13 @@ fn open_part(part: &Path, size: u64) -> std::io::Result<(std::fs::File, u64, Sha
         .open(part)?;
     let mut len = file.metadata()?.len();
     if len > size {
-        file.set_len(0)?;
         len = 0;
+    }
+    if aligned {
+        len -= len % ALIGN as u64;
+    }
+    if len != file.metadata()?.len() {
+        file.set_len(len)?;
     }
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -177,8 +199,109 @@ fn open_part(part: &Path, size: u64) -> std::io::Result<(std::fs::File, u64, Sha
         hash.update(&buf[..n]);
         left -= n as u64;
     }
-    file.seek(std::io::SeekFrom::Start(len))?;
     Ok((file, len, hash))
+}
+
+/// Writes what arrives to the part file from its current length on: straight through the
+/// page cache, or, with a direct handle, gathered into aligned blocks written with
+/// `O_DIRECT` and the unaligned tail through the page cache at the end.
+struct PartWriter {
+    /// The part file (the tail, fsync, and everything when not direct).
+    file: std::fs::File,
+    /// The same file opened with `O_DIRECT`; dropped if the file system refuses a write.
+    direct: Option<std::fs::File>,
+    /// Bytes of the file written so far.
+    pos: u64,
+    /// `DIRECT_BUF` bytes starting at `off` are aligned to `ALIGN`; `fill` of them are used.
+    buf: Vec<u8>,
+    off: usize,
+    fill: usize,
+}
+
+impl PartWriter {
+    fn new(part: &Path, file: std::fs::File, pos: u64, direct: bool) -> PartWriter {
+        let mut w = PartWriter {
+            file,
+            direct: None,
+            pos,
+            buf: Vec::new(),
+            off: 0,
+            fill: 0,
+        };
+        if !direct || !pos.is_multiple_of(ALIGN as u64) {
+            return w;
+        }
+        let buf = vec![0u8; DIRECT_BUF + ALIGN];
+        let off = buf.as_ptr().align_offset(ALIGN);
+        if off >= ALIGN {
+            return w;
+        }
+        // A file system without O_DIRECT refuses the open (EINVAL): the page cache it is.
+        w.direct = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(part)
+            .ok();
+        if w.direct.is_some() {
+            w.buf = buf;
+            w.off = off;
+        }
+        w
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        if self.direct.is_none() && self.fill == 0 {
+            self.file.write_all_at(data, self.pos)?;
+            self.pos += data.len() as u64;
+            return Ok(());
+        }
+        while !data.is_empty() {
+            let n = (DIRECT_BUF - self.fill).min(data.len());
+            let at = self.off + self.fill;
+            self.buf[at..at + n].copy_from_slice(&data[..n]);
+            self.fill += n;
+            data = &data[n..];
+            if self.fill == DIRECT_BUF {
+                self.write_out(false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the gathered whole blocks (and with `last`, the tail too).
+    fn write_out(&mut self, last: bool) -> std::io::Result<()> {
+        let aligned = self.fill - self.fill % ALIGN;
+        let n = if last { self.fill } else { aligned };
+        let data = &self.buf[self.off..self.off + n];
+        let mut done = false;
+        if let Some(d) = &self.direct
+            && aligned > 0
+        {
+            match d.write_all_at(&data[..aligned], self.pos) {
+                Ok(()) => done = true,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.direct = None,
+                Err(e) => return Err(e),
+            }
+        }
+        if !done {
+            self.file.write_all_at(&data[..aligned], self.pos)?;
+        }
+        self.file
+            .write_all_at(&data[aligned..], self.pos + aligned as u64)?;
+        self.pos += n as u64;
+        self.buf
+            .copy_within(self.off + n..self.off + self.fill, self.off);
+        self.fill -= n;
+        Ok(())
+    }
+
+    /// Writes what is left; the part file, for fsync.
+    fn finish(mut self) -> std::io::Result<std::fs::File> {
+        if self.fill > 0 {
+            self.write_out(true)?;
+        }
+        Ok(self.file)
+    }
 }
 
 async fn copy_one(f: &pb::CopyFile, mut link: LinkWatch) -> Result<(), Failed> {
@@ -189,7 +312,9 @@ async fn copy_one(f: &pb::CopyFile, mut link: LinkWatch) -> Result<(), Failed> {
             let mut part = dest.clone().into_os_string();
             part.push(".herd-part");
             let part = PathBuf::from(part);
-            let opened = open_part(&part, spec.size);
+            let direct = spec.size >= DIRECT_MIN;
+            let opened = open_part(&part, spec.size, direct)
+                .map(|(file, len, hash)| (PartWriter::new(&part, file, len, direct), len, hash));
             (dest, part, opened)
         })
         .await,
@@ -248,7 +373,7 @@ async fn copy_one(f: &pb::CopyFile, mut link: LinkWatch) -> Result<(), Failed> {
             let n = chunk.len() as u64;
             let (fl, h, r) = joined(
                 tokio::task::spawn_blocking(move || {
-                    let r = file.write_all(&chunk);
+                    let r = file.write(&chunk);
                     hash.update(&chunk);
                     (file, hash, r)
                 })
@@ -273,6 +398,7 @@ async fn copy_one(f: &pb::CopyFile, mut link: LinkWatch) -> Result<(), Failed> {
     let (p, d) = (part.clone(), dest.clone());
     joined(
         tokio::task::spawn_blocking(move || {
+            let file = file.finish()?;
             file.sync_all()?;
             drop(file);
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
@@ -287,4 +413,53 @@ async fn copy_one(f: &pb::CopyFile, mut link: LinkWatch) -> Result<(), Failed> {
 /// Where an agent keeps the start of each copy task until the task is over.
 pub fn saved_path(dir: &Path, task_id: &str) -> PathBuf {
     dir.join(format!("{task_id}.start"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 4096) as u8).collect()
+    }
+
+    #[test]
+    fn part_writer_writes_every_byte_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(5 * DIRECT_BUF + 12_345);
+        for direct in [true, false] {
+            let part = dir.path().join(format!("p-{direct}"));
+            let (file, len, _) = open_part(&part, data.len() as u64, direct).unwrap();
+            assert_eq!(len, 0);
+            let mut w = PartWriter::new(&part, file, len, direct);
+            for chunk in data.chunks(777_777) {
+                w.write(chunk).unwrap();
+            }
+            w.finish().unwrap().sync_all().unwrap();
+            assert!(std::fs::read(&part).unwrap() == data, "direct {direct}");
+        }
+    }
+
+    #[test]
+    fn a_direct_copy_resumes_from_a_whole_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(3 * ALIGN + 100);
+        let part = dir.path().join("p");
+        std::fs::write(&part, &data[..2 * ALIGN + 10]).unwrap();
+        let (file, len, hash) = open_part(&part, data.len() as u64, true).unwrap();
+        assert_eq!(len, 2 * ALIGN as u64);
+        assert_eq!(std::fs::metadata(&part).unwrap().len(), len);
+        let mut want = Sha256::new();
+        want.update(&data[..2 * ALIGN]);
+        assert_eq!(hash.finalize(), want.finalize());
+        let mut w = PartWriter::new(&part, file, len, true);
+        w.write(&data[2 * ALIGN..]).unwrap();
+        w.finish().unwrap();
+        assert!(std::fs::read(&part).unwrap() == data);
+        // Without alignment, the part is kept as it is.
+        std::fs::write(&part, &data[..10]).unwrap();
+        let (_, len, _) = open_part(&part, data.len() as u64, false).unwrap();
+        assert_eq!(len, 10);
+    }
 }
