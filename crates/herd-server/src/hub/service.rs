@@ -178,7 +178,7 @@ impl AgentHub for HubService {
         &self,
         req: Request<ReadBlobRequest>,
     ) -> Result<Response<Self::ReadBlobStream>, Status> {
-        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        use std::os::unix::fs::FileExt as _;
         let token = bearer(&req);
         self.hub
             .fleet
@@ -192,28 +192,42 @@ impl AgentHub for HubService {
             .complete(&req.digest)
             .await
             .map_err(|e| Status::not_found(e.to_string()))?;
-        let mut file = tokio::fs::File::open(&path)
+        let file = tokio::task::spawn_blocking(move || std::fs::File::open(&path))
             .await
+            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::not_found(format!("cannot open blob {}: {e}", req.digest)))?;
-        file.seek(std::io::SeekFrom::Start(req.offset))
-            .await
-            .map_err(|e| Status::internal(format!("cannot read blob {}: {e}", req.digest)))?;
+        let file = Arc::new(file);
         let (tx, rx) = mpsc::channel::<Result<BlobChunk, Status>>(4);
         let shutdown = self.hub.shutdown.clone();
         self.hub.tracker.spawn(async move {
+            let mut offset = req.offset;
             loop {
-                let mut buf = bytes::BytesMut::with_capacity(BLOB_CHUNK);
-                let read = async {
-                    while buf.len() < BLOB_CHUNK {
-                        if file.read_buf(&mut buf).await? == 0 {
-                            break;
+                // One blocking read per chunk, straight into the buffer that is sent.
+                let f = file.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; BLOB_CHUNK];
+                    let mut n = 0;
+                    while n < BLOB_CHUNK {
+                        match f.read_at(&mut buf[n..], offset + n as u64) {
+                            Ok(0) => break,
+                            Ok(k) => n += k,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
                         }
                     }
-                    Ok::<_, std::io::Error>(())
-                };
-                let item = match read.await {
-                    Ok(()) if buf.is_empty() => return,
-                    Ok(()) => Ok(BlobChunk { data: buf.freeze() }),
+                    buf.truncate(n);
+                    Ok(buf)
+                })
+                .await;
+                let item = match read {
+                    Ok(Ok(buf)) if buf.is_empty() => return,
+                    Ok(Ok(buf)) => {
+                        offset += buf.len() as u64;
+                        Ok(BlobChunk {
+                            data: bytes::Bytes::from(buf),
+                        })
+                    }
+                    Ok(Err(e)) => Err(Status::internal(format!("cannot read the blob: {e}"))),
                     Err(e) => Err(Status::internal(format!("cannot read the blob: {e}"))),
                 };
                 let failed = item.is_err();
