@@ -235,7 +235,7 @@ async fn join(cfg: &AgentConfig, token: &str) -> Result<Identity, AgentError> {
                 })
                 .await
                 .map(|r| r.into_inner())
-                .map_err(ConnectError::Status)
+                .map_err(|s| ConnectError::from_status(&cfg.server, s))
         };
         match attempt.await {
             Ok(resp) => {

@@ -446,6 +446,9 @@ pub async fn run(
                 }
                 tonic::Code::FailedPrecondition => SessionEnd::Conflict(s.message().to_string()),
                 tonic::Code::Unimplemented => SessionEnd::Fatal(not_herd(&id.server)),
+                _ if herd_link::not_http2(&s) => SessionEnd::Fatal(
+                    herd_link::ConnectError::NotHerd(id.server.clone()).to_string(),
+                ),
                 _ => SessionEnd::Retry(s.message().to_string()),
             });
         }

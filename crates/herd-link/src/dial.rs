@@ -24,6 +24,42 @@ pub enum ConnectError {
     },
     #[error("{}", .0.message())]
     Status(tonic::Status),
+    /// The server answered, but not in HTTP/2: not a herd server (or one that serves TLS,
+    /// dialled with http://). Trying again will not help.
+    #[error(
+        "{0} does not speak herd's agent protocol (HTTP/2): it is not a herd server, or it serves TLS — check --server (https:// and --ca-sha256 for a server that listens beyond loopback)"
+    )]
+    NotHerd(String),
+}
+
+/// Whether a call failed because the server's answer was not HTTP/2 at all (our side gave up
+/// on the connection with a frame size or protocol error): a web server, a proxy, or TLS
+/// bytes read as plain HTTP/2. A herd server, even one restarting, never causes this.
+pub fn not_http2(status: &tonic::Status) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = cur {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.is_go_away()
+                && h2.is_library()
+                && matches!(
+                    h2.reason(),
+                    Some(h2::Reason::FRAME_SIZE_ERROR | h2::Reason::PROTOCOL_ERROR)
+                );
+        }
+        cur = e.source();
+    }
+    false
+}
+
+impl ConnectError {
+    /// A failed call to `url`: [`ConnectError::NotHerd`] when the answer was not HTTP/2.
+    pub fn from_status(url: &str, status: tonic::Status) -> ConnectError {
+        if not_http2(&status) {
+            ConnectError::NotHerd(url.to_string())
+        } else {
+            ConnectError::Status(status)
+        }
+    }
 }
 
 impl ConnectError {

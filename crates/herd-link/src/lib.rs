@@ -19,7 +19,7 @@ mod state_file;
 use std::time::Duration;
 
 pub use backoff::Backoff;
-pub use dial::{ConnectError, channel};
+pub use dial::{ConnectError, channel, not_http2};
 pub use memory::{limit_malloc_arenas, release_free_memory};
 pub use reconnect::{Ended, Reconnect};
 pub use state_file::{StateFileError, private_dir, read_json, write_private};

@@ -134,20 +134,23 @@ impl std::error::Error for PinMismatch {}
 pub(crate) fn pin_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<PinMismatch> {
     let mut cur = Some(err);
     while let Some(e) = cur {
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|i| i as &(dyn std::error::Error + 'static));
-        for e in std::iter::once(e).chain(inner) {
-            if let Some(m) = e.downcast_ref::<PinMismatch>() {
+        // Connectors wrap the TLS error in I/O errors, sometimes one in another, and an I/O
+        // error's `source` skips the error it wraps: look inside each of them.
+        let mut inner = Some(e);
+        while let Some(i) = inner {
+            if let Some(m) = i.downcast_ref::<PinMismatch>() {
                 return Some(m.clone());
             }
             if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) =
-                e.downcast_ref::<rustls::Error>()
+                i.downcast_ref::<rustls::Error>()
                 && let Some(m) = other.0.downcast_ref::<PinMismatch>()
             {
                 return Some(m.clone());
             }
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|i| i as &(dyn std::error::Error + 'static));
         }
         cur = e.source();
     }
@@ -236,6 +239,21 @@ impl ServerCertVerifier for PinnedVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pin_mismatch_is_found_inside_nested_io_errors() {
+        let m = PinMismatch {
+            presented: "b".repeat(64),
+            pinned: "a".repeat(64),
+        };
+        let tls = rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            m.clone(),
+        ))));
+        let wrapped =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert_eq!(pin_mismatch(&wrapped), Some(m));
+        assert_eq!(pin_mismatch(&std::io::Error::other("no tls here")), None);
+    }
 
     const HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 

@@ -339,3 +339,76 @@ fn runs_print_their_id_and_show_logs_retry_group_and_prefixes() {
     let out = s.run(&["runs", "show", "zzzzzzzz"]);
     assert!(error_line(&out).contains("not found"));
 }
+
+/// `herd agent …` against `url` with `extra` arguments and a throwaway state dir; its exit
+/// status and stderr once it ends by itself (killed after a minute: it kept retrying).
+fn agent_until_it_stops(dir: &std::path::Path, url: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let state = tempfile::tempdir_in(dir).unwrap();
+    let mut child = herd()
+        .args([
+            "agent",
+            "--server",
+            url,
+            "--token",
+            "hj_00_unused",
+            "--name",
+            "lonely",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut code = None;
+    for _ in 0..600 {
+        if let Some(st) = child.try_wait().unwrap() {
+            code = Some(st.code().unwrap_or(-1));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if code.is_none() {
+        let _ = child.kill();
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let _ = child.wait();
+    (code, err)
+}
+
+#[test]
+fn an_agent_stops_on_errors_that_retrying_cannot_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = tls_server(dir.path());
+    let ca = s.ca_sha256.clone().unwrap();
+
+    // A pin other than the server's CA: both fingerprints, and a non-zero exit.
+    let (code, err) = agent_until_it_stops(dir.path(), &s.url, &["--ca-sha256", WRONG_PIN]);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the agent kept retrying: {err}"
+    );
+    assert!(err.contains(&format!("fingerprint is {ca}")), "{err}");
+    assert!(err.contains(&format!("pinned {WRONG_PIN}")), "{err}");
+
+    // A URL that is not a herd server.
+    let url = fake_server(Some(
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+    ));
+    let (code, err) = agent_until_it_stops(dir.path(), &url, &[]);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the agent kept retrying: {err}"
+    );
+    assert!(err.contains("not a herd server"), "{err}");
+}
