@@ -1,7 +1,7 @@
 //! Machines of the fleet: joins (token use, agent and audit in one transaction), label
 //! edits, revocation, and flushes of what sessions reported (`UNNEST` of arrays).
 
-use herd_core::LabelEdits;
+use herd_core::{LabelEdits, Labels};
 use herd_store::{
     AgentFlush, AgentRow, AgentStore, AuditEntry, JoinOutcome, Result, StoreError, codec,
     merge_agent_flushes,
@@ -168,6 +168,25 @@ impl AgentStore for PgStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(())
+    }
+
+    async fn set_declared_labels(
+        &self,
+        id: &str,
+        labels: &Labels,
+        entry: &AuditEntry,
+    ) -> Result<Option<AgentRow>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(concat!(
+            "UPDATE agents SET labels = $1::jsonb WHERE id = $2 RETURNING ",
+            agent_cols!()
+        ))
+        .bind(codec::json(labels)?)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::commit_change(tx, row, rows::agent, entry).await
     }
 
     async fn set_label_edits(

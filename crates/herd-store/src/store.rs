@@ -3,7 +3,7 @@
 //! makes is applied together with its audit entry in one transaction.
 
 use async_trait::async_trait;
-use herd_core::{LabelEdits, RunState, TaskState};
+use herd_core::{LabelEdits, Labels, RunState, TaskState};
 
 use crate::model::*;
 use crate::{Result, StoreError};
@@ -28,6 +28,15 @@ pub trait AgentStore: Send + Sync {
 
     /// Writes what sessions reported (hello, heartbeats) for many agents in one transaction.
     async fn flush_agents(&self, batch: &[AgentFlush]) -> Result<()>;
+
+    /// Replaces the labels an agent declares (a start with other `--label`s), with the audit
+    /// entry of the change, in one transaction; returns the agent as it is now.
+    async fn set_declared_labels(
+        &self,
+        id: &str,
+        labels: &Labels,
+        audit: &AuditEntry,
+    ) -> Result<Option<AgentRow>>;
 
     /// Replaces an agent's operator label edits; returns the agent as it is now.
     async fn set_label_edits(

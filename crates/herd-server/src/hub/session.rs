@@ -136,8 +136,14 @@ pub async fn run(
             format!("agent:{}", agent.name),
             json!({"before": agent.labels, "after": labels}),
         );
-        if let Err(e) = hub.store.append_audit(&entry).await {
-            tracing::error!(error = %e, "cannot record an agent's label change in the audit log");
+        // Stored with its audit entry in one transaction (the flush that follows writes the
+        // same labels again).
+        if let Err(e) = hub
+            .store
+            .set_declared_labels(&agent.id, &labels, &entry)
+            .await
+        {
+            tracing::error!(error = %e, "cannot record an agent's label change");
         }
     }
     hub.fleet

@@ -74,6 +74,28 @@ pub async fn label_edits_and_revoke(store: &dyn Store) -> Result<()> {
     let agents = [("a1", "m1"), ("a2", "m2")].map(|(i, n)| (i.to_string(), n.to_string()));
     join_all(store, &agents).await?;
 
+    // The agent declares other labels: stored with their audit entry.
+    let declared = Labels::from([("role".into(), "web".into()), ("zone".into(), "b".into())]);
+    let row = store
+        .set_declared_labels("a1", &declared, &entry("agent.labels", "agent:m1"))
+        .await?
+        .ok_or_else(|| StoreError::NotFound("agent a1".into()))?;
+    assert_eq!(row.labels, declared);
+    assert_eq!(store.agent("a1").await?.map(|a| a.labels), Some(declared));
+    assert!(
+        store
+            .audit_log(10)
+            .await?
+            .iter()
+            .any(|e| e.action == "agent.labels" && e.target == "agent:m1")
+    );
+    assert_eq!(
+        store
+            .set_declared_labels("nope", &Labels::new(), &entry("agent.labels", "agent:nope"))
+            .await?,
+        None
+    );
+
     let edits = BTreeMap::from([
         ("role".to_string(), Some("db".to_string())),
         ("zone".to_string(), None),

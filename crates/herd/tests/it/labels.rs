@@ -81,6 +81,16 @@ fn labels_survive_a_restart_without_label() {
     );
 }
 
+/// A child process killed when the test ends, also when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// --label on a later start replaces the declared set, and the server audits the change;
 /// --clear-labels empties it.
 #[test]
@@ -111,18 +121,19 @@ fn label_on_restart_replaces_the_set_and_is_audited() {
 
     // --clear-labels: nothing declared, and nothing kept for the next start.
     stop(&s, &mut a);
-    let mut cleared = herd()
-        .args(["agent", "--server", &s.url, "--clear-labels", "--state-dir"])
-        .arg(&a.state_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let cleared = KillOnDrop(
+        herd()
+            .args(["agent", "--server", &s.url, "--clear-labels", "--state-dir"])
+            .arg(&a.state_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     s.wait_online(&["box"]).unwrap();
     assert_eq!(labels(&agent_json(&s, "box")), serde_json::json!({}));
-    let _ = cleared.kill();
-    let _ = cleared.wait();
+    drop(cleared);
     wait_for(WAIT, "the agent offline", || {
         (agent_json(&s, "box")["online"] == false).then_some(())
     });
