@@ -347,6 +347,13 @@ async fn copy_one(f: &pb::CopyFile, mut link: LinkWatch) -> Result<(), Failed> {
                     s.message()
                 )));
             }
+            Err(s) if s.code() == tonic::Code::PermissionDenied => {
+                return Err(Failed::Error(format!(
+                    "herd: cannot copy {}: the server refused it: {}",
+                    f.name,
+                    s.message()
+                )));
+            }
             Err(s) => {
                 tracing::info!(error = %s.message(), "reading a blob failed; retrying");
                 tokio::time::sleep(RETRY).await;

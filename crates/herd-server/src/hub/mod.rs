@@ -14,6 +14,8 @@ use std::sync::Arc;
 use herd_store::Store;
 
 pub use ingest::Ingest;
+#[cfg(test)]
+pub(crate) use service::HubService;
 pub use service::service;
 pub use writer::ProgressWriter;
 

@@ -64,6 +64,38 @@ fn fetch_status(e: FetchError) -> Status {
 }
 
 impl HubService {
+    #[cfg(test)]
+    pub(crate) fn new(hub: Arc<Hub>) -> HubService {
+        HubService { hub }
+    }
+
+    /// The agent may read blob `digest`: one of its tasks not over yet copies it.
+    async fn copies_blob(&self, agent_id: &str, digest: &str) -> Result<(), Status> {
+        let tasks = self
+            .hub
+            .store
+            .open_tasks_of_agents(&[agent_id.to_string()])
+            .await
+            .map_err(|e| status(e.into()))?;
+        let mut runs: Vec<&str> = tasks.iter().map(|t| t.run_id.as_str()).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        for run_id in runs {
+            let run = self
+                .hub
+                .store
+                .run(run_id)
+                .await
+                .map_err(|e| status(e.into()))?;
+            if run.is_some_and(|r| r.spec.copy.iter().any(|f| f.digest == digest)) {
+                return Ok(());
+            }
+        }
+        Err(Status::permission_denied(format!(
+            "blob {digest} is not copied by any task of this agent that is under way"
+        )))
+    }
+
     /// The agent of `token` may send the file of `task_id`: its own fetch task, not over.
     async fn fetch_task(&self, token: &str, task_id: &str) -> Result<(), Status> {
         let agent = self
@@ -180,12 +212,14 @@ impl AgentHub for HubService {
     ) -> Result<Response<Self::ReadBlobStream>, Status> {
         use std::os::unix::fs::FileExt as _;
         let token = bearer(&req);
-        self.hub
+        let agent = self
+            .hub
             .fleet
             .authenticate_agent(&token)
             .await
             .map_err(status)?;
         let req = req.into_inner();
+        self.copies_blob(&agent.id, &req.digest).await?;
         let path = self
             .hub
             .blobs
