@@ -12,8 +12,11 @@ pub struct GcReport {
     pub runs: u64,
     /// Tasks of those runs deleted.
     pub tasks: u64,
-    /// Bytes of output files deleted.
+    /// Bytes of output files deleted (with the fetched files of those tasks, and the blobs).
     pub bytes: u64,
+    /// Blobs of copy runs deleted: unused for longer than the retention age.
+    #[serde(default)]
+    pub blobs: u64,
 }
 
 #[cfg(test)]
@@ -23,11 +26,12 @@ mod tests {
     #[test]
     fn gc_report_matches_the_server() {
         crate::golden::check(
-            r#"{"bytes":2048,"runs":2,"tasks":5}"#,
+            r#"{"blobs":1,"bytes":2048,"runs":2,"tasks":5}"#,
             &GcReport {
                 runs: 2,
                 tasks: 5,
                 bytes: 2048,
+                blobs: 1,
             },
         );
     }

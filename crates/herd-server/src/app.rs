@@ -139,6 +139,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         store.clone(),
         outlog.clone(),
         fetched.clone(),
+        blobs.clone(),
         retention,
     ));
     let app = Arc::new(App {

@@ -2,6 +2,9 @@
 //! run. Stored under `DATA_DIR/blobs` (0700) by SHA-256: `<digest>.part` while an upload is
 //! under way (its length is what the server holds, so an interrupted upload continues from
 //! there), `<digest>` (0600) once the whole content arrived and its digest was verified.
+//! A blob's modification time is its last use (an upload, or a copy run created with it):
+//! retention deletes blobs unused for longer than `--retention`, and a run created since
+//! keeps its blob.
 
 use std::collections::HashSet;
 use std::io::Read as _;
@@ -116,6 +119,47 @@ impl Blobs {
             )));
         }
         Ok(self.path(digest))
+    }
+
+    /// A blob held whole that a new run uses: marked used now, so retention keeps it.
+    pub async fn use_for_run(&self, digest: &str) -> Result<()> {
+        let path = self.complete(digest).await?;
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(std::time::SystemTime::now())
+        })
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| io("cannot mark the blob used", e))
+    }
+
+    /// Deletes blobs (whole or partly uploaded) last used before `before`; how many and how
+    /// many bytes. Blocking.
+    pub fn prune(&self, before: std::time::SystemTime) -> (u64, u64) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return (0, 0);
+        };
+        let (mut count, mut bytes) = (0, 0);
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name();
+            let Some(digest) = name.to_str().map(|n| n.trim_end_matches(".part")) else {
+                continue;
+            };
+            if !herd_core::is_digest(digest) || lock(&self.uploading).contains(digest) {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_file()
+                && meta.modified().is_ok_and(|m| m < before)
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                count += 1;
+                bytes += meta.len();
+            }
+        }
+        (count, bytes)
     }
 
     /// Appends `body` to the blob from `offset` (which must be what the server holds); once the

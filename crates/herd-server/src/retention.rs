@@ -2,7 +2,8 @@
 //! stored output is over `--retention-size`, are deleted with their tasks and output files,
 //! in batches, by a background pass at start and every `--retention-interval` (an hour), and
 //! at once by `POST /api/v1/gc` (`herd gc`). A pruned task's fetched file (`herd fetch`) goes
-//! with its output, and counts against the size budget like it.
+//! with its output, and counts against the size budget like it. Blobs of copy runs unused
+//! for longer than `--retention` go too (a run created with one marks it used).
 //!
 //! **Invariant:** a run that has not finished, or that has a task still queued, dispatched
 //! or running, is never pruned (the store's `prune_runs` guarantees it in its own query);
@@ -18,6 +19,7 @@ use herd_store::{AuditEntry, Store, now_ms};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::blobs::Blobs;
 use crate::error::Result;
 use crate::fetched::Fetched;
 
@@ -42,6 +44,7 @@ pub struct Retention {
     store: Arc<dyn Store>,
     outlog: Arc<OutputLog>,
     fetched: Arc<Fetched>,
+    blobs: Arc<Blobs>,
     policy: RetentionPolicy,
     /// One pass at a time (the background loop and `herd gc`).
     pass: tokio::sync::Mutex<()>,
@@ -52,12 +55,14 @@ impl Retention {
         store: Arc<dyn Store>,
         outlog: Arc<OutputLog>,
         fetched: Arc<Fetched>,
+        blobs: Arc<Blobs>,
         policy: RetentionPolicy,
     ) -> Self {
         Retention {
             store,
             outlog,
             fetched,
+            blobs,
             policy,
             pass: tokio::sync::Mutex::new(()),
         }
@@ -84,6 +89,15 @@ impl Retention {
         let age_ms = i64::try_from(self.policy.max_age.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms().saturating_sub(age_ms);
         while self.batch(before, AGE_BATCH, &mut report).await? {}
+        let unused_since = std::time::SystemTime::now()
+            .checked_sub(self.policy.max_age)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let blobs = self.blobs.clone();
+        let (count, bytes) = tokio::task::spawn_blocking(move || blobs.prune(unused_since))
+            .await
+            .unwrap_or((0, 0));
+        report.blobs += count;
+        report.bytes += bytes;
         if let Some(budget) = self.policy.max_bytes {
             let mut used = self.usage().await;
             while used > budget {
@@ -94,10 +108,11 @@ impl Retention {
                 used = used.saturating_sub(report.bytes - freed_before);
             }
         }
-        if report.runs > 0 {
+        if report.runs > 0 || report.blobs > 0 {
             tracing::info!(
                 runs = report.runs,
                 tasks = report.tasks,
+                blobs = report.blobs,
                 bytes = report.bytes,
                 "retention pruned old runs"
             );

@@ -762,9 +762,10 @@ pub async fn gc(a: GcArgs) -> Result<i32> {
 
 fn gc_line(r: &GcReport) -> String {
     format!(
-        "freed {} runs, {} tasks, {:.1} MB of output",
+        "freed {} runs, {} tasks, {} blobs, {:.1} MB",
         r.runs,
         r.tasks,
+        r.blobs,
         r.bytes as f64 / 1e6
     )
 }
@@ -779,8 +780,9 @@ mod gc_tests {
             runs: 3,
             tasks: 7,
             bytes: 2_500_000,
+            blobs: 1,
         };
-        assert_eq!(gc_line(&r), "freed 3 runs, 7 tasks, 2.5 MB of output");
+        assert_eq!(gc_line(&r), "freed 3 runs, 7 tasks, 1 blobs, 2.5 MB");
     }
 
     #[test]

@@ -81,7 +81,7 @@ async fn copy_command(app: &App, req: &RunRequest) -> Result<String> {
     let mut parts = Vec::with_capacity(req.spec.copy.len());
     for f in &req.spec.copy {
         f.check().map_err(ServerError::BadRequest)?;
-        app.blobs().complete(&f.digest).await?;
+        app.blobs().use_for_run(&f.digest).await?;
         parts.push(format!(
             "{} ({} bytes, sha256 {}, mode {:o})",
             f.name, f.size, f.digest, f.mode

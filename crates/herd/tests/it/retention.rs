@@ -61,6 +61,20 @@ fn gc_prunes_old_finished_runs_and_their_output_but_not_a_running_one() {
         dir_named(dir.path(), &old_task),
         "output files of {old_task}"
     );
+    // A copy run: its blob goes once unused for longer than the retention.
+    let src = dir.path().join("copied.txt");
+    std::fs::write(&src, "a file to copy\n").unwrap();
+    let dest = dir.path().join("cp-dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let out = s.run(&[
+        "cp",
+        src.to_str().unwrap(),
+        "-t",
+        &format!("g1:{}/", dest.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let blobs = s.data_dir.join("blobs");
+    assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 1);
     let out = s.run(&["run", "-t", "g1", "--detach", "--", "sleep 30"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let going = stdout(&out).trim().to_string();
@@ -68,8 +82,10 @@ fn gc_prunes_old_finished_runs_and_their_output_but_not_a_running_one() {
     std::thread::sleep(Duration::from_millis(2500));
 
     let report = s.json(&["gc", "--json"]);
-    assert_eq!(report["runs"], 1, "{report}");
-    assert_eq!(report["tasks"], 1, "{report}");
+    assert_eq!(report["runs"], 2, "{report}");
+    assert_eq!(report["tasks"], 2, "{report}");
+    assert_eq!(report["blobs"], 1, "{report}");
+    assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 0);
     assert!(report["bytes"].as_u64().unwrap() > 0, "{report}");
     let ids = run_ids(&s);
     assert!(!ids.contains(&old), "{ids:?}");
@@ -86,7 +102,7 @@ fn gc_prunes_old_finished_runs_and_their_output_but_not_a_running_one() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(
         stdout(&again).trim(),
-        "freed 0 runs, 0 tasks, 0.0 MB of output"
+        "freed 0 runs, 0 tasks, 0 blobs, 0.0 MB"
     );
     // The audit log keeps the run's creation and records both passes.
     let audit = s.json(&["audit", "--json"]);
