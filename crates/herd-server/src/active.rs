@@ -19,6 +19,9 @@ pub struct ActiveTask {
     pub seq: u64,
     /// Output log position committed with it.
     pub pos: OutputPos,
+    /// The task has ended for good (its agent's exit is persisted, or it ended otherwise and
+    /// no result of its agent can change it any more): events after `seq` are refused.
+    pub closed: bool,
 }
 
 #[derive(Default)]
@@ -46,6 +49,7 @@ impl ActiveTasks {
                         agent_id: agent_id.to_string(),
                         seq: 0,
                         pos: OutputPos::default(),
+                        closed: false,
                     },
                     None,
                 )
@@ -60,11 +64,12 @@ impl ActiveTasks {
             .or_insert((task, None));
     }
 
-    /// Records what was just committed for the task.
-    pub fn advance(&self, task_id: &str, seq: u64, pos: OutputPos) {
+    /// Records what was just committed for the task; `closed` once its exit is.
+    pub fn advance(&self, task_id: &str, seq: u64, pos: OutputPos, closed: bool) {
         if let Some((a, _)) = lock(&self.tasks).get_mut(task_id) {
             a.seq = seq;
             a.pos = pos;
+            a.closed |= closed;
         }
     }
 

@@ -2,14 +2,16 @@
 //! goes to the output log, then the new seq and log position (with starts and exits) are
 //! committed together through the group-commit writer, then watchers get the output, then
 //! the agent gets its acks. Exactly once: an event at or below a task's persisted seq is
-//! dropped, and a gap stops a task's batch (the agent replays from its last ack).
+//! dropped, and a gap stops a task's batch (the agent replays from its last ack). Nothing
+//! counts after a task's end: events after its exit (in the same batch or later), or after
+//! it ended otherwise for good, are acknowledged so the agent lets go, and dropped.
 //!
 //! Which events of a batch count is decided by [`plan`], a pure function of what is known
 //! of each task and the events, so the rules are tested with plain values. What happens
 //! next to a task that ended is its run's driver's business: the persist path only posts
 //! a message, it never waits on other agents' work.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -40,8 +42,13 @@ pub struct Planned {
     /// What was persisted before; `None` for a task this server does not know (e.g. the
     /// database was replaced): it is acknowledged so the agent lets go, nothing is stored.
     pub before: Option<ActiveTask>,
-    /// The seq persisted once this batch is: what the acknowledgement says.
+    /// The seq persisted once this batch is.
     pub seq: u64,
+    /// What the acknowledgement says: `seq`, or more when events after the task's end (or of
+    /// a task this server does not know) are let go without being stored.
+    pub ack: u64,
+    /// How many events came after the task's end and were dropped.
+    pub late: u64,
     /// (stream, data) of the output events that count, in order.
     pub records: Vec<(u8, Bytes)>,
     /// The pid of a start that counts.
@@ -77,9 +84,12 @@ pub fn plan(
                         None
                     }
                     _ => {
+                        let seq = before.as_ref().map_or(0, |b| b.seq);
                         order.push(Planned {
                             task_id: ev.task_id.clone(),
-                            seq: before.as_ref().map_or(0, |b| b.seq),
+                            seq,
+                            ack: seq,
+                            late: 0,
                             before,
                             records: Vec::new(),
                             started: None,
@@ -95,8 +105,18 @@ pub fn plan(
         let Some(p) = slot.and_then(|i| order.get_mut(i)) else {
             continue;
         };
+        let closed = p.exited.is_some() || p.before.as_ref().is_some_and(|b| b.closed);
         if p.before.is_none() {
             p.seq = p.seq.max(ev.seq);
+            p.ack = p.seq;
+            continue;
+        }
+        if closed {
+            // After the end: let it go (acknowledged), store nothing of it.
+            if ev.seq > p.seq {
+                p.late += 1;
+                p.ack = p.ack.max(ev.seq);
+            }
             continue;
         }
         // Exactly once: drop what is already persisted; stop at a gap (the agent replays).
@@ -104,6 +124,7 @@ pub fn plan(
             continue;
         }
         p.seq = ev.seq;
+        p.ack = ev.seq;
         match ev.kind {
             Some(task_event::Kind::Started(s)) => p.started = Some(s.pid),
             Some(task_event::Kind::Output(o)) => {
@@ -133,7 +154,12 @@ pub struct Ingest {
     /// One persist at a time per agent: an old session revived after a partition and its
     /// replacement may deliver the same events.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Tasks already warned about for events after their end.
+    warned_late: Mutex<HashSet<String>>,
 }
+
+/// How many tasks [`Ingest`] remembers having warned about.
+const WARNED_LATE_MAX: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -167,6 +193,7 @@ impl Ingest {
             drivers,
             metrics,
             locks: Mutex::default(),
+            warned_late: Mutex::default(),
         }
     }
 
@@ -253,9 +280,12 @@ impl Ingest {
             .iter()
             .map(|p| pb::Ack {
                 task_id: p.task_id.clone(),
-                seq: p.seq,
+                seq: p.ack,
             })
             .collect();
+        for p in work.iter().filter(|p| p.late > 0) {
+            self.warn_late(&p.task_id, p.late);
+        }
         for (p, committed) in work.iter_mut().filter(|p| p.changes()).zip(progress) {
             let Some(before) = p.before.as_ref() else {
                 continue;
@@ -281,8 +311,12 @@ impl Ingest {
                 .output_bytes
                 .inc_by(committed.out.total - before.pos.total);
             self.metrics.events.inc_by(p.seq - before.seq);
-            self.active
-                .advance(&p.task_id, committed.seq, committed.out);
+            self.active.advance(
+                &p.task_id,
+                committed.seq,
+                committed.out,
+                committed.exited.is_some(),
+            );
             self.events.task_changed(&before.run_id, &p.task_id);
             // An exit the store did not apply (the task had ended otherwise: cancelled while
             // its agent was away) is no end: whoever ended it told the driver.
@@ -293,6 +327,24 @@ impl Ingest {
             }
         }
         Ok(acks)
+    }
+
+    /// Logs, once per task, that its agent sent events after its end (they were dropped).
+    fn warn_late(&self, task_id: &str, n: u64) {
+        let mut warned = self.warned_late.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.contains(task_id) {
+            return;
+        }
+        // Bounded: at worst a task is warned about again.
+        if warned.len() >= WARNED_LATE_MAX {
+            warned.clear();
+        }
+        warned.insert(task_id.to_string());
+        tracing::warn!(
+            task = task_id,
+            events = n,
+            "agent sent events after the task's end; acknowledged and dropped"
+        );
     }
 
     /// What is persisted of a task: from memory while it is active, else from the store
@@ -310,6 +362,10 @@ impl Ingest {
             agent_id: row.agent_id.clone(),
             seq: row.out_seq,
             pos: row.output,
+            // Ended, and no result of its agent can change it any more (a `lost` task may
+            // still take its real result).
+            closed: row.state.is_terminal()
+                && !herd_core::Transition::EXIT_FROM.contains(&row.state),
         };
         // The output files may hold writes that were never committed (the server died between
         // writing and committing); cut them back before appending.

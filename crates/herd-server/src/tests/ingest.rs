@@ -296,3 +296,37 @@ async fn a_lost_task_takes_its_real_result_and_the_run_follows() {
     let row = f.srv.store.task(&t2).await.unwrap().unwrap();
     assert_eq!(row.state, TaskState::Cancelled);
 }
+
+#[tokio::test]
+async fn events_after_a_tasks_exit_are_acknowledged_and_dropped() {
+    let f = Fixture::new().await;
+    let (run, task) = f.run().await;
+    // Events after the exit in the exit's own batch count for nothing.
+    let acks = f
+        .persist(vec![
+            ev(&task, 1, E::Start),
+            ev(&task, 2, E::Out("done")),
+            ev(&task, 3, E::Exit(0)),
+            ev(&task, 4, E::Out(" and more")),
+        ])
+        .await;
+    assert_eq!(acks, [(task.clone(), 4)]);
+    let ended = f.srv.store.task(&task).await.unwrap().unwrap();
+    assert_eq!((ended.state, ended.out_seq), (TaskState::Succeeded, 3));
+    assert_eq!(f.output(&task).await, "done");
+    // Right after the exit, and once the run has finished: acknowledged, nothing stored.
+    let acks = f
+        .persist(vec![ev(&task, 5, E::Out("late")), ev(&task, 6, E::Start)])
+        .await;
+    assert_eq!(acks, [(task.clone(), 6)]);
+    assert_eq!(f.run_state(&run).await, RunState::Succeeded);
+    let acks = f
+        .persist(vec![
+            ev(&task, 7, E::Out("much later")),
+            ev(&task, 8, E::Exit(1)),
+        ])
+        .await;
+    assert_eq!(acks, [(task.clone(), 8)]);
+    assert_eq!(f.srv.store.task(&task).await.unwrap().unwrap(), ended);
+    assert_eq!(f.output(&task).await, "done");
+}

@@ -4,6 +4,7 @@ use super::*;
 use crate::tests::events::{E, ev};
 use herd_core::OutputPos;
 
+/// Stored tasks; one whose id starts with `ended` has ended for good.
 fn known(tasks: &[(&str, &str, u64)]) -> HashMap<String, ActiveTask> {
     tasks
         .iter()
@@ -15,6 +16,7 @@ fn known(tasks: &[(&str, &str, u64)]) -> HashMap<String, ActiveTask> {
                     agent_id: agent.to_string(),
                     seq: *seq,
                     pos: OutputPos::default(),
+                    closed: id.starts_with("ended"),
                 },
             )
         })
@@ -35,7 +37,7 @@ fn outcome(p: &Planned) -> Outcome {
         .collect();
     (
         p.task_id.clone(),
-        p.seq,
+        p.ack,
         p.changes(),
         text,
         p.started.is_some(),
@@ -128,6 +130,33 @@ fn batches_apply_exactly_once() {
                 o("t2", 5, true, "b", false, Some(2)),
                 o("t1", 1, true, "a", false, None),
             ],
+        ),
+        (
+            "events after an exit in the same batch: acknowledged, dropped",
+            vec![("t", "a", 0)],
+            vec![
+                ev("t", 1, E::Out("a")),
+                ev("t", 2, E::Exit(0)),
+                ev("t", 3, E::Out("late")),
+                ev("t", 4, E::Start),
+            ],
+            vec![o("t", 4, true, "a", false, Some(0))],
+        ),
+        (
+            "events after the end of a task that ended: acknowledged, nothing stored",
+            vec![("ended", "a", 3)],
+            vec![
+                ev("ended", 3, E::Exit(0)),
+                ev("ended", 4, E::Out("late")),
+                ev("ended", 6, E::Exit(1)),
+            ],
+            vec![o("ended", 6, false, "", false, None)],
+        ),
+        (
+            "another agent's ended task is still ignored",
+            vec![("ended", "b", 3)],
+            vec![ev("ended", 4, E::Out("late"))],
+            vec![],
         ),
         (
             "a task lost while its agent was away takes the result the agent brings back",
