@@ -9,7 +9,8 @@
 //!
 //! Types and codecs only: no I/O, no HTTP client or server. Times are unix milliseconds
 //! (`i64`). Authentication is `Authorization: Bearer <API key>` on every call (or
-//! `?api_key=<key>` where a browser cannot set headers, as on a WebSocket).
+//! `?api_key=<key>` on a WebSocket upgrade, where a browser cannot set headers; refused
+//! anywhere else).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod agent;

@@ -45,6 +45,7 @@ enum WebSocketVersion {
 
 /// Watches a run: its tasks' output and final states; stdin goes to every task.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/attach", tag = "runs",
+    security(("bearer" = []), ("api_key" = [])),
     params(
         ("id" = String, Path, description = "The run's id"),
         AttachQuery,
@@ -76,6 +77,7 @@ pub async fn attach_run(
 
 /// Watches one task: its output and final state; stdin goes to it.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/attach", tag = "tasks",
+    security(("bearer" = []), ("api_key" = [])),
     params(
         ("id" = String, Path, description = "The task's id"),
         AttachQuery,
@@ -107,6 +109,7 @@ pub async fn attach_task(
 
 /// Creates a run and watches it, over one WebSocket: the run request is its first message.
 #[utoipa::path(get, path = "/api/v1/runs/start", tag = "runs",
+    security(("bearer" = []), ("api_key" = [])),
     params(
         ("Upgrade" = inline(UpgradeTo), Header, description = "A WebSocket upgrade"),
         ("Connection" = inline(ConnectionUpgrade), Header, description = "A WebSocket upgrade"),

@@ -24,17 +24,18 @@ impl FromRequestParts<Arc<App>> for Actor {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        // Browsers cannot set headers on a WebSocket; accept the key as a query parameter too.
-        let from_query = || {
-            parts.uri.query().and_then(|q| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix("api_key="))
-                    .map(str::to_string)
-            })
-        };
+        // Browsers cannot set headers on a WebSocket: an upgrade may carry the key as a query
+        // parameter. Anywhere else a key in the URL would end up in logs and histories, so
+        // it is refused rather than ignored.
+        let from_query = query_api_key(parts.uri.query());
+        if from_query.is_some() && !is_websocket_upgrade(&parts.headers) {
+            return Err(ServerError::Unauthorized(
+                "?api_key= is only for WebSocket upgrades — pass the API key in the Authorization header (`Authorization: Bearer <key>`)".into(),
+            ));
+        }
         let token = match header.and_then(|h| h.strip_prefix("Bearer ")) {
             Some(t) => t.trim().to_string(),
-            None => from_query().ok_or_else(|| {
+            None => from_query.ok_or_else(|| {
                 ServerError::Unauthorized(
                     "missing API key — send `Authorization: Bearer <key>` (the CLI reads it from its config or HERD_API_KEY)".into(),
                 )
@@ -42,6 +43,26 @@ impl FromRequestParts<Arc<App>> for Actor {
         };
         app.fleet().authenticate_key(&token).await
     }
+}
+
+/// The value of the `api_key` query parameter, if the query has one.
+fn query_api_key(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == "api_key").then(|| v.to_string())
+    })
+}
+
+/// Whether the request asks to switch to WebSocket (`Upgrade: websocket`).
+fn is_websocket_upgrade(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
 }
 
 /// A JSON object body; a body that is not a JSON object of the expected shape is a 400 with

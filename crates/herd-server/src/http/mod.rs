@@ -34,7 +34,7 @@ use extract::Query;
 #[openapi(
     info(
         title = "herd API",
-        description = "Control plane for Linux fleets: run commands on one machine or ten thousand, with live output. Every call under /api/v1 needs `Authorization: Bearer <API key>` (or `?api_key=` on a WebSocket)."
+        description = "Control plane for Linux fleets: run commands on one machine or ten thousand, with live output. Every call under /api/v1 needs `Authorization: Bearer <API key>` (or `?api_key=` on a WebSocket upgrade, where a browser cannot set headers; on any other request `?api_key=` is refused with 401)."
     ),
     modifiers(&Security),
     components(schemas(herd_api::OutputStream)),

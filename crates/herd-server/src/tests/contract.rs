@@ -235,3 +235,81 @@ async fn every_status_a_route_answers_is_declared() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+/// The key as a query parameter only where a browser cannot set headers: a WebSocket
+/// upgrade. Anywhere else it is refused (not ignored), even next to a good header.
+#[tokio::test]
+async fn an_api_key_in_the_query_only_on_websocket_upgrades() {
+    let srv = TestServer::new().await;
+    let key = srv.admin_key();
+    let (router, doc) = crate::http::api(srv.parts.app.clone());
+    let call = |method: &str, uri: String, auth: bool, upgrade: bool| {
+        let mut req = Request::builder().method(method).uri(uri);
+        if auth {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        if upgrade {
+            req = req
+                .header("upgrade", "websocket")
+                .header("connection", "upgrade")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        }
+        let req = req
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"command":"true","targets":["m1"]}"#))
+            .unwrap();
+        let router = router.clone();
+        async move {
+            let res = router.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).to_string())
+        }
+    };
+    let refused = "?api_key= is only for WebSocket upgrades";
+    for (method, uri, auth) in [
+        ("POST", format!("/api/v1/runs?api_key={key}"), false),
+        ("GET", format!("/api/v1/agents?api_key={key}"), false),
+        ("GET", format!("/api/v1/agents?limit=5&api_key={key}"), true),
+    ] {
+        let (status, body) = call(method, uri.clone(), auth, false).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
+        assert!(body.contains(refused), "{method} {uri}: {body}");
+    }
+    assert!(srv.store.runs(10).await.unwrap().is_empty());
+    // The header alone still works.
+    let (status, _) = call("GET", "/api/v1/agents".into(), true, false).await;
+    assert_eq!(status, StatusCode::OK);
+    // On an upgrade the query's key is the key: a good one gets past authentication (to the
+    // unknown run), a wrong one does not.
+    let (status, body) = call(
+        "GET",
+        format!("/api/v1/runs/no-such-run/attach?api_key={key}"),
+        false,
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = call(
+        "GET",
+        "/api/v1/runs/no-such-run/attach?api_key=hk_00_wrong".into(),
+        false,
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The document says so: the query key is a way in on the WebSocket operations only.
+    let doc = serde_json::to_value(&doc).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let by_query = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
+            let ws = path.ends_with("/attach") || path == "/api/v1/runs/start";
+            assert_eq!(by_query, ws, "{method} {path}: security {}", op["security"]);
+        }
+    }
+}
