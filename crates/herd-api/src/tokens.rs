@@ -28,7 +28,7 @@ impl CreateToken {
 /// A new join token, with its secret: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
-    /// The secret to pass to `herd agent --token`.
+    /// The secret to give `herd agent` (in `HERD_JOIN_TOKEN`, `--token-file` or `--token`).
     pub token: String,
     /// The token's id (listed by `GET /api/v1/tokens`).
     pub id: String,
@@ -93,12 +93,12 @@ mod tests {
             uses: 2,
             server: "https://10.0.0.1:7700".into(),
             ca_sha256: Some("ab12".into()),
-            join_command: "herd agent --server https://10.0.0.1:7700 --token hj_01_s3cret --ca-sha256 ab12 --name NAME --state-dir /var/lib/herd-agent".into(),
+            join_command: "HERD_JOIN_TOKEN=hj_01_s3cret herd agent --server https://10.0.0.1:7700 --ca-sha256 ab12 --name NAME --state-dir /var/lib/herd-agent".into(),
         };
         check(
             concat!(
                 r#"{"ca_sha256":"ab12","expires_at":1700003600000,"id":"01","#,
-                r#""join_command":"herd agent --server https://10.0.0.1:7700 --token hj_01_s3cret --ca-sha256 ab12 --name NAME --state-dir /var/lib/herd-agent","#,
+                r#""join_command":"HERD_JOIN_TOKEN=hj_01_s3cret herd agent --server https://10.0.0.1:7700 --ca-sha256 ab12 --name NAME --state-dir /var/lib/herd-agent","#,
                 r#""server":"https://10.0.0.1:7700","token":"hj_01_s3cret","uses":2}"#
             ),
             &t,

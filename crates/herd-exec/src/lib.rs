@@ -26,6 +26,9 @@ use tokio::sync::mpsc;
 /// every descendant) carries; it is how escaped descendants are found.
 pub const TASK_ID_ENV: &str = "HERD_TASK_ID";
 
+/// The agent's join token in its environment (`herd agent`); removed from every task's.
+pub const JOIN_TOKEN_ENV: &str = "HERD_JOIN_TOKEN";
+
 /// What to run and how.
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {

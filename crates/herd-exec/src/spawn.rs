@@ -26,7 +26,8 @@ use tokio::time::Instant;
 use crate::coalesce::{PumpEnd, pump, sleep_until_opt};
 use crate::kill::TaskTree;
 use crate::{
-    Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, OutStream, TASK_ID_ENV,
+    Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, JOIN_TOKEN_ENV, OutStream,
+    TASK_ID_ENV,
 };
 use crate::{child, pty};
 
@@ -163,6 +164,9 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
             .env("LOGNAME", &u.name)
             .env("SHELL", &u.shell);
     }
+    // The agent may hold its join token in its environment (see `herd agent`); tasks never
+    // inherit it.
+    cmd.env_remove(JOIN_TOKEN_ENV);
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     if spec.tty && !spec.env.iter().any(|(k, _)| k == "TERM") {
         cmd.env("TERM", "xterm-256color");

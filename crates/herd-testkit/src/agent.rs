@@ -43,8 +43,6 @@ impl Agent {
         cmd.arg("agent")
             .arg("--server")
             .arg(&server.url)
-            .arg("--token")
-            .arg(token)
             .arg("--name")
             .arg(name)
             .arg("--state-dir")
@@ -55,6 +53,8 @@ impl Agent {
         for l in labels {
             cmd.arg("--label").arg(l);
         }
+        // As the printed join command does: in the environment, off the command line.
+        cmd.env("HERD_JOIN_TOKEN", token);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

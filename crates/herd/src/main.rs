@@ -157,8 +157,16 @@ pub struct AgentRunArgs {
     #[arg(long, env = "HERD_SERVER")]
     server: Option<String>,
     /// Join token (needed only the first time; the credential is kept in the state dir).
-    #[arg(long, env = "HERD_JOIN_TOKEN")]
+    /// Prefer HERD_JOIN_TOKEN or --token-file: a token given here is moved off the command
+    /// line at start (the agent re-executes itself with it in its environment).
+    #[arg(long, env = "HERD_JOIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the join token from this file (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Set when the agent re-executed itself to move --token into its environment.
+    #[arg(long, hide = true)]
+    token_moved: bool,
     /// This machine's name in the fleet (default: hostname).
     #[arg(long)]
     name: Option<String>,
@@ -322,7 +330,68 @@ fn parse_cli() -> Cli {
     }
 }
 
+/// `herd agent … --token VALUE`: any local user reads a process's command line, so before
+/// anything else (no runtime, no threads yet) the agent re-executes itself with the same
+/// arguments minus the token, and the token in `HERD_JOIN_TOKEN` (a process's environment is
+/// readable only by its owner and root). Returns only when there is nothing to move.
+fn move_token_off_argv() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some((rest, token)) = strip_token_arg(&argv) else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(&argv[0])
+        .args(&rest[1..])
+        .arg("--token-moved")
+        .env("HERD_JOIN_TOKEN", token)
+        .exec();
+    eprintln!(
+        "herd: cannot move the join token off the command line: re-executing /proc/self/exe failed: {err} — pass the token in HERD_JOIN_TOKEN or --token-file instead"
+    );
+    std::process::exit(1);
+}
+
+/// For `herd [--color X] agent … --token VALUE|--token=VALUE …` (not `agent install`, whose
+/// arguments are the service's): the arguments without the token, and the token.
+fn strip_token_arg(
+    argv: &[std::ffi::OsString],
+) -> Option<(Vec<std::ffi::OsString>, std::ffi::OsString)> {
+    let mut at = 1;
+    while at < argv.len() {
+        match argv[at].to_str() {
+            Some("--color") => at += 2,
+            Some(a) if a.starts_with("--color=") => at += 1,
+            _ => break,
+        }
+    }
+    if argv.get(at).and_then(|a| a.to_str()) != Some("agent")
+        || argv.get(at + 1).and_then(|a| a.to_str()) == Some("install")
+    {
+        return None;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut rest = argv[..=at].to_vec();
+    let mut token = None;
+    let mut i = at + 1;
+    while i < argv.len() {
+        let a = argv[i].as_bytes();
+        if a == b"--token" && i + 1 < argv.len() {
+            token = Some(argv[i + 1].clone());
+            i += 2;
+        } else if let Some(v) = a.strip_prefix(b"--token=") {
+            token = Some(std::ffi::OsStr::from_bytes(v).to_os_string());
+            i += 1;
+        } else {
+            rest.push(argv[i].clone());
+            i += 1;
+        }
+    }
+    token.map(|t| (rest, t))
+}
+
 fn main() {
+    move_token_off_argv();
     let cli = parse_cli();
     style::init(cli.color);
     if matches!(cli.cmd, Command::Server(_) | Command::Up(_)) {
@@ -424,10 +493,31 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     "no server given — pass --server https://HOST:7700 (or set HERD_SERVER)"
                 );
             };
+            let token = match &a.token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| {
+                            format!(
+                                "cannot read the join token from {} — check --token-file",
+                                path.display()
+                            )
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                ),
+                None => a.token,
+            };
+            // An empty token is none (a restart from a state dir that holds a credential).
+            let token = token.filter(|t| !t.is_empty());
             init_tracing("info");
+            if a.token_moved {
+                tracing::info!(
+                    "moved the join token off the command line into the environment (pass it in HERD_JOIN_TOKEN or --token-file to begin with)"
+                );
+            }
             let cfg = herd_agent::AgentConfig {
                 server,
-                token: a.token,
+                token,
                 name_given: a.name.is_some(),
                 name: a.name.unwrap_or_else(hostname),
                 labels_given: !a.labels.is_empty() || a.clear_labels,
@@ -470,5 +560,31 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 .context("cannot write the manual page")?;
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::strip_token_arg;
+    use std::ffi::OsString;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_token_is_taken_out_of_agent_arguments_only() {
+        let (rest, t) =
+            strip_token_arg(&args("herd agent --server u --token hj_1 --name n")).unwrap();
+        assert_eq!(rest, args("herd agent --server u --name n"));
+        assert_eq!(t, "hj_1");
+        let (rest, t) = strip_token_arg(&args("herd --color never agent --token=hj_2")).unwrap();
+        assert_eq!(rest, args("herd --color never agent"));
+        assert_eq!(t, "hj_2");
+        assert!(strip_token_arg(&args("herd agent --server u")).is_none());
+        assert!(strip_token_arg(&args("herd agent install --token hj_3")).is_none());
+        assert!(strip_token_arg(&args("herd bench fleet --token hj_4")).is_none());
+        assert!(strip_token_arg(&args("herd agent --token")).is_none());
     }
 }

@@ -573,9 +573,10 @@ impl FleetService {
         self.max_token_ttl
     }
 
-    /// The command a new machine runs to join with `token`.
+    /// The command a new machine runs to join with `token`. The token travels in the
+    /// environment, not on the agent's command line (which any local user can read).
     pub fn join_command(&self, token: &str) -> String {
-        let mut cmd = format!("herd agent --server {} --token {token}", self.url);
+        let mut cmd = format!("HERD_JOIN_TOKEN={token} herd agent --server {}", self.url);
         if let Some(fp) = &self.ca_fingerprint {
             cmd.push_str(&format!(" --ca-sha256 {fp}"));
         }

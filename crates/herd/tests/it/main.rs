@@ -18,3 +18,4 @@ mod run_start;
 mod secrets;
 mod session;
 mod spine;
+mod tokens;
