@@ -8,6 +8,63 @@ use clap::{Args, Parser};
 use crate::AgentRunArgs;
 
 const UNIT_PATH: &str = "/etc/systemd/system/herd-agent.service";
+/// Where the join token goes (0600, in a 0700 directory): never into the unit, which any
+/// local user may read.
+const TOKEN_PATH: &str = "/etc/herd/agent-token";
+
+/// The join token taken out of `args` (`--token V`, `--token=V`), else `HERD_JOIN_TOKEN`.
+fn take_token(args: &mut Vec<String>) -> Option<String> {
+    let mut token = None;
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--token" && i + 1 < args.len() {
+            token = Some(args.remove(i + 1));
+            args.remove(i);
+        } else if let Some(v) = args[i].strip_prefix("--token=") {
+            token = Some(v.to_string());
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    token
+        .or_else(|| std::env::var("HERD_JOIN_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+}
+
+/// Writes the token where the service reads it.
+fn write_token(token: &str) -> Result<()> {
+    let path = Path::new(TOKEN_PATH);
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| {
+                format!(
+                    "cannot create {} — run as root (sudo herd agent install …)",
+                    dir.display()
+                )
+            })?;
+    }
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(format!("{token}\n").as_bytes())?;
+        f.sync_all()
+    };
+    write().with_context(|| {
+        format!("cannot write {TOKEN_PATH} — run as root (sudo herd agent install …)")
+    })
+}
 
 #[derive(Args)]
 pub struct InstallArgs {
@@ -116,12 +173,22 @@ pub fn install(a: InstallArgs) -> Result<i32> {
             "no server given — pass --server https://HOST:7700 (and --token TOKEN the first time)"
         );
     }
+    let token = take_token(&mut args);
+    if token.is_some() {
+        args.extend(["--token-file".to_string(), TOKEN_PATH.to_string()]);
+    }
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
     let exe = exe.to_string_lossy().into_owned();
     let text = unit(&exe, &args);
     if dry_run {
         print!("# {UNIT_PATH}\n{text}");
+        if token.is_some() {
+            println!("# {TOKEN_PATH} (0600): the join token");
+        }
         return Ok(0);
+    }
+    if let Some(t) = &token {
+        write_token(t)?;
     }
     if !Path::new("/run/systemd/system").exists() {
         print!("# {UNIT_PATH}\n{text}\n{}", fallback(&exe, &args));
@@ -150,6 +217,18 @@ mod tests {
         assert_eq!(unit_word("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert_eq!(unit_word("50%$X"), "50%%$$X");
         assert_eq!(unit_word(""), "\"\"");
+    }
+
+    #[test]
+    fn the_token_is_taken_out_of_the_arguments() {
+        let mut args: Vec<String> = ["--server", "u", "--token", "hj_1", "-l", "a=b"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(take_token(&mut args).as_deref(), Some("hj_1"));
+        assert_eq!(args, ["--server", "u", "-l", "a=b"]);
+        let mut args: Vec<String> = ["--token=hj_2", "--server", "u"].map(String::from).to_vec();
+        assert_eq!(take_token(&mut args).as_deref(), Some("hj_2"));
+        assert_eq!(args, ["--server", "u"]);
     }
 
     #[test]

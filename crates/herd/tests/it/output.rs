@@ -135,9 +135,12 @@ fn agent_install_dry_run_prints_the_unit() {
     let text = stdout(&out);
     let exe = std::fs::canonicalize(HERD).unwrap();
     let exec = format!(
-        "ExecStart={} agent --server https://herd.example:7700 --token tok -l role=web\n",
+        "ExecStart={} agent --server https://herd.example:7700 -l role=web --token-file /etc/herd/agent-token\n",
         exe.display()
     );
+    // The token never goes into the unit, which any local user may read.
+    assert!(!text.contains("--token tok"), "{text}");
+    assert!(text.contains("# /etc/herd/agent-token (0600)"), "{text}");
     assert!(
         text.contains("/etc/systemd/system/herd-agent.service"),
         "{text}"
