@@ -20,5 +20,8 @@ pub use conn::{Incoming, WsConn};
 pub use error::{ProtocolError, UpgradeError};
 pub use handshake::{accept_for, accept_key};
 
-/// Largest message a client may send (stdin chunks, control messages), whole or in fragments.
-pub const MAX_INCOMING: usize = 16 << 20;
+/// Largest message a client may send, whole or in fragments. The largest herd's clients send
+/// is the run request that opens `/api/v1/runs/start`, with a script of at most 1 MiB (up to
+/// 6 MiB once JSON-escaped); stdin goes in chunks of 32 KiB. A frame whose header claims more
+/// is refused (close 1009) before any of it is read or allocated.
+pub const MAX_INCOMING: usize = 8 << 20;

@@ -8,6 +8,7 @@ mod fetch;
 mod files;
 mod fleet;
 mod harness;
+mod hostile;
 mod identity;
 mod inventory;
 mod labels;
