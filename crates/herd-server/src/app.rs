@@ -132,6 +132,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         metrics: metrics.clone(),
         blobs: blobs.clone(),
         fetched: fetched.clone(),
+        join_limit: Default::default(),
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });

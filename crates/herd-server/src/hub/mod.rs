@@ -5,6 +5,7 @@
 
 mod convert;
 mod ingest;
+mod join_limit;
 mod service;
 mod session;
 mod writer;
@@ -36,6 +37,8 @@ pub struct Hub {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) blobs: Arc<crate::blobs::Blobs>,
     pub(crate) fetched: Arc<crate::fetched::Fetched>,
+    /// Failed joins per source address.
+    pub(crate) join_limit: join_limit::JoinLimit,
     /// Sessions are tracked and end at shutdown.
     pub(crate) tracker: tokio_util::task::TaskTracker,
     pub(crate) shutdown: tokio_util::sync::CancellationToken,

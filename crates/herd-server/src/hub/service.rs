@@ -150,8 +150,19 @@ fn status(e: ServerError) -> Status {
 #[tonic::async_trait]
 impl AgentHub for HubService {
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let source = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        if let Some(src) = source
+            && let Err(wait) = self.hub.join_limit.check(src.ip())
+        {
+            return Err(Status::resource_exhausted(format!(
+                "too many failed joins from {} — wait {}s, and check the join token (`herd token create` makes a new one)",
+                src.ip(),
+                wait.as_secs().max(1)
+            )));
+        }
         let req = req.into_inner();
-        let (agent_id, credential) = self
+        let name = req.name.clone();
+        let joined = self
             .hub
             .fleet
             .join(fleet::JoinRequest {
@@ -160,8 +171,29 @@ impl AgentHub for HubService {
                 labels: convert::labels(&req.labels),
                 facts: req.facts.as_ref().map(convert::facts).unwrap_or_default(),
             })
-            .await
-            .map_err(status)?;
+            .await;
+        let (agent_id, credential) = match joined {
+            Ok(j) => j,
+            Err(ServerError::Unauthorized(why)) => {
+                // A bad, expired or used-up token: counted against its source and on record.
+                let from =
+                    source.map_or_else(|| "an unknown address".to_string(), |s| s.to_string());
+                if let Some(src) = source {
+                    self.hub.join_limit.failed(src.ip());
+                }
+                let entry = herd_store::AuditEntry::new(
+                    format!("join:{from}"),
+                    "agent.join_refused",
+                    format!("agent:{name}"),
+                    serde_json::json!({"from": from, "name": name, "why": why}),
+                );
+                if let Err(e) = self.hub.store.append_audit(&entry).await {
+                    tracing::warn!(error = %e, "cannot record a refused join in the audit log");
+                }
+                return Err(Status::unauthenticated(why));
+            }
+            Err(e) => return Err(status(e)),
+        };
         Ok(Response::new(JoinResponse {
             agent_id,
             credential,

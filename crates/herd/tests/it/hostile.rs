@@ -60,3 +60,56 @@ fn a_websocket_frame_claiming_16_mib_is_refused_before_it_is_read() {
     let out = s.run(&["agents"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `herd agent` joining `s` with `token`; its stderr once it gave up.
+fn join_with(s: &Server, dir: &std::path::Path, name: &str, token: &str) -> String {
+    let out = herd()
+        .args(["agent", "--server", &s.url, "--name", name, "--state-dir"])
+        .arg(dir.join(name))
+        .env("HERD_JOIN_TOKEN", token)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{name} joined: {err}");
+    err
+}
+
+#[test]
+fn guessed_join_tokens_are_rate_limited_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    for i in 0..10 {
+        let err = join_with(&s, dir.path(), &format!("guess-{i}"), "hj_00_wrong");
+        assert!(
+            err.contains("join token is not valid"),
+            "attempt {i}: {err}"
+        );
+    }
+    // The eleventh guess from the same address is not even looked at, and neither is a
+    // good token from there until the window has passed.
+    let err = join_with(&s, dir.path(), "guess-10", "hj_00_wrong");
+    assert!(
+        err.contains("too many failed joins from 127.0.0.1"),
+        "{err}"
+    );
+    let good = s.join_token(1).unwrap();
+    let err = join_with(&s, dir.path(), "honest", &good);
+    assert!(err.contains("too many failed joins"), "{err}");
+    // Each refusal is on record with where it came from.
+    let audit = s.json(&["audit", "--json"]);
+    let refused: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "agent.join_refused")
+        .collect();
+    assert_eq!(refused.len(), 10, "{audit}");
+    assert!(
+        refused[0]["detail"]["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{audit}"
+    );
+}
