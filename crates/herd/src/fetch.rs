@@ -237,6 +237,13 @@ async fn attempt(client: &Client, task: &str, dest: &Path, part: &Path) -> Resul
         .map_err(|e| local("read", part, e))?;
     if got != w.digest {
         let _ = std::fs::remove_file(part);
+        if have > 0 {
+            // The part held another content (an older, interrupted fetch): start over.
+            return Err(anyhow!(
+                "the partial download {} was of another content; starting over",
+                part.display()
+            ));
+        }
         return Err(anyhow::Error::new(Local(format!(
             "checksum mismatch (SHA-256 {got}, the machine's {}) — fetch it again",
             w.digest
