@@ -169,6 +169,12 @@ impl FleetService {
         if self.index.by_name(&req.name).is_some() {
             return Err(taken());
         }
+        if self.index.get(&req.name).is_some() || self.store.agent(&req.name).await?.is_some() {
+            return Err(ServerError::BadRequest(format!(
+                "agent name {:?} is another agent's id — pick another --name",
+                req.name
+            )));
+        }
         let cred = Secret::generate("ha");
         let agent = AgentRow {
             id: cred.id.clone(),
@@ -275,7 +281,8 @@ impl FleetService {
 
     /// An agent by name or id; revoked ones too.
     pub async fn agent(&self, key: &str) -> Result<AgentRow> {
-        if let Some(a) = self.index.by_name(key).or_else(|| self.index.get(key)) {
+        // Ids first: a name can never shadow another agent's id (join refuses such names).
+        if let Some(a) = self.index.get(key).or_else(|| self.index.by_name(key)) {
             return Ok(a);
         }
         // Revoked agents are only in the store.
