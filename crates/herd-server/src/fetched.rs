@@ -8,14 +8,12 @@
 //! the one announced (the file changed on the machine) restarts from byte 0, never appends.
 
 use std::collections::HashSet;
-use std::io::Read as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 /// What the machine announced before sending the file.
@@ -75,21 +73,6 @@ impl Drop for Uploading<'_> {
     fn drop(&mut self) {
         lock(&self.0.uploading).remove(&self.1);
     }
-}
-
-/// SHA-256 of a file, as 64 lowercase hex digits. Blocking.
-fn file_digest(path: &std::path::Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 async fn len_of(path: &std::path::Path) -> u64 {
@@ -273,7 +256,7 @@ impl Fetched {
             .map_err(|e| io("cannot write the fetched file", e))?;
         drop(file);
         let p = part.clone();
-        let got = tokio::task::spawn_blocking(move || file_digest(&p))
+        let got = tokio::task::spawn_blocking(move || crate::blobs::file_digest(&p))
             .await
             .map_err(|e| FetchError::Io(e.to_string()))?
             .map_err(|e| io("cannot read the fetched file back", e))?;
@@ -335,6 +318,8 @@ impl Fetched {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use sha2::{Digest as _, Sha256};
+
     use super::*;
 
     fn sha(data: &[u8]) -> String {

@@ -44,8 +44,8 @@ fn split_target(t: &str) -> Result<(String, String)> {
     Ok((sel.to_string(), dest.to_string()))
 }
 
-/// SHA-256 of a file, as 64 lowercase hex digits.
-fn file_digest(path: &Path) -> std::io::Result<String> {
+/// SHA-256 of a file, as 64 lowercase hex digits. Blocking.
+pub(crate) fn file_digest(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -4,7 +4,6 @@
 //! `<name>.herd-part` (an interrupted download continues from its length), its SHA-256
 //! checked against the machine's, its mode kept.
 
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +14,6 @@ use herd_api::{
     FETCHED_MODE, FETCHED_SHA256, FETCHED_SIZE, FetchFile, RunRequest, RunSpec, RunWithTasks,
     TaskState,
 };
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::client::Client;
@@ -232,7 +230,7 @@ async fn attempt(client: &Client, task: &str, dest: &Path, part: &Path) -> Resul
     file.sync_all().await.map_err(|e| local("write", part, e))?;
     drop(file);
     let p = part.to_path_buf();
-    let got = tokio::task::spawn_blocking(move || digest_of(&p))
+    let got = tokio::task::spawn_blocking(move || crate::copy::file_digest(&p))
         .await?
         .map_err(|e| local("read", part, e))?;
     if got != w.digest {
@@ -253,19 +251,4 @@ async fn attempt(client: &Client, task: &str, dest: &Path, part: &Path) -> Resul
         .map_err(|e| local("set the mode of", part, e))?;
     std::fs::rename(part, dest).map_err(|e| local("write", dest, e))?;
     Ok((dest.to_path_buf(), w.size))
-}
-
-/// SHA-256 of a file, as 64 lowercase hex digits. Blocking.
-fn digest_of(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }

@@ -10,33 +10,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::files::{make_file, sha256};
+use crate::files::{make_file, sha256, start_agent_mounted};
 use crate::harness::*;
 
 const SIZE: usize = 100 << 20;
 
 /// Starts agent `name` in a mount namespace where `dir/src` is `dir/name`.
 fn start_agent(s: &Server, dir: &Path, name: &str, token: &str) -> Agent {
-    let own = dir.join(name);
-    let src = dir.join("src");
-    std::fs::create_dir_all(&own).unwrap();
-    std::fs::create_dir_all(&src).unwrap();
-    let script = format!(
-        "mount --bind '{}' '{}' && exec \"$@\"",
-        own.display(),
-        src.display()
-    );
-    let wrap = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ];
-    Agent::start(s, name, &[], token, Some(&wrap)).unwrap()
+    start_agent_mounted(s, dir, name, token, "src", false)
 }
 
 fn start_fleet(s: &Server, dir: &Path, names: &[&str]) -> Vec<Agent> {

@@ -52,19 +52,32 @@ pub(crate) fn sha256(path: &Path) -> String {
 /// Starts agent `name` in a mount namespace where `dir/dest` is `dir/name` (read-only if
 /// `ro`).
 fn start_agent(s: &Server, dir: &Path, name: &str, token: &str, ro: bool) -> Agent {
+    start_agent_mounted(s, dir, name, token, "dest", ro)
+}
+
+/// Starts agent `name` in a mount namespace where `dir/mount` is `dir/name` (read-only if
+/// `ro`): one path, a directory of its own per agent, all visible from here.
+pub(crate) fn start_agent_mounted(
+    s: &Server,
+    dir: &Path,
+    name: &str,
+    token: &str,
+    mount: &str,
+    ro: bool,
+) -> Agent {
     let own = dir.join(name);
-    let dest = dir.join("dest");
+    let shared = dir.join(mount);
     std::fs::create_dir_all(&own).unwrap();
-    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
     let remount = if ro {
-        format!(" && mount -o remount,bind,ro '{}'", dest.display())
+        format!(" && mount -o remount,bind,ro '{}'", shared.display())
     } else {
         String::new()
     };
     let script = format!(
         "mount --bind '{}' '{}'{remount} && exec \"$@\"",
         own.display(),
-        dest.display()
+        shared.display()
     );
     let wrap = [
         "unshare",
