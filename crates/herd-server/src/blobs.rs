@@ -29,7 +29,33 @@ pub struct Held {
 pub struct Blobs {
     dir: PathBuf,
     /// Digests with an upload in progress (one at a time per digest).
-    uploading: Mutex<HashSet<String>>,
+    uploading: InFlight,
+}
+
+/// Keys (a blob's digest, a fetched file's task) with an upload in progress: one at a time.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<String>>);
+
+/// Holds a key of an [`InFlight`] until dropped, however the upload ends.
+pub struct InFlightGuard<'a>(&'a InFlight, String);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.0).remove(&self.1);
+    }
+}
+
+impl InFlight {
+    /// Marks `key` in progress until the guard drops; `None` when it already is.
+    pub fn enter(&self, key: &str) -> Option<InFlightGuard<'_>> {
+        lock(&self.0)
+            .insert(key.to_string())
+            .then(|| InFlightGuard(self, key.to_string()))
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        lock(&self.0).contains(key)
+    }
 }
 
 fn check_digest(digest: &str) -> Result<()> {
@@ -44,15 +70,6 @@ fn check_digest(digest: &str) -> Result<()> {
 
 fn io(what: &str, e: std::io::Error) -> ServerError {
     ServerError::Internal(format!("{what}: {e}"))
-}
-
-/// Removes a digest from the uploads in progress when the upload ends, however it ends.
-struct Uploading<'a>(&'a Blobs, String);
-
-impl Drop for Uploading<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.uploading).remove(&self.1);
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -78,7 +95,7 @@ impl Blobs {
     pub fn new(dir: PathBuf) -> Blobs {
         Blobs {
             dir,
-            uploading: Mutex::new(HashSet::new()),
+            uploading: InFlight::default(),
         }
     }
 
@@ -147,7 +164,7 @@ impl Blobs {
             let Some(digest) = name.to_str().map(|n| n.trim_end_matches(".part")) else {
                 continue;
             };
-            if !herd_core::is_digest(digest) || lock(&self.uploading).contains(digest) {
+            if !herd_core::is_digest(digest) || self.uploading.contains(digest) {
                 continue;
             }
             let Ok(meta) = e.metadata() else { continue };
@@ -174,12 +191,11 @@ impl Blobs {
         if held.complete {
             return Ok(held);
         }
-        if !lock(&self.uploading).insert(digest.to_string()) {
+        let Some(_guard) = self.uploading.enter(digest) else {
             return Err(ServerError::Conflict(format!(
                 "blob {digest} is being uploaded by another request — wait for it to finish"
             )));
-        }
-        let _guard = Uploading(self, digest.to_string());
+        };
         let held = self.held(digest).await?;
         if held.complete {
             return Ok(held);

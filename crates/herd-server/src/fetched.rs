@@ -7,14 +7,14 @@
 //! **Invariant:** a file is served only once whole and verified; a content that differs from
 //! the one announced (the file changed on the machine) restarts from byte 0, never appends.
 
-use std::collections::HashSet;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use tokio::io::AsyncWriteExt as _;
+
+use crate::blobs::InFlight;
 
 /// What the machine announced before sending the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,20 +59,7 @@ fn io(what: &str, e: std::io::Error) -> FetchError {
 pub struct Fetched {
     dir: PathBuf,
     /// Tasks with an upload in progress (one at a time per task).
-    uploading: Mutex<HashSet<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Removes a task from the uploads in progress when its upload ends, however it ends.
-struct Uploading<'a>(&'a Fetched, String);
-
-impl Drop for Uploading<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.uploading).remove(&self.1);
-    }
+    uploading: InFlight,
 }
 
 async fn len_of(path: &std::path::Path) -> u64 {
@@ -83,7 +70,7 @@ impl Fetched {
     pub fn new(dir: PathBuf) -> Fetched {
         Fetched {
             dir,
-            uploading: Mutex::new(HashSet::new()),
+            uploading: InFlight::default(),
         }
     }
 
@@ -138,10 +125,9 @@ impl Fetched {
                 meta.digest
             )));
         }
-        if !lock(&self.uploading).insert(task_id.to_string()) {
+        let Some(_guard) = self.uploading.enter(task_id) else {
             return Err(FetchError::Busy);
-        }
-        let _guard = Uploading(self, task_id.to_string());
+        };
         if self.meta(task_id).await.as_ref() == Some(&meta) {
             return Ok(self.held_of(task_id).await);
         }
@@ -193,10 +179,9 @@ impl Fetched {
                 "nothing announced for this task: call FetchOffset first".into(),
             ));
         };
-        if !lock(&self.uploading).insert(task_id.to_string()) {
+        let Some(_guard) = self.uploading.enter(task_id) else {
             return Err(FetchError::Busy);
-        }
-        let _guard = Uploading(self, task_id.to_string());
+        };
         let held = self.held_of(task_id).await;
         if held.complete {
             return Ok(held);
