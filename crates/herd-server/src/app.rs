@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_core::TaskState;
 use herd_outlog::OutputLog;
 use herd_store::{AuditRow, Store};
 use tokio_util::sync::CancellationToken;
@@ -98,6 +97,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         events: events.clone(),
         index: index.clone(),
         waiters: Waiters::default(),
+        metrics: metrics.clone(),
     });
     let drivers = Arc::new(Drivers::new(
         driver_ctx.clone(),
@@ -147,15 +147,17 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         fleet: fleet.clone(),
         runs: runs.clone(),
         retention: retention.clone(),
-        store,
+        store: store.clone(),
         live,
         events,
         outlog,
-        metrics,
+        metrics: metrics.clone(),
         blobs,
         fetched,
     });
     runs.recover().await?;
+    // The count of tasks by state that scrapes serve until one asks for a newer one.
+    metrics.count_tasks(store.as_ref()).await;
     tracker.spawn(crate::runs::sweep_lost(
         driver_ctx,
         drivers,
@@ -164,6 +166,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     ));
     tracker.spawn(fleet.flush_loop(shutdown.clone()));
     tracker.spawn(retention.run(shutdown.clone()));
+    tracker.spawn(metrics.keep_counting(store, shutdown.clone()));
     Ok(Parts {
         app,
         hub,
@@ -234,10 +237,5 @@ impl App {
     /// The audit log, newest first.
     pub async fn audit_log(&self, filter: &herd_store::ListFilter) -> Result<Vec<AuditRow>> {
         Ok(self.store.audit_filtered(filter).await?)
-    }
-
-    /// Tasks by state, for the metrics.
-    pub async fn task_counts(&self) -> Result<Vec<(TaskState, i64)>> {
-        Ok(self.store.task_counts().await?)
     }
 }

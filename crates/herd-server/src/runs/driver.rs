@@ -27,6 +27,7 @@ use super::waiting::{Waiters, worth_waiting};
 use crate::active::ActiveTasks;
 use crate::events::Events;
 use crate::fleet::AgentIndex;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 /// A run held for its watcher starts anyway after this long.
@@ -59,6 +60,8 @@ pub struct DriverCtx {
     pub index: Arc<AgentIndex>,
     /// Which runs wait for which offline machine.
     pub waiters: Waiters,
+    /// Counts the tasks that end.
+    pub metrics: Arc<Metrics>,
 }
 
 struct Entry {
@@ -147,6 +150,7 @@ impl Drivers {
     /// path held of it, and tells the run's driver, or (the run already finished) derives
     /// the run's final state again. Never waits.
     pub fn task_ended(self: &Arc<Self>, run_id: &str, task_id: &str, state: TaskState) {
+        self.ctx.metrics.task_ended(state);
         self.ctx.active.finish(task_id, &self.ctx.outlog);
         let msg = Msg::TaskEnded {
             task_id: task_id.to_string(),
@@ -457,6 +461,7 @@ impl Driver {
         match self.ctx.store.end_tasks(ids, state, reason, now_ms()).await {
             Ok(changed) => {
                 for id in changed {
+                    self.ctx.metrics.task_ended(state);
                     self.ctx.events.task_changed(&self.run.id, &id);
                     self.ctx.active.finish(&id, &self.ctx.outlog);
                     self.ends.push_back((id, state));

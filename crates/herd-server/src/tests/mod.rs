@@ -4,6 +4,7 @@
 mod contract;
 pub(crate) mod events;
 mod ingest;
+mod metrics;
 mod names;
 mod transfer;
 

@@ -12,6 +12,7 @@ mod hostile;
 mod identity;
 mod inventory;
 mod labels;
+mod observability;
 mod output;
 mod resilience;
 mod retention;
