@@ -3,11 +3,13 @@
 //! Owns target selectors (and their evaluation over an index), fan-out limits, duration
 //! parsing/formatting, the task lifecycle (states, which are open, which transition leads
 //! where) and run states with their exit-code mapping, the run spec, machine facts and
-//! metrics, output positions, id generation/validation and label parsing. Nothing
+//! metrics, output positions, id generation/validation, label parsing and the escaping of text from
+//! agents and people before it is printed or logged. Nothing
 //! in this crate performs I/O (no filesystem, network or async runtime); the only
 //! side effect anywhere is reading the clock in [`new_id`].
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod display;
 pub mod duration;
 pub mod glob;
 pub mod ids;
@@ -19,6 +21,7 @@ pub mod selector;
 pub mod spec;
 pub mod state;
 
+pub use display::{Escaped, escape_controls, is_unsafe_char};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};

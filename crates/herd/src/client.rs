@@ -364,8 +364,9 @@ impl Client {
     /// The one line a failed call reports: the server's error body; an answer that is not
     /// one comes from something other than a herd server.
     fn error_message(&self, status: reqwest::StatusCode, body: &[u8]) -> String {
+        // The server's line may quote what an agent or a person sent: shown escaped.
         serde_json::from_slice::<ErrorBody>(body)
-            .map(|b| b.error)
+            .map(|b| herd_core::escape_controls(&b.error).into_owned())
             .unwrap_or_else(|_| {
                 format!(
                     "{} is not a herd server (no herd API at /api/v1: it answered {status}) — check HERD_SERVER",

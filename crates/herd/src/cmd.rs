@@ -11,6 +11,7 @@ use herd_api::{
     Agent, ApiKey, AuditEntry, BulkLabelEdit, CreateKey, CreateToken, CreatedKey, CreatedToken,
     GcReport, JoinToken, LabelEdit, Run, RunWithTasks, Task,
 };
+use herd_core::Escaped;
 use serde::Serialize;
 
 use crate::client::Client;
@@ -39,8 +40,28 @@ macro_rules! out {
 }
 
 fn print_json<T: Serialize>(v: &T) -> Result<i32> {
-    outln!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", json_text(v)?);
     Ok(0)
+}
+
+/// `v` as pretty JSON that is safe on a terminal: serde_json escapes the C0 controls; the
+/// other characters [`herd_core::is_unsafe_char`] names (DEL, C1, bidirectional overrides)
+/// only occur inside strings, where `\uXXXX` means the same character.
+pub fn json_text<T: Serialize>(v: &T) -> Result<String> {
+    let s = serde_json::to_string_pretty(v)?;
+    if !s.chars().any(herd_core::is_unsafe_char) {
+        return Ok(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        // Every unsafe character is in the basic plane: one `\uXXXX` each.
+        if c != '\n' && herd_core::is_unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// A value that may be absent, as a table shows it: `-` when absent.
@@ -61,13 +82,14 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// Labels as one line, escaped (an agent's labels are its own text).
 fn labels(labels: &BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "-".into();
     }
     labels
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{}={}", Escaped(k), Escaped(v)))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -205,7 +227,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
                     return print_json(&agents);
                 }
                 for agent in &agents {
-                    outln!("{}: {}", agent.name, labels(&agent.labels));
+                    outln!("{}: {}", Escaped(&agent.name), labels(&agent.labels));
                 }
                 return Ok(0);
             }
@@ -215,7 +237,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
             if a.json {
                 return print_json(&agent);
             }
-            outln!("{}: {}", agent.name, labels(&agent.labels));
+            outln!("{}: {}", Escaped(&agent.name), labels(&agent.labels));
             Ok(0)
         }
         AgentsCmd::Revoke { name } => {
@@ -225,7 +247,7 @@ pub async fn agents(a: AgentsArgs) -> Result<i32> {
             if a.json {
                 return print_json(&agent);
             }
-            outln!("revoked {} ({})", agent.name, agent.id);
+            outln!("revoked {} ({})", Escaped(&agent.name), Escaped(&agent.id));
             Ok(0)
         }
     }
@@ -267,7 +289,7 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
             if json {
                 return print_json(&t);
             }
-            outln!("revoked join token {}", t.id);
+            outln!("revoked join token {}", Escaped(&t.id));
             return Ok(0);
         }
         TokenCmd::Ls { json } => {
@@ -470,19 +492,19 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
             if json {
                 return print_json(&r);
             }
-            outln!("run      {}", r.run.id);
-            outln!("command  {}", r.run.command);
-            outln!("targets  {}", r.run.selector);
+            outln!("run      {}", Escaped(&r.run.id));
+            outln!("command  {}", Escaped(&r.run.command));
+            outln!("targets  {}", Escaped(&r.run.selector));
             outln!("state    {}", r.run.state);
             for (k, v) in &r.run.spec.env {
-                outln!("env      {k}={v}");
+                outln!("env      {}={}", Escaped(k), Escaped(v));
             }
             for k in &r.run.spec.secret_names {
-                outln!("secret   {k}=***");
+                outln!("secret   {}=***", Escaped(k));
             }
             outln!(
                 "by       {} at {}",
-                r.run.created_by,
+                Escaped(&r.run.created_by),
                 time(Some(r.run.created_at))
             );
             out!(
@@ -496,7 +518,7 @@ pub async fn runs(cmd: RunsCmd) -> Result<i32> {
         }
         RunsCmd::Cancel { id } => {
             let r: Run = c.post_empty(&format!("/api/v1/runs/{id}/cancel")).await?;
-            outln!("cancel requested for run {}", r.id);
+            outln!("cancel requested for run {}", Escaped(&r.id));
             Ok(0)
         }
         RunsCmd::Logs { id, follow, group } => crate::run::logs(&c, &id, follow, group).await,
@@ -589,7 +611,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
                 ("finished", time(t.finished_at)),
             ];
             for (k, v) in fields {
-                outln!("{k:<11}{v}");
+                outln!("{k:<11}{}", Escaped(&v));
             }
             Ok(0)
         }
@@ -623,7 +645,7 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
         }
         TasksCmd::Cancel { id } => {
             let t: Task = c.post_empty(&format!("/api/v1/tasks/{id}/cancel")).await?;
-            outln!("task {} is {}", t.id, t.state);
+            outln!("task {} is {}", Escaped(&t.id), t.state);
             Ok(0)
         }
     }
@@ -660,7 +682,10 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
                 return print_json(&k);
             }
             outln!("{}", k.key);
-            eprintln!("API key {:?} created; it is shown only now", k.name);
+            eprintln!(
+                "API key {:?} created; it is shown only now",
+                Escaped(&k.name)
+            );
             Ok(0)
         }
         KeysCmd::Revoke { key, json } => {
@@ -670,7 +695,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
             if json {
                 return print_json(&k);
             }
-            outln!("revoked API key {} ({})", k.name, k.id);
+            outln!("revoked API key {} ({})", Escaped(&k.name), Escaped(&k.id));
             Ok(0)
         }
         KeysCmd::Ls { json } => {
@@ -783,6 +808,25 @@ mod gc_tests {
             blobs: 1,
         };
         assert_eq!(gc_line(&r), "freed 3 runs, 7 tasks, 1 blobs, 2.5 MB");
+    }
+
+    #[test]
+    fn json_is_printed_without_raw_controls_and_means_the_same() {
+        let v = serde_json::json!({
+            "os": "debian\u{1b}[2J",
+            "detail": "a\u{9b}31m\u{7f}\u{202e}b\r\n",
+            "plain": "ok ✓",
+        });
+        let text = json_text(&v).unwrap();
+        assert!(
+            text.chars()
+                .all(|c| c == '\n' || !herd_core::is_unsafe_char(c)),
+            "{text}"
+        );
+        assert!(text.contains(r#""a\u009b31m\u007f\u202eb\r\n""#), "{text}");
+        assert!(text.contains("ok ✓"), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]

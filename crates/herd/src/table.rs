@@ -59,12 +59,10 @@ fn build(header: &[&str], rows: &[Vec<String>], to: To) -> String {
         t.set_content_arrangement(comfy_table::ContentArrangement::Disabled);
     }
     t.set_header(header.to_vec());
-    // A line break inside a cell would split its row over lines.
-    t.add_rows(rows.iter().map(|r| {
-        r.iter()
-            .map(|c| c.replace(['\n', '\r'], " "))
-            .collect::<Vec<_>>()
-    }));
+    t.add_rows(
+        rows.iter()
+            .map(|r| r.iter().map(|c| cell(c)).collect::<Vec<_>>()),
+    );
     // Only the last column wraps: names and IDs stay whole, to be copied.
     let last = header.len().saturating_sub(1);
     let min_last = t
@@ -88,6 +86,13 @@ fn build(header: &[&str], rows: &[Vec<String>], to: To) -> String {
     let mut out = t.trim_fmt();
     out.push('\n');
     out
+}
+
+/// A cell as printed: a line break would split its row over lines, so it is a space; any
+/// other control character (an agent's or a person's text may hold escape sequences that
+/// would clear the screen and draw a forged table) is shown escaped.
+fn cell(c: &str) -> String {
+    herd_core::escape_controls(&c.replace(['\n', '\r'], " ")).into_owned()
 }
 
 /// "12s ago", "3m ago", or "-".
@@ -156,6 +161,31 @@ mod tests {
             ["db", "offline", "-"]
         );
         assert_eq!(build(&["ID", "NAME"], &[], To::Pipe), "ID  NAME\n");
+    }
+
+    #[test]
+    fn escape_sequences_in_cells_are_shown_not_run() {
+        let rows = vec![
+            vec![
+                "evil\u{1b}[2J\u{1b}[H".to_string(),
+                "x\r\nweb-9  online".to_string(),
+                "\u{9b}31m\u{202e}gnp.exe\t|".to_string(),
+            ],
+            vec!["db".to_string(), "ok".to_string(), "-".to_string()],
+        ];
+        for to in [To::Pipe, To::Terminal(200)] {
+            let out = build(&["NAME", "STATUS", "DETAIL"], &rows, to);
+            assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out:?}");
+            assert!(
+                out.chars()
+                    .all(|c| c == '\n' || !herd_core::is_unsafe_char(c)),
+                "{out:?}"
+            );
+            assert_eq!(out.lines().count(), 3, "{out}");
+            assert!(out.contains("evil\\e[2J\\e[H"), "{out}");
+            assert!(out.contains("x  web-9  online"), "{out}");
+            assert!(out.contains("\\u{9b}31m\\u{202e}gnp.exe\\t|"), "{out}");
+        }
     }
 
     #[test]

@@ -45,15 +45,17 @@ pub async fn logs(c: &Client, id: &str, follow_it: bool, group: bool) -> Result<
     let mut output = Output::new(crate::style::stdout(), crate::style::stderr());
     let mut grouped = group.then(Grouped::default);
     for (index, t) in r.tasks.iter().enumerate() {
+        // The name prefixes output lines and heads groups: shown escaped.
+        let name = herd_core::escape_controls(&t.agent_name);
         let mut sink = TaskSink {
             output: &mut output,
             grouped: grouped.as_mut(),
             index: index as u32,
-            name: &t.agent_name,
+            name: &name,
             multi,
         };
         if let Some(g) = sink.grouped.as_mut() {
-            g.machine(&t.agent_name);
+            g.machine(&name);
         }
         c.download(&format!("/api/v1/tasks/{}/output", t.id), &mut sink)
             .await?;

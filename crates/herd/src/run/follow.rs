@@ -152,11 +152,12 @@ pub async fn follow(
                             Some(ServerMessage::Hello { run, tasks }) => {
                                 if o.announce {
                                     // On stderr, so stdout stays the command's output (or --json's events).
-                                    eprintln!("run {}", run.id);
+                                    eprintln!("run {}", herd_core::Escaped(&run.id));
                                     o.resume = format!("herd runs logs {} -f", run.id);
                                     o.run_id = run.id;
                                 }
-                                names = tasks.into_iter().map(|t| t.agent_name).collect();
+                                // Names prefix output lines and head groups: shown escaped.
+                                names = tasks.iter().map(|t| herd_core::escape_controls(&t.agent_name).into_owned()).collect();
                                 finals = vec![None; names.len()];
                                 if let Some(g) = grouped.as_mut() {
                                     names.iter().for_each(|n| g.machine(n));

@@ -267,9 +267,9 @@ pub async fn start(client: &Client, req: &RunRequest, show: Show) -> Result<i32>
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         if show.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&created)?)?;
+            writeln!(out, "{}", crate::cmd::json_text(&created)?)?;
         } else {
-            writeln!(out, "{}", created.run.id)?;
+            writeln!(out, "{}", herd_core::Escaped(&created.run.id))?;
         }
         return Ok(0);
     }

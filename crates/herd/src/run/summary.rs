@@ -82,7 +82,7 @@ pub fn summary(tasks: &[Task]) -> String {
         if t.state == TaskState::Succeeded {
             ok += 1;
         }
-        let name = t.agent_name.clone();
+        let name = herd_core::escape_controls(&t.agent_name).into_owned();
         if let Some(g) = group(t) {
             let entry = match t.exit_code {
                 Some(c) if t.state == TaskState::Failed => format!("{name} (exit {c})"),

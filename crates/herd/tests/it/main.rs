@@ -4,6 +4,7 @@
 mod api_contract;
 mod cli;
 mod errors;
+mod escapes;
 mod fetch;
 mod files;
 mod fleet;
