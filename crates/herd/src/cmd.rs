@@ -796,6 +796,7 @@ fn gc_line(r: &GcReport) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod gc_tests {
     use super::*;
 
