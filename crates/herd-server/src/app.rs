@@ -40,6 +40,8 @@ pub struct Settings {
     /// The server's URL and CA pin, for the join commands it prints.
     pub url: String,
     pub ca_fingerprint: Option<String>,
+    /// Whether `/metrics` needs an API key.
+    pub metrics_auth: bool,
 }
 
 /// The assembled application: what the HTTP API uses, what agents' sessions use, the admin
@@ -67,6 +69,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         retention,
         url,
         ca_fingerprint,
+        metrics_auth,
     } = s;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -154,6 +157,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         metrics: metrics.clone(),
         blobs,
         fetched,
+        metrics_auth,
     });
     runs.recover().await?;
     // The count of tasks by state that scrapes serve until one asks for a newer one.
@@ -187,6 +191,7 @@ pub struct App {
     metrics: Arc<Metrics>,
     blobs: Arc<Blobs>,
     fetched: Arc<Fetched>,
+    metrics_auth: bool,
 }
 
 impl App {
@@ -232,6 +237,11 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Whether a scrape of `/metrics` needs an API key (`--metrics-auth`).
+    pub fn metrics_auth(&self) -> bool {
+        self.metrics_auth
     }
 
     /// The audit log, newest first.

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub retention_size: Option<u64>,
     /// How often retention prunes in the background (and once at start).
     pub retention_interval: Duration,
+    /// `/metrics` answers only requests with a valid API key.
+    pub metrics_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,7 @@ impl ServerConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: None,
             retention_interval: Duration::from_secs(3600),
+            metrics_auth: false,
         }
     }
 }
@@ -292,6 +295,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         },
         url: url.clone(),
         ca_fingerprint: ca_fingerprint.clone(),
+        metrics_auth: cfg.metrics_auth,
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))?;

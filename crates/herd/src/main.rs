@@ -133,6 +133,10 @@ struct ServerArgs {
     /// in the data dir). One server at a time uses a database.
     #[arg(long, env = "HERD_DATABASE", value_parser = parse_database)]
     database: Option<herd_server::Database>,
+    /// Answer /metrics only with a valid API key (`Authorization: Bearer <key>`, e.g. one
+    /// made for the scraper with `herd keys create --name prometheus`).
+    #[arg(long)]
+    metrics_auth: bool,
 }
 
 #[derive(Args)]
@@ -208,6 +212,9 @@ pub struct UpArgs {
     /// in the data dir).
     #[arg(long, env = "HERD_DATABASE", value_parser = parse_database)]
     database: Option<herd_server::Database>,
+    /// Answer /metrics only with a valid API key.
+    #[arg(long)]
+    metrics_auth: bool,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -470,6 +477,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.retention_interval = a.retention_interval;
             cfg.public_url = a.public_url;
             cfg.database = a.database;
+            cfg.metrics_auth = a.metrics_auth;
             let running = herd_server::start(cfg).await?;
             println!("herd server listening on {}", running.url);
             if let Some(fp) = &running.ca_fingerprint {

@@ -25,6 +25,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
     cfg.retention = a.retention;
     cfg.retention_size = a.retention_size;
     cfg.retention_interval = a.retention_interval;
+    cfg.metrics_auth = a.metrics_auth;
     let running = herd_server::start(cfg).await?;
 
     // A key for the client config: the admin key on first start, else the configured one if

@@ -15,7 +15,7 @@ mod tasks;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use herd_api::{AuditEntry, ErrorBody, GcReport, ListQuery};
@@ -70,6 +70,7 @@ impl utoipa::Modify for Security {
 
 /// The router of every HTTP route, and the OpenAPI document that describes exactly them.
 pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let app_metrics_auth = app.metrics_auth();
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(metrics))
@@ -99,6 +100,20 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .with_state(app)
         .split_for_parts();
     let mut doc = doc;
+    if app_metrics_auth {
+        // This server's `/metrics` takes the API key as the rest of the API does.
+        if let Some(op) = doc
+            .paths
+            .paths
+            .get_mut("/metrics")
+            .and_then(|p| p.get.as_mut())
+        {
+            op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+                "bearer",
+                Vec::<String>::new(),
+            )]);
+        }
+    }
     // The document describes itself too.
     doc.paths.paths.extend(
         OpenApiRouter::<()>::new()
@@ -162,9 +177,22 @@ async fn health() -> &'static str {
 
 /// Prometheus metrics: agents connected, tasks by state, tasks ended, dispatch latency, output
 /// bytes. Answered from memory (the count of tasks by state is at most a few seconds old).
+/// Open, unless the server runs with `--metrics-auth`: then it needs an API key (the
+/// document served by such a server says so).
 #[utoipa::path(get, path = "/metrics", tag = "server", security(()),
-    responses((status = 200, description = "Text exposition format", content_type = "text/plain", body = String)))]
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+    responses(
+        (status = 200, description = "Text exposition format", content_type = "text/plain", body = String),
+        (status = 401, description = "With --metrics-auth: no valid API key", body = ErrorBody),
+        (status = 500, description = "With --metrics-auth: the server failed", body = ErrorBody),
+        (status = 503, description = "With --metrics-auth: the server is shutting down", body = ErrorBody),
+    ))]
+async fn metrics(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    if app.metrics_auth() {
+        let (mut parts, _) = req.into_parts();
+        if let Err(e) = Actor::from_request_parts(&mut parts, &app).await {
+            return e.into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ use super::TestServer;
 /// Every operation, with the statuses its document must declare at least.
 const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ("get", "/healthz", &[200]),
-    ("get", "/metrics", &[200]),
+    ("get", "/metrics", &[200, 401]),
     ("get", "/api/v1/openapi.json", &[200]),
     ("get", "/api/v1/agents", &[200, 400, 401, 500, 503]),
     ("post", "/api/v1/labels", &[200, 400, 401, 409, 500, 503]),

@@ -87,3 +87,50 @@ fn metrics_under_a_flood_of_scrapes_while_a_run_completes() {
         },
     );
 }
+
+#[test]
+fn metrics_auth_needs_an_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(HERD, dir.path(), "127.0.0.1:0", &["--metrics-auth"]).unwrap();
+    let other = s.json(&["keys", "create", "--name", "prometheus", "--json"]);
+    let other = other["key"].as_str().unwrap().to_string();
+
+    for key in [None, Some("hk_nope_nope")] {
+        let (status, body) = http_get(&s.url, "/metrics", key).unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 401, "{body}");
+        assert!(!body.contains("herd_"), "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+        let msg = v["error"].as_str().expect("error string");
+        assert!(!msg.is_empty() && !msg.contains('\n'), "{msg}");
+    }
+    // A key in the URL is refused here too.
+    let (status, _) = http_get(&s.url, &format!("/metrics?api_key={other}"), None).unwrap();
+    assert_eq!(status, 401);
+    for key in [s.key.as_str(), other.as_str()] {
+        let (status, body) = http_get(&s.url, "/metrics", Some(key)).unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("herd_agents_connected "), "{body}");
+    }
+    // A revoked key no longer scrapes.
+    let out = s.run(&["keys", "revoke", "prometheus"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, _) = http_get(&s.url, "/metrics", Some(&other)).unwrap();
+    assert_eq!(status, 401);
+
+    // This server's document says so.
+    let (_, body) = http_get(&s.url, "/api/v1/openapi.json", None).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        doc["paths"]["/metrics"]["get"]["security"],
+        serde_json::json!([{"bearer": []}]),
+        "{doc:#}"
+    );
+
+    // Without the flag, /metrics stays open.
+    let dir = tempfile::tempdir().unwrap();
+    let open = Server::start(HERD, dir.path()).unwrap();
+    let (status, _) = http_get(&open.url, "/metrics", None).unwrap();
+    assert_eq!(status, 200);
+}
