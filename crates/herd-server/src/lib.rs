@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub retention_interval: Duration,
     /// `/metrics` answers only requests with a valid API key.
     pub metrics_auth: bool,
+    /// `TlsMode::Off` is allowed beyond loopback (behind a TLS-terminating proxy).
+    pub allow_plaintext_network: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +93,7 @@ impl ServerConfig {
             retention_size: None,
             retention_interval: Duration::from_secs(3600),
             metrics_auth: false,
+            allow_plaintext_network: false,
         }
     }
 }
@@ -201,12 +204,25 @@ pub enum StartError {
         addr: SocketAddr,
         err: std::io::Error,
     },
+    #[error(
+        "--no-tls on {0} sends API keys, join tokens and agent credentials in clear over the network — listen on 127.0.0.1, drop --no-tls (TLS is the default beyond loopback), or add --allow-plaintext-network if a TLS-terminating proxy is in front"
+    )]
+    PlaintextNetwork(SocketAddr),
     #[error("{0}")]
     Other(String),
 }
 
 /// Opens the store, creates the admin key on first start, and starts serving.
 pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
+    if cfg.tls == TlsMode::Off && !cfg.listen.ip().to_canonical().is_loopback() {
+        if !cfg.allow_plaintext_network {
+            return Err(StartError::PlaintextNetwork(cfg.listen));
+        }
+        tracing::warn!(
+            listen = %cfg.listen,
+            "serving plain HTTP beyond loopback (--allow-plaintext-network): keys and credentials cross the network in clear unless a TLS-terminating proxy is in front"
+        );
+    }
     let dd = cfg.data_dir.clone();
     let was = database::private_data_dir(&dd).map_err(|err| StartError::DataDir {
         path: dd.display().to_string(),

@@ -104,9 +104,14 @@ struct ServerArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Serve plain HTTP even beyond loopback (behind a TLS-terminating proxy only).
+    /// Serve plain HTTP. Beyond loopback it is refused unless --allow-plaintext-network is
+    /// given too (behind a TLS-terminating proxy only).
     #[arg(long, conflicts_with = "tls_cert")]
     no_tls: bool,
+    /// Allow --no-tls on an address beyond loopback: API keys, join tokens and agent
+    /// credentials cross the network in clear unless a TLS-terminating proxy is in front.
+    #[arg(long, requires = "no_tls")]
+    allow_plaintext_network: bool,
     /// URL agents and people use to reach this server (for printed join commands).
     #[arg(long)]
     public_url: Option<String>,
@@ -478,6 +483,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.public_url = a.public_url;
             cfg.database = a.database;
             cfg.metrics_auth = a.metrics_auth;
+            cfg.allow_plaintext_network = a.allow_plaintext_network;
             let running = herd_server::start(cfg).await?;
             println!("herd server listening on {}", running.url);
             if let Some(fp) = &running.ca_fingerprint {

@@ -134,3 +134,43 @@ fn metrics_auth_needs_an_api_key() {
     let (status, _) = http_get(&open.url, "/metrics", None).unwrap();
     assert_eq!(status, 200);
 }
+
+#[test]
+fn no_tls_beyond_loopback_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herd()
+        .args(["server", "--no-tls", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("refused"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("herd: --no-tls on 0.0.0.0:0 sends API keys")
+            && lines[0].contains("listen on 127.0.0.1")
+            && lines[0].contains("--allow-plaintext-network"),
+        "{err}"
+    );
+    // Nothing was set up for a server that did not start.
+    assert!(!dir.path().join("refused").exists());
+
+    // On loopback, --no-tls needs nothing more; forced, it serves plain HTTP beyond.
+    let lo = tempfile::tempdir().unwrap();
+    let s = Server::start_with(HERD, lo.path(), "127.0.0.1:0", &["--no-tls"]).unwrap();
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+    let s = Server::start_with(
+        HERD,
+        dir.path(),
+        "0.0.0.0:0",
+        &["--no-tls", "--allow-plaintext-network"],
+    )
+    .unwrap();
+    assert!(s.url.starts_with("http://"), "{}", s.url);
+    let (status, _) = http_get(&s.url, "/healthz", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(s.log().contains("--allow-plaintext-network"), "{}", s.log());
+}
