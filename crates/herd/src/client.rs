@@ -84,6 +84,8 @@ impl Client {
             tls = Some(ws);
         } else if !base.starts_with("http://") {
             bail!("bad server URL {base:?}: expected http://HOST:PORT or https://HOST:PORT");
+        } else {
+            crate::plaintext::warn(&base, "the API key");
         }
         Ok(Client {
             base,

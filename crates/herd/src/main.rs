@@ -8,6 +8,7 @@ mod config;
 mod copy;
 mod fetch;
 mod install;
+mod plaintext;
 mod run;
 mod style;
 mod table;
@@ -539,6 +540,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 state_dir: a.state_dir,
                 ca_sha256: a.ca_sha256,
             };
+            plaintext::warn(&cfg.server, "the agent's credential (and join token)");
             herd_agent::run(cfg).await?;
             Ok(0)
         }

@@ -174,3 +174,90 @@ fn no_tls_beyond_loopback_is_refused_unless_forced() {
     assert_eq!(status, 200);
     assert!(s.log().contains("--allow-plaintext-network"), "{}", s.log());
 }
+
+/// An IPv4 address of this machine beyond loopback, if it has one.
+fn network_address() -> Option<String> {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
+        .map(|a| a.to_string())
+}
+
+const PLAINTEXT_WARNING: &str = "is plain HTTP to another machine";
+
+/// How many of `text`'s lines are the plain-HTTP warning (each one line, naming `url`).
+fn warnings(text: &str, url: &str) -> usize {
+    text.lines()
+        .filter(|l| l.contains(PLAINTEXT_WARNING))
+        .inspect(|l| {
+            assert!(
+                l.starts_with(&format!("herd: warning: {url} is plain HTTP")),
+                "{l}"
+            )
+        })
+        .count()
+}
+
+#[test]
+fn the_cli_and_the_agent_warn_once_about_plain_http_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start_with(
+        HERD,
+        dir.path(),
+        "0.0.0.0:0",
+        &["--no-tls", "--allow-plaintext-network"],
+    )
+    .unwrap();
+    let loopback_url = s.url.clone();
+    let port = loopback_url.rsplit(':').next().unwrap().to_string();
+
+    // On loopback: no warning.
+    let out = s.run(&["agents"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        warnings(&stderr(&out), &loopback_url),
+        0,
+        "{}",
+        stderr(&out)
+    );
+
+    let Some(ip) = network_address() else {
+        // No address beyond loopback here: the warning still comes first, before the
+        // unreachable address fails the call.
+        s.url = format!("http://203.0.113.1:{port}");
+        let out = s
+            .cli()
+            .env("HERD_TIMEOUT", "1s")
+            .arg("agents")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+        assert_eq!(warnings(&stderr(&out), &s.url), 1, "{}", stderr(&out));
+        return;
+    };
+    s.url = format!("http://{ip}:{port}");
+    let url = s.url.clone();
+
+    // The agent joins over the network address and warns in its log, once.
+    let a = s.agent("m", &[]).unwrap();
+    s.wait_online(&["m"]).unwrap();
+    assert_eq!(warnings(&a.log(), &url), 1, "{}", a.log());
+
+    // Every CLI process warns once, however many calls it makes, and works.
+    let out = s.run(&["agents"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(warnings(&stderr(&out), &url), 1, "{}", stderr(&out));
+    let out = s.run(&["run", "-t", "m", "--", "echo", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    assert_eq!(warnings(&stderr(&out), &url), 1, "{}", stderr(&out));
+    let file = dir.path().join("f");
+    std::fs::write(&file, "x").unwrap();
+    let out = s.run(&["cp", file.to_str().unwrap(), "-t", "m:/tmp/"]);
+    assert_eq!(warnings(&stderr(&out), &url), 1, "{}", stderr(&out));
+}
