@@ -49,7 +49,7 @@ impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %herd_core::Escaped(&self.to_string()), "request failed");
         }
         (
             status,

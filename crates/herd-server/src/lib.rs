@@ -20,6 +20,7 @@ mod http;
 mod hub;
 mod listen;
 mod live;
+mod log_limit;
 mod metrics;
 mod registry;
 mod retention;

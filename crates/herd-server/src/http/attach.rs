@@ -141,7 +141,7 @@ pub async fn start_run(
             Ok(run) => watch::watch(app, actor, run.id, None, AttachQuery::default(), sock).await,
             Err(e) => {
                 if e.status().is_server_error() {
-                    tracing::error!(error = %e, "creating a run failed");
+                    tracing::error!(error = %herd_core::Escaped(&e.to_string()), "creating a run failed");
                 }
                 watch::refuse(sock, e.to_string()).await
             }

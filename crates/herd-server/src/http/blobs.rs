@@ -66,6 +66,6 @@ pub async fn put(
         .blobs()
         .upload(&digest, q.offset, body.into_data_stream())
         .await?;
-    tracing::info!(by = %actor.name, digest = %digest, bytes = h.bytes, "blob uploaded");
+    tracing::info!(by = %herd_core::Escaped(&actor.name), digest = %digest, bytes = h.bytes, "blob uploaded");
     Ok(Json(blob(digest, h)))
 }

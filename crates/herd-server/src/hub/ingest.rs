@@ -19,11 +19,14 @@ use herd_outlog::{OutputLog, Record};
 use herd_proto::v1::{self as pb, task_event};
 use herd_store::{Started, Store, TaskProgress, now_ms};
 
+use herd_core::Escaped;
+
 use super::convert;
 use super::writer::ProgressWriter;
 use crate::active::{ActiveTask, ActiveTasks};
 use crate::events::Events;
 use crate::live::{Live, LiveChunk};
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::runs::Drivers;
 
@@ -79,10 +82,7 @@ pub fn plan(
             None => {
                 let before = known.get(&ev.task_id).cloned();
                 let slot = match &before {
-                    Some(b) if b.agent_id != agent_id => {
-                        tracing::warn!(task = %ev.task_id, agent = agent_id, "agent sent events for another agent's task");
-                        None
-                    }
+                    Some(b) if b.agent_id != agent_id => None,
                     _ => {
                         let seq = before.as_ref().map_or(0, |b| b.seq);
                         order.push(Planned {
@@ -156,6 +156,8 @@ pub struct Ingest {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Tasks already warned about for events after their end.
     warned_late: Mutex<HashSet<String>>,
+    /// Lines about an agent's mistakes (task ids it sent are its own text: escaped).
+    mistakes: LogLimit,
 }
 
 /// How many tasks [`Ingest`] remembers having warned about.
@@ -194,6 +196,7 @@ impl Ingest {
             metrics,
             locks: Mutex::default(),
             warned_late: Mutex::default(),
+            mistakes: LogLimit::default(),
         }
     }
 
@@ -215,11 +218,24 @@ impl Ingest {
         let lock = self.lock_of(agent_id);
         let _held = lock.lock().await;
         let mut known = HashMap::new();
+        let mut unknown = HashSet::new();
         for ev in &batch.events {
-            if !known.contains_key(&ev.task_id)
-                && let Some(t) = self.known_task(&ev.task_id).await?
-            {
-                known.insert(ev.task_id.clone(), t);
+            if known.contains_key(&ev.task_id) || unknown.contains(&ev.task_id) {
+                continue;
+            }
+            match self.known_task(&ev.task_id).await? {
+                Some(t) => {
+                    if t.agent_id != agent_id && self.mistakes.admit(agent_id) {
+                        tracing::warn!(task = %Escaped(&ev.task_id), agent = %agent_id, "agent sent events for another agent's task; ignored");
+                    }
+                    known.insert(ev.task_id.clone(), t);
+                }
+                None => {
+                    if self.mistakes.admit(agent_id) {
+                        tracing::warn!(task = %Escaped(&ev.task_id), agent = %agent_id, "agent sent events for an unknown task; acknowledged and dropped");
+                    }
+                    unknown.insert(ev.task_id.clone());
+                }
             }
         }
         let now = now_ms();
@@ -284,7 +300,7 @@ impl Ingest {
             })
             .collect();
         for p in work.iter().filter(|p| p.late > 0) {
-            self.warn_late(&p.task_id, p.late);
+            self.warn_late(agent_id, &p.task_id, p.late);
         }
         for (p, committed) in work.iter_mut().filter(|p| p.changes()).zip(progress) {
             let Some(before) = p.before.as_ref() else {
@@ -330,7 +346,7 @@ impl Ingest {
     }
 
     /// Logs, once per task, that its agent sent events after its end (they were dropped).
-    fn warn_late(&self, task_id: &str, n: u64) {
+    fn warn_late(&self, agent_id: &str, task_id: &str, n: u64) {
         let mut warned = self.warned_late.lock().unwrap_or_else(|e| e.into_inner());
         if warned.contains(task_id) {
             return;
@@ -340,11 +356,15 @@ impl Ingest {
             warned.clear();
         }
         warned.insert(task_id.to_string());
-        tracing::warn!(
-            task = task_id,
-            events = n,
-            "agent sent events after the task's end; acknowledged and dropped"
-        );
+        drop(warned);
+        if self.mistakes.admit(agent_id) {
+            tracing::warn!(
+                task = %Escaped(task_id),
+                agent = %agent_id,
+                events = n,
+                "agent sent events after the task's end; acknowledged and dropped"
+            );
+        }
     }
 
     /// What is persisted of a task: from memory while it is active, else from the store
@@ -354,7 +374,6 @@ impl Ingest {
             return Ok(Some(a));
         }
         let Some(row) = self.store.task(task_id).await? else {
-            tracing::warn!(task = task_id, "event for unknown task dropped");
             return Ok(None);
         };
         let a = ActiveTask {
@@ -372,8 +391,12 @@ impl Ingest {
         let (outlog, id, pos) = (self.outlog.clone(), task_id.to_string(), a.pos);
         match tokio::task::spawn_blocking(move || outlog.recover(&id, pos)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(task = task_id, error = %e, "output recovery failed"),
-            Err(e) => tracing::warn!(task = task_id, error = %e, "output recovery failed"),
+            Ok(Err(e)) => {
+                tracing::warn!(task = %Escaped(task_id), error = %e, "output recovery failed")
+            }
+            Err(e) => {
+                tracing::warn!(task = %Escaped(task_id), error = %e, "output recovery failed")
+            }
         }
         // An open task, or a lost one that may still get its real result.
         if herd_core::Transition::EXIT_FROM.contains(&row.state) {

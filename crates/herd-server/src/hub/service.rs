@@ -141,7 +141,7 @@ fn status(e: ServerError) -> Status {
         ServerError::Conflict(m) => Status::already_exists(m),
         ServerError::NotFound(m) => Status::not_found(m),
         e => {
-            tracing::error!(error = %e, "hub request failed");
+            tracing::error!(error = %herd_core::Escaped(&e.to_string()), "hub request failed");
             Status::internal(format!("server error: {e}"))
         }
     }

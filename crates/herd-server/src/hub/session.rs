@@ -95,7 +95,7 @@ pub async fn register(
         "agent {:?} is already connected from {} (this is machine {machine:?} at {addr}): a copy of this agent's state dir is running elsewhere — give each machine its own state (remove identity.json from the state dir and join again with a new token)",
         agent.name, conflict.addr
     );
-    tracing::warn!(agent = %agent.id, name = %agent.name, live = %conflict.addr, refused = %addr, "two processes hold one agent identity; refused the newer one");
+    tracing::warn!(agent = %agent.id, name = %herd_core::Escaped(&agent.name), live = %conflict.addr, refused = %addr, "two processes hold one agent identity; refused the newer one");
     let entry = AuditEntry::new(
         format!("agent:{}", agent.name),
         "agent.identity_conflict",
@@ -129,7 +129,7 @@ pub async fn run(
     if labels != agent.labels {
         // The labels the agent declares changed (a start with other --label): selectors
         // pick by them, so the change is on record.
-        tracing::info!(agent = %agent.id, name = %agent.name, "the agent declares other labels");
+        tracing::info!(agent = %agent.id, name = %herd_core::Escaped(&agent.name), "the agent declares other labels");
         let entry = AuditEntry::new(
             format!("agent:{}", agent.name),
             "agent.labels",
@@ -162,7 +162,8 @@ pub async fn run(
 }
 
 fn end(agent: &AgentRow, why: &str) {
-    tracing::info!(agent = %agent.id, name = %agent.name, error = why, "agent session ended");
+    // `why` may quote what the agent sent.
+    tracing::info!(agent = %agent.id, name = %herd_core::Escaped(&agent.name), error = %herd_core::Escaped(why), "agent session ended");
 }
 
 async fn serve(

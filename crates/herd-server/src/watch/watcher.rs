@@ -64,7 +64,7 @@ pub async fn watch(
     mut sock: Sock,
 ) {
     if let Err(e) = serve(&app, &actor, &run_id, only, &q, &mut sock).await {
-        tracing::debug!(run = %run_id, error = %e, "watcher ended");
+        tracing::debug!(run = %herd_core::Escaped(&run_id), error = %herd_core::Escaped(&e), "watcher ended");
         let _ = send(&mut sock, &ServerMessage::Error { error: e }).await;
     }
     let _ = sock.close().await;

@@ -45,9 +45,12 @@ fn event(task_id: &str, seq: u64, kind: task_event::Kind) -> pb::TaskEvent {
     }
 }
 
+/// Task ids the agent makes up, each forging a line of the server's log.
+const MADE_UP_TASKS: usize = 30;
+
 /// A hand-made agent named `evil`: joins with `token`, says hello with the crafted texts,
 /// beats, and ends every task it is given at once with exit 3 and a crafted detail; with
-/// each, events for a task id that forges a log line.
+/// each, events for [`MADE_UP_TASKS`] task ids that forge log lines.
 async fn evil_agent(url: String, token: String) -> Result<(), String> {
     let ch = herd_link::channel(&url, None)
         .await
@@ -103,7 +106,6 @@ async fn evil_agent(url: String, token: String) -> Result<(), String> {
             continue;
         };
         let id = start.task_id;
-        let forged = format!("nope\n{FORGED_LOG}\r\u{1b}[2K{FORGED_LOG}");
         let exited = pb::Exited {
             code: Some(3),
             signal: None,
@@ -111,17 +113,19 @@ async fn evil_agent(url: String, token: String) -> Result<(), String> {
             duration_ms: 1,
             detail: format!("disk full{CLEAR}{FORGED_ROW}"),
         };
-        let batch = pb::EventBatch {
-            events: vec![
-                event(&id, 1, task_event::Kind::Started(pb::Started { pid: 1 })),
-                event(&id, 2, task_event::Kind::Exited(exited)),
-                event(
-                    &forged,
-                    1,
-                    task_event::Kind::Started(pb::Started { pid: 1 }),
-                ),
-            ],
-        };
+        let mut events = vec![
+            event(&id, 1, task_event::Kind::Started(pb::Started { pid: 1 })),
+            event(&id, 2, task_event::Kind::Exited(exited)),
+        ];
+        for i in 0..MADE_UP_TASKS {
+            let forged = format!("nope-{i}\n{FORGED_LOG}\r\u{1b}[2K{FORGED_LOG}");
+            events.push(event(
+                &forged,
+                1,
+                task_event::Kind::Started(pb::Started { pid: 1 }),
+            ));
+        }
+        let batch = pb::EventBatch { events };
         tx.unbounded_send(frame(agent_frame::Kind::Events(batch)))
             .map_err(|e| e.to_string())?;
     }
@@ -195,4 +199,22 @@ fn an_agents_escape_sequences_never_reach_the_terminal() {
         assert_harmless(&args.join(" "), &stdout(&out));
     }
     rt.shutdown_background();
+
+    // The server's log: the made-up task ids are escaped on the lines that name them (no
+    // forged line, no escape sequence), and only a few of those lines are written.
+    let log = s.log();
+    assert_harmless("the server's log", &log);
+    assert!(
+        !log.lines().any(|l| l.starts_with(FORGED_LOG)),
+        "a forged log line:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("nope-0\\n{FORGED_LOG}\\r\\e[2K{FORGED_LOG}")),
+        "{log}"
+    );
+    let named = log.lines().filter(|l| l.contains("nope-")).count();
+    assert!(
+        (1..=10).contains(&named),
+        "{named} lines about made-up tasks, from one agent at once:\n{log}"
+    );
 }
