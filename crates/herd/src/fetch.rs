@@ -107,12 +107,20 @@ pub async fn fetch(a: FetchArgs) -> Result<i32> {
         match r {
             Ok((path, size)) => {
                 if !a.json {
-                    eprintln!("herd: {machine}: {} ({size} bytes)", path.display());
+                    eprintln!(
+                        "herd: {}: {} ({size} bytes)",
+                        herd_core::Escaped(&machine),
+                        path.display()
+                    );
                 }
             }
             Err(e) => {
                 failed = true;
-                eprintln!("herd: {machine}: cannot download its file: {e:#}");
+                eprintln!(
+                    "herd: {}: cannot download its file: {}",
+                    herd_core::Escaped(&machine),
+                    herd_core::Escaped(&format!("{e:#}"))
+                );
             }
         }
     }

@@ -444,7 +444,8 @@ fn main() {
                         msg = format!("{msg}: {c}");
                     }
                 }
-                eprintln!("herd: {msg}");
+                // Shown escaped: it may quote what a server, an agent or a file name held.
+                eprintln!("herd: {}", herd_core::Escaped(&msg));
                 // A server that could not be reached or was lost: 255, as ssh does, apart
                 // from any code a remote command ends with.
                 if e.chain().any(|c| c.is::<client::Lost>()) {

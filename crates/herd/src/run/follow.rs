@@ -185,7 +185,7 @@ pub async fn follow(
                                 end_run = Some(run);
                                 break;
                             }
-                            Some(ServerMessage::Error { error }) => bail!("{error}"),
+                            Some(ServerMessage::Error { error }) => bail!("{}", herd_core::Escaped(&error)),
                             None => {}
                         }
                     }

@@ -198,6 +198,10 @@ fn an_agents_escape_sequences_never_reach_the_terminal() {
         assert!(out.status.success(), "{}", stderr(&out));
         assert_harmless(&args.join(" "), &stdout(&out));
     }
+    // A name the server quotes back in its error line.
+    let out = s.run(&["agents", "show", "no\u{1b}[2J\u{202e}body"]);
+    assert!(!out.status.success());
+    assert_harmless("herd agents show's error", &stderr(&out));
     rt.shutdown_background();
 
     // The server's log: the made-up task ids are escaped on the lines that name them (no
