@@ -156,8 +156,9 @@ pub struct Ingest {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Tasks already warned about for events after their end.
     warned_late: Mutex<HashSet<String>>,
-    /// Lines about an agent's mistakes (task ids it sent are its own text: escaped).
-    mistakes: LogLimit,
+    /// Lines about an agent's mistakes (task ids it sent are its own text: escaped); the
+    /// session's lines count here too.
+    pub(crate) mistakes: LogLimit,
 }
 
 /// How many tasks [`Ingest`] remembers having warned about.

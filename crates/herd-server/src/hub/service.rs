@@ -221,7 +221,7 @@ impl AgentHub for HubService {
         let mut inbound = req.into_inner();
         // The hello comes with the request: who is connecting is settled before the
         // stream is answered, so a refused agent gets a status, not a stream.
-        let hello = session::hello(&agent, &mut inbound).await?;
+        let hello = session::hello(&self.hub, &agent, &mut inbound).await?;
         let (tx, rx) = mpsc::channel::<ServerFrame>(SEND_QUEUE);
         let reg = session::register(&self.hub, &agent, &hello, &addr, tx.clone()).await?;
         self.hub.tracker.spawn(session::run(

@@ -49,6 +49,7 @@ fn silence_limit(heartbeat: Duration) -> Duration {
 
 /// The first frame of a session, which must be a hello.
 pub async fn hello(
+    hub: &Hub,
     agent: &AgentRow,
     inbound: &mut Streaming<AgentFrame>,
 ) -> Result<pb::Hello, Status> {
@@ -61,7 +62,7 @@ pub async fn hello(
         Ok(Err(e)) => e.to_string(),
         Err(_) => "no hello within 30 s".to_string(),
     };
-    end(agent, &why);
+    end(hub, agent, &why);
     Err(Status::invalid_argument(why))
 }
 
@@ -153,7 +154,7 @@ pub async fn run(
         .set(hub.registry.online_count() as i64);
     let res = serve(&hub, &agent, &reg, &first.tasks, &tx, &mut inbound).await;
     if let Err(e) = res {
-        end(&agent, &e);
+        end(&hub, &agent, &e);
     }
     hub.registry.disconnected(&agent.id, reg.conn_id);
     hub.metrics
@@ -161,8 +162,12 @@ pub async fn run(
         .set(hub.registry.online_count() as i64);
 }
 
-fn end(agent: &AgentRow, why: &str) {
-    // `why` may quote what the agent sent.
+/// Logs why a session ended; an agent that keeps breaking its sessions is limited
+/// (`log_limit`), and `why` may quote what the agent sent.
+fn end(hub: &Hub, agent: &AgentRow, why: &str) {
+    if !hub.ingest.mistakes.admit(&agent.id) {
+        return;
+    }
     tracing::info!(agent = %agent.id, name = %herd_core::Escaped(&agent.name), error = %herd_core::Escaped(why), "agent session ended");
 }
 

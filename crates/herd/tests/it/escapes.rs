@@ -48,10 +48,10 @@ fn event(task_id: &str, seq: u64, kind: task_event::Kind) -> pb::TaskEvent {
 /// Task ids the agent makes up, each forging a line of the server's log.
 const MADE_UP_TASKS: usize = 30;
 
-/// A hand-made agent named `evil`: joins with `token`, says hello with the crafted texts,
-/// beats, and ends every task it is given at once with exit 3 and a crafted detail; with
-/// each, events for [`MADE_UP_TASKS`] task ids that forge log lines.
-async fn evil_agent(url: String, token: String) -> Result<(), String> {
+type Client = pb::agent_hub_client::AgentHubClient<tonic::transport::Channel>;
+
+/// Joins `url` as `evil` with `token`: the client and the credential.
+async fn join(url: String, token: String) -> Result<(Client, String), String> {
     let ch = herd_link::channel(&url, None)
         .await
         .map_err(|e| e.to_string())?;
@@ -66,6 +66,36 @@ async fn evil_agent(url: String, token: String) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .into_inner();
+    Ok((client, joined.credential))
+}
+
+/// A session stream of `frames` with `credential`.
+fn session_request(
+    credential: &str,
+    frames: mpsc::UnboundedReceiver<pb::AgentFrame>,
+) -> tonic::Request<mpsc::UnboundedReceiver<pb::AgentFrame>> {
+    let mut req = tonic::Request::new(frames);
+    let bearer = format!("Bearer {credential}").parse().unwrap();
+    req.metadata_mut().insert("authorization", bearer);
+    req
+}
+
+/// Sessions that break the protocol at once (a heartbeat before the hello), `n` times.
+async fn bad_sessions(mut client: Client, credential: String, n: usize) {
+    for _ in 0..n {
+        let (tx, rx) = mpsc::unbounded();
+        let hb = pb::Heartbeat { metrics: None };
+        tx.unbounded_send(frame(agent_frame::Kind::Heartbeat(hb)))
+            .unwrap();
+        let refused = client.session(session_request(&credential, rx)).await;
+        assert!(refused.is_err(), "a session without a hello was taken");
+    }
+}
+
+/// The hand-made agent `evil`: says hello with the crafted texts, beats, and ends every
+/// task it is given at once with exit 3 and a crafted detail; with each, events for
+/// [`MADE_UP_TASKS`] task ids that forge log lines.
+async fn evil_agent(mut client: Client, credential: String) -> Result<(), String> {
     let (tx, rx) = mpsc::unbounded();
     let hello = pb::Hello {
         version: format!("1.0{CLEAR}\u{9b}31m"),
@@ -77,13 +107,8 @@ async fn evil_agent(url: String, token: String) -> Result<(), String> {
     };
     tx.unbounded_send(frame(agent_frame::Kind::Hello(hello)))
         .map_err(|e| e.to_string())?;
-    let mut req = tonic::Request::new(rx);
-    let bearer = format!("Bearer {}", joined.credential)
-        .parse()
-        .map_err(|_| "bad credential")?;
-    req.metadata_mut().insert("authorization", bearer);
     let mut inbound = client
-        .session(req)
+        .session(session_request(&credential, rx))
         .await
         .map_err(|e| e.to_string())?
         .into_inner();
@@ -152,7 +177,8 @@ fn an_agents_escape_sequences_never_reach_the_terminal() {
     let s = Server::start(HERD, dir.path()).unwrap();
     let token = s.join_token(1).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let agent = rt.spawn(evil_agent(s.url.clone(), token));
+    let (client, credential) = rt.block_on(join(s.url.clone(), token)).unwrap();
+    let agent = rt.spawn(evil_agent(client.clone(), credential.clone()));
     s.wait_online(&["evil"]).unwrap_or_else(|e| {
         let ended = agent.is_finished();
         panic!("{e} (the hand-made agent ended: {ended})")
@@ -202,6 +228,8 @@ fn an_agents_escape_sequences_never_reach_the_terminal() {
     let out = s.run(&["agents", "show", "no\u{1b}[2J\u{202e}body"]);
     assert!(!out.status.success());
     assert_harmless("herd agents show's error", &stderr(&out));
+    // And it breaks its sessions over and over.
+    rt.block_on(bad_sessions(client, credential, 30));
     rt.shutdown_background();
 
     // The server's log: the made-up task ids are escaped on the lines that name them (no
@@ -220,5 +248,14 @@ fn an_agents_escape_sequences_never_reach_the_terminal() {
     assert!(
         (1..=10).contains(&named),
         "{named} lines about made-up tasks, from one agent at once:\n{log}"
+    );
+    // Its mistakes, all told, are a few lines: not one per made-up task and broken session.
+    let mistakes = log
+        .lines()
+        .filter(|l| l.contains("nope-") || l.contains("first frame was not a hello"))
+        .count();
+    assert!(
+        mistakes <= 11,
+        "{mistakes} lines about one agent's mistakes:\n{log}"
     );
 }
