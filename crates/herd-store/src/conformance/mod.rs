@@ -14,11 +14,13 @@ use crate::{Result, Store};
 mod agents;
 mod audit;
 mod fixtures;
+mod joins;
 mod progress;
 mod runs;
 
 pub use agents::*;
 pub use audit::*;
+pub use joins::*;
 pub use progress::*;
 pub use runs::*;
 
@@ -77,6 +79,7 @@ macro_rules! conformance_suite {
     ($fresh:path) => {
         $crate::conformance_suite!(@store $fresh;
             join_outcomes,
+            concurrent_joins_take_a_use_only_when_they_join,
             label_edits_and_revoke,
             flush_agents_of_many_agents,
             api_keys_round_trip,

@@ -12,6 +12,7 @@ mod harness;
 mod hostile;
 mod identity;
 mod inventory;
+mod joins;
 mod labels;
 mod observability;
 mod output;
