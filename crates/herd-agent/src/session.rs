@@ -177,8 +177,16 @@ impl Shared {
                 copy::saved_path(&self.copies, &id),
             );
             let saved = tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir)?;
-                std::fs::write(path, bytes)
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                herd_link::private_dir(&dir)?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)?
+                    .write_all(&bytes)
             })
             .await;
             if !matches!(saved, Ok(Ok(()))) {

@@ -111,6 +111,39 @@ struct Cursor {
     last_used: u64,
 }
 
+/// Creates `dir` and its missing parents for the owner only (0700): the spool holds the
+/// output of tasks.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Takes group and others' rights off an existing `dir` (made by an earlier version, or
+/// opened since).
+fn owner_only(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a small mark file (`acked`, a tombstone) readable by the owner only (0600).
+fn write_private(path: &Path, body: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(body)
+}
+
 impl Spool {
     /// Opens (creating) the spool in `dir`, recovering every task found; a torn last
     /// record (partial write) is truncated away. Tombstones older than 24 h are pruned.
@@ -121,8 +154,12 @@ impl Spool {
     fn open_with_segment_target(dir: &Path, segment_target: u64) -> Result<Spool, SpoolError> {
         let tasks_dir = dir.join("tasks");
         let done_dir = dir.join("done");
-        fs::create_dir_all(&tasks_dir).map_err(SpoolError::io(&tasks_dir))?;
-        fs::create_dir_all(&done_dir).map_err(SpoolError::io(&done_dir))?;
+        for d in [&tasks_dir, &done_dir] {
+            private_dir(d).map_err(SpoolError::io(d))?;
+        }
+        for d in [dir, &tasks_dir, &done_dir] {
+            owner_only(d).map_err(SpoolError::io(d))?;
+        }
         let mut spool = Spool {
             tasks_dir,
             done_dir,
@@ -166,7 +203,7 @@ impl Spool {
                 });
             }
             let dir = self.tasks_dir.join(id);
-            fs::create_dir_all(&dir).map_err(SpoolError::io(&dir))?;
+            private_dir(&dir).map_err(SpoolError::io(&dir))?;
             self.tasks.insert(id.to_owned(), TaskState::new(dir));
         }
         let target = self.segment_target;
@@ -292,7 +329,7 @@ impl Spool {
     /// between is completed by the next `open` instead of resurrecting the task.
     fn retire(&mut self, task_id: &str) -> Result<(), SpoolError> {
         let path = self.done_dir.join(task_id);
-        fs::write(&path, b"done\n").map_err(SpoolError::io(&path))?;
+        write_private(&path, b"done\n").map_err(SpoolError::io(&path))?;
         let now = SystemTime::now();
         self.tombstones.retain(|_, at| age(*at) <= TOMBSTONE_TTL);
         self.tombstones.insert(task_id.to_owned(), now);
@@ -560,7 +597,8 @@ impl TaskState {
     fn persist_acked(&mut self) -> Result<(), SpoolError> {
         let tmp = self.dir.join(ACKED_TMP_FILE);
         let dst = self.dir.join(ACKED_FILE);
-        fs::write(&tmp, format!("{}\n", self.acked_seq)).map_err(SpoolError::io(&tmp))?;
+        write_private(&tmp, format!("{}\n", self.acked_seq).as_bytes())
+            .map_err(SpoolError::io(&tmp))?;
         fs::rename(&tmp, &dst).map_err(SpoolError::io(&dst))?;
         self.persisted_acked = self.acked_seq;
         Ok(())

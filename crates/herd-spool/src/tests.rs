@@ -583,3 +583,47 @@ fn reused_segments_hold_only_their_own_records() {
     assert_eq!(got.last().unwrap().seq, next);
     assert_eq!(got.len() as u64, next - info.acked_seq);
 }
+
+/// Everything the spool writes is its owner's only, and a spool dir opened to others (by an
+/// earlier version, or since) is closed again when the spool opens.
+#[test]
+fn spool_files_and_dirs_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("spool");
+    for d in [root.clone(), root.join("tasks"), root.join("done")] {
+        fs::create_dir_all(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    {
+        let mut spool = Spool::open_with_segment_target(&root, 1024).unwrap();
+        fill(&mut spool, "a", 30, 50);
+        spool.ack("a", 12).unwrap();
+        fill(&mut spool, "b", 5, 10);
+        spool.append(&exited("b", 6)).unwrap();
+        spool.ack("b", 6).unwrap();
+        assert!(spool.is_done("b"));
+    }
+    let mut seen = Vec::new();
+    let mut todo = vec![root.clone()];
+    while let Some(d) = todo.pop() {
+        seen.push(d.clone());
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            } else {
+                seen.push(e.path());
+            }
+        }
+    }
+    for name in ["acked", "b", "00000000000000000001.seg"] {
+        assert!(
+            seen.iter().any(|p| p.ends_with(name)),
+            "no {name}: {seen:?}"
+        );
+    }
+    for p in &seen {
+        let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+    }
+}

@@ -14,6 +14,7 @@ mod identity;
 mod inventory;
 mod joins;
 mod labels;
+mod local_user;
 mod observability;
 mod output;
 mod resilience;
