@@ -405,8 +405,80 @@ fn strip_token_arg(
     token.map(|t| (rest, t))
 }
 
+/// `herd server|up … --database URL` with a password in the URL: as for the join token, the
+/// process re-executes itself with the same arguments minus the URL, and the URL in
+/// `HERD_DATABASE`, so other local users do not read the password in `/proc/PID/cmdline`.
+/// Returns only when there is nothing to move.
+fn move_database_password_off_argv() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some((rest, url)) = strip_database_arg(&argv) else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(&argv[0])
+        .args(&rest[1..])
+        .env("HERD_DATABASE", url)
+        .exec();
+    eprintln!(
+        "herd: cannot move the database password off the command line: re-executing /proc/self/exe failed: {err} — pass the URL in HERD_DATABASE instead"
+    );
+    std::process::exit(1);
+}
+
+/// For `herd [--color X] server|up … --database URL|--database=URL …` whose URL holds a
+/// password: the arguments without the URL, and the URL.
+fn strip_database_arg(
+    argv: &[std::ffi::OsString],
+) -> Option<(Vec<std::ffi::OsString>, std::ffi::OsString)> {
+    let mut at = 1;
+    while at < argv.len() {
+        match argv[at].to_str() {
+            Some("--color") => at += 2,
+            Some(a) if a.starts_with("--color=") => at += 1,
+            _ => break,
+        }
+    }
+    if !matches!(argv.get(at).and_then(|a| a.to_str()), Some("server" | "up")) {
+        return None;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut rest = argv[..=at].to_vec();
+    let mut url = None;
+    let mut i = at + 1;
+    while i < argv.len() {
+        let a = argv[i].as_bytes();
+        if a == b"--database" && i + 1 < argv.len() {
+            url = Some(argv[i + 1].clone());
+            i += 2;
+        } else if let Some(v) = a.strip_prefix(b"--database=") {
+            url = Some(std::ffi::OsStr::from_bytes(v).to_os_string());
+            i += 1;
+        } else {
+            rest.push(argv[i].clone());
+            i += 1;
+        }
+    }
+    url.filter(|u| u.to_str().is_some_and(holds_password))
+        .map(|u| (rest, u))
+}
+
+/// Whether a database URL holds a password (`scheme://user:password@…` or a `password=`
+/// parameter).
+fn holds_password(url: &str) -> bool {
+    let Some((_, after)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = after.split(['/', '?']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+        || url.contains("password=")
+}
+
 fn main() {
     move_token_off_argv();
+    move_database_password_off_argv();
     let cli = parse_cli();
     style::init(cli.color);
     if matches!(cli.cmd, Command::Server(_) | Command::Up(_)) {
@@ -585,7 +657,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::strip_token_arg;
+    use super::{strip_database_arg, strip_token_arg};
     use std::ffi::OsString;
 
     fn args(s: &str) -> Vec<OsString> {
@@ -605,5 +677,26 @@ mod tests {
         assert!(strip_token_arg(&args("herd agent install --token hj_3")).is_none());
         assert!(strip_token_arg(&args("herd bench fleet --token hj_4")).is_none());
         assert!(strip_token_arg(&args("herd agent --token")).is_none());
+    }
+
+    #[test]
+    fn a_database_password_is_taken_out_of_server_arguments() {
+        let (rest, u) = strip_database_arg(&args(
+            "herd server --listen a --database postgres://u:pw@h:5/d --data-dir x",
+        ))
+        .unwrap();
+        assert_eq!(rest, args("herd server --listen a --data-dir x"));
+        assert_eq!(u, "postgres://u:pw@h:5/d");
+        let (rest, u) = strip_database_arg(&args(
+            "herd --color never up --database=postgres://u@h/d?password=pw",
+        ))
+        .unwrap();
+        assert_eq!(rest, args("herd --color never up"));
+        assert_eq!(u, "postgres://u@h/d?password=pw");
+        // Nothing to hide: left where it is.
+        assert!(strip_database_arg(&args("herd server --database postgres://u@h:5/d")).is_none());
+        assert!(strip_database_arg(&args("herd server --database sqlite:/x:y@z")).is_none());
+        assert!(strip_database_arg(&args("herd server")).is_none());
+        assert!(strip_database_arg(&args("herd runs ls --database postgres://u:pw@h/d")).is_none());
     }
 }

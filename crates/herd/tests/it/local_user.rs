@@ -198,3 +198,45 @@ exec "$herd" agent "$@" --token-file /etc/herd/agent-token"#,
     assert!(!cmdline.contains(&token), "{cmdline}");
     unreadable(None, &format!("/proc/{pid}/environ"));
 }
+
+/// A server given its PostgreSQL URL with a password on the command line: another local
+/// user reads the command line, which no longer holds the password, and not its environment,
+/// which does.
+#[test]
+fn another_local_user_reads_no_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = herd_testkit::Postgres::shared()
+        .unwrap()
+        .create_database()
+        .unwrap();
+    // The test cluster trusts its user, so any password is accepted.
+    let password = format!("pw-{}", std::process::id());
+    let url = url.replacen("://herd@", &format!("://herd:{password}@"), 1);
+    assert!(url.contains(&password), "{url}");
+    let s = Server::start_on(
+        HERD,
+        dir.path(),
+        "127.0.0.1:0",
+        &["--database", &url],
+        herd_testkit::Database::DataDir,
+    )
+    .unwrap();
+    // It serves, from that database.
+    let _a = s.agent("db-user", &[]).unwrap();
+    s.wait_online(&["db-user"]).unwrap();
+    assert!(
+        !s.data_dir.join("herd.db").exists(),
+        "{:?}",
+        files_under(&s.data_dir)
+    );
+
+    let pid = s.pid();
+    let cmdline = as_nobody(None, &["cat", &format!("/proc/{pid}/cmdline")]);
+    assert!(cmdline.status.success(), "{}", stderr(&cmdline));
+    let cmdline = stdout(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains(" server "), "{cmdline}");
+    assert!(!cmdline.contains(&password), "{cmdline}");
+    assert!(!cmdline.contains("--database"), "{cmdline}");
+    unreadable(None, &format!("/proc/{pid}/environ"));
+    assert!(!s.log().contains(&password), "{}", s.log());
+}
