@@ -323,8 +323,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         tracker,
         shutdown,
     } = parts;
-    let router = http::router(app.clone())
-        .route_service("/herd.agent.v1.AgentHub/{*method}", hub::service(hub));
+    let router = hub::mount(http::router(app.clone()), hub);
     let stop = shutdown.clone();
     let tls_config = tls.map(|t| t.config);
     tracker.spawn(async move {

@@ -41,7 +41,9 @@ impl FromRequestParts<Arc<App>> for Actor {
                 )
             })?,
         };
-        app.fleet().authenticate_key(&token).await
+        let actor = app.fleet().authenticate_key(&token).await?;
+        crate::listen::authenticated(parts.extensions.get());
+        Ok(actor)
     }
 }
 

@@ -17,7 +17,7 @@ use herd_store::Store;
 pub use ingest::Ingest;
 #[cfg(test)]
 pub(crate) use service::HubService;
-pub use service::service;
+pub use service::mount;
 pub use writer::ProgressWriter;
 
 use crate::events::Events;

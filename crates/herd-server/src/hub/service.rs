@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use herd_proto::v1::agent_hub_server::{AgentHub, AgentHubServer};
@@ -23,15 +24,52 @@ use crate::fetched::{FetchError, FetchedMeta};
 use crate::fleet;
 use crate::listen::PeerAddr;
 
-/// Largest gRPC message either side may send.
+/// Largest gRPC message either side may send on a `Session` or `WriteFetched` stream (whose
+/// handlers check the agent's credential before they read a message).
 const MAX_MESSAGE: usize = 32 * 1024 * 1024;
+/// Largest message of the calls whose message is read before the handler runs (`Join`,
+/// `ReadBlob`, `FetchOffset`): the decoder refuses a larger declared length before it makes
+/// room for it, so an unauthenticated caller cannot make the server hold more than this per
+/// request.
+const MAX_SMALL_MESSAGE: usize = 64 * 1024;
+/// How long a call's request message has to arrive before the call is refused (a caller that
+/// stalls half-way through its message holds no more than this long).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued to one agent before senders wait.
 const SEND_QUEUE: usize = 1024;
+/// The service's path prefix.
+const PREFIX: &str = "/herd.agent.v1.AgentHub";
 
-pub fn service(hub: Arc<Hub>) -> AgentHubServer<HubService> {
-    AgentHubServer::new(HubService { hub })
+/// Mounts the service on `router`: the calls with small messages on a service instance of
+/// their own (decoder limit [`MAX_SMALL_MESSAGE`], request timeout), the streams on another.
+pub fn mount<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    hub: Arc<Hub>,
+) -> axum::Router<S> {
+    let streams = AgentHubServer::new(HubService { hub: hub.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let small = AgentHubServer::new(HubService { hub })
+        .max_decoding_message_size(MAX_SMALL_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let small = tower::service_fn(move |req: http::Request<axum::body::Body>| {
+        let call = tower::ServiceExt::oneshot(small.clone(), req);
+        async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+                Ok(res) => res,
+                Err(_) => Ok(Status::deadline_exceeded(format!(
+                    "the request did not arrive within {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+                .into_http()),
+            }
+        }
+    });
+    let mut router = router;
+    for call in ["Join", "ReadBlob", "FetchOffset"] {
+        router = router.route_service(&format!("{PREFIX}/{call}"), small.clone());
+    }
+    router.route_service(&format!("{PREFIX}/{{*method}}"), streams)
 }
 
 pub struct HubService {
@@ -213,6 +251,7 @@ impl AgentHub for HubService {
             .authenticate_agent(&token)
             .await
             .map_err(status)?;
+        crate::listen::authenticated(req.extensions().get());
         let addr = req
             .extensions()
             .get::<PeerAddr>()
@@ -250,6 +289,7 @@ impl AgentHub for HubService {
             .authenticate_agent(&token)
             .await
             .map_err(status)?;
+        crate::listen::authenticated(req.extensions().get());
         let req = req.into_inner();
         self.copies_blob(&agent.id, &req.digest).await?;
         let path = self
@@ -337,6 +377,14 @@ impl AgentHub for HubService {
         req: Request<Streaming<FetchChunk>>,
     ) -> Result<Response<FetchOffsetResponse>, Status> {
         let token = bearer(&req);
+        // The credential is checked before any message is read: the messages of this stream
+        // may be large, and nothing large is taken in for a caller that is not an agent.
+        self.hub
+            .fleet
+            .authenticate_agent(&token)
+            .await
+            .map_err(status)?;
+        crate::listen::authenticated(req.extensions().get());
         let mut inbound = req.into_inner();
         let Some(first) = inbound.message().await? else {
             return Err(Status::invalid_argument("an empty upload"));

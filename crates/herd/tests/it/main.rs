@@ -17,6 +17,7 @@ mod labels;
 mod local_user;
 mod observability;
 mod output;
+mod preauth;
 mod resilience;
 mod retention;
 mod run_start;
