@@ -3,11 +3,13 @@
 //! 1 GiB of stdout, and the cost of an idle agent (see `bench/spine.sh`). `herd-bench fleet`
 //! runs `true` on N machines through herd, parallel-ssh and Ansible (see `bench/fleet.sh`).
 //! `herd-bench copy` copies one file to N machines through `herd cp` and parallel-scp (see
-//! `bench/copy.sh`).
+//! `bench/copy.sh`). `herd-bench preauth` measures the server's memory and API latency under
+//! stalled unauthenticated `Join` streams and 10,000 idle sockets, beside the same at rest.
 
 mod copy;
 mod fanout;
 mod fleet;
+mod preauth;
 mod scale;
 mod spine;
 mod ssh;
@@ -39,6 +41,9 @@ enum Cmd {
     Fleet(FleetArgs),
     /// A file to N machines through `herd cp` and parallel-scp.
     Copy(copy::CopyArgs),
+    /// Server memory and API latency under stalled unauthenticated `Join` streams and
+    /// 10,000 idle sockets, beside the same figures at rest.
+    Preauth(preauth::PreauthArgs),
 }
 
 #[derive(Args, Clone)]
@@ -160,6 +165,12 @@ fn main() {
             Cmd::Copy(a) => {
                 tokio::select! {
                     r = copy::run(a) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
+            Cmd::Preauth(a) => {
+                tokio::select! {
+                    r = preauth::run(a) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 }
             }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-/// min, p10, p50, p90, max (linear interpolation between closest ranks) and the mean.
+/// min, p10, p50, p90, p99, max (linear interpolation between closest ranks) and the mean.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub n: usize,
@@ -11,6 +11,7 @@ pub struct Summary {
     pub p10: f64,
     pub p50: f64,
     pub p90: f64,
+    pub p99: f64,
     pub max: f64,
     pub mean: f64,
 }
@@ -39,6 +40,7 @@ pub fn summarize(samples: &[f64]) -> Summary {
         p10: percentile(&s, 0.10),
         p50: percentile(&s, 0.50),
         p90: percentile(&s, 0.90),
+        p99: percentile(&s, 0.99),
         max: s.last().copied().unwrap_or(f64::NAN),
         mean,
     }

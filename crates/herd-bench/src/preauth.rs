@@ -1,0 +1,592 @@
+//! `herd-bench preauth`: what clients that never authenticate cost the server and its API
+//! users. Each round starts a fresh server (SQLite, loopback, plain HTTP) and one agent, and
+//! measures three phases one after the other:
+//! - **at rest**: the server's resident memory, and the API latency of `GET /api/v1/agents`
+//!   (admin key) over one keep-alive connection and over a new connection per request, and
+//!   the wall time of whole `herd run -t AGENT -- true` processes;
+//! - **stalled Join streams**: 25 connections × 8 `Join` streams, each declaring a 60 KiB
+//!   message and sending 30 KiB of it, then stalling (the most a stream may hold); when the
+//!   server ends a connection's streams (the 10 s deadline, or too many in flight) the
+//!   connection is opened again, so 200 are held throughout. Once at the start, 200 more
+//!   streams declaring 32 MiB (refused at their header). Memory is sampled while they are
+//!   held, and the same latencies are measured;
+//! - **idle sockets**: 10,000 sockets from the 40 source addresses 127.0.0.2–41, every tenth
+//!   sending half a request head; a socket the server closes (idle too long) is opened again.
+//!   Memory, the latencies and `herd run` are measured while they are held.
+//!
+//! The attack clients are written the way the end-to-end tests in
+//! `crates/herd/tests/it/preauth.rs` write them (a raw HTTP/2 client for the streams).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures::SinkExt as _;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::fleet::{self, Db, Fleet, Store};
+use crate::stats::{self, Summary};
+
+const JOIN: &str = "/herd.agent.v1.AgentHub/Join";
+
+#[derive(clap::Args, Clone)]
+pub struct PreauthArgs {
+    /// The RELEASE herd binary to measure (default: `herd` next to this binary, else
+    /// $CARGO_TARGET_DIR/release/herd, else the workspace's target/release/herd).
+    #[arg(long)]
+    pub herd: Option<PathBuf>,
+    /// Rounds, each on a fresh server and agent.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Timed `GET /api/v1/agents` requests per phase, for each way of connecting.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Timed `herd run -t AGENT -- true` processes per phase.
+    #[arg(long, default_value_t = 5)]
+    pub cli_runs: usize,
+    /// Connections of stalled `Join` streams (8 streams each).
+    #[arg(long, default_value_t = 25)]
+    pub join_conns: usize,
+    /// Idle sockets held in the last phase.
+    #[arg(long, default_value_t = 10_000)]
+    pub sockets: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the temp dir (server data, logs) after the run.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// One phase of one round.
+#[derive(Serialize, Clone)]
+struct Phase {
+    /// Server VmRSS when the phase began, MiB.
+    rss_before_mib: f64,
+    /// Highest server VmRSS sampled (every 50 ms) during the phase, MiB.
+    rss_peak_mib: f64,
+    /// Descriptors the server held at the phase's last sample.
+    server_fds: usize,
+    /// Latency of `GET /api/v1/agents` over one keep-alive connection, ms.
+    keepalive_ms: Summary,
+    /// Latency of `GET /api/v1/agents` over a new connection each, ms.
+    newconn_ms: Summary,
+    /// Requests that failed (not 200, or no answer within 30 s), both ways together.
+    api_errors: usize,
+    /// Wall time of whole `herd run -t AGENT -- true` processes, ms.
+    cli_ms: Summary,
+    /// Attack streams or sockets held at the phase's last sample (0 at rest).
+    attack_held: usize,
+    /// How often the attack had to open a stream / socket again because the server ended it.
+    attack_reopened: u64,
+    /// How the attack's streams ended (gRPC status → count), Join phase only.
+    join_statuses: std::collections::BTreeMap<String, usize>,
+}
+
+#[derive(Serialize)]
+struct Round {
+    rest: Phase,
+    joins: Phase,
+    sockets: Phase,
+    /// Sockets the attack managed to hold at once at most.
+    sockets_held_max: usize,
+}
+
+pub async fn run(a: PreauthArgs) -> Result<()> {
+    let herd = crate::spine::resolve_herd(a.herd.as_deref())?;
+    raise_open_files()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("herd-bench-preauth-")
+        .tempdir()
+        .context("cannot create a temp dir")?;
+    let db = Db::new(Store::Sqlite)?;
+    let mut rounds = Vec::new();
+    for r in 0..a.rounds {
+        let dir = tmp.path().join(format!("round-{r}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        eprintln!("herd-bench: round {}/{}", r + 1, a.rounds);
+        let mut fleet = Fleet::start(&herd, &dir, &db).await?;
+        let round = one_round(&a, &fleet).await?;
+        fleet.check_alive()?;
+        rounds.push(round);
+    }
+    print_table(&a, &herd, &rounds);
+    if let Some(out) = &a.out {
+        crate::write_results(
+            out,
+            &json!({
+                "herd": herd.display().to_string(),
+                "cpus": stats::cpus(),
+                "rounds": rounds,
+            }),
+        )?;
+    }
+    if a.keep {
+        eprintln!("herd-bench: kept {}", tmp.keep().display());
+    }
+    Ok(())
+}
+
+async fn one_round(a: &PreauthArgs, fleet: &Fleet) -> Result<Round> {
+    let addr: SocketAddr = fleet
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .with_context(|| format!("not a loopback address: {}", fleet.url()))?;
+    let pid = fleet.server.pid();
+    // Let the agent's joining settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let rest = measure(a, fleet, pid, None).await?;
+
+    // Stalled Join streams.
+    let held = Arc::new(AtomicUsize::new(0));
+    let reopened = Arc::new(AtomicU64::new(0));
+    let statuses = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let mut tasks = Vec::new();
+    // Refused at their header: opened once.
+    for _ in 0..a.join_conns {
+        let st = statuses.clone();
+        let h = Arc::new(AtomicUsize::new(0));
+        tasks.push(tokio::spawn(async move {
+            let _ = join_conn(addr, 8, (32 << 20) - 1, 1 << 20, &h, &st).await;
+            std::future::pending::<()>().await;
+        }));
+    }
+    for _ in 0..a.join_conns {
+        let (h, re, st) = (held.clone(), reopened.clone(), statuses.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let _ = join_conn(addr, 8, 60 << 10, 30 << 10, &h, &st).await;
+                re.fetch_add(8, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    let want = a.join_conns * 8;
+    wait_held(&held, want, Duration::from_secs(10)).await;
+    let mut joins = measure(a, fleet, pid, Some((&held, &reopened))).await?;
+    for t in &tasks {
+        t.abort();
+    }
+    drop(tasks);
+    joins.join_statuses = statuses.lock().map(|m| m.clone()).unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Idle and half-open sockets.
+    let held = Arc::new(AtomicUsize::new(0));
+    let reopened = Arc::new(AtomicU64::new(0));
+    let max_held = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(a.sockets);
+    for i in 0..a.sockets {
+        let (h, re, mx) = (held.clone(), reopened.clone(), max_held.clone());
+        tasks.push(tokio::spawn(async move {
+            idle_socket(addr, i, &h, &re, &mx).await;
+        }));
+        // Open them at a steady pace rather than all in one burst at the backlog.
+        if i % 200 == 199 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    wait_held(&held, a.sockets * 99 / 100, Duration::from_secs(30)).await;
+    let sockets = measure(a, fleet, pid, Some((&held, &reopened))).await?;
+    for t in &tasks {
+        t.abort();
+    }
+    drop(tasks);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(Round {
+        rest,
+        joins,
+        sockets,
+        sockets_held_max: max_held.load(Ordering::Relaxed),
+    })
+}
+
+/// Waits until `held` reaches `want`, or `limit` has passed.
+async fn wait_held(held: &AtomicUsize, want: usize, limit: Duration) {
+    let t = Instant::now();
+    while held.load(Ordering::Relaxed) < want && t.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let n = held.load(Ordering::Relaxed);
+    if n < want {
+        eprintln!("herd-bench: only {n} of {want} held after {limit:?}; measuring anyway");
+    }
+}
+
+/// One phase's figures; `attack` is (held, reopened) of the attack running meanwhile.
+async fn measure(
+    a: &PreauthArgs,
+    fleet: &Fleet,
+    pid: u32,
+    attack: Option<(&AtomicUsize, &AtomicU64)>,
+) -> Result<Phase> {
+    let rss = || stats::proc_status_bytes(pid, "VmRSS").map(|b| b as f64 / (1 << 20) as f64);
+    let rss_before_mib = rss()?;
+    let reopened_before = attack.map_or(0, |(_, r)| r.load(Ordering::Relaxed));
+    let peak = Arc::new(std::sync::Mutex::new(rss_before_mib));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(b) = stats::proc_status_bytes(pid, "VmRSS")
+                    && let Ok(mut p) = peak.lock()
+                {
+                    *p = p.max(b as f64 / (1 << 20) as f64);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let keepalive = client(true)?;
+    let newconn = client(false)?;
+    let url = format!("{}/api/v1/agents", fleet.url());
+    let mut errors = 0;
+    let mut ka = Vec::with_capacity(a.requests);
+    let mut nc = Vec::with_capacity(a.requests);
+    // Alternating, so that both ways see the same moments of the attack.
+    for _ in 0..a.requests {
+        match get(&keepalive, &url, &fleet.server.key).await {
+            Some(ms) => ka.push(ms),
+            None => errors += 1,
+        }
+        match get(&newconn, &url, &fleet.server.key).await {
+            Some(ms) => nc.push(ms),
+            None => errors += 1,
+        }
+    }
+    let mut cli = Vec::with_capacity(a.cli_runs);
+    for _ in 0..a.cli_runs {
+        cli.push(cli_true(fleet).await?);
+    }
+    sampler.abort();
+    let rss_peak_mib = peak
+        .lock()
+        .map_or(f64::NAN, |p| p.max(rss().unwrap_or(0.0)));
+    let server_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    if ka.is_empty() || nc.is_empty() {
+        bail!("every API request failed ({errors})");
+    }
+    Ok(Phase {
+        rss_before_mib,
+        rss_peak_mib,
+        server_fds,
+        keepalive_ms: stats::summarize(&ka),
+        newconn_ms: stats::summarize(&nc),
+        api_errors: errors,
+        cli_ms: stats::summarize(&cli),
+        attack_held: attack.map_or(0, |(h, _)| h.load(Ordering::Relaxed)),
+        attack_reopened: attack.map_or(0, |(_, r)| r.load(Ordering::Relaxed)) - reopened_before,
+        join_statuses: Default::default(),
+    })
+}
+
+fn client(keepalive: bool) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(if keepalive { 1 } else { 0 })
+        .http1_only()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// One `GET` with the admin key: its time in ms, or `None` if it failed.
+async fn get(c: &reqwest::Client, url: &str, key: &str) -> Option<f64> {
+    let t = Instant::now();
+    let resp = c.get(url).bearer_auth(key).send().await.ok()?;
+    let ok = resp.status() == reqwest::StatusCode::OK;
+    resp.bytes().await.ok()?;
+    ok.then(|| t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// One whole `herd run -t AGENT -- true` process; its wall time in ms.
+async fn cli_true(fleet: &Fleet) -> Result<f64> {
+    let mut cmd = fleet::cli(&fleet.server);
+    cmd.args(["run", "-t", &fleet.agent().name, "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let t = Instant::now();
+    let st = cmd.status().await.context("cannot run herd run")?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if !st.success() {
+        bail!("herd run -t {} -- true failed ({st})", fleet.agent().name);
+    }
+    Ok(ms)
+}
+
+/// Lifts this process's open-files soft limit to its hard limit.
+fn raise_open_files() -> Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("cannot raise RLIMIT_NOFILE")?;
+    Ok(())
+}
+
+/// Opens `streams` `Join` calls on one new HTTP/2 connection. Each declares a `declared`-byte
+/// message, sends `sent` bytes of it, then stalls; `held` counts the calls that have sent
+/// their bytes and not ended. Returns once every call has ended (each status counted in
+/// `statuses`).
+async fn join_conn(
+    addr: SocketAddr,
+    streams: usize,
+    declared: u32,
+    sent: usize,
+    held: &AtomicUsize,
+    statuses: &std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+) -> Result<()> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await?;
+    let conn = tokio::spawn(conn);
+    let calls = (0..streams).map(|_| {
+        let mut sender = sender.clone();
+        async move {
+            let (mut tx, rx) =
+                futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+            let req = hyper::Request::post(format!("http://{addr}{JOIN}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(StreamBody::new(rx))
+                .ok()?;
+            // The gRPC frame header (not compressed, the declared length), then the bytes.
+            let mut head = vec![0u8];
+            head.extend_from_slice(&declared.to_be_bytes());
+            let mut chunks = vec![Bytes::from(head)];
+            let mut left = sent;
+            while left > 0 {
+                let n = left.min(64 * 1024);
+                chunks.push(Bytes::from(vec![7u8; n]));
+                left -= n;
+            }
+            let counted = AtomicUsize::new(0);
+            let feed = async {
+                for c in chunks {
+                    // A refused stream stops taking data; it is left waiting, as a stalled
+                    // attacker would be.
+                    if tx.send(Ok(Frame::data(c))).await.is_err() {
+                        break;
+                    }
+                }
+                held.fetch_add(1, Ordering::Relaxed);
+                counted.store(1, Ordering::Relaxed);
+                std::future::pending::<()>().await;
+            };
+            let answer = async {
+                let res = sender.send_request(req).await.ok()?;
+                let mut status: Option<u32> = res
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                let mut body = res.into_body();
+                while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+                    if let Some(t) = frame.trailers_ref() {
+                        status = t
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok()?.parse().ok());
+                    }
+                }
+                status
+            };
+            let status = tokio::select! {
+                s = answer => s,
+                () = feed => None,
+            };
+            if counted.load(Ordering::Relaxed) == 1 {
+                held.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(status)
+        }
+    });
+    let ended = futures::future::join_all(calls).await;
+    conn.abort();
+    if let Ok(mut m) = statuses.lock() {
+        for s in ended {
+            let k = match s.flatten() {
+                Some(0) => "0 OK".to_string(),
+                Some(4) => "4 DEADLINE_EXCEEDED".to_string(),
+                Some(8) => "8 RESOURCE_EXHAUSTED".to_string(),
+                Some(11) => "11 OUT_OF_RANGE".to_string(),
+                Some(n) => n.to_string(),
+                None => "none (reset)".to_string(),
+            };
+            *m.entry(k).or_insert(0) += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Holds socket number `i` open from one of 40 loopback source addresses (every tenth sends
+/// half a request head), opening it again whenever the server closes it.
+async fn idle_socket(
+    addr: SocketAddr,
+    i: usize,
+    held: &AtomicUsize,
+    reopened: &AtomicU64,
+    max_held: &AtomicUsize,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let source = IpAddr::from([127, 0, 0, 2 + (i % 40) as u8]);
+    let mut first = true;
+    loop {
+        if !first {
+            reopened.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if sock.bind(SocketAddr::new(source, 0)).is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), sock.connect(addr)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if i.is_multiple_of(10) {
+            let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: her").await;
+        }
+        let n = held.fetch_add(1, Ordering::Relaxed) + 1;
+        max_held.fetch_max(n, Ordering::Relaxed);
+        // Until the server closes it (or answers something).
+        let mut buf = [0u8; 512];
+        while let Ok(k) = c.read(&mut buf).await {
+            if k == 0 {
+                break;
+            }
+        }
+        held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn fmt_sum(s: &[f64], prec: usize) -> String {
+    let m = stats::summarize(s);
+    format!("{:.prec$} ({:.prec$}–{:.prec$})", m.p50, m.min, m.max)
+}
+
+fn print_table(a: &PreauthArgs, herd: &std::path::Path, rounds: &[Round]) {
+    println!(
+        "#### herd before authentication: {} rounds, {} CPUs, {}",
+        rounds.len(),
+        stats::cpus(),
+        herd.display()
+    );
+    println!();
+    println!(
+        "Each cell: median over rounds (min–max). API: {} × `GET /api/v1/agents` per phase and way; \
+         run: {} × `herd run -t AGENT -- true` per phase.",
+        a.requests, a.cli_runs
+    );
+    println!();
+    println!(
+        "| | at rest | {} stalled Join streams (+{} refused) | {} idle sockets |",
+        a.join_conns * 8,
+        a.join_conns * 8,
+        a.sockets
+    );
+    println!("|---|---|---|---|");
+    let phases = |f: &dyn Fn(&Phase) -> f64, prec: usize| -> String {
+        let col = |p: &dyn Fn(&Round) -> &Phase| -> String {
+            let v: Vec<f64> = rounds.iter().map(|r| f(p(r))).collect();
+            fmt_sum(&v, prec)
+        };
+        format!(
+            "{} | {} | {}",
+            col(&|r| &r.rest),
+            col(&|r| &r.joins),
+            col(&|r| &r.sockets)
+        )
+    };
+    println!(
+        "| server RSS, MiB (phase start) | {} |",
+        phases(&|p| p.rss_before_mib, 1)
+    );
+    println!(
+        "| server RSS peak, MiB | {} |",
+        phases(&|p| p.rss_peak_mib, 1)
+    );
+    println!(
+        "| server RSS growth in phase, MiB | {} |",
+        phases(&|p| p.rss_peak_mib - p.rss_before_mib, 1)
+    );
+    println!(
+        "| server descriptors | {} |",
+        phases(&|p| p.server_fds as f64, 0)
+    );
+    println!(
+        "| attack held at end | {} |",
+        phases(&|p| p.attack_held as f64, 0)
+    );
+    println!(
+        "| attack reopened | {} |",
+        phases(&|p| p.attack_reopened as f64, 0)
+    );
+    println!(
+        "| API keep-alive p50, ms | {} |",
+        phases(&|p| p.keepalive_ms.p50, 3)
+    );
+    println!(
+        "| API keep-alive p99, ms | {} |",
+        phases(&|p| p.keepalive_ms.p99, 3)
+    );
+    println!(
+        "| API keep-alive max, ms | {} |",
+        phases(&|p| p.keepalive_ms.max, 3)
+    );
+    println!(
+        "| API new connection p50, ms | {} |",
+        phases(&|p| p.newconn_ms.p50, 3)
+    );
+    println!(
+        "| API new connection p99, ms | {} |",
+        phases(&|p| p.newconn_ms.p99, 3)
+    );
+    println!(
+        "| API new connection max, ms | {} |",
+        phases(&|p| p.newconn_ms.max, 3)
+    );
+    println!("| API errors | {} |", phases(&|p| p.api_errors as f64, 0));
+    println!(
+        "| `herd run … true` p50, ms | {} |",
+        phases(&|p| p.cli_ms.p50, 1)
+    );
+    println!(
+        "| `herd run … true` max, ms | {} |",
+        phases(&|p| p.cli_ms.max, 1)
+    );
+    println!();
+    let mut statuses = std::collections::BTreeMap::new();
+    for r in rounds {
+        for (k, v) in &r.joins.join_statuses {
+            *statuses.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    let s: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    println!("Join streams ended (all rounds): {}", s.join(", "));
+    let held: Vec<String> = rounds
+        .iter()
+        .map(|r| r.sockets_held_max.to_string())
+        .collect();
+    println!(
+        "Idle sockets held at once, most per round: {}",
+        held.join(", ")
+    );
+}
