@@ -69,12 +69,13 @@ pub struct PreauthArgs {
 /// One phase of one round.
 #[derive(Serialize, Clone)]
 struct Phase {
-    /// Server VmRSS when the phase began, MiB.
+    /// Server VmRSS when the phase began (before its attack was started), MiB.
     rss_before_mib: f64,
-    /// Highest server VmRSS sampled (every 50 ms) during the phase, MiB.
+    /// Highest server VmRSS sampled (every 50 ms) from the attack's start to the phase's
+    /// end, MiB.
     rss_peak_mib: f64,
-    /// Descriptors the server held at the phase's last sample.
-    server_fds: usize,
+    /// Most descriptors the server held at once during the phase (sampled every 250 ms).
+    server_fds_max: usize,
     /// Latency of `GET /api/v1/agents` over one keep-alive connection, ms.
     keepalive_ms: Summary,
     /// Latency of `GET /api/v1/agents` over a new connection each, ms.
@@ -146,9 +147,10 @@ async fn one_round(a: &PreauthArgs, fleet: &Fleet) -> Result<Round> {
     // Let the agent's joining settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let rest = measure(a, fleet, pid, None).await?;
+    let rest = measure(a, fleet, Sampler::start(pid)?, None).await?;
 
     // Stalled Join streams.
+    let sampler = Sampler::start(pid)?;
     let held = Arc::new(AtomicUsize::new(0));
     let reopened = Arc::new(AtomicU64::new(0));
     let statuses = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
@@ -174,7 +176,7 @@ async fn one_round(a: &PreauthArgs, fleet: &Fleet) -> Result<Round> {
     }
     let want = a.join_conns * 8;
     wait_held(&held, want, Duration::from_secs(10)).await;
-    let mut joins = measure(a, fleet, pid, Some((&held, &reopened))).await?;
+    let mut joins = measure(a, fleet, sampler, Some((&held, &reopened))).await?;
     for t in &tasks {
         t.abort();
     }
@@ -183,6 +185,7 @@ async fn one_round(a: &PreauthArgs, fleet: &Fleet) -> Result<Round> {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Idle and half-open sockets.
+    let sampler = Sampler::start(pid)?;
     let held = Arc::new(AtomicUsize::new(0));
     let reopened = Arc::new(AtomicU64::new(0));
     let max_held = Arc::new(AtomicUsize::new(0));
@@ -198,7 +201,12 @@ async fn one_round(a: &PreauthArgs, fleet: &Fleet) -> Result<Round> {
         }
     }
     wait_held(&held, a.sockets * 99 / 100, Duration::from_secs(30)).await;
-    let sockets = measure(a, fleet, pid, Some((&held, &reopened))).await?;
+    // And until the server has accepted them.
+    let t = Instant::now();
+    while server_fds(pid) < a.sockets * 9 / 10 && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sockets = measure(a, fleet, sampler, Some((&held, &reopened))).await?;
     for t in &tasks {
         t.abort();
     }
@@ -224,30 +232,77 @@ async fn wait_held(held: &AtomicUsize, want: usize, limit: Duration) {
     }
 }
 
-/// One phase's figures; `attack` is (held, reopened) of the attack running meanwhile.
+/// Descriptors the server holds now.
+fn server_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn rss_mib(pid: u32) -> Result<f64> {
+    stats::proc_status_bytes(pid, "VmRSS").map(|b| b as f64 / (1 << 20) as f64)
+}
+
+/// The server's memory and descriptors, sampled from [`Sampler::start`] until finished.
+struct Sampler {
+    pid: u32,
+    before_mib: f64,
+    /// Highest RSS (the bits of an f64, MiB) and descriptor count seen.
+    peak_mib: Arc<AtomicU64>,
+    fds_max: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Result<Sampler> {
+        let before_mib = rss_mib(pid)?;
+        let peak_mib = Arc::new(AtomicU64::new(before_mib.to_bits()));
+        let fds_max = Arc::new(AtomicUsize::new(server_fds(pid)));
+        let task = {
+            let (peak, fds) = (peak_mib.clone(), fds_max.clone());
+            tokio::spawn(async move {
+                for i in 0u64.. {
+                    if let Ok(m) = rss_mib(pid)
+                        && m > f64::from_bits(peak.load(Ordering::Relaxed))
+                    {
+                        peak.store(m.to_bits(), Ordering::Relaxed);
+                    }
+                    if i.is_multiple_of(5) {
+                        fds.fetch_max(server_fds(pid), Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        Ok(Sampler {
+            pid,
+            before_mib,
+            peak_mib,
+            fds_max,
+            task,
+        })
+    }
+
+    /// (RSS before, peak RSS, most descriptors), with one last sample.
+    fn finish(self) -> (f64, f64, usize) {
+        self.task.abort();
+        let peak = f64::from_bits(self.peak_mib.load(Ordering::Relaxed))
+            .max(rss_mib(self.pid).unwrap_or(0.0));
+        let fds = self
+            .fds_max
+            .load(Ordering::Relaxed)
+            .max(server_fds(self.pid));
+        (self.before_mib, peak, fds)
+    }
+}
+
+/// One phase's figures, measured while `sampler` samples; `attack` is (held, reopened) of
+/// the attack running meanwhile.
 async fn measure(
     a: &PreauthArgs,
     fleet: &Fleet,
-    pid: u32,
+    sampler: Sampler,
     attack: Option<(&AtomicUsize, &AtomicU64)>,
 ) -> Result<Phase> {
-    let rss = || stats::proc_status_bytes(pid, "VmRSS").map(|b| b as f64 / (1 << 20) as f64);
-    let rss_before_mib = rss()?;
     let reopened_before = attack.map_or(0, |(_, r)| r.load(Ordering::Relaxed));
-    let peak = Arc::new(std::sync::Mutex::new(rss_before_mib));
-    let sampler = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(b) = stats::proc_status_bytes(pid, "VmRSS")
-                    && let Ok(mut p) = peak.lock()
-                {
-                    *p = p.max(b as f64 / (1 << 20) as f64);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
     let keepalive = client(true)?;
     let newconn = client(false)?;
     let url = format!("{}/api/v1/agents", fleet.url());
@@ -269,18 +324,14 @@ async fn measure(
     for _ in 0..a.cli_runs {
         cli.push(cli_true(fleet).await?);
     }
-    sampler.abort();
-    let rss_peak_mib = peak
-        .lock()
-        .map_or(f64::NAN, |p| p.max(rss().unwrap_or(0.0)));
-    let server_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let (rss_before_mib, rss_peak_mib, server_fds_max) = sampler.finish();
     if ka.is_empty() || nc.is_empty() {
         bail!("every API request failed ({errors})");
     }
     Ok(Phase {
         rss_before_mib,
         rss_peak_mib,
-        server_fds,
+        server_fds_max,
         keepalive_ms: stats::summarize(&ka),
         newconn_ms: stats::summarize(&nc),
         api_errors: errors,
@@ -516,7 +567,7 @@ fn print_table(a: &PreauthArgs, herd: &std::path::Path, rounds: &[Round]) {
         )
     };
     println!(
-        "| server RSS, MiB (phase start) | {} |",
+        "| server RSS before the attack, MiB | {} |",
         phases(&|p| p.rss_before_mib, 1)
     );
     println!(
@@ -524,15 +575,15 @@ fn print_table(a: &PreauthArgs, herd: &std::path::Path, rounds: &[Round]) {
         phases(&|p| p.rss_peak_mib, 1)
     );
     println!(
-        "| server RSS growth in phase, MiB | {} |",
+        "| server RSS growth under the attack, MiB | {} |",
         phases(&|p| p.rss_peak_mib - p.rss_before_mib, 1)
     );
     println!(
-        "| server descriptors | {} |",
-        phases(&|p| p.server_fds as f64, 0)
+        "| server descriptors, most | {} |",
+        phases(&|p| p.server_fds_max as f64, 0)
     );
     println!(
-        "| attack held at end | {} |",
+        "| attack held at end (client side) | {} |",
         phases(&|p| p.attack_held as f64, 0)
     );
     println!(
