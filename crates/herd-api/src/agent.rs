@@ -27,6 +27,11 @@ pub struct Agent {
     #[serde(default)]
     #[schema(required = true)]
     pub label_sources: BTreeMap<String, LabelSource>,
+    /// Labels the agent declares beyond what its join token allowed: matched by no selector
+    /// until an operator sets them (`herd agents label NAME k=v`).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub claims: BTreeMap<String, String>,
     /// What the machine reported about itself when it last connected.
     #[serde(deserialize_with = "crate::null_as_default")]
     pub facts: Facts,
@@ -145,6 +150,7 @@ mod tests {
             version: "0.1.0".into(),
             labels: [("role".to_string(), "web".to_string())].into(),
             label_sources: [("role".to_string(), LabelSource::Agent)].into(),
+            claims: [("zone".to_string(), "eu".to_string())].into(),
             facts: Facts {
                 machine_id: "5f2c".into(),
                 hostname: "web-1".into(),
@@ -186,7 +192,7 @@ mod tests {
     fn agent_matches_the_server() {
         check(
             concat!(
-                r#"{"created_at":1700000000000,"facts":{"arch":"x86_64","cpus":4,"#,
+                r#"{"claims":{"zone":"eu"},"created_at":1700000000000,"facts":{"arch":"x86_64","cpus":4,"#,
                 r#""disks":[{"available_bytes":1500,"fs":"ext4","mount":"/","total_bytes":2000}],"#,
                 r#""hostname":"web-1","ips":["10.0.0.5"],"kernel":"6.1.0-18-amd64","#,
                 r#""machine_id":"5f2c","macs":["02:00:00:00:00:01"],"memory_bytes":8589934592,"#,

@@ -16,6 +16,16 @@ pub struct CreateToken {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub uses: Option<i64>,
+    /// The labels machines joining with it may hold (`{"role": "db"}`; a value `*` allows any
+    /// value of its key). A label a machine declares beyond them is shown as a claim and
+    /// matched by no selector until an operator sets it. Without `labels` and `any_labels`,
+    /// a machine holds none of the labels it declares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Machines joining with it hold whatever labels they declare (for fleets where every
+    /// machine is trusted with its own targeting). Not with `labels`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub any_labels: Option<bool>,
 }
 
 impl CreateToken {
@@ -42,6 +52,9 @@ pub struct CreatedToken {
     /// null when the server serves plain HTTP or a certificate of the operator's.
     #[schema(required = true)]
     pub ca_sha256: Option<String>,
+    /// The labels machines joining with it may hold; null: any.
+    #[schema(required = true)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
     /// The `herd agent` command that joins a new machine (its `NAME` to fill in).
     pub join_command: String,
 }
@@ -62,6 +75,10 @@ pub struct JoinToken {
     pub uses_left: i64,
     /// Whether a machine can still join with it: uses left and not expired.
     pub usable: bool,
+    /// The labels machines joining with it may hold; null: any.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[cfg(test)]
@@ -76,6 +93,7 @@ mod tests {
             &CreateToken {
                 ttl_secs: Some(60),
                 uses: Some(3),
+                ..Default::default()
             },
         );
         // Both are optional: the server defaults them.
@@ -93,13 +111,14 @@ mod tests {
             uses: 2,
             server: "https://10.0.0.1:7700".into(),
             ca_sha256: Some("ab12".into()),
+            labels: None,
             join_command: "HERD_JOIN_TOKEN=hj_01_s3cret herd agent --server https://10.0.0.1:7700 --ca-sha256 ab12 --name NAME --state-dir /var/lib/herd-agent".into(),
         };
         check(
             concat!(
                 r#"{"ca_sha256":"ab12","expires_at":1700003600000,"id":"01","#,
                 r#""join_command":"HERD_JOIN_TOKEN=hj_01_s3cret herd agent --server https://10.0.0.1:7700 --ca-sha256 ab12 --name NAME --state-dir /var/lib/herd-agent","#,
-                r#""server":"https://10.0.0.1:7700","token":"hj_01_s3cret","uses":2}"#
+                r#""labels":null,"server":"https://10.0.0.1:7700","token":"hj_01_s3cret","uses":2}"#
             ),
             &t,
         );
@@ -115,7 +134,7 @@ mod tests {
         check(
             concat!(
                 r#"{"created_at":1700000000000,"created_by":"key:admin","#,
-                r#""expires_at":1700003600000,"id":"01","usable":true,"uses_left":1}"#
+                r#""expires_at":1700003600000,"id":"01","labels":{"role":"db"},"usable":true,"uses_left":1}"#
             ),
             &JoinToken {
                 id: "01".into(),
@@ -124,6 +143,7 @@ mod tests {
                 expires_at: 1_700_003_600_000,
                 uses_left: 1,
                 usable: true,
+                labels: Some([("role".to_string(), "db".to_string())].into()),
             },
         );
     }

@@ -148,9 +148,15 @@ pub type Labels = std::collections::BTreeMap<String, String>;
 /// sets (or overrides) a label, `None` removes a reported one.
 pub type LabelEdits = std::collections::BTreeMap<String, Option<String>>;
 
-/// The labels a machine has: what it reports, with operator edits applied.
-pub fn effective_labels(reported: &Labels, edits: &LabelEdits) -> Labels {
-    let mut labels = reported.clone();
+/// The labels selectors match: what the agent reports, as far as its join token allowed
+/// (`allowed`: `None` allows any), with operator edits applied (an edit sets or removes a
+/// label whatever the agent reported).
+pub fn effective_labels(reported: &Labels, allowed: Option<&Labels>, edits: &LabelEdits) -> Labels {
+    let mut labels: Labels = reported
+        .iter()
+        .filter(|(k, v)| label_allowed(allowed, k, v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in edits {
         match v {
             Some(v) => {
@@ -164,9 +170,55 @@ pub fn effective_labels(reported: &Labels, edits: &LabelEdits) -> Labels {
     labels
 }
 
+/// Whether a join token's `allowed` labels (`None`: any) let an agent hold `key=value`; an
+/// allowed value `*` allows any value of its key.
+pub fn label_allowed(allowed: Option<&Labels>, key: &str, value: &str) -> bool {
+    match allowed {
+        None => true,
+        Some(a) => a.get(key).is_some_and(|v| v == value || v == "*"),
+    }
+}
+
+/// What an agent reports beyond what its token allowed and no operator edit settled: shown
+/// as claims, matched by no selector until an operator sets the label.
+pub fn label_claims(reported: &Labels, allowed: Option<&Labels>, edits: &LabelEdits) -> Labels {
+    reported
+        .iter()
+        .filter(|(k, v)| !label_allowed(allowed, k, v) && !edits.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_beyond_the_token_are_claims_until_an_operator_sets_them() {
+        let reported: Labels = [("role", "db"), ("zone", "eu"), ("rack", "r7")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let allowed: Labels = [("role", "web"), ("rack", "*")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let none = LabelEdits::new();
+        let held = effective_labels(&reported, Some(&allowed), &none);
+        assert_eq!(held.keys().collect::<Vec<_>>(), ["rack"]);
+        let claims = label_claims(&reported, Some(&allowed), &none);
+        assert_eq!(claims.keys().collect::<Vec<_>>(), ["role", "zone"]);
+        // An operator accepts role=db: it is matched and no longer a claim.
+        let edits: LabelEdits = [("role".to_string(), Some("db".to_string()))].into();
+        assert_eq!(
+            effective_labels(&reported, Some(&allowed), &edits)["role"],
+            "db"
+        );
+        assert!(!label_claims(&reported, Some(&allowed), &edits).contains_key("role"));
+        // A token that allows any labels: everything reported is held.
+        assert_eq!(effective_labels(&reported, None, &none), reported);
+        assert!(label_claims(&reported, None, &none).is_empty());
+    }
 
     #[test]
     fn parse_label_table() {

@@ -27,7 +27,7 @@ pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};
 pub use labels::{
     LabelEdits, LabelError, Labels, RESERVED_KEYS, check_label_key, effective_labels,
-    is_reserved_key, parse_label, parse_label_edit,
+    is_reserved_key, label_allowed, label_claims, parse_label, parse_label_edit,
 };
 pub use limit::{Limit, LimitError};
 pub use machine::{Disk, Facts, Metrics};

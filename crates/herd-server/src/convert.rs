@@ -19,6 +19,7 @@ pub fn agent(a: AgentRow, online: bool) -> api::Agent {
         })
         .collect();
     api::Agent {
+        claims: a.label_claims(),
         labels,
         label_sources,
         id: a.id,
@@ -94,6 +95,7 @@ pub fn join_token(t: JoinTokenRow, now: i64) -> api::JoinToken {
         created_by: t.created_by,
         expires_at: t.expires_at,
         uses_left: t.uses_left,
+        labels: t.labels,
     }
 }
 

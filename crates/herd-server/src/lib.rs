@@ -133,12 +133,13 @@ impl Running {
         self.app.fleet().authenticate_key(token).await.is_ok()
     }
 
-    /// Creates a join token (used by `herd up` for its local agent).
+    /// Creates a join token (used by `herd up` for its local agent, which holds whatever
+    /// labels it declares: it is the server's own machine).
     pub async fn create_join_token(&self, ttl: Duration, uses: i64) -> Result<String, ServerError> {
         Ok(self
             .app
             .fleet()
-            .create_join_token("herd up", ttl, uses)
+            .create_join_token("herd up", ttl, uses, None)
             .await?
             .0)
     }

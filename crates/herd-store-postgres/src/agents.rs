@@ -36,8 +36,8 @@ impl AgentStore for PgStore {
             return Ok(JoinOutcome::TokenSpent);
         }
         let inserted = sqlx::query(
-            "INSERT INTO agents (id, name, cred_hash, labels, server_labels, facts, metrics, version, created_at, last_seen, revoked_at) \
-             VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9, $10, $11)",
+            "INSERT INTO agents (id, name, cred_hash, labels, server_labels, facts, metrics, version, created_at, last_seen, revoked_at, allowed_labels) \
+             VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::jsonb)",
         )
         .bind(&agent.id)
         .bind(&agent.name)
@@ -50,6 +50,7 @@ impl AgentStore for PgStore {
         .bind(agent.created_at)
         .bind(agent.last_seen)
         .bind(agent.revoked_at)
+        .bind(agent.allowed_labels.as_ref().map(codec::json).transpose()?)
         .execute(&mut *tx)
         .await;
         match inserted {

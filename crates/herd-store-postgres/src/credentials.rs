@@ -90,7 +90,7 @@ impl CredentialStore for PgStore {
     ) -> Result<Option<JoinTokenRow>> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let row = sqlx::query(
-            "UPDATE join_tokens SET uses_left = 0 WHERE id = $1 RETURNING id, hash, created_at, created_by, expires_at, uses_left",
+            "UPDATE join_tokens SET uses_left = 0 WHERE id = $1 RETURNING id, hash, created_at, created_by, expires_at, uses_left, labels::text AS labels",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -109,7 +109,7 @@ impl CredentialStore for PgStore {
     async fn create_join_token(&self, token: &JoinTokenRow, entry: &AuditEntry) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO join_tokens (id, hash, created_at, created_by, expires_at, uses_left) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO join_tokens (id, hash, created_at, created_by, expires_at, uses_left, labels) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
         )
         .bind(&token.id)
         .bind(&token.hash)
@@ -117,6 +117,7 @@ impl CredentialStore for PgStore {
         .bind(&token.created_by)
         .bind(token.expires_at)
         .bind(token.uses_left)
+        .bind(token.labels.as_ref().map(codec::json).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -126,7 +127,7 @@ impl CredentialStore for PgStore {
 
     async fn join_token(&self, id: &str) -> Result<Option<JoinTokenRow>> {
         let row = sqlx::query(
-            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens WHERE id = $1",
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left, labels::text AS labels FROM join_tokens WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -137,7 +138,7 @@ impl CredentialStore for PgStore {
 
     async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>> {
         let rows = sqlx::query(
-            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens ORDER BY created_at DESC, id DESC",
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left, labels::text AS labels FROM join_tokens ORDER BY created_at DESC, id DESC",
         )
         .fetch_all(&self.pool)
         .await

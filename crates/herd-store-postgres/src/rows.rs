@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 
 macro_rules! agent_cols {
     () => {
-        "id, name, cred_hash, labels::text AS labels, server_labels::text AS server_labels, facts::text AS facts, metrics::text AS metrics, version, created_at, last_seen, revoked_at"
+        "id, name, cred_hash, labels::text AS labels, server_labels::text AS server_labels, facts::text AS facts, metrics::text AS metrics, version, created_at, last_seen, revoked_at, allowed_labels::text AS allowed_labels"
     };
 }
 macro_rules! task_cols {

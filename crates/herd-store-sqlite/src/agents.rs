@@ -36,7 +36,7 @@ impl AgentStore for SqliteStore {
         let inserted = sqlx::query(concat!(
             "INSERT INTO agents (",
             agent_cols!(),
-            ") VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
         ))
         .bind(&agent.id)
         .bind(&agent.name)
@@ -55,6 +55,7 @@ impl AgentStore for SqliteStore {
         .bind(agent.created_at)
         .bind(agent.last_seen)
         .bind(agent.revoked_at)
+        .bind(agent.allowed_labels.as_ref().map(codec::json).transpose()?)
         .execute(&mut *tx)
         .await;
         match inserted {

@@ -92,7 +92,7 @@ impl CredentialStore for SqliteStore {
     ) -> Result<Option<JoinTokenRow>> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         let row = sqlx::query(
-            "UPDATE join_tokens SET uses_left = 0 WHERE id = ? RETURNING id, hash, created_at, created_by, expires_at, uses_left",
+            "UPDATE join_tokens SET uses_left = 0 WHERE id = ? RETURNING id, hash, created_at, created_by, expires_at, uses_left, labels",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -112,7 +112,7 @@ impl CredentialStore for SqliteStore {
     async fn create_join_token(&self, token: &JoinTokenRow, entry: &AuditEntry) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO join_tokens (id, hash, created_at, created_by, expires_at, uses_left) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO join_tokens (id, hash, created_at, created_by, expires_at, uses_left, labels) VALUES (?,?,?,?,?,?,?)",
         )
         .bind(&token.id)
         .bind(&token.hash)
@@ -120,6 +120,7 @@ impl CredentialStore for SqliteStore {
         .bind(&token.created_by)
         .bind(token.expires_at)
         .bind(token.uses_left)
+        .bind(token.labels.as_ref().map(codec::json).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -129,7 +130,7 @@ impl CredentialStore for SqliteStore {
 
     async fn join_token(&self, id: &str) -> Result<Option<JoinTokenRow>> {
         let row = sqlx::query(
-            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens WHERE id = ?",
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left, labels FROM join_tokens WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -140,7 +141,7 @@ impl CredentialStore for SqliteStore {
 
     async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>> {
         let rows = sqlx::query(
-            "SELECT id, hash, created_at, created_by, expires_at, uses_left FROM join_tokens ORDER BY created_at DESC, id DESC",
+            "SELECT id, hash, created_at, created_by, expires_at, uses_left, labels FROM join_tokens ORDER BY created_at DESC, id DESC",
         )
         .fetch_all(&self.pool)
         .await

@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 
 macro_rules! agent_cols {
     () => {
-        "id, name, cred_hash, labels, server_labels, facts, metrics, version, created_at, last_seen, revoked_at"
+        "id, name, cred_hash, labels, server_labels, facts, metrics, version, created_at, last_seen, revoked_at, allowed_labels"
     };
 }
 macro_rules! task_cols {

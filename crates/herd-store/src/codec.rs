@@ -127,6 +127,7 @@ pub fn agent(row: &dyn StoredRow) -> Result<AgentRow> {
         cred_hash: c.text("cred_hash")?,
         labels: c.json("labels")?,
         label_edits: c.json("server_labels")?,
+        allowed_labels: c.opt_json("allowed_labels")?,
         facts: c.json("facts")?,
         metrics: c.opt_json("metrics")?,
         version: c.text("version")?,
@@ -159,6 +160,7 @@ pub fn join_token(row: &dyn StoredRow) -> Result<JoinTokenRow> {
         created_by: c.text("created_by")?,
         expires_at: c.int("expires_at")?,
         uses_left: c.int("uses_left")?,
+        labels: c.opt_json("labels")?,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use herd_core::{
     Facts, LabelEdits, Labels, Metrics, OutputPos, RunSpec, RunState, TaskState, effective_labels,
+    label_claims,
 };
 
 /// A machine that joined the fleet.
@@ -16,6 +17,8 @@ pub struct AgentRow {
     pub labels: Labels,
     /// Operator edits of those labels (a `None` removes a reported label).
     pub label_edits: LabelEdits,
+    /// The labels its join token let it hold (`None`: any).
+    pub allowed_labels: Option<Labels>,
     pub facts: Facts,
     pub metrics: Option<Metrics>,
     pub version: String,
@@ -25,9 +28,23 @@ pub struct AgentRow {
 }
 
 impl AgentRow {
-    /// Reported labels with operator edits applied.
+    /// Reported labels as far as its token allowed, with operator edits applied: what
+    /// selectors match.
     pub fn effective_labels(&self) -> Labels {
-        effective_labels(&self.labels, &self.label_edits)
+        effective_labels(
+            &self.labels,
+            self.allowed_labels.as_ref(),
+            &self.label_edits,
+        )
+    }
+
+    /// Reported labels beyond what its token allowed that no operator edit settled.
+    pub fn label_claims(&self) -> Labels {
+        label_claims(
+            &self.labels,
+            self.allowed_labels.as_ref(),
+            &self.label_edits,
+        )
     }
 }
 
@@ -52,6 +69,8 @@ pub struct JoinTokenRow {
     pub created_by: String,
     pub expires_at: i64,
     pub uses_left: i64,
+    /// The labels its agents may hold (a value `*`: any value of its key); `None`: any.
+    pub labels: Option<Labels>,
 }
 
 /// What a person asked for: a command on the machines a selector picked.

@@ -260,10 +260,18 @@ impl Server {
         })
     }
 
-    /// A join token good for `uses` agents.
+    /// A join token good for `uses` agents, which hold whatever labels they declare.
     pub fn join_token(&self, uses: usize) -> Result<String> {
+        self.join_token_with(uses, &["--any-labels"])
+    }
+
+    /// A join token good for `uses` agents, created with `extra` arguments
+    /// (`--label role=db`).
+    pub fn join_token_with(&self, uses: usize, extra: &[&str]) -> Result<String> {
         let uses = uses.to_string();
-        let v = self.cli_json(&["token", "create", "--uses", &uses, "--json"])?;
+        let mut args = vec!["token", "create", "--uses", &uses, "--json"];
+        args.extend_from_slice(extra);
+        let v = self.cli_json(&args)?;
         v["token"]
             .as_str()
             .map(str::to_string)

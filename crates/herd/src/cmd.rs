@@ -94,22 +94,21 @@ fn labels(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-/// Labels with where each comes from: `role=web(agent),tier=gold(server)`.
+/// Labels with where each comes from, then what the agent claims beyond its token (matched
+/// by no selector): `role=web(agent),tier=gold(server),role=db(claim)`.
 fn labels_with_source(a: &Agent) -> String {
-    if a.labels.is_empty() {
+    if a.labels.is_empty() && a.claims.is_empty() {
         return "-".into();
     }
-    a.labels
-        .iter()
-        .map(|(k, v)| {
-            let source = match a.label_sources.get(k) {
-                Some(herd_api::LabelSource::Server) => "server",
-                _ => "agent",
-            };
-            format!("{k}={v}({source})")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    let held = a.labels.iter().map(|(k, v)| {
+        let source = match a.label_sources.get(k) {
+            Some(herd_api::LabelSource::Server) => "server",
+            _ => "agent",
+        };
+        format!("{k}={v}({source})")
+    });
+    let claimed = a.claims.iter().map(|(k, v)| format!("{k}={v}(claim)"));
+    held.chain(claimed).collect::<Vec<_>>().join(",")
 }
 
 #[derive(Args)]
@@ -263,6 +262,15 @@ pub enum TokenCmd {
         /// How many machines may join with it.
         #[arg(long, default_value_t = 1)]
         uses: i64,
+        /// A label machines joining with it may hold (`role=db`; `rack=*` allows any value
+        /// of `rack`). Repeatable. A label a machine declares beyond these is a claim: shown,
+        /// never matched until an operator sets it. Without --label or --any-labels, machines
+        /// hold none of the labels they declare.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Machines joining with it hold whatever labels they declare.
+        #[arg(long, conflicts_with = "labels")]
+        any_labels: bool,
         #[arg(long)]
         json: bool,
     },
@@ -280,8 +288,14 @@ pub enum TokenCmd {
 }
 
 pub async fn token(cmd: TokenCmd) -> Result<i32> {
-    let (ttl, uses, json) = match cmd {
-        TokenCmd::Create { ttl, uses, json } => (ttl, uses, json),
+    let (ttl, uses, labels, any_labels, json) = match cmd {
+        TokenCmd::Create {
+            ttl,
+            uses,
+            labels,
+            any_labels,
+            json,
+        } => (ttl, uses, labels, any_labels, json),
         TokenCmd::Revoke { id, json } => {
             let t: JoinToken = client()?
                 .post_empty(&format!("/api/v1/tokens/{}/revoke", encode(&id)))
@@ -306,12 +320,16 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
                         time(Some(t.expires_at)),
                         if t.usable { "usable" } else { "spent" }.into(),
                         t.created_by.clone(),
+                        allowed_labels(t.labels.as_ref()),
                     ]
                 })
                 .collect();
             out!(
                 "{}",
-                render(&["ID", "USES LEFT", "EXPIRES", "STATUS", "BY"], &rows)
+                render(
+                    &["ID", "USES LEFT", "EXPIRES", "STATUS", "BY", "LABELS"],
+                    &rows
+                )
             );
             return Ok(0);
         }
@@ -319,9 +337,20 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
     if uses < 1 {
         bail!("--uses must be at least 1");
     }
+    let mut allowed = std::collections::BTreeMap::new();
+    for l in &labels {
+        let Some((k, v)) = l.split_once('=') else {
+            bail!(
+                "--label {l:?} is not KEY=VALUE — e.g. --label role=db, or --label rack=* for any value"
+            );
+        };
+        allowed.insert(k.to_string(), v.to_string());
+    }
     let body = CreateToken {
         ttl_secs: Some(ttl.as_secs().max(1)),
         uses: Some(uses),
+        labels: (!any_labels).then_some(allowed),
+        any_labels: any_labels.then_some(true),
     };
     let t: CreatedToken = client()?.post("/api/v1/tokens", &body).await?;
     if json {
@@ -329,12 +358,29 @@ pub async fn token(cmd: TokenCmd) -> Result<i32> {
     }
     outln!("{}", t.token);
     eprintln!(
-        "valid until {} for {} machine(s); on the new machine run:\n  {}",
+        "valid until {} for {} machine(s), which may hold {}; on the new machine run:\n  {}",
         time(Some(t.expires_at)),
         t.uses,
+        match t.labels.as_ref() {
+            Some(l) if l.is_empty() => "none of the labels they declare".to_string(),
+            l => format!("the labels {}", allowed_labels(l)),
+        },
         t.join_command
     );
     Ok(0)
+}
+
+/// What a join token lets its machines hold, for a person: `role=db,rack=*`, `any`, `none`.
+fn allowed_labels(labels: Option<&std::collections::BTreeMap<String, String>>) -> String {
+    match labels {
+        None => "any".into(),
+        Some(l) if l.is_empty() => "none".into(),
+        Some(l) => l
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// Filters of a listing (runs, tasks, audit).

@@ -341,6 +341,7 @@ mod tests {
             cred_hash: String::new(),
             labels: serde_json::from_str(labels).unwrap(),
             label_edits: LabelEdits::new(),
+            allowed_labels: None,
             facts: Facts {
                 os: "debian".into(),
                 cpus: 2,

@@ -182,6 +182,9 @@ impl FleetService {
             cred_hash: cred.hash.clone(),
             labels: req.labels,
             label_edits: LabelEdits::new(),
+            // What the token allows bounds what the agent's declared labels can make it hold,
+            // for the agent's life (a token used up or deleted later changes nothing).
+            allowed_labels: tok.labels.clone(),
             facts: req.facts,
             metrics: None,
             version: String::new(),
@@ -517,7 +520,16 @@ impl FleetService {
         actor: &str,
         ttl: Duration,
         uses: i64,
+        labels: Option<Labels>,
     ) -> Result<(String, JoinTokenRow)> {
+        for (k, v) in labels.iter().flatten() {
+            let checked = if v == "*" {
+                herd_core::check_label_key(k)
+            } else {
+                herd_core::parse_label(&format!("{k}={v}")).map(|_| ())
+            };
+            checked.map_err(|e| ServerError::BadRequest(format!("token label {k}={v}: {e}")))?;
+        }
         if uses < 1 {
             return Err(ServerError::BadRequest("--uses must be at least 1".into()));
         }
@@ -543,12 +555,13 @@ impl FleetService {
             created_by: actor.to_string(),
             expires_at: now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64),
             uses_left: uses,
+            labels,
         };
         let audit = AuditEntry::new(
             actor,
             "token.create",
             format!("token:{}", row.id),
-            json!({"ttl_secs": ttl.as_secs(), "uses": uses}),
+            json!({"ttl_secs": ttl.as_secs(), "uses": uses, "labels": row.labels}),
         );
         self.store.create_join_token(&row, &audit).await?;
         Ok((s.token, row))

@@ -23,7 +23,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
     request_body = CreateToken,
     responses(
         (status = 200, description = "The token (shown only now) and the join command", body = CreatedToken),
-        (status = 400, description = "Uses or life out of range (longer than the server's --max-token-ttl), or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "Uses or life out of range (longer than the server's --max-token-ttl), a label that is not valid, both labels and any_labels, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
@@ -43,8 +43,18 @@ pub async fn create_token(
             )));
         }
     };
+    // Without either, a machine that joins holds none of the labels it declares.
+    let labels = match (req.labels, req.any_labels) {
+        (Some(_), Some(true)) => {
+            return Err(ServerError::BadRequest(
+                "a token allows either some labels or any labels, not both — drop --any-labels or --label".into(),
+            ));
+        }
+        (None, Some(true)) => None,
+        (labels, _) => Some(labels.unwrap_or_default()),
+    };
     let (token, row) = fleet
-        .create_join_token(&actor.name, ttl, req.uses.unwrap_or(1))
+        .create_join_token(&actor.name, ttl, req.uses.unwrap_or(1), labels)
         .await?;
     Ok(Json(CreatedToken {
         join_command: fleet.join_command(&token),
@@ -52,6 +62,7 @@ pub async fn create_token(
         id: row.id,
         expires_at: row.expires_at,
         uses: row.uses_left,
+        labels: row.labels,
         server: fleet.url().to_string(),
         ca_sha256: fleet.ca_fingerprint().map(str::to_string),
     }))

@@ -25,7 +25,7 @@ impl Fixture {
         let srv = TestServer::new().await;
         let fleet = srv.parts.app.fleet();
         let (token, _) = fleet
-            .create_join_token("test", Duration::from_secs(60), 1)
+            .create_join_token("test", Duration::from_secs(60), 1, None)
             .await
             .unwrap();
         let (agent, _) = fleet

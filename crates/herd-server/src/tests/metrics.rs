@@ -36,7 +36,7 @@ async fn scrapes_are_answered_from_memory_with_the_store_gone() {
     let srv = TestServer::new().await;
     let fleet = srv.parts.app.fleet();
     let (token, _) = fleet
-        .create_join_token("test", Duration::from_secs(60), 1)
+        .create_join_token("test", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     fleet

@@ -12,7 +12,7 @@ use crate::fleet::JoinRequest;
 async fn join(srv: &TestServer, name: &str) -> Result<String, ServerError> {
     let fleet = srv.parts.app.fleet();
     let (token, _) = fleet
-        .create_join_token("test", Duration::from_secs(60), 1)
+        .create_join_token("test", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     fleet

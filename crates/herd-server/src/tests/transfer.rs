@@ -20,7 +20,7 @@ use crate::runs::NewRunRequest;
 async fn agent(srv: &TestServer, name: &str) -> (String, mpsc::Receiver<pb::ServerFrame>) {
     let fleet = srv.parts.app.fleet();
     let (token, _) = fleet
-        .create_join_token("test", Duration::from_secs(60), 1)
+        .create_join_token("test", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     let (id, credential) = fleet

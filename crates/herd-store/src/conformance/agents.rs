@@ -279,6 +279,50 @@ pub async fn join_tokens_round_trip(store: &dyn Store) -> Result<()> {
     Ok(())
 }
 
+/// A token's labels round-trip (a token without them allows any), and an agent keeps the
+/// labels it was allowed: what it reports beyond them is a claim, not a label selectors see.
+pub async fn token_labels_bound_what_an_agent_holds(store: &dyn Store) -> Result<()> {
+    let allowed = Labels::from([("role".into(), "web".into()), ("rack".into(), "*".into())]);
+    let mut t = token("tl", 1, 1000, 2);
+    t.labels = Some(allowed.clone());
+    store
+        .create_join_token(&t, &entry("token.create", "token:tl"))
+        .await?;
+    assert_eq!(store.join_token("tl").await?, Some(t));
+    assert_eq!(store.join_tokens().await?[0].labels, Some(allowed.clone()));
+    let mut row = agent_row("al", "claimer");
+    row.labels = Labels::from([
+        ("role".into(), "db".into()),
+        ("rack".into(), "r7".into()),
+        ("zone".into(), "a".into()),
+    ]);
+    row.allowed_labels = Some(allowed);
+    let audit = entry("agent.join", "agent:claimer");
+    assert_eq!(
+        store.join_agent("tl", 500, &row, &audit).await?,
+        JoinOutcome::Joined
+    );
+    let stored = store.agent("al").await?.expect("the agent that joined");
+    assert_eq!(stored, row);
+    assert_eq!(
+        stored.effective_labels(),
+        Labels::from([("rack".into(), "r7".into())])
+    );
+    assert_eq!(
+        stored.label_claims().keys().collect::<Vec<_>>(),
+        ["role", "zone"]
+    );
+    // A restart that declares other labels keeps the bound.
+    let declared = Labels::from([("role".into(), "web".into())]);
+    store
+        .set_declared_labels("al", &declared, &entry("agent.labels", "agent:claimer"))
+        .await?;
+    let stored = store.agent("al").await?.expect("the agent");
+    assert_eq!(stored.allowed_labels, row.allowed_labels);
+    assert_eq!(stored.effective_labels(), declared);
+    Ok(())
+}
+
 /// Key names are unique (revoked keys keep theirs); revoking sets `revoked_at` once, with its
 /// audit entry; an unknown key changes nothing and records nothing.
 pub async fn api_key_names_are_unique_and_keys_revoke(store: &dyn Store) -> Result<()> {

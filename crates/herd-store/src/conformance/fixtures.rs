@@ -20,6 +20,7 @@ pub(super) fn token(id: &str, created_at: i64, expires_at: i64, uses_left: i64) 
         created_by: "key:test".into(),
         expires_at,
         uses_left,
+        labels: None,
     }
 }
 
@@ -30,6 +31,7 @@ pub(super) fn agent_row(id: &str, name: &str) -> AgentRow {
         cred_hash: format!("cred-{id}"),
         labels: Labels::from([("role".into(), "web".into()), ("zone".into(), "a".into())]),
         label_edits: Default::default(),
+        allowed_labels: None,
         facts: Facts {
             hostname: name.into(),
             os: "debian".into(),

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api_contract;
+mod claims;
 mod cli;
 mod errors;
 mod escapes;
