@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FleetConfig, FleetError, agent_name};
 
-/// Joins in flight at once while a new fleet registers.
-const JOINS_IN_FLIGHT: usize = 32;
+/// Joins in flight at once while a new fleet registers. They share one connection, which
+/// has not authenticated: the server takes at most 8 requests in flight on such a
+/// connection (and answers the rest RESOURCE_EXHAUSTED).
+const JOINS_IN_FLIGHT: usize = 8;
 /// Attempts per join when the server answers "try again later".
 const JOIN_ATTEMPTS: u32 = 8;
 
