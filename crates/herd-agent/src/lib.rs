@@ -121,6 +121,13 @@ fn resolve_labels(cfg: &AgentConfig) -> Result<BTreeMap<String, String>, AgentEr
             return Ok(kept);
         }
     }
+    if cfg.labels.len() > herd_core::MAX_LABELS {
+        return Err(AgentError::Config(format!(
+            "{} labels given; a machine declares at most {} — drop some --label",
+            cfg.labels.len(),
+            herd_core::MAX_LABELS
+        )));
+    }
     let body =
         serde_json::to_vec_pretty(&cfg.labels).map_err(|e| AgentError::Config(e.to_string()))?;
     herd_link::write_private(&p, &body).map_err(|e| {

@@ -42,9 +42,25 @@ fn err(input: &str, reason: impl Into<String>) -> LabelError {
     }
 }
 
+/// The longest label key, in bytes.
+pub const MAX_LABEL_KEY: usize = 128;
+/// The longest label value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 256;
+/// The most labels one machine declares.
+pub const MAX_LABELS: usize = 64;
+
 fn check_key(input: &str, key: &str) -> Result<(), LabelError> {
     if key.is_empty() {
         return Err(err(input, "the key before '=' is empty"));
+    }
+    if key.len() > MAX_LABEL_KEY {
+        return Err(err(
+            input,
+            format!(
+                "the key is {} bytes long; at most {MAX_LABEL_KEY}",
+                key.len()
+            ),
+        ));
     }
     if let Some(c) = bad_key_char(key) {
         return Err(err(
@@ -60,6 +76,15 @@ fn check_key(input: &str, key: &str) -> Result<(), LabelError> {
 fn check_value(input: &str, key: &str, value: &str) -> Result<(), LabelError> {
     if value.is_empty() {
         return Err(err(input, format!("the value after '{key}=' is empty")));
+    }
+    if value.len() > MAX_LABEL_VALUE {
+        return Err(err(
+            input,
+            format!(
+                "the value is {} bytes long; at most {MAX_LABEL_VALUE}",
+                value.len()
+            ),
+        ));
     }
     if let Some(c) = value.chars().find(|&c| !is_value_char(c)) {
         return Err(err(

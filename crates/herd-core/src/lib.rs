@@ -26,8 +26,9 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};
 pub use labels::{
-    LabelEdits, LabelError, Labels, RESERVED_KEYS, check_label_key, effective_labels,
-    is_reserved_key, label_allowed, label_claims, parse_label, parse_label_edit,
+    LabelEdits, LabelError, Labels, MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, RESERVED_KEYS,
+    check_label_key, effective_labels, is_reserved_key, label_allowed, label_claims, parse_label,
+    parse_label_edit,
 };
 pub use limit::{Limit, LimitError};
 pub use machine::{Disk, Facts, Metrics};

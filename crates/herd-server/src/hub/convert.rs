@@ -1,22 +1,45 @@
 //! What agents report, from the wire into herd's domain types. Text an agent sends is
 //! stored as text, which may not hold U+0000 (PostgreSQL refuses it): it becomes U+FFFD.
+//! What an agent reports is bounded before it is kept (an agent's message may be 32 MiB, and
+//! what it says about itself goes to the store, the index and every listing): a fact's text
+//! at most [`MAX_TEXT`] bytes, lists at most [`MAX_LIST`] entries, at most
+//! [`herd_core::MAX_LABELS`] labels, each as `herd agent --label` would take it (a label that
+//! is not is dropped, and counted for the caller to log).
 
 use std::collections::HashMap;
 
 use herd_core::{Disk, Facts, Labels, Metrics, TaskState};
 use herd_proto::v1 as pb;
 
-/// Reported text as it can be stored.
+/// The longest text of a fact (or version) kept, in bytes.
+pub const MAX_TEXT: usize = 1024;
+/// The most entries of a reported list (disks, addresses) kept.
+pub const MAX_LIST: usize = 256;
+
+/// Reported text as it can be stored: at most [`MAX_TEXT`] bytes (cut at a character).
 pub fn text(s: &str) -> String {
-    s.replace('\0', "\u{FFFD}")
+    let mut end = s.len().min(MAX_TEXT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].replace('\0', "\u{FFFD}")
 }
 
 fn texts(v: &[String]) -> Vec<String> {
-    v.iter().map(|s| text(s)).collect()
+    v.iter().take(MAX_LIST).map(|s| text(s)).collect()
 }
 
-pub fn labels(l: &HashMap<String, String>) -> Labels {
-    l.iter().map(|(k, v)| (text(k), text(v))).collect()
+/// The labels an agent declares that herd accepts (valid as `--label` takes them; the first
+/// [`herd_core::MAX_LABELS`] by key), and how many were dropped.
+pub fn labels(l: &HashMap<String, String>) -> (Labels, usize) {
+    let valid: Labels = l
+        .iter()
+        .filter(|(k, v)| herd_core::parse_label(&format!("{k}={v}")).is_ok())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let kept: Labels = valid.into_iter().take(herd_core::MAX_LABELS).collect();
+    let dropped = l.len() - kept.len();
+    (kept, dropped)
 }
 
 pub fn facts(f: &pb::Facts) -> Facts {
@@ -33,6 +56,7 @@ pub fn facts(f: &pb::Facts) -> Facts {
         disks: f
             .disks
             .iter()
+            .take(MAX_LIST)
             .map(|d| Disk {
                 mount: text(&d.mount),
                 fs: text(&d.fs),
@@ -150,5 +174,33 @@ mod tests {
                     .contains(&TaskState::Running)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn what_an_agent_reports_is_bounded() {
+        assert_eq!(text(&"é".repeat(2000)).len(), MAX_TEXT);
+        assert_eq!(text("a\0b"), "a\u{FFFD}b");
+        let f = pb::Facts {
+            ips: vec!["10.0.0.1".into(); 10_000],
+            disks: vec![pb::Disk::default(); 10_000],
+            ..Default::default()
+        };
+        let f = facts(&f);
+        assert_eq!((f.ips.len(), f.disks.len()), (MAX_LIST, MAX_LIST));
+        let mut l: HashMap<String, String> = (0..100)
+            .map(|i| (format!("k{i:03}"), "v".to_string()))
+            .collect();
+        l.insert("bad".into(), "\x1b[2J".into());
+        l.insert("os".into(), "shadowed".into());
+        l.insert("long".into(), "v".repeat(300));
+        let (kept, dropped) = labels(&l);
+        assert_eq!(kept.len(), herd_core::MAX_LABELS);
+        assert_eq!(dropped, l.len() - herd_core::MAX_LABELS);
+        assert!(kept.keys().all(|k| k.starts_with('k')));
     }
 }

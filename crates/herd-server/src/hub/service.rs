@@ -206,7 +206,7 @@ impl AgentHub for HubService {
             .join(fleet::JoinRequest {
                 token: req.token,
                 name: req.name,
-                labels: convert::labels(&req.labels),
+                labels: convert::labels(&req.labels).0,
                 facts: req.facts.as_ref().map(convert::facts).unwrap_or_default(),
             })
             .await;

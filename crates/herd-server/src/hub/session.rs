@@ -126,7 +126,10 @@ pub async fn run(
         .as_ref()
         .map(convert::facts)
         .unwrap_or_else(|| agent.facts.clone());
-    let labels = convert::labels(&first.labels);
+    let (labels, dropped) = convert::labels(&first.labels);
+    if dropped > 0 && hub.ingest.mistakes.admit(&agent.id) {
+        tracing::warn!(agent = %agent.id, name = %herd_core::Escaped(&agent.name), dropped, "the agent declares labels herd does not accept (not valid, or more than {}); they are ignored", herd_core::MAX_LABELS);
+    }
     if labels != agent.labels {
         // The labels the agent declares changed (a start with other --label): selectors
         // pick by them, so the change is on record.
