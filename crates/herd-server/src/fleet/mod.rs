@@ -595,12 +595,17 @@ impl FleetService {
 
     /// The command a new machine runs to join with `token`. The token travels in the
     /// environment, not on the agent's command line (which any local user can read).
-    pub fn join_command(&self, token: &str) -> String {
+    pub fn join_command(&self, token: &str, labels: Option<&Labels>) -> String {
         let mut cmd = format!("HERD_JOIN_TOKEN={token} herd agent --server {}", self.url);
         if let Some(fp) = &self.ca_fingerprint {
             cmd.push_str(&format!(" --ca-sha256 {fp}"));
         }
         cmd.push_str(" --name NAME --state-dir /var/lib/herd-agent");
+        // The labels the token allows with one value: what a machine joining with it is
+        // meant to declare (`k=*` ones are the machine's to choose).
+        for (k, v) in labels.into_iter().flatten().filter(|(_, v)| *v != "*") {
+            cmd.push_str(&format!(" --label {k}={v}"));
+        }
         cmd
     }
 }

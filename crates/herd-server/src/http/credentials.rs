@@ -57,7 +57,7 @@ pub async fn create_token(
         .create_join_token(&actor.name, ttl, req.uses.unwrap_or(1), labels)
         .await?;
     Ok(Json(CreatedToken {
-        join_command: fleet.join_command(&token),
+        join_command: fleet.join_command(&token, row.labels.as_ref()),
         token,
         id: row.id,
         expires_at: row.expires_at,

@@ -80,6 +80,11 @@ fn an_agent_claiming_role_db_is_not_selected_until_an_operator_accepts_it() {
     // Tokens list what they allow; a token's labels are checked when it is made.
     let tokens = stdout(&s.run(&["token", "ls"]));
     assert!(tokens.contains("rack=*,role=web"), "{tokens}");
+    let made = s.json(&[
+        "token", "create", "--label", "role=db", "--label", "rack=*", "--json",
+    ]);
+    let join = made["join_command"].as_str().expect("a join command");
+    assert!(join.ends_with(" --label role=db"), "{join}");
     let out = s.run(&["token", "create", "--label", "bad key=x"]);
     assert!(!out.status.success(), "{}", stdout(&out));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
