@@ -17,7 +17,7 @@
 //! The attack clients are written the way the end-to-end tests in
 //! `crates/herd/tests/it/preauth.rs` write them (a raw HTTP/2 client for the streams).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -25,17 +25,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use futures::SinkExt as _;
-use http_body_util::StreamBody;
-use hyper::body::Frame;
 use serde::Serialize;
 use serde_json::json;
 
+use herd_testkit::hostile;
+
 use crate::fleet::{self, Db, Fleet, Store};
 use crate::stats::{self, Summary};
-
-const JOIN: &str = "/herd.agent.v1.AgentHub/Join";
 
 #[derive(clap::Args, Clone)]
 pub struct PreauthArgs {
@@ -103,7 +99,7 @@ struct Round {
 
 pub async fn run(a: PreauthArgs) -> Result<()> {
     let herd = crate::spine::resolve_herd(a.herd.as_deref())?;
-    raise_open_files()?;
+    hostile::raise_open_files().context("cannot raise this process's open-files limit")?;
     let tmp = tempfile::Builder::new()
         .prefix("herd-bench-preauth-")
         .tempdir()
@@ -378,18 +374,10 @@ async fn cli_true(fleet: &Fleet) -> Result<f64> {
     Ok(ms)
 }
 
-/// Lifts this process's open-files soft limit to its hard limit.
-fn raise_open_files() -> Result<()> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("cannot raise RLIMIT_NOFILE")?;
-    Ok(())
-}
-
-/// Opens `streams` `Join` calls on one new HTTP/2 connection. Each declares a `declared`-byte
-/// message, sends `sent` bytes of it, then stalls; `held` counts the calls that have sent
-/// their bytes and not ended. Returns once every call has ended (each status counted in
-/// `statuses`).
+/// Opens `streams` `Join` calls on one new HTTP/2 connection ([`hostile::stalled_join`]):
+/// each declares a `declared`-byte message, sends `sent` bytes of it, then stalls; `held`
+/// counts the calls that have sent their bytes and not ended. Returns once every call has
+/// ended (each status counted in `statuses`).
 async fn join_conn(
     addr: SocketAddr,
     streams: usize,
@@ -398,77 +386,27 @@ async fn join_conn(
     held: &AtomicUsize,
     statuses: &std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 ) -> Result<()> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await?;
-    let conn = tokio::spawn(conn);
+    let (h2, driver) = hostile::h2_connect(addr).await?;
     let calls = (0..streams).map(|_| {
-        let mut sender = sender.clone();
+        let counted = AtomicUsize::new(0);
+        let h2 = h2.clone();
         async move {
-            let (mut tx, rx) =
-                futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
-            let req = hyper::Request::post(format!("http://{addr}{JOIN}"))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .body(StreamBody::new(rx))
-                .ok()?;
-            // The gRPC frame header (not compressed, the declared length), then the bytes.
-            let mut head = vec![0u8];
-            head.extend_from_slice(&declared.to_be_bytes());
-            let mut chunks = vec![Bytes::from(head)];
-            let mut left = sent;
-            while left > 0 {
-                let n = left.min(64 * 1024);
-                chunks.push(Bytes::from(vec![7u8; n]));
-                left -= n;
-            }
-            let counted = AtomicUsize::new(0);
-            let feed = async {
-                for c in chunks {
-                    // A refused stream stops taking data; it is left waiting, as a stalled
-                    // attacker would be.
-                    if tx.send(Ok(Frame::data(c))).await.is_err() {
-                        break;
-                    }
-                }
+            let status = hostile::stalled_join(h2, addr, declared, sent, || {
                 held.fetch_add(1, Ordering::Relaxed);
                 counted.store(1, Ordering::Relaxed);
-                std::future::pending::<()>().await;
-            };
-            let answer = async {
-                let res = sender.send_request(req).await.ok()?;
-                let mut status: Option<u32> = res
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
-                let mut body = res.into_body();
-                while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
-                    if let Some(t) = frame.trailers_ref() {
-                        status = t
-                            .get("grpc-status")
-                            .and_then(|v| v.to_str().ok()?.parse().ok());
-                    }
-                }
-                status
-            };
-            let status = tokio::select! {
-                s = answer => s,
-                () = feed => None,
-            };
+            })
+            .await;
             if counted.load(Ordering::Relaxed) == 1 {
                 held.fetch_sub(1, Ordering::Relaxed);
             }
-            Some(status)
+            status
         }
     });
     let ended = futures::future::join_all(calls).await;
-    conn.abort();
+    driver.abort();
     if let Ok(mut m) = statuses.lock() {
         for s in ended {
-            let k = match s.flatten() {
+            let k = match s {
                 Some(0) => "0 OK".to_string(),
                 Some(4) => "4 DEADLINE_EXCEEDED".to_string(),
                 Some(8) => "8 RESOURCE_EXHAUSTED".to_string(),
@@ -482,8 +420,8 @@ async fn join_conn(
     Ok(())
 }
 
-/// Holds socket number `i` open from one of 40 loopback source addresses (every tenth sends
-/// half a request head), opening it again whenever the server closes it.
+/// Holds socket number `i` open ([`hostile::idle_socket`]), opening it again whenever the
+/// server closes it.
 async fn idle_socket(
     addr: SocketAddr,
     i: usize,
@@ -491,30 +429,17 @@ async fn idle_socket(
     reopened: &AtomicU64,
     max_held: &AtomicUsize,
 ) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let source = IpAddr::from([127, 0, 0, 2 + (i % 40) as u8]);
+    use tokio::io::AsyncReadExt as _;
     let mut first = true;
     loop {
         if !first {
             reopened.fetch_add(1, Ordering::Relaxed);
         }
         first = false;
-        let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+        let Some(mut c) = hostile::idle_socket(addr, i).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        if sock.bind(SocketAddr::new(source, 0)).is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), sock.connect(addr)).await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        if i.is_multiple_of(10) {
-            let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: her").await;
-        }
         let n = held.fetch_add(1, Ordering::Relaxed) + 1;
         max_held.fetch_max(n, Ordering::Relaxed);
         // Until the server closes it (or answers something).

@@ -2,7 +2,8 @@
 //! task's end, a session that breaks the protocol), limited per agent: a broken or hostile
 //! agent can repeat a mistake at network speed, and each would be a line in the server's
 //! log. Past [`PER_WINDOW`] lines in a [`WINDOW`], an agent's lines are counted instead of
-//! written, and its next line after the window says how many were left out.
+//! written, and its next line after the window says how many were left out. The listener
+//! limits its lines about refused connections the same way, under one name.
 //!
 //! **Invariant:** at most [`PER_WINDOW`] + 1 lines per agent per window; the table holds at
 //! most [`MAX_AGENTS`] agents (expired entries go first, then the whole table if it is
@@ -32,16 +33,17 @@ pub struct LogLimit {
 }
 
 impl LogLimit {
-    /// Whether a line about `agent`'s mistake may be written now; when it may and lines were
-    /// left out before it, a line saying how many is written first.
+    /// Whether a line about `agent`'s mistake (or of another kind of repeated event, named
+    /// by `agent`) may be written now; when it may and lines were left out before it, a line
+    /// saying how many is written first.
     pub fn admit(&self, agent: &str) -> bool {
         match self.admit_at(agent, Instant::now()) {
             Some(0) => true,
             Some(n) => {
                 tracing::warn!(
-                    agent = %herd_core::Escaped(agent),
+                    about = %herd_core::Escaped(agent),
                     suppressed = n,
-                    "{n} earlier lines about this agent's mistakes were left out"
+                    "{n} earlier lines like the next were left out"
                 );
                 true
             }

@@ -3,9 +3,10 @@
 //! restart on the same port; SIGKILL), `herd agent` processes (labels, a wrapper command such
 //! as `ip netns exec`), a simulated fleet (`herd bench fleet`), waits for agents to be online,
 //! configures the CLI for a server, and provides network namespaces, process checks and a
-//! throwaway PostgreSQL (`pg`).
+//! throwaway PostgreSQL (`pg`), and the hostile clients of the attack tests and benches
+//! (`hostile`).
 //!
-//! Everything is synchronous (std::process and threads): tests call it directly, the
+//! Everything but `hostile` is synchronous (std::process and threads): tests call it directly, the
 //! benchmarks from `tokio::task::block_in_place`. Every process it starts is killed and
 //! reaped when its handle drops (the PostgreSQL cluster when the process that started it
 //! ends); it learns about herd only from what herd prints and serves.
@@ -14,6 +15,7 @@
 mod agent;
 mod error;
 mod fleet;
+pub mod hostile;
 mod http;
 mod netns;
 pub mod pg;

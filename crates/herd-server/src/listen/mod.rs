@@ -69,7 +69,8 @@ async fn serve_with(
         max_unauthenticated_per_source = limits.max_unauth_per_source,
         "connection limits"
     );
-    let refusals = Refusals::default();
+    // A refused connection is one line, at most 10 a minute (then a count).
+    let refusals = crate::log_limit::LogLimit::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -83,7 +84,15 @@ async fn serve_with(
         let conn = match table.admit(peer.ip()) {
             Ok(c) => c,
             Err(why) => {
-                refusals.note(&why, peer);
+                if refusals.admit("refused connections") {
+                    let what = match why {
+                        Refused::Full => "every connection the server can hold is busy",
+                        Refused::Source => {
+                            "the address holds its share of unauthenticated connections"
+                        }
+                    };
+                    tracing::warn!(%peer, "connection refused: {what}");
+                }
                 drop(tcp);
                 continue;
             }
@@ -171,31 +180,6 @@ where
 {
     fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
         hyper_util::server::conn::auto::UpgradeableConnection::graceful_shutdown(self)
-    }
-}
-
-/// Refused connections, logged at most once a minute with how many there were.
-#[derive(Default)]
-struct Refusals {
-    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
-}
-
-impl Refusals {
-    fn note(&self, why: &Refused, peer: std::net::SocketAddr) {
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        g.1 += 1;
-        let now = std::time::Instant::now();
-        if g.0
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
-        {
-            return;
-        }
-        let what = match why {
-            Refused::Full => "every connection the server can hold is busy",
-            Refused::Source => "the address holds its share of unauthenticated connections",
-        };
-        tracing::warn!(%peer, refused = g.1, "connection refused: {what}");
-        *g = (Some(now), 0);
     }
 }
 

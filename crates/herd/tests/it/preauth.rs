@@ -3,17 +3,14 @@
 //! the server hold is bounded, and the server keeps serving `/healthz`, agents and runs.
 
 use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::SinkExt as _;
-use http_body_util::StreamBody;
-use hyper::body::Frame;
+use herd_testkit::hostile;
 
 use crate::harness::*;
-
-const JOIN: &str = "/herd.agent.v1.AgentHub/Join";
 
 /// The server's resident memory, KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -68,108 +65,59 @@ fn addr_of(s: &Server) -> SocketAddr {
     s.url.trim_start_matches("http://").parse().unwrap()
 }
 
-/// The `grpc-status` a call ended with (from the trailers, or a trailers-only answer's
-/// headers), or `None` while it has not ended.
-type Ended = tokio::sync::oneshot::Receiver<Option<u32>>;
-
-/// Opens `streams` `Join` calls on one HTTP/2 connection to `addr`. Each declares a
-/// `declared`-byte message, sends `sent` bytes of it, then stalls (its sender is kept in
-/// `held`). Returns how each call ended, once every call has either sent its bytes or ended.
+/// `streams` stalled `Join` calls on one new HTTP/2 connection to `addr`
+/// ([`hostile::stalled_join`]), each counting into `sent` once its bytes are taken; the calls'
+/// endings.
 async fn stalled_joins(
     addr: SocketAddr,
     streams: usize,
     declared: u32,
-    sent: usize,
-    held: &mut Vec<futures::channel::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>>,
-) -> Vec<Ended> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let mut ended = Vec::new();
-    let mut sending = Vec::new();
-    for _ in 0..streams {
-        let (mut tx, rx) = futures::channel::mpsc::channel(1);
-        let req = hyper::Request::post(format!("http://{addr}{JOIN}"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(StreamBody::new(rx))
-            .unwrap();
-        let mut sender = sender.clone();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let Ok(res) = sender.send_request(req).await else {
-                let _ = done_tx.send(None);
-                return;
-            };
-            let header = res
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok()?.parse().ok());
-            let mut body = res.into_body();
-            let mut status = header;
-            while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
-                if let Some(t) = frame.trailers_ref() {
-                    status = t
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok()?.parse().ok());
-                }
-            }
-            let _ = done_tx.send(status);
-        });
-        // The gRPC frame header: not compressed, then the declared length.
-        let mut head = vec![0u8];
-        head.extend_from_slice(&declared.to_be_bytes());
-        let mut chunks = vec![Bytes::from(head)];
-        let mut left = sent;
-        while left > 0 {
-            let n = left.min(64 * 1024);
-            chunks.push(Bytes::from(vec![7u8; n]));
-            left -= n;
-        }
-        held.push(tx.clone());
-        tokio::spawn(async move {
-            for c in chunks {
-                // A refused stream stops taking data; its sender is left waiting, which is
-                // what a stalled attacker does anyway.
-                if tx.send(Ok(Frame::data(c))).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sent_tx.send(());
-            std::future::pending::<()>().await;
-        });
-        ended.push(done_rx);
-        sending.push(sent_rx);
-    }
-    // Every call has sent what it meant to, or ended.
-    let mut ended_or_sent = Vec::new();
-    for (e, s) in ended.into_iter().zip(sending) {
-        let mut e = e;
-        tokio::select! {
-            _ = s => {}
-            r = &mut e => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(r.ok().flatten());
-                ended_or_sent.push(rx);
-                continue;
-            }
-        }
-        ended_or_sent.push(e);
-    }
-    ended_or_sent
+    bytes: usize,
+    sent: &Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Option<u32>>> {
+    let (h2, driver) = hostile::h2_connect(addr).await.unwrap();
+    // Detached: the connection lives as long as the test's runtime.
+    drop(driver);
+    (0..streams)
+        .map(|_| {
+            let sent = sent.clone();
+            tokio::spawn(hostile::stalled_join(
+                h2.clone(),
+                addr,
+                declared,
+                bytes,
+                move || {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                },
+            ))
+        })
+        .collect()
 }
 
-/// How the calls ended: `Some(status)` for each that ended within `wait`, `None` for each
-/// still open then.
-async fn settle(ended: Vec<Ended>, wait: Duration) -> Vec<Option<u32>> {
-    let waits = ended.into_iter().map(|e| async move {
-        match tokio::time::timeout(wait, e).await {
+/// Waits until every call has either taken its bytes or ended.
+async fn all_sent_or_ended(calls: &[tokio::task::JoinHandle<Option<u32>>], sent: &AtomicUsize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ended = calls.iter().filter(|c| c.is_finished()).count();
+        if ended + sent.load(Ordering::Relaxed) >= calls.len() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the calls neither sent their bytes nor ended within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How the calls ended: `Some(status)` for each that ended within `wait` (`u32::MAX`: reset),
+/// `None` for each still open then.
+async fn settle(
+    calls: Vec<tokio::task::JoinHandle<Option<u32>>>,
+    wait: Duration,
+) -> Vec<Option<u32>> {
+    let waits = calls.into_iter().map(|c| async move {
+        match tokio::time::timeout(wait, c).await {
             Ok(Ok(s)) => Some(s.unwrap_or(u32::MAX)),
             _ => None,
         }
@@ -186,16 +134,18 @@ fn stalled_oversized_join_streams_hold_no_memory_and_end() {
     let before = rss_kib(s.pid());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut held = Vec::new();
+        let sent = Arc::new(AtomicUsize::new(0));
         // 200 streams, each declaring a 32 MiB message and sending 4 MiB of it, 8 to a
         // connection: refused at their header, before the server makes room for them.
         let mut big = Vec::new();
         for _ in 0..25 {
-            big.extend(stalled_joins(addr, 8, (32 << 20) - 1, 4 << 20, &mut held).await);
+            big.extend(stalled_joins(addr, 8, (32 << 20) - 1, 4 << 20, &sent).await);
         }
         // 20 streams on one connection, each declaring 60 KiB and sending half of it: a
         // connection that has not authenticated gets 8 at a time; the others are refused.
-        let small = stalled_joins(addr, 20, 60 << 10, 30 << 10, &mut held).await;
+        let small = stalled_joins(addr, 20, 60 << 10, 30 << 10, &sent).await;
+        all_sent_or_ended(&big, &sent).await;
+        all_sent_or_ended(&small, &sent).await;
         let grown_mib = rss_kib(s.pid()).saturating_sub(before) / 1024;
         assert!(
             grown_mib < 48,
@@ -213,7 +163,6 @@ fn stalled_oversized_join_streams_hold_no_memory_and_end() {
         let exhausted = small.iter().filter(|s| **s == Some(8)).count();
         let timed_out = small.iter().filter(|s| **s == Some(4)).count();
         assert_eq!((exhausted, timed_out), (12, 8), "{small:?}");
-        drop(held);
     });
     // And the server still serves agents.
     let _a = s.agent("after", &[]).unwrap();
@@ -237,14 +186,6 @@ fn herd_limited(dir: &std::path::Path, open_files: u32) -> std::path::PathBuf {
     path
 }
 
-/// Lifts this test process's open-files limit to its hard limit; returns the limit.
-fn raise_open_files() -> u64 {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-    hard
-}
-
 #[test]
 fn thousands_of_idle_and_half_open_sockets_do_not_stop_healthz_agents_or_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -254,8 +195,9 @@ fn thousands_of_idle_and_half_open_sockets_do_not_stop_healthz_agents_or_runs() 
     s.wait_online(&["steady"]).unwrap();
     let addr = addr_of(&s);
     // 10,000 sockets (fewer if this process may not open that many), from 40 source
-    // addresses: most send nothing, every tenth sends half a request head and stops.
-    let sockets = 10_000.min(raise_open_files().saturating_sub(1_000) as usize);
+    // addresses: most send nothing, every tenth sends half a request head and stops
+    // ([`hostile::idle_socket`]).
+    let sockets = 10_000.min(hostile::raise_open_files().unwrap().saturating_sub(1_000) as usize);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let held = rt.block_on(async {
         let mut held = Vec::with_capacity(sockets);
@@ -266,22 +208,11 @@ fn thousands_of_idle_and_half_open_sockets_do_not_stop_healthz_agents_or_runs() 
             if failed_in_a_row == 20 {
                 break;
             }
-            let source = IpAddr::from([127, 0, 0, 2 + (i % 40) as u8]);
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.bind(SocketAddr::new(source, 0)).unwrap();
-            // The server may already have dropped older sockets to make room; a refused or
-            // reset connect is the attack not getting in, which is fine.
-            let Ok(Ok(mut c)) =
-                tokio::time::timeout(Duration::from_secs(2), sock.connect(addr)).await
-            else {
+            let Some(c) = hostile::idle_socket(addr, i).await else {
                 failed_in_a_row += 1;
                 continue;
             };
             failed_in_a_row = 0;
-            if i % 10 == 0 {
-                use tokio::io::AsyncWriteExt as _;
-                let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: her").await;
-            }
             held.push(c);
         }
         held
