@@ -26,6 +26,7 @@ pub mod list;
 pub mod run;
 pub mod task;
 pub mod tokens;
+pub mod vars;
 
 #[cfg(test)]
 mod schema_tests;
@@ -50,6 +51,7 @@ pub use list::{ListQuery, RunsQuery, TasksQuery};
 pub use run::{Run, RunQuery, RunRequest, RunWithTasks};
 pub use task::{OutputQuery, Task};
 pub use tokens::{CreateToken, CreatedToken, JoinToken};
+pub use vars::{SetVar, Var};
 
 /// Reads `null` as the type's default: a few objects are stored as JSON text and answered as
 /// `null` when that text does not parse.

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::active::ActiveTasks;
 use crate::blobs::Blobs;
-use crate::error::Result;
+use crate::error::{Result, ServerError};
 use crate::events::Events;
 use crate::fetched::Fetched;
 use crate::fleet::{AgentIndex, FleetService};
@@ -32,6 +32,8 @@ pub struct Settings {
     pub blob_dir: PathBuf,
     /// Where the files of fetch runs are kept.
     pub fetched_dir: PathBuf,
+    /// The key secrets are sealed with (made at first start).
+    pub secrets_key: PathBuf,
     pub lost_after: Duration,
     /// The longest life a join token may be given.
     pub max_token_ttl: Duration,
@@ -64,6 +66,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         output_cap,
         blob_dir,
         fetched_dir,
+        secrets_key,
         lost_after,
         max_token_ttl,
         retention,
@@ -83,6 +86,17 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     let active = Arc::new(ActiveTasks::default());
     let blobs = Arc::new(Blobs::new(blob_dir));
     let fetched = Arc::new(Fetched::new(fetched_dir));
+    let key_path = secrets_key.clone();
+    let sealer = tokio::task::spawn_blocking(move || crate::vars::Sealer::load_or_create(&key_path))
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| {
+            ServerError::Internal(format!(
+                "cannot read or make the secrets key {}: {e} — check the data dir's permissions and free space",
+                secrets_key.display()
+            ))
+        })?;
+    let vars = Arc::new(crate::vars::VarService::new(store.clone(), sealer));
     let fleet = Arc::new(FleetService::new(
         store.clone(),
         index.clone(),
@@ -157,6 +171,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         metrics: metrics.clone(),
         blobs,
         fetched,
+        vars,
         metrics_auth,
     });
     runs.recover().await?;
@@ -191,6 +206,7 @@ pub struct App {
     metrics: Arc<Metrics>,
     blobs: Arc<Blobs>,
     fetched: Arc<Fetched>,
+    vars: Arc<crate::vars::VarService>,
     metrics_auth: bool,
 }
 
@@ -211,6 +227,11 @@ impl App {
     }
 
     /// The files of fetch runs.
+    /// Variables and secrets.
+    pub fn vars(&self) -> &crate::vars::VarService {
+        &self.vars
+    }
+
     pub fn fetched(&self) -> &Fetched {
         &self.fetched
     }

@@ -27,6 +27,7 @@ mod retention;
 mod runs;
 #[cfg(test)]
 mod tests;
+mod vars;
 mod watch;
 mod ws;
 
@@ -303,6 +304,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         output_dir: dd.join("output"),
         blob_dir: dd.join("blobs"),
         fetched_dir: dd.join("fetched"),
+        secrets_key: dd.join("secrets.key"),
         output_cap: cfg.output_cap,
         lost_after: cfg.lost_after,
         max_token_ttl: cfg.max_token_ttl,

@@ -20,6 +20,7 @@ mod runs;
 mod tasks;
 #[doc(hidden)]
 pub mod testdb;
+mod vars;
 
 use std::str::FromStr;
 use std::sync::Arc;

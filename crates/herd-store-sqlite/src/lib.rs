@@ -13,6 +13,7 @@ mod credentials;
 mod rows;
 mod runs;
 mod tasks;
+mod vars;
 
 use std::path::Path;
 use std::str::FromStr;

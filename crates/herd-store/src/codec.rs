@@ -151,6 +151,26 @@ pub fn api_key(row: &dyn StoredRow) -> Result<ApiKeyRow> {
     })
 }
 
+pub fn var(row: &dyn StoredRow) -> Result<VarRow> {
+    let key = row.text("key").map_err(|why| StoreError::Corrupt {
+        what: "vars.key".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "vars",
+        key: format!("variable {key}"),
+    };
+    Ok(VarRow {
+        scope: c.text("scope")?,
+        key: c.text("key")?,
+        value: c.text("value")?,
+        secret: c.flag("secret")?,
+        updated_at: c.int("updated_at")?,
+        updated_by: c.text("updated_by")?,
+    })
+}
+
 pub fn join_token(row: &dyn StoredRow) -> Result<JoinTokenRow> {
     let c = Cols::by_text_id(row, "join_tokens", "join token")?;
     Ok(JoinTokenRow {

@@ -16,7 +16,9 @@ mod store;
 
 pub use model::*;
 pub use secret::{Secret, SecretError, hash_secret, verify_secret};
-pub use store::{AgentStore, AuditStore, CredentialStore, RunStore, Store, check_end_state};
+pub use store::{
+    AgentStore, AuditStore, CredentialStore, RunStore, Store, VarStore, check_end_state,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -73,6 +73,20 @@ pub struct JoinTokenRow {
     pub labels: Option<Labels>,
 }
 
+/// A variable (`herd vars`): a value by scope and key. A secret's value is stored sealed (the
+/// server encrypts it before the store sees it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarRow {
+    /// `global` (later also a workflow's or a job's).
+    pub scope: String,
+    pub key: String,
+    /// The value, or for a secret its sealed form.
+    pub value: String,
+    pub secret: bool,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
 /// What a person asked for: a command on the machines a selector picked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {

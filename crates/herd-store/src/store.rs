@@ -198,9 +198,27 @@ pub trait AuditStore: Send + Sync {
     async fn audit_filtered(&self, filter: &ListFilter) -> Result<Vec<AuditRow>>;
 }
 
+/// Variables and secrets (`herd vars`), each change with its audit entry.
+#[async_trait]
+pub trait VarStore: Send + Sync {
+    /// Sets a variable (replacing the value of its scope and key), with `audit`, in one
+    /// transaction.
+    async fn set_var(&self, var: &VarRow, audit: &AuditEntry) -> Result<()>;
+    async fn var(&self, scope: &str, key: &str) -> Result<Option<VarRow>>;
+    /// The variables of `scope`, by key.
+    async fn vars(&self, scope: &str) -> Result<Vec<VarRow>>;
+    /// Deletes a variable, with `audit`; `None` (and no audit entry) if there was none.
+    async fn delete_var(
+        &self,
+        scope: &str,
+        key: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<VarRow>>;
+}
+
 /// A whole store: one backend (SQLite, PostgreSQL) implements every domain.
 #[async_trait]
-pub trait Store: AgentStore + CredentialStore + RunStore + AuditStore {
+pub trait Store: AgentStore + CredentialStore + RunStore + AuditStore + VarStore {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
 

@@ -213,6 +213,20 @@ impl Client {
         self.request(Method::POST, path, Some(body)).await
     }
 
+    /// `PUT path` with `body` as JSON, answered with a `T`.
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
+    /// `DELETE path`, answered with a `T`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request::<(), T>(Method::DELETE, path, None).await
+    }
+
     /// `POST path` of an action that takes no parameters (an empty JSON object).
     pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.post(path, &serde_json::Map::new()).await

@@ -18,7 +18,7 @@ use crate::client::Client;
 use crate::config;
 use crate::table::{ago, render, time};
 
-fn client() -> Result<Client> {
+pub(crate) fn client() -> Result<Client> {
     Client::from_config(&config::load()?)
 }
 
@@ -38,8 +38,9 @@ macro_rules! out {
         write!(std::io::stdout().lock(), $($arg)*)?;
     }};
 }
+pub(crate) use {out, outln};
 
-fn print_json<T: Serialize>(v: &T) -> Result<i32> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<i32> {
     outln!("{}", json_text(v)?);
     Ok(0)
 }
@@ -70,7 +71,7 @@ fn or_dash<T: Display>(v: Option<T>) -> String {
 }
 
 /// Text as one URL path segment or query value (percent-encoded beyond the unreserved).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -13,6 +13,7 @@ mod run;
 mod style;
 mod table;
 mod up;
+mod vars;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -57,6 +58,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         cmd: cmd::TokenCmd,
+    },
+    /// Variables and secrets (a secret is encrypted at rest and never shown).
+    Vars {
+        #[command(subcommand)]
+        cmd: vars::VarsCmd,
     },
     /// Runs: what was asked, on which machines.
     Runs {
@@ -625,6 +631,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fetch(a) => fetch::fetch(a).await,
         Command::Agents(a) => cmd::agents(a).await,
         Command::Token { cmd } => cmd::token(cmd).await,
+        Command::Vars { cmd } => vars::vars(cmd).await,
         Command::Runs { cmd } => cmd::runs(cmd).await,
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,

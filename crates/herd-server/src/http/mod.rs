@@ -11,6 +11,7 @@ mod credentials;
 mod extract;
 mod runs;
 mod tasks;
+mod vars;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ use extract::Query;
     tags(
         (name = "agents", description = "Machines of the fleet"),
         (name = "tokens", description = "Join tokens for new machines"),
+        (name = "vars", description = "Variables and secrets (a secret's value is never answered)"),
         (name = "keys", description = "API keys"),
         (name = "runs", description = "Commands fanned out over machines"),
         (name = "tasks", description = "One machine's part of a run"),
@@ -97,6 +99,8 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(blobs::get, blobs::put))
         .routes(routes!(audit))
         .routes(routes!(gc))
+        .routes(routes!(vars::list))
+        .routes(routes!(vars::get, vars::set, vars::delete))
         .with_state(app)
         .split_for_parts();
     let mut doc = doc;

@@ -90,6 +90,14 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         &[200, 400, 401, 409, 500, 503],
     ),
     ("post", "/api/v1/gc", &[200, 401, 500, 503]),
+    ("get", "/api/v1/vars", &[200, 401, 500, 503]),
+    ("get", "/api/v1/vars/{key}", &[200, 400, 401, 404, 500, 503]),
+    ("put", "/api/v1/vars/{key}", &[200, 400, 401, 500, 503]),
+    (
+        "delete",
+        "/api/v1/vars/{key}",
+        &[200, 400, 401, 404, 500, 503],
+    ),
 ];
 
 /// (method, path) → declared statuses, from the document.

@@ -33,6 +33,7 @@ impl TestServer {
             output_dir: dir.path().join("output"),
             blob_dir: dir.path().join("blobs"),
             fetched_dir: dir.path().join("fetched"),
+            secrets_key: dir.path().join("secrets.key"),
             output_cap: 1 << 20,
             lost_after: Duration::from_secs(600),
             max_token_ttl: Duration::from_secs(7 * 24 * 3600),

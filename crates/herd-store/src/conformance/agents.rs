@@ -463,3 +463,65 @@ pub async fn many_label_edits_in_one_change(store: &dyn Store) -> Result<()> {
     assert_eq!(sorted(labelled), ["agent:a1", "agent:a2"]);
     Ok(())
 }
+
+/// Variables: set (and set again), read, listed by scope, deleted, each change audited; a
+/// deleted variable is gone and deleting it again changes nothing.
+pub async fn vars_round_trip(store: &dyn Store) -> Result<()> {
+    let var = |key: &str, value: &str, secret: bool| VarRow {
+        scope: "global".into(),
+        key: key.into(),
+        value: value.into(),
+        secret,
+        updated_at: 10,
+        updated_by: "key:test".into(),
+    };
+    store
+        .set_var(&var("region", "eu", false), &entry("var.set", "var:region"))
+        .await?;
+    store
+        .set_var(
+            &var("db_pw", "sealed:abc", true),
+            &entry("var.set", "var:db_pw"),
+        )
+        .await?;
+    let mut other = var("region", "us", false);
+    other.scope = "job:deploy".into();
+    store
+        .set_var(&other, &entry("var.set", "var:region"))
+        .await?;
+    // Set again: replaced, not added.
+    let again = VarRow {
+        updated_at: 20,
+        ..var("region", "eu-west", false)
+    };
+    store
+        .set_var(&again, &entry("var.set", "var:region"))
+        .await?;
+    assert_eq!(store.var("global", "region").await?, Some(again));
+    assert_eq!(store.var("global", "nope").await?, None);
+    let keys: Vec<String> = store
+        .vars("global")
+        .await?
+        .into_iter()
+        .map(|v| v.key)
+        .collect();
+    assert_eq!(keys, ["db_pw", "region"]);
+    assert!(store.vars("global").await?[0].secret);
+    assert_eq!(store.vars("job:deploy").await?.len(), 1);
+    let gone = store
+        .delete_var("global", "db_pw", &entry("var.rm", "var:db_pw"))
+        .await?;
+    assert_eq!(gone.map(|v| v.key), Some("db_pw".to_string()));
+    assert_eq!(
+        store
+            .delete_var("global", "db_pw", &entry("var.rm", "var:db_pw"))
+            .await?,
+        None
+    );
+    // Newest first.
+    assert_eq!(
+        actions(store).await?,
+        ["var.rm", "var.set", "var.set", "var.set", "var.set"]
+    );
+    Ok(())
+}

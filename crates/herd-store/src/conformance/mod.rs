@@ -85,6 +85,7 @@ macro_rules! conformance_suite {
             api_keys_round_trip,
             join_tokens_round_trip,
             token_labels_bound_what_an_agent_holds,
+            vars_round_trip,
             api_key_names_are_unique_and_keys_revoke,
             join_tokens_revoke,
             many_label_edits_in_one_change,

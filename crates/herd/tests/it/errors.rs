@@ -9,7 +9,7 @@ use crate::harness::*;
 
 /// The command failed, printing exactly one non-empty line to stderr that contains `needle`.
 #[track_caller]
-fn fails_one_line(out: &Output, needle: &str) -> String {
+pub(crate) fn fails_one_line(out: &Output, needle: &str) -> String {
     let err = stderr(out);
     assert!(
         !out.status.success(),

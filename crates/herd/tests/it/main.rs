@@ -26,3 +26,4 @@ mod secrets;
 mod session;
 mod spine;
 mod tokens;
+mod vars;
