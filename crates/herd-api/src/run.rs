@@ -32,6 +32,11 @@ pub struct RunRequest {
     /// `cancelled`, as its values are gone; such a run cannot be run again from the store.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, String>,
+    /// Secret environment variables from the server's variables, `NAME: variable`
+    /// (`herd vars set KEY --secret`): each variable's value is set as `NAME`, as
+    /// `secret_env` would (never stored with the run, shown as `NAME=***`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_vars: BTreeMap<String, String>,
     /// How every task executes.
     #[serde(flatten)]
     pub spec: RunSpec,
@@ -205,6 +210,7 @@ pub(crate) mod tests {
             all: false,
             start_on_attach: true,
             secret_env: BTreeMap::new(),
+            secret_vars: BTreeMap::new(),
             spec: RunSpec {
                 timeout_ms: 1000,
                 limits: RunLimits {

@@ -90,7 +90,6 @@ impl Sealer {
 
     /// The value of a secret sealed for `scope`/`key` (for what runs with it; never for an
     /// API answer).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn open(&self, scope: &str, key: &str, sealed: &str) -> Result<String> {
         let bad = || {
             ServerError::Internal(format!(
@@ -219,6 +218,23 @@ impl VarService {
             .await?
             .map(answer)
             .ok_or_else(|| not_found(key))
+    }
+}
+
+impl VarService {
+    /// A variable's value (a secret's opened) for what runs with it, never for an answer.
+    pub async fn reveal(&self, key: &str) -> Result<String> {
+        Self::check_key(key)?;
+        let v = self.store.var(GLOBAL, key).await?.ok_or_else(|| {
+            ServerError::BadRequest(format!(
+                "no variable {key:?} for secret_vars — `herd vars ls` lists them, `herd vars set {key} --secret` makes it"
+            ))
+        })?;
+        if v.secret {
+            self.sealer.open(&v.scope, &v.key, &v.value)
+        } else {
+            Ok(v.value)
+        }
     }
 }
 

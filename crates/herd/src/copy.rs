@@ -134,6 +134,7 @@ pub async fn cp(a: CpArgs) -> Result<i32> {
         all: false,
         start_on_attach: true,
         secret_env: Default::default(),
+        secret_vars: Default::default(),
         spec: RunSpec {
             copy,
             ..RunSpec::default()

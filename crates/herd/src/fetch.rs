@@ -58,6 +58,7 @@ pub async fn fetch(a: FetchArgs) -> Result<i32> {
         all: false,
         start_on_attach: true,
         secret_env: Default::default(),
+        secret_vars: Default::default(),
         spec: RunSpec {
             fetch: Some(spec),
             ..RunSpec::default()

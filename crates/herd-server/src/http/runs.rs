@@ -21,7 +21,7 @@ use crate::runs::NewRunRequest;
     request_body = RunRequest,
     responses(
         (status = 201, description = "The run and its tasks (finished, with `wait=true`)", body = RunWithTasks),
-        (status = 400, description = "No command, no target, a copy of a blob the server does not hold whole or to a relative path, a fetch of a relative path or together with a copy or script, a selector that does not parse, a concurrency of 0, a name in both env and secret_env, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
+        (status = 400, description = "No command, no target, a copy of a blob the server does not hold whole or to a relative path, a fetch of a relative path or together with a copy or script, a selector that does not parse, a concurrency of 0, a name in both env and secret_env (or secret_vars), a secret_vars variable that does not exist, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 409, description = "No machine matches the targets now (or none has joined yet)", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
@@ -53,6 +53,16 @@ pub(crate) async fn create_run(
     }
     if req.spec.fetch.is_some() {
         req.command = fetch_command(&req)?;
+    }
+    // Values of the server's variables join the secret environment here, in memory only.
+    for (name, var) in std::mem::take(&mut req.secret_vars) {
+        if req.secret_env.contains_key(&name) {
+            return Err(ServerError::BadRequest(format!(
+                "{name} is given both as secret_env and as secret_vars — give it once"
+            )));
+        }
+        let value = app.vars().reveal(&var).await?;
+        req.secret_env.insert(name, value);
     }
     app.runs()
         .create(

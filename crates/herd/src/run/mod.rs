@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// ends cancelled.
     #[arg(long = "secret-env", value_name = "K[=V]")]
     secret_env: Vec<String>,
+    /// Set `K` to the value of the server's variable `VAR` (`herd vars set VAR --secret`),
+    /// as --secret-env does: the value never reaches this machine or the run's record.
+    #[arg(long = "secret-var", value_name = "K=VAR")]
+    secret_var: Vec<String>,
     /// Working directory on the machines.
     #[arg(long)]
     cwd: Option<String>,
@@ -156,6 +160,19 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
         }
         secret_env.insert(k, v);
     }
+    let mut secret_vars = std::collections::BTreeMap::new();
+    for kv in &a.secret_var {
+        let Some((k, var)) = kv
+            .split_once('=')
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        else {
+            bail!("bad --secret-var {kv:?}: expected NAME=VARIABLE (a variable of `herd vars ls`)");
+        };
+        if env.contains_key(k) || secret_env.contains_key(k) {
+            bail!("{k} is given twice (--env, --secret-env, --secret-var) — give it once");
+        }
+        secret_vars.insert(k.to_string(), var.to_string());
+    }
     if a.concurrency == Some(Limit::Count(0)) {
         bail!("--concurrency must be at least 1 (or a share such as 10%)");
     }
@@ -178,6 +195,7 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
         all: a.all,
         start_on_attach: !a.detach,
         secret_env,
+        secret_vars,
         spec: RunSpec {
             timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
             interactive: a.interactive,
@@ -359,6 +377,7 @@ mod tests {
                 all: false,
                 start_on_attach: true,
                 secret_env: Default::default(),
+                secret_vars: Default::default(),
                 spec: RunSpec {
                     timeout_ms: 5000,
                     env: [("A".to_string(), "1=2".to_string())].into(),

@@ -88,3 +88,46 @@ fn variables_are_kept_and_secrets_are_sealed_and_never_shown() {
     assert!(out.status.success(), "{}", stderr(&out));
     fails_one_line(&s.run(&["vars", "get", "region"]), "no variable");
 }
+
+/// A run takes a secret from the server's variables: the command sees the value, the run's
+/// record and every answer only its name.
+#[test]
+fn a_run_takes_a_secret_from_the_servers_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("m1", &[]).unwrap();
+    s.wait_online(&["m1"]).unwrap();
+    let secret = "vault-value-9d1e";
+    let out = set_secret(&s, "db_pw", secret);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.run(&[
+        "run",
+        "-t",
+        "m1",
+        "--secret-var",
+        "PGPASSWORD=db_pw",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$PGPASSWORD\" | sha256sum",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The command saw the value (its digest), though nothing that went to it named it.
+    use sha2::Digest as _;
+    let want = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+    assert!(stdout(&out).contains(&want), "{}", stdout(&out));
+    let runs = stdout(&s.run(&["runs", "ls", "--json"]));
+    let run_id = s.json(&["runs", "ls", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = stdout(&s.run(&["runs", "show", &run_id]));
+    assert!(shown.contains("PGPASSWORD=***"), "{shown}");
+    for text in [&runs, &shown, &s.log()] {
+        assert!(!text.contains(secret), "the secret leaked: {text}");
+    }
+    fails_one_line(
+        &s.run(&["run", "-t", "m1", "--secret-var", "X=nope", "--", "true"]),
+        "no variable",
+    );
+}
