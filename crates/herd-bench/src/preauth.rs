@@ -19,7 +19,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ use serde_json::json;
 
 use herd_testkit::hostile;
 
-use crate::fleet::{self, Db, Fleet, Store};
+use crate::fleet::{Db, Fleet, Store};
 use crate::stats::{self, Summary};
 
 #[derive(clap::Args, Clone)]
@@ -318,7 +317,7 @@ async fn measure(
     }
     let mut cli = Vec::with_capacity(a.cli_runs);
     for _ in 0..a.cli_runs {
-        cli.push(cli_true(fleet).await?);
+        cli.push(crate::spine::herd_cli_true(fleet).await?);
     }
     let (rss_before_mib, rss_peak_mib, server_fds_max) = sampler.finish();
     if ka.is_empty() || nc.is_empty() {
@@ -356,22 +355,6 @@ async fn get(c: &reqwest::Client, url: &str, key: &str) -> Option<f64> {
     let ok = resp.status() == reqwest::StatusCode::OK;
     resp.bytes().await.ok()?;
     ok.then(|| t.elapsed().as_secs_f64() * 1e3)
-}
-
-/// One whole `herd run -t AGENT -- true` process; its wall time in ms.
-async fn cli_true(fleet: &Fleet) -> Result<f64> {
-    let mut cmd = fleet::cli(&fleet.server);
-    cmd.args(["run", "-t", &fleet.agent().name, "--", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let t = Instant::now();
-    let st = cmd.status().await.context("cannot run herd run")?;
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    if !st.success() {
-        bail!("herd run -t {} -- true failed ({st})", fleet.agent().name);
-    }
-    Ok(ms)
 }
 
 /// Opens `streams` `Join` calls on one new HTTP/2 connection ([`hostile::stalled_join`]):

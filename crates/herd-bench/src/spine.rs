@@ -230,7 +230,7 @@ async fn herd_true(fleet: &Fleet) -> Result<f64> {
 }
 
 /// One whole `herd run -t M -- true` process; its wall time in ms.
-async fn herd_cli_true(fleet: &Fleet) -> Result<f64> {
+pub(crate) async fn herd_cli_true(fleet: &Fleet) -> Result<f64> {
     let mut cmd = fleet::cli(&fleet.server);
     cmd.args(["run", "-t", &fleet.agent().name, "--", "true"])
         .stdin(Stdio::null())

@@ -357,58 +357,16 @@ fn parse_cli() -> Cli {
 /// readable only by its owner and root). Returns only when there is nothing to move.
 fn move_token_off_argv() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let Some((rest, token)) = strip_token_arg(&argv) else {
-        return;
-    };
-    use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new("/proc/self/exe")
-        .arg0(&argv[0])
-        .args(&rest[1..])
-        .arg("--token-moved")
-        .env("HERD_JOIN_TOKEN", token)
-        .exec();
-    eprintln!(
-        "herd: cannot move the join token off the command line: re-executing /proc/self/exe failed: {err} — pass the token in HERD_JOIN_TOKEN or --token-file instead"
-    );
-    std::process::exit(1);
-}
-
-/// For `herd [--color X] agent … --token VALUE|--token=VALUE …` (not `agent install`, whose
-/// arguments are the service's): the arguments without the token, and the token.
-fn strip_token_arg(
-    argv: &[std::ffi::OsString],
-) -> Option<(Vec<std::ffi::OsString>, std::ffi::OsString)> {
-    let mut at = 1;
-    while at < argv.len() {
-        match argv[at].to_str() {
-            Some("--color") => at += 2,
-            Some(a) if a.starts_with("--color=") => at += 1,
-            _ => break,
-        }
+    if let Some((rest, token)) = strip_token_arg(&argv) {
+        reexec_with_secret(
+            &argv[0],
+            &rest,
+            Some("--token-moved"),
+            ("HERD_JOIN_TOKEN", token),
+            "the join token",
+            "pass the token in HERD_JOIN_TOKEN or --token-file instead",
+        );
     }
-    if argv.get(at).and_then(|a| a.to_str()) != Some("agent")
-        || argv.get(at + 1).and_then(|a| a.to_str()) == Some("install")
-    {
-        return None;
-    }
-    use std::os::unix::ffi::OsStrExt;
-    let mut rest = argv[..=at].to_vec();
-    let mut token = None;
-    let mut i = at + 1;
-    while i < argv.len() {
-        let a = argv[i].as_bytes();
-        if a == b"--token" && i + 1 < argv.len() {
-            token = Some(argv[i + 1].clone());
-            i += 2;
-        } else if let Some(v) = a.strip_prefix(b"--token=") {
-            token = Some(std::ffi::OsStr::from_bytes(v).to_os_string());
-            i += 1;
-        } else {
-            rest.push(argv[i].clone());
-            i += 1;
-        }
-    }
-    token.map(|t| (rest, t))
 }
 
 /// `herd server|up … --database URL` with a password in the URL: as for the join token, the
@@ -417,26 +375,44 @@ fn strip_token_arg(
 /// Returns only when there is nothing to move.
 fn move_database_password_off_argv() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let Some((rest, url)) = strip_database_arg(&argv) else {
-        return;
-    };
+    if let Some((rest, url)) = strip_database_arg(&argv) {
+        reexec_with_secret(
+            &argv[0],
+            &rest,
+            None,
+            ("HERD_DATABASE", url),
+            "the database password",
+            "pass the URL in HERD_DATABASE instead",
+        );
+    }
+}
+
+/// Re-executes this binary with `rest` (argv without the secret; `rest[0]` is the program),
+/// `marker` appended, and the secret in the environment variable `env`. Never returns: if
+/// the exec fails, says so in one line and exits 1.
+fn reexec_with_secret(
+    argv0: &std::ffi::OsStr,
+    rest: &[std::ffi::OsString],
+    marker: Option<&str>,
+    env: (&str, std::ffi::OsString),
+    what: &str,
+    instead: &str,
+) {
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new("/proc/self/exe")
-        .arg0(&argv[0])
+        .arg0(argv0)
         .args(&rest[1..])
-        .env("HERD_DATABASE", url)
+        .args(marker)
+        .env(env.0, env.1)
         .exec();
     eprintln!(
-        "herd: cannot move the database password off the command line: re-executing /proc/self/exe failed: {err} — pass the URL in HERD_DATABASE instead"
+        "herd: cannot move {what} off the command line: re-executing /proc/self/exe failed: {err} — {instead}"
     );
     std::process::exit(1);
 }
 
-/// For `herd [--color X] server|up … --database URL|--database=URL …` whose URL holds a
-/// password: the arguments without the URL, and the URL.
-fn strip_database_arg(
-    argv: &[std::ffi::OsString],
-) -> Option<(Vec<std::ffi::OsString>, std::ffi::OsString)> {
+/// Where the subcommand is in `herd [--color X] SUBCOMMAND …`.
+fn subcommand_at(argv: &[std::ffi::OsString]) -> usize {
     let mut at = 1;
     while at < argv.len() {
         match argv[at].to_str() {
@@ -445,26 +421,62 @@ fn strip_database_arg(
             _ => break,
         }
     }
-    if !matches!(argv.get(at).and_then(|a| a.to_str()), Some("server" | "up")) {
-        return None;
-    }
+    at
+}
+
+/// The arguments without every `FLAG VALUE` / `FLAG=VALUE` after position `at` (the
+/// subcommand), and the last such value.
+fn take_flag(
+    argv: &[std::ffi::OsString],
+    at: usize,
+    flag: &str,
+) -> (Vec<std::ffi::OsString>, Option<std::ffi::OsString>) {
     use std::os::unix::ffi::OsStrExt;
+    let with_eq = format!("{flag}=");
     let mut rest = argv[..=at].to_vec();
-    let mut url = None;
+    let mut value = None;
     let mut i = at + 1;
     while i < argv.len() {
         let a = argv[i].as_bytes();
-        if a == b"--database" && i + 1 < argv.len() {
-            url = Some(argv[i + 1].clone());
+        if a == flag.as_bytes() && i + 1 < argv.len() {
+            value = Some(argv[i + 1].clone());
             i += 2;
-        } else if let Some(v) = a.strip_prefix(b"--database=") {
-            url = Some(std::ffi::OsStr::from_bytes(v).to_os_string());
+        } else if let Some(v) = a.strip_prefix(with_eq.as_bytes()) {
+            value = Some(std::ffi::OsStr::from_bytes(v).to_os_string());
             i += 1;
         } else {
             rest.push(argv[i].clone());
             i += 1;
         }
     }
+    (rest, value)
+}
+
+/// For `herd [--color X] agent … --token VALUE|--token=VALUE …` (not `agent install`, whose
+/// arguments are the service's): the arguments without the token, and the token.
+fn strip_token_arg(
+    argv: &[std::ffi::OsString],
+) -> Option<(Vec<std::ffi::OsString>, std::ffi::OsString)> {
+    let at = subcommand_at(argv);
+    if argv.get(at).and_then(|a| a.to_str()) != Some("agent")
+        || argv.get(at + 1).and_then(|a| a.to_str()) == Some("install")
+    {
+        return None;
+    }
+    let (rest, token) = take_flag(argv, at, "--token");
+    token.map(|t| (rest, t))
+}
+
+/// For `herd [--color X] server|up … --database URL|--database=URL …` whose URL holds a
+/// password: the arguments without the URL, and the URL.
+fn strip_database_arg(
+    argv: &[std::ffi::OsString],
+) -> Option<(Vec<std::ffi::OsString>, std::ffi::OsString)> {
+    let at = subcommand_at(argv);
+    if !matches!(argv.get(at).and_then(|a| a.to_str()), Some("server" | "up")) {
+        return None;
+    }
+    let (rest, url) = take_flag(argv, at, "--database");
     url.filter(|u| u.to_str().is_some_and(holds_password))
         .map(|u| (rest, u))
 }

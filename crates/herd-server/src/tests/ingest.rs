@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use herd_core::{Labels, RunState, TaskState};
+use herd_core::{RunState, TaskState};
 use herd_proto::v1 as pb;
 use herd_store::now_ms;
 use tokio::sync::mpsc;
 
 use super::TestServer;
 use super::events::{E, ev};
-use crate::fleet::JoinRequest;
 use crate::runs::NewRunRequest;
 
 /// A joined, connected agent and a run of one task on it.
@@ -23,20 +22,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Fixture {
         let srv = TestServer::new().await;
-        let fleet = srv.parts.app.fleet();
-        let (token, _) = fleet
-            .create_join_token("test", Duration::from_secs(60), 1, None)
-            .await
-            .unwrap();
-        let (agent, _) = fleet
-            .join(JoinRequest {
-                token,
-                name: "m1".into(),
-                labels: Labels::new(),
-                facts: Default::default(),
-            })
-            .await
-            .unwrap();
+        let (agent, _) = srv.join("m1").await.unwrap();
         let (tx, frames) = mpsc::channel(64);
         let peer = crate::registry::Peer {
             instance: "",

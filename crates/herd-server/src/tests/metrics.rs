@@ -1,14 +1,10 @@
 //! `/metrics` in process: a scrape is answered from memory, never from the store.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use herd_core::Labels;
 use tower::ServiceExt;
 
 use super::TestServer;
-use crate::fleet::JoinRequest;
 use crate::runs::NewRunRequest;
 
 /// The sum of the `herd_tasks{state=…}` samples of a scrape.
@@ -34,20 +30,7 @@ async fn scrape(srv: &TestServer) -> String {
 #[tokio::test]
 async fn scrapes_are_answered_from_memory_with_the_store_gone() {
     let srv = TestServer::new().await;
-    let fleet = srv.parts.app.fleet();
-    let (token, _) = fleet
-        .create_join_token("test", Duration::from_secs(60), 1, None)
-        .await
-        .unwrap();
-    fleet
-        .join(JoinRequest {
-            token,
-            name: "m1".into(),
-            labels: Labels::new(),
-            facts: Default::default(),
-        })
-        .await
-        .unwrap();
+    srv.join("m1").await.unwrap();
     for _ in 0..3 {
         srv.parts
             .app

@@ -55,6 +55,22 @@ impl TestServer {
         }
     }
 
+    /// Joins a machine named `name` with a fresh one-use token: `(agent id, credential)`.
+    pub async fn join(&self, name: &str) -> crate::error::Result<(String, String)> {
+        let fleet = self.parts.app.fleet();
+        let (token, _) = fleet
+            .create_join_token("test", Duration::from_secs(60), 1, None)
+            .await?;
+        fleet
+            .join(crate::fleet::JoinRequest {
+                token,
+                name: name.into(),
+                labels: herd_core::Labels::new(),
+                facts: Default::default(),
+            })
+            .await
+    }
+
     pub fn admin_key(&self) -> String {
         self.parts.admin_key.clone().unwrap()
     }

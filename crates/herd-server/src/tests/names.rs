@@ -1,29 +1,11 @@
 //! An agent's name can never stand for another agent: a name that is another agent's id is
 //! refused at join, and a key is looked up as an id first.
 
-use std::time::Duration;
-
-use herd_core::Labels;
-
 use super::TestServer;
 use crate::error::ServerError;
-use crate::fleet::JoinRequest;
 
 async fn join(srv: &TestServer, name: &str) -> Result<String, ServerError> {
-    let fleet = srv.parts.app.fleet();
-    let (token, _) = fleet
-        .create_join_token("test", Duration::from_secs(60), 1, None)
-        .await
-        .unwrap();
-    fleet
-        .join(JoinRequest {
-            token,
-            name: name.into(),
-            labels: Labels::new(),
-            facts: Default::default(),
-        })
-        .await
-        .map(|(id, _)| id)
+    srv.join(name).await.map(|(id, _)| id)
 }
 
 #[tokio::test]

@@ -2,36 +2,20 @@
 //! read only by an agent with a copy task of it, a fetched file is sent only for the agent's
 //! own fetch task.
 
-use std::time::Duration;
-
 use herd_api::{CopyFile, FetchFile, RunSpec};
-use herd_core::Labels;
 use herd_proto::v1 as pb;
 use herd_proto::v1::agent_hub_server::AgentHub as _;
 use sha2::{Digest as _, Sha256};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::TestServer;
-use crate::fleet::JoinRequest;
 use crate::hub::HubService;
 use crate::runs::NewRunRequest;
 
 /// Joins and connects agent `name`; its credential.
 async fn agent(srv: &TestServer, name: &str) -> (String, mpsc::Receiver<pb::ServerFrame>) {
-    let fleet = srv.parts.app.fleet();
-    let (token, _) = fleet
-        .create_join_token("test", Duration::from_secs(60), 1, None)
-        .await
-        .unwrap();
-    let (id, credential) = fleet
-        .join(JoinRequest {
-            token,
-            name: name.into(),
-            labels: Labels::new(),
-            facts: Default::default(),
-        })
-        .await
-        .unwrap();
+    let (id, credential) = srv.join(name).await.unwrap();
     let (tx, frames) = mpsc::channel(64);
     let peer = crate::registry::Peer {
         instance: "",
