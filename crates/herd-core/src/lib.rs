@@ -3,12 +3,14 @@
 //! Owns target selectors (and their evaluation over an index), fan-out limits, duration
 //! parsing/formatting, the task lifecycle (states, which are open, which transition leads
 //! where) and run states with their exit-code mapping, the run spec, machine facts and
-//! metrics, output positions, id generation/validation, label parsing and the escaping of text from
+//! metrics, output positions, the calls to other systems (`actions`: HTTP requests and
+//! notifications as data), id generation/validation, label parsing and the escaping of text from
 //! agents and people before it is printed or logged. Nothing
 //! in this crate performs I/O (no filesystem, network or async runtime); the only
 //! side effect anywhere is reading the clock in [`new_id`].
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod actions;
 pub mod display;
 pub mod duration;
 pub mod glob;
