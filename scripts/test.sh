@@ -4,7 +4,8 @@
 # records in SQLite and once in PostgreSQL. Installs what the tests need when missing:
 # iproute2 (network namespaces), PostgreSQL (tests start a throwaway cluster of their own
 # from its binaries; set HERD_TEST_POSTGRES=postgres://user@host:port to use a running server
-# instead) and the API tester schemathesis (in a virtual environment under ~/.cache).
+# instead), the API tester schemathesis and the SMTP server aiosmtpd (each in a virtual
+# environment under ~/.cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,17 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" </dev/null
 fi
 export HERD_SCHEMATHESIS="$venv/bin/schemathesis"
+
+# A real SMTP server for the email tests (herd-actions starts it on a free port), pinned, in a
+# virtual environment of its own beside the tester's.
+AIOSMTPD_VERSION=1.4.6
+smtp_venv="${XDG_CACHE_HOME:-$HOME/.cache}/herd-test/aiosmtpd-$AIOSMTPD_VERSION"
+if ! "$smtp_venv/bin/python" -c 'import aiosmtpd' </dev/null >/dev/null 2>&1; then
+  rm -rf "$smtp_venv"
+  python3 -m venv "$smtp_venv" </dev/null
+  "$smtp_venv/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" </dev/null
+fi
+export HERD_AIOSMTPD_PYTHON="$smtp_venv/bin/python"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
