@@ -13,6 +13,7 @@
 pub mod actions;
 pub mod display;
 pub mod duration;
+pub mod flow;
 pub mod glob;
 pub mod ids;
 pub mod labels;
@@ -25,6 +26,7 @@ pub mod state;
 
 pub use display::{Escaped, escape_controls, is_unsafe_char};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use flow::{DefKind, StepState};
 pub use glob::glob_match;
 pub use ids::{is_valid_id, new_id, short};
 pub use labels::{

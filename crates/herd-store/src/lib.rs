@@ -1,5 +1,5 @@
 //! herd's persistence, by domain: the store's interface (`AgentStore`, `CredentialStore`,
-//! `RunStore`, `AuditStore`, together `Store`), its typed rows, bearer secrets, and the
+//! `RunStore`, `AuditStore`, `VarStore`, `FlowStore`, together `Store`), its typed rows, bearer secrets, and the
 //! conformance suite every backend passes. Backends live in their own crates
 //! (`herd-store-sqlite`, `herd-store-postgres`).
 //!
@@ -10,10 +10,12 @@
 pub mod bench;
 pub mod codec;
 pub mod conformance;
+mod flows;
 mod model;
 mod secret;
 mod store;
 
+pub use flows::{DefinitionRow, FlowRunRow, FlowStepRow, FlowStore};
 pub use model::*;
 pub use secret::{Secret, SecretError, hash_secret, verify_secret};
 pub use store::{
