@@ -15,6 +15,7 @@
 mod agents;
 mod audit;
 mod credentials;
+mod flows;
 mod rows;
 mod runs;
 mod tasks;

@@ -10,6 +10,7 @@
 mod agents;
 mod audit;
 mod credentials;
+mod flows;
 mod rows;
 mod runs;
 mod tasks;

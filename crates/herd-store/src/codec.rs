@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::*;
-use crate::{Result, StoreError};
+use crate::{DefinitionRow, FlowRunRow, FlowStepRow, Result, StoreError};
 
 /// The JSON text a column stores for `value`.
 pub fn json<T: Serialize>(value: &T) -> Result<String> {
@@ -168,6 +168,75 @@ pub fn var(row: &dyn StoredRow) -> Result<VarRow> {
         secret: c.flag("secret")?,
         updated_at: c.int("updated_at")?,
         updated_by: c.text("updated_by")?,
+    })
+}
+
+pub fn definition(row: &dyn StoredRow) -> Result<DefinitionRow> {
+    let name = row.text("name").map_err(|why| StoreError::Corrupt {
+        what: "definitions.name".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "definitions",
+        key: format!("definition {name}"),
+    };
+    Ok(DefinitionRow {
+        kind: c.parsed("kind")?,
+        name: c.text("name")?,
+        version: c.int("version")?,
+        body: c.text("body")?,
+        source: c.text("source")?,
+        created_at: c.int("created_at")?,
+        created_by: c.text("created_by")?,
+    })
+}
+
+pub fn flow_run(row: &dyn StoredRow) -> Result<FlowRunRow> {
+    let c = Cols::by_text_id(row, "flow_runs", "workflow run")?;
+    Ok(FlowRunRow {
+        id: c.text("id")?,
+        kind: c.parsed("kind")?,
+        name: c.text("name")?,
+        version: c.int("version")?,
+        definition: c.text("definition")?,
+        params: c.text("params")?,
+        sealed: c.text("sealed")?,
+        targets: c.json("targets")?,
+        state: c.parsed("state")?,
+        created_by: c.text("created_by")?,
+        created_at: c.int("created_at")?,
+        finished_at: c.opt_int("finished_at")?,
+        cancel_requested: c.flag("cancel_requested")?,
+        parent: c.opt_text("parent")?,
+    })
+}
+
+pub fn flow_step(row: &dyn StoredRow) -> Result<FlowStepRow> {
+    let key = |col: &str| {
+        row.text(col).map_err(|why| StoreError::Corrupt {
+            what: format!("flow_steps.{col}"),
+            why,
+        })
+    };
+    let (run, step) = (key("flow_run_id")?, key("step_id")?);
+    let c = Cols {
+        row,
+        table: "flow_steps",
+        key: format!("step {run}/{step}"),
+    };
+    Ok(FlowStepRow {
+        state: c.parsed("state")?,
+        attempt: c.int("attempt")?,
+        run_id: c.opt_text("run_id")?,
+        outputs: c.opt_text("outputs")?,
+        output: c.opt_text("output")?,
+        detail: c.opt_text("detail")?,
+        started_at: c.opt_int("started_at")?,
+        finished_at: c.opt_int("finished_at")?,
+        not_before: c.opt_int("not_before")?,
+        flow_run_id: run,
+        step_id: step,
     })
 }
 

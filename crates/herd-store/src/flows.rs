@@ -121,9 +121,6 @@ pub trait FlowStore: Send + Sync {
     ) -> Result<()>;
     /// Marks a run to be cancelled, with `audit`; `None` if there is no such run. A finished
     /// run is answered unchanged (and nothing audited).
-    async fn request_flow_cancel(
-        &self,
-        id: &str,
-        audit: &AuditEntry,
-    ) -> Result<Option<FlowRunRow>>;
+    async fn request_flow_cancel(&self, id: &str, audit: &AuditEntry)
+    -> Result<Option<FlowRunRow>>;
 }

@@ -90,6 +90,43 @@ pub fn merge_progress(batch: &[TaskProgress]) -> Vec<TaskProgress> {
     out
 }
 
+/// The answer to storing a definition whose version is not its name's latest plus one (another
+/// change came first).
+pub fn version_conflict(def: &DefinitionRow) -> StoreError {
+    StoreError::Conflict(format!(
+        "{} {} changed meanwhile: version {} is not its next version",
+        def.kind, def.name, def.version
+    ))
+}
+
+/// The step rows of one write to workflow run `flow_run_id`: one per step id, the last given
+/// (as if written one after the other), in first-seen order. Backends write them in one
+/// statement, which names a row once. A row of another run is [`StoreError::Invalid`].
+pub fn merge_steps<'a>(
+    flow_run_id: &str,
+    steps: &'a [FlowStepRow],
+) -> Result<Vec<&'a FlowStepRow>> {
+    let mut at: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(steps.len());
+    let mut out: Vec<&FlowStepRow> = Vec::with_capacity(steps.len());
+    for s in steps {
+        if s.flow_run_id != flow_run_id {
+            return Err(StoreError::Invalid(format!(
+                "step {}/{} written with workflow run {flow_run_id}",
+                s.flow_run_id, s.step_id
+            )));
+        }
+        match at.get(s.step_id.as_str()) {
+            Some(&i) => out[i] = s,
+            None => {
+                at.insert(&s.step_id, out.len());
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The exits of a (merged) batch, grouped by the states [`herd_core::Transition::Exit`] of
 /// their state applies to: one group today, as every exit applies to the open states and
 /// `lost`. An exit into a state no exit leads to is in no group (it applies nowhere).

@@ -40,7 +40,7 @@ pub async fn audit_log_newest_first(store: &dyn Store) -> Result<()> {
 // ---- corrupt rows -----------------------------------------------------------------------
 
 /// Asserts `r` is `Corrupt` naming `what` (row and column) and `why` (the bad value).
-fn assert_corrupt<T: std::fmt::Debug>(r: Result<T>, what: &str, why: &str) {
+pub(super) fn assert_corrupt<T: std::fmt::Debug>(r: Result<T>, what: &str, why: &str) {
     match r {
         Err(StoreError::Corrupt { what: w, why: y }) => {
             assert!(w.contains(what), "{w:?} should name {what:?}");

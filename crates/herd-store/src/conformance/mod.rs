@@ -14,12 +14,14 @@ use crate::{Result, Store};
 mod agents;
 mod audit;
 mod fixtures;
+mod flows;
 mod joins;
 mod progress;
 mod runs;
 
 pub use agents::*;
 pub use audit::*;
+pub use flows::*;
 pub use joins::*;
 pub use progress::*;
 pub use runs::*;
@@ -101,10 +103,16 @@ macro_rules! conformance_suite {
             ids_by_prefix,
             prune_finished_runs_oldest_first,
             audit_log_newest_first,
+            definitions_by_version,
+            concurrent_puts_make_one_version,
+            flow_runs_and_their_steps,
+            many_steps_in_one_update,
+            pruning_runs_leaves_workflow_runs,
         );
         $crate::conformance_suite!(@fresh $fresh;
             corrupt_task_columns,
             corrupt_run_and_agent_columns,
+            corrupt_flow_columns,
         );
     };
     (@store $fresh:path; $($case:ident),* $(,)?) => {$(

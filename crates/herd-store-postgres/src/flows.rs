@@ -1,0 +1,379 @@
+//! Jobs and workflows: definitions by version, workflow runs and their steps, each change a
+//! person makes with its audit entry.
+
+use herd_core::{DefKind, RunState};
+use herd_store::{
+    AuditEntry, DefinitionRow, FlowRunRow, FlowStepRow, FlowStore, ListFilter, Result, StoreError,
+    codec, merge_steps, version_conflict,
+};
+use sqlx::PgConnection;
+
+use crate::rows::Cols;
+use crate::{PgStore, audit, chunks, db};
+
+macro_rules! def_cols {
+    () => {
+        "kind, name, version, body, source, created_at, created_by"
+    };
+}
+macro_rules! flow_run_cols {
+    () => {
+        "id, kind, name, version, definition, params, sealed, targets::text AS targets, state, created_by, created_at, finished_at, cancel_requested, parent"
+    };
+}
+macro_rules! step_cols {
+    () => {
+        "flow_run_id, step_id, state, attempt, run_id, outputs, output, detail, started_at, finished_at, not_before"
+    };
+}
+
+fn def_row(r: &sqlx::postgres::PgRow) -> Result<DefinitionRow> {
+    codec::definition(&Cols(r))
+}
+
+fn flow_run_row(r: &sqlx::postgres::PgRow) -> Result<FlowRunRow> {
+    codec::flow_run(&Cols(r))
+}
+
+fn step_row(r: &sqlx::postgres::PgRow) -> Result<FlowStepRow> {
+    codec::flow_step(&Cols(r))
+}
+
+/// Takes the transaction's lock on one definition's name: its changes (a new version, a
+/// delete) are made one at a time, by every server of the database, each reading what the
+/// one before committed.
+async fn lock_name(conn: &mut PgConnection, kind: DefKind, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+        .bind(kind.as_str())
+        .bind(name)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Writes step rows whole (inserted, or replacing the row of their run and step id), one
+/// statement per [`herd_store::ROWS_PER_STATEMENT`] rows. New rows are inserted in the order
+/// given, so their `seq` (an identity) keeps the order the run's steps were created in.
+async fn write_steps(
+    conn: &mut PgConnection,
+    flow_run_id: &str,
+    steps: &[&FlowStepRow],
+) -> Result<()> {
+    for r in chunks(steps.len()) {
+        let steps = &steps[r];
+        let ids: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
+        let states: Vec<&str> = steps.iter().map(|s| s.state.as_str()).collect();
+        let attempts: Vec<i64> = steps.iter().map(|s| s.attempt).collect();
+        let run_ids: Vec<Option<&str>> = steps.iter().map(|s| s.run_id.as_deref()).collect();
+        let outputs: Vec<Option<&str>> = steps.iter().map(|s| s.outputs.as_deref()).collect();
+        let output: Vec<Option<&str>> = steps.iter().map(|s| s.output.as_deref()).collect();
+        let details: Vec<Option<&str>> = steps.iter().map(|s| s.detail.as_deref()).collect();
+        let started: Vec<Option<i64>> = steps.iter().map(|s| s.started_at).collect();
+        let finished: Vec<Option<i64>> = steps.iter().map(|s| s.finished_at).collect();
+        let not_before: Vec<Option<i64>> = steps.iter().map(|s| s.not_before).collect();
+        sqlx::query(
+            "INSERT INTO flow_steps (flow_run_id, step_id, state, attempt, run_id, outputs, output, detail, started_at, finished_at, not_before) \
+             SELECT $1, s.step_id, s.state, s.attempt, s.run_id, s.outputs, s.output, s.detail, s.started_at, s.finished_at, s.not_before \
+             FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[]) \
+             WITH ORDINALITY AS s(step_id, state, attempt, run_id, outputs, output, detail, started_at, finished_at, not_before, ord) \
+             ORDER BY s.ord \
+             ON CONFLICT (flow_run_id, step_id) DO UPDATE SET \
+             state = excluded.state, attempt = excluded.attempt, run_id = excluded.run_id, \
+             outputs = excluded.outputs, output = excluded.output, detail = excluded.detail, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at, \
+             not_before = excluded.not_before",
+        )
+        .bind(flow_run_id)
+        .bind(ids)
+        .bind(states)
+        .bind(attempts)
+        .bind(run_ids)
+        .bind(outputs)
+        .bind(output)
+        .bind(details)
+        .bind(started)
+        .bind(finished)
+        .bind(not_before)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl FlowStore for PgStore {
+    async fn put_definition(&self, def: &DefinitionRow, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_name(&mut tx, def.kind, &def.name).await?;
+        // Inserted only as the next version; the primary key refuses a second version N
+        // whatever happens.
+        let r = sqlx::query(concat!(
+            "INSERT INTO definitions (",
+            def_cols!(),
+            ") SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $3 = ",
+            "(SELECT COALESCE(MAX(version), 0) + 1 FROM definitions WHERE kind = $1 AND name = $2)"
+        ))
+        .bind(def.kind.as_str())
+        .bind(&def.name)
+        .bind(def.version)
+        .bind(&def.body)
+        .bind(&def.source)
+        .bind(def.created_at)
+        .bind(&def.created_by)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(r) if r.rows_affected() == 1 => {}
+            Ok(_) => return Err(version_conflict(def)),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(version_conflict(def));
+            }
+            Err(e) => return Err(db(e)),
+        }
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn definition(&self, kind: DefKind, name: &str) -> Result<Option<DefinitionRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            def_cols!(),
+            " FROM definitions WHERE kind = $1 AND name = $2 ORDER BY version DESC LIMIT 1"
+        ))
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(def_row).transpose()
+    }
+
+    async fn definition_version(
+        &self,
+        kind: DefKind,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<DefinitionRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            def_cols!(),
+            " FROM definitions WHERE kind = $1 AND name = $2 AND version = $3"
+        ))
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(def_row).transpose()
+    }
+
+    async fn definitions(&self, kind: DefKind) -> Result<Vec<DefinitionRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT DISTINCT ON (name) ",
+            def_cols!(),
+            " FROM definitions WHERE kind = $1 ORDER BY name, version DESC"
+        ))
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(def_row).collect()
+    }
+
+    async fn delete_definition(
+        &self,
+        kind: DefKind,
+        name: &str,
+        entry: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_name(&mut tx, kind, name).await?;
+        let r = sqlx::query("DELETE FROM definitions WHERE kind = $1 AND name = $2")
+            .bind(kind.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn create_flow_run(
+        &self,
+        run: &FlowRunRow,
+        steps: &[FlowStepRow],
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let steps = merge_steps(&run.id, steps)?;
+        let targets = codec::json(&run.targets)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let r = sqlx::query(concat!(
+            "INSERT INTO flow_runs (",
+            "id, kind, name, version, definition, params, sealed, targets, state, created_by, created_at, finished_at, cancel_requested, parent",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(&run.id)
+        .bind(run.kind.as_str())
+        .bind(&run.name)
+        .bind(run.version)
+        .bind(&run.definition)
+        .bind(&run.params)
+        .bind(&run.sealed)
+        .bind(targets)
+        .bind(run.state.as_str())
+        .bind(&run.created_by)
+        .bind(run.created_at)
+        .bind(run.finished_at)
+        .bind(run.cancel_requested)
+        .bind(&run.parent)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "a workflow run {} already exists",
+                    run.id
+                )));
+            }
+            Err(e) => return Err(db(e)),
+        }
+        write_steps(&mut tx, &run.id, &steps).await?;
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn flow_run(&self, id: &str) -> Result<Option<FlowRunRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            flow_run_cols!(),
+            " FROM flow_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(flow_run_row).transpose()
+    }
+
+    async fn flow_runs(&self, f: &ListFilter) -> Result<Vec<FlowRunRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            flow_run_cols!(),
+            " FROM flow_runs WHERE ($1::bigint IS NULL OR created_at >= $1)",
+            " AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR created_by = $3)",
+            " ORDER BY created_at DESC, id DESC LIMIT $4"
+        ))
+        .bind(f.since)
+        .bind(&f.state)
+        .bind(&f.who)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(flow_run_row).collect()
+    }
+
+    async fn flow_run_ids_with_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        // `starts_with`: no wildcards, no collation.
+        sqlx::query_scalar::<_, String>(
+            "SELECT id FROM flow_runs WHERE starts_with(id, $1) ORDER BY id LIMIT $2",
+        )
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn unfinished_flow_runs(&self) -> Result<Vec<FlowRunRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            flow_run_cols!(),
+            " FROM flow_runs WHERE finished_at IS NULL ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(flow_run_row).collect()
+    }
+
+    async fn flow_steps(&self, flow_run_id: &str) -> Result<Vec<FlowStepRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            step_cols!(),
+            " FROM flow_steps WHERE flow_run_id = $1 ORDER BY seq"
+        ))
+        .bind(flow_run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(step_row).collect()
+    }
+
+    async fn update_flow(
+        &self,
+        flow_run_id: &str,
+        steps: &[FlowStepRow],
+        finish: Option<(RunState, i64)>,
+    ) -> Result<()> {
+        let steps = merge_steps(flow_run_id, steps)?;
+        if steps.is_empty() && finish.is_none() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        write_steps(&mut tx, flow_run_id, &steps).await?;
+        if let Some((state, at)) = finish {
+            let r = sqlx::query("UPDATE flow_runs SET state = $1, finished_at = $2 WHERE id = $3")
+                .bind(state.as_str())
+                .bind(at)
+                .bind(flow_run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("workflow run {flow_run_id}")));
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn request_flow_cancel(
+        &self,
+        id: &str,
+        entry: &AuditEntry,
+    ) -> Result<Option<FlowRunRow>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(concat!(
+            "UPDATE flow_runs SET cancel_requested = TRUE WHERE id = $1 AND finished_at IS NULL RETURNING ",
+            flow_run_cols!()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if row.is_some() {
+            return audit::commit_change(tx, row, flow_run_row, entry).await;
+        }
+        // Finished (answered as it is) or not there.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            flow_run_cols!(),
+            " FROM flow_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.rollback().await.map_err(db)?;
+        row.as_ref().map(flow_run_row).transpose()
+    }
+}
