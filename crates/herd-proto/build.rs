@@ -13,6 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".herd.agent.v1.BlobChunk.data")
         .bytes(".herd.agent.v1.FetchChunk.data")
         .bytes(".herd.agent.v1.StartTask.script")
+        .bytes(".herd.agent.v1.StartTask.input")
+        .bytes(".herd.agent.v1.StartTask.mask")
+        .bytes(".herd.agent.v1.Exited.outputs")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -101,6 +101,7 @@ pub(crate) async fn report(
             reason: ExitReason::Exited,
             duration,
             detail: String::new(),
+            outputs: Default::default(),
         },
         Err(Failed::Cancelled) => ExitInfo {
             code: None,
@@ -108,6 +109,7 @@ pub(crate) async fn report(
             reason: ExitReason::Cancelled,
             duration,
             detail: "the transfer was cancelled".into(),
+            outputs: Default::default(),
         },
         Err(Failed::Error(line)) => {
             let _ = events
@@ -122,6 +124,7 @@ pub(crate) async fn report(
                 reason: ExitReason::Exited,
                 duration,
                 detail: line,
+                outputs: Default::default(),
             }
         }
     };

@@ -181,8 +181,13 @@ pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
             id
         }
     };
+    let tasks = task_dirs(&cfg.state_dir)?;
     let spool = spool_thread::SpoolThread::open(cfg.state_dir.join("spool")).await?;
-    let shared = Arc::new(session::Shared::new(spool, cfg.state_dir.join("copies")));
+    let shared = Arc::new(session::Shared::new(
+        spool,
+        cfg.state_dir.join("copies"),
+        tasks,
+    ));
     shared.abandon_previous_tasks().await;
     // Random per process: the server tells a copy of this identity (another process holding
     // it) from this process reconnecting.
@@ -222,6 +227,27 @@ pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
             }
         }
     }
+}
+
+/// The directory of the tasks' runtime directories (`STATE_DIR/tasks`, 0700), emptied: no
+/// task of a previous agent process runs on (see `abandon_previous_tasks`), so what is left
+/// there is leftovers.
+fn task_dirs(state_dir: &std::path::Path) -> Result<PathBuf, AgentError> {
+    let dir = state_dir.join("tasks");
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the runtime directories of earlier tasks")
+        }
+    }
+    herd_link::private_dir(&dir).map_err(|e| {
+        AgentError::Config(format!(
+            "cannot create {}: {e} — pass a writable --state-dir",
+            dir.display()
+        ))
+    })?;
+    Ok(dir)
 }
 
 async fn join(cfg: &AgentConfig, token: &str) -> Result<Identity, AgentError> {

@@ -55,6 +55,11 @@ pub struct Shared {
     link: tokio::sync::watch::Sender<Option<copy::Link>>,
     /// The starts of copy tasks not over yet (`<task>.start`), so a restarted agent resumes them.
     copies: PathBuf,
+    /// The tasks' runtime directories (`<task>/`: input, output, `bin/herd`), each removed
+    /// once its task's end is in the spool.
+    tasks: PathBuf,
+    /// This executable, linked as `herd` into each task's runtime `bin`.
+    exe: Option<PathBuf>,
 }
 
 /// A task the agent was told to start.
@@ -71,12 +76,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(spool: SpoolThread, copies: PathBuf) -> Shared {
+    pub fn new(spool: SpoolThread, copies: PathBuf, tasks: PathBuf) -> Shared {
         Shared {
             spool,
             running: Mutex::new(HashMap::new()),
             link: tokio::sync::watch::channel(None).0,
             copies,
+            tasks,
+            exe: std::env::current_exe().ok(),
         }
     }
 
@@ -135,6 +142,7 @@ impl Shared {
                     duration_ms: 0,
                     detail: "the agent restarted while the task ran; its processes were ended"
                         .into(),
+                    outputs: Default::default(),
                 })),
             };
             if let Err(e) = self.spool.append(vec![ev]).await {
@@ -194,6 +202,13 @@ impl Shared {
             }
             return self.start_copy(st, false).await;
         }
+        // A task id names its runtime directory: only one that is a plain name does.
+        let files = herd_core::is_valid_id(&id).then(|| herd_exec::TaskFiles {
+            dir: self.tasks.join(&id),
+            input: st.input,
+            herd: self.exe.clone(),
+        });
+        let dir = files.as_ref().map(|f| f.dir.clone());
         let spec = ExecSpec {
             task_id: id.clone(),
             command: st.command,
@@ -208,6 +223,8 @@ impl Shared {
             window: (st.rows > 0 && st.cols > 0).then(|| (clamp16(st.rows), clamp16(st.cols))),
             script: (!st.script.is_empty()).then_some(st.script),
             args: st.args,
+            files,
+            mask: st.mask,
         };
         let (tx, rx) = mpsc::channel(64);
         let handle = herd_exec::spawn(spec, tx);
@@ -219,7 +236,7 @@ impl Shared {
         for c in waiting {
             let _ = control.send(c).await;
         }
-        forward_events(self, id, rx).await;
+        forward_events(self, id, rx, dir).await;
     }
 
     /// Runs a copy or fetch task (`resumed`: its start was reported by a previous agent
@@ -255,7 +272,7 @@ impl Shared {
         for c in waiting {
             let _ = control.send(c).await;
         }
-        forward_events(self.clone(), id.clone(), rx).await;
+        forward_events(self.clone(), id.clone(), rx, None).await;
         let path = copy::saved_path(&self.copies, &id);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
     }
@@ -284,7 +301,14 @@ fn clamp16(v: u32) -> u16 {
 /// back from disk (the task waits on its full pipe meanwhile). Once acknowledgements stop
 /// for [`PACE_STALL`] (server away, partition), the spool takes the output on disk alone
 /// until memory has room again.
-async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Receiver<ExecEvent>) {
+///
+/// `dir`, the task's runtime directory, is removed once its end is in the spool.
+async fn forward_events(
+    shared: Arc<Shared>,
+    task_id: String,
+    mut rx: mpsc::Receiver<ExecEvent>,
+    dir: Option<PathBuf>,
+) {
     let mut seq = match shared.spool.last_seq(&task_id).await {
         Ok(seq) => seq,
         Err(e) => {
@@ -353,6 +377,7 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
                         } as i32,
                         duration_ms: x.duration.as_millis() as u64,
                         detail: x.detail,
+                        outputs: x.outputs,
                     })
                 }
             };
@@ -373,6 +398,16 @@ async fn forward_events(shared: Arc<Shared>, task_id: String, mut rx: mpsc::Rece
         }
     }
     lock(&shared.running).remove(&task_id);
+    if let Some(dir) = dir {
+        // Off the runtime thread; nobody waits for it (a restarted agent removes leftovers).
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a task's runtime directory")
+            }
+        });
+    }
 }
 
 /// What a server that does not serve herd's agent protocol is told apart by.

@@ -153,6 +153,7 @@ pub(crate) mod tests {
                 fetch: Some(FetchFile {
                     path: "/var/log/app.log".into(),
                 }),
+                input: Some(serde_json::json!({"params": {"who": "web"}})),
             },
             cancel_requested: true,
             state: RunState::Cancelled,
@@ -165,7 +166,8 @@ pub(crate) mod tests {
                 r#""created_by":"key:admin","finished_at":1700000009000,"id":"r1","#,
                 r#""selector":"role=web , web-*","spec":{"cwd":"/tmp","env":{"A":"1"},"#,
                 r#""fetch":{"path":"/var/log/app.log"},"#,
-                r#""grace_ms":300,"interactive":true,"limits":{"batch_wait_ms":1500,"#,
+                r#""grace_ms":300,"input":{"params":{"who":"web"}},"interactive":true,"#,
+                r#""limits":{"batch_wait_ms":1500,"#,
                 r#""concurrency":2,"max_errors":"10%"},"script":{"args":["x y"],"#,
                 r##""body":"#!/bin/sh\necho $1\n","name":"a.sh"},"shell":"sh","timeout_ms":5000,"##,
                 r#""tty":true,"user":"deploy","wait_offline_ms":10000,"#,

@@ -3,8 +3,9 @@
 //! Owns target selectors (and their evaluation over an index), fan-out limits, duration
 //! parsing/formatting, the task lifecycle (states, which are open, which transition leads
 //! where) and run states with their exit-code mapping, the run spec, machine facts and
-//! metrics, output positions, the calls to other systems (`actions`: HTTP requests and
-//! notifications as data), id generation/validation, label parsing and the escaping of text from
+//! metrics, output positions, what a task's `HERD_OUTPUT` file says (`outputs`), the calls to
+//! other systems (`actions`: HTTP requests and notifications as data), id
+//! generation/validation, label parsing and the escaping of text from
 //! agents and people before it is printed or logged. Nothing
 //! in this crate performs I/O (no filesystem, network or async runtime); the only
 //! side effect anywhere is reading the clock in [`new_id`].
@@ -20,6 +21,7 @@ pub mod labels;
 pub mod limit;
 pub mod machine;
 pub mod output;
+pub mod outputs;
 pub mod selector;
 pub mod spec;
 pub mod state;
@@ -37,6 +39,7 @@ pub use labels::{
 pub use limit::{Limit, LimitError};
 pub use machine::{Disk, Facts, Metrics};
 pub use output::OutputPos;
+pub use outputs::{OutputEvent, TaskOutputs};
 pub use selector::{Selector, SelectorError, Target, TargetIndex};
 pub use spec::{CopyFile, FetchFile, RunLimits, RunSpec, Script, WindowSize, is_digest};
 pub use state::{

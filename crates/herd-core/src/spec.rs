@@ -55,6 +55,9 @@ pub struct RunSpec {
     /// fetch`); each task's copy is then read from `GET /api/v1/tasks/{id}/fetched`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetch: Option<FetchFile>,
+    /// JSON object every task reads from the file named by HERD_INPUT; absent: {}.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
 }
 
 impl RunSpec {

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::mask::Masker;
 use crate::{ExecEvent, OutStream};
 
 /// Largest payload of one Output event, and the read buffer size.
@@ -39,16 +40,22 @@ pub(crate) enum PumpEnd {
 
 /// Pumps `reader` into `events` until EOF, a read error, the receiver going
 /// away, or `stop` turning true. Pending data is always flushed before
-/// returning (except when the receiver is gone).
+/// returning (except when the receiver is gone). With a `masker`, secrets become `***`
+/// before anything is sent (a tail that may be the start of one waits for the next read).
 pub(crate) async fn pump<R>(
     mut reader: R,
     stream: OutStream,
     events: mpsc::Sender<ExecEvent>,
     mut stop: watch::Receiver<bool>,
+    mut masker: Option<Masker>,
 ) -> PumpEnd
 where
     R: AsyncRead + Unpin,
 {
+    let out = Out {
+        stream,
+        events: &events,
+    };
     // Output is read straight into `pending`'s spare capacity and handed out with
     // `split().freeze()`: one copy (from the kernel), none in user space. Consecutive events
     // share one allocation until its capacity is used up, so a small event flushed by the
@@ -75,19 +82,23 @@ where
             read = reader.read_buf(&mut dst) => Step::Read(read),
         };
         match step {
-            Step::Stop => return finish(&mut pending, stream, &events, PumpEnd::Stopped).await,
+            Step::Stop => {
+                return out
+                    .finish(&mut pending, &mut masker, PumpEnd::Stopped)
+                    .await;
+            }
             Step::Flush => {
-                if !emit(&mut pending, stream, &events).await {
+                if !out.emit(&mut pending, &mut masker).await {
                     return PumpEnd::Abandoned;
                 }
                 flush_at = None;
             }
             Step::Read(Ok(0)) => {
-                return finish(&mut pending, stream, &events, PumpEnd::Eof).await;
+                return out.finish(&mut pending, &mut masker, PumpEnd::Eof).await;
             }
             Step::Read(Ok(_)) => {
                 if pending.len() >= CHUNK || pending.len() == pending.capacity() {
-                    if !emit(&mut pending, stream, &events).await {
+                    if !out.emit(&mut pending, &mut masker).await {
                         return PumpEnd::Abandoned;
                     }
                     flush_at = None;
@@ -97,7 +108,9 @@ where
             }
             Step::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Step::Read(Err(e)) => {
-                return finish(&mut pending, stream, &events, PumpEnd::Failed(e)).await;
+                return out
+                    .finish(&mut pending, &mut masker, PumpEnd::Failed(e))
+                    .await;
             }
         }
     }
@@ -117,32 +130,61 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// Flushes what is pending and returns `end`, or `Abandoned` if nobody listens.
-async fn finish(
-    pending: &mut BytesMut,
+/// Where a pump's output goes.
+struct Out<'a> {
     stream: OutStream,
-    events: &mpsc::Sender<ExecEvent>,
-    end: PumpEnd,
-) -> PumpEnd {
-    if emit(pending, stream, events).await {
-        end
-    } else {
-        PumpEnd::Abandoned
-    }
+    events: &'a mpsc::Sender<ExecEvent>,
 }
 
-/// Sends the pending bytes as one event (nothing if empty). False if the
-/// receiver is gone.
-async fn emit(pending: &mut BytesMut, stream: OutStream, events: &mpsc::Sender<ExecEvent>) -> bool {
-    if pending.is_empty() {
-        return true;
+impl Out<'_> {
+    /// Flushes what is pending (and what the masker holds) and returns `end`, or
+    /// `Abandoned` if nobody listens.
+    async fn finish(
+        &self,
+        pending: &mut BytesMut,
+        masker: &mut Option<Masker>,
+        end: PumpEnd,
+    ) -> PumpEnd {
+        if !self.emit(pending, masker).await {
+            return PumpEnd::Abandoned;
+        }
+        if let Some(m) = masker
+            && !self.send(m.finish()).await
+        {
+            return PumpEnd::Abandoned;
+        }
+        end
     }
-    // `pending` keeps the rest of the allocation; the pump reads on into it.
-    let data = pending.split().freeze();
-    events
-        .send(ExecEvent::Output { stream, data })
-        .await
-        .is_ok()
+
+    /// Sends the pending bytes (masked) as one event (nothing if empty). False if the
+    /// receiver is gone.
+    async fn emit(&self, pending: &mut BytesMut, masker: &mut Option<Masker>) -> bool {
+        if pending.is_empty() {
+            return true;
+        }
+        // `pending` keeps the rest of the allocation; the pump reads on into it.
+        let data = pending.split().freeze();
+        match masker {
+            Some(m) => self.send(m.push(data)).await,
+            None => self.send(data).await,
+        }
+    }
+
+    /// Sends `data` in events of at most [`CHUNK`] bytes (masked output with a held tail
+    /// may pass it). False if the receiver is gone.
+    async fn send(&self, mut data: bytes::Bytes) -> bool {
+        while !data.is_empty() {
+            let part = data.split_to(data.len().min(CHUNK));
+            let ev = ExecEvent::Output {
+                stream: self.stream,
+                data: part,
+            };
+            if self.events.send(ev).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// Sleeps until `at`, or forever if there is no deadline.
@@ -162,7 +204,7 @@ mod tests {
         let (mut w, r) = tokio::io::duplex(1024);
         let (tx, mut rx) = mpsc::channel(16);
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx));
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, None));
         use tokio::io::AsyncWriteExt;
         for i in 0..20 {
             w.write_all(format!("{i}\n").as_bytes()).await.unwrap();
@@ -185,7 +227,7 @@ mod tests {
         let (mut w, r) = tokio::io::duplex(1024);
         let (tx, mut rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let pump = tokio::spawn(pump(r, OutStream::Stderr, tx, stop_rx));
+        let pump = tokio::spawn(pump(r, OutStream::Stderr, tx, stop_rx, None));
         use tokio::io::AsyncWriteExt;
         w.write_all(b"partial").await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -202,11 +244,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_secret_split_across_reads_is_masked() {
+        let (mut w, r) = tokio::io::duplex(1024);
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let masker = Masker::new(&[bytes::Bytes::from_static(b"s3cr3t-value")]);
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, masker));
+        use tokio::io::AsyncWriteExt;
+        w.write_all(b"token: s3cr3t").await.unwrap();
+        // The linger flushes what was read: the part before the secret goes out at once.
+        match rx.recv().await {
+            Some(ExecEvent::Output { data, .. }) => assert_eq!(&data[..], b"token: "),
+            other => panic!("unexpected {other:?}"),
+        }
+        w.write_all(b"-value and s3cr").await.unwrap();
+        drop(w);
+        assert!(matches!(pump.await.unwrap(), PumpEnd::Eof));
+        let mut all = Vec::new();
+        while let Some(ExecEvent::Output { data, .. }) = rx.recv().await {
+            all.extend_from_slice(&data);
+        }
+        assert_eq!(&all[..], b"*** and s3cr");
+    }
+
+    #[tokio::test]
     async fn bulk_output_is_chunked_and_intact() {
         let (mut w, r) = tokio::io::duplex(256 * 1024);
         let (tx, mut rx) = mpsc::channel(16);
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx));
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, None));
         let expected: Vec<u8> = (0..3 * CHUNK + 1234).map(|i| (i % 251) as u8).collect();
         let data = expected.clone();
         let writer = tokio::spawn(async move {

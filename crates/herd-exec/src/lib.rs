@@ -7,12 +7,16 @@
 //! sure nothing it started is left behind when it is cancelled or times out.
 //!
 //! The entry point is [`spawn`]; everything else is the vocabulary of its
-//! inputs ([`ExecSpec`], [`Control`]) and outputs ([`ExecEvent`]).
+//! inputs ([`ExecSpec`], [`Control`]) and outputs ([`ExecEvent`]). A task may get runtime
+//! files ([`TaskFiles`]: `HERD_INPUT`, `HERD_OUTPUT`) and values to mask ([`Masker`]:
+//! every occurrence becomes `***` in its output and outputs before they leave this crate).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod child;
 mod coalesce;
+mod files;
 mod kill;
+pub mod mask;
 mod pty;
 mod spawn;
 
@@ -21,6 +25,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+
+pub use files::{INPUT_ENV, MAX_OUTPUTS, OUTPUT_ENV, TaskFiles};
+pub use mask::{MASK, MIN_MASKED, Masker};
 
 /// Name of the environment variable every task process (and, by inheritance,
 /// every descendant) carries; it is how escaped descendants are found.
@@ -64,6 +71,12 @@ pub struct ExecSpec {
     pub script: Option<Bytes>,
     /// The script's arguments.
     pub args: Vec<String>,
+    /// The task's runtime files (`HERD_INPUT`, `HERD_OUTPUT`, `herd` on `PATH`); what it
+    /// wrote to `HERD_OUTPUT` comes back in [`ExitInfo::outputs`].
+    pub files: Option<TaskFiles>,
+    /// Values replaced by `***` in the task's output and outputs (those of [`MIN_MASKED`]
+    /// bytes or more).
+    pub mask: Vec<Bytes>,
 }
 
 /// Which output stream a chunk came from.
@@ -98,6 +111,9 @@ pub struct ExitInfo {
     pub duration: Duration,
     /// Human-readable summary (why it failed to start, truncated output, ...).
     pub detail: String,
+    /// What the task wrote to `HERD_OUTPUT` (at most [`MAX_OUTPUTS`] bytes, masked); empty
+    /// without [`ExecSpec::files`].
+    pub outputs: Bytes,
 }
 
 /// Events of one task, in order: `Started`, any number of `Output`, exactly one `Exited`.

@@ -24,7 +24,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::coalesce::{PumpEnd, pump, sleep_until_opt};
+use crate::files::{self, INPUT_ENV, OUTPUT_ENV};
 use crate::kill::TaskTree;
+use crate::mask::Masker;
 use crate::{
     Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, JOIN_TOKEN_ENV, OutStream,
     TASK_ID_ENV,
@@ -81,6 +83,7 @@ async fn run(spec: ExecSpec, events: mpsc::Sender<ExecEvent>, control: mpsc::Rec
                 reason: ExitReason::FailedToStart,
                 duration: start.elapsed(),
                 detail,
+                outputs: Bytes::new(),
             };
             // Nobody listening is fine: there is nothing left to clean up.
             let _ = events.send(ExecEvent::Exited(info)).await;
@@ -93,6 +96,8 @@ struct Process {
     child: Child,
     pid: u32,
     io: ProcessIo,
+    /// The task's `HERD_OUTPUT` file, read when it ends.
+    outputs: Option<PathBuf>,
 }
 
 enum ProcessIo {
@@ -129,6 +134,19 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         .or_else(|| std::env::var("PATH").ok())
         .unwrap_or_default();
     let shell = resolve_shell(&spec.shell, &path_var)?;
+    let made = match &spec.files {
+        Some(f) => Some(files::make(f, run_as.as_ref().map(|u| (u.uid, u.gid)))?),
+        None => None,
+    };
+    // The task's PATH: its runtime `bin` (with `herd`) first.
+    let path_var = match made.as_ref().and_then(|m| m.bin.as_ref()) {
+        Some(bin) if path_var.is_empty() => bin.display().to_string(),
+        Some(bin) => format!("{}:{path_var}", bin.display()),
+        None => path_var,
+    };
+    if let Some(body) = &spec.script {
+        check_interpreter(body, &path_var)?;
+    }
 
     // A script travels as an in-memory file, close-on-exec in the agent; the child alone
     // keeps it open across exec (see `pre_exec` below), so no other task inherits it.
@@ -170,6 +188,12 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     if spec.tty && !spec.env.iter().any(|(k, _)| k == "TERM") {
         cmd.env("TERM", "xterm-256color");
+    }
+    if let Some(m) = &made {
+        cmd.env(INPUT_ENV, &m.input).env(OUTPUT_ENV, &m.output);
+        if m.bin.is_some() {
+            cmd.env("PATH", &path_var);
+        }
     }
     // Set last so a stray HERD_TASK_ID in spec.env cannot hide the task from
     // descendant cleanup.
@@ -231,6 +255,7 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
             child,
             pid,
             io: ProcessIo::Pty { master },
+            outputs: None,
         }
     } else {
         cmd.process_group(0)
@@ -261,10 +286,13 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
                 stdout,
                 stderr,
             },
+            outputs: None,
         }
     };
     // The child has its own copy of the script; the agent's closes here.
     drop(script);
+    let mut process = process;
+    process.outputs = made.map(|m| m.output);
     Ok(process)
 }
 
@@ -276,6 +304,48 @@ fn script_file(body: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
     let mut file = std::fs::File::from(fd);
     std::io::Write::write_all(&mut file, body).map_err(|e| fail(&e))?;
     Ok(std::os::fd::OwnedFd::from(file))
+}
+
+/// A script whose `#!` line names an interpreter this machine does not have fails to start
+/// with a line that says which (the kernel's own answer would be a bare ENOENT). `#!/usr/bin/env
+/// NAME` looks NAME up on the task's PATH, as env will.
+fn check_interpreter(body: &[u8], path_var: &str) -> Result<(), String> {
+    let Some(rest) = body.strip_prefix(b"#!") else {
+        return Ok(());
+    };
+    let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let Some(interpreter) = words.next() else {
+        return Ok(());
+    };
+    let missing = |name: &str| {
+        Err(format!(
+            "interpreter {name} not found on this machine — install it or name another in the script's #! line"
+        ))
+    };
+    if !interpreter.starts_with('/') {
+        // Relative to the working directory: left to the kernel.
+        return Ok(());
+    }
+    if !is_executable(Path::new(interpreter)) {
+        return missing(interpreter);
+    }
+    if Path::new(interpreter).file_name() == Some(std::ffi::OsStr::new("env")) {
+        // The first word that is neither an option (-S, -i) nor an assignment.
+        let Some(name) = words.find(|w| !w.starts_with('-') && !w.contains('=')) else {
+            return Ok(());
+        };
+        let found = if name.contains('/') {
+            is_executable(Path::new(name))
+        } else {
+            find_on_path(name, path_var).is_some()
+        };
+        if !found {
+            return missing(name);
+        }
+    }
+    Ok(())
 }
 
 fn check_cwd(dir: &Path) -> Result<(), String> {
@@ -403,7 +473,14 @@ async fn supervise(
     process: Process,
     start: Instant,
 ) {
-    let Process { mut child, pid, io } = process;
+    let Process {
+        mut child,
+        pid,
+        io,
+        outputs,
+    } = process;
+    let masker = Masker::new(&spec.mask);
+    let masker_for = || masker.as_ref().map(Masker::fresh);
     let tree = Arc::new(TaskTree::new(pid, &spec.task_id));
     let default_grace = if spec.grace.is_zero() {
         DEFAULT_GRACE
@@ -430,12 +507,14 @@ async fn supervise(
                 OutStream::Stdout,
                 events.clone(),
                 stop_rx.clone(),
+                masker_for(),
             )));
             pumps.push(tokio::spawn(pump(
                 stderr,
                 OutStream::Stderr,
                 events.clone(),
                 stop_rx.clone(),
+                masker_for(),
             )));
             (stdin.map_or(Sink::Closed, Sink::Pipe), false)
         }
@@ -445,6 +524,7 @@ async fn supervise(
                 OutStream::Stdout,
                 events.clone(),
                 stop_rx.clone(),
+                masker_for(),
             )));
             terminal = Some(master.clone());
             (Sink::Pty(master), true)
@@ -566,7 +646,7 @@ async fn supervise(
         return;
     }
     let reason = term.reason.unwrap_or(ExitReason::Exited);
-    let info = exit_info(
+    let mut info = exit_info(
         &status,
         reason,
         spec.timeout,
@@ -574,6 +654,21 @@ async fn supervise(
         cut_off,
         &failures,
     );
+    if let Some(path) = outputs {
+        let read =
+            tokio::task::spawn_blocking(move || files::read_outputs(&path, masker.as_ref())).await;
+        let (outputs, note) = read.unwrap_or_else(|e| {
+            (
+                Bytes::new(),
+                Some(format!("reading HERD_OUTPUT failed: {e}")),
+            )
+        });
+        info.outputs = outputs;
+        if let Some(note) = note {
+            info.detail.push_str("; ");
+            info.detail.push_str(&note);
+        }
+    }
     let _ = events.send(ExecEvent::Exited(info)).await;
 }
 
@@ -620,6 +715,7 @@ fn exit_info(
         reason,
         duration,
         detail,
+        outputs: Bytes::new(),
     }
 }
 
@@ -657,6 +753,43 @@ mod tests {
                 .unwrap_err()
                 .contains("does not exist")
         );
+    }
+
+    #[test]
+    fn missing_interpreters_are_named() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let ok: &[&[u8]] = &[
+            b"echo no shebang",
+            b"#!/bin/sh\necho",
+            b"#!/usr/bin/env sh\necho",
+            b"#! /usr/bin/env -S sh -e\n",
+            b"#!/usr/bin/env A=1 sh\n",
+            b"#!relative/interp\n",
+            b"#!\n",
+        ];
+        for body in ok {
+            assert_eq!(check_interpreter(body, &path), Ok(()), "{body:?}");
+        }
+        let missing: &[(&[u8], &str)] = &[
+            (
+                b"#!/usr/bin/env no-such-interpreter-xyz\n",
+                "no-such-interpreter-xyz",
+            ),
+            (b"#!/no/such/interp -x\n", "/no/such/interp"),
+            (b"#!/dev/null\n", "/dev/null"),
+            (b"#!/usr/bin/env /no/such/python3\n", "/no/such/python3"),
+        ];
+        for (body, name) in missing {
+            let e = check_interpreter(body, &path).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "interpreter {name} not found on this machine — install it or name another in the script's #! line"
+                )
+            );
+        }
+        // On the task's PATH, not the agent's.
+        assert!(check_interpreter(b"#!/usr/bin/env sh\n", "/nonexistent").is_err());
     }
 
     #[test]

@@ -460,3 +460,69 @@ async fn dropping_events_receiver_kills_task() {
     kill_all(&format!("sleep {m}"));
     assert!(left.is_empty(), "abandoned task still running: {left:?}");
 }
+
+#[tokio::test]
+async fn runtime_files_and_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        "files",
+        r#"cat "$HERD_INPUT"; echo; echo "a=1" >> "$HERD_OUTPUT"; printf 'b<<E\nx\ny\nE\n' >> "$HERD_OUTPUT"; command -v herd"#,
+    );
+    s.files = Some(herd_exec::TaskFiles {
+        dir: tmp.path().join("task"),
+        input: Bytes::from_static(br#"{"who":"world"}"#),
+        herd: Some("/bin/true".into()),
+    });
+    let c = run(s).await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.code, Some(0), "{}", exit.detail);
+    let bin = tmp.path().join("task/bin/herd");
+    assert_eq!(
+        String::from_utf8_lossy(&c.stdout),
+        format!("{{\"who\":\"world\"}}\n{}\n", bin.display())
+    );
+    assert_eq!(&exit.outputs[..], b"a=1\nb<<E\nx\ny\nE\n");
+    // No files: no outputs, and no HERD_OUTPUT.
+    let c = run(spec("nofiles", r#"echo "[$HERD_OUTPUT]""#)).await;
+    assert_eq!(&c.stdout[..], b"[]\n");
+    assert!(c.exit.unwrap().outputs.is_empty());
+}
+
+#[tokio::test]
+async fn secrets_are_masked_in_output_and_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        "mask",
+        r#"echo "t=$T"; printf %s "${T:0:5}"; sleep 0.2; printf '%s\n' "${T:5}"; echo "$T" >&2; echo "tok=$T" >> "$HERD_OUTPUT""#,
+    );
+    s.env = vec![("T".into(), "s3cr3t-t0ken".into())];
+    s.mask = vec![
+        Bytes::from_static(b"s3cr3t-t0ken"),
+        Bytes::from_static(b"ab"),
+    ];
+    s.files = Some(herd_exec::TaskFiles {
+        dir: tmp.path().join("task"),
+        ..Default::default()
+    });
+    let c = run(s).await;
+    assert_eq!(String::from_utf8_lossy(&c.stdout), "t=***\n***\n");
+    assert_eq!(String::from_utf8_lossy(&c.stderr), "***\n");
+    assert_eq!(&c.exit.unwrap().outputs[..], b"tok=***\n");
+}
+
+#[tokio::test]
+async fn a_missing_interpreter_is_named() {
+    let mut s = spec("interp", "");
+    s.script = Some(Bytes::from_static(
+        b"#!/usr/bin/env no-such-interpreter-xyz\nprint(1)\n",
+    ));
+    let c = run(s).await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::FailedToStart);
+    assert!(
+        exit.detail
+            .starts_with("interpreter no-such-interpreter-xyz not found on this machine"),
+        "{}",
+        exit.detail
+    );
+}

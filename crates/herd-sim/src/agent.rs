@@ -156,6 +156,7 @@ impl AgentState {
                         reason: pb::ExitReason::Exited as i32,
                         duration_ms: 0,
                         detail: "answered by the simulated fleet without running it".into(),
+                        outputs: Default::default(),
                     }),
                 ],
                 done: true,

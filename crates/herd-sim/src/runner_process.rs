@@ -186,6 +186,7 @@ async fn run_task(
             reason: pb::ExitReason::Cancelled as i32,
             duration_ms: 0,
             detail: "cancelled before it started".into(),
+            outputs: Default::default(),
         })],
     };
     lock(&cancels).remove(&task_id);
@@ -205,6 +206,7 @@ pub(crate) fn exited(reason: pb::ExitReason, detail: String, since: Instant) -> 
         reason: reason as i32,
         duration_ms: since.elapsed().as_millis() as u64,
         detail,
+        outputs: Default::default(),
     })
 }
 
@@ -374,6 +376,7 @@ async fn execute(
                 reason: reason as i32,
                 duration_ms: since.elapsed().as_millis() as u64,
                 detail,
+                outputs: Default::default(),
             }
         }
         Some(Err(e)) => pb::Exited {
@@ -382,6 +385,7 @@ async fn execute(
             reason: pb::ExitReason::Unspecified as i32,
             duration_ms: since.elapsed().as_millis() as u64,
             detail: format!("cannot wait for the process: {e}"),
+            outputs: Default::default(),
         },
         None => pb::Exited {
             code: None,
@@ -389,6 +393,7 @@ async fn execute(
             reason: pb::ExitReason::Unspecified as i32,
             duration_ms: since.elapsed().as_millis() as u64,
             detail: "the process could not be waited for".into(),
+            outputs: Default::default(),
         },
     };
     events.push(task_event::Kind::Exited(exit));

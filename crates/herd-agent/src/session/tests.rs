@@ -18,7 +18,11 @@ fn output(task: &str, seq: u64) -> TaskEvent {
 async fn shared(dir: &std::path::Path) -> (Arc<Shared>, SpoolThread) {
     let spool = SpoolThread::open(dir.join("spool")).await.unwrap();
     (
-        Arc::new(Shared::new(spool.clone(), dir.join("copies"))),
+        Arc::new(Shared::new(
+            spool.clone(),
+            dir.join("copies"),
+            dir.join("tasks"),
+        )),
         spool,
     )
 }

@@ -123,6 +123,7 @@ mod tests {
             reason: reason as i32,
             duration_ms: 0,
             detail: String::new(),
+            outputs: Default::default(),
         };
         let cases = [
             (

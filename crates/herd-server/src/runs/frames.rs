@@ -14,12 +14,18 @@ pub const CANCEL_GRACE_MS: u32 = 5000;
 /// the run's driver, until the run ends.
 pub type SecretEnv = Arc<BTreeMap<String, String>>;
 
+/// Secret values shorter than this are not masked in output (the agent would replace every
+/// `a` or `42` of it and hide nothing).
+pub const MIN_MASKED: usize = 3;
+
 /// Why a task of a run with secrets ends without starting after a server restart.
 pub const SECRETS_GONE: &str = "not started: the values of its --secret-env were lost when the server restarted (they are never stored) — run it again with --secret-env";
 
 /// The StartTask frame of a task: the spec's environment with the run's secret values on
-/// top. None when the run has secrets whose values are gone (the server restarted): such a
-/// task must not run without them.
+/// top, the spec's input as JSON text, and every secret value of the run (of
+/// [`MIN_MASKED`] bytes or more) for the agent to mask in the task's output and
+/// outputs. None when the run has secrets whose values are gone (the server restarted): such
+/// a task must not run without them.
 pub fn start_frame(
     task_id: &str,
     command: &str,
@@ -37,6 +43,19 @@ pub fn start_frame(
             env.insert(name.clone(), secrets.get(name)?.clone());
         }
     }
+    let mask = secrets
+        .map(|s| {
+            s.values()
+                .filter(|v| v.len() >= MIN_MASKED)
+                .map(|v| bytes::Bytes::copy_from_slice(v.as_bytes()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let input = spec
+        .input
+        .as_ref()
+        .map(|v| bytes::Bytes::from(v.to_string()))
+        .unwrap_or_default();
     Some(ServerFrame {
         kind: Some(server_frame::Kind::Start(pb::StartTask {
             task_id: task_id.to_string(),
@@ -77,6 +96,8 @@ pub fn start_frame(
                 .as_ref()
                 .map(|f| f.path.clone())
                 .unwrap_or_default(),
+            input,
+            mask,
         })),
     })
 }

@@ -29,6 +29,7 @@ pub(crate) fn ev(task: &str, seq: u64, e: E) -> pb::TaskEvent {
             reason: pb::ExitReason::Exited as i32,
             duration_ms: 1,
             detail: String::new(),
+            outputs: Default::default(),
         }),
     };
     pb::TaskEvent {

@@ -137,6 +137,7 @@ async fn evil_agent(mut client: Client, credential: String) -> Result<(), String
             reason: pb::ExitReason::Exited as i32,
             duration_ms: 1,
             detail: format!("disk full{CLEAR}{FORGED_ROW}"),
+            ..Default::default()
         };
         let mut events = vec![
             event(&id, 1, task_event::Kind::Started(pb::Started { pid: 1 })),

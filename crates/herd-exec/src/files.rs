@@ -1,0 +1,200 @@
+//! A task's runtime files: a private directory holding `input.json` (named by `HERD_INPUT`),
+//! an empty `output` (named by `HERD_OUTPUT`) and `bin/herd` (the agent's own executable,
+//! put first on the task's `PATH`, so scripts can call `herd helper …` where herd is not
+//! installed), and reading back what the task wrote to `output`.
+//!
+//! Owns the layout and the limit on outputs; the caller picks the directory and removes it.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::mask::Masker;
+
+/// The environment variable naming the task's input file.
+pub const INPUT_ENV: &str = "HERD_INPUT";
+/// The environment variable naming the task's output file.
+pub const OUTPUT_ENV: &str = "HERD_OUTPUT";
+/// The most of a task's output file that is kept.
+pub const MAX_OUTPUTS: usize = 1 << 20;
+
+/// What a task's runtime directory is made of.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFiles {
+    /// The directory to create for the task (0700; its parent must exist). Removing it after
+    /// the task is the caller's.
+    pub dir: PathBuf,
+    /// JSON text of the task's input; empty: `{}`.
+    pub input: Bytes,
+    /// Linked as `bin/herd`, and `bin` put first on `PATH`; `None`: no `bin`.
+    pub herd: Option<PathBuf>,
+}
+
+/// The made files, as the task's environment names them.
+pub(crate) struct Made {
+    pub(crate) input: PathBuf,
+    pub(crate) output: PathBuf,
+    pub(crate) bin: Option<PathBuf>,
+}
+
+/// Makes the directory and its files, owned by `owner` when given (a task run as another
+/// user). The error is the one-line `FailedToStart` detail.
+pub(crate) fn make(
+    files: &TaskFiles,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> Result<Made, String> {
+    let fail = |what: &Path, e: io::Error| {
+        format!(
+            "cannot prepare the task's files: {}: {e} — check the agent's state dir",
+            what.display()
+        )
+    };
+    let dir = &files.dir;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700);
+    match builder.create(dir) {
+        Ok(()) => {}
+        // A directory of an earlier start of the same task (a restarted agent cleans these).
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_dir_all(dir).map_err(|e| fail(dir, e))?;
+            builder.create(dir).map_err(|e| fail(dir, e))?;
+        }
+        // Its parent is gone (removed by hand while the agent runs): made again, private.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            builder
+                .recursive(true)
+                .create(dir)
+                .map_err(|e| fail(dir, e))?;
+            builder.recursive(false);
+        }
+        Err(e) => return Err(fail(dir, e)),
+    }
+    let input = dir.join("input.json");
+    let output = dir.join("output");
+    let body: &[u8] = if files.input.is_empty() {
+        b"{}"
+    } else {
+        &files.input
+    };
+    let open = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+    };
+    open(&input)
+        .and_then(|mut f| f.write_all(body))
+        .map_err(|e| fail(&input, e))?;
+    open(&output).map_err(|e| fail(&output, e))?;
+    let bin = match &files.herd {
+        Some(exe) => {
+            let bin = dir.join("bin");
+            builder.create(&bin).map_err(|e| fail(&bin, e))?;
+            let link = bin.join("herd");
+            std::os::unix::fs::symlink(exe, &link).map_err(|e| fail(&link, e))?;
+            Some(bin)
+        }
+        None => None,
+    };
+    if let Some((uid, gid)) = owner {
+        let mut paths = vec![dir.clone(), input.clone(), output.clone()];
+        paths.extend(bin.clone());
+        for p in &paths {
+            nix::unistd::chown(p, Some(uid), Some(gid)).map_err(|e| fail(p, e.into()))?;
+        }
+    }
+    Ok(Made { input, output, bin })
+}
+
+/// What the task wrote to its output file: at most [`MAX_OUTPUTS`] bytes (cut after its last
+/// whole line within the limit), masked; and a note for the exit's detail when it was cut or
+/// could not be read.
+pub(crate) fn read_outputs(path: &Path, masker: Option<&Masker>) -> (Bytes, Option<String>) {
+    let mut buf = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_OUTPUTS as u64 + 1).read_to_end(&mut buf));
+    let mut note = None;
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return (
+                Bytes::new(),
+                Some("the task removed its HERD_OUTPUT file; no outputs".to_string()),
+            );
+        }
+        Err(e) => {
+            return (
+                Bytes::new(),
+                Some(format!("reading HERD_OUTPUT failed: {e}")),
+            );
+        }
+    }
+    if buf.len() > MAX_OUTPUTS {
+        let keep = buf[..MAX_OUTPUTS]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(MAX_OUTPUTS, |i| i + 1);
+        buf.truncate(keep);
+        note = Some(format!(
+            "HERD_OUTPUT held more than {} MiB; its outputs were cut after {keep} bytes",
+            MAX_OUTPUTS >> 20
+        ));
+    }
+    let out = match masker {
+        Some(m) => m.mask_all(&buf),
+        None => Bytes::from(buf),
+    };
+    (out, note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn makes_the_files_and_reads_outputs_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = TaskFiles {
+            dir: tmp.path().join("t1"),
+            input: Bytes::new(),
+            herd: Some(PathBuf::from("/bin/true")),
+        };
+        let made = make(&files, None).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files.dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(std::fs::read(&made.input).unwrap(), b"{}");
+        assert_eq!(std::fs::read(&made.output).unwrap(), b"");
+        let bin = made.bin.unwrap();
+        assert_eq!(
+            std::fs::read_link(bin.join("herd")).unwrap(),
+            PathBuf::from("/bin/true")
+        );
+        std::fs::write(&made.output, b"a=1\ntok=s3cr3t\n").unwrap();
+        let m = Masker::new(&[Bytes::from_static(b"s3cr3t")]).unwrap();
+        let (out, note) = read_outputs(&made.output, Some(&m));
+        assert_eq!(&out[..], b"a=1\ntok=***\n");
+        assert_eq!(note, None);
+        // Made again over an earlier start's directory.
+        make(&files, None).unwrap();
+    }
+
+    #[test]
+    fn outputs_beyond_the_limit_are_cut_at_a_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("output");
+        let line = "k=".to_string() + &"v".repeat(1000) + "\n";
+        std::fs::write(&path, line.repeat(MAX_OUTPUTS / line.len() + 5)).unwrap();
+        let (out, note) = read_outputs(&path, None);
+        assert!(
+            out.len() <= MAX_OUTPUTS && out.ends_with(b"\n"),
+            "{}",
+            out.len()
+        );
+        assert_eq!(out.len() % line.len(), 0);
+        assert!(note.unwrap().contains("cut after"));
+    }
+}
