@@ -17,6 +17,7 @@ pub mod agent;
 pub mod attach;
 pub mod audit;
 pub mod blob;
+pub mod breakers;
 pub mod error;
 pub mod fetched;
 pub mod frame;
@@ -35,6 +36,7 @@ pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit, LabelSource};
 pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;
 pub use blob::{Blob, BlobQuery};
+pub use breakers::{Breaker, BreakerState};
 pub use error::ErrorBody;
 pub use fetched::{FETCHED_MODE, FETCHED_SHA256, FETCHED_SIZE, FetchedQuery};
 pub use frame::{

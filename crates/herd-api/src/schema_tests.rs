@@ -52,10 +52,12 @@ use crate::*;
     FetchedQuery,
     Script,
     WindowSize,
+    Breaker,
+    BreakerState,
 )))]
 struct Components;
 
-const NAMES: [&str; 43] = [
+const NAMES: [&str; 45] = [
     "Agent",
     "AgentsQuery",
     "LabelEdit",
@@ -99,6 +101,8 @@ const NAMES: [&str; 43] = [
     "FetchedQuery",
     "Script",
     "WindowSize",
+    "Breaker",
+    "BreakerState",
 ];
 
 fn document() -> serde_json::Value {

@@ -76,6 +76,9 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     } = s;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    // herd's calls to other systems (workflow `http` and `notify` steps): one per server,
+    // its breakers and rate buckets in memory.
+    let actions = herd_actions::Actions::new(herd_actions::ActionsConfig::default());
     let agents = store.agents(false).await?;
     let registry = Arc::new(Registry::new(agents.iter().map(|a| a.id.clone())));
     let index = Arc::new(AgentIndex::load(agents));
@@ -172,6 +175,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         blobs,
         fetched,
         vars,
+        actions,
         metrics_auth,
     });
     runs.recover().await?;
@@ -207,6 +211,7 @@ pub struct App {
     blobs: Arc<Blobs>,
     fetched: Arc<Fetched>,
     vars: Arc<crate::vars::VarService>,
+    actions: herd_actions::Actions,
     metrics_auth: bool,
 }
 
@@ -234,6 +239,11 @@ impl App {
 
     pub fn fetched(&self) -> &Fetched {
         &self.fetched
+    }
+
+    /// herd's calls to other systems (HTTP requests, notifications) and their breakers.
+    pub fn actions(&self) -> &herd_actions::Actions {
+        &self.actions
     }
 
     /// Pruning of old runs.

@@ -2,6 +2,7 @@
 //! over `herd-server`, `herd-agent` and the HTTP API.
 
 mod bench;
+mod breakers;
 mod client;
 mod cmd;
 mod config;
@@ -81,6 +82,11 @@ enum Command {
     },
     /// Who ran what where.
     Audit(cmd::AuditArgs),
+    /// Circuit breakers of the hosts the server calls (workflow http and notify steps).
+    Breakers {
+        #[command(subcommand)]
+        cmd: breakers::BreakersCmd,
+    },
     /// Prune now what retention would (old finished runs, their tasks and output) and say
     /// what was freed.
     Gc(cmd::GcArgs),
@@ -648,6 +654,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,
         Command::Audit(a) => cmd::audit(a).await,
+        Command::Breakers { cmd } => breakers::breakers(cmd).await,
         Command::Gc(a) => cmd::gc(a).await,
         Command::Bench { cmd } => bench::bench(cmd).await,
         Command::Completions { shell } => {

@@ -7,6 +7,7 @@
 mod agents;
 mod attach;
 mod blobs;
+mod breakers;
 mod credentials;
 mod extract;
 mod runs;
@@ -49,6 +50,7 @@ use extract::Query;
         (name = "tasks", description = "One machine's part of a run"),
         (name = "blobs", description = "Files of copy runs, uploaded once by SHA-256"),
         (name = "audit", description = "Who ran what where"),
+        (name = "breakers", description = "Circuit breakers of the hosts herd calls"),
         (name = "server", description = "Health, metrics and this document"),
     )
 )]
@@ -99,6 +101,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(blobs::get, blobs::put))
         .routes(routes!(audit))
         .routes(routes!(gc))
+        .routes(routes!(breakers::list))
         .routes(routes!(vars::list))
         .routes(routes!(vars::get, vars::set, vars::delete))
         .with_state(app)

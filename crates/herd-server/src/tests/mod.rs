@@ -1,6 +1,7 @@
 //! In-process tests of the assembled server on a real SQLite store: the HTTP contract
 //! against the OpenAPI document, and the persist path from a batch to acks and rows.
 
+mod breakers;
 mod contract;
 pub(crate) mod events;
 mod ingest;

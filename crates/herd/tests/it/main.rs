@@ -1,6 +1,7 @@
 //! End-to-end tests: real `herd` server, agent and CLI processes.
 #![allow(clippy::unwrap_used)]
 
+mod actions;
 mod api_contract;
 mod claims;
 mod cli;
