@@ -86,6 +86,19 @@ impl Breaker {
         }
     }
 
+    /// The probe was admitted but never sent (its call gave up before the network, e.g. on
+    /// the rate limit): the next call may probe instead, nothing is counted.
+    pub fn release_probe(&mut self) {
+        if let Phase::HalfOpen { since } = self.phase {
+            self.phase = Phase::Open { since };
+        }
+    }
+
+    /// Whether this breaker holds nothing worth keeping (closed, no failures counted).
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Closed && self.consecutive_failures == 0
+    }
+
     /// How an admitted attempt ended. `probe`: it was admitted as the probe.
     pub fn record(&mut self, now: Instant, outcome: Outcome, probe: bool, threshold: u32) {
         match outcome {
@@ -165,6 +178,18 @@ mod tests {
         assert_eq!(b.phase(), Phase::Closed);
         assert_eq!(b.consecutive_failures(), 0);
         assert_eq!(b.admit(t2, COOL), Admit::Go);
+    }
+
+    #[test]
+    fn a_probe_never_sent_lets_the_next_call_probe() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        b.record(t0, Outcome::Failed, false, 1);
+        assert_eq!(b.admit(t0 + COOL, COOL), Admit::Probe);
+        b.release_probe();
+        assert_eq!(b.phase(), Phase::Open { since: t0 });
+        assert_eq!(b.admit(t0 + COOL, COOL), Admit::Probe);
+        assert!(!b.is_idle());
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(crate) async fn send(actions: &Actions, e: &Email) -> ActionResult {
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if let Err(line) = actions.take_token(&host, rate, remaining).await {
-            drop(permit);
+            permit.release();
             return fail(result, log, line);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -143,12 +143,12 @@ pub(crate) async fn perform(actions: &Actions, call: &HttpCall) -> ActionResult 
             Err(line) => return fail(result, log, line),
         };
         if let Err(line) = actions.take_token(&host, rate, remaining).await {
-            drop(permit);
+            permit.release();
             return fail(result, log, line);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            drop(permit);
+            permit.release();
             let line = format!(
                 "timed out: no time left of {}",
                 format_duration(Duration::from_millis(call.timeout_ms))

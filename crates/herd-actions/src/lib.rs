@@ -233,6 +233,9 @@ impl Actions {
         out
     }
 
+    /// Hosts remembered before idle ones (closed breaker, no failures) are forgotten.
+    const MAX_HOSTS: usize = 4096;
+
     fn hosts(&self) -> MutexGuard<'_, Hosts> {
         // The lock is never held across a call that could panic.
         self.inner
@@ -245,12 +248,19 @@ impl Actions {
     fn admit(&self, host: &str) -> Result<Permit, String> {
         let cooldown = self.inner.config.breaker_cooldown;
         let now = Instant::now();
-        let admit = self
-            .hosts()
-            .breakers
-            .entry(host.to_string())
-            .or_default()
-            .admit(now, cooldown);
+        let admit = {
+            let mut hosts = self.hosts();
+            if hosts.breakers.len() >= Self::MAX_HOSTS && !hosts.breakers.contains_key(host) {
+                hosts.breakers.retain(|_, b| !b.is_idle());
+                let Hosts { breakers, buckets } = &mut *hosts;
+                buckets.retain(|h, _| breakers.contains_key(h));
+            }
+            hosts
+                .breakers
+                .entry(host.to_string())
+                .or_default()
+                .admit(now, cooldown)
+        };
         match admit {
             Admit::Go => Ok(Permit::new(self, host, false)),
             Admit::Probe => Ok(Permit::new(self, host, true)),
@@ -345,6 +355,19 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if !self.reported && self.probe {
             self.record(Outcome::Failed);
+        }
+    }
+}
+
+impl Permit {
+    /// The attempt was not sent after all (e.g. refused by the rate limit): nothing counts.
+    fn release(mut self) {
+        self.reported = true;
+        if self.probe {
+            let mut hosts = self.actions.hosts();
+            if let Some(b) = hosts.breakers.get_mut(&self.host) {
+                b.release_probe();
+            }
         }
     }
 }
