@@ -1,13 +1,11 @@
 //! herd-actions against real servers started here: an HTTP server (axum on 127.0.0.1:0) that
 //! fails a given number of times then recovers, answers 429 with `Retry-After`, or records
-//! webhook bodies, and a real SMTP server (Python's aiosmtpd) that writes what it receives to
-//! a maildir. Every assertion on what reached a server is made on the server's side.
+//! webhook bodies, and a real SMTP server (Python's aiosmtpd, `herd_testkit::SmtpServer`) that
+//! writes what it receives to a maildir. Every assertion on what reached a server is made on
+//! the server's side.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use herd_actions::{Actions, ActionsConfig, BreakerPhase};
 use herd_core::actions::{Chat, Email, Expect, HttpCall, Notify, Rate, Retry, Smtp};
+use herd_testkit::SmtpServer;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -447,82 +446,10 @@ async fn chat_and_webhook_notifications() {
     assert_eq!(server.count("/generic"), 1);
 }
 
-/// The Python with aiosmtpd: `HERD_AIOSMTPD_PYTHON` (scripts/test.sh sets it), else the
-/// virtual environment scripts/test.sh makes.
-fn aiosmtpd_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("HERD_AIOSMTPD_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap();
-    let p = home.join("herd-test/aiosmtpd-1.4.6/bin/python");
-    assert!(
-        p.exists(),
-        "aiosmtpd is not installed: scripts/test.sh installs it, or set HERD_AIOSMTPD_PYTHON to a Python that has it"
-    );
-    p
-}
-
-/// A real SMTP server on a free port, writing what it receives to a maildir.
-struct SmtpServer {
-    child: Child,
-    addr: SocketAddr,
-    maildir: PathBuf,
-}
-
-impl SmtpServer {
-    async fn start(dir: &Path) -> SmtpServer {
-        let maildir = dir.join("maildir");
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
-        let child = Command::new(aiosmtpd_python())
-            .args(["-m", "aiosmtpd", "-n", "-l", &addr.to_string()])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not listen on {addr}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        SmtpServer {
-            child,
-            addr,
-            maildir,
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
-            return Vec::new();
-        };
-        entries
-            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn email_through_a_real_smtp_server() {
     let dir = tempfile::tempdir().unwrap();
-    let smtp = SmtpServer::start(dir.path()).await;
+    let smtp = SmtpServer::start(dir.path()).unwrap();
     let a = actions(5, Duration::from_secs(30));
     let email = Email {
         to: vec!["ops@example.com".to_string(), "dev@example.com".to_string()],
@@ -569,4 +496,41 @@ async fn email_through_a_real_smtp_server() {
     let b = a.breakers();
     assert_eq!(b[0].host, format!("127.0.0.1:{port}"));
     assert_eq!(b[0].consecutive_failures, 3);
+}
+
+/// The scripted callee of the end-to-end tests answers as herd-actions expects.
+#[tokio::test]
+async fn against_the_testkit_callee() {
+    let callee = herd_testkit::HttpCallee::start().unwrap();
+    callee.fail_next(1);
+    let a = actions(5, Duration::from_secs(30));
+    let mut call = HttpCall::get(format!("{}/flaky", callee.url));
+    call.retries = quick_retries(2);
+    call.extract = BTreeMap::from([("id".to_string(), "$.items[1].id".to_string())]);
+    let r = a.http(&call).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.outputs["id"], "def");
+    assert_eq!(callee.received("/flaky").len(), 2);
+    let r = a
+        .http(&HttpCall::get(format!("{}/teapot", callee.url)))
+        .await;
+    assert_eq!(r.status, Some(418));
+    let mut limited = HttpCall::get(format!("{}/limited", callee.url));
+    limited.retries = Some(Retry {
+        count: 1,
+        backoff_ms: 10,
+        max_backoff_ms: 2000,
+    });
+    assert!(a.http(&limited).await.ok);
+    let seen = callee.received("/limited");
+    assert!(seen[1].at.duration_since(seen[0].at) >= Duration::from_secs(1));
+    let n = Notify::Webhook {
+        url: format!("{}/hook", callee.url),
+        text: "hi".to_string(),
+    };
+    assert!(a.notify(&n).await.ok);
+    let hook = callee.received("/hook");
+    assert_eq!(hook[0].method, "POST");
+    assert_eq!(hook[0].body, r#"{"text":"hi"}"#);
+    assert_eq!(hook[0].header("content-type"), Some("application/json"));
 }

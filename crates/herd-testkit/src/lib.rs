@@ -3,7 +3,8 @@
 //! restart on the same port; SIGKILL), `herd agent` processes (labels, a wrapper command such
 //! as `ip netns exec`), a simulated fleet (`herd bench fleet`), waits for agents to be online,
 //! configures the CLI for a server, and provides network namespaces, process checks and a
-//! throwaway PostgreSQL (`pg`), and the hostile clients of the attack tests and benches
+//! throwaway PostgreSQL (`pg`), the systems `http` and `notify` steps call (`callee`: a scripted
+//! HTTP server and a real SMTP server), and the hostile clients of the attack tests and benches
 //! (`hostile`).
 //!
 //! Everything but `hostile` is synchronous (std::process and threads): tests call it directly, the
@@ -13,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod agent;
+pub mod callee;
 mod error;
 mod fleet;
 pub mod hostile;
@@ -23,6 +25,7 @@ mod process;
 mod server;
 
 pub use agent::Agent;
+pub use callee::{HttpCallee, Received, SmtpServer};
 pub use error::{Error, Result};
 pub use fleet::Fleet;
 pub use http::http_get;
