@@ -2,6 +2,8 @@
 //! `GET /api/v1/tasks/{id}` answers one, `POST /api/v1/tasks/{id}/cancel` cancels one, and
 //! `GET /api/v1/tasks/{id}/output` answers its stored output as bytes.
 
+use std::collections::BTreeMap;
+
 use herd_core::TaskState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -60,6 +62,14 @@ pub struct Task {
     pub out_seq: i64,
     /// Bytes of output the task wrote (stdout and stderr), including any no longer stored.
     pub out_total: i64,
+    /// The values the task set through the file named by `HERD_OUTPUT` (`key=value`
+    /// entries; the run's secrets masked as `***`); absent when it set none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+    /// The condition the task set (`herd.condition=true|false` in `HERD_OUTPUT`); absent when
+    /// it set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<bool>,
 }
 
 /// `GET /api/v1/tasks/{id}/output?stream=stdout|stderr`: one stream of the stored output, or
@@ -114,6 +124,8 @@ pub(crate) mod tests {
             detail: None,
             out_seq: 3,
             out_total: 12,
+            outputs: BTreeMap::new(),
+            condition: None,
         }
     }
 
@@ -161,6 +173,25 @@ pub(crate) mod tests {
         assert!(golden.contains(r#""signal":9"#), "{golden}");
         assert!(golden.contains(r#""state":"failed""#), "{golden}");
         check(&golden, &killed);
+    }
+
+    #[test]
+    fn outputs_and_condition_only_when_set() {
+        let with = Task {
+            outputs: [("a".to_string(), "1".to_string())].into(),
+            condition: Some(false),
+            ..task()
+        };
+        check(
+            concat!(
+                r#"{"agent_id":"a1","agent_name":"web-1","condition":false,"#,
+                r#""created_at":1700000000000,"detail":null,"#,
+                r#""dispatched_at":1700000000010,"exit_code":0,"finished_at":1700000000500,"id":"t1","#,
+                r#""out_seq":3,"out_total":12,"outputs":{"a":"1"},"pid":4242,"reason":"exited","#,
+                r#""run_id":"r1","signal":null,"started_at":1700000000020,"state":"succeeded"}"#
+            ),
+            &with,
+        );
     }
 
     /// Absent is both streams; anything but the two stream names is refused.

@@ -49,6 +49,7 @@ pub fn run(r: RunRow) -> api::Run {
 }
 
 pub fn task(t: TaskRow) -> api::Task {
+    let outputs = t.outputs.as_deref().map(herd_core::outputs::parse);
     api::Task {
         id: t.id,
         run_id: t.run_id,
@@ -66,6 +67,8 @@ pub fn task(t: TaskRow) -> api::Task {
         detail: t.detail,
         out_seq: t.out_seq.min(i64::MAX as u64) as i64,
         out_total: t.output.total.min(i64::MAX as u64) as i64,
+        condition: outputs.as_ref().and_then(|o| o.condition),
+        outputs: outputs.map(|o| o.values).unwrap_or_default(),
     }
 }
 

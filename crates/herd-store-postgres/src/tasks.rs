@@ -160,17 +160,25 @@ static PROGRESS: LazyLock<String> = LazyLock::new(|| {
     .map(|c| when(forward, c))
     .join(", ");
     let start = ["pid", "started_at"].map(|c| when(&starts, c)).join(", ");
-    let exit = ["exit_code", "signal", "reason", "detail", "finished_at"]
-        .map(|c| when(&exits, c))
-        .join(", ");
+    let exit = [
+        "exit_code",
+        "signal",
+        "reason",
+        "detail",
+        "finished_at",
+        "outputs",
+    ]
+    .map(|c| when(&exits, c))
+    .join(", ");
     format!(
         "UPDATE tasks SET {out}, {start}, {exit}, \
          state = CASE WHEN {exits} THEN j.exit_state WHEN {starts} THEN $1::text ELSE tasks.state END \
          FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
                      $8::bigint[], $9::bigint[], \
-                     $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[]) \
+                     $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], \
+                     $16::text[]) \
          AS j(id, out_seq, out_total, out_head_len, out_tail_seg, out_tail_len, pid, started_at, \
-              exit_state, exit_code, signal, reason, detail, finished_at) \
+              exit_state, exit_code, signal, reason, detail, finished_at, outputs) \
          WHERE tasks.id = j.id AND ({forward} OR {starts} OR {exits}) \
          RETURNING tasks.id, tasks.state, \
            (j.exit_state IS NOT NULL AND tasks.state = j.exit_state AND tasks.finished_at = j.finished_at)"
@@ -228,6 +236,12 @@ pub(crate) async fn apply_progress(
             .bind(exit_text(|e| e.reason.as_str()))
             .bind(exit_text(|e| e.detail.as_str()))
             .bind(exit_int(|e| Some(e.at)))
+            .bind(
+                exits
+                    .iter()
+                    .map(|e| e.and_then(|e| e.outputs.as_deref()))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
@@ -246,9 +260,9 @@ pub(crate) async fn apply_progress(
         }
         let sql = format!(
             "UPDATE tasks SET state = j.state, exit_code = j.code, signal = j.signal, \
-             reason = j.reason, detail = j.detail, finished_at = j.at \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[]) \
-             AS j(id, state, code, signal, reason, detail, at) \
+             reason = j.reason, detail = j.detail, finished_at = j.at, outputs = j.outputs \
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::text[]) \
+             AS j(id, state, code, signal, reason, detail, at, outputs) \
              WHERE tasks.id = j.id AND tasks.state IN ({}) RETURNING tasks.id, tasks.state",
             sql_states(from)
         );
@@ -282,6 +296,11 @@ pub(crate) async fn apply_progress(
                         .collect::<Vec<_>>(),
                 )
                 .bind(part.iter().map(|(_, e)| e.at).collect::<Vec<_>>())
+                .bind(
+                    part.iter()
+                        .map(|(_, e)| e.outputs.as_deref())
+                        .collect::<Vec<_>>(),
+                )
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;

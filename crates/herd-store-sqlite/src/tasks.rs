@@ -159,7 +159,7 @@ pub(crate) async fn apply_progress(
         let from = sql_states(from);
         for chunk in exits.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::new(
-                "UPDATE tasks SET state = j.column2, exit_code = j.column3, signal = j.column4, reason = j.column5, detail = j.column6, finished_at = j.column7 FROM (",
+                "UPDATE tasks SET state = j.column2, exit_code = j.column3, signal = j.column4, reason = j.column5, detail = j.column6, finished_at = j.column7, outputs = j.column8 FROM (",
             );
             qb.push_values(chunk, |mut b, (id, e)| {
                 b.push_bind(*id)
@@ -168,7 +168,8 @@ pub(crate) async fn apply_progress(
                     .push_bind(e.signal)
                     .push_bind(&e.reason)
                     .push_bind(&e.detail)
-                    .push_bind(e.at);
+                    .push_bind(e.at)
+                    .push_bind(&e.outputs);
             });
             qb.push(format_args!(
                 ") AS j WHERE tasks.id = j.column1 AND tasks.state IN ({from}) RETURNING tasks.id, tasks.state"

@@ -93,6 +93,7 @@ pub async fn progress_rate(
             reason: "exited".into(),
             detail: String::new(),
             at: run.created_at + 1,
+            outputs: None,
         }),
     });
     let records: Vec<TaskProgress> = starts.chain(exits).collect();

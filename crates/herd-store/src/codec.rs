@@ -285,6 +285,7 @@ pub fn task(row: &dyn StoredRow) -> Result<TaskRow> {
         signal: c.opt_int("signal")?,
         reason: c.opt_text("reason")?,
         detail: c.opt_text("detail")?,
+        outputs: c.opt_text("outputs")?,
         out_seq: c.unsigned("out_seq")?,
         output: OutputPos {
             total: c.unsigned("out_total")?,
@@ -388,6 +389,7 @@ mod tests {
             "signal",
             "reason",
             "detail",
+            "outputs",
         ] {
             m.insert(col, None);
         }

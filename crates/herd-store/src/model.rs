@@ -119,6 +119,9 @@ pub struct TaskRow {
     pub signal: Option<i64>,
     pub reason: Option<String>,
     pub detail: Option<String>,
+    /// What the task wrote to `HERD_OUTPUT`, as its agent reported it with its exit (secrets
+    /// masked); read with `herd_core::outputs::parse`. None: nothing.
+    pub outputs: Option<String>,
     /// The last event seq persisted.
     pub out_seq: u64,
     /// The output log position committed with `out_seq`.
@@ -203,6 +206,9 @@ pub struct Exit {
     pub reason: String,
     pub detail: String,
     pub at: i64,
+    /// What the task wrote to `HERD_OUTPUT` (stored with the exit, in its transaction);
+    /// None: nothing.
+    pub outputs: Option<String>,
 }
 
 /// What sessions reported for one agent since the last flush.

@@ -660,6 +660,15 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
             for (k, v) in fields {
                 outln!("{k:<11}{}", Escaped(&v));
             }
+            if let Some(c) = t.condition {
+                outln!("{:<11}{c}", "condition");
+            }
+            // What the task set through HERD_OUTPUT: `key=value`, a line each (a value's line
+            // breaks and control characters escaped).
+            for (i, (k, v)) in t.outputs.iter().enumerate() {
+                let label = if i == 0 { "outputs" } else { "" };
+                outln!("{label:<11}{}={}", Escaped(k), Escaped(v));
+            }
             Ok(0)
         }
         TasksCmd::Logs { id, follow } => {

@@ -8,6 +8,7 @@ mod cmd;
 mod config;
 mod copy;
 mod fetch;
+mod helper;
 mod install;
 mod plaintext;
 mod run;
@@ -102,6 +103,13 @@ enum Command {
     },
     /// Print the manual page (e.g. `herd man > /usr/local/share/man/man1/herd.1`).
     Man,
+    /// Inside a task: read its input, report outputs, a condition, events and variables
+    /// (HERD_INPUT, HERD_OUTPUT).
+    #[command(hide = true)]
+    Helper {
+        #[command(subcommand)]
+        cmd: helper::HelperCmd,
+    },
 }
 
 #[derive(Args)]
@@ -504,6 +512,14 @@ fn main() {
     move_token_off_argv();
     move_database_password_off_argv();
     let cli = parse_cli();
+    // A task's helper: a few file reads and an append, no runtime.
+    let cli = match cli {
+        Cli {
+            cmd: Command::Helper { cmd },
+            ..
+        } => std::process::exit(helper::main(cmd)),
+        cli => cli,
+    };
     style::init(cli.color);
     if matches!(cli.cmd, Command::Server(_) | Command::Up(_)) {
         raise_open_files_limit();
@@ -667,6 +683,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 .context("cannot write the completion script")?;
             Ok(0)
         }
+        Command::Helper { cmd } => Ok(helper::main(cmd)),
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();

@@ -25,6 +25,17 @@ pub fn text(s: &str) -> String {
     s[..end].replace('\0', "\u{FFFD}")
 }
 
+/// What a task wrote to `HERD_OUTPUT` as it is stored: text (invalid UTF-8 and NUL shown
+/// as U+FFFD, which no database column refuses), at most 1 MiB (what an agent keeps); None when empty.
+pub fn outputs_text(bytes: &[u8]) -> Option<String> {
+    const MAX_OUTPUTS: usize = 1 << 20;
+    if bytes.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_OUTPUTS)]);
+    Some(text.replace('\0', "\u{FFFD}"))
+}
+
 fn texts(v: &[String]) -> Vec<String> {
     v.iter().take(MAX_LIST).map(|s| text(s)).collect()
 }
@@ -108,6 +119,7 @@ pub fn exit(x: &pb::Exited, at: i64) -> herd_store::Exit {
         reason: why.to_string(),
         detail: text(&x.detail),
         at,
+        outputs: outputs_text(&x.outputs),
     }
 }
 

@@ -133,6 +133,7 @@ pub(super) fn exit(code: i32, at: i64) -> Exit {
         reason: "exited".into(),
         detail: String::new(),
         at,
+        outputs: None,
     }
 }
 

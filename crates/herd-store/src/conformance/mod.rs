@@ -97,6 +97,7 @@ macro_rules! conformance_suite {
             progress_of_thousands_of_tasks_lands_in_one_call,
             progress_only_moves_forward_and_ended_tasks_keep_their_end,
             an_exit_revives_a_lost_task,
+            outputs_are_stored_with_the_exit,
             cancel_and_finish_run,
             run_and_task_listings,
             listings_filter_by_time_state_machine_and_actor,

@@ -168,3 +168,38 @@ pub async fn an_exit_revives_a_lost_task(store: &dyn Store) -> Result<()> {
     );
     Ok(())
 }
+
+pub async fn outputs_are_stored_with_the_exit(store: &dyn Store) -> Result<()> {
+    let ids = task_ids("t", 3);
+    run_with(store, "r1", 1, &ids, TaskState::Queued).await?;
+    store.claim_queued(&ids, 5).await?;
+    let text = "a=1\nm<<EOF\nläuft ✓\nEOF\n{\"j\": [1, 2]}\n";
+    let with = |id: &str, outputs: Option<&str>, at: i64| TaskProgress {
+        exited: Some(Exit {
+            outputs: outputs.map(str::to_string),
+            ..exit(0, at)
+        }),
+        ..progress(id, 2, 0)
+    };
+    // Before the exit there are none; the exit brings them in its transaction.
+    store.apply_progress(&[progress("t0", 1, 0)]).await?;
+    assert_eq!(store.tasks_of_run("r1").await?[0].outputs, None);
+    store
+        .apply_progress(&[with("t0", Some(text), 10), with("t1", None, 10)])
+        .await?;
+    // An exit that does not apply (the task was cancelled) brings none either.
+    store
+        .end_tasks(&["t2".into()], TaskState::Cancelled, "cancelled", 7)
+        .await?;
+    store
+        .apply_progress(&[with("t2", Some("late=1\n"), 11)])
+        .await?;
+    let tasks = store.tasks_of_run("r1").await?;
+    let outputs: Vec<Option<&str>> = tasks.iter().map(|t| t.outputs.as_deref()).collect();
+    assert_eq!(outputs, [Some(text), None, None]);
+    assert_eq!(
+        store.task("t0").await?.and_then(|t| t.outputs).as_deref(),
+        Some(text)
+    );
+    Ok(())
+}

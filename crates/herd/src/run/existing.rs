@@ -186,6 +186,8 @@ mod tests {
             detail: None,
             out_seq: 0,
             out_total: 0,
+            outputs: Default::default(),
+            condition: None,
         }
     }
 

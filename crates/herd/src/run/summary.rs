@@ -165,6 +165,8 @@ mod tests {
             detail: None,
             out_seq: 1,
             out_total: 0,
+            outputs: Default::default(),
+            condition: None,
         }
     }
 

@@ -23,6 +23,7 @@ mod preauth;
 mod resilience;
 mod retention;
 mod run_start;
+mod runtime;
 mod secrets;
 mod session;
 mod spine;
