@@ -20,6 +20,7 @@ pub mod blob;
 pub mod breakers;
 pub mod error;
 pub mod fetched;
+pub mod flows;
 pub mod frame;
 pub mod gc;
 pub mod keys;
@@ -39,14 +40,15 @@ pub use blob::{Blob, BlobQuery};
 pub use breakers::{Breaker, BreakerState};
 pub use error::ErrorBody;
 pub use fetched::{FETCHED_MODE, FETCHED_SHA256, FETCHED_SIZE, FetchedQuery};
+pub use flows::{ApplyDefinition, Definition, FlowRun, FlowRunsQuery, FlowStep, StartFlow};
 pub use frame::{
     FrameError, OUTPUT_HEADER_LEN, OUTPUT_TAG, OutputFrame, OutputStream, decode_output,
     encode_output, output_header,
 };
 pub use gc::GcReport;
 pub use herd_core::{
-    CopyFile, Disk, Facts, FetchFile, Limit, Metrics, RunLimits, RunSpec, RunState, Script,
-    TaskState, WindowSize,
+    CopyFile, DefKind, Disk, Facts, FetchFile, Limit, Metrics, RunLimits, RunSpec, RunState,
+    Script, StepState, TaskState, WindowSize,
 };
 pub use keys::{ApiKey, CreateKey, CreatedKey};
 pub use list::{ListQuery, RunsQuery, TasksQuery};

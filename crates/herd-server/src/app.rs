@@ -44,6 +44,9 @@ pub struct Settings {
     pub ca_fingerprint: Option<String>,
     /// Whether `/metrics` needs an API key.
     pub metrics_auth: bool,
+    /// The name of the agent that runs in the server's own process (`herd up`), where steps
+    /// without targets run.
+    pub local_agent: Option<String>,
 }
 
 /// The assembled application: what the HTTP API uses, what agents' sessions use, the admin
@@ -73,6 +76,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         url,
         ca_fingerprint,
         metrics_auth,
+        local_agent,
     } = s;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -163,9 +167,21 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         blobs.clone(),
         retention,
     ));
+    let engine = Arc::new(crate::flows::Engine::new(
+        store.clone(),
+        runs.clone(),
+        vars.clone(),
+        events.clone(),
+        Some(Arc::new(crate::flows::Calls(actions.clone())) as Arc<dyn crate::flows::ServerActions>),
+        local_agent,
+        tracker.clone(),
+        shutdown.clone(),
+    ));
+    let flows = Arc::new(crate::flows::FlowService::new(engine));
     let app = Arc::new(App {
         fleet: fleet.clone(),
         runs: runs.clone(),
+        flows: flows.clone(),
         retention: retention.clone(),
         store: store.clone(),
         live,
@@ -179,6 +195,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         metrics_auth,
     });
     runs.recover().await?;
+    flows.recover().await?;
     // The count of tasks by state that scrapes serve until one asks for a newer one.
     metrics.count_tasks(store.as_ref()).await;
     tracker.spawn(crate::runs::sweep_lost(
@@ -202,6 +219,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
 pub struct App {
     fleet: Arc<FleetService>,
     runs: Arc<RunService>,
+    flows: Arc<crate::flows::FlowService>,
     retention: Arc<Retention>,
     store: Arc<dyn Store>,
     live: Arc<Live>,
@@ -224,6 +242,11 @@ impl App {
     /// Runs and tasks.
     pub fn runs(&self) -> &RunService {
         &self.runs
+    }
+
+    /// Jobs, workflows and their runs.
+    pub fn flows(&self) -> &crate::flows::FlowService {
+        &self.flows
     }
 
     /// The files of copy runs.

@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod fetched;
 mod fleet;
+mod flows;
 mod http;
 mod hub;
 mod listen;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub retention_interval: Duration,
     /// `/metrics` answers only requests with a valid API key.
     pub metrics_auth: bool,
+    /// The agent in this server's own process (`herd up`): steps without targets run there.
+    pub local_agent: Option<String>,
     /// `TlsMode::Off` is allowed beyond loopback (behind a TLS-terminating proxy).
     pub allow_plaintext_network: bool,
 }
@@ -95,6 +98,7 @@ impl ServerConfig {
             retention_size: None,
             retention_interval: Duration::from_secs(3600),
             metrics_auth: false,
+            local_agent: None,
             allow_plaintext_network: false,
         }
     }
@@ -316,6 +320,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         url: url.clone(),
         ca_fingerprint: ca_fingerprint.clone(),
         metrics_auth: cfg.metrics_auth,
+        local_agent: cfg.local_agent.clone(),
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))?;

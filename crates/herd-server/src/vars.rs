@@ -115,7 +115,7 @@ impl Sealer {
 }
 
 /// Whether `key` is a variable's name: 1 to 128 of `[A-Za-z0-9_.-]`.
-fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     (1..=128).contains(&key.len())
         && key
             .chars()
@@ -222,6 +222,34 @@ impl VarService {
 }
 
 impl VarService {
+    /// Seals a value that is not a variable (a workflow run's secret parameter), under
+    /// `scope` and `key` as associated data.
+    pub fn seal_value(&self, scope: &str, key: &str, value: &str) -> Result<String> {
+        self.sealer.seal(scope, key, value)
+    }
+
+    /// Opens what [`VarService::seal_value`] sealed.
+    pub fn open_value(&self, scope: &str, key: &str, sealed: &str) -> Result<String> {
+        self.sealer.open(scope, key, sealed)
+    }
+
+    /// The variables steps of workflow `name` read: global ones, then the workflow's own
+    /// (`herd helper var set`) over them; secrets left out.
+    pub async fn for_workflow(
+        &self,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for scope in [GLOBAL.to_string(), format!("workflow:{name}")] {
+            for v in self.store.vars(&scope).await? {
+                if !v.secret {
+                    out.insert(v.key, v.value);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A variable's value (a secret's opened) for what runs with it, never for an answer.
     pub async fn reveal(&self, key: &str) -> Result<String> {
         Self::check_key(key)?;

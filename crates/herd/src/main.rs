@@ -8,6 +8,7 @@ mod cmd;
 mod config;
 mod copy;
 mod fetch;
+mod flows;
 mod helper;
 mod install;
 mod plaintext;
@@ -65,6 +66,16 @@ enum Command {
     Vars {
         #[command(subcommand)]
         cmd: vars::VarsCmd,
+    },
+    /// Jobs: named, versioned actions with parameters (`herd jobs apply -f job.yaml`).
+    Jobs {
+        #[command(subcommand)]
+        cmd: flows::JobsCmd,
+    },
+    /// Workflows: steps in a graph, with conditions, retries and data between steps.
+    Workflows {
+        #[command(subcommand)]
+        cmd: flows::WorkflowsCmd,
     },
     /// Runs: what was asked, on which machines.
     Runs {
@@ -666,6 +677,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Agents(a) => cmd::agents(a).await,
         Command::Token { cmd } => cmd::token(cmd).await,
         Command::Vars { cmd } => vars::vars(cmd).await,
+        Command::Jobs { cmd } => flows::jobs(cmd).await,
+        Command::Workflows { cmd } => flows::workflows(cmd).await,
         Command::Runs { cmd } => cmd::runs(cmd).await,
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,

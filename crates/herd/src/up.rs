@@ -26,6 +26,9 @@ pub async fn up(a: UpArgs) -> Result<i32> {
     cfg.retention_size = a.retention_size;
     cfg.retention_interval = a.retention_interval;
     cfg.metrics_auth = a.metrics_auth;
+    let name = a.name.clone().unwrap_or_else(crate::hostname);
+    // Workflow steps that name no machines run on this process's own agent.
+    cfg.local_agent = Some(name.clone());
     let running = herd_server::start(cfg).await?;
 
     // A key for the client config: the admin key on first start, else the configured one if
@@ -64,7 +67,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
         server: running.url.clone(),
         token,
         name_given: a.name.is_some(),
-        name: a.name.unwrap_or_else(crate::hostname),
+        name,
         labels: Default::default(),
         labels_given: false,
         state_dir,

@@ -10,6 +10,7 @@ mod blobs;
 mod breakers;
 mod credentials;
 mod extract;
+mod flows;
 mod runs;
 mod tasks;
 mod vars;
@@ -104,6 +105,15 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(breakers::list))
         .routes(routes!(vars::list))
         .routes(routes!(vars::get, vars::set, vars::delete))
+        .routes(routes!(flows::list_jobs, flows::apply_job))
+        .routes(routes!(flows::get_job, flows::delete_job))
+        .routes(routes!(flows::start_job))
+        .routes(routes!(flows::list_workflows, flows::apply_workflow))
+        .routes(routes!(flows::get_workflow, flows::delete_workflow))
+        .routes(routes!(flows::start_workflow))
+        .routes(routes!(flows::list_runs))
+        .routes(routes!(flows::get_run))
+        .routes(routes!(flows::cancel_run))
         .with_state(app)
         .split_for_parts();
     let mut doc = doc;

@@ -68,6 +68,7 @@ pub(crate) async fn create_run(
         .create(
             &actor.name,
             NewRunRequest {
+                id: None,
                 command: req.command,
                 targets: req.targets,
                 all: req.all,

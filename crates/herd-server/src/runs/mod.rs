@@ -37,6 +37,10 @@ use pace::{Limits, NewRun, Pacer, Queued};
 /// A run as asked for.
 #[derive(Debug, Clone, Default)]
 pub struct NewRunRequest {
+    /// The run's id when the caller chose it beforehand (a workflow step records the id
+    /// before the run exists, so that after a restart it finds the run or makes it once);
+    /// `None`: a new one.
+    pub id: Option<String>,
     pub command: String,
     /// Selectors, OR'ed together.
     pub targets: Vec<String>,
@@ -153,7 +157,7 @@ impl RunService {
             }
             other => other?,
         };
-        let run_id = herd_core::new_id();
+        let run_id = req.id.clone().unwrap_or_else(herd_core::new_id);
         // Subscribed before the run exists, so a fast run cannot finish unseen.
         let mut finish = wait.then(|| self.events.wait_finish(&run_id));
         let limits = Limits::resolve(&req.spec.limits, agents.len());
@@ -455,11 +459,16 @@ impl RunService {
 pub const MIN_ID_PREFIX: usize = 6;
 
 /// How many matches of an ambiguous prefix are counted exactly.
-const MATCHES_NAMED: i64 = 99;
+pub(crate) const MATCHES_NAMED: i64 = 99;
 
 /// The one id `prefix` names among the ids that start with it (`found`, at most
 /// `MATCHES_NAMED + 1` of them), or why it names none: not found, too short, ambiguous.
-fn unique_prefix(kind: &str, prefix: &str, found: Vec<String>, list: &str) -> Result<String> {
+pub(crate) fn unique_prefix(
+    kind: &str,
+    prefix: &str,
+    found: Vec<String>,
+    list: &str,
+) -> Result<String> {
     let n = found.len();
     match found.into_iter().next() {
         None => Err(ServerError::NotFound(format!(

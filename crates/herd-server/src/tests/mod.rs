@@ -46,6 +46,7 @@ impl TestServer {
             url: "http://127.0.0.1:1".into(),
             ca_fingerprint: None,
             metrics_auth: false,
+            local_agent: None,
         })
         .await
         .unwrap();

@@ -29,3 +29,4 @@ mod session;
 mod spine;
 mod tokens;
 mod vars;
+mod workflows;

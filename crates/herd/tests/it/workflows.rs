@@ -1,0 +1,184 @@
+//! Jobs and workflows end to end: definitions refused with the path of their problem, steps
+//! in parallel with data between them, fan-out, and a workflow run that survives the
+//! server's SIGKILL without running a step twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::errors::fails_one_line;
+use crate::harness::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// Starts workflow `name` detached and answers its run's id.
+pub(crate) fn start(s: &Server, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["workflows", "run", name, "--detach"];
+    args.extend_from_slice(extra);
+    let out = s.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+/// Waits for a workflow run to end and answers it (with its steps).
+pub(crate) fn finished(s: &Server, id: &str, timeout: Duration) -> serde_json::Value {
+    wait_for(timeout, "the workflow run to end", || {
+        let r = s.json(&["workflows", "runs", "show", id, "--json"]);
+        (r["state"] != "running").then_some(r)
+    })
+}
+
+pub(crate) fn step<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {run}"))
+}
+
+#[test]
+fn definitions_with_mistakes_are_refused_naming_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let cases = [
+        (
+            "cycle.yaml",
+            "name: w\nsteps:\n  - {id: a, run: x, needs: [c]}\n  - {id: b, run: x, needs: [a]}\n  - {id: c, run: x, needs: [b]}\n",
+            "steps[0].needs: a cycle: a → c → b → a",
+        ),
+        (
+            "unknown.yaml",
+            "name: w\nsteps:\n  - {id: build, run: x}\n  - {id: t, run: x, needs: [biuld]}\n",
+            "steps[1].needs: unknown step \"biuld\" — did you mean \"build\"?",
+        ),
+        (
+            "expr.yaml",
+            "name: w\nsteps:\n  - {id: a, run: x}\n  - {id: b, run: x, needs: [a], if: '${{ steps.a.outputs.n == }}'}\n",
+            "steps[1].if: bad expression",
+        ),
+        (
+            "ref.yaml",
+            "name: w\nsteps:\n  - {id: build, run: x}\n  - {id: t, run: x, needs: [build], if: '${{ steps.biuld.status == \"succeeded\" }}'}\n",
+            "steps[1].if: unknown step \"biuld\" — did you mean \"build\"?",
+        ),
+        (
+            "self.yaml",
+            "name: w\nsteps:\n  - {id: a, run: x, needs: [a]}\n",
+            "steps[0].needs: step \"a\" needs itself",
+        ),
+        (
+            "keys.yaml",
+            "name: w\nsteps:\n  - {id: a, run: x, retires: 3}\n",
+            "steps[0]: unknown key \"retires\" — did you mean \"retries\"?",
+        ),
+        (
+            "types.yaml",
+            "name: w\nsteps:\n  - {id: a, run: x, needs: b}\n",
+            "steps[0].needs: invalid type",
+        ),
+        (
+            "job.yaml",
+            "name: w\nsteps:\n  - {id: a, uses: deploi}\n",
+            "steps[0].uses: no job \"deploi\"",
+        ),
+    ];
+    for (file, text, needle) in cases {
+        let f = write(dir.path(), file, text);
+        fails_one_line(&s.run(&["workflows", "apply", "-f", &f]), needle);
+    }
+    // An anchor bomb and a 10 MB file: refused at once.
+    let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+    for (p, n) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        bomb.push_str(&format!(
+            "{n}: &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        ));
+    }
+    let f = write(dir.path(), "bomb.yaml", &bomb);
+    fails_one_line(&s.run(&["workflows", "apply", "-f", &f]), "not valid YAML");
+    let big = format!(
+        "name: w\nsteps:\n  - id: a\n    run: \"{}\"\n",
+        "x".repeat(10 << 20)
+    );
+    let f = write(dir.path(), "big.yaml", &big);
+    fails_one_line(
+        &s.run(&["workflows", "apply", "-f", &f]),
+        "over the limit of 1 MiB",
+    );
+    // Nothing was stored, and the server answers as before.
+    let listed = s.json(&["workflows", "ls", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+    let ok = write(
+        dir.path(),
+        "ok.yaml",
+        "name: w\nsteps:\n  - {id: a, run: 'true'}\n",
+    );
+    let out = s.run(&["workflows", "apply", "-f", &ok]);
+    assert!(
+        stdout(&out).contains("workflow w version 1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["workflows", "apply", "-f", &ok]);
+    assert!(stdout(&out).contains("unchanged"), "{}", stderr(&out));
+    // Parameters are checked when a run starts.
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nparams: {n: {type: int, required: true}}\nsteps:\n  - {id: a, run: 'true'}\n",
+    );
+    assert!(s.run(&["workflows", "apply", "-f", &p]).status.success());
+    fails_one_line(
+        &s.run(&["workflows", "run", "p"]),
+        "parameter \"n\" is required",
+    );
+    fails_one_line(
+        &s.run(&["workflows", "run", "p", "-p", "n=x"]),
+        "not an integer",
+    );
+    fails_one_line(
+        &s.run(&["workflows", "run", "nope"]),
+        "no workflow \"nope\"",
+    );
+}
+
+#[test]
+fn a_workflow_run_survives_the_servers_sigkill_and_runs_each_step_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(HERD, dir.path()).unwrap();
+    let _agent = s.agent("w1", &[]).unwrap();
+    s.wait_online(&["w1"]).unwrap();
+    let log = dir.path().join("effects.log");
+    let log = log.to_string_lossy();
+    let wf = format!(
+        "name: five\nsteps:\n  - {{id: s1, run: 'echo s1 >> {log}'}}\n  - {{id: s2, needs: [s1], run: 'echo s2 >> {log}'}}\n  - {{id: s3, needs: [s2], run: 'sleep 4; echo s3 >> {log}'}}\n  - {{id: s4, needs: [s3], run: 'echo s4 >> {log}'}}\n  - {{id: s5, needs: [s4], run: 'echo s5 >> {log}'}}\n"
+    );
+    let f = write(dir.path(), "five.yaml", &wf);
+    assert!(s.run(&["workflows", "apply", "-f", &f]).status.success());
+    let id = start(&s, "five", &["-t", "w1"]);
+    // Killed while s3 runs on the agent.
+    wait_for(Duration::from_secs(30), "step s3 to run", || {
+        let r = s.json(&["workflows", "runs", "show", &id, "--json"]);
+        (step(&r, "s3")["state"] == "running").then_some(())
+    });
+    s.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    s.restart().unwrap();
+    let r = finished(&s, &id, Duration::from_secs(60));
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let effects = std::fs::read_to_string(dir.path().join("effects.log")).unwrap();
+    assert_eq!(
+        effects.lines().collect::<Vec<_>>(),
+        ["s1", "s2", "s3", "s4", "s5"],
+        "each step's effect exactly once"
+    );
+    for st in ["s1", "s2", "s3", "s4", "s5"] {
+        assert_eq!(step(&r, st)["attempt"], 1, "{r}");
+    }
+}
