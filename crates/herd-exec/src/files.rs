@@ -37,6 +37,9 @@ pub(crate) struct Made {
     pub(crate) input: PathBuf,
     pub(crate) output: PathBuf,
     pub(crate) bin: Option<PathBuf>,
+    /// The task's script as a file of its own (interpreters such as node resolve the path of
+    /// the program they run, which an in-memory file does not have).
+    pub(crate) script: Option<PathBuf>,
 }
 
 /// Makes the directory and its files, owned by `owner` when given (a task run as another
@@ -44,6 +47,7 @@ pub(crate) struct Made {
 pub(crate) fn make(
     files: &TaskFiles,
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    script: Option<&[u8]>,
 ) -> Result<Made, String> {
     let fail = |what: &Path, e: io::Error| {
         format!(
@@ -99,14 +103,34 @@ pub(crate) fn make(
         }
         None => None,
     };
+    let script = match script {
+        Some(body) => {
+            let path = dir.join("script");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o700)
+                .open(&path)
+                .and_then(|mut f| f.write_all(body))
+                .map_err(|e| fail(&path, e))?;
+            Some(path)
+        }
+        None => None,
+    };
     if let Some((uid, gid)) = owner {
         let mut paths = vec![dir.clone(), input.clone(), output.clone()];
         paths.extend(bin.clone());
+        paths.extend(script.clone());
         for p in &paths {
             nix::unistd::chown(p, Some(uid), Some(gid)).map_err(|e| fail(p, e.into()))?;
         }
     }
-    Ok(Made { input, output, bin })
+    Ok(Made {
+        input,
+        output,
+        bin,
+        script,
+    })
 }
 
 /// What the task wrote to its output file: at most [`MAX_OUTPUTS`] bytes (cut after its last
@@ -162,12 +186,16 @@ mod tests {
             input: Bytes::new(),
             herd: Some(PathBuf::from("/bin/true")),
         };
-        let made = make(&files, None).unwrap();
+        let made = make(&files, None, Some(b"#!/bin/sh\necho hi\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&files.dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(std::fs::read(&made.input).unwrap(), b"{}");
         assert_eq!(std::fs::read(&made.output).unwrap(), b"");
+        let script = made.script.unwrap();
+        assert_eq!(std::fs::read(&script).unwrap(), b"#!/bin/sh\necho hi\n");
+        let mode = std::fs::metadata(&script).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
         let bin = made.bin.unwrap();
         assert_eq!(
             std::fs::read_link(bin.join("herd")).unwrap(),
@@ -179,7 +207,7 @@ mod tests {
         assert_eq!(&out[..], b"a=1\ntok=***\n");
         assert_eq!(note, None);
         // Made again over an earlier start's directory.
-        make(&files, None).unwrap();
+        make(&files, None, None).unwrap();
     }
 
     #[test]

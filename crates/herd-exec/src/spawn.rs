@@ -135,7 +135,11 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         .unwrap_or_default();
     let shell = resolve_shell(&spec.shell, &path_var)?;
     let made = match &spec.files {
-        Some(f) => Some(files::make(f, run_as.as_ref().map(|u| (u.uid, u.gid)))?),
+        Some(f) => Some(files::make(
+            f,
+            run_as.as_ref().map(|u| (u.uid, u.gid)),
+            spec.script.as_deref(),
+        )?),
         None => None,
     };
     // The task's PATH: its runtime `bin` (with `herd`) first.
@@ -148,15 +152,21 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         check_interpreter(body, &path_var)?;
     }
 
-    // A script travels as an in-memory file, close-on-exec in the agent; the child alone
-    // keeps it open across exec (see `pre_exec` below), so no other task inherits it.
-    let script = match &spec.script {
-        Some(body) => Some(script_file(body)?),
-        None => None,
+    // A script is a file in the task's private directory when it has one; else it travels
+    // as an in-memory file, close-on-exec in the agent, that the child alone keeps open
+    // across exec (see `pre_exec` below), so no other task inherits it.
+    let script_path = made.as_ref().and_then(|m| m.script.clone());
+    let script = match (&spec.script, &script_path) {
+        (Some(body), None) => Some(script_file(body)?),
+        _ => None,
     };
     let mut cmd = match (&script, &spec.script) {
-        (Some(fd), Some(body)) => {
-            let path = format!("/dev/fd/{}", fd.as_raw_fd());
+        (_, Some(body)) if script_path.is_some() || script.is_some() => {
+            let path = match (&script_path, &script) {
+                (Some(p), _) => p.display().to_string(),
+                (None, Some(fd)) => format!("/dev/fd/{}", fd.as_raw_fd()),
+                (None, None) => String::new(),
+            };
             let mut c = if body.starts_with(b"#!") {
                 Command::new(&path)
             } else {

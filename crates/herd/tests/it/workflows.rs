@@ -182,3 +182,160 @@ fn a_workflow_run_survives_the_servers_sigkill_and_runs_each_step_once() {
         assert_eq!(step(&r, st)["attempt"], 1, "{r}");
     }
 }
+
+const DIAMOND: &str = r#"
+name: diamond
+params:
+  who: {type: string, default: world}
+steps:
+  - id: a
+    run: herd helper output greeting="hello ${{ params.who }}"
+  - id: b
+    needs: [a]
+    lang: bash
+    script: |
+      echo "b got $(herd helper input steps.a.outputs.greeting)"
+      sleep 1
+      echo n=2 >> "$HERD_OUTPUT"
+  - id: c
+    needs: [a]
+    lang: python3
+    script: |
+      import json, os, time
+      i = json.load(open(os.environ["HERD_INPUT"]))
+      time.sleep(1)
+      with open(os.environ["HERD_OUTPUT"], "a") as o:
+          o.write("n=3\nseen=" + i["steps"]["a"]["outputs"]["greeting"] + "\n")
+  - id: gate
+    needs: [a]
+    run: herd helper condition false
+  - id: d
+    needs: [b, c]
+    if: ${{ steps.b.outputs.n == "2" }}
+    lang: node
+    script: |
+      const fs = require("fs");
+      const { execSync } = require("child_process");
+      const input = JSON.parse(fs.readFileSync(process.env.HERD_INPUT, "utf8"));
+      const c = execSync("herd helper input steps.c.outputs.n").toString().trim();
+      const total = Number(input.steps.b.outputs.n) + Number(c);
+      fs.appendFileSync(process.env.HERD_OUTPUT, `total=${total}\n`);
+  - id: e
+    needs: [gate]
+    if: ${{ steps.gate.condition }}
+    run: echo never
+  - id: f
+    needs: [e]
+    run: echo never either
+"#;
+
+#[test]
+fn a_diamond_runs_its_branches_together_and_passes_data_between_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _agent = s.agent("w1", &[]).unwrap();
+    s.wait_online(&["w1"]).unwrap();
+    let f = write(dir.path(), "diamond.yaml", DIAMOND);
+    let out = s.run(&["workflows", "apply", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&s.run(&["workflows", "show", "diamond"]));
+    for part in [
+        "[0] a",
+        "[1] b",
+        "[1] c",
+        "[2] d",
+        "◀── b, c",
+        "if steps.gate.condition",
+    ] {
+        assert!(shown.contains(part), "{part:?} in {shown}");
+    }
+
+    let out = s.run(&["workflows", "run", "diamond", "-p", "who=herd", "-t", "w1"]);
+    let followed = stdout(&out);
+    assert!(out.status.success(), "{followed}{}", stderr(&out));
+    assert!(followed.contains("b got hello herd"), "{followed}");
+    let id = followed
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .to_string();
+    let r = s.json(&["workflows", "runs", "show", &id, "--json"]);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    // B and C ran at the same time.
+    let (b, c) = (step(&r, "b"), step(&r, "c"));
+    let at = |s: &serde_json::Value, k: &str| s[k].as_i64().unwrap();
+    assert!(
+        at(b, "started_at") < at(c, "finished_at") && at(c, "started_at") < at(b, "finished_at"),
+        "b and c overlap: {b} {c}"
+    );
+    // Data: python read a's output from HERD_INPUT; node read b's from HERD_INPUT and c's
+    // through `herd helper input`.
+    assert_eq!(c["outputs"]["outputs"]["seen"], "hello herd", "{c}");
+    assert_eq!(step(&r, "d")["outputs"]["outputs"]["total"], "5", "{r}");
+    // The helper's condition skipped e, and so f.
+    assert_eq!(step(&r, "gate")["outputs"]["condition"], false, "{r}");
+    assert_eq!(step(&r, "e")["state"], "skipped", "{r}");
+    assert_eq!(step(&r, "f")["state"], "skipped", "{r}");
+    assert!(
+        step(&r, "f")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs e"),
+        "{r}"
+    );
+    let table = stdout(&s.run(&["workflows", "runs", "show", &id]));
+    assert!(
+        table.contains("total=5") && table.contains("skipped"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_fan_out_step_gives_its_dependant_every_machines_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let token = s.join_token_with(3, &["--label", "role=web"]).unwrap();
+    let _agents: Vec<Agent> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|n| Agent::start(&s, n, &["role=web"], &token, None).unwrap())
+        .collect();
+    let _db = s.agent("db1", &[]).unwrap();
+    s.wait_online(&["w1", "w2", "w3", "db1"]).unwrap();
+    let wf = r#"
+name: fan
+steps:
+  - id: each
+    targets: ["role=web"]
+    run: herd helper output me=$HERD_TASK_ID
+  - id: sum
+    needs: [each]
+    targets: [db1]
+    lang: python3
+    script: |
+      import json, os
+      machines = json.load(open(os.environ["HERD_INPUT"]))["steps"]["each"]["machines"]
+      ids = sorted(m["outputs"]["me"] for m in machines.values())
+      with open(os.environ["HERD_OUTPUT"], "a") as o:
+          o.write("names=" + ",".join(sorted(machines)) + "\n")
+          o.write("distinct=%d\n" % len(set(ids)))
+          o.write("count=${{ steps.each.machines | length }}\n")
+"#;
+    let f = write(dir.path(), "fan.yaml", wf);
+    assert!(s.run(&["workflows", "apply", "-f", &f]).status.success());
+    let id = start(&s, "fan", &[]);
+    let r = finished(&s, &id, Duration::from_secs(60));
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let sum = &step(&r, "sum")["outputs"]["outputs"];
+    assert_eq!(sum["names"], "w1,w2,w3", "{r}");
+    assert_eq!(sum["distinct"], "3", "{r}");
+    assert_eq!(sum["count"], "3", "{r}");
+    assert_eq!(
+        step(&r, "each")["outputs"]["machines"]
+            .as_object()
+            .unwrap()
+            .len(),
+        3,
+        "{r}"
+    );
+}
