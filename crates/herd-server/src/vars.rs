@@ -233,14 +233,16 @@ impl VarService {
         self.sealer.open(scope, key, sealed)
     }
 
-    /// The variables steps of workflow `name` read: global ones, then the workflow's own
-    /// (`herd helper var set`) over them; secrets left out.
-    pub async fn for_workflow(
+    /// The variables the steps of job or workflow `name` read: global ones, then its own
+    /// (`job:NAME` or `workflow:NAME`, set by `herd helper var set`) over them; secrets left
+    /// out.
+    pub async fn for_flow(
         &self,
+        kind: herd_core::DefKind,
         name: &str,
     ) -> Result<std::collections::BTreeMap<String, String>> {
         let mut out = std::collections::BTreeMap::new();
-        for scope in [GLOBAL.to_string(), format!("workflow:{name}")] {
+        for scope in [GLOBAL.to_string(), format!("{kind}:{name}")] {
             for v in self.store.vars(&scope).await? {
                 if !v.secret {
                     out.insert(v.key, v.value);

@@ -528,7 +528,7 @@ impl Driver {
         self.dirty[i] = true;
         // `herd helper var set`: variables of the workflow's scope.
         if !outcome.vars.is_empty() {
-            let scope = format!("workflow:{}", self.run.name);
+            let scope = format!("{}:{}", self.run.kind, self.run.name);
             for (k, v) in &outcome.vars {
                 match exec::set_var(&self.engine, &self.run, &scope, k, v).await {
                     Ok(()) => {

@@ -478,7 +478,7 @@ pub(crate) async fn set_var(
             "{key:?} is not a variable name, or its value is too long"
         ));
     }
-    let actor = format!("workflow:{}/{}", run.name, herd_core::short(&run.id));
+    let actor = format!("{}:{}/{}", run.kind, run.name, herd_core::short(&run.id));
     let row = VarRow {
         scope: scope.to_string(),
         key: key.to_string(),

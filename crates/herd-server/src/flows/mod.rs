@@ -290,7 +290,7 @@ impl FlowService {
                         .open_value(&format!("flow:{}", run.id), &k, &v)?,
                 );
             }
-            let vars = self.engine.vars.for_workflow(&run.name).await?;
+            let vars = self.engine.vars.for_flow(run.kind, &run.name).await?;
             self.engine.launch(run, wf, rows, secrets, vars);
         }
         Ok(())
@@ -394,7 +394,7 @@ async fn create(
         }),
     );
     store.create_flow_run(&row, &rows, &audit).await?;
-    let vars = engine.vars.for_workflow(name).await?;
+    let vars = engine.vars.for_flow(kind, name).await?;
     engine.launch(row.clone(), wf, rows, resolved.secrets, vars);
     Ok(row)
 }

@@ -339,3 +339,125 @@ steps:
         "{r}"
     );
 }
+
+#[test]
+fn jobs_retries_child_workflows_failure_steps_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _agent = s.agent("w1", &[]).unwrap();
+    s.wait_online(&["w1"]).unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    let apply = |kind: &str, file: &str, text: &str| {
+        let f = write(dir.path(), file, text);
+        let out = s.run(&[kind, "apply", "-f", &f]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    // A job with typed parameters, run by name.
+    apply(
+        "jobs",
+        "greet.yaml",
+        "name: greet\nparams:\n  name: {type: string, required: true}\n  times: {type: int, default: 1}\nrun: echo \"hi ${{ params.name }} x${{ params.times }}\"; herd helper output said=hi-${{ params.name }}\n",
+    );
+    let out = s.run(&["jobs", "run", "greet", "-p", "name=bob", "-t", "w1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hi bob x1"), "{}", stdout(&out));
+    fails_one_line(
+        &s.run(&["jobs", "run", "greet", "-t", "w1"]),
+        "parameter \"name\" is required",
+    );
+    assert!(stdout(&s.run(&["jobs", "ls"])).contains("greet"));
+
+    apply(
+        "workflows",
+        "inner.yaml",
+        "name: inner\nparams: {x: {type: string}}\nsteps:\n  - {id: e, run: 'herd helper output echo=${{ params.x }}'}\noutputs:\n  echo: ${{ steps.e.outputs.echo }}\n",
+    );
+    apply(
+        "workflows",
+        "outer.yaml",
+        &format!(
+            r#"name: outer
+steps:
+  - id: hello
+    uses: greet
+    with: {{name: ann, times: 2}}
+  - id: flaky
+    needs: [hello]
+    retries: {{count: 2, backoff: 1s}}
+    run: n=$(cat {d}/counter 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/counter; herd helper var set tries $n; [ $n -ge 2 ]
+  - id: child
+    needs: [flaky]
+    workflow: inner
+    with: {{x: "${{{{ steps.hello.outputs.said }}}}"}}
+  - id: boom
+    needs: [child]
+    run: echo "child said ${{{{ steps.child.outputs.echo }}}}"; exit 3
+on_failure:
+  - {{id: alert, run: 'echo failed >> {d}/effects'}}
+always:
+  - {{id: cleanup, run: 'echo cleanup >> {d}/effects'}}
+"#
+        ),
+    );
+    let id = start(&s, "outer", &["-t", "w1"]);
+    let r = finished(&s, &id, Duration::from_secs(60));
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(
+        step(&r, "hello")["outputs"]["outputs"]["said"],
+        "hi-ann",
+        "{r}"
+    );
+    assert_eq!(step(&r, "flaky")["state"], "succeeded", "{r}");
+    assert_eq!(step(&r, "flaky")["attempt"], 2, "{r}");
+    assert_eq!(
+        step(&r, "child")["outputs"]["outputs"]["echo"],
+        "hi-ann",
+        "{r}"
+    );
+    assert_eq!(step(&r, "boom")["state"], "failed", "{r}");
+    assert!(
+        step(&r, "boom")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("w1 exited 3"),
+        "{r}"
+    );
+    assert_eq!(step(&r, "alert")["state"], "succeeded", "{r}");
+    assert_eq!(step(&r, "cleanup")["state"], "succeeded", "{r}");
+    let effects = std::fs::read_to_string(dir.path().join("effects")).unwrap();
+    assert_eq!(effects.lines().collect::<Vec<_>>(), ["failed", "cleanup"]);
+    // The child is a run of its own, linked to its parent step.
+    let runs = s.json(&["workflows", "runs", "--json"]);
+    let child = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "inner")
+        .expect("the child run is listed");
+    assert_eq!(child["parent"], format!("{id}/child"), "{child}");
+    // `herd helper var set` wrote the workflow's variable, audited as the workflow run.
+    let audit = stdout(&s.run(&["audit", "--json"]));
+    assert!(audit.contains("var:workflow:outer/tries"), "{audit}");
+
+    // Cancel: the step under way is cancelled, `always` still runs.
+    apply(
+        "workflows",
+        "slow.yaml",
+        &format!(
+            "name: slow\nsteps:\n  - {{id: wait, run: 'sleep 60'}}\n  - {{id: after, needs: [wait], run: 'true'}}\nalways:\n  - {{id: tidy, run: 'echo tidy >> {d}/tidy'}}\n"
+        ),
+    );
+    let id = start(&s, "slow", &["-t", "w1"]);
+    wait_for(Duration::from_secs(30), "step wait to run", || {
+        let r = s.json(&["workflows", "runs", "show", &id, "--json"]);
+        (step(&r, "wait")["state"] == "running").then_some(())
+    });
+    let out = s.run(&["workflows", "cancel", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = finished(&s, &id, Duration::from_secs(60));
+    assert_eq!(r["state"], "cancelled", "{r}");
+    assert_eq!(step(&r, "wait")["state"], "cancelled", "{r}");
+    assert_eq!(step(&r, "after")["state"], "cancelled", "{r}");
+    assert_eq!(step(&r, "tidy")["state"], "succeeded", "{r}");
+    assert!(dir.path().join("tidy").exists());
+}
