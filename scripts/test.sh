@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, unit tests, the store's conformance suite on
 # SQLite and PostgreSQL, and end-to-end tests with real processes, once with the server's
 # records in SQLite and once in PostgreSQL. Installs what the tests need when missing:
-# iproute2 (network namespaces), PostgreSQL (tests start a throwaway cluster of their own
+# iproute2 (network namespaces), python3 and node (script steps of workflows), PostgreSQL (tests start a throwaway cluster of their own
 # from its binaries; set HERD_TEST_POSTGRES=postgres://user@host:port to use a running server
 # instead), the API tester schemathesis and the SMTP server aiosmtpd (each in a virtual
 # environment under ~/.cache).
@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v setsid >/dev/null 2>&1 || need_apt+=(util-linux)
+# Workflow tests run script steps in python3 and node.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 # Debian's postgresql brings the server (initdb, postgres) and psql; the tests do not use the
 # cluster the package may create and start.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
