@@ -55,7 +55,7 @@ pub use list::{ListQuery, RunsQuery, TasksQuery};
 pub use run::{Run, RunQuery, RunRequest, RunWithTasks};
 pub use task::{OutputQuery, Task};
 pub use tokens::{CreateToken, CreatedToken, JoinToken};
-pub use vars::{SetVar, Var};
+pub use vars::{SetVar, Var, VarsQuery};
 
 /// Reads `null` as the type's default: a few objects are stored as JSON text and answered as
 /// `null` when that text does not parse.

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 pub struct Var {
     /// Its name: 1 to 128 letters, digits, `_`, `.` or `-`.
     pub key: String,
-    /// Where it applies: `global`.
+    /// Where it applies: `global`, or a job's or workflow's own (`workflow:NAME`).
     pub scope: String,
     /// The value; null for a secret (never answered).
     #[schema(required = true)]
@@ -20,6 +20,20 @@ pub struct Var {
     pub updated_at: i64,
     /// Who last set it (`key:<name>`).
     pub updated_by: String,
+}
+
+/// The query of `GET /api/v1/vars`.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct VarsQuery {
+    /// Whose variables: `global` (the default), or a job's or workflow's own
+    /// (`job:NAME`, `workflow:NAME`: what its steps set with `herd helper var set`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^(global|(job|workflow):[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")]
+    pub scope: Option<String>,
 }
 
 /// The body of `PUT /api/v1/vars/{key}`.

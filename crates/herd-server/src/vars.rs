@@ -195,10 +195,22 @@ impl VarService {
             .ok_or_else(|| not_found(key))
     }
 
-    pub async fn list(&self) -> Result<Vec<Var>> {
+    /// The variables of `scope` (`global` when `None`; `job:NAME`, `workflow:NAME`).
+    pub async fn list(&self, scope: Option<&str>) -> Result<Vec<Var>> {
+        let scope = scope.unwrap_or(GLOBAL);
+        let ok = scope == GLOBAL
+            || scope.split_once(':').is_some_and(|(k, n)| {
+                matches!(k, "job" | "workflow") && crate::flows::valid_name(n)
+            });
+        if !ok {
+            return Err(ServerError::BadRequest(format!(
+                "scope {:?} is not one: give global, job:NAME or workflow:NAME",
+                herd_core::escape_controls(scope)
+            )));
+        }
         Ok(self
             .store
-            .vars(GLOBAL)
+            .vars(scope)
             .await?
             .into_iter()
             .map(answer)

@@ -31,8 +31,11 @@ pub enum VarsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List variables (secrets as ***).
+    /// List variables (secrets as ***): global ones, or with `--scope workflow:NAME` (or
+    /// `job:NAME`) what that workflow's steps set with `herd helper var set`.
     Ls {
+        #[arg(long)]
+        scope: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -113,8 +116,12 @@ pub async fn vars(cmd: VarsCmd) -> Result<i32> {
             }
             outln!("{}", Escaped(&shown(&v)));
         }
-        VarsCmd::Ls { json } => {
-            let vars: Vec<Var> = c.get("/api/v1/vars").await?;
+        VarsCmd::Ls { scope, json } => {
+            let path = match &scope {
+                Some(s) => format!("/api/v1/vars?scope={}", encode(s)),
+                None => "/api/v1/vars".to_string(),
+            };
+            let vars: Vec<Var> = c.get(&path).await?;
             if json {
                 return print_json(&vars);
             }

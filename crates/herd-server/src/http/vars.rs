@@ -5,23 +5,29 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use herd_api::{ErrorBody, SetVar, Var};
+use herd_api::{ErrorBody, SetVar, Var, VarsQuery};
 
-use super::extract::{Body, Path};
+use super::extract::{Body, Path, Query};
 use crate::app::App;
 use crate::error::Result;
 use crate::fleet::Actor;
 
-/// Every variable, by key; secrets without their values.
+/// Every variable of a scope (global unless asked), by key; secrets without their values.
 #[utoipa::path(get, path = "/api/v1/vars", tag = "vars",
+    params(VarsQuery),
     responses(
         (status = 200, description = "Every variable", body = Vec<Var>),
+        (status = 400, description = "Not a scope", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
-pub async fn list(_: Actor, State(app): State<Arc<App>>) -> Result<Json<Vec<Var>>> {
-    Ok(Json(app.vars().list().await?))
+pub async fn list(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Query(q): Query<VarsQuery>,
+) -> Result<Json<Vec<Var>>> {
+    Ok(Json(app.vars().list(q.scope.as_deref()).await?))
 }
 
 /// One variable; a secret without its value.

@@ -135,7 +135,7 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "/api/v1/workflow-runs/{id}/cancel",
         &[200, 400, 401, 404, 500, 503],
     ),
-    ("get", "/api/v1/vars", &[200, 401, 500, 503]),
+    ("get", "/api/v1/vars", &[200, 400, 401, 500, 503]),
     ("get", "/api/v1/breakers", &[200, 401, 500, 503]),
     ("get", "/api/v1/vars/{key}", &[200, 400, 401, 404, 500, 503]),
     ("put", "/api/v1/vars/{key}", &[200, 400, 401, 500, 503]),

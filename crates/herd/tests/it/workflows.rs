@@ -438,6 +438,9 @@ always:
     // `herd helper var set` wrote the workflow's variable, audited as the workflow run.
     let audit = stdout(&s.run(&["audit", "--json"]));
     assert!(audit.contains("var:workflow:outer/tries"), "{audit}");
+    let vars = stdout(&s.run(&["vars", "ls", "--scope", "workflow:outer"]));
+    assert!(vars.contains("tries") && vars.contains('2'), "{vars}");
+    fails_one_line(&s.run(&["vars", "ls", "--scope", "nope"]), "is not one");
 
     // Cancel: the step under way is cancelled, `always` still runs.
     apply(
