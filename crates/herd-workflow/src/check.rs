@@ -120,6 +120,7 @@ pub fn check_workflow(wf: &Workflow, lookup: &dyn Lookup) -> Vec<DefError> {
                 steps: &main,
                 readable: Some(&readable),
                 own: &s.id,
+                secrets: call_secrets(s),
             };
             check_step_expressions(s, &format!("steps[{i}]"), &scope, &mut e);
         }
@@ -130,6 +131,7 @@ pub fn check_workflow(wf: &Workflow, lookup: &dyn Lookup) -> Vec<DefError> {
                     steps: &main,
                     readable: None,
                     own: &s.id,
+                    secrets: call_secrets(s),
                 };
                 check_step_expressions(s, &format!("{list}[{i}]"), &scope, &mut e);
             }
@@ -140,6 +142,7 @@ pub fn check_workflow(wf: &Workflow, lookup: &dyn Lookup) -> Vec<DefError> {
                 steps: &main,
                 readable: None,
                 own: "",
+                secrets: None,
             };
             scope.text(v, &format!("outputs.{k}"), &mut e);
         }
@@ -161,11 +164,13 @@ pub fn check_job(job: &Job, lookup: &dyn Lookup) -> Vec<DefError> {
     check_action(&job.action, "", false, lookup, &mut e);
     check_exec(&job.exec, "", &mut e);
     if e.0.is_empty() {
+        let calls = job.action.http.is_some() || job.action.notify.is_some();
         let scope = Scope {
             params: &job.params,
             steps: &[],
             readable: Some(&HashSet::new()),
             own: "",
+            secrets: calls.then_some(&job.exec.secrets),
         };
         scope.action(&job.action, "", &mut e);
         scope.exec(&job.exec, "", &mut e);
@@ -458,6 +463,9 @@ struct Scope<'a> {
     /// Steps whose results it may read (its ancestors); `None`: any step.
     readable: Option<&'a HashSet<&'a str>>,
     own: &'a str,
+    /// The secrets its expressions may read (`http`/`notify` steps: their `secrets`);
+    /// `None`: none (a command takes secrets as environment variables).
+    secrets: Option<&'a BTreeMap<String, String>>,
 }
 
 impl Scope<'_> {
@@ -515,11 +523,24 @@ impl Scope<'_> {
                         );
                     }
                 }
+                "secrets" => match (self.secrets, parts.get(1)) {
+                    (None, _) => e.at(
+                        path,
+                        "secrets reach commands and scripts as environment variables (secrets: {NAME: variable}, then $NAME), never in their text".into(),
+                    ),
+                    (Some(known), Some(n)) if !known.contains_key(*n) => e.at(
+                        path,
+                        format!(
+                            "no secret {n:?} — name it under the step's secrets: {{{n}: variable}}"
+                        ),
+                    ),
+                    _ => {}
+                },
                 "vars" | "workflow" => {}
                 other => e.at(
                     path,
                     format!(
-                        "unknown name {other:?}{} — expressions read params, steps, vars and workflow",
+                        "unknown name {other:?}{} — expressions read params, steps, vars, workflow (and secrets, in calls)",
                         did_you_mean(other, expr::ROOTS.iter().copied())
                     ),
                 ),
@@ -583,6 +604,11 @@ impl Scope<'_> {
             }
         }
     }
+}
+
+/// The secrets a step's expressions may read: an `http` or `notify` step's own.
+fn call_secrets(s: &Step) -> Option<&BTreeMap<String, String>> {
+    (s.action.http.is_some() || s.action.notify.is_some()).then_some(&s.exec.secrets)
 }
 
 fn check_step_expressions(s: &Step, path: &str, scope: &Scope<'_>, e: &mut Errors) {

@@ -10,7 +10,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
 /// The roots an expression may name.
-pub const ROOTS: &[&str] = &["params", "steps", "vars", "workflow"];
+pub const ROOTS: &[&str] = &["params", "steps", "vars", "workflow", "secrets"];
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();

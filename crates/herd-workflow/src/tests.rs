@@ -160,3 +160,17 @@ fn jobs() {
         "{e}"
     );
 }
+
+#[test]
+fn secrets_are_read_by_calls_only() {
+    let ok = "name: w\nsteps:\n  - id: a\n    secrets: {TOKEN: api_token}\n    http: {url: 'https://x.example/', headers: {Authorization: 'Bearer ${{ secrets.TOKEN }}'}}\n";
+    workflow(ok, &NoLookup).unwrap();
+    let unknown = ok.replace("secrets.TOKEN", "secrets.TOKN");
+    assert!(err(&unknown).contains("no secret \"TOKN\""));
+    let command = "name: w\nsteps:\n  - {id: a, secrets: {T: t}, run: 'echo ${{ secrets.T }}'}\n";
+    assert!(
+        err(command).contains("as environment variables"),
+        "{}",
+        err(command)
+    );
+}

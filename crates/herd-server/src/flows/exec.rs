@@ -42,6 +42,13 @@ pub(crate) enum Prepared {
     },
     Http(HttpCall),
     Notify(Notify),
+    /// A call that reads secrets: rendered when it is made, once they are opened.
+    SecretCall {
+        http: bool,
+        value: Value,
+        ctx: Value,
+        secret_vars: BTreeMap<String, String>,
+    },
     Workflow {
         name: String,
         params: BTreeMap<String, Value>,
@@ -251,6 +258,18 @@ pub(crate) fn prepare(
                 secret_vars: exec.secrets.clone(),
             })
         }
+        ActionKind::Http | ActionKind::Notify if !exec.secrets.is_empty() => {
+            Ok(Prepared::SecretCall {
+                http: kind == ActionKind::Http,
+                value: action
+                    .http
+                    .clone()
+                    .or_else(|| action.notify.clone())
+                    .unwrap_or(Value::Null),
+                ctx,
+                secret_vars: exec.secrets.clone(),
+            })
+        }
         ActionKind::Http => {
             let v = expr::render_value(action.http.as_ref().unwrap_or(&Value::Null), &c)
                 .map_err(|e| at(format!("http: {e}")))?;
@@ -319,7 +338,88 @@ pub(crate) async fn run_attempt(engine: &std::sync::Arc<Engine>, a: &Attempt) ->
             None => Outcome::failed("this server sends no notifications".into()),
         },
         Prepared::Workflow { name, params } => child(engine, a, name, params).await,
+        Prepared::SecretCall {
+            http,
+            value,
+            ctx,
+            secret_vars,
+        } => secret_call(engine, *http, value, ctx, secret_vars).await,
     }
+}
+
+/// A call whose expressions read secrets: opened, rendered and made in memory; what it
+/// answered is kept with every secret's value masked.
+async fn secret_call(
+    engine: &Engine,
+    http: bool,
+    value: &Value,
+    ctx: &Value,
+    secret_vars: &BTreeMap<String, String>,
+) -> Outcome {
+    let Some(actions) = &engine.actions else {
+        return Outcome::failed("this server makes no calls to other systems".into());
+    };
+    let mut secrets = serde_json::Map::new();
+    for (name, var) in secret_vars {
+        match engine.vars.reveal(var).await {
+            Ok(v) => {
+                secrets.insert(name.clone(), Value::String(v));
+            }
+            Err(e) => return Outcome::failed(format!("secret {name}: {e}")),
+        }
+    }
+    let values: Vec<String> = secrets
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .filter(|v| v.len() >= 3)
+        .collect();
+    let mut ctx = ctx.clone();
+    if let Value::Object(m) = &mut ctx {
+        m.insert("secrets".into(), Value::Object(secrets));
+    }
+    let what = if http { "http" } else { "notify" };
+    // A rendering error may quote a secret: masked like the answer.
+    let rendered = match expr::render_value(value, &expr::Context::new(&ctx)) {
+        Ok(v) => v,
+        Err(e) => return Outcome::failed(mask(&format!("{what}: {e}"), &values)),
+    };
+    let answer = if http {
+        match serde_json::from_value::<HttpCall>(rendered) {
+            Ok(call) => match call.check() {
+                Ok(()) => actions.http(&call).await,
+                Err(e) => return Outcome::failed(mask(&format!("http: {e}"), &values)),
+            },
+            Err(e) => return Outcome::failed(mask(&format!("http: {e}"), &values)),
+        }
+    } else {
+        match serde_json::from_value::<Notify>(rendered) {
+            Ok(note) => match note.check() {
+                Ok(()) => actions.notify(&note).await,
+                Err(e) => return Outcome::failed(mask(&format!("notify: {e}"), &values)),
+            },
+            Err(e) => return Outcome::failed(mask(&format!("notify: {e}"), &values)),
+        }
+    };
+    answer_masked(answer, &values)
+}
+
+fn mask(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+}
+
+fn answer_masked(a: ActionAnswer, secrets: &[String]) -> Outcome {
+    answer(ActionAnswer {
+        ok: a.ok,
+        outputs: a
+            .outputs
+            .into_iter()
+            .map(|(k, v)| (k, mask(&v, secrets)))
+            .collect(),
+        output: mask(&a.output, secrets),
+        error: a.error.map(|e| mask(&e, secrets)),
+    })
 }
 
 fn answer(a: ActionAnswer) -> Outcome {

@@ -464,3 +464,51 @@ always:
     assert_eq!(step(&r, "tidy")["state"], "succeeded", "{r}");
     assert!(dir.path().join("tidy").exists());
 }
+
+#[test]
+fn a_call_step_reads_a_secret_that_is_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let callee = herd_testkit::callee::HttpCallee::start().unwrap();
+    let secret = "tok-7c1e9a-never-stored";
+    let mut child = s
+        .cli()
+        .args(["vars", "set", "api_token", "--secret"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), secret.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let wf = format!(
+        "name: call\nsteps:\n  - id: hook\n    secrets: {{TOKEN: api_token}}\n    http:\n      method: POST\n      url: {}/hook\n      headers: {{Authorization: 'Bearer ${{{{ secrets.TOKEN }}}}'}}\n      body: {{text: done}}\n      expect: 200\n",
+        callee.url
+    );
+    let f = write(dir.path(), "call.yaml", &wf);
+    let out = s.run(&["workflows", "apply", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = start(&s, "call", &[]);
+    let r = finished(&s, &id, Duration::from_secs(60));
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(
+        step(&r, "hook")["outputs"]["outputs"]["status"],
+        "200",
+        "{r}"
+    );
+    let got = callee.received("/hook");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(format!("Bearer {secret}").as_str())
+    );
+    assert!(got[0].body.contains("done"), "{}", got[0].body);
+    // Not in the run's record, nor anywhere in the server's files.
+    assert!(!r.to_string().contains(secret));
+    for f in crate::secrets::files_under(&dir.path().join("server")) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !crate::secrets::contains(&bytes, secret.as_bytes()),
+            "the secret is in {}",
+            f.display()
+        );
+    }
+}
