@@ -234,6 +234,14 @@ pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
 /// there is leftovers.
 fn task_dirs(state_dir: &std::path::Path) -> Result<PathBuf, AgentError> {
     let dir = state_dir.join("tasks");
+    // Each one (and the directory it links to, for a task run as another user), then the rest.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if let Err(e) = herd_exec::remove_task_files(&entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove the runtime directory of an earlier task");
+            }
+        }
+    }
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -400,9 +400,8 @@ async fn forward_events(
     lock(&shared.running).remove(&task_id);
     if let Some(dir) = dir {
         // Off the runtime thread; nobody waits for it (a restarted agent removes leftovers).
-        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        tokio::task::spawn_blocking(move || match herd_exec::remove_task_files(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a task's runtime directory")
             }

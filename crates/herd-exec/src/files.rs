@@ -6,6 +6,7 @@
 //! Owns the layout and the limit on outputs; the caller picks the directory and removes it.
 
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -40,10 +41,16 @@ pub(crate) struct Made {
     /// The task's script as a file of its own (interpreters such as node resolve the path of
     /// the program they run, which an in-memory file does not have).
     pub(crate) script: Option<PathBuf>,
+    /// The directory as it was made: `output` is read through it, whatever the task does to
+    /// the directory's path meanwhile.
+    pub(crate) dir: OwnedFd,
 }
 
-/// Makes the directory and its files, owned by `owner` when given (a task run as another
-/// user). The error is the one-line `FailedToStart` detail.
+/// Makes the directory and its files. For a task run as another user (`owner`), the
+/// directory is made under the system's temporary directory (`herd-task-XXXXXX`, which that
+/// user can reach; the agent's state dir is its own only), given to the user once its files
+/// are in place, and `files.dir` becomes a symbolic link to it, so [`remove`] finds it. The
+/// error is the one-line `FailedToStart` detail.
 pub(crate) fn make(
     files: &TaskFiles,
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
@@ -55,26 +62,48 @@ pub(crate) fn make(
             what.display()
         )
     };
-    let dir = &files.dir;
     let mut builder = std::fs::DirBuilder::new();
     builder.mode(0o700);
-    match builder.create(dir) {
-        Ok(()) => {}
-        // A directory of an earlier start of the same task (a restarted agent cleans these).
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            std::fs::remove_dir_all(dir).map_err(|e| fail(dir, e))?;
-            builder.create(dir).map_err(|e| fail(dir, e))?;
-        }
-        // Its parent is gone (removed by hand while the agent runs): made again, private.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            builder
-                .recursive(true)
-                .create(dir)
-                .map_err(|e| fail(dir, e))?;
-            builder.recursive(false);
-        }
-        Err(e) => return Err(fail(dir, e)),
+    // A directory of an earlier start of the same task (a restarted agent cleans these).
+    if std::fs::symlink_metadata(&files.dir).is_ok() {
+        remove(&files.dir).map_err(|e| fail(&files.dir, e))?;
     }
+    let dir = match owner {
+        None => {
+            match builder.create(&files.dir) {
+                Ok(()) => {}
+                // Its parent is gone (removed by hand while the agent runs): made again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    builder.recursive(true);
+                    builder
+                        .create(&files.dir)
+                        .map_err(|e| fail(&files.dir, e))?;
+                    builder.recursive(false);
+                }
+                Err(e) => return Err(fail(&files.dir, e)),
+            }
+            files.dir.clone()
+        }
+        Some(_) => {
+            let template = std::env::temp_dir().join("herd-task-XXXXXX");
+            let made = nix::unistd::mkdtemp(&template).map_err(|e| fail(&template, e.into()))?;
+            if let Some(parent) = files.dir.parent() {
+                builder.recursive(true);
+                builder.create(parent).map_err(|e| fail(parent, e))?;
+                builder.recursive(false);
+            }
+            std::os::unix::fs::symlink(&made, &files.dir).map_err(|e| fail(&files.dir, e))?;
+            made
+        }
+    };
+    let dir_fd = nix::fcntl::open(
+        &dir,
+        nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| fail(&dir, e.into()))?;
     let input = dir.join("input.json");
     let output = dir.join("output");
     let body: &[u8] = if files.input.is_empty() {
@@ -118,9 +147,11 @@ pub(crate) fn make(
         None => None,
     };
     if let Some((uid, gid)) = owner {
-        let mut paths = vec![dir.clone(), input.clone(), output.clone()];
+        // The directory last: until then the user cannot touch what is inside.
+        let mut paths = vec![input.clone(), output.clone()];
         paths.extend(bin.clone());
         paths.extend(script.clone());
+        paths.push(dir.clone());
         for p in &paths {
             nix::unistd::chown(p, Some(uid), Some(gid)).map_err(|e| fail(p, e.into()))?;
         }
@@ -130,23 +161,62 @@ pub(crate) fn make(
         output,
         bin,
         script,
+        dir: dir_fd,
     })
+}
+
+/// Removes a task's runtime directory (and, when it is a link to one made for another user,
+/// that one). Never follows a link inside it.
+pub fn remove(dir: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(dir)?;
+        // Only what `make` links to: a herd-task-* directory of the temporary directory.
+        let ours = target.parent() == Some(std::env::temp_dir().as_path())
+            && target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("herd-task-"));
+        if ours {
+            match std::fs::remove_dir_all(&target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return std::fs::remove_file(dir);
+    }
+    std::fs::remove_dir_all(dir)
 }
 
 /// What the task wrote to its output file: at most [`MAX_OUTPUTS`] bytes (cut after its last
 /// whole line within the limit), masked; and a note for the exit's detail when it was cut or
-/// could not be read.
-pub(crate) fn read_outputs(path: &Path, masker: Option<&Masker>) -> (Bytes, Option<String>) {
-    let mut buf = Vec::new();
-    let read = std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_OUTPUTS as u64 + 1).read_to_end(&mut buf));
-    let mut note = None;
-    match read {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+/// could not be read. Read through the directory made for the task, never following a link
+/// nor waiting on anything but a regular file (the task may have replaced `output`).
+pub(crate) fn read_outputs(dir: &OwnedFd, masker: Option<&Masker>) -> (Bytes, Option<String>) {
+    use nix::fcntl::OFlag;
+    let opened = nix::fcntl::openat(
+        dir,
+        "output",
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
+    let file = match opened {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(nix::errno::Errno::ENOENT) => {
             return (
                 Bytes::new(),
                 Some("the task removed its HERD_OUTPUT file; no outputs".to_string()),
+            );
+        }
+        Err(nix::errno::Errno::ELOOP) => {
+            return (
+                Bytes::new(),
+                Some("the task replaced its HERD_OUTPUT file with a link; no outputs".to_string()),
             );
         }
         Err(e) => {
@@ -155,7 +225,21 @@ pub(crate) fn read_outputs(path: &Path, masker: Option<&Masker>) -> (Bytes, Opti
                 Some(format!("reading HERD_OUTPUT failed: {e}")),
             );
         }
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return (
+            Bytes::new(),
+            Some("HERD_OUTPUT is no longer a file; no outputs".to_string()),
+        );
     }
+    let mut buf = Vec::new();
+    if let Err(e) = file.take(MAX_OUTPUTS as u64 + 1).read_to_end(&mut buf) {
+        return (
+            Bytes::new(),
+            Some(format!("reading HERD_OUTPUT failed: {e}")),
+        );
+    }
+    let mut note = None;
     if buf.len() > MAX_OUTPUTS {
         let keep = buf[..MAX_OUTPUTS]
             .iter()
@@ -203,11 +287,49 @@ mod tests {
         );
         std::fs::write(&made.output, b"a=1\ntok=s3cr3t\n").unwrap();
         let m = Masker::new(&[Bytes::from_static(b"s3cr3t")]).unwrap();
-        let (out, note) = read_outputs(&made.output, Some(&m));
+        let (out, note) = read_outputs(&made.dir, Some(&m));
         assert_eq!(&out[..], b"a=1\ntok=***\n");
         assert_eq!(note, None);
         // Made again over an earlier start's directory.
-        make(&files, None, None).unwrap();
+        let made = make(&files, None, None).unwrap();
+        // A task that puts a link (or anything but a file) in place of its output gets none.
+        std::fs::remove_file(&made.output).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &made.output).unwrap();
+        let (out, note) = read_outputs(&made.dir, None);
+        assert!(out.is_empty() && note.unwrap().contains("link"));
+        std::fs::remove_file(&made.output).unwrap();
+        nix::unistd::mkfifo(&made.output, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (out, note) = read_outputs(&made.dir, None);
+        assert!(out.is_empty() && note.unwrap().contains("no longer a file"));
+        remove(&files.dir).unwrap();
+        assert!(!files.dir.exists());
+    }
+
+    #[test]
+    fn another_users_directory_is_reachable_and_removed_whole() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let files = TaskFiles {
+            dir: tmp.path().join("tasks/t2"),
+            input: Bytes::from_static(b"{}"),
+            herd: None,
+        };
+        let nobody = (
+            nix::unistd::Uid::from_raw(65534),
+            nix::unistd::Gid::from_raw(65534),
+        );
+        let made = make(&files, Some(nobody), Some(b"#!/bin/sh\n")).unwrap();
+        let target = std::fs::read_link(&files.dir).unwrap();
+        assert!(target.starts_with(std::env::temp_dir()), "{target:?}");
+        use std::os::unix::fs::MetadataExt;
+        for p in [&target, &made.input, &made.output] {
+            assert_eq!(std::fs::metadata(p).unwrap().uid(), 65534, "{p:?}");
+        }
+        assert!(made.output.starts_with(&target));
+        remove(&files.dir).unwrap();
+        assert!(!target.exists() && std::fs::symlink_metadata(&files.dir).is_err());
     }
 
     #[test]
@@ -216,7 +338,13 @@ mod tests {
         let path = tmp.path().join("output");
         let line = "k=".to_string() + &"v".repeat(1000) + "\n";
         std::fs::write(&path, line.repeat(MAX_OUTPUTS / line.len() + 5)).unwrap();
-        let (out, note) = read_outputs(&path, None);
+        let dir = nix::fcntl::open(
+            tmp.path(),
+            nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        let (out, note) = read_outputs(&dir, None);
         assert!(
             out.len() <= MAX_OUTPUTS && out.ends_with(b"\n"),
             "{}",

@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-pub use files::{INPUT_ENV, MAX_OUTPUTS, OUTPUT_ENV, TaskFiles};
+pub use files::{INPUT_ENV, MAX_OUTPUTS, OUTPUT_ENV, TaskFiles, remove as remove_task_files};
 pub use mask::{MASK, MIN_MASKED, Masker};
 
 /// Name of the environment variable every task process (and, by inheritance,
@@ -125,11 +125,12 @@ pub enum ExecEvent {
 }
 
 impl ExecEvent {
-    /// Bytes of output the event carries (0 for the others).
+    /// Bytes of data the event carries: output, or an exit's outputs (0 for `Started`).
     pub fn output_len(&self) -> usize {
         match self {
             ExecEvent::Output { data, .. } => data.len(),
-            _ => 0,
+            ExecEvent::Exited(x) => x.outputs.len(),
+            ExecEvent::Started { .. } => 0,
         }
     }
 }

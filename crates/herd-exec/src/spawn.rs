@@ -96,8 +96,8 @@ struct Process {
     child: Child,
     pid: u32,
     io: ProcessIo,
-    /// The task's `HERD_OUTPUT` file, read when it ends.
-    outputs: Option<PathBuf>,
+    /// The task's runtime directory, whose `output` is read when it ends.
+    outputs: Option<std::os::fd::OwnedFd>,
 }
 
 enum ProcessIo {
@@ -302,7 +302,7 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
     // The child has its own copy of the script; the agent's closes here.
     drop(script);
     let mut process = process;
-    process.outputs = made.map(|m| m.output);
+    process.outputs = made.map(|m| m.dir);
     Ok(process)
 }
 

@@ -194,3 +194,39 @@ fn a_runs_secret_is_masked_in_output_outputs_and_the_store() {
         );
     }
 }
+
+/// A task run as another user reaches its files too (the agent's state dir is its own only).
+#[test]
+fn a_task_run_as_another_user_reads_its_input_and_writes_outputs() {
+    if !nix_is_root() {
+        eprintln!("skipped: the agent must run as root to run tasks as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _a = s.agent("m1", &[]).unwrap();
+    s.wait_online(&["m1"]).unwrap();
+    let out = s.run(&[
+        "run",
+        "-t",
+        "m1",
+        "--user",
+        "nobody",
+        "--",
+        r#"echo "who=$(id -un)" >> "$HERD_OUTPUT" && echo "in=$(cat "$HERD_INPUT")" >> "$HERD_OUTPUT""#,
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let task = last_task(&s);
+    assert_eq!(
+        task["outputs"],
+        serde_json::json!({"who": "nobody", "in": "{}"}),
+        "{task}"
+    );
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    })
+}
