@@ -221,7 +221,7 @@ pub fn aiosmtpd_python() -> Result<PathBuf> {
 }
 
 /// A real SMTP server (aiosmtpd) on a free port of 127.0.0.1, writing each message it
-/// receives to `DIR/maildir/new/`. Killed when dropped.
+/// receives to `DIR/maildir/new/` and its log to `DIR/aiosmtpd.log`. Killed when dropped.
 pub struct SmtpServer {
     child: Child,
     pub addr: SocketAddr,
@@ -230,6 +230,16 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(dir: &Path) -> Result<SmtpServer> {
+        Self::start_with(dir, &[])
+    }
+
+    /// Offering STARTTLS with this certificate chain and key (PEM files).
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Result<SmtpServer> {
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        Self::start_with(dir, &["--tlscert", &cert, "--tlskey", &key])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Result<SmtpServer> {
         let maildir = dir.join("maildir");
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -238,12 +248,19 @@ impl SmtpServer {
                 source,
             })?;
         let python = aiosmtpd_python()?;
+        let log_path = dir.join("aiosmtpd.log");
+        let log = std::fs::File::create(&log_path).map_err(|source| Error::Io {
+            what: format!("create {}", log_path.display()),
+            source,
+        })?;
         let child = Command::new(&python)
             .args(["-m", "aiosmtpd", "-n", "-l", &addr.to_string()])
+            .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(|source| Error::Spawn {
                 what: format!("aiosmtpd ({})", python.display()),
@@ -254,14 +271,22 @@ impl SmtpServer {
             addr,
             maildir,
         };
-        wait_until(Duration::from_secs(20), "aiosmtpd to listen", || {
+        let listening = wait_until(Duration::from_secs(20), "aiosmtpd to listen", || {
             TcpStream::connect(addr).ok().map(|_| ())
-        })?;
+        });
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Ok(Some(status)) = server.child.try_wait() {
             return Err(Error::Exited {
                 what: "aiosmtpd".into(),
                 status: status.to_string(),
-                log: String::new(),
+                log: log(),
+            });
+        }
+        if listening.is_err() {
+            return Err(Error::Timeout {
+                what: format!("aiosmtpd to listen on {addr}"),
+                after: Duration::from_secs(20),
+                log: log(),
             });
         }
         Ok(server)
