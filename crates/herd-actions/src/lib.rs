@@ -306,6 +306,23 @@ impl Actions {
     }
 }
 
+/// Whether `pem` holds CA certificates herd can trust (for `ActionsConfig::extra_ca_pem`);
+/// `Err` says why not, in one line.
+pub fn check_ca_pem(pem: &str) -> Result<(), String> {
+    let config = ActionsConfig {
+        extra_ca_pem: Some(pem.to_string()),
+        ..ActionsConfig::default()
+    };
+    let certs = http::extra_roots(&config)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Retries of a notification's webhook POST.
 const NOTIFY_RETRY: herd_core::actions::Retry = herd_core::actions::Retry {
     count: 2,

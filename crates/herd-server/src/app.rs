@@ -47,6 +47,8 @@ pub struct Settings {
     /// The name of the agent that runs in the server's own process (`herd up`), where steps
     /// without targets run.
     pub local_agent: Option<String>,
+    /// How herd calls other systems (breakers, extra CA certificates).
+    pub actions: herd_actions::ActionsConfig,
 }
 
 /// The assembled application: what the HTTP API uses, what agents' sessions use, the admin
@@ -77,12 +79,13 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         ca_fingerprint,
         metrics_auth,
         local_agent,
+        actions,
     } = s;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     // herd's calls to other systems (workflow `http` and `notify` steps): one per server,
     // its breakers and rate buckets in memory.
-    let actions = herd_actions::Actions::new(herd_actions::ActionsConfig::default());
+    let actions = herd_actions::Actions::new(actions);
     let agents = store.agents(false).await?;
     let registry = Arc::new(Registry::new(agents.iter().map(|a| a.id.clone())));
     let index = Arc::new(AgentIndex::load(agents));

@@ -70,6 +70,13 @@ pub struct ServerConfig {
     pub local_agent: Option<String>,
     /// `TlsMode::Off` is allowed beyond loopback (behind a TLS-terminating proxy).
     pub allow_plaintext_network: bool,
+    /// Consecutive failures that open a called host's circuit breaker (workflow `http` and
+    /// `notify` steps).
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses calls before one probe goes.
+    pub breaker_cooldown: Duration,
+    /// CA certificates (PEM) trusted for HTTPS and SMTP calls besides the system's.
+    pub actions_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +107,9 @@ impl ServerConfig {
             metrics_auth: false,
             local_agent: None,
             allow_plaintext_network: false,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            actions_ca: None,
         }
     }
 }
@@ -303,6 +313,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     });
     let ca_pem = tls.as_ref().and_then(|t| t.ca_pem.clone());
 
+    let actions = actions_config(&cfg)?;
     let parts = app::assemble(app::Settings {
         store: store.clone(),
         output_dir: dd.join("output"),
@@ -321,6 +332,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         ca_fingerprint: ca_fingerprint.clone(),
         metrics_auth: cfg.metrics_auth,
         local_agent: cfg.local_agent.clone(),
+        actions,
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))?;
@@ -368,4 +380,33 @@ fn host_of(url: &str) -> Option<String> {
             .unwrap_or(hostport)
     };
     (!host.is_empty()).then(|| host.to_string())
+}
+
+/// How the server calls other systems, from its config; the extra CA file is read and checked
+/// here, so a bad one stops the start.
+fn actions_config(cfg: &ServerConfig) -> Result<herd_actions::ActionsConfig, StartError> {
+    let extra_ca_pem = match &cfg.actions_ca {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                StartError::Other(format!(
+                    "cannot read --actions-ca {}: {e} — give a PEM file of CA certificates",
+                    path.display()
+                ))
+            })?;
+            herd_actions::check_ca_pem(&pem).map_err(|e| {
+                StartError::Other(format!(
+                    "--actions-ca {}: {e} — give a PEM file of CA certificates",
+                    path.display()
+                ))
+            })?;
+            Some(pem)
+        }
+    };
+    Ok(herd_actions::ActionsConfig {
+        breaker_threshold: cfg.breaker_threshold.max(1),
+        breaker_cooldown: cfg.breaker_cooldown,
+        extra_ca_pem,
+        ..herd_actions::ActionsConfig::default()
+    })
 }

@@ -174,6 +174,17 @@ struct ServerArgs {
     /// made for the scraper with `herd keys create --name prometheus`).
     #[arg(long)]
     metrics_auth: bool,
+    /// Consecutive failures (connection error, timeout, 5xx, 429) that open the circuit
+    /// breaker of a host that workflow http and notify steps call.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    breaker_threshold: u32,
+    /// How long an open breaker refuses calls to its host before one probe goes.
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    breaker_cooldown: Duration,
+    /// CA certificates (PEM) trusted for the HTTPS and SMTP calls of workflow steps, besides
+    /// the system's.
+    #[arg(long, value_name = "FILE")]
+    actions_ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -611,6 +622,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.database = a.database;
             cfg.metrics_auth = a.metrics_auth;
             cfg.allow_plaintext_network = a.allow_plaintext_network;
+            cfg.breaker_threshold = a.breaker_threshold;
+            cfg.breaker_cooldown = a.breaker_cooldown;
+            cfg.actions_ca = a.actions_ca;
             let running = herd_server::start(cfg).await?;
             println!("herd server listening on {}", running.url);
             if let Some(fp) = &running.ca_fingerprint {

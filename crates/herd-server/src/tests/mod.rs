@@ -47,6 +47,7 @@ impl TestServer {
             ca_fingerprint: None,
             metrics_auth: false,
             local_agent: None,
+            actions: Default::default(),
         })
         .await
         .unwrap();

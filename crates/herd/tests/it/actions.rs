@@ -139,3 +139,70 @@ fn a_host_that_keeps_failing_is_cut_off_without_being_called() {
     let table = stdout(&s.run(&["breakers", "ls"]));
     assert!(table.contains(&host) && table.contains("open"), "{table}");
 }
+
+#[test]
+fn after_the_cooldown_one_probe_closes_the_breaker_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        HERD,
+        dir.path(),
+        "127.0.0.1:0",
+        &["--breaker-threshold", "2", "--breaker-cooldown", "1s"],
+    )
+    .unwrap();
+    let callee = HttpCallee::start().unwrap();
+    callee.fail_next(1000);
+    let wf = format!(
+        "name: poke\nsteps:\n  - id: call\n    http: {{url: \"{}/flaky\"}}\n",
+        callee.url
+    );
+    apply(&s, dir.path(), "poke", &wf);
+    let run = |s: &Server| {
+        let id = start(s, "poke", &[]);
+        finished(s, &id, Duration::from_secs(60))
+    };
+    for _ in 0..3 {
+        assert_eq!(run(&s)["state"], "failed");
+    }
+    // Two failures opened it; the third run was refused without a call.
+    assert_eq!(callee.received("/flaky").len(), 2);
+    let b = s.json(&["breakers", "ls", "--json"]);
+    assert_eq!(b[0]["state"], "open", "{b}");
+    // The host recovers; once the cooldown has passed, the probe reaches it and closes it.
+    callee.fail_next(0);
+    let next_probe = b[0]["next_probe_ms"].as_i64().unwrap();
+    wait_for(Duration::from_secs(10), "the next probe time", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        (now > next_probe + 100).then_some(())
+    });
+    let r = run(&s);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(callee.received("/flaky").len(), 3);
+    let b = s.json(&["breakers", "ls", "--json"]);
+    assert_eq!(b[0]["state"], "closed", "{b}");
+    assert_eq!(b[0]["consecutive_failures"], 0, "{b}");
+}
+
+#[test]
+fn a_bad_actions_ca_stops_the_server_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    for (file, needle) in [
+        (bad.clone(), "holds no certificate"),
+        (dir.path().join("missing.pem"), "cannot read --actions-ca"),
+    ] {
+        let out = herd()
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--actions-ca")
+            .arg(&file)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        crate::errors::fails_one_line(&out, needle);
+    }
+}
