@@ -71,6 +71,15 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A webhook's URL as shown: scheme and host, the rest (which is its credential: Slack's and
+/// Discord's tokens are in the path) left out.
+pub(crate) fn webhook_shown(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), host_key(&u)),
+        Err(_) => "the webhook".to_string(),
+    }
+}
+
 /// `host:port` of a URL (the port its scheme implies when absent).
 pub(crate) fn host_key(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("");
@@ -105,10 +114,11 @@ struct AttemptError {
     retry_after: Option<Duration>,
 }
 
-pub(crate) async fn perform(actions: &Actions, call: &HttpCall) -> ActionResult {
+/// `call`, named `what` in its error line (a webhook's URL is its credential and is not shown
+/// whole).
+pub(crate) async fn perform(actions: &Actions, call: &HttpCall, what: String) -> ActionResult {
     let config = actions.config();
     let method_name = call.method_upper();
-    let what = format!("{method_name} {}", call.url);
     let url = match url::Url::parse(&call.url) {
         Ok(u) => u,
         Err(e) => return ActionResult::failed(format!("{what}: bad url: {e}")),

@@ -163,7 +163,8 @@ impl Actions {
         if let Err(e) = call.check() {
             return ActionResult::failed(format!("http: {e}"));
         }
-        http::perform(self, call).await
+        let what = format!("{} {}", call.method_upper(), call.url);
+        http::perform(self, call, what).await
     }
 
     /// Sends one notification.
@@ -173,27 +174,33 @@ impl Actions {
         }
         match n {
             Notify::Slack(c) => {
-                self.post_json(&c.webhook, &serde_json::json!({"text": c.text}))
+                self.post_json("slack", &c.webhook, &serde_json::json!({"text": c.text}))
                     .await
             }
             Notify::Discord(c) => {
-                self.post_json(&c.webhook, &serde_json::json!({"content": c.text}))
-                    .await
+                self.post_json(
+                    "discord",
+                    &c.webhook,
+                    &serde_json::json!({"content": c.text}),
+                )
+                .await
             }
             Notify::Webhook { url, text } => {
-                self.post_json(url, &serde_json::json!({"text": text}))
+                self.post_json("notify", url, &serde_json::json!({"text": text}))
                     .await
             }
             Notify::Email(e) => email::send(self, e).await,
         }
     }
 
-    async fn post_json(&self, url: &str, body: &serde_json::Value) -> ActionResult {
+    /// A webhook POST; its URL is not shown whole (the path is the webhook's credential).
+    async fn post_json(&self, kind: &str, url: &str, body: &serde_json::Value) -> ActionResult {
         let mut call = HttpCall::get(url);
         call.method = "POST".to_string();
         call.body = Some(body.clone());
         call.retries = Some(NOTIFY_RETRY);
-        http::perform(self, &call).await
+        let what = format!("{kind} webhook {}", http::webhook_shown(url));
+        http::perform(self, &call, what).await
     }
 
     /// Every host's breaker herd has called since it started, by host.

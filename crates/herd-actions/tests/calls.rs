@@ -435,6 +435,17 @@ async fn chat_and_webhook_notifications() {
         assert_eq!(seen[0].body, body, "{path}");
         assert_eq!(seen[0].content_type, "application/json", "{path}");
     }
+    // A webhook's URL is its credential: a failure names its host, not its path.
+    let r = a.notify(&Notify::Slack(chat("/teapot"))).await;
+    assert!(!r.ok);
+    let host = base.trim_start_matches("http://");
+    assert_eq!(
+        r.error.as_deref(),
+        Some(&*format!(
+            "slack webhook http://{host}/…: 418 I'm a teapot (expected 2xx)"
+        ))
+    );
+    assert!(!r.output.contains("/teapot"), "{}", r.output);
     // An invalid notification never reaches the network.
     let r = a
         .notify(&Notify::Webhook {
