@@ -19,6 +19,7 @@ mod email;
 mod http;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -117,6 +118,27 @@ impl BreakerPhase {
     }
 }
 
+/// What the calls of an [`Actions`] came to since it was made (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActionsStats {
+    /// Calls that got what they expected.
+    pub succeeded: u64,
+    /// Calls that did not (refused ones included).
+    pub failed: u64,
+    /// Attempts refused at once because their host's breaker was open.
+    pub refused: u64,
+    /// Attempts that reached the network.
+    pub attempts: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+    attempts: AtomicU64,
+}
+
 #[derive(Default)]
 struct Hosts {
     breakers: HashMap<String, Breaker>,
@@ -127,6 +149,7 @@ struct Inner {
     config: ActionsConfig,
     client: OnceLock<Result<reqwest::Client, String>>,
     hosts: Mutex<Hosts>,
+    stats: Stats,
 }
 
 /// herd's caller of other systems; cheap to clone (shared state inside).
@@ -143,6 +166,7 @@ impl Actions {
                 config,
                 client: OnceLock::new(),
                 hosts: Mutex::new(Hosts::default()),
+                stats: Stats::default(),
             }),
         }
     }
@@ -161,18 +185,38 @@ impl Actions {
     /// Performs one HTTP call (see [`HttpCall`]); never panics, every failure is in the result.
     pub async fn http(&self, call: &HttpCall) -> ActionResult {
         if let Err(e) = call.check() {
-            return ActionResult::failed(format!("http: {e}"));
+            return self.counted(ActionResult::failed(format!("http: {e}")));
         }
         let what = format!("{} {}", call.method_upper(), call.url);
-        http::perform(self, call, what).await
+        self.counted(http::perform(self, call, what).await)
+    }
+
+    fn counted(&self, r: ActionResult) -> ActionResult {
+        let s = &self.inner.stats;
+        let outcome = if r.ok { &s.succeeded } else { &s.failed };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        s.attempts
+            .fetch_add(u64::from(r.attempts), Ordering::Relaxed);
+        r
+    }
+
+    /// What the calls came to since this value was made.
+    pub fn stats(&self) -> ActionsStats {
+        let s = &self.inner.stats;
+        ActionsStats {
+            succeeded: s.succeeded.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            attempts: s.attempts.load(Ordering::Relaxed),
+        }
     }
 
     /// Sends one notification.
     pub async fn notify(&self, n: &Notify) -> ActionResult {
         if let Err(e) = n.check() {
-            return ActionResult::failed(format!("notify: {e}"));
+            return self.counted(ActionResult::failed(format!("notify: {e}")));
         }
-        match n {
+        let r = match n {
             Notify::Slack(c) => {
                 self.post_json("slack", &c.webhook, &serde_json::json!({"text": c.text}))
                     .await
@@ -190,7 +234,8 @@ impl Actions {
                     .await
             }
             Notify::Email(e) => email::send(self, e).await,
-        }
+        };
+        self.counted(r)
     }
 
     /// A webhook POST; its URL is not shown whole (the path is the webhook's credential).
@@ -274,11 +319,14 @@ impl Actions {
             Admit::Refuse {
                 opened_at,
                 next_probe,
-            } => Err(format!(
-                "circuit open for {host} since {} — next probe at {}",
-                wall_clock(opened_at, now),
-                wall_clock(next_probe, now)
-            )),
+            } => {
+                self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(format!(
+                    "circuit open for {host} since {} — next probe at {}",
+                    wall_clock(opened_at, now),
+                    wall_clock(next_probe, now)
+                ))
+            }
         }
     }
 

@@ -92,6 +92,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     let events = Arc::new(Events::default());
     let live = Arc::new(Live::default());
     let metrics = Arc::new(Metrics::default());
+    metrics.watch_actions(actions.clone());
     let outlog = Arc::new(OutputLog::new(output_dir, output_cap));
     let active = Arc::new(ActiveTasks::default());
     let blobs = Arc::new(Blobs::new(blob_dir));

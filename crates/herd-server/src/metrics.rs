@@ -40,6 +40,8 @@ pub struct Metrics {
     /// meanwhile ask for no other).
     count_wanted: AtomicBool,
     count_now: Notify,
+    /// The server's calls to other systems, once assembled.
+    actions: std::sync::OnceLock<herd_actions::Actions>,
 }
 
 /// The last count of tasks by state.
@@ -66,6 +68,7 @@ impl Default for Metrics {
             counts: Mutex::default(),
             count_wanted: AtomicBool::new(false),
             count_now: Notify::new(),
+            actions: std::sync::OnceLock::new(),
         }
     }
 }
@@ -82,6 +85,11 @@ fn labels(state: TaskState) -> Vec<(String, String)> {
 }
 
 impl Metrics {
+    /// Reports the calls of `actions` (and its breakers) too.
+    pub fn watch_actions(&self, actions: herd_actions::Actions) {
+        let _ = self.actions.set(actions);
+    }
+
     /// A task ended here (its final state is stored).
     pub fn task_ended(&self, state: TaskState) {
         self.ended[index(state)].fetch_add(1, Ordering::Relaxed);
@@ -195,10 +203,60 @@ impl Metrics {
                 at,
             );
         }
+        if let Some(actions) = self.actions.get() {
+            register_actions(&mut reg, actions);
+        }
         let mut out = String::new();
         if encode(&mut out, &reg).is_err() {
             out.clear();
         }
         out
     }
+}
+
+/// Calls to other systems (workflow `http` and `notify` steps) and the breakers of their hosts.
+fn register_actions(reg: &mut Registry, actions: &herd_actions::Actions) {
+    let stats = actions.stats();
+    let calls = Family::<Vec<(String, String)>, Counter>::default();
+    for (result, n) in [("succeeded", stats.succeeded), ("failed", stats.failed)] {
+        calls
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc_by(n);
+    }
+    reg.register(
+        "calls",
+        "HTTP calls and notifications this server made, by result",
+        calls,
+    );
+    let attempts = Counter::<u64>::default();
+    attempts.inc_by(stats.attempts);
+    reg.register(
+        "call_attempts",
+        "Attempts of those calls that reached the network (retries included)",
+        attempts,
+    );
+    let refused = Counter::<u64>::default();
+    refused.inc_by(stats.refused);
+    reg.register(
+        "calls_refused",
+        "Attempts refused without touching the network because their host's circuit breaker was open",
+        refused,
+    );
+    let breakers = Family::<Vec<(String, String)>, Gauge>::default();
+    let all = actions.breakers();
+    for phase in [
+        herd_actions::BreakerPhase::Closed,
+        herd_actions::BreakerPhase::Open,
+        herd_actions::BreakerPhase::HalfOpen,
+    ] {
+        let n = all.iter().filter(|b| b.phase == phase).count();
+        breakers
+            .get_or_create(&vec![("state".to_string(), phase.as_str().to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    reg.register(
+        "breakers",
+        "Hosts called by this server, by the state of their circuit breaker",
+        breakers,
+    );
 }

@@ -48,4 +48,17 @@ async fn a_failing_host_is_listed_open() {
     assert_eq!(b["consecutive_failures"], 5);
     let opened = b["opened_at_ms"].as_i64().unwrap();
     assert_eq!(b["next_probe_ms"].as_i64().unwrap(), opened + 30_000);
+
+    // The metrics say the same.
+    let m = srv.parts.app.metrics().scrape();
+    for line in [
+        "herd_breakers{state=\"open\"} 1",
+        "herd_breakers{state=\"closed\"} 0",
+        "herd_calls_total{result=\"failed\"} 6",
+        "herd_calls_total{result=\"succeeded\"} 0",
+        "herd_call_attempts_total 5",
+        "herd_calls_refused_total 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in:\n{m}");
+    }
 }
