@@ -55,7 +55,15 @@ AIOSMTPD_VERSION=1.4.6
 smtp_venv="${XDG_CACHE_HOME:-$HOME/.cache}/herd-test/aiosmtpd-$AIOSMTPD_VERSION"
 if ! "$smtp_venv/bin/python" -c 'import aiosmtpd' </dev/null >/dev/null 2>&1; then
   rm -rf "$smtp_venv"
-  python3 -m venv "$smtp_venv" </dev/null
+  if ! python3 -m venv "$smtp_venv" </dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv </dev/null
+      python3 -m venv "$smtp_venv" </dev/null
+    else
+      echo "test.sh: cannot create a Python virtual environment (install python3-venv)" >&2
+      exit 1
+    fi
+  fi
   "$smtp_venv/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" </dev/null
 fi
 export HERD_AIOSMTPD_PYTHON="$smtp_venv/bin/python"
