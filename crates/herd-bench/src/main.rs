@@ -5,6 +5,8 @@
 //! `herd-bench copy` copies one file to N machines through `herd cp` and parallel-scp (see
 //! `bench/copy.sh`). `herd-bench preauth` measures the server's memory and API latency under
 //! stalled unauthenticated `Join` streams and 10,000 idle sockets, beside the same at rest.
+//! `herd-bench workflows` times workflow runs end to end (chains of 40 steps, fan-ins) beside
+//! the floor of the same processes started in a row (see `bench/workflows.sh`).
 
 mod copy;
 mod fanout;
@@ -14,6 +16,7 @@ mod scale;
 mod spine;
 mod ssh;
 mod stats;
+mod workflows;
 
 use std::path::PathBuf;
 
@@ -44,6 +47,9 @@ enum Cmd {
     /// Server memory and API latency under stalled unauthenticated `Join` streams and
     /// 10,000 idle sockets, beside the same figures at rest.
     Preauth(preauth::PreauthArgs),
+    /// Workflow runs end to end on one agent: 40 sequential `true` steps, 40 python3 fibo(10)
+    /// steps and fan-ins of N parallel steps, beside the floor of the same processes.
+    Workflows(workflows::WorkflowsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -171,6 +177,12 @@ fn main() {
             Cmd::Preauth(a) => {
                 tokio::select! {
                     r = preauth::run(a) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
+            Cmd::Workflows(a) => {
+                tokio::select! {
+                    r = workflows::run(a) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 }
             }
