@@ -110,6 +110,8 @@ struct FanIn {
     per_step_ms_p50: f64,
     /// Steps that ran at once at most (from the step rows), median over rounds.
     peak_running_p50: f64,
+    /// Where the last timed round's time went.
+    last_round: FanInTimes,
     server_samples_s: Vec<f64>,
 }
 
@@ -133,10 +135,22 @@ pub async fn run(a: WorkflowsArgs) -> Result<()> {
 
 async fn bench(a: &WorkflowsArgs, herd: &Path, dir: &Path) -> Result<()> {
     eprintln!("herd-bench: herd binary {}", herd.display());
-    check_python(&a.python)?;
+    let (pybin, python) = python_bin(&a.python, dir)?;
+    eprintln!(
+        "herd-bench: python steps and floor run {} (linked as {})",
+        python.display(),
+        pybin.join(&a.python).display()
+    );
     let load_start = crate::spine::loadavg();
     let db = crate::fleet::Db::new(a.database)?;
-    let mut fleet = Fleet::start(herd, dir, &db).await?;
+    // The agent finds the same interpreter first on PATH (`lang:` runs `/usr/bin/env NAME`).
+    let path = std::env::var("PATH").unwrap_or_default();
+    let agent = fleet::AgentSpec {
+        name: fleet::AGENT_NAME.to_string(),
+        labels: Vec::new(),
+        wrap: vec!["env".into(), format!("PATH={}:{path}", pybin.display())],
+    };
+    let mut fleet = Fleet::start_agents(herd, dir, vec![agent], &db).await?;
     eprintln!(
         "herd-bench: server {} (pid {}, records in {}), agent {} (pid {}) online",
         fleet.url(),
@@ -160,7 +174,11 @@ async fn bench(a: &WorkflowsArgs, herd: &Path, dir: &Path) -> Result<()> {
     apply(&fleet, &chain_yaml(&fibo_name, n, &script)).await?;
 
     let sh = vec!["sh".to_string(), "-c".into(), "true".into()];
-    let py = vec![a.python.clone(), "-c".into(), FIBO.to_string()];
+    let py = vec![
+        pybin.join(&a.python).display().to_string(),
+        "-c".into(),
+        FIBO.to_string(),
+    ];
     let chain = measure_chain(a, &fleet, &chain_name, &sh, "`sh -c true`").await?;
     fleet.check_alive()?;
     let fibo = measure_chain(
@@ -168,7 +186,7 @@ async fn bench(a: &WorkflowsArgs, herd: &Path, dir: &Path) -> Result<()> {
         &fleet,
         &fibo_name,
         &py,
-        &format!("`{} -c '<fibo(10) program>'`", a.python),
+        &format!("`{} -c '<fibo(10) program>'`", python.display()),
     )
     .await?;
     fleet.check_alive()?;
@@ -211,19 +229,49 @@ async fn bench(a: &WorkflowsArgs, herd: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn check_python(python: &str) -> Result<()> {
-    let out = std::process::Command::new(python)
-        .args(["-c", FIBO])
-        .output()
-        .with_context(|| format!("cannot run {python} — install it or pass --python"))?;
-    if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "55" {
+/// The interpreter `python` names on PATH, itself (`sys.executable`, not a launcher script
+/// such as pyenv's shims, which cost more than the interpreter), linked as `dir/pybin/python`:
+/// the directory and the interpreter.
+fn python_bin(python: &str, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    if python.contains('/') {
+        bail!("--python {python:?}: give a name found on PATH, such as python3");
+    }
+    let run = |argv0: &Path, code: &str| {
+        std::process::Command::new(argv0)
+            .args(["-c", code])
+            .output()
+            .with_context(|| {
+                format!(
+                    "cannot run {} — install it or pass --python",
+                    argv0.display()
+                )
+            })
+    };
+    let out = run(Path::new(python), "import sys; print(sys.executable)")?;
+    let exe = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !exe.is_absolute() {
         bail!(
-            "{python} -c '<fibo(10)>' did not print 55 ({}): {}",
+            "{python} did not say where its interpreter is ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    let pybin = dir.join("pybin");
+    std::fs::create_dir_all(&pybin)
+        .with_context(|| format!("cannot create {}", pybin.display()))?;
+    let link = pybin.join(python);
+    std::os::unix::fs::symlink(&exe, &link)
+        .with_context(|| format!("cannot link {}", link.display()))?;
+    let out = run(&link, FIBO)?;
+    if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "55" {
+        bail!(
+            "{} -c '<fibo(10)>' did not print 55 ({}): {}",
+            link.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok((pybin, exe))
 }
 
 /// Steps `s1`..`sN`, each needing the one before, each with the action lines `action`.
@@ -431,43 +479,72 @@ async fn measure_chain(
     })
 }
 
+/// One step of a finished workflow run on the server's clock, ms since the workflow run was
+/// created: the step's row started, its run created, its task sent to the agent, started
+/// there, exited, the step's row finished.
+#[derive(Serialize, Clone, Copy, Default)]
+struct StepTimes {
+    step_start: f64,
+    run_created: f64,
+    dispatched: f64,
+    task_started: f64,
+    task_finished: f64,
+    step_end: f64,
+}
+
+/// Every step's [`StepTimes`] (one GET of its run each), in the run's order.
+async fn step_times(fleet: &Fleet, run: &Value) -> Result<Vec<StepTimes>> {
+    let ms = |v: &Value| v.as_i64().map(|x| x as f64);
+    let t0 = ms(&run["created_at"]).context("a workflow run without created_at")?;
+    let steps = run["steps"].as_array().context("a run without steps")?;
+    let mut out = Vec::with_capacity(steps.len());
+    for s in steps {
+        let (Some(s0), Some(s1), Some(rid)) = (
+            ms(&s["started_at"]),
+            ms(&s["finished_at"]),
+            s["run_id"].as_str(),
+        ) else {
+            bail!("a finished step without times or run: {s}");
+        };
+        let r = get(fleet, &format!("/api/v1/runs/{rid}")).await?;
+        let t = &r["tasks"][0];
+        let (Some(rc), Some(td), Some(ts), Some(tf)) = (
+            ms(&r["created_at"]),
+            ms(&t["dispatched_at"]),
+            ms(&t["started_at"]),
+            ms(&t["finished_at"]),
+        ) else {
+            bail!("a finished run without its task's times: {r}");
+        };
+        out.push(StepTimes {
+            step_start: s0 - t0,
+            run_created: rc - t0,
+            dispatched: td - t0,
+            task_started: ts - t0,
+            task_finished: tf - t0,
+            step_end: s1 - t0,
+        });
+    }
+    Ok(out)
+}
+
 /// The chains' step path taken apart, from finished runs (read after the timing).
 async fn breakdown(fleet: &Fleet, runs: &[Value]) -> Result<Breakdown> {
     let mut b = Breakdown::default();
-    let ms = |v: &Value| v.as_i64().map(|x| x as f64);
     for run in runs {
-        let steps = run["steps"].as_array().context("a run without steps")?;
-        let mut prev_end = ms(&run["created_at"]);
-        for s in steps {
-            let (Some(s0), Some(s1), Some(rid)) = (
-                ms(&s["started_at"]),
-                ms(&s["finished_at"]),
-                s["run_id"].as_str(),
-            ) else {
-                bail!("a finished step without times or run: {s}");
-            };
-            let r = get(fleet, &format!("/api/v1/runs/{rid}")).await?;
-            let t = &r["tasks"][0];
-            let (Some(rc), Some(td), Some(ts), Some(tf)) = (
-                ms(&r["created_at"]),
-                ms(&t["dispatched_at"]),
-                ms(&t["started_at"]),
-                ms(&t["finished_at"]),
-            ) else {
-                bail!("a finished run without its task's times: {r}");
-            };
-            b.between_steps_ms += s0 - prev_end.unwrap_or(s0);
-            b.step_to_run_ms += rc - s0;
-            b.run_to_dispatch_ms += td - rc;
-            b.dispatch_to_start_ms += ts - td;
-            b.process_ms += tf - ts;
-            b.exit_to_step_end_ms += s1 - tf;
+        let mut prev_end = 0.0;
+        for t in step_times(fleet, run).await? {
+            b.between_steps_ms += t.step_start - prev_end;
+            b.step_to_run_ms += t.run_created - t.step_start;
+            b.run_to_dispatch_ms += t.dispatched - t.run_created;
+            b.dispatch_to_start_ms += t.task_started - t.dispatched;
+            b.process_ms += t.task_finished - t.task_started;
+            b.exit_to_step_end_ms += t.step_end - t.task_finished;
             b.steps += 1;
-            prev_end = Some(s1);
+            prev_end = t.step_end;
         }
-        if let (Some(end), Some(last)) = (ms(&run["finished_at"]), prev_end) {
-            b.last_step_to_end_ms += end - last;
-        }
+        let end = server_secs(run)? * 1e3;
+        b.last_step_to_end_ms += end - prev_end;
     }
     let n = b.steps.max(1) as f64;
     b.between_steps_ms /= n;
@@ -478,6 +555,41 @@ async fn breakdown(fleet: &Fleet, runs: &[Value]) -> Result<Breakdown> {
     b.exit_to_step_end_ms /= n;
     b.last_step_to_end_ms /= runs.len().max(1) as f64;
     Ok(b)
+}
+
+/// When the parallel steps of a fan-in's last round reached each point, ms since the
+/// workflow run was created: (p50, max) over the parallel steps, then the final step's times.
+#[derive(Serialize, Clone, Default)]
+struct FanInTimes {
+    /// (median, last) over the parallel steps.
+    run_created: (f64, f64),
+    dispatched: (f64, f64),
+    task_started: (f64, f64),
+    task_finished: (f64, f64),
+    step_end: (f64, f64),
+    join: StepTimes,
+}
+
+fn fan_in_times(times: &[StepTimes]) -> FanInTimes {
+    let Some((join, par)) = times.split_last() else {
+        return FanInTimes::default();
+    };
+    let pick = |f: fn(&StepTimes) -> f64| {
+        let mut v: Vec<f64> = par.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        (
+            stats::percentile(&v, 0.5),
+            v.last().copied().unwrap_or(f64::NAN),
+        )
+    };
+    FanInTimes {
+        run_created: pick(|t| t.run_created),
+        dispatched: pick(|t| t.dispatched),
+        task_started: pick(|t| t.task_started),
+        task_finished: pick(|t| t.task_finished),
+        step_end: pick(|t| t.step_end),
+        join: *join,
+    }
 }
 
 /// Steps running at once at most, from the rows' start and end times.
@@ -517,6 +629,7 @@ async fn measure_fan_in(
     }
     let mut server = Vec::new();
     let mut peaks = Vec::new();
+    let mut last = Value::Null;
     for r in 0..a.rounds {
         let run = flow_api(fleet, name, poll).await?;
         server.push(server_secs(&run)?);
@@ -527,7 +640,9 @@ async fn measure_fan_in(
             server[r],
             peaks[r]
         );
+        last = run;
     }
+    let last_round = fan_in_times(&step_times(fleet, &last).await?);
     let s = stats::summarize(&server);
     let steps = parallel + 1;
     Ok(FanIn {
@@ -535,6 +650,7 @@ async fn measure_fan_in(
         steps,
         per_step_ms_p50: s.p50 / steps as f64 * 1e3,
         peak_running_p50: stats::summarize(&peaks).p50,
+        last_round,
         server_s: s,
         server_samples_s: server,
     })
@@ -637,6 +753,29 @@ fn markdown(
             if r <= 2.0 { "no quadratic slow-down" } else { "**slower per step as it grows**" },
             hi as f64 / lo as f64,
         ));
+    }
+    if !fans.is_empty() {
+        m.push_str("\nWhere a fan-in's time goes (its last timed round; ms since the workflow run was created, on the server's clock; median / last of the parallel steps):\n\n");
+        m.push_str("| Parallel steps | runs created | tasks sent | tasks started on the agent | tasks exited | steps ended | final step: started / run created / task started / exited / ended |\n");
+        m.push_str("|---|---|---|---|---|---|---|\n");
+        for f in fans {
+            let t = &f.last_round;
+            let two = |p: (f64, f64)| format!("{:.0} / {:.0}", p.0, p.1);
+            m.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} |\n",
+                f.parallel,
+                two(t.run_created),
+                two(t.dispatched),
+                two(t.task_started),
+                two(t.task_finished),
+                two(t.step_end),
+                t.join.step_start,
+                t.join.run_created,
+                t.join.task_started,
+                t.join.task_finished,
+                t.join.step_end,
+            ));
+        }
     }
     m.push_str("\nWhere a chain's step spends its time (ms, mean per step over the timed API rounds, the server's millisecond clock):\n\n");
     m.push_str("| Chain | steps | previous step end → step start | step start → its run created | run created → task sent | sent → started on the agent | the process | exit → step end | last step → workflow end |\n");
