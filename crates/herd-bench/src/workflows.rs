@@ -95,6 +95,8 @@ struct Chain {
     floor_s: Summary,
     floor_what: String,
     breakdown: Breakdown,
+    /// CPU of the timed API rounds, ms per step.
+    cpu_per_step: CpuPerStep,
     server_samples_s: Vec<f64>,
     cli_samples_s: Vec<f64>,
     floor_samples_s: Vec<f64>,
@@ -112,6 +114,8 @@ struct FanIn {
     peak_running_p50: f64,
     /// Where the last timed round's time went.
     last_round: FanInTimes,
+    /// CPU of the timed rounds, ms per step.
+    cpu_per_step: CpuPerStep,
     server_samples_s: Vec<f64>,
 }
 
@@ -449,9 +453,12 @@ async fn measure_chain(
         fleet::blocking(|| floor(floor_argv, a.steps))?;
     }
     let (mut server, mut cli, mut flr) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_sum = CpuPerStep::default();
     let mut runs = Vec::new();
     for r in 0..a.rounds {
+        let c0 = cpu(fleet)?;
         let run = flow_api(fleet, name, poll).await?;
+        cpu_sum.add(&cpu(fleet)?, &c0);
         server.push(server_secs(&run)?);
         cli.push(flow_cli(fleet, name).await?);
         flr.push(fleet::blocking(|| floor(floor_argv, a.steps))?);
@@ -473,9 +480,45 @@ async fn measure_chain(
         floor_s: stats::summarize(&flr),
         floor_what: format!("{floor_what} × {}", a.steps),
         breakdown,
+        cpu_per_step: cpu_sum.per_step(a.rounds * a.steps),
         server_samples_s: server,
         cli_samples_s: cli,
         floor_samples_s: flr,
+    })
+}
+
+/// CPU time (utime+stime) of the server, the agent, and the agent's finished children (the
+/// tasks' processes), ms.
+#[derive(Serialize, Clone, Copy, Default)]
+struct CpuPerStep {
+    server_ms: f64,
+    agent_ms: f64,
+    tasks_ms: f64,
+}
+
+impl CpuPerStep {
+    fn add(&mut self, now: &CpuPerStep, before: &CpuPerStep) {
+        self.server_ms += now.server_ms - before.server_ms;
+        self.agent_ms += now.agent_ms - before.agent_ms;
+        self.tasks_ms += now.tasks_ms - before.tasks_ms;
+    }
+
+    fn per_step(&self, steps: usize) -> CpuPerStep {
+        let n = steps.max(1) as f64;
+        CpuPerStep {
+            server_ms: self.server_ms / n,
+            agent_ms: self.agent_ms / n,
+            tasks_ms: self.tasks_ms / n,
+        }
+    }
+}
+
+fn cpu(fleet: &Fleet) -> Result<CpuPerStep> {
+    let (s, a) = (fleet.server.pid(), fleet.agent().pid());
+    Ok(CpuPerStep {
+        server_ms: stats::proc_cpu_secs(s)? * 1e3,
+        agent_ms: stats::proc_cpu_secs(a)? * 1e3,
+        tasks_ms: stats::proc_children_cpu_secs(a)? * 1e3,
     })
 }
 
@@ -630,8 +673,11 @@ async fn measure_fan_in(
     let mut server = Vec::new();
     let mut peaks = Vec::new();
     let mut last = Value::Null;
+    let mut cpu_sum = CpuPerStep::default();
     for r in 0..a.rounds {
+        let c0 = cpu(fleet)?;
         let run = flow_api(fleet, name, poll).await?;
+        cpu_sum.add(&cpu(fleet)?, &c0);
         server.push(server_secs(&run)?);
         peaks.push(peak_running(&run) as f64);
         eprintln!(
@@ -651,6 +697,7 @@ async fn measure_fan_in(
         per_step_ms_p50: s.p50 / steps as f64 * 1e3,
         peak_running_p50: stats::summarize(&peaks).p50,
         last_round,
+        cpu_per_step: cpu_sum.per_step(a.rounds * steps),
         server_s: s,
         server_samples_s: server,
     })
@@ -776,6 +823,24 @@ fn markdown(
                 t.join.step_end,
             ));
         }
+    }
+    m.push_str("\nCPU per step (utime+stime over the timed API rounds, ms; the tasks' processes are the agent's children, counted once they exit):\n\n");
+    m.push_str("| Workflow | server | agent | tasks' processes | total |\n|---|---|---|---|---|\n");
+    let mut cpu_rows: Vec<(String, CpuPerStep)> = vec![
+        (chain.name.clone(), chain.cpu_per_step),
+        (fibo.name.clone(), fibo.cpu_per_step),
+    ];
+    for f in fans {
+        cpu_rows.push((format!("fan-in {}", f.parallel), f.cpu_per_step));
+    }
+    for (name, c) in cpu_rows {
+        m.push_str(&format!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            c.server_ms,
+            c.agent_ms,
+            c.tasks_ms,
+            c.server_ms + c.agent_ms + c.tasks_ms
+        ));
     }
     m.push_str("\nWhere a chain's step spends its time (ms, mean per step over the timed API rounds, the server's millisecond clock):\n\n");
     m.push_str("| Chain | steps | previous step end → step start | step start → its run created | run created → task sent | sent → started on the agent | the process | exit → step end | last step → workflow end |\n");
