@@ -17,6 +17,10 @@ pub struct GcReport {
     /// Blobs of copy runs deleted: unused for longer than the retention age.
     #[serde(default)]
     pub blobs: u64,
+    /// Workflow and job runs deleted (with their steps): finished longer ago than the
+    /// retention age.
+    #[serde(default)]
+    pub workflow_runs: u64,
 }
 
 #[cfg(test)]
@@ -26,12 +30,13 @@ mod tests {
     #[test]
     fn gc_report_matches_the_server() {
         crate::golden::check(
-            r#"{"blobs":1,"bytes":2048,"runs":2,"tasks":5}"#,
+            r#"{"blobs":1,"bytes":2048,"runs":2,"tasks":5,"workflow_runs":3}"#,
             &GcReport {
                 runs: 2,
                 tasks: 5,
                 bytes: 2048,
                 blobs: 1,
+                workflow_runs: 3,
             },
         );
     }

@@ -89,6 +89,13 @@ impl Retention {
         let age_ms = i64::try_from(self.policy.max_age.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms().saturating_sub(age_ms);
         while self.batch(before, AGE_BATCH, &mut report).await? {}
+        loop {
+            let n = self.store.prune_flow_runs(before, AGE_BATCH).await?;
+            report.workflow_runs += n;
+            if n == 0 {
+                break;
+            }
+        }
         let unused_since = std::time::SystemTime::now()
             .checked_sub(self.policy.max_age)
             .unwrap_or(std::time::UNIX_EPOCH);
@@ -108,11 +115,12 @@ impl Retention {
                 used = used.saturating_sub(report.bytes - freed_before);
             }
         }
-        if report.runs > 0 || report.blobs > 0 {
+        if report.runs > 0 || report.blobs > 0 || report.workflow_runs > 0 {
             tracing::info!(
                 runs = report.runs,
                 tasks = report.tasks,
                 blobs = report.blobs,
+                workflow_runs = report.workflow_runs,
                 bytes = report.bytes,
                 "retention pruned old runs"
             );

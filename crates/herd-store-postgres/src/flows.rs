@@ -376,4 +376,35 @@ impl FlowStore for PgStore {
         tx.rollback().await.map_err(db)?;
         row.as_ref().map(flow_run_row).transpose()
     }
+
+    async fn prune_flow_runs(&self, before: i64, limit: i64) -> Result<u64> {
+        let limit = limit.clamp(0, herd_store::ROWS_PER_STATEMENT as i64);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Locked, so that what is chosen is what is deleted (a run another transaction holds
+        // is left for the next pass).
+        let chosen: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM flow_runs WHERE finished_at IS NOT NULL AND finished_at < $1 \
+             ORDER BY finished_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        if chosen.is_empty() {
+            return Ok(0);
+        }
+        sqlx::query("DELETE FROM flow_steps WHERE flow_run_id = ANY($1)")
+            .bind(&chosen)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let runs = sqlx::query("DELETE FROM flow_runs WHERE id = ANY($1)")
+            .bind(&chosen)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(runs.rows_affected())
+    }
 }

@@ -6,7 +6,7 @@ use herd_store::{
     AuditEntry, DefinitionRow, FlowRunRow, FlowStepRow, FlowStore, ListFilter, ROWS_PER_STATEMENT,
     Result, StoreError, codec, merge_steps, version_conflict,
 };
-use sqlx::{QueryBuilder, SqliteConnection};
+use sqlx::{AssertSqlSafe, QueryBuilder, SqliteConnection};
 
 use crate::rows::Cols;
 use crate::{SqliteStore, audit, db};
@@ -352,5 +352,31 @@ impl FlowStore for SqliteStore {
         .map_err(db)?;
         tx.rollback().await.map_err(db)?;
         row.as_ref().map(flow_run_row).transpose()
+    }
+
+    async fn prune_flow_runs(&self, before: i64, limit: i64) -> Result<u64> {
+        let limit = limit.clamp(0, herd_store::ROWS_PER_STATEMENT as i64);
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        // The one writer: what is chosen here is what is deleted.
+        let chosen = "SELECT id FROM flow_runs WHERE finished_at IS NOT NULL AND finished_at < ? \
+                      ORDER BY finished_at, id LIMIT ?";
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM flow_steps WHERE flow_run_id IN ({chosen})"
+        )))
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let runs = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM flow_runs WHERE id IN ({chosen})"
+        )))
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(runs.rows_affected())
     }
 }

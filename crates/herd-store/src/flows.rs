@@ -123,4 +123,8 @@ pub trait FlowStore: Send + Sync {
     /// run is answered unchanged (and nothing audited).
     async fn request_flow_cancel(&self, id: &str, audit: &AuditEntry)
     -> Result<Option<FlowRunRow>>;
+
+    /// Deletes up to `limit` workflow runs that finished before `before` (oldest first), with
+    /// their steps; answers how many runs went. A run not finished is never deleted.
+    async fn prune_flow_runs(&self, before: i64, limit: i64) -> Result<u64>;
 }

@@ -843,10 +843,11 @@ pub async fn gc(a: GcArgs) -> Result<i32> {
 
 fn gc_line(r: &GcReport) -> String {
     format!(
-        "freed {} runs, {} tasks, {} blobs, {:.1} MB",
+        "freed {} runs, {} tasks, {} blobs, {} workflow runs, {:.1} MB",
         r.runs,
         r.tasks,
         r.blobs,
+        r.workflow_runs,
         r.bytes as f64 / 1e6
     )
 }
@@ -863,8 +864,12 @@ mod gc_tests {
             tasks: 7,
             bytes: 2_500_000,
             blobs: 1,
+            workflow_runs: 2,
         };
-        assert_eq!(gc_line(&r), "freed 3 runs, 7 tasks, 1 blobs, 2.5 MB");
+        assert_eq!(
+            gc_line(&r),
+            "freed 3 runs, 7 tasks, 1 blobs, 2 workflow runs, 2.5 MB"
+        );
     }
 
     #[test]

@@ -429,6 +429,33 @@ pub async fn pruning_runs_leaves_workflow_runs(store: &dyn Store) -> Result<()> 
     Ok(())
 }
 
+pub async fn pruning_workflow_runs_keeps_unfinished_ones(store: &dyn Store) -> Result<()> {
+    for (id, finished) in [("old", Some(10)), ("newer", Some(20)), ("open", None)] {
+        let run = FlowRunRow {
+            state: if finished.is_some() {
+                RunState::Succeeded
+            } else {
+                RunState::Running
+            },
+            finished_at: finished,
+            ..flow_run(id, 1, "key:test")
+        };
+        create(store, &run, &["a", "b"]).await?;
+    }
+    assert_eq!(store.prune_flow_runs(15, 100).await?, 1);
+    assert_eq!(store.flow_run("old").await?, None);
+    assert!(store.flow_steps("old").await?.is_empty());
+    assert!(store.flow_run("newer").await?.is_some());
+    assert_eq!(store.flow_steps("newer").await?.len(), 2);
+    assert_eq!(store.prune_flow_runs(i64::MAX, 100).await?, 1);
+    assert!(store.flow_run("newer").await?.is_none());
+    // Unfinished: never.
+    assert_eq!(store.prune_flow_runs(i64::MAX, 100).await?, 0);
+    assert!(store.flow_run("open").await?.is_some());
+    assert_eq!(store.flow_steps("open").await?.len(), 2);
+    Ok(())
+}
+
 pub async fn corrupt_flow_columns(fresh: &Fresh) -> Result<()> {
     let store = fresh.store();
     create(store, &flow_run("wf-1", 1, "key:test"), &["a", "b"]).await?;

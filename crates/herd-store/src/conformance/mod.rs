@@ -109,6 +109,7 @@ macro_rules! conformance_suite {
             flow_runs_and_their_steps,
             many_steps_in_one_update,
             pruning_runs_leaves_workflow_runs,
+            pruning_workflow_runs_keeps_unfinished_ones,
         );
         $crate::conformance_suite!(@fresh $fresh;
             corrupt_task_columns,
