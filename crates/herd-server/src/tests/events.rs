@@ -9,6 +9,8 @@ pub(crate) enum E {
     Out(&'static str),
     Err(&'static str),
     Exit(i32),
+    /// An exit with what the task wrote to `HERD_OUTPUT`.
+    ExitWith(i32, &'static [u8]),
 }
 
 /// A task event of `task` numbered `seq`.
@@ -30,6 +32,14 @@ pub(crate) fn ev(task: &str, seq: u64, e: E) -> pb::TaskEvent {
             duration_ms: 1,
             detail: String::new(),
             outputs: Default::default(),
+        }),
+        E::ExitWith(code, outputs) => task_event::Kind::Exited(pb::Exited {
+            code: Some(code),
+            signal: None,
+            reason: pb::ExitReason::Exited as i32,
+            duration_ms: 1,
+            detail: String::new(),
+            outputs: Bytes::from_static(outputs),
         }),
     };
     pb::TaskEvent {

@@ -316,3 +316,46 @@ async fn events_after_a_tasks_exit_are_acknowledged_and_dropped() {
     assert_eq!(f.srv.store.task(&task).await.unwrap().unwrap(), ended);
     assert_eq!(f.output(&task).await, "done");
 }
+
+/// Outputs ride on the exit: stored with it once, whatever is replayed or comes late, and
+/// answered parsed.
+#[tokio::test]
+async fn outputs_are_stored_once_with_the_exit() {
+    let f = Fixture::new().await;
+    let (_run, task) = f.run().await;
+    let first = vec![
+        ev(&task, 1, E::Start),
+        ev(
+            &task,
+            2,
+            E::ExitWith(0, b"a=1\nherd.condition=false\nodd=\0\xff\n"),
+        ),
+    ];
+    assert_eq!(f.persist(first).await, [(task.clone(), 2)]);
+    // The same batch again (the agent reconnected before the ack), then a later exit.
+    let again = vec![
+        ev(&task, 1, E::Start),
+        ev(&task, 2, E::ExitWith(0, b"a=2\n")),
+    ];
+    assert_eq!(f.persist(again).await, [(task.clone(), 2)]);
+    assert_eq!(
+        f.persist(vec![ev(&task, 3, E::ExitWith(1, b"a=3\n"))])
+            .await,
+        [(task.clone(), 3)]
+    );
+    let row = f.srv.store.task(&task).await.unwrap().unwrap();
+    assert_eq!(
+        row.outputs.as_deref(),
+        Some("a=1\nherd.condition=false\nodd=\u{FFFD}\u{FFFD}\n")
+    );
+    let answered = crate::convert::task(row);
+    assert_eq!(
+        answered.outputs,
+        [
+            ("a".to_string(), "1".to_string()),
+            ("odd".to_string(), "\u{FFFD}\u{FFFD}".to_string())
+        ]
+        .into()
+    );
+    assert_eq!(answered.condition, Some(false));
+}
