@@ -55,10 +55,11 @@ pub struct Shared {
     link: tokio::sync::watch::Sender<Option<copy::Link>>,
     /// The starts of copy tasks not over yet (`<task>.start`), so a restarted agent resumes them.
     copies: PathBuf,
-    /// The tasks' runtime directories (`<task>/`: input, output, `bin/herd`), each removed
+    /// The tasks' runtime directories (`<task>/`: input, output, script; `.bin/herd` shared by
+    /// the tasks of the agent's own user), each removed
     /// once its task's end is in the spool.
     tasks: PathBuf,
-    /// This executable, linked as `herd` into each task's runtime `bin`.
+    /// This executable, linked as `herd` into the tasks' runtime `bin`.
     exe: Option<PathBuf>,
 }
 

@@ -122,15 +122,18 @@ pub(crate) fn make(
         .and_then(|mut f| f.write_all(body))
         .map_err(|e| fail(&input, e))?;
     open(&output).map_err(|e| fail(&output, e))?;
-    let bin = match &files.herd {
-        Some(exe) => {
+    let bin = match (&files.herd, owner) {
+        // The agent's own user: one `bin` beside the tasks' directories, made once.
+        (Some(exe), None) => Some(shared_bin(&files.dir, exe).map_err(|(p, e)| fail(&p, e))?),
+        // Another user cannot reach the agent's state dir: a `bin` of the task's own.
+        (Some(exe), Some(_)) => {
             let bin = dir.join("bin");
             builder.create(&bin).map_err(|e| fail(&bin, e))?;
             let link = bin.join("herd");
             std::os::unix::fs::symlink(exe, &link).map_err(|e| fail(&link, e))?;
             Some(bin)
         }
-        None => None,
+        (None, _) => None,
     };
     let script = match script {
         Some(body) => {
@@ -149,7 +152,7 @@ pub(crate) fn make(
     if let Some((uid, gid)) = owner {
         // The directory last: until then the user cannot touch what is inside.
         let mut paths = vec![input.clone(), output.clone()];
-        paths.extend(bin.clone());
+        paths.extend(bin.iter().filter(|b| b.starts_with(&dir)).cloned());
         paths.extend(script.clone());
         paths.push(dir.clone());
         for p in &paths {
@@ -163,6 +166,30 @@ pub(crate) fn make(
         script,
         dir: dir_fd,
     })
+}
+
+/// The `bin` every task of the agent's own user shares, `.bin/herd` → `exe` beside the tasks'
+/// directories: checked with one `readlink` per task, made (or corrected) when it is not
+/// what it should be, through a rename so that a task never sees it half made.
+fn shared_bin(task_dir: &Path, exe: &Path) -> Result<PathBuf, (PathBuf, io::Error)> {
+    let parent = task_dir.parent().unwrap_or(Path::new("/"));
+    let bin = parent.join(".bin");
+    let link = bin.join("herd");
+    if std::fs::read_link(&link).is_ok_and(|t| t == exe) {
+        return Ok(bin);
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700).recursive(true);
+    builder.create(&bin).map_err(|e| (bin.clone(), e))?;
+    let name = task_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = bin.join(format!(".herd-{name}"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(exe, &tmp).map_err(|e| (tmp.clone(), e))?;
+    std::fs::rename(&tmp, &link).map_err(|e| (link.clone(), e))?;
+    Ok(bin)
 }
 
 /// Removes a task's runtime directory (and, when it is a link to one made for another user,

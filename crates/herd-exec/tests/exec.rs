@@ -476,7 +476,8 @@ async fn runtime_files_and_outputs() {
     let c = run(s).await;
     let exit = c.exit.unwrap();
     assert_eq!(exit.code, Some(0), "{}", exit.detail);
-    let bin = tmp.path().join("task/bin/herd");
+    // Shared by the tasks of the agent's own user, beside their directories.
+    let bin = tmp.path().join(".bin/herd");
     assert_eq!(
         String::from_utf8_lossy(&c.stdout),
         format!("{{\"who\":\"world\"}}\n{}\n", bin.display())
