@@ -187,8 +187,10 @@ impl Errors {
     }
 }
 
-fn check_name(name: &str, path: &str, e: &mut Errors) {
-    let ok = !name.is_empty()
+/// Whether `name` can name a job or workflow: 1 to 128 letters, digits, `_`, `.` and `-`,
+/// starting with a letter or digit.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 128
         && name
             .chars()
@@ -196,8 +198,11 @@ fn check_name(name: &str, path: &str, e: &mut Errors) {
         && name
             .chars()
             .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    if !ok {
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn check_name(name: &str, path: &str, e: &mut Errors) {
+    if !valid_name(name) {
         e.at(
             path,
             format!("{name:?} is not a name — use letters, digits, _ . and - (at most 128)"),

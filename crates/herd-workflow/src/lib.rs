@@ -16,7 +16,7 @@ pub mod params;
 pub mod parse;
 mod suggest;
 
-pub use check::{Lookup, NoLookup, check_job, check_workflow};
+pub use check::{Lookup, NoLookup, check_job, check_workflow, valid_name};
 pub use def::{
     Action, ActionKind, Exec, Job, Param, ParamType, Retries, RetryPolicy, Step, Workflow,
 };

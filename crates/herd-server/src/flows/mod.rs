@@ -31,18 +31,7 @@ pub struct FlowService {
     engine: Arc<Engine>,
 }
 
-/// Names of jobs and workflows in paths.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
+pub use herd_workflow::valid_name;
 
 fn check_name(kind: DefKind, name: &str) -> Result<()> {
     if valid_name(name) {
