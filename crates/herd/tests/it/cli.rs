@@ -48,6 +48,13 @@ fn fake_server(reply: Option<&'static [u8]>) -> String {
                     let mut buf = [0u8; 4096];
                     let _ = conn.read(&mut buf);
                     let _ = conn.write_all(r);
+                    // Close only our side, then read what the client still sends until it
+                    // closes: closing with unread bytes would reset the connection, and the
+                    // client could see the reset before the reply (a loaded machine makes
+                    // that likely).
+                    let _ = conn.shutdown(std::net::Shutdown::Write);
+                    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
                 }
                 None => held.push(conn),
             }
