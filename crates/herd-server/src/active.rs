@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::lock;
 use herd_core::OutputPos;
 use herd_outlog::OutputLog;
 
@@ -27,10 +28,6 @@ pub struct ActiveTask {
 #[derive(Default)]
 pub struct ActiveTasks {
     tasks: Mutex<HashMap<String, (ActiveTask, Option<Instant>)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ActiveTasks {

@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::error::{Result, ServerError};
+use crate::lock;
 
 /// How much of a blob the server holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +71,6 @@ fn check_digest(digest: &str) -> Result<()> {
 
 fn io(what: &str, e: std::io::Error) -> ServerError {
     ServerError::Internal(format!("{what}: {e}"))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// SHA-256 of a file, as 64 lowercase hex digits. Blocking.

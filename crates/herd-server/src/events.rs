@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::lock;
 use tokio::sync::{broadcast, watch};
 
 /// Changes queued per follower of a run before it is told it lagged.
@@ -114,10 +115,6 @@ impl Drop for FinishWait<'_> {
         drop(self.rx.take());
         self.events.release(&self.run_id);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Events {

@@ -32,6 +32,12 @@ mod vars;
 mod watch;
 mod ws;
 
+/// A mutex's guard, also after a thread panicked while holding it: what the server keeps
+/// behind its mutexes is bookkeeping that every critical section leaves whole.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

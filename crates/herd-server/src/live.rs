@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::lock;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -37,10 +38,6 @@ struct Tap {
 pub struct Live {
     taps: Mutex<HashMap<String, Vec<Tap>>>,
     next_tap: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Live {

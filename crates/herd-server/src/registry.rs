@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::lock;
 use herd_proto::v1::ServerFrame;
 use tokio::sync::{Notify, mpsc};
 
@@ -102,10 +103,6 @@ pub struct Registration {
 pub struct Peer<'a> {
     pub instance: &'a str,
     pub addr: &'a str,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::exec::{self, Outcome, Prepared};
 use super::result::StepResult;
 use crate::events::Events;
+use crate::lock;
 use crate::runs::RunService;
 use crate::vars::VarService;
 
@@ -46,10 +47,6 @@ pub struct Engine {
     pub(crate) shutdown: CancellationToken,
     drivers: Mutex<HashMap<String, mpsc::Sender<Msg>>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Engine {

@@ -7,6 +7,7 @@
 //! first, then the whole table if it is still full: memory stays bounded whatever the number
 //! of sources).
 
+use crate::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -22,10 +23,6 @@ const MAX_SOURCES: usize = 10_000;
 #[derive(Default)]
 pub struct JoinLimit {
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl JoinLimit {

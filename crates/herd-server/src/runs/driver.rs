@@ -27,6 +27,7 @@ use super::waiting::{Waiters, worth_waiting};
 use crate::active::ActiveTasks;
 use crate::events::Events;
 use crate::fleet::AgentIndex;
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -89,10 +90,6 @@ pub struct Launch {
     pub held: bool,
     /// The values of the run's secret environment variables (none after a restart).
     pub secrets: Option<SecretEnv>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drivers {

@@ -4,6 +4,7 @@
 //! machine; `Waiters` is which runs wait for which machine, so a machine coming online tells
 //! exactly those runs' drivers (one map lookup per connect, no scan over runs or tasks).
 
+use crate::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,10 +13,6 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct Waiters {
     by_agent: Mutex<HashMap<String, HashSet<String>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Waiters {
