@@ -518,7 +518,10 @@ fn answer_definition(d: DefinitionRow, changed: bool) -> Result<Definition> {
 }
 
 fn answer_run(r: FlowRunRow, steps: Option<Vec<FlowStepRow>>) -> FlowRun {
-    let wf: Option<Workflow> = serde_json::from_str(&r.definition).ok();
+    // The definition says what each step is; a listing (no steps) does not read it.
+    let wf: Option<Workflow> = steps
+        .as_ref()
+        .and_then(|_| serde_json::from_str(&r.definition).ok());
     let secret_params = serde_json::from_str::<BTreeMap<String, String>>(&r.sealed)
         .map(|m| m.into_keys().collect())
         .unwrap_or_default();

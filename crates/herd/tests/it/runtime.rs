@@ -2,12 +2,10 @@
 //! and condition through the API and the CLI, a script's missing interpreter named, and a
 //! run's secrets masked in live output, stored output, outputs and the database.
 
-use std::io::Write as _;
-use std::process::{Output, Stdio};
-
 use crate::errors::fails_one_line;
 use crate::harness::*;
 use crate::secrets::{contains, files_under};
+use crate::vars::set_secret;
 
 /// The id of the one task of the newest run.
 fn last_task(s: &Server) -> serde_json::Value {
@@ -108,22 +106,6 @@ fn a_scripts_missing_interpreter_is_named_with_its_machine() {
     );
     let task = last_task(&s);
     assert_eq!(task["state"], "failed", "{task}");
-}
-
-/// `herd vars set KEY --secret` with `value` on standard input.
-fn set_secret(s: &Server, key: &str, value: &str) -> Output {
-    let mut child = s
-        .cli()
-        .args(["vars", "set", key, "--secret"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(value.as_bytes()).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::harness::*;
 use crate::secrets::{contains, files_under, mode};
 
 /// `herd vars set KEY --secret` with `value` on standard input.
-fn set_secret(s: &Server, key: &str, value: &str) -> Output {
+pub(crate) fn set_secret(s: &Server, key: &str, value: &str) -> Output {
     let mut child = s
         .cli()
         .args(["vars", "set", key, "--secret"])

@@ -471,14 +471,8 @@ fn a_call_step_reads_a_secret_that_is_never_stored() {
     let s = Server::start(HERD, dir.path()).unwrap();
     let callee = herd_testkit::callee::HttpCallee::start().unwrap();
     let secret = "tok-7c1e9a-never-stored";
-    let mut child = s
-        .cli()
-        .args(["vars", "set", "api_token", "--secret"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), secret.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = crate::vars::set_secret(&s, "api_token", secret);
+    assert!(out.status.success(), "{}", stderr(&out));
     let wf = format!(
         "name: call\nsteps:\n  - id: hook\n    secrets: {{TOKEN: api_token}}\n    http:\n      method: POST\n      url: {}/hook\n      headers: {{Authorization: 'Bearer ${{{{ secrets.TOKEN }}}}'}}\n      body: {{text: done}}\n      expect: 200\n",
         callee.url
