@@ -242,6 +242,22 @@ pub(crate) fn next_after(cron: &Cron, tz: Tz, after_ms: i64) -> Option<i64> {
     None
 }
 
+/// The last fire time strictly before `before_ms`.
+pub(crate) fn prev_before(cron: &Cron, tz: Tz, before_ms: i64) -> Option<i64> {
+    // Exclusive search back from the first whole second at or after `before_ms`.
+    let mut from_s = before_ms.div_euclid(1000) + i64::from(before_ms.rem_euclid(1000) != 0);
+    for _ in 0..3 {
+        let start = tz.timestamp_opt(from_s, 0).single()?;
+        let prev = cron.find_previous_occurrence(&start, false).ok()?;
+        let ms = prev.timestamp_millis();
+        if ms < before_ms {
+            return Some(ms);
+        }
+        from_s = from_s.min(prev.timestamp()).checked_sub(1)?;
+    }
+    None
+}
+
 /// Whether the expression matches any time at all (February 30th never does): croner gives
 /// up after years without a match, so a search from 1970 tells.
 pub(crate) fn ever_matches(cron: &Cron, tz: Tz) -> bool {

@@ -1,9 +1,11 @@
 //! Schedules, pure: what a person wrote (`--cron`, `--every`, `--at`) as a [`Spec`], its fire
-//! times in a time zone ([`Spec::next_after`], [`Spec::upcoming`]) and a deterministic start
-//! delay per fire ([`jitter_ms`]).
+//! times in a time zone ([`Spec::next_after`], [`Spec::upcoming`]), a deterministic start delay
+//! per fire ([`jitter_ms`]), and what the firing loop does when it wakes ([`plan`]: fire, count
+//! as missed, or wait; [`overlap`]: start, skip or queue beside a run still going).
 //!
 //! No I/O, no store, no clock: every "now" is passed in as unix milliseconds. Fire times are
-//! strictly increasing (`next_after(t) > t`).
+//! strictly increasing (`next_after(t) > t`), and [`plan`] does a bounded amount of work
+//! whatever the length of an outage.
 //!
 //! Time zones and daylight saving time (cron only; `every` and `at` are absolute): the cron
 //! crate (croner) walks the wall clock and resolves it in the zone.
@@ -20,11 +22,15 @@
 
 mod cron;
 mod jitter;
+mod plan;
 mod spec;
 mod when;
 
 pub use jitter::jitter_ms;
+pub use plan::{MAX_CATCH_UP, Misfire, Missed, Overlap, OverlapDecision, Plan, overlap, plan};
 pub use spec::{MAX_UPCOMING, Spec};
 
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod spec_tests;

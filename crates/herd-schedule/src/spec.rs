@@ -205,4 +205,76 @@ impl Occurrences {
             Occurrences::Never => None,
         }
     }
+
+    /// The last fire time strictly before `before_ms`.
+    pub(crate) fn prev_before(&self, before_ms: i64) -> Option<i64> {
+        match self {
+            Occurrences::Cron(c, tz) => cron::prev_before(c, *tz, before_ms),
+            Occurrences::Every {
+                period_ms,
+                anchor_ms,
+            } => {
+                let (p, a, before) = (
+                    i128::from(*period_ms),
+                    i128::from(*anchor_ms),
+                    i128::from(before_ms),
+                );
+                let k = (before - a - 1).div_euclid(p);
+                if k < 1 {
+                    return None;
+                }
+                i64::try_from(a + k * p).ok()
+            }
+            Occurrences::At(at) => (*at < before_ms).then_some(*at),
+            Occurrences::Never => None,
+        }
+    }
+
+    /// How many fire times lie in `[from_ms, to_ms)`, and whether the count is exact: exact for
+    /// `every` and `at`, and for cron when at most `budget` of them lie there; past that, a
+    /// cron's count is extrapolated from the spacing of the first `budget`.
+    pub(crate) fn count_between(&self, from_ms: i64, to_ms: i64, budget: usize) -> (u64, bool) {
+        if from_ms >= to_ms {
+            return (0, true);
+        }
+        match self {
+            Occurrences::Every { .. } | Occurrences::At(_) | Occurrences::Never => {
+                // Every: the k ≥ 1 with from ≤ anchor + k·p < to, from the last one before `to`.
+                let (Some(first), Some(last)) = (
+                    self.next_after(from_ms.saturating_sub(1)),
+                    self.prev_before(to_ms),
+                ) else {
+                    return (0, true);
+                };
+                if first > last {
+                    return (0, true);
+                }
+                let n = match self {
+                    Occurrences::Every { period_ms, .. } => {
+                        (i128::from(last) - i128::from(first)) / i128::from(*period_ms) + 1
+                    }
+                    _ => 1,
+                };
+                (u64::try_from(n).unwrap_or(u64::MAX), true)
+            }
+            Occurrences::Cron(..) => {
+                let mut count: u64 = 0;
+                let mut t = from_ms.saturating_sub(1);
+                let first = self.next_after(t);
+                while let Some(next) = self.next_after(t).filter(|n| *n < to_ms) {
+                    if count as usize == budget {
+                        // Extrapolate from the spacing seen so far.
+                        let Some(first) = first else { break };
+                        let span = (next - first).max(1) as f64;
+                        let per_ms = count as f64 / span;
+                        let rest = (to_ms - next) as f64 * per_ms;
+                        return (count + rest.round().max(1.0) as u64, false);
+                    }
+                    count += 1;
+                    t = next;
+                }
+                (count, true)
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! back 2027-10-31 03:00→02:00), the stored form, odd input.
 
 use crate::Spec;
+use crate::spec::Occurrences;
 
 /// Unix milliseconds of an RFC 3339 time.
 fn ms(rfc3339: &str) -> i64 {
@@ -105,6 +106,44 @@ fn an_interval_cron_follows_absolute_time_through_dst() {
         "2027-10-31T02:00:00Z",
     );
     assert_eq!(fires.len(), 7_200);
+}
+
+#[test]
+fn backward_walks_find_the_same_fire_times_as_forward_ones() {
+    // `plan` walks back from now; it must see what next_after hands out, DST days included.
+    for expr in [
+        "0 30 2 * * *",
+        "0 */15 * * * *",
+        "0 0,30 2 * * *",
+        "0 30 * * * *",
+        "0 0 3 * * *",
+    ] {
+        let occ = Occurrences::new(&cron(expr, "Europe/Paris"));
+        for (from, to) in [
+            ("2027-03-27T00:00:00Z", "2027-03-29T00:00:00Z"),
+            ("2027-10-30T00:00:00Z", "2027-11-01T00:00:00Z"),
+        ] {
+            let (from, to) = (ms(from), ms(to));
+            let mut forward = Vec::new();
+            let mut t = from;
+            while let Some(n) = occ.next_after(t).filter(|n| *n < to) {
+                forward.push(n);
+                t = n;
+            }
+            let mut backward = Vec::new();
+            let mut t = to;
+            while let Some(p) = occ.prev_before(t).filter(|p| *p > from) {
+                backward.push(p);
+                t = p;
+            }
+            backward.reverse();
+            assert_eq!(
+                forward.iter().map(|t| iso(*t)).collect::<Vec<_>>(),
+                backward.iter().map(|t| iso(*t)).collect::<Vec<_>>(),
+                "{expr}"
+            );
+        }
+    }
 }
 
 #[test]
