@@ -102,6 +102,51 @@ async fn write_steps(
     Ok(())
 }
 
+/// Inserts a workflow run with its steps and its audit entry in the caller's transaction.
+pub(crate) async fn insert_flow_run(
+    conn: &mut PgConnection,
+    run: &FlowRunRow,
+    steps: &[FlowStepRow],
+    entry: &AuditEntry,
+) -> Result<()> {
+    let steps = merge_steps(&run.id, steps)?;
+    let targets = codec::json(&run.targets)?;
+    let r = sqlx::query(concat!(
+        "INSERT INTO flow_runs (",
+        "id, kind, name, version, definition, params, sealed, targets, state, created_by, created_at, finished_at, cancel_requested, parent",
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(&run.id)
+    .bind(run.kind.as_str())
+    .bind(&run.name)
+    .bind(run.version)
+    .bind(&run.definition)
+    .bind(&run.params)
+    .bind(&run.sealed)
+    .bind(targets)
+    .bind(run.state.as_str())
+    .bind(&run.created_by)
+    .bind(run.created_at)
+    .bind(run.finished_at)
+    .bind(run.cancel_requested)
+    .bind(&run.parent)
+    .execute(&mut *conn)
+    .await;
+    match r {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(StoreError::Conflict(format!(
+                "a workflow run {} already exists",
+                run.id
+            )));
+        }
+        Err(e) => return Err(db(e)),
+    }
+    write_steps(&mut *conn, &run.id, &steps).await?;
+    audit::record(&mut *conn, entry).await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl FlowStore for PgStore {
     async fn put_definition(&self, def: &DefinitionRow, entry: &AuditEntry) -> Result<()> {
@@ -212,42 +257,8 @@ impl FlowStore for PgStore {
         steps: &[FlowStepRow],
         entry: &AuditEntry,
     ) -> Result<()> {
-        let steps = merge_steps(&run.id, steps)?;
-        let targets = codec::json(&run.targets)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let r = sqlx::query(concat!(
-            "INSERT INTO flow_runs (",
-            "id, kind, name, version, definition, params, sealed, targets, state, created_by, created_at, finished_at, cancel_requested, parent",
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14)"
-        ))
-        .bind(&run.id)
-        .bind(run.kind.as_str())
-        .bind(&run.name)
-        .bind(run.version)
-        .bind(&run.definition)
-        .bind(&run.params)
-        .bind(&run.sealed)
-        .bind(targets)
-        .bind(run.state.as_str())
-        .bind(&run.created_by)
-        .bind(run.created_at)
-        .bind(run.finished_at)
-        .bind(run.cancel_requested)
-        .bind(&run.parent)
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "a workflow run {} already exists",
-                    run.id
-                )));
-            }
-            Err(e) => return Err(db(e)),
-        }
-        write_steps(&mut tx, &run.id, &steps).await?;
-        audit::record(&mut tx, entry).await?;
+        insert_flow_run(&mut tx, run, steps, entry).await?;
         tx.commit().await.map_err(db)
     }
 

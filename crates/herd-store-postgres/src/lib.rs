@@ -18,6 +18,7 @@ mod credentials;
 mod flows;
 mod rows;
 mod runs;
+mod schedules;
 mod tasks;
 #[doc(hidden)]
 pub mod testdb;

@@ -7,34 +7,45 @@ use herd_store::{
     AuditEntry, ListFilter, NewTask, PrunedRuns, ROWS_PER_STATEMENT, Result, RunRow, RunStore,
     TaskProgress, TaskRow, codec, sql_states,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use crate::rows::{self, Cols, run_cols, task_cols};
 use crate::{PgStore, audit, chunks, db, tasks};
 
+/// Inserts a run with its tasks and its audit entry in the caller's transaction.
+pub(crate) async fn insert_run(
+    conn: &mut PgConnection,
+    run: &RunRow,
+    tasks: &[NewTask],
+    entry: &AuditEntry,
+) -> Result<()> {
+    let spec = codec::json(&run.spec)?;
+    sqlx::query(
+        "INSERT INTO runs (id, command, selector, spec, created_by, created_at, cancel_requested, state, finished_at) \
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)",
+    )
+    .bind(&run.id)
+    .bind(&run.command)
+    .bind(&run.selector)
+    .bind(spec)
+    .bind(&run.created_by)
+    .bind(run.created_at)
+    .bind(run.cancel_requested)
+    .bind(run.state.as_str())
+    .bind(run.finished_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    tasks::insert(&mut *conn, run, tasks).await?;
+    audit::record(&mut *conn, entry).await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl RunStore for PgStore {
     async fn create_run(&self, run: &RunRow, tasks: &[NewTask], entry: &AuditEntry) -> Result<()> {
-        let spec = codec::json(&run.spec)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO runs (id, command, selector, spec, created_by, created_at, cancel_requested, state, finished_at) \
-             VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)",
-        )
-        .bind(&run.id)
-        .bind(&run.command)
-        .bind(&run.selector)
-        .bind(spec)
-        .bind(&run.created_by)
-        .bind(run.created_at)
-        .bind(run.cancel_requested)
-        .bind(run.state.as_str())
-        .bind(run.finished_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tasks::insert(&mut tx, run, tasks).await?;
-        audit::record(&mut tx, entry).await?;
+        insert_run(&mut tx, run, tasks, entry).await?;
         tx.commit().await.map_err(db)
     }
 

@@ -81,6 +81,51 @@ async fn write_steps(
     Ok(())
 }
 
+/// Inserts a workflow run with its steps and its audit entry in the caller's transaction.
+pub(crate) async fn insert_flow_run(
+    conn: &mut SqliteConnection,
+    run: &FlowRunRow,
+    steps: &[FlowStepRow],
+    entry: &AuditEntry,
+) -> Result<()> {
+    let steps = merge_steps(&run.id, steps)?;
+    let targets = codec::json(&run.targets)?;
+    let r = sqlx::query(concat!(
+        "INSERT INTO flow_runs (",
+        flow_run_cols!(),
+        ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    ))
+    .bind(&run.id)
+    .bind(run.kind.as_str())
+    .bind(&run.name)
+    .bind(run.version)
+    .bind(&run.definition)
+    .bind(&run.params)
+    .bind(&run.sealed)
+    .bind(targets)
+    .bind(run.state.as_str())
+    .bind(&run.created_by)
+    .bind(run.created_at)
+    .bind(run.finished_at)
+    .bind(run.cancel_requested)
+    .bind(&run.parent)
+    .execute(&mut *conn)
+    .await;
+    match r {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(StoreError::Conflict(format!(
+                "a workflow run {} already exists",
+                run.id
+            )));
+        }
+        Err(e) => return Err(db(e)),
+    }
+    write_steps(&mut *conn, &run.id, &steps).await?;
+    audit::record(&mut *conn, entry).await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl FlowStore for SqliteStore {
     async fn put_definition(&self, def: &DefinitionRow, entry: &AuditEntry) -> Result<()> {
@@ -189,42 +234,8 @@ impl FlowStore for SqliteStore {
         steps: &[FlowStepRow],
         entry: &AuditEntry,
     ) -> Result<()> {
-        let steps = merge_steps(&run.id, steps)?;
-        let targets = codec::json(&run.targets)?;
         let mut tx = self.writer.begin().await.map_err(db)?;
-        let r = sqlx::query(concat!(
-            "INSERT INTO flow_runs (",
-            flow_run_cols!(),
-            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        ))
-        .bind(&run.id)
-        .bind(run.kind.as_str())
-        .bind(&run.name)
-        .bind(run.version)
-        .bind(&run.definition)
-        .bind(&run.params)
-        .bind(&run.sealed)
-        .bind(targets)
-        .bind(run.state.as_str())
-        .bind(&run.created_by)
-        .bind(run.created_at)
-        .bind(run.finished_at)
-        .bind(run.cancel_requested)
-        .bind(&run.parent)
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "a workflow run {} already exists",
-                    run.id
-                )));
-            }
-            Err(e) => return Err(db(e)),
-        }
-        write_steps(&mut tx, &run.id, &steps).await?;
-        audit::record(&mut tx, entry).await?;
+        insert_flow_run(&mut tx, run, steps, entry).await?;
         tx.commit().await.map_err(db)
     }
 

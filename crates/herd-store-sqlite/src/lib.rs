@@ -13,6 +13,7 @@ mod credentials;
 mod flows;
 mod rows;
 mod runs;
+mod schedules;
 mod tasks;
 mod vars;
 

@@ -7,7 +7,7 @@ use herd_store::{
     AuditEntry, ListFilter, NewTask, PrunedRuns, ROWS_PER_STATEMENT, Result, RunRow, RunStore,
     TaskProgress, TaskRow, codec, sql_states,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqliteConnection, SqlitePool};
 
 use crate::rows::{self, Cols, run_cols, task_cols};
 use crate::{SqliteStore, audit, db, tasks};
@@ -68,30 +68,41 @@ static PRUNE_RUNS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Inserts a run with its tasks and its audit entry in the caller's transaction.
+pub(crate) async fn insert_run(
+    conn: &mut SqliteConnection,
+    run: &RunRow,
+    tasks: &[NewTask],
+    entry: &AuditEntry,
+) -> Result<()> {
+    let spec = codec::json(&run.spec)?;
+    sqlx::query(concat!(
+        "INSERT INTO runs (",
+        run_cols!(),
+        ") VALUES (?,?,?,?,?,?,?,?,?)"
+    ))
+    .bind(&run.id)
+    .bind(&run.command)
+    .bind(&run.selector)
+    .bind(spec)
+    .bind(&run.created_by)
+    .bind(run.created_at)
+    .bind(run.cancel_requested)
+    .bind(run.state.as_str())
+    .bind(run.finished_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    tasks::insert(&mut *conn, run, tasks).await?;
+    audit::record(&mut *conn, entry).await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: &RunRow, tasks: &[NewTask], entry: &AuditEntry) -> Result<()> {
-        let spec = codec::json(&run.spec)?;
         let mut tx = self.writer.begin().await.map_err(db)?;
-        sqlx::query(concat!(
-            "INSERT INTO runs (",
-            run_cols!(),
-            ") VALUES (?,?,?,?,?,?,?,?,?)"
-        ))
-        .bind(&run.id)
-        .bind(&run.command)
-        .bind(&run.selector)
-        .bind(spec)
-        .bind(&run.created_by)
-        .bind(run.created_at)
-        .bind(run.cancel_requested)
-        .bind(run.state.as_str())
-        .bind(run.finished_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tasks::insert(&mut tx, run, tasks).await?;
-        audit::record(&mut tx, entry).await?;
+        insert_run(&mut tx, run, tasks, entry).await?;
         tx.commit().await.map_err(db)
     }
 

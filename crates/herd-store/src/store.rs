@@ -219,7 +219,13 @@ pub trait VarStore: Send + Sync {
 /// A whole store: one backend (SQLite, PostgreSQL) implements every domain.
 #[async_trait]
 pub trait Store:
-    AgentStore + CredentialStore + RunStore + AuditStore + VarStore + crate::FlowStore
+    AgentStore
+    + CredentialStore
+    + RunStore
+    + AuditStore
+    + VarStore
+    + crate::FlowStore
+    + crate::ScheduleStore
 {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;

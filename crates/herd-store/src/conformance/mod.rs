@@ -18,6 +18,7 @@ mod flows;
 mod joins;
 mod progress;
 mod runs;
+mod schedules;
 
 pub use agents::*;
 pub use audit::*;
@@ -25,6 +26,7 @@ pub use flows::*;
 pub use joins::*;
 pub use progress::*;
 pub use runs::*;
+pub use schedules::*;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -110,6 +112,7 @@ macro_rules! conformance_suite {
             many_steps_in_one_update,
             pruning_runs_leaves_workflow_runs,
             pruning_workflow_runs_keeps_unfinished_ones,
+            schedules_fire_once,
         );
         $crate::conformance_suite!(@fresh $fresh;
             corrupt_task_columns,
