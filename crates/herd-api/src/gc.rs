@@ -21,6 +21,10 @@ pub struct GcReport {
     /// retention age.
     #[serde(default)]
     pub workflow_runs: u64,
+    /// Schedule fires deleted: recorded longer ago than the retention age (each schedule
+    /// keeps its latest).
+    #[serde(default)]
+    pub schedule_fires: u64,
 }
 
 #[cfg(test)]
@@ -30,13 +34,14 @@ mod tests {
     #[test]
     fn gc_report_matches_the_server() {
         crate::golden::check(
-            r#"{"blobs":1,"bytes":2048,"runs":2,"tasks":5,"workflow_runs":3}"#,
+            r#"{"blobs":1,"bytes":2048,"runs":2,"schedule_fires":4,"tasks":5,"workflow_runs":3}"#,
             &GcReport {
                 runs: 2,
                 tasks: 5,
                 bytes: 2048,
                 blobs: 1,
                 workflow_runs: 3,
+                schedule_fires: 4,
             },
         );
     }

@@ -26,6 +26,7 @@ pub mod gc;
 pub mod keys;
 pub mod list;
 pub mod run;
+pub mod schedules;
 pub mod task;
 pub mod tokens;
 pub mod vars;
@@ -53,6 +54,10 @@ pub use herd_core::{
 pub use keys::{ApiKey, CreateKey, CreatedKey};
 pub use list::{ListQuery, RunsQuery, TasksQuery};
 pub use run::{Run, RunQuery, RunRequest, RunWithTasks};
+pub use schedules::{
+    FireOutcome, FiresQuery, MisfirePolicy, NewSchedule, NextFire, NextQuery, OverlapPolicy,
+    Schedule, ScheduleFire, ScheduleTarget, TargetKind,
+};
 pub use task::{OutputQuery, Task};
 pub use tokens::{CreateToken, CreatedToken, JoinToken};
 pub use vars::{SetVar, Var, VarsQuery};

@@ -181,11 +181,22 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         tracker.clone(),
         shutdown.clone(),
     ));
-    let flows = Arc::new(crate::flows::FlowService::new(engine));
+    let flows = Arc::new(crate::flows::FlowService::new(engine.clone()));
+    let schedule_changed = Arc::new(tokio::sync::Notify::new());
+    let schedules = Arc::new(crate::schedules::ScheduleService::new(
+        store.clone(),
+        schedule_changed.clone(),
+    ));
+    let firer = Arc::new(crate::schedules::Firer::new(
+        store.clone(),
+        engine,
+        schedule_changed,
+    ));
     let app = Arc::new(App {
         fleet: fleet.clone(),
         runs: runs.clone(),
         flows: flows.clone(),
+        schedules,
         retention: retention.clone(),
         store: store.clone(),
         live,
@@ -209,6 +220,8 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         shutdown.clone(),
     ));
     tracker.spawn(fleet.flush_loop(shutdown.clone()));
+    // After recovery: a fire's run must find the drivers of the runs before it.
+    tracker.spawn(firer.run(shutdown.clone()));
     tracker.spawn(retention.run(shutdown.clone()));
     tracker.spawn(metrics.keep_counting(store, shutdown.clone()));
     Ok(Parts {
@@ -224,6 +237,7 @@ pub struct App {
     fleet: Arc<FleetService>,
     runs: Arc<RunService>,
     flows: Arc<crate::flows::FlowService>,
+    schedules: Arc<crate::schedules::ScheduleService>,
     retention: Arc<Retention>,
     store: Arc<dyn Store>,
     live: Arc<Live>,
@@ -254,6 +268,11 @@ impl App {
     }
 
     /// The files of copy runs.
+    /// Schedules and their fires.
+    pub fn schedules(&self) -> &crate::schedules::ScheduleService {
+        &self.schedules
+    }
+
     pub fn blobs(&self) -> &Blobs {
         &self.blobs
     }

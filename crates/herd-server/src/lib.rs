@@ -26,6 +26,7 @@ mod metrics;
 mod registry;
 mod retention;
 mod runs;
+mod schedules;
 #[cfg(test)]
 mod tests;
 mod vars;

@@ -96,6 +96,13 @@ impl Retention {
                 break;
             }
         }
+        loop {
+            let n = self.store.prune_schedule_fires(before, AGE_BATCH).await?;
+            report.schedule_fires += n;
+            if n == 0 {
+                break;
+            }
+        }
         let unused_since = std::time::SystemTime::now()
             .checked_sub(self.policy.max_age)
             .unwrap_or(std::time::UNIX_EPOCH);
@@ -115,12 +122,17 @@ impl Retention {
                 used = used.saturating_sub(report.bytes - freed_before);
             }
         }
-        if report.runs > 0 || report.blobs > 0 || report.workflow_runs > 0 {
+        if report.runs > 0
+            || report.blobs > 0
+            || report.workflow_runs > 0
+            || report.schedule_fires > 0
+        {
             tracing::info!(
                 runs = report.runs,
                 tasks = report.tasks,
                 blobs = report.blobs,
                 workflow_runs = report.workflow_runs,
+                schedule_fires = report.schedule_fires,
                 bytes = report.bytes,
                 "retention pruned old runs"
             );

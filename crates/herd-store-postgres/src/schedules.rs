@@ -301,6 +301,18 @@ impl ScheduleStore for PgStore {
         Ok(true)
     }
 
+    async fn hold_schedule(&self, id: &str, expected: i64, due_at: i64) -> Result<bool> {
+        let n = sqlx::query("UPDATE schedules SET due_at = $1 WHERE id = $2 AND next_fire_at = $3")
+            .bind(due_at)
+            .bind(id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
     async fn schedule_fires(&self, schedule_id: &str, limit: i64) -> Result<Vec<FireEntry>> {
         let rows = sqlx::query(concat!(
             "SELECT ",

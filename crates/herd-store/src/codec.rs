@@ -338,6 +338,55 @@ pub fn task_state(id: &str, state: &str) -> Result<TaskState> {
         })
 }
 
+pub fn schedule(row: &dyn StoredRow) -> Result<ScheduleRow> {
+    let c = Cols::by_text_id(row, "schedules", "schedule")?;
+    Ok(ScheduleRow {
+        id: c.text("id")?,
+        name: c.text("name")?,
+        spec: c.text("spec")?,
+        target: c.text("target")?,
+        overlap: c.text("overlap")?,
+        misfire: c.text("misfire")?,
+        jitter_ms: c.int("jitter_ms")?,
+        paused: c.flag("paused")?,
+        next_fire_at: c.opt_int("next_fire_at")?,
+        due_at: c.opt_int("due_at")?,
+        last_fire_at: c.opt_int("last_fire_at")?,
+        last_run_id: c.opt_text("last_run_id")?,
+        created_by: c.text("created_by")?,
+        created_at: c.int("created_at")?,
+    })
+}
+
+/// A fire row selected with `fire_`-prefixed columns and the state of its run
+/// (`run_state`, `run_finished_at`).
+pub fn fire_entry(row: &dyn StoredRow) -> Result<FireEntry> {
+    let id = row
+        .text("fire_schedule_id")
+        .map_err(|why| StoreError::Corrupt {
+            what: "schedule_fires.schedule_id".into(),
+            why,
+        })?;
+    let c = Cols {
+        row,
+        table: "schedule_fires",
+        key: format!("fire of schedule {id}"),
+    };
+    Ok(FireEntry {
+        fire: FireRow {
+            schedule_id: id,
+            fire_at: c.int("fire_fire_at")?,
+            at: c.int("fire_at_ms")?,
+            outcome: c.text("fire_outcome")?,
+            run_id: c.opt_text("fire_run_id")?,
+            run_kind: c.opt_text("fire_run_kind")?,
+            detail: c.opt_text("fire_detail")?,
+        },
+        run_state: c.opt_text("run_state")?,
+        run_finished_at: c.opt_int("run_finished_at")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -438,53 +487,4 @@ mod tests {
             }
         }
     }
-}
-
-pub fn schedule(row: &dyn StoredRow) -> Result<ScheduleRow> {
-    let c = Cols::by_text_id(row, "schedules", "schedule")?;
-    Ok(ScheduleRow {
-        id: c.text("id")?,
-        name: c.text("name")?,
-        spec: c.text("spec")?,
-        target: c.text("target")?,
-        overlap: c.text("overlap")?,
-        misfire: c.text("misfire")?,
-        jitter_ms: c.int("jitter_ms")?,
-        paused: c.flag("paused")?,
-        next_fire_at: c.opt_int("next_fire_at")?,
-        due_at: c.opt_int("due_at")?,
-        last_fire_at: c.opt_int("last_fire_at")?,
-        last_run_id: c.opt_text("last_run_id")?,
-        created_by: c.text("created_by")?,
-        created_at: c.int("created_at")?,
-    })
-}
-
-/// A fire row selected with `fire_`-prefixed columns and the state of its run
-/// (`run_state`, `run_finished_at`).
-pub fn fire_entry(row: &dyn StoredRow) -> Result<FireEntry> {
-    let id = row
-        .text("fire_schedule_id")
-        .map_err(|why| StoreError::Corrupt {
-            what: "schedule_fires.schedule_id".into(),
-            why,
-        })?;
-    let c = Cols {
-        row,
-        table: "schedule_fires",
-        key: format!("fire of schedule {id}"),
-    };
-    Ok(FireEntry {
-        fire: FireRow {
-            schedule_id: id,
-            fire_at: c.int("fire_fire_at")?,
-            at: c.int("fire_at_ms")?,
-            outcome: c.text("fire_outcome")?,
-            run_id: c.opt_text("fire_run_id")?,
-            run_kind: c.opt_text("fire_run_kind")?,
-            detail: c.opt_text("fire_detail")?,
-        },
-        run_state: c.opt_text("run_state")?,
-        run_finished_at: c.opt_int("run_finished_at")?,
-    })
 }

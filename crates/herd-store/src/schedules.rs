@@ -125,6 +125,9 @@ pub trait ScheduleStore: Send + Sync {
     /// schedule's next fire is no longer `expected` or a fire row's (schedule, time) exists:
     /// it was handled already.
     async fn fire(&self, fire: &Fire<'_>) -> Result<bool>;
+    /// Sets when a schedule is next looked at (its fire waits, e.g. for the run before it),
+    /// if its next fire is still `expected`; false otherwise.
+    async fn hold_schedule(&self, id: &str, expected: i64, due_at: i64) -> Result<bool>;
     /// A schedule's fires, newest first, at most `limit`.
     async fn schedule_fires(&self, schedule_id: &str, limit: i64) -> Result<Vec<FireEntry>>;
     /// Deletes up to `limit` fires recorded before `before` (oldest first), keeping each

@@ -843,11 +843,12 @@ pub async fn gc(a: GcArgs) -> Result<i32> {
 
 fn gc_line(r: &GcReport) -> String {
     format!(
-        "freed {} runs, {} tasks, {} blobs, {} workflow runs, {:.1} MB",
+        "freed {} runs, {} tasks, {} blobs, {} workflow runs, {} schedule fires, {:.1} MB",
         r.runs,
         r.tasks,
         r.blobs,
         r.workflow_runs,
+        r.schedule_fires,
         r.bytes as f64 / 1e6
     )
 }
@@ -865,10 +866,11 @@ mod gc_tests {
             bytes: 2_500_000,
             blobs: 1,
             workflow_runs: 2,
+            schedule_fires: 5,
         };
         assert_eq!(
             gc_line(&r),
-            "freed 3 runs, 7 tasks, 1 blobs, 2 workflow runs, 2.5 MB"
+            "freed 3 runs, 7 tasks, 1 blobs, 2 workflow runs, 5 schedule fires, 2.5 MB"
         );
     }
 

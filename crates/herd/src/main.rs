@@ -13,6 +13,7 @@ mod helper;
 mod install;
 mod plaintext;
 mod run;
+mod schedules;
 mod style;
 mod table;
 mod up;
@@ -71,6 +72,12 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         cmd: flows::JobsCmd,
+    },
+    /// Schedules: cron in a time zone, a period or one time, firing a job, a workflow, a
+    /// LangFlow flow or a command, exactly once per fire time.
+    Schedules {
+        #[command(subcommand)]
+        cmd: schedules::SchedulesCmd,
     },
     /// Workflows: steps in a graph, with conditions, retries and data between steps.
     Workflows {
@@ -693,6 +700,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Vars { cmd } => vars::vars(cmd).await,
         Command::Jobs { cmd } => flows::jobs(cmd).await,
         Command::Workflows { cmd } => flows::workflows(cmd).await,
+        Command::Schedules { cmd } => schedules::schedules(cmd).await,
         Command::Runs { cmd } => cmd::runs(cmd).await,
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,

@@ -207,8 +207,10 @@ impl FlowService {
             req.targets,
             id,
             None,
+            None,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| ServerError::Internal("a run without a fire was not created".into()))?;
         Ok(answer_run(row, None))
     }
 
@@ -290,9 +292,11 @@ fn not_found(kind: DefKind, name: &str) -> ServerError {
     ServerError::NotFound(format!("no {kind} {name:?} — `herd {kind}s ls` lists them"))
 }
 
-/// Creates a run of `kind` `name` with id `id` and starts its driver.
+/// Creates a run of `kind` `name` with id `id` and starts its driver. With `fire` (a
+/// schedule's), the fire is recorded with the run in one transaction; `None` answers that it
+/// had been recorded already, and nothing was made.
 #[allow(clippy::too_many_arguments)]
-async fn create(
+pub(crate) async fn create(
     engine: &Arc<Engine>,
     actor: &str,
     kind: DefKind,
@@ -301,7 +305,8 @@ async fn create(
     targets: Vec<String>,
     id: String,
     parent: Option<String>,
-) -> Result<FlowRunRow> {
+    fire: Option<&crate::schedules::Firing>,
+) -> Result<Option<FlowRunRow>> {
     let store = &engine.store;
     let def = store
         .definition(kind, name)
@@ -382,10 +387,23 @@ async fn create(
             "parent": parent,
         }),
     );
-    store.create_flow_run(&row, &rows, &audit).await?;
+    match fire {
+        None => store.create_flow_run(&row, &rows, &audit).await?,
+        Some(f) => {
+            let fired = f.rows(&row.id, "workflow");
+            let start = herd_store::FireStart::FlowRun {
+                run: &row,
+                steps: &rows,
+                audit: &audit,
+            };
+            if !store.fire(&f.fire(&fired, start)).await? {
+                return Ok(None);
+            }
+        }
+    }
     let vars = engine.vars.for_flow(kind, name).await?;
     engine.launch(row.clone(), wf, rows, resolved.secrets, vars);
-    Ok(row)
+    Ok(Some(row))
 }
 
 /// Starts a workflow run as a step of another (its id chosen and recorded by the parent).
@@ -415,6 +433,7 @@ pub(crate) async fn start_child(
         parent_targets,
         id.to_string(),
         Some(parent.to_string()),
+        None,
     )
     .await
     .map(|_| ())

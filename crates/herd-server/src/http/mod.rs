@@ -12,6 +12,7 @@ mod credentials;
 mod extract;
 mod flows;
 mod runs;
+mod schedules;
 mod tasks;
 mod vars;
 
@@ -114,6 +115,12 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(flows::list_runs))
         .routes(routes!(flows::get_run))
         .routes(routes!(flows::cancel_run))
+        .routes(routes!(schedules::list, schedules::add))
+        .routes(routes!(schedules::get, schedules::remove))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::fires))
+        .routes(routes!(schedules::next))
         .with_state(app)
         .split_for_parts();
     let mut doc = doc;

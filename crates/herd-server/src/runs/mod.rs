@@ -95,6 +95,21 @@ impl RunService {
     /// `concurrency` start at once, the rest wait `queued`. With `wait`, answers once the run
     /// has finished.
     pub async fn create(&self, actor: &str, req: NewRunRequest, wait: bool) -> Result<RunRow> {
+        self.create_fired(actor, req, wait, None)
+            .await?
+            .ok_or_else(|| ServerError::Internal("a run without a fire was not created".into()))
+    }
+
+    /// [`create`](Self::create), for a schedule's fire when `fire` is given: the fire is
+    /// recorded with the run in one transaction, and `None` answers that the fire had been
+    /// recorded already (another server, or before a restart): no run was made.
+    pub(crate) async fn create_fired(
+        &self,
+        actor: &str,
+        req: NewRunRequest,
+        wait: bool,
+        fire: Option<&crate::schedules::Firing>,
+    ) -> Result<Option<RunRow>> {
         if req.command.trim().is_empty() {
             return Err(ServerError::BadRequest(
                 "empty command — give it after `--`".into(),
@@ -226,7 +241,20 @@ impl RunService {
             format!("run:{}", run.id),
             json!({"command": req.command, "targets": label, "machines": tasks.len()}),
         );
-        self.store.create_run(&run, &tasks, &audit).await?;
+        match fire {
+            None => self.store.create_run(&run, &tasks, &audit).await?,
+            Some(f) => {
+                let rows = f.rows(&run.id, "run");
+                let start = herd_store::FireStart::Run {
+                    run: &run,
+                    tasks: &tasks,
+                    audit: &audit,
+                };
+                if !self.store.fire(&f.fire(&rows, start)).await? {
+                    return Ok(None);
+                }
+            }
+        }
         self.metrics.runs_created.inc();
 
         let mut pending = Vec::new();
@@ -266,9 +294,9 @@ impl RunService {
             Some(f) => {
                 f.finished().await;
                 drop(finish);
-                self.run(&run.id).await
+                self.run(&run.id).await.map(Some)
             }
-            None => Ok(run),
+            None => Ok(Some(run)),
         }
     }
 

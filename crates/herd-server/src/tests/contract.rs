@@ -135,6 +135,38 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "/api/v1/workflow-runs/{id}/cancel",
         &[200, 400, 401, 404, 500, 503],
     ),
+    ("get", "/api/v1/schedules", &[200, 401, 500, 503]),
+    ("post", "/api/v1/schedules", &[200, 400, 401, 409, 500, 503]),
+    (
+        "get",
+        "/api/v1/schedules/{name}",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "delete",
+        "/api/v1/schedules/{name}",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "post",
+        "/api/v1/schedules/{name}/pause",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "post",
+        "/api/v1/schedules/{name}/resume",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/schedules/{name}/fires",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/schedules/{name}/next",
+        &[200, 400, 401, 404, 500, 503],
+    ),
     ("get", "/api/v1/vars", &[200, 400, 401, 500, 503]),
     ("get", "/api/v1/breakers", &[200, 401, 500, 503]),
     ("get", "/api/v1/vars/{key}", &[200, 400, 401, 404, 500, 503]),

@@ -134,6 +134,14 @@ pub async fn schedules_fire_once(store: &dyn Store) -> Result<()> {
         Some(2000)
     );
 
+    // A held fire is looked at again later; a stale hold changes nothing.
+    assert!(store.hold_schedule("s2", 2000, 2600).await?);
+    assert!(!store.hold_schedule("s2", 1000, 9999).await?);
+    assert_eq!(
+        store.schedule("a-often").await?.and_then(|s| s.due_at),
+        Some(2600)
+    );
+
     // A skipped fire moves the schedule on without starting anything; the last run stays.
     let skipped = [fire_row("s2", 2000, "skipped", None)];
     let skip = Fire {

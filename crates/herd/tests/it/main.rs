@@ -24,6 +24,7 @@ mod resilience;
 mod retention;
 mod run_start;
 mod runtime;
+mod schedules;
 mod secrets;
 mod session;
 mod spine;

@@ -1,0 +1,410 @@
+//! Schedules (`/api/v1/schedules`, `herd schedules`): what fires when ([`herd_schedule::Spec`],
+//! in a time zone), what each fire starts (a job, a workflow, a LangFlow flow or a command),
+//! and the firing loop ([`fire`]). A fire is recorded with what it starts in one transaction
+//! under the unique (schedule, fire time) key, and moves the schedule's next fire on in the
+//! same transaction, only if no one moved it meanwhile: every fire time is handled once,
+//! whichever server of a database fires it and whenever one crashes.
+
+mod fire;
+
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use herd_api::{
+    FireOutcome, MisfirePolicy, NewSchedule, NextFire, OverlapPolicy, Schedule, ScheduleFire,
+    ScheduleTarget, TargetKind,
+};
+use herd_core::DefKind;
+use herd_schedule::Spec;
+use herd_store::{AuditEntry, Fire, FireEntry, FireRow, FireStart, ScheduleRow, Store, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::error::{Result, ServerError};
+use crate::fleet::Actor;
+
+pub(crate) use fire::Firer;
+
+/// What the `spec` column holds: when, and the zone its times are shown in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct When {
+    spec: Spec,
+    tz: String,
+}
+
+/// A fire under way: what [`herd_store::ScheduleStore::fire`] records with what it starts.
+#[derive(Debug, Clone)]
+pub(crate) struct Firing {
+    pub schedule_id: String,
+    /// The schedule's next fire time as read: the fire is written only if it is still that.
+    pub expected: i64,
+    /// The fire time being started.
+    pub fire_at: i64,
+    /// Fire times recorded with it (missed ones).
+    pub others: Vec<FireRow>,
+    pub next_fire_at: Option<i64>,
+    pub next_due_at: Option<i64>,
+}
+
+impl Firing {
+    /// The fire rows when it starts `run_id` (a `run` or a `workflow` run).
+    pub(crate) fn rows(&self, run_id: &str, kind: &str) -> Vec<FireRow> {
+        let mut rows = self.others.clone();
+        rows.push(FireRow {
+            schedule_id: self.schedule_id.clone(),
+            fire_at: self.fire_at,
+            at: now_ms(),
+            outcome: "started".into(),
+            run_id: Some(run_id.into()),
+            run_kind: Some(kind.into()),
+            detail: None,
+        });
+        rows
+    }
+
+    pub(crate) fn fire<'a>(&'a self, rows: &'a [FireRow], start: FireStart<'a>) -> Fire<'a> {
+        Fire {
+            schedule_id: &self.schedule_id,
+            expected: self.expected,
+            rows,
+            next_fire_at: self.next_fire_at,
+            next_due_at: self.next_due_at,
+            start,
+        }
+    }
+}
+
+pub struct ScheduleService {
+    store: Arc<dyn Store>,
+    /// Wakes the firing loop when a schedule changes.
+    changed: Arc<Notify>,
+}
+
+const MAX_FIRES_LISTED: i64 = 1000;
+const MAX_NEXT: i64 = 1000;
+
+impl ScheduleService {
+    pub fn new(store: Arc<dyn Store>, changed: Arc<Notify>) -> ScheduleService {
+        ScheduleService { store, changed }
+    }
+
+    pub async fn add(&self, actor: &Actor, req: NewSchedule) -> Result<Schedule> {
+        if !herd_workflow::valid_name(&req.name) {
+            return Err(ServerError::BadRequest(format!(
+                "{:?} is not a schedule name — use letters, digits, `_`, `.` and `-` (at most 128, starting with a letter or digit)",
+                req.name
+            )));
+        }
+        let now = now_ms();
+        let tz = req.tz.clone().unwrap_or_else(|| "UTC".into());
+        let spec = match (&req.cron, &req.every, &req.at) {
+            (Some(c), None, None) => Spec::cron(c, &tz),
+            (None, Some(e), None) => {
+                if req.tz.is_some() {
+                    // Checked all the same, so that a typo is not kept silently.
+                    Spec::cron("0 0 * * *", &tz).map_err(ServerError::BadRequest)?;
+                }
+                Spec::every(e, now)
+            }
+            (None, None, Some(a)) => Spec::at(a, &tz, now),
+            _ => Err(
+                "give exactly one of cron, every and at — e.g. --cron '0 30 2 * * *', --every 5m or --at '+10m'"
+                    .into(),
+            ),
+        }
+        .map_err(ServerError::BadRequest)?;
+        let jitter_ms = match &req.jitter {
+            None => 0,
+            Some(j) => {
+                let d = herd_core::parse_duration(j).map_err(|e| {
+                    ServerError::BadRequest(format!("jitter {j:?}: {e} — e.g. 30s or 5m"))
+                })?;
+                i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+            }
+        };
+        check_target(&*self.store, &req.target).await?;
+        let id = herd_core::new_id();
+        let next = spec.next_after(now);
+        if next.is_none() {
+            return Err(ServerError::BadRequest(format!(
+                "{} never fires after now — give a time to come",
+                spec.describe()
+            )));
+        }
+        let row = ScheduleRow {
+            id: id.clone(),
+            name: req.name.clone(),
+            spec: serde_json::to_string(&When {
+                spec: spec.clone(),
+                tz: tz.clone(),
+            })
+            .map_err(|e| ServerError::Internal(e.to_string()))?,
+            target: serde_json::to_string(&req.target)
+                .map_err(|e| ServerError::Internal(e.to_string()))?,
+            overlap: policy_text(&req.overlap),
+            misfire: policy_text(&req.misfire),
+            jitter_ms,
+            paused: req.paused,
+            next_fire_at: next,
+            due_at: next.map(|n| n + herd_schedule::jitter_ms(&id, n, jitter_ms)),
+            last_fire_at: None,
+            last_run_id: None,
+            created_by: actor.name.clone(),
+            created_at: now,
+        };
+        let audit = AuditEntry::new(
+            &actor.name,
+            "schedule.add",
+            format!("schedule:{}", req.name),
+            json!({"when": spec.describe(), "target": req.target, "overlap": row.overlap,
+                   "misfire": row.misfire, "jitter_ms": jitter_ms, "paused": req.paused}),
+        );
+        self.store
+            .create_schedule(&row, &audit)
+            .await
+            .map_err(|e| match e {
+                herd_store::StoreError::Conflict(_) => ServerError::Conflict(format!(
+                    "a schedule named {:?} exists — remove it first (`herd schedules rm {}`) or pick another name",
+                    req.name, req.name
+                )),
+                e => e.into(),
+            })?;
+        self.changed.notify_one();
+        answer(row, None)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Schedule>> {
+        self.store
+            .schedules()
+            .await?
+            .into_iter()
+            .map(|(row, last)| answer(row, last))
+            .collect()
+    }
+
+    async fn find(&self, name: &str) -> Result<ScheduleRow> {
+        if !herd_workflow::valid_name(name) {
+            return Err(ServerError::BadRequest(format!(
+                "{name:?} is not a schedule name — `herd schedules ls` lists them"
+            )));
+        }
+        self.store.schedule(name).await?.ok_or_else(|| {
+            ServerError::NotFound(format!(
+                "no schedule {name:?} — `herd schedules ls` lists them"
+            ))
+        })
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Schedule> {
+        let row = self.find(name).await?;
+        let last = self
+            .store
+            .schedule_fires(&row.id, 1)
+            .await?
+            .into_iter()
+            .next();
+        answer(row, last)
+    }
+
+    /// Pauses (`true`) or resumes a schedule. Resumed, it fires next at its first fire time
+    /// after now: the times that passed while it was paused are not misfires.
+    pub async fn set_paused(&self, actor: &Actor, name: &str, paused: bool) -> Result<Schedule> {
+        let row = self.find(name).await?;
+        if row.paused == paused {
+            return self.get(name).await;
+        }
+        let (next, due) = if paused {
+            (row.next_fire_at, row.due_at)
+        } else {
+            let spec = when(&row)?.spec;
+            let next = spec.next_after(now_ms());
+            (
+                next,
+                next.map(|n| n + herd_schedule::jitter_ms(&row.id, n, row.jitter_ms)),
+            )
+        };
+        let audit = AuditEntry::new(
+            &actor.name,
+            if paused {
+                "schedule.pause"
+            } else {
+                "schedule.resume"
+            },
+            format!("schedule:{name}"),
+            json!({}),
+        );
+        if !self
+            .store
+            .set_schedule_paused(&row.id, paused, next, due, &audit)
+            .await?
+        {
+            return Err(ServerError::NotFound(format!(
+                "no schedule {name:?} — it was removed meanwhile"
+            )));
+        }
+        self.changed.notify_one();
+        self.get(name).await
+    }
+
+    pub async fn remove(&self, actor: &Actor, name: &str) -> Result<Schedule> {
+        let row = self.find(name).await?;
+        let audit = AuditEntry::new(
+            &actor.name,
+            "schedule.rm",
+            format!("schedule:{name}"),
+            json!({}),
+        );
+        if !self.store.delete_schedule(&row.id, &audit).await? {
+            return Err(ServerError::NotFound(format!(
+                "no schedule {name:?} — it was removed meanwhile"
+            )));
+        }
+        self.changed.notify_one();
+        answer(row, None)
+    }
+
+    pub async fn fires(&self, name: &str, limit: Option<i64>) -> Result<Vec<ScheduleFire>> {
+        let row = self.find(name).await?;
+        let limit = limit.unwrap_or(50).clamp(1, MAX_FIRES_LISTED);
+        Ok(self
+            .store
+            .schedule_fires(&row.id, limit)
+            .await?
+            .into_iter()
+            .map(fire_answer)
+            .collect())
+    }
+
+    /// The next `n` fire times after now (after the stored next fire's predecessor, so a
+    /// fire due but not yet handled is among them).
+    pub async fn next(&self, name: &str, n: Option<i64>) -> Result<Vec<NextFire>> {
+        let row = self.find(name).await?;
+        let w = when(&row)?;
+        let n = n.unwrap_or(10).clamp(1, MAX_NEXT) as usize;
+        let from = row
+            .next_fire_at
+            .map_or_else(now_ms, |t| t.saturating_sub(1).min(now_ms()));
+        Ok(w.spec
+            .upcoming(from, n)
+            .into_iter()
+            .map(|at| NextFire {
+                at,
+                local: local_time(at, &w.tz),
+            })
+            .collect())
+    }
+}
+
+fn policy_text<T: Serialize>(p: &T) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn when(row: &ScheduleRow) -> Result<When> {
+    serde_json::from_str(&row.spec).map_err(|e| {
+        ServerError::Internal(format!(
+            "the stored spec of schedule {} does not read: {e}",
+            row.name
+        ))
+    })
+}
+
+fn target(row: &ScheduleRow) -> Result<ScheduleTarget> {
+    serde_json::from_str(&row.target).map_err(|e| {
+        ServerError::Internal(format!(
+            "the stored target of schedule {} does not read: {e}",
+            row.name
+        ))
+    })
+}
+
+fn policy<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|e| ServerError::Internal(format!("a stored schedule policy {text:?}: {e}")))
+}
+
+/// `at` (unix ms) in zone `tz` as RFC 3339 with its offset (UTC for a zone that does not
+/// read).
+fn local_time(at: i64, tz: &str) -> String {
+    let utc = chrono::Utc.timestamp_millis_opt(at).single();
+    match (utc, tz.parse::<chrono_tz::Tz>()) {
+        (Some(t), Ok(z)) => t.with_timezone(&z).to_rfc3339(),
+        (Some(t), Err(_)) => t.to_rfc3339(),
+        (None, _) => at.to_string(),
+    }
+}
+
+/// Checks that what a schedule fires exists and is complete.
+async fn check_target(store: &dyn Store, t: &ScheduleTarget) -> Result<()> {
+    let named = || {
+        t.name.as_deref().filter(|n| !n.is_empty()).ok_or_else(|| {
+            ServerError::BadRequest(format!("a {} schedule needs its name", t.kind.as_str()))
+        })
+    };
+    match t.kind {
+        TargetKind::Command => {
+            if t.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                return Err(ServerError::BadRequest(
+                    "a command schedule needs its command — give it after `--`".into(),
+                ));
+            }
+        }
+        TargetKind::Job | TargetKind::Workflow => {
+            let kind = if t.kind == TargetKind::Job {
+                DefKind::Job
+            } else {
+                DefKind::Workflow
+            };
+            let name = named()?;
+            if store.definition(kind, name).await?.is_none() {
+                return Err(ServerError::BadRequest(format!(
+                    "no {kind} {name:?} — apply it first (`herd {kind}s apply -f FILE`)"
+                )));
+            }
+        }
+        TargetKind::Flow => {
+            named()?;
+        }
+    }
+    Ok(())
+}
+
+fn fire_answer(e: FireEntry) -> ScheduleFire {
+    ScheduleFire {
+        fire_at: e.fire.fire_at,
+        at: e.fire.at,
+        outcome: match e.fire.outcome.as_str() {
+            "started" => FireOutcome::Started,
+            "skipped" => FireOutcome::Skipped,
+            "missed" => FireOutcome::Missed,
+            _ => FireOutcome::Failed,
+        },
+        run_id: e.fire.run_id,
+        run_kind: e.fire.run_kind,
+        run_state: e.run_state,
+        detail: e.fire.detail,
+    }
+}
+
+fn answer(row: ScheduleRow, last: Option<FireEntry>) -> Result<Schedule> {
+    let w = when(&row)?;
+    Ok(Schedule {
+        when: w.spec.describe(),
+        target: target(&row)?,
+        overlap: policy::<OverlapPolicy>(&row.overlap)?,
+        misfire: policy::<MisfirePolicy>(&row.misfire)?,
+        next_fire_local: row.next_fire_at.map(|t| local_time(t, &w.tz)),
+        tz: w.tz,
+        id: row.id,
+        name: row.name,
+        jitter_ms: row.jitter_ms,
+        paused: row.paused,
+        next_fire_at: row.next_fire_at,
+        last: last.map(fire_answer),
+        created_by: row.created_by,
+        created_at: row.created_at,
+    })
+}
