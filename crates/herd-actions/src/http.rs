@@ -96,7 +96,7 @@ pub(crate) fn jittered(retry: &Retry, n: u32) -> Duration {
 }
 
 /// `Retry-After`: delay-seconds or an HTTP date (a date in the past: no wait).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -378,7 +378,7 @@ async fn attempt(
 }
 
 /// The body up to `cap` bytes; the rest is not read (the connection is dropped).
-async fn read_capped(
+pub(crate) async fn read_capped(
     mut resp: reqwest::Response,
     cap: usize,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {

@@ -1,5 +1,6 @@
-//! herd-actions: herd's calls to other systems — HTTP requests ([`Actions::http`]) and
-//! notifications ([`Actions::notify`]: Slack, Discord, a generic webhook, email over SMTP).
+//! herd-actions: herd's calls to other systems — HTTP requests ([`Actions::http`]),
+//! notifications ([`Actions::notify`]: Slack, Discord, a generic webhook, email over SMTP) and
+//! LangFlow's REST API ([`langflow`]: check a source, list its flows, run one).
 //!
 //! Every call goes through, per host (`host:port`): a circuit breaker (after
 //! [`ActionsConfig::breaker_threshold`] consecutive failures — connection error, timeout, 5xx,
@@ -17,6 +18,7 @@ mod breaker;
 mod bucket;
 mod email;
 mod http;
+pub mod langflow;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,6 +200,14 @@ impl Actions {
         s.attempts
             .fetch_add(u64::from(r.attempts), Ordering::Relaxed);
         r
+    }
+
+    /// Counts a call made outside `http`/`notify` (LangFlow's).
+    fn count(&self, ok: bool, attempts: u32) {
+        let s = &self.inner.stats;
+        let outcome = if ok { &s.succeeded } else { &s.failed };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        s.attempts.fetch_add(u64::from(attempts), Ordering::Relaxed);
     }
 
     /// What the calls came to since this value was made.
