@@ -7,12 +7,16 @@
 //! stalled unauthenticated `Join` streams and 10,000 idle sockets, beside the same at rest.
 //! `herd-bench workflows` times workflow runs end to end (chains of 40 steps, fan-ins) beside
 //! the floor of the same processes started in a row (see `bench/workflows.sh`).
+//! `herd-bench schedules` measures how late a one-second schedule's runs start beside a plain
+//! API run, and the idle server's CPU with 10,000 schedules not due beside none (see
+//! `bench/schedules.sh`).
 
 mod copy;
 mod fanout;
 mod fleet;
 mod preauth;
 mod scale;
+mod schedules;
 mod spine;
 mod ssh;
 mod stats;
@@ -50,6 +54,9 @@ enum Cmd {
     /// Workflow runs end to end on one agent: 40 sequential `true` steps, 40 python3 fibo(10)
     /// steps and fan-ins of N parallel steps, beside the floor of the same processes.
     Workflows(workflows::WorkflowsArgs),
+    /// Fire jitter of a one-second schedule beside a plain API run, and the idle server's CPU
+    /// with 10,000 schedules not due beside none.
+    Schedules(schedules::SchedulesArgs),
 }
 
 #[derive(Args, Clone)]
@@ -183,6 +190,12 @@ fn main() {
             Cmd::Workflows(a) => {
                 tokio::select! {
                     r = workflows::run(a) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
+            Cmd::Schedules(a) => {
+                tokio::select! {
+                    r = schedules::run(a) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 }
             }

@@ -305,7 +305,7 @@ fn fan_in_yaml(name: &str, n: usize) -> String {
     y
 }
 
-async fn answer(resp: reqwest::Response, what: &str) -> Result<Value> {
+pub(crate) async fn answer(resp: reqwest::Response, what: &str) -> Result<Value> {
     let status = resp.status();
     let bytes = resp
         .bytes()
@@ -320,7 +320,7 @@ async fn answer(resp: reqwest::Response, what: &str) -> Result<Value> {
     serde_json::from_slice(&bytes).with_context(|| format!("{what}: bad JSON"))
 }
 
-async fn get(fleet: &Fleet, path: &str) -> Result<Value> {
+pub(crate) async fn get(fleet: &Fleet, path: &str) -> Result<Value> {
     let resp = fleet
         .req(reqwest::Method::GET, path)
         .send()
