@@ -4,8 +4,8 @@
 # records in SQLite and once in PostgreSQL. Installs what the tests need when missing:
 # iproute2 (network namespaces), python3 and node (script steps of workflows), PostgreSQL (tests start a throwaway cluster of their own
 # from its binaries; set HERD_TEST_POSTGRES=postgres://user@host:port to use a running server
-# instead), the API tester schemathesis and the SMTP server aiosmtpd (each in a virtual
-# environment under ~/.cache).
+# instead), the API tester schemathesis, the SMTP server aiosmtpd and LangFlow (each in a
+# virtual environment under ~/.cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +67,33 @@ if ! "$smtp_venv/bin/python" -c 'import aiosmtpd' </dev/null >/dev/null 2>&1; th
   "$smtp_venv/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" </dev/null
 fi
 export HERD_AIOSMTPD_PYTHON="$smtp_venv/bin/python"
+
+# A real LangFlow for the LangFlow client's tests (herd-testkit starts it on a free port with a
+# database of its own), pinned, installed with uv (itself from PyPI, in a virtual environment
+# beside the others) with the machine's python3: uv downloads no Python.
+LANGFLOW_VERSION=1.13.0
+uv_venv="${XDG_CACHE_HOME:-$HOME/.cache}/herd-test/uv"
+lf_venv="${XDG_CACHE_HOME:-$HOME/.cache}/herd-test/langflow-$LANGFLOW_VERSION"
+if [ ! -x "$lf_venv/bin/langflow" ]; then
+  if [ ! -x "$uv_venv/bin/uv" ]; then
+    rm -rf "$uv_venv"
+    if ! python3 -m venv "$uv_venv" </dev/null; then
+      if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv </dev/null
+        python3 -m venv "$uv_venv" </dev/null
+      else
+        echo "test.sh: cannot create a Python virtual environment (install python3-venv)" >&2
+        exit 1
+      fi
+    fi
+    "$uv_venv/bin/pip" install -q uv </dev/null
+  fi
+  rm -rf "$lf_venv"
+  UV_PYTHON_DOWNLOADS=never "$uv_venv/bin/uv" venv -q --python "$(command -v python3)" "$lf_venv" </dev/null
+  UV_PYTHON_DOWNLOADS=never VIRTUAL_ENV="$lf_venv" "$uv_venv/bin/uv" pip install -q \
+    --python "$lf_venv/bin/python" "langflow-base==$LANGFLOW_VERSION" </dev/null
+fi
+export HERD_LANGFLOW="$lf_venv/bin/langflow"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

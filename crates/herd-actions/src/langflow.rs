@@ -12,8 +12,10 @@
 //!   is_component, …`; a paginated `{"items": [...]}` is read too); `data` is an object, or a
 //!   string holding one; saved components (`is_component`) are left out;
 //! - `run_flow`: `POST /api/v1/run/{flow id or endpoint name}?stream=false` with
-//!   `{input_value, input_type:"chat", output_type:"chat", tweaks, session_id?}`; the answer
-//!   is `{session_id, outputs:[{inputs, outputs:[ResultData…]}]}` and the text is at
+//!   `{input_value?, input_type:"chat", output_type:"chat", tweaks, session_id?}`
+//!   (`input_value` left out when the input is empty: LangFlow refuses one beside a tweak of the
+//!   chat input's `input_value`, with a 400); the answer is
+//!   `{session_id, outputs:[{inputs, outputs:[ResultData…]}]}` and the text is at
 //!   `outputs[0].outputs[i].results.message.text` (also `…results.message.data.text`,
 //!   `…messages[0].message`, `…artifacts.message`, `…outputs.message.message`);
 //! - errors are 4xx/5xx with `{"detail": …}`: a string (404 `Flow identifier X not found`, 400),
@@ -110,7 +112,8 @@ pub type Tweaks = BTreeMap<String, BTreeMap<String, Value>>;
 pub struct RunRequest {
     /// The flow's id or endpoint name.
     pub flow: String,
-    /// The chat input's text.
+    /// The chat input's text; empty: none is sent, so the flow's own (or a tweak's) applies
+    /// (LangFlow refuses an input together with a tweak of the chat input's `input_value`).
     pub input: String,
     pub tweaks: Tweaks,
     /// LangFlow's session (chat memory); LangFlow uses the flow's id when absent.
@@ -269,19 +272,20 @@ pub async fn run_flow(
         return Err(LangflowError::Invalid("no flow named to run".to_string()));
     }
     let url = endpoint(source, &["run", &req.flow], Some("stream=false"))?;
-    let mut body = serde_json::json!({
-        "input_value": req.input,
-        "input_type": "chat",
-        "output_type": "chat",
-        "tweaks": req.tweaks,
-    });
-    if let (Some(sid), Some(o)) = (&req.session_id, body.as_object_mut()) {
-        o.insert("session_id".to_string(), Value::String(sid.clone()));
+    let mut body = serde_json::Map::new();
+    if !req.input.is_empty() {
+        body.insert("input_value".into(), Value::String(req.input.clone()));
+    }
+    body.insert("input_type".into(), "chat".into());
+    body.insert("output_type".into(), "chat".into());
+    body.insert("tweaks".into(), serde_json::json!(req.tweaks));
+    if let Some(sid) = &req.session_id {
+        body.insert("session_id".into(), Value::String(sid.clone()));
     }
     let call_ = Call {
         method: reqwest::Method::POST,
         url,
-        body: Some(body.to_string()),
+        body: Some(Value::Object(body).to_string()),
         cap: MAX_ANSWER,
         retry: RUN_RETRY,
         idempotent: false,

@@ -1,7 +1,7 @@
 //! herd-actions' LangFlow client over a real connection: against a small server written here
 //! that speaks LangFlow's wire format (its answers copied from LangFlow 1.13: flows with `data`
 //! as an object and as a string, 403 `{"detail": …}` for a refused key, a 500 whose detail
-//! holds the flow's error, hangs, 503s).
+//! holds the flow's error, hangs, 503s), and against a real LangFlow (`herd_testkit::LangFlow`).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -307,8 +307,17 @@ async fn a_run_sends_input_tweaks_and_session_and_reads_the_text() {
             .pointer("/outputs/0/outputs/0/messages/0/sender_name"),
         Some(&json!("herd"))
     );
+    // An empty input is not sent (the flow's own, or a tweak's, applies).
+    req.input = String::new();
+    req.session_id = None;
+    langflow::run_flow(&a, &src, &req).await.unwrap();
     let runs = f.runs.lock().unwrap().clone();
-    assert_eq!(runs.len(), 1);
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        runs[1].1,
+        json!({"input_type": "chat", "output_type": "chat",
+               "tweaks": {"ChatOutput-b2": {"sender_name": "herd"}}})
+    );
     assert_eq!(runs[0].0, "echo");
     assert_eq!(
         runs[0].1,
@@ -438,4 +447,124 @@ async fn an_unreachable_source_opens_its_breaker_and_then_fails_at_once() {
         attempts,
         "no attempt reached the network"
     );
+}
+
+/// A real LangFlow: the key, the listing, a run with a tweak, the wrong key, a removed flow.
+#[test]
+fn a_real_langflow_lists_and_runs_its_flows() {
+    let lf = herd_testkit::LangFlow::start().unwrap();
+    println!("LangFlow answered /health after {:?}", lf.started_in);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = Actions::new(ActionsConfig::default());
+        let src = source(lf.url(), lf.api_key());
+        let t = Duration::from_secs(60);
+        langflow::check(&a, &src, t).await.unwrap();
+
+        let e = langflow::check(&a, &source(lf.url(), "sk-not-a-key"), t)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LangflowError::Unauthorized(_)), "{e}");
+        let e = langflow::list_flows(&a, &source(lf.url(), "sk-not-a-key"), t)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LangflowError::Unauthorized(_)), "{e}");
+
+        let flows = langflow::list_flows(&a, &src, t).await.unwrap();
+        let echo = flows.iter().find(|f| f.name == "echo").unwrap();
+        assert_eq!(echo.id, lf.flow_id());
+        assert_eq!(echo.endpoint_name.as_deref(), Some(lf.endpoint_name()));
+        assert!(echo.updated_at.is_some());
+        let kinds = |cs: &[langflow::Component]| -> Vec<String> {
+            cs.iter().map(|c| c.kind.clone()).collect()
+        };
+        assert_eq!(kinds(&echo.summary.inputs), ["ChatInput"]);
+        assert_eq!(kinds(&echo.summary.outputs), ["ChatOutput"]);
+        let input = &echo.summary.inputs[0];
+        assert_eq!(input.display_name, "Chat Input");
+        assert!(input.params.iter().any(|p| p.name == "input_value"));
+        assert!(input.params.iter().all(|p| p.name != "code"));
+
+        // By endpoint name, with a tweak resolved from the summary by display name.
+        let raw = vec![parse_tweak("Chat Output.sender_name=herd").unwrap()];
+        let mut req = request(lf.endpoint_name(), "hello");
+        req.tweaks = resolve_tweaks(&echo.summary, &raw).unwrap();
+        req.timeout = t;
+        let answer = langflow::run_flow(&a, &src, &req).await.unwrap();
+        assert_eq!(answer.text.as_deref(), Some("hello"));
+        assert_eq!(answer.session_id.as_deref(), Some(lf.flow_id()));
+        let sender = answer
+            .response
+            .pointer("/outputs/0/outputs/0/messages/0/sender_name");
+        assert_eq!(sender, Some(&json!("herd")), "the tweak applied");
+
+        // By id, in a session of its own, the input set by a tweak instead.
+        let raw = vec![parse_tweak("ChatInput.input_value=from a tweak").unwrap()];
+        let mut req = request(lf.flow_id(), "");
+        req.tweaks = resolve_tweaks(&echo.summary, &raw).unwrap();
+        req.session_id = Some("herd-session".into());
+        req.timeout = t;
+        let answer = langflow::run_flow(&a, &src, &req).await.unwrap();
+        assert_eq!(answer.text.as_deref(), Some("from a tweak"));
+        assert_eq!(answer.session_id.as_deref(), Some("herd-session"));
+
+        // LangFlow refuses an input and a tweak of the same input: its text is the error.
+        req.input = "both".into();
+        let e = langflow::run_flow(&a, &src, &req).await.unwrap_err();
+        match &e {
+            LangflowError::Status {
+                status: 400,
+                detail,
+            } => {
+                assert!(detail.contains("cannot pass a tweak"), "{e}")
+            }
+            other => panic!("{other}"),
+        }
+
+        // No such flow; a flow that fails while running.
+        let e = langflow::run_flow(&a, &src, &request("no-such-flow", "x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, LangflowError::Status { status: 404, .. }),
+            "{e}"
+        );
+        lf.create_failing_flow("fails", "fails").unwrap();
+        let e = langflow::run_flow(&a, &src, &request("fails", "x"))
+            .await
+            .unwrap_err();
+        match &e {
+            LangflowError::FlowError(text) => assert!(text.contains("boom from herd"), "{e}"),
+            other => panic!("{other}"),
+        }
+        assert_eq!(
+            a.breakers()[0].consecutive_failures,
+            0,
+            "a failed flow is a healthy host"
+        );
+
+        // A second flow appears in the listing; removed upstream, it is gone and cannot run.
+        let second = lf.create_echo_flow("second", "second-flow").unwrap();
+        let names: Vec<String> = langflow::list_flows(&a, &src, t)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert!(names.contains(&"second".to_string()), "{names:?}");
+        let answer = langflow::run_flow(&a, &src, &request("second-flow", "again"))
+            .await
+            .unwrap();
+        assert_eq!(answer.text.as_deref(), Some("again"));
+        lf.delete_flow(&second).unwrap();
+        let flows = langflow::list_flows(&a, &src, t).await.unwrap();
+        assert!(flows.iter().all(|f| f.id != second), "deleted upstream");
+        let e = langflow::run_flow(&a, &src, &request(&second, "x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, LangflowError::Status { status: 404, .. }),
+            "{e}"
+        );
+    });
 }

@@ -4,7 +4,7 @@
 //! as `ip netns exec`), a simulated fleet (`herd bench fleet`), waits for agents to be online,
 //! configures the CLI for a server, and provides network namespaces, process checks and a
 //! throwaway PostgreSQL (`pg`), the systems `http` and `notify` steps call (`callee`: a scripted
-//! HTTP server and a real SMTP server), and the hostile clients of the attack tests and benches
+//! HTTP server and a real SMTP server), a real LangFlow (`langflow`), and the hostile clients of the attack tests and benches
 //! (`hostile`).
 //!
 //! Everything but `hostile` is synchronous (std::process and threads): tests call it directly, the
@@ -19,6 +19,7 @@ mod error;
 mod fleet;
 pub mod hostile;
 mod http;
+pub mod langflow;
 mod netns;
 pub mod pg;
 mod process;
@@ -28,7 +29,8 @@ pub use agent::Agent;
 pub use callee::{HttpCallee, Received, SmtpServer};
 pub use error::{Error, Result};
 pub use fleet::Fleet;
-pub use http::http_get;
+pub use http::{http_get, http_request};
+pub use langflow::LangFlow;
 pub use netns::{NetNs, ip};
 pub use pg::Postgres;
 pub use process::{alive, herd_command, no_process_with, tail, wait_until};
