@@ -16,6 +16,7 @@ mod agents;
 mod audit;
 mod credentials;
 mod flows;
+mod langflow;
 mod rows;
 mod runs;
 mod schedules;

@@ -11,6 +11,7 @@ mod agents;
 mod audit;
 mod credentials;
 mod flows;
+mod langflow;
 mod rows;
 mod runs;
 mod schedules;

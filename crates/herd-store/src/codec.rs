@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 
 use crate::model::*;
 use crate::{
-    DefinitionRow, FireEntry, FireRow, FlowRunRow, FlowStepRow, Result, ScheduleRow, StoreError,
+    DefinitionRow, FireEntry, FireRow, FlowRunRow, FlowStepRow, LangflowRow, Result, ScheduleRow,
+    SourceRow, StoreError,
 };
 
 /// The JSON text a column stores for `value`.
@@ -384,6 +385,41 @@ pub fn fire_entry(row: &dyn StoredRow) -> Result<FireEntry> {
         },
         run_state: c.opt_text("run_state")?,
         run_finished_at: c.opt_int("run_finished_at")?,
+    })
+}
+
+pub fn langflow_source(row: &dyn StoredRow) -> Result<SourceRow> {
+    let name = row.text("name").map_err(|why| StoreError::Corrupt {
+        what: "langflow_sources.name".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "langflow_sources",
+        key: format!("source {name}"),
+    };
+    Ok(SourceRow {
+        name: c.text("name")?,
+        url: c.text("url")?,
+        key_sealed: c.text("key_sealed")?,
+        created_by: c.text("created_by")?,
+        created_at: c.int("created_at")?,
+        synced_at: c.opt_int("synced_at")?,
+    })
+}
+
+pub fn langflow(row: &dyn StoredRow) -> Result<LangflowRow> {
+    let c = Cols::by_text_id(row, "langflows", "flow")?;
+    Ok(LangflowRow {
+        source: c.text("source")?,
+        id: c.text("id")?,
+        name: c.text("name")?,
+        description: c.text("description")?,
+        endpoint_name: c.opt_text("endpoint_name")?,
+        updated_at: c.opt_text("updated_at")?,
+        summary: c.text("summary")?,
+        removed_at: c.opt_int("removed_at")?,
+        synced_at: c.int("synced_at")?,
     })
 }
 

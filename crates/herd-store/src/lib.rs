@@ -1,5 +1,5 @@
 //! herd's persistence, by domain: the store's interface (`AgentStore`, `CredentialStore`,
-//! `RunStore`, `AuditStore`, `VarStore`, `FlowStore`, `ScheduleStore`, together `Store`), its typed rows, bearer secrets, and the
+//! `RunStore`, `AuditStore`, `VarStore`, `FlowStore`, `ScheduleStore`, `LangflowStore`, together `Store`), its typed rows, bearer secrets, and the
 //! conformance suite every backend passes. Backends live in their own crates
 //! (`herd-store-sqlite`, `herd-store-postgres`).
 //!
@@ -11,12 +11,14 @@ pub mod bench;
 pub mod codec;
 pub mod conformance;
 mod flows;
+mod langflow;
 mod model;
 mod schedules;
 mod secret;
 mod store;
 
 pub use flows::{DefinitionRow, FlowRunRow, FlowStepRow, FlowStore};
+pub use langflow::{LangflowRow, LangflowStore, SourceRow, SyncCounts};
 pub use model::*;
 pub use schedules::{Fire, FireEntry, FireRow, FireStart, ScheduleRow, ScheduleStore};
 pub use secret::{Secret, SecretError, hash_secret, verify_secret};

@@ -226,6 +226,7 @@ pub trait Store:
     + VarStore
     + crate::FlowStore
     + crate::ScheduleStore
+    + crate::LangflowStore
 {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;

@@ -16,6 +16,7 @@ mod audit;
 mod fixtures;
 mod flows;
 mod joins;
+mod langflow;
 mod progress;
 mod runs;
 mod schedules;
@@ -24,6 +25,7 @@ pub use agents::*;
 pub use audit::*;
 pub use flows::*;
 pub use joins::*;
+pub use langflow::*;
 pub use progress::*;
 pub use runs::*;
 pub use schedules::*;
@@ -113,6 +115,7 @@ macro_rules! conformance_suite {
             pruning_runs_leaves_workflow_runs,
             pruning_workflow_runs_keeps_unfinished_ones,
             schedules_fire_once,
+            langflow_sources_and_syncs,
         );
         $crate::conformance_suite!(@fresh $fresh;
             corrupt_task_columns,
