@@ -295,6 +295,15 @@ impl Actions {
         out
     }
 
+    /// Reserves an attempt on the breaker of `url`'s host for a call made elsewhere (a
+    /// LangFlow call an agent makes for this server): `Err` is the one line of an open
+    /// breaker's refusal; the reservation reports how the call went.
+    pub fn reserve(&self, url: &str) -> Result<Reservation, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        let host = http::host_key(&parsed);
+        self.admit(&host).map(Reservation)
+    }
+
     /// Hosts remembered before idle ones (closed breaker, no failures) are forgotten.
     const MAX_HOSTS: usize = 4096;
 
@@ -394,6 +403,19 @@ const NOTIFY_RETRY: herd_core::actions::Retry = herd_core::actions::Retry {
     backoff_ms: 500,
     max_backoff_ms: 5_000,
 };
+
+/// An attempt admitted by [`Actions::reserve`]: dropped unreported, a probe counts as failed.
+pub struct Reservation(Permit);
+
+impl Reservation {
+    pub fn succeeded(self) {
+        self.0.report(Outcome::Healthy);
+    }
+
+    pub fn failed(self) {
+        self.0.report(Outcome::Failed);
+    }
+}
 
 /// An admitted attempt: reports its outcome to the breaker; dropped unreported (the call was
 /// cancelled), a probe counts as failed so the breaker does not stay half-open.

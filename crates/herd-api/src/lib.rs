@@ -24,6 +24,7 @@ pub mod flows;
 pub mod frame;
 pub mod gc;
 pub mod keys;
+pub mod langflow;
 pub mod list;
 pub mod run;
 pub mod schedules;
@@ -52,6 +53,10 @@ pub use herd_core::{
     Script, StepState, TaskState, WindowSize,
 };
 pub use keys::{ApiKey, CreateKey, CreatedKey};
+pub use langflow::{
+    FlowComponent, FlowParam, FlowsQuery, LangFlow, NewSource, RunFlow, Source, SyncQuery,
+    SyncReport,
+};
 pub use list::{ListQuery, RunsQuery, TasksQuery};
 pub use run::{Run, RunQuery, RunRequest, RunWithTasks};
 pub use schedules::{

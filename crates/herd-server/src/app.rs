@@ -171,6 +171,14 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         blobs.clone(),
         retention,
     ));
+    let langflow = Arc::new(crate::langflow::LangflowService::new(
+        store.clone(),
+        vars.clone(),
+        actions.clone(),
+        runs.clone(),
+        events.clone(),
+        local_agent.clone(),
+    ));
     let engine = Arc::new(crate::flows::Engine::new(
         store.clone(),
         runs.clone(),
@@ -178,6 +186,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         events.clone(),
         Some(Arc::new(crate::flows::Calls(actions.clone())) as Arc<dyn crate::flows::ServerActions>),
         local_agent,
+        langflow.clone(),
         tracker.clone(),
         shutdown.clone(),
     ));
@@ -190,6 +199,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     let firer = Arc::new(crate::schedules::Firer::new(
         store.clone(),
         engine,
+        langflow.clone(),
         schedule_changed,
     ));
     let app = Arc::new(App {
@@ -197,6 +207,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         runs: runs.clone(),
         flows: flows.clone(),
         schedules,
+        langflow,
         retention: retention.clone(),
         store: store.clone(),
         live,
@@ -238,6 +249,7 @@ pub struct App {
     runs: Arc<RunService>,
     flows: Arc<crate::flows::FlowService>,
     schedules: Arc<crate::schedules::ScheduleService>,
+    langflow: Arc<crate::langflow::LangflowService>,
     retention: Arc<Retention>,
     store: Arc<dyn Store>,
     live: Arc<Live>,
@@ -271,6 +283,11 @@ impl App {
     /// Schedules and their fires.
     pub fn schedules(&self) -> &crate::schedules::ScheduleService {
         &self.schedules
+    }
+
+    /// LangFlow sources, their flows and flow runs.
+    pub fn langflow(&self) -> &crate::langflow::LangflowService {
+        &self.langflow
     }
 
     pub fn blobs(&self) -> &Blobs {

@@ -19,6 +19,7 @@ mod fleet;
 mod flows;
 mod http;
 mod hub;
+mod langflow;
 mod listen;
 mod live;
 mod log_limit;

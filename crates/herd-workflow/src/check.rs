@@ -258,7 +258,7 @@ fn check_params(params: &BTreeMap<String, Param>, e: &mut Errors) {
 
 fn check_action(a: &Action, path: &str, step: bool, lookup: &dyn Lookup, e: &mut Errors) {
     let kinds = a.kinds();
-    let names = "run, script, uses, http, notify or workflow";
+    let names = "run, script, uses, http, notify, workflow or langflow";
     match kinds.as_slice() {
         [] => e.at(path, format!("nothing to do: give one of {names}")),
         [_] => {}
@@ -317,6 +317,30 @@ fn check_action(a: &Action, path: &str, step: bool, lookup: &dyn Lookup, e: &mut
             Ok(note) => {
                 if let Err(why) = note.check() {
                     e.at(&join(path, "notify"), why);
+                }
+            }
+        }
+    }
+    if let Some(l) = &a.langflow {
+        match serde_json::from_value::<crate::def::LangflowStep>(l.clone()) {
+            Err(why) => e.at(
+                &join(path, "langflow"),
+                crate::parse::one_line(&why.to_string()),
+            ),
+            Ok(call) => {
+                if call.flow.trim().is_empty() {
+                    e.at(
+                        &join(path, "langflow.flow"),
+                        "name the flow (`herd flows ls` lists them)".into(),
+                    );
+                }
+                for (k, p) in &call.outputs {
+                    if !p.starts_with('/') {
+                        e.at(
+                            &join(path, &format!("langflow.outputs.{k}")),
+                            format!("{p:?} is not a JSON pointer — e.g. /outputs/0/outputs/0/results/message/text"),
+                        );
+                    }
                 }
             }
         }
@@ -593,6 +617,9 @@ impl Scope<'_> {
         }
         if let Some(n) = &a.notify {
             self.value(n, &join(path, "notify"), e);
+        }
+        if let Some(l) = &a.langflow {
+            self.value(l, &join(path, "langflow"), e);
         }
         for (k, v) in &a.with {
             self.value(v, &join(path, &format!("with.{k}")), e);

@@ -110,6 +110,9 @@ pub struct Action {
     /// A stored workflow run as this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
+    /// A LangFlow flow run from a machine ([`LangflowStep`]; values may hold expressions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub langflow: Option<Value>,
     /// Parameters of `uses` or `workflow` (values may hold expressions).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub with: BTreeMap<String, Value>,
@@ -124,6 +127,7 @@ pub enum ActionKind {
     Http,
     Notify,
     Workflow,
+    Langflow,
 }
 
 impl ActionKind {
@@ -135,6 +139,7 @@ impl ActionKind {
             ActionKind::Http => "http",
             ActionKind::Notify => "notify",
             ActionKind::Workflow => "workflow",
+            ActionKind::Langflow => "langflow",
         }
     }
 
@@ -165,6 +170,9 @@ impl Action {
         }
         if self.workflow.is_some() {
             k.push(ActionKind::Workflow);
+        }
+        if self.langflow.is_some() {
+            k.push(ActionKind::Langflow);
         }
         k
     }
@@ -286,7 +294,7 @@ pub(crate) const WORKFLOW_KEYS: &[&str] = &[
     "outputs",
 ];
 pub(crate) const ACTION_KEYS: &[&str] = &[
-    "run", "script", "lang", "uses", "http", "notify", "workflow", "with",
+    "run", "script", "lang", "uses", "http", "notify", "workflow", "langflow", "with",
 ];
 pub(crate) const EXEC_KEYS: &[&str] = &[
     "targets",
@@ -301,3 +309,28 @@ pub(crate) const STEP_KEYS: &[&str] = &["id", "name", "needs", "if", "continue_o
 pub(crate) const JOB_KEYS: &[&str] = &["name", "description", "params"];
 pub(crate) const PARAM_KEYS: &[&str] = &["type", "default", "required", "choices", "description"];
 pub(crate) const RETRY_KEYS: &[&str] = &["count", "backoff", "on_exit_codes"];
+
+/// A `langflow` step: the flow's answer text is its output `text` (with `session_id`,
+/// `response`, and each of `outputs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LangflowStep {
+    /// The flow's name, id or endpoint name (`herd flows ls`).
+    pub flow: String,
+    /// Its source, when the name is on several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The chat input's text.
+    #[serde(default)]
+    pub input: String,
+    /// `Component.param: value` (the component by id, type or name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tweaks: BTreeMap<String, Value>,
+    /// LangFlow's session id (chat memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// More outputs: name → JSON pointer into LangFlow's answer
+    /// (`/outputs/0/outputs/0/results/message/sender`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+}

@@ -183,6 +183,11 @@ pub fn describe(s: &Step) -> String {
         "notify".to_string()
     } else if let Some(w) = &a.workflow {
         format!("workflow {w}")
+    } else if let Some(l) = &a.langflow {
+        format!(
+            "langflow {}",
+            l.get("flow").and_then(|f| f.as_str()).unwrap_or("?")
+        )
     } else {
         "?".to_string()
     };

@@ -18,7 +18,8 @@ mod suggest;
 
 pub use check::{Lookup, NoLookup, check_job, check_workflow, valid_name};
 pub use def::{
-    Action, ActionKind, Exec, Job, Param, ParamType, Retries, RetryPolicy, Step, Workflow,
+    Action, ActionKind, Exec, Job, LangflowStep, Param, ParamType, Retries, RetryPolicy, Step,
+    Workflow,
 };
 pub use graph::{Graph, draw};
 pub use suggest::did_you_mean;

@@ -33,6 +33,9 @@ pub enum HelperCmd {
         #[command(subcommand)]
         cmd: VarCmd,
     },
+    /// Make a flow run's call to LangFlow (what `herd flows run` starts on a machine): the
+    /// call from HERD_INPUT, the key from HERD_LANGFLOW_KEY.
+    Langflow,
 }
 
 #[derive(Subcommand)]
@@ -46,6 +49,7 @@ pub enum VarCmd {
 /// Runs a helper command; what fails is one line on stderr and exit code 1.
 pub fn main(cmd: HelperCmd) -> i32 {
     let (what, result) = match cmd {
+        HelperCmd::Langflow => return crate::langflow_call::main(),
         HelperCmd::Input { key } => ("input", input(key.as_deref())),
         HelperCmd::Output { pairs } => ("output", output(&pairs)),
         HelperCmd::Condition { value } => (

@@ -11,6 +11,8 @@ mod fetch;
 mod flows;
 mod helper;
 mod install;
+mod langflow;
+mod langflow_call;
 mod plaintext;
 mod run;
 mod schedules;
@@ -78,6 +80,11 @@ enum Command {
     Schedules {
         #[command(subcommand)]
         cmd: schedules::SchedulesCmd,
+    },
+    /// LangFlow flows: sources, sync, list, show, run with an input and tweaks.
+    Flows {
+        #[command(subcommand)]
+        cmd: langflow::FlowsCmd,
     },
     /// Workflows: steps in a graph, with conditions, retries and data between steps.
     Workflows {
@@ -701,6 +708,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Jobs { cmd } => flows::jobs(cmd).await,
         Command::Workflows { cmd } => flows::workflows(cmd).await,
         Command::Schedules { cmd } => schedules::schedules(cmd).await,
+        Command::Flows { cmd } => langflow::flows(cmd).await,
         Command::Runs { cmd } => cmd::runs(cmd).await,
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,

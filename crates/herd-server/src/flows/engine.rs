@@ -43,6 +43,7 @@ pub struct Engine {
     pub(crate) events: Arc<Events>,
     pub(crate) actions: Option<Arc<dyn exec::ServerActions>>,
     pub(crate) local_agent: Option<String>,
+    pub(crate) langflow: Arc<crate::langflow::LangflowService>,
     tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     drivers: Mutex<HashMap<String, mpsc::Sender<Msg>>>,
@@ -58,6 +59,7 @@ impl Engine {
         events: Arc<Events>,
         actions: Option<Arc<dyn exec::ServerActions>>,
         local_agent: Option<String>,
+        langflow: Arc<crate::langflow::LangflowService>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Engine {
@@ -68,6 +70,7 @@ impl Engine {
             events,
             actions,
             local_agent,
+            langflow,
             tracker,
             shutdown,
             drivers: Mutex::new(HashMap::new()),

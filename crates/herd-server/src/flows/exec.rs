@@ -53,12 +53,17 @@ pub(crate) enum Prepared {
         name: String,
         params: BTreeMap<String, Value>,
     },
+    /// A LangFlow flow run from a machine (a run of `herd helper langflow`).
+    Langflow(Box<crate::langflow::FlowCall>),
 }
 
 impl Prepared {
     /// Whether the attempt creates something whose id its row records first.
     pub fn needs_id(&self) -> bool {
-        matches!(self, Prepared::Machines { .. } | Prepared::Workflow { .. })
+        matches!(
+            self,
+            Prepared::Machines { .. } | Prepared::Workflow { .. } | Prepared::Langflow(_)
+        )
     }
 }
 
@@ -298,6 +303,41 @@ pub(crate) fn prepare(
                 },
             })
         }
+        ActionKind::Langflow => {
+            let v = expr::render_value(action.langflow.as_ref().unwrap_or(&Value::Null), &c)
+                .map_err(|e| at(format!("langflow: {e}")))?;
+            let step_call: herd_workflow::LangflowStep =
+                serde_json::from_value(v).map_err(|e| at(format!("langflow: {e}")))?;
+            // Targets as a command's, except that none given means the server's choice.
+            let targets = match &exec.targets {
+                Some(t) => t
+                    .iter()
+                    .map(|s| expr::render_str(s, &c))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| at(format!("targets: {e}")))?,
+                None if !run.targets.is_empty() => run.targets.clone(),
+                None => wf.targets.clone(),
+            };
+            let mut tweaks = Vec::new();
+            for (k, v) in &step_call.tweaks {
+                let Some((component, param)) = k.rsplit_once('.') else {
+                    return Err(at(format!(
+                        "langflow.tweaks.{k}: name a component's parameter as COMPONENT.PARAM"
+                    )));
+                };
+                tweaks.push((component.to_string(), param.to_string(), v.clone()));
+            }
+            Ok(Prepared::Langflow(Box::new(crate::langflow::FlowCall {
+                name: step_call.flow,
+                source: step_call.source,
+                input: step_call.input,
+                tweaks,
+                session: step_call.session,
+                targets,
+                timeout: exec.timeout.clone(),
+                fields: step_call.outputs,
+            })))
+        }
         ActionKind::Uses => Err(at("a job cannot use another job".into())),
     }
 }
@@ -338,6 +378,17 @@ pub(crate) async fn run_attempt(engine: &std::sync::Arc<Engine>, a: &Attempt) ->
             None => Outcome::failed("this server sends no notifications".into()),
         },
         Prepared::Workflow { name, params } => child(engine, a, name, params).await,
+        Prepared::Langflow(call) => {
+            let (req, reservation) = match engine.langflow.prepare(call).await {
+                Ok(p) => p,
+                Err(e) => return Outcome::failed(e.to_string()),
+            };
+            let out = machines(engine, a, &req, &BTreeMap::new()).await;
+            if let Some(id) = &a.run_id {
+                crate::langflow::report(&*engine.store, id, reservation).await;
+            }
+            out
+        }
         Prepared::SecretCall {
             http,
             value,

@@ -11,6 +11,7 @@ mod breakers;
 mod credentials;
 mod extract;
 mod flows;
+mod langflow;
 mod runs;
 mod schedules;
 mod tasks;
@@ -116,6 +117,12 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(flows::get_run))
         .routes(routes!(flows::cancel_run))
         .routes(routes!(schedules::list, schedules::add))
+        .routes(routes!(langflow::sources, langflow::add_source))
+        .routes(routes!(langflow::remove_source))
+        .routes(routes!(langflow::sync))
+        .routes(routes!(langflow::flows))
+        .routes(routes!(langflow::flow))
+        .routes(routes!(langflow::run))
         .routes(routes!(schedules::get, schedules::remove))
         .routes(routes!(schedules::pause))
         .routes(routes!(schedules::resume))

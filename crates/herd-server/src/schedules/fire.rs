@@ -33,14 +33,21 @@ const QUEUE_RECHECK_MS: i64 = 1000;
 pub(crate) struct Firer {
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
+    langflow: Arc<crate::langflow::LangflowService>,
     changed: Arc<Notify>,
 }
 
 impl Firer {
-    pub(crate) fn new(store: Arc<dyn Store>, engine: Arc<Engine>, changed: Arc<Notify>) -> Firer {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<Engine>,
+        langflow: Arc<crate::langflow::LangflowService>,
+        changed: Arc<Notify>,
+    ) -> Firer {
         Firer {
             store,
             engine,
+            langflow,
             changed,
         }
     }
@@ -266,10 +273,16 @@ impl Firer {
                 .await?
                 .is_some())
             }
-            TargetKind::Flow => Err(ServerError::Conflict(format!(
-                "flow {:?}: LangFlow flows cannot be fired by this server",
-                name()?
-            ))),
+            TargetKind::Flow => Ok(self
+                .langflow
+                .start(
+                    &actor,
+                    &name()?,
+                    crate::langflow::run_flow_of(&t.params, &t.targets),
+                    Some(firing),
+                )
+                .await?
+                .is_some()),
         }
     }
 }

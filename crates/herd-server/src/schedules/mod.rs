@@ -366,7 +366,17 @@ async fn check_target(store: &dyn Store, t: &ScheduleTarget) -> Result<()> {
             }
         }
         TargetKind::Flow => {
-            named()?;
+            let name = named()?;
+            let source = t.params.get("source").and_then(|v| v.as_str());
+            let known = store.langflows(source).await?.into_iter().any(|f| {
+                f.removed_at.is_none()
+                    && (f.name == name || f.id == name || f.endpoint_name.as_deref() == Some(name))
+            });
+            if !known {
+                return Err(ServerError::BadRequest(format!(
+                    "no flow {name:?} — `herd flows sync` lists the sources' flows, `herd flows ls` shows them"
+                )));
+            }
         }
     }
     Ok(())

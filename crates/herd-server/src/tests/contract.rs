@@ -136,6 +136,37 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         &[200, 400, 401, 404, 500, 503],
     ),
     ("get", "/api/v1/schedules", &[200, 401, 500, 503]),
+    ("get", "/api/v1/langflow/sources", &[200, 401, 500, 503]),
+    (
+        "post",
+        "/api/v1/langflow/sources",
+        &[200, 400, 401, 409, 500, 503],
+    ),
+    (
+        "delete",
+        "/api/v1/langflow/sources/{name}",
+        &[200, 401, 404, 500, 503],
+    ),
+    (
+        "post",
+        "/api/v1/langflow/sync",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/langflow/flows",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/langflow/flows/{name}",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "post",
+        "/api/v1/langflow/flows/{name}/runs",
+        &[200, 400, 401, 404, 409, 500, 503],
+    ),
     ("post", "/api/v1/schedules", &[200, 400, 401, 409, 500, 503]),
     (
         "get",

@@ -16,6 +16,7 @@ mod identity;
 mod inventory;
 mod joins;
 mod labels;
+mod langflow;
 mod local_user;
 mod observability;
 mod output;
