@@ -72,7 +72,7 @@ impl Lookup for Known {
     }
 }
 
-fn workflow_of(kind: DefKind, body: &str) -> std::result::Result<Workflow, String> {
+pub(crate) fn workflow_of(kind: DefKind, body: &str) -> std::result::Result<Workflow, String> {
     match kind {
         DefKind::Workflow => serde_json::from_str::<Workflow>(body).map_err(|e| e.to_string()),
         DefKind::Job => serde_json::from_str::<Job>(body)

@@ -359,9 +359,21 @@ async fn check_target(store: &dyn Store, t: &ScheduleTarget) -> Result<()> {
                 DefKind::Workflow
             };
             let name = named()?;
-            if store.definition(kind, name).await?.is_none() {
+            let Some(def) = store.definition(kind, name).await? else {
                 return Err(ServerError::BadRequest(format!(
                     "no {kind} {name:?} — apply it first (`herd {kind}s apply -f FILE`)"
+                )));
+            };
+            // A schedule keeps its parameters as given: a secret one would be stored in clear.
+            let wf = crate::flows::workflow_of(kind, &def.body)
+                .map_err(|e| ServerError::Internal(format!("{kind} {name}: {e}")))?;
+            if let Some(p) = t.params.keys().find(|p| {
+                wf.params
+                    .get(*p)
+                    .is_some_and(|d| d.ty == herd_workflow::ParamType::Secret)
+            }) {
+                return Err(ServerError::BadRequest(format!(
+                    "parameter {p} of {kind} {name} is a secret, which a schedule would keep in clear — keep it in a secret variable (`herd vars set NAME --secret`) and give it to the {kind} through `secrets:`"
                 )));
             }
         }

@@ -102,7 +102,7 @@ fn gc_prunes_old_finished_runs_and_their_output_but_not_a_running_one() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(
         stdout(&again).trim(),
-        "freed 0 runs, 0 tasks, 0 blobs, 0 workflow runs, 0.0 MB"
+        "freed 0 runs, 0 tasks, 0 blobs, 0 workflow runs, 0 schedule fires, 0.0 MB"
     );
     // The audit log keeps the run's creation and records both passes.
     let audit = s.json(&["audit", "--json"]);

@@ -67,6 +67,31 @@ fn schedules_are_checked_when_added_and_explain_their_times() {
         all.extend_from_slice(args);
         fails_one_line(&s.run(&all), needle);
     }
+    let job = dir.path().join("deploy.yaml");
+    std::fs::write(
+        &job,
+        "name: deploy\nparams:\n  token: {type: secret}\nrun: 'true'\n",
+    )
+    .unwrap();
+    assert!(
+        s.run(&["jobs", "apply", "-f", job.to_str().unwrap()])
+            .status
+            .success()
+    );
+    fails_one_line(
+        &s.run(&[
+            "schedules",
+            "add",
+            "x",
+            "--every",
+            "1m",
+            "--job",
+            "deploy",
+            "-p",
+            "token=hunter22",
+        ]),
+        "parameter token of job deploy is a secret",
+    );
     add(
         &s,
         &[
