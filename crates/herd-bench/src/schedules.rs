@@ -544,6 +544,19 @@ async fn add_schedules(a: &SchedulesArgs, fleet: &Fleet) -> Result<Adding> {
     Ok(adding)
 }
 
+/// `n` with a comma between each group of three digits.
+fn thousands(n: usize) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn ok(met: bool) -> &'static str {
     if met { "met" } else { "**MISSED**" }
 }
@@ -608,7 +621,7 @@ fn markdown(
     if let Some((empty, adding, full)) = idle {
         m.push_str(&format!(
             "| Idle server CPU with {} schedules not due (`--cron '{NOT_DUE_CRON}'`), % of one core over {:.0} s; floor: the same server with none, just before | {} | {} | {:.2} | ≤ {IDLE_CPU_TARGET_PCT} % | {} |\n",
-            adding.schedules,
+            thousands(adding.schedules),
             full.secs,
             cpu_cell(full),
             cpu_cell(empty),
@@ -617,7 +630,7 @@ fn markdown(
         ));
         m.push_str(&format!(
             "| Adding them: {} `POST /api/v1/schedules`, {} at once | {:.2} s ({:.0} a second; a call {}) | — | — | seconds | — |\n",
-            adding.schedules,
+            thousands(adding.schedules),
             adding.concurrency,
             adding.secs,
             adding.per_sec,
@@ -642,7 +655,7 @@ fn markdown(
             j.server_cpu_pct,
             j.agent_cpu_pct,
         ));
-        m.push_str("\nWhere the time goes, ms, median / p99 / max:\n\n");
+        m.push_str("\nWhere the time goes, ms, median / p99 / max (a task for an online agent is recorded sent when its run is created; the commit, the send, the agent starting the process and the server handling its report are all in the third column):\n\n");
         m.push_str("| Path | start → run created | run created → task sent | task sent → started on the agent | start → task started |\n");
         m.push_str("|---|---|---|---|---|\n");
         let three = |s: &Summary| format!("{:.1} / {:.1} / {:.1}", s.p50, s.p99, s.max);
@@ -715,6 +728,14 @@ mod tests {
         assert_eq!(s.not_started, 1);
         assert_eq!(s.outcomes.get("started"), Some(&2));
         assert_eq!(s.outcomes.get("skipped"), Some(&1));
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]
