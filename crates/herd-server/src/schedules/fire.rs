@@ -169,9 +169,7 @@ impl Firer {
                 };
                 match self.start(s, &firing).await {
                     Ok(true) => {}
-                    Ok(false) => {
-                        tracing::debug!(schedule = %s.name, fire_at = first, "fired already");
-                    }
+                    Ok(false) => self.not_written(s, due).await?,
                     Err(e @ ServerError::Store(_)) | Err(e @ ServerError::Internal(_)) => {
                         return Err(e);
                     }
@@ -203,7 +201,8 @@ impl Firer {
         next_fire_at: Option<i64>,
         next_due_at: Option<i64>,
     ) -> Result<()> {
-        self.store
+        let written = self
+            .store
             .fire(&Fire {
                 schedule_id: &s.id,
                 expected,
@@ -213,6 +212,36 @@ impl Firer {
                 start: FireStart::Nothing,
             })
             .await?;
+        if !written {
+            self.not_written(s, expected).await?;
+        }
+        Ok(())
+    }
+
+    /// A fire that wrote nothing: another server handled it (the schedule moved on), or its
+    /// fire time was recorded already while the schedule still names it (a clock that went
+    /// back): then the schedule moves past it without firing, so the loop never spins on it.
+    async fn not_written(&self, s: &ScheduleRow, due: i64) -> Result<()> {
+        let current = self.store.schedule_by_id(&s.id).await?;
+        if current.is_some_and(|c| c.next_fire_at == Some(due)) {
+            tracing::warn!(
+                schedule = %s.name,
+                fire_at = due,
+                "a fire time of schedule {} was recorded already; going on to the next",
+                s.name
+            );
+            let next = when(s)?.spec.next_after(due.max(now_ms()));
+            self.store
+                .fire(&Fire {
+                    schedule_id: &s.id,
+                    expected: due,
+                    rows: &[],
+                    next_fire_at: next,
+                    next_due_at: next.map(|t| t + herd_schedule::jitter_ms(&s.id, t, s.jitter_ms)),
+                    start: FireStart::Nothing,
+                })
+                .await?;
+        }
         Ok(())
     }
 

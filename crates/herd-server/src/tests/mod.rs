@@ -7,6 +7,7 @@ pub(crate) mod events;
 mod ingest;
 mod metrics;
 mod names;
+mod schedules;
 mod transfer;
 
 use std::sync::Arc;
