@@ -291,13 +291,24 @@ impl LangflowService {
                     format!("no flow {name:?} — `herd flows sync` lists the sources' flows again")
                 }
             })),
-            (many, _) => Err(ServerError::BadRequest(format!(
-                "flow {name:?} is on several sources ({}) — give --source",
-                many.iter()
-                    .map(|f| f.source.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            (many, _) => {
+                let mut sources: Vec<&str> = many.iter().map(|f| f.source.as_str()).collect();
+                sources.dedup();
+                Err(ServerError::BadRequest(match sources.as_slice() {
+                    [one] => format!(
+                        "{} flows of source {one} are named {name:?} — give the one you mean by its id ({})",
+                        many.len(),
+                        many.iter()
+                            .map(|f| f.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    several => format!(
+                        "flow {name:?} is on several sources ({}) — give --source",
+                        several.join(", ")
+                    ),
+                }))
+            }
         }
     }
 

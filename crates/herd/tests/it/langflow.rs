@@ -268,6 +268,8 @@ fn serve(mut conn: std::net::TcpStream) {
             {"id": "f-ok", "name": "stringly", "data": graph().to_string()},
             {"id": "f-500", "name": "broken", "data": graph()},
             {"id": "f-hang", "name": "sleepy", "data": graph()},
+            {"id": "f-dup1", "name": "twin", "data": graph()},
+            {"id": "f-dup2", "name": "twin", "data": graph()},
         ]);
         (200, flows.to_string())
     } else if path.starts_with("/api/v1/run/f-ok") {
@@ -335,6 +337,11 @@ fn langflow_failures_are_one_line_and_open_the_sources_breaker() {
     assert_eq!(shown["inputs"][0]["id"], "ChatInput-f1", "{shown}");
     let text = ok(s.run(&["flows", "run", "stringly", "--input", "hi", "-t", "w1"]));
     assert_eq!(text.trim(), "fake answer");
+    // Two flows of one name: named by their ids.
+    fails_one_line(
+        &s.run(&["flows", "run", "twin", "-t", "w1"]),
+        "2 flows of source fake are named \"twin\" — give the one you mean by its id (f-dup1, f-dup2)",
+    );
     // A hang past the timeout.
     let line = fails_one_line(
         &s.run(&[
