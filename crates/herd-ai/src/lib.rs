@@ -13,6 +13,8 @@ mod client;
 mod config;
 mod extract;
 
+pub mod prompts;
+
 pub use answer::{
     Alternative, MAX_COMMAND, MAX_STEPS, MAX_TEXT, Plan, PlanStep, Validation, parse_alternative,
     parse_plan, parse_validation,
