@@ -290,7 +290,8 @@ impl Llm {
                     attempts,
                 });
             }
-            let reply = self.reply(&bytes)?;
+            let prompt_bytes = messages.iter().map(|m| m.content.len()).sum();
+            let reply = self.reply(&bytes, prompt_bytes)?;
             self.count(reply.usage);
             return Ok(reply);
         }
@@ -403,7 +404,9 @@ impl Llm {
         }
     }
 
-    fn reply(&self, bytes: &[u8]) -> Result<Reply, LlmError> {
+    /// The reply in a 2xx body. A server that reports no `usage` is counted at an estimated
+    /// 4 bytes a token, so the day's budget still holds.
+    fn reply(&self, bytes: &[u8], prompt_bytes: usize) -> Result<Reply, LlmError> {
         let bad = |why: String| LlmError::BadAnswer {
             url: self.url.clone(),
             why,
@@ -438,11 +441,12 @@ impl Llm {
             raw.get("usage")
                 .and_then(|u| u.get(key))
                 .and_then(Value::as_u64)
-                .unwrap_or(0)
         };
+        let estimate = |bytes: usize| (bytes as u64).div_ceil(4);
         let usage = Usage {
-            prompt_tokens: number("prompt_tokens"),
-            completion_tokens: number("completion_tokens"),
+            prompt_tokens: number("prompt_tokens").unwrap_or_else(|| estimate(prompt_bytes)),
+            completion_tokens: number("completion_tokens")
+                .unwrap_or_else(|| estimate(content.len())),
         };
         let model = raw
             .get("model")

@@ -416,3 +416,20 @@ async fn usage_is_summed_and_the_days_budget_refuses_without_a_request() {
         "no request once the budget is spent"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_reports_no_usage_is_counted_by_estimate() {
+    let mut answer = ok(&"x".repeat(400), 0, 0);
+    let mut body: Value = serde_json::from_str(&answer.body).unwrap();
+    body.as_object_mut().unwrap().remove("usage");
+    answer.body = body.to_string();
+    let (backend, mut config) = server(vec![answer]).await;
+    config.budget.max_tokens_per_day = 50;
+    let llm = Llm::new(config).unwrap();
+    llm.chat(&msgs(), None).await.unwrap();
+    assert_eq!(llm.usage().completion_tokens, 100, "4 bytes a token");
+    assert!(llm.usage().prompt_tokens > 0);
+    let e = llm.chat(&msgs(), None).await.unwrap_err();
+    assert!(matches!(e, LlmError::Budget { .. }), "{e:?}");
+    assert_eq!(backend.seen().len(), 1);
+}
