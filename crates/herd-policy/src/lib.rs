@@ -2,7 +2,7 @@
 //! (`brush-parser`), every simple command in it is found (through pipelines, lists, groups,
 //! functions, control flow, command and process substitutions, `sh -c`/`eval` strings and wrappers
 //! such as `sudo`, `env`, `timeout`, `xargs`, `find -exec`, `ssh host cmd`), each one is classified
-//! from the tables in [`rules`].
+//! from the tables in [`rules`], and a [`Policy`] turns the verdict into a [`Decision`] ([`decide`]).
 //!
 //! Fail-closed invariant: a construct herd cannot read (a parse error, nesting past the depth
 //! limit, a program name or `sh -c`/`eval` text known only at run time) is Dangerous. Nothing but
@@ -10,12 +10,12 @@
 
 mod extract;
 mod paths;
+mod policy;
 mod programs;
 pub mod rules;
 mod tables;
 
 use serde::{Deserialize, Serialize};
-
 
 /// How risky a command (or one part of it) is, mildest first; the order is the severity order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -113,3 +113,17 @@ pub fn classify(cmd: &str) -> Verdict {
 }
 
 pub use extract::{Redirect, RedirectKind, Simple, Stdin, Word};
+pub use policy::{ClassRules, Decision, Pattern, Policy, PolicyError, PolicySet, Role, decide};
+
+/// The published table of dangerous commands (`class<TAB>command` lines, `#` comments).
+pub const DANGEROUS_TSV: &str = include_str!("../tables/dangerous.tsv");
+/// The published table of everyday administration commands.
+pub const EVERYDAY_TSV: &str = include_str!("../tables/everyday.tsv");
+
+/// The commands of a published table (comments and classes left out).
+pub fn table_commands(tsv: &str) -> Vec<&str> {
+    tsv.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t').map(|(_, c)| c))
+        .collect()
+}

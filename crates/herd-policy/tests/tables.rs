@@ -2,7 +2,7 @@
 //! class in many spellings — quoted differently, through `sh -c`, `sudo`, `$(…)`, backticks,
 //! after `cd /tmp &&`, and (dangerous ones) inside pipelines, lists, groups and control flow.
 
-use herd_policy::{Class, classify};
+use herd_policy::{Class, Decision, Policy, classify, decide};
 
 fn table(text: &str) -> Vec<(Class, String)> {
     text.lines()
@@ -105,6 +105,9 @@ fn dangerous_commands_stay_gated_in_every_spelling() {
             if v.class < Class::Dangerous {
                 failures.push(format!("{spelling}: {} {:?}", v.class, v.reasons));
             }
+            if decide(&Policy::default(), &v) == Decision::Allow {
+                failures.push(format!("{spelling}: allowed by the default policy"));
+            }
             let named = v
                 .reasons
                 .iter()
@@ -137,6 +140,9 @@ fn everyday_commands_stay_ungated_in_every_spelling() {
             let v = classify(&spelling);
             if v.class > Class::Caution {
                 failures.push(format!("{spelling}: {} {:?}", v.class, v.reasons));
+            }
+            if decide(&Policy::default(), &v) != Decision::Allow {
+                failures.push(format!("{spelling}: not allowed by the default policy"));
             }
         }
     }
