@@ -148,3 +148,33 @@ pub fn glob_parent(path: &str) -> Option<String> {
     let slash = path[..first].rfind('/')?;
     Some(normalize(if slash == 0 { "/" } else { &path[..slash] }))
 }
+
+/// Files the system runs or trusts later: writing them is a way to run anything as root.
+pub fn runs_later(path: &str) -> bool {
+    let p = normalize(path);
+    const PREFIXES: &[&str] = &[
+        "/etc/cron",
+        "/var/spool/cron",
+        "/etc/systemd/",
+        "/etc/init.d/",
+        "/etc/rc.local",
+        "/etc/profile",
+        "/etc/bash.bashrc",
+        "/etc/ld.so.preload",
+        "/etc/environment",
+        "/etc/security/",
+        "/etc/udev/rules.d/",
+    ];
+    PREFIXES.iter().any(|pre| p.starts_with(pre))
+        || p.ends_with("/.ssh/authorized_keys")
+        || p.ends_with("/.ssh/authorized_keys2")
+}
+
+/// Files holding password hashes or private keys.
+pub fn is_secret(path: &str) -> bool {
+    let p = normalize(path);
+    matches!(p.as_str(), "/etc/shadow" | "/etc/gshadow" | "/etc/sudoers")
+        || (p.contains("/.ssh/id_") && !p.ends_with(".pub"))
+        || p.starts_with("/etc/ssh/ssh_host_") && p.ends_with("_key")
+        || p.starts_with("/etc/ssl/private/")
+}

@@ -313,6 +313,13 @@ pub(crate) fn program_rule(cmd: &Simple, prog: &str, args: &[Word], out: &mut Ou
                     || (t.starts_with('-') && t.ends_with("O-"))
                     || t == "--spider"
             });
+            if let Some(pos) = args
+                .iter()
+                .position(|w| w.text == "-O" || w.text == "--output-document")
+                && let Some(dest) = args.get(pos + 1).filter(|w| w.text != "-")
+            {
+                write_target(dest, false, "wget writes", out);
+            }
             if to_stdout {
                 out.push((Safe, "`wget` fetches to stdout".to_string()));
             } else {

@@ -57,6 +57,9 @@ pub fn classify_simple(cmd: &Simple, functions: &BTreeSet<String>, out: &mut Out
     if INTERPRETERS.contains(&prog) && interpreter(cmd, prog, args, out) {
         return;
     }
+    if let Some(w) = args.iter().find(|w| paths::is_secret(&w.text)) {
+        out.push((Caution, format!("reads secrets (`{}`)", w.text)));
+    }
     let before = out.len();
     crate::programs::program_rule(cmd, prog, args, out);
     if out.len() == before {
@@ -157,6 +160,13 @@ pub(crate) fn write_target(target: &Word, append: bool, how: &str, out: &mut Out
                 format!("overwrites `{p}` (accounts, sudo or boot configuration)"),
             ));
         }
+    } else if paths::runs_later(&p) {
+        out.push((
+            Dangerous,
+            format!(
+                "{how} `{p}`, which the system runs or trusts later (cron, units, login, SSH keys)"
+            ),
+        ));
     } else if paths::is_system_binary_tree(&p) || p.starts_with("/dev/") {
         out.push((Dangerous, format!("{how} system file `{p}`")));
     } else if paths::is_under_etc(&p) || p.starts_with("/proc/") || p.starts_with("/sys/") {
@@ -173,7 +183,39 @@ fn interpreter(cmd: &Simple, prog: &str, args: &[Word], out: &mut Out) -> bool {
     let ops = operands(args);
     let script = ops.first().filter(|w| w.text != "-");
     match (&cmd.stdin, script, inline) {
-        (_, _, true) => out.push((Caution, format!("runs inline {prog} code (not read)"))),
+        (_, _, true) => {
+            // The code is another language: only a few markers of running commands or deleting
+            // files are looked for.
+            const MARKERS: &[&str] = &[
+                "system(",
+                "subprocess",
+                "popen",
+                "exec(",
+                "execv",
+                "spawn",
+                "rmtree",
+                "remove(",
+                "unlink",
+                "rmdir",
+                "child_process",
+                "`",
+                "shell_exec",
+                "passthru",
+                "Runtime.getRuntime",
+                "eval(",
+            ];
+            let runs = args
+                .iter()
+                .any(|w| MARKERS.iter().any(|m| w.text.contains(m)));
+            if runs {
+                out.push((
+                    Dangerous,
+                    format!("inline {prog} code that runs commands or deletes files"),
+                ));
+            } else {
+                out.push((Caution, format!("runs inline {prog} code (not read)")));
+            }
+        }
         (Stdin::Pipe(from), None, false) => {
             let why = match canonical(from) {
                 "curl" | "wget" | "fetch" | "aria2c" => {
