@@ -667,6 +667,9 @@ impl Extractor {
     }
 
     fn assignment(&mut self, a: &ast::Assignment, depth: usize, ctx: &Context) {
+        if let ast::AssignmentName::VariableName(name) = &a.name {
+            self.variable(name);
+        }
         match &a.value {
             ast::AssignmentValue::Scalar(w) => {
                 self.word(&w.value, depth, ctx);
@@ -679,6 +682,24 @@ impl Extractor {
                     self.word(&v.value, depth, ctx);
                 }
             }
+        }
+    }
+
+    /// Variables that make the shell or the dynamic loader run code of their choosing.
+    fn variable(&mut self, name: &str) {
+        const RISKY: &[&str] = &[
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "BASH_ENV",
+            "ENV",
+            "PROMPT_COMMAND",
+        ];
+        if RISKY.contains(&name) {
+            self.problem(
+                name,
+                format!("sets {name}, which changes what code the commands run"),
+            );
         }
     }
 

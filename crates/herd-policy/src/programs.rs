@@ -545,6 +545,10 @@ fn rm(cmd: &Simple, args: &[Word], ops: &[&Word], out: &mut Out) {
             }
             continue;
         }
+        if recursive && w.glob && t.contains('{') {
+            out.push((Dangerous, format!("`rm -r` of the brace expansion `{t}`")));
+            continue;
+        }
         let glob_on_system = w.glob
             && paths::glob_parent(t)
                 .is_some_and(|p| paths::is_system_dir(&p) || paths::is_system_tree(&p));

@@ -23,6 +23,16 @@ pub fn classify_simple(cmd: &Simple, functions: &BTreeSet<String>, out: &mut Out
         }
         return;
     };
+    if first.glob {
+        out.push((
+            Dangerous,
+            format!(
+                "program name `{}` comes from a glob or brace expansion",
+                first.text
+            ),
+        ));
+        return;
+    }
     if first.dynamic {
         out.push((
             Dangerous,

@@ -61,6 +61,8 @@ fn commands_inside_constructs_are_found() {
         "sh <<< 'rm -rf /'",
         "trap 'rm -rf /' EXIT",
         "coproc rm -rf /",
+        "alias ls='rm -rf /'; ls",
+        "ls() { rm -rf /; }; ls",
     ] {
         assert_eq!(
             class(cmd),
@@ -121,4 +123,8 @@ fn unknown_programs_are_caution_and_quotes_do_not_hide_programs() {
     assert_eq!(class("\"r\"m -rf /"), Class::Forbidden);
     assert_eq!(class("echo 'rm -rf /'"), Class::Safe);
     assert_eq!(class("grep -r 'rm -rf /' /var/log"), Class::Safe);
+    assert_eq!(
+        class("while IFS=, read -r a b; do echo \"$a\"; done < /tmp/list.csv"),
+        Class::Safe
+    );
 }

@@ -73,6 +73,9 @@ impl Extractor {
                         && rest[i].text.contains('=')
                         && !rest[i].text.starts_with('=')
                     {
+                        if let Some((name, _)) = rest[i].text.split_once('=') {
+                            self.variable(name);
+                        }
                         i += 1;
                     }
                     i
@@ -240,6 +243,21 @@ impl Extractor {
                     inner.wrappers.push("eval".to_string());
                     self.nested(rest, depth, &inner, "eval");
                     return;
+                }
+                "alias" => {
+                    // `alias ls='rm -rf /'` runs its text wherever the name is used.
+                    for a in rest {
+                        if let Some((_, value)) = a.text.split_once('=') {
+                            let mut inner = ctx.clone();
+                            inner.wrappers.push("alias".to_string());
+                            let value = Word {
+                                text: value.to_string(),
+                                ..a.clone()
+                            };
+                            self.nested(std::slice::from_ref(&value), depth, &inner, "alias");
+                        }
+                    }
+                    break;
                 }
                 "trap" => {
                     if let Some(action) = rest.first().filter(|w| !w.text.starts_with('-')) {
