@@ -437,22 +437,7 @@ pub(crate) fn program_rule(cmd: &Simple, prog: &str, args: &[Word], out: &mut Ou
         "ifconfig" | "ifdown" if ops.iter().any(|w| w.text == "down") || prog == "ifdown" => {
             out.push((Dangerous, "takes a network interface down".to_string()))
         }
-        "tar"
-            if args.iter().any(|w| {
-                w.text.starts_with('-') && !w.text.starts_with("--") && w.text.contains('t')
-            }) || args
-                .first()
-                .is_some_and(|w| !w.text.starts_with('-') && w.text.contains('t')) =>
-        {
-            out.push((Safe, "`tar` lists an archive".to_string()))
-        }
-        "tar"
-            if args.first().is_some_and(|w| {
-                !w.text.starts_with('-') && (w.text.contains('x') || w.text.contains('c'))
-            }) =>
-        {
-            out.push((Caution, "`tar` writes files".to_string()))
-        }
+        "tar" => tar(args, out),
         "gzip" | "gunzip" | "zip" | "unzip" | "xz" | "bzip2"
             if !has_flag(args, 'l', "--list") && !has_flag(args, 'c', "--stdout") =>
         {
@@ -466,7 +451,7 @@ pub(crate) fn program_rule(cmd: &Simple, prog: &str, args: &[Word], out: &mut Ou
             }) =>
         {
             out.push((
-                Caution,
+                Dangerous,
                 "awk program runs commands or writes files".to_string(),
             ))
         }
@@ -779,4 +764,46 @@ fn sql(prog: &str, args: &[Word], ops: &[&Word], out: &mut Out) {
         }
     }
     out.push((Caution, format!("`{prog}` runs queries")));
+}
+
+/// `tar`: listing is Safe, writing an archive Caution, extracting Caution — Dangerous over `/`
+/// or a system tree (`-C /`, `--directory=/usr`).
+fn tar(args: &[Word], out: &mut Out) {
+    // The mode letters: the first argument (old style, without a dash) and short option groups.
+    let mut modes = String::new();
+    for (i, w) in args.iter().enumerate() {
+        let t = w.text.as_str();
+        if i == 0 && !t.starts_with('-') {
+            modes.push_str(t);
+        } else if t.starts_with('-') && !t.starts_with("--") {
+            modes.push_str(&t[1..]);
+        } else if t == "--extract" || t == "--get" {
+            modes.push('x');
+        } else if t == "--list" {
+            modes.push('t');
+        }
+    }
+    if modes.contains('x') {
+        let dir = args
+            .iter()
+            .position(|w| w.text == "-C" || w.text == "--directory")
+            .and_then(|i| args.get(i + 1))
+            .map(|w| w.text.clone())
+            .or_else(|| {
+                args.iter()
+                    .find_map(|w| w.text.strip_prefix("--directory=").map(str::to_string))
+            });
+        match dir {
+            Some(d)
+                if paths::is_root(&d) || paths::is_system_tree(&d) || paths::is_system_dir(&d) =>
+            {
+                out.push((Dangerous, format!("`tar` extracts over system path `{d}`")))
+            }
+            _ => out.push((Caution, "`tar` extracts files".to_string())),
+        }
+    } else if modes.contains('t') && !modes.contains('c') {
+        out.push((Safe, "`tar` lists an archive".to_string()));
+    } else {
+        out.push((Caution, "`tar` writes an archive".to_string()));
+    }
 }

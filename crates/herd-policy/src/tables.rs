@@ -26,7 +26,7 @@ pub const READ_ONLY: &[&str] = &[
     "telnet", "timedatectl", "hostnamectl", "localectl", "loginctl", "resolvectl", "chronyc", "ntpq",
     "systemd-analyze", "lshw", "dmidecode", "sensors", "smartctl", "uptime", "watch", "tcpdump", "nmap",
     "iftop", "nethogs", "iotop", "glances", "nload", "openssl", "ssh-keygen", "gpg", "test", "xargs", "find",
-    "tar", "gzip", "zip", "unzip", "nslookup",
+    "nslookup",
 ];
 
 /// Programs that change files or state in ordinary ways: Caution ("shown with its reason").
@@ -384,8 +384,6 @@ pub const SUBCOMMANDS: &[(&str, &str, Class, &str)] = &[
     ("sysctl", "-p", Caution, "changes kernel parameters"),
     ("openssl", "genrsa", Caution, "writes a key"),
     ("openssl", "req", Caution, "writes a request"),
-    ("tar", "-x", Caution, "extracts files"),
-    ("tar", "-c", Caution, "writes an archive"),
     ("gzip", "-d", Caution, "decompresses in place"),
 ];
 
