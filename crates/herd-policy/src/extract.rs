@@ -687,15 +687,7 @@ impl Extractor {
 
     /// Variables that make the shell or the dynamic loader run code of their choosing.
     fn variable(&mut self, name: &str) {
-        const RISKY: &[&str] = &[
-            "LD_PRELOAD",
-            "LD_LIBRARY_PATH",
-            "LD_AUDIT",
-            "BASH_ENV",
-            "ENV",
-            "PROMPT_COMMAND",
-        ];
-        if RISKY.contains(&name) {
+        if crate::tables::RISKY_VARIABLES.contains(&name) {
             self.problem(
                 name,
                 format!("sets {name}, which changes what code the commands run"),

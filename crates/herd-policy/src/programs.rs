@@ -438,6 +438,34 @@ pub(crate) fn program_rule(cmd: &Simple, prog: &str, args: &[Word], out: &mut Ou
             out.push((Dangerous, "takes a network interface down".to_string()))
         }
         "tar" => tar(args, out),
+        "nc" | "ncat" | "netcat" | "socat"
+            if args.iter().any(|w| {
+                matches!(
+                    w.text.as_str(),
+                    "-e" | "-c" | "--exec" | "--sh-exec" | "--lua-exec"
+                ) || w.text.starts_with("EXEC:")
+                    || w.text.starts_with("SYSTEM:")
+            }) =>
+        {
+            out.push((
+                Dangerous,
+                format!("`{prog}` connects a program to the network (a remote shell)"),
+            ))
+        }
+        "sysctl" if ops.iter().any(|w| w.text.contains('=')) => {
+            out.push((Caution, "changes kernel parameters".to_string()))
+        }
+        "export" | "declare" | "typeset" | "readonly" | "local" => {
+            for w in &ops {
+                let name = w.text.split('=').next().unwrap_or("");
+                if crate::tables::RISKY_VARIABLES.contains(&name) {
+                    out.push((
+                        Dangerous,
+                        format!("sets {name}, which changes what code the commands run"),
+                    ));
+                }
+            }
+        }
         "gzip" | "gunzip" | "zip" | "unzip" | "xz" | "bzip2"
             if !has_flag(args, 'l', "--list") && !has_flag(args, 'c', "--stdout") =>
         {

@@ -22,10 +22,10 @@ pub const READ_ONLY: &[&str] = &[
     "unset", "shift", "exit", "return", "alias", "history", "hash", "wait", "jobs", "logger", "env", "dmesg",
     "journalctl", "apt-cache", "dpkg-query", "nice", "getconf", "locale", "tty", "stty", "man", "help",
     "info", "apropos", "whatis", "bc", "expr", "numfmt", "factor", "date", "hostname", "sysctl", "ulimit",
-    "umask", "lsattr", "getfacl", "namei", "ethtool", "iwconfig", "ifconfig", "route", "arp", "curl", "nc",
+    "umask", "lsattr", "getfacl", "namei", "ethtool", "iwconfig", "ifconfig", "route", "arp", "curl",
     "telnet", "timedatectl", "hostnamectl", "localectl", "loginctl", "resolvectl", "chronyc", "ntpq",
     "systemd-analyze", "lshw", "dmidecode", "sensors", "smartctl", "uptime", "watch", "tcpdump", "nmap",
-    "iftop", "nethogs", "iotop", "glances", "nload", "openssl", "ssh-keygen", "gpg", "test", "xargs", "find",
+    "iftop", "nethogs", "iotop", "glances", "nload", "openssl", "test", "xargs", "find",
     "nslookup",
 ];
 
@@ -53,6 +53,11 @@ pub const CHANGES: &[(&str, &str)] = &[
     ("chattr", "changes file attributes"),
     ("ln", "creates links"),
     ("tmux", "opens a terminal multiplexer"),
+    ("ssh-keygen", "writes or edits SSH keys"),
+    ("gpg", "runs gpg"),
+    ("nc", "opens a network connection"),
+    ("ncat", "opens a network connection"),
+    ("socat", "relays a connection"),
     ("screen", "opens a terminal multiplexer"),
     ("source", "runs a script file (its content is not read)"),
     (".", "runs a script file (its content is not read)"),
@@ -435,4 +440,15 @@ pub const CRITICAL_UNITS: &[&str] = &[
 #[rustfmt::skip]
 pub const CRITICAL_PROCESSES: &[&str] = &[
     "init", "systemd", "sshd", "herd", "herd-agent", "dbus-daemon", "NetworkManager", "systemd-networkd",
+];
+
+/// Variables that make the shell or the dynamic loader run code of their choosing: setting one
+/// for a command fails closed.
+pub const RISKY_VARIABLES: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "BASH_ENV",
+    "ENV",
+    "PROMPT_COMMAND",
 ];
