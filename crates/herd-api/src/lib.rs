@@ -14,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod agent;
+pub mod ask;
 pub mod attach;
 pub mod audit;
 pub mod blob;
@@ -36,6 +37,7 @@ pub mod vars;
 mod schema_tests;
 
 pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit, LabelSource};
+pub use ask::{AskPlan, AskRequest, AskRun, AskStep, KeyRole, PlannedStep, PolicyCheck, StepCheck};
 pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;
 pub use blob::{Blob, BlobQuery};

@@ -49,6 +49,8 @@ pub struct Settings {
     pub local_agent: Option<String>,
     /// How herd calls other systems (breakers, extra CA certificates).
     pub actions: herd_actions::ActionsConfig,
+    /// The model of `herd ask`, or why there is none.
+    pub llm: std::result::Result<Arc<herd_ai::Llm>, String>,
 }
 
 /// The assembled application: what the HTTP API uses, what agents' sessions use, the admin
@@ -80,6 +82,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         metrics_auth,
         local_agent,
         actions,
+        llm,
     } = s;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -134,7 +137,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     ));
     let runs = Arc::new(RunService::new(
         store.clone(),
-        index,
+        index.clone(),
         registry.clone(),
         drivers.clone(),
         events.clone(),
@@ -191,6 +194,12 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         shutdown.clone(),
     ));
     let flows = Arc::new(crate::flows::FlowService::new(engine.clone()));
+    let ask = Arc::new(crate::ask::AskService::new(
+        llm,
+        store.clone(),
+        index.clone(),
+        engine.clone(),
+    ));
     let schedule_changed = Arc::new(tokio::sync::Notify::new());
     let schedules = Arc::new(crate::schedules::ScheduleService::new(
         store.clone(),
@@ -208,6 +217,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         flows: flows.clone(),
         schedules,
         langflow,
+        ask,
         retention: retention.clone(),
         store: store.clone(),
         live,
@@ -250,6 +260,7 @@ pub struct App {
     flows: Arc<crate::flows::FlowService>,
     schedules: Arc<crate::schedules::ScheduleService>,
     langflow: Arc<crate::langflow::LangflowService>,
+    ask: Arc<crate::ask::AskService>,
     retention: Arc<Retention>,
     store: Arc<dyn Store>,
     live: Arc<Live>,
@@ -294,6 +305,11 @@ impl App {
     /// LangFlow sources, their flows and flow runs.
     pub fn langflow(&self) -> &crate::langflow::LangflowService {
         &self.langflow
+    }
+
+    /// The AI operator.
+    pub fn ask(&self) -> &crate::ask::AskService {
+        &self.ask
     }
 
     pub fn blobs(&self) -> &Blobs {

@@ -23,6 +23,9 @@ pub enum ServerError {
     Outlog(#[from] herd_outlog::OutlogError),
     #[error("{0}")]
     Internal(String),
+    /// A system the server called (a model) failed or answered what cannot be used.
+    #[error("{0}")]
+    BadGateway(String),
 }
 
 impl ServerError {
@@ -34,6 +37,7 @@ impl ServerError {
             ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ServerError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             ServerError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             ServerError::Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,

@@ -9,6 +9,7 @@
 
 mod active;
 mod app;
+mod ask;
 mod blobs;
 mod convert;
 mod database;
@@ -85,6 +86,10 @@ pub struct ServerConfig {
     pub breaker_cooldown: Duration,
     /// CA certificates (PEM) trusted for HTTPS and SMTP calls besides the system's.
     pub actions_ca: Option<PathBuf>,
+    /// The OpenAI-compatible API and model of `herd ask` (the key from `HERD_LLM_API_KEY`);
+    /// unset: read from the environment (`HERD_LLM_URL`, `HERD_LLM_MODEL`).
+    pub llm_url: Option<String>,
+    pub llm_model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +123,8 @@ impl ServerConfig {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(30),
             actions_ca: None,
+            llm_url: None,
+            llm_model: None,
         }
     }
 }
@@ -341,6 +348,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         metrics_auth: cfg.metrics_auth,
         local_agent: cfg.local_agent.clone(),
         actions,
+        llm: crate::ask::AskService::model(cfg.llm_url.clone(), cfg.llm_model.clone()),
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))?;

@@ -332,7 +332,7 @@ async fn start(c: &Client, base: &str, a: RunFlowArgs) -> Result<i32> {
 
 /// Follows a run until it ends: a line per step as it starts and ends (and a machine step's
 /// output), then the outcome; the exit code is 0 when it succeeded.
-async fn follow(c: &Client, r: FlowRun, quiet: bool, json: bool) -> Result<i32> {
+pub(crate) async fn follow(c: &Client, r: FlowRun, quiet: bool, json: bool) -> Result<i32> {
     let started = Instant::now();
     if !json {
         outln!(

@@ -1,6 +1,7 @@
 //! `herd`: the server, the agent and the CLI in one binary. Subcommands are thin wrappers
 //! over `herd-server`, `herd-agent` and the HTTP API.
 
+mod ask;
 mod bench;
 mod breakers;
 mod client;
@@ -74,6 +75,14 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         cmd: flows::JobsCmd,
+    },
+    /// Ask in plain language: a model proposes a plan, the command policy checks each step, you
+    /// review it, it runs as a workflow run: `herd ask "install nginx" -t role=web`.
+    Ask(ask::AskArgs),
+    /// The command policy every command herd runs goes through.
+    Policy {
+        #[command(subcommand)]
+        cmd: ask::PolicyCmd,
     },
     /// Schedules: cron in a time zone, a period or one time, firing a job, a workflow, a
     /// LangFlow flow or a command, exactly once per fire time.
@@ -199,6 +208,13 @@ struct ServerArgs {
     /// the system's.
     #[arg(long, value_name = "FILE")]
     actions_ca: Option<PathBuf>,
+    /// The OpenAI-compatible API `herd ask` uses (e.g. http://127.0.0.1:8080/v1); its key
+    /// comes from HERD_LLM_API_KEY only.
+    #[arg(long, env = "HERD_LLM_URL")]
+    llm_url: Option<String>,
+    /// The model `herd ask` asks.
+    #[arg(long, env = "HERD_LLM_MODEL")]
+    llm_model: Option<String>,
 }
 
 #[derive(Args)]
@@ -639,6 +655,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.breaker_threshold = a.breaker_threshold;
             cfg.breaker_cooldown = a.breaker_cooldown;
             cfg.actions_ca = a.actions_ca;
+            cfg.llm_url = a.llm_url;
+            cfg.llm_model = a.llm_model;
             let running = herd_server::start(cfg).await?;
             println!("herd server listening on {}", running.url);
             if let Some(fp) = &running.ca_fingerprint {
@@ -709,6 +727,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Workflows { cmd } => flows::workflows(cmd).await,
         Command::Schedules { cmd } => schedules::schedules(cmd).await,
         Command::Flows { cmd } => langflow::flows(cmd).await,
+        Command::Ask(a) => ask::ask(a).await,
+        Command::Policy { cmd } => ask::policy(cmd).await,
         Command::Runs { cmd } => cmd::runs(cmd).await,
         Command::Tasks { cmd } => cmd::tasks(cmd).await,
         Command::Keys { cmd } => cmd::keys(cmd).await,

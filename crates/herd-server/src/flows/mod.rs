@@ -312,7 +312,40 @@ pub(crate) async fn create(
         .definition(kind, name)
         .await?
         .ok_or_else(|| not_found(kind, name))?;
-    let mut wf = workflow_of(kind, &def.body).map_err(|e| corrupt("definition", e))?;
+    let wf = workflow_of(kind, &def.body).map_err(|e| corrupt("definition", e))?;
+    create_from(
+        engine,
+        actor,
+        kind,
+        name,
+        def.version,
+        wf,
+        given,
+        targets,
+        id,
+        parent,
+        fire,
+    )
+    .await
+}
+
+/// [`create`] for a workflow given whole (not a stored definition: a plan of `herd ask`,
+/// version 0).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn create_from(
+    engine: &Arc<Engine>,
+    actor: &str,
+    kind: DefKind,
+    name: &str,
+    version: i64,
+    mut wf: Workflow,
+    given: &BTreeMap<String, Value>,
+    targets: Vec<String>,
+    id: String,
+    parent: Option<String>,
+    fire: Option<&crate::schedules::Firing>,
+) -> Result<Option<FlowRunRow>> {
+    let store = &engine.store;
     // A `uses` step runs the job as it is now, for the whole run.
     for step in wf
         .steps
@@ -343,7 +376,7 @@ pub(crate) async fn create(
         id: id.clone(),
         kind,
         name: name.to_string(),
-        version: def.version,
+        version,
         definition: serde_json::to_string(&wf).map_err(|e| ServerError::Internal(e.to_string()))?,
         params: serde_json::to_string(&resolved.values).unwrap_or_else(|_| "{}".into()),
         sealed: serde_json::to_string(&sealed).unwrap_or_else(|_| "{}".into()),
@@ -380,7 +413,7 @@ pub(crate) async fn create(
         format!("{kind}:{name}"),
         json!({
             "run": id,
-            "version": def.version,
+            "version": version,
             "params": resolved.values,
             "secret_params": resolved.secrets.keys().collect::<Vec<_>>(),
             "targets": targets,
@@ -536,7 +569,7 @@ fn answer_definition(d: DefinitionRow, changed: bool) -> Result<Definition> {
     })
 }
 
-fn answer_run(r: FlowRunRow, steps: Option<Vec<FlowStepRow>>) -> FlowRun {
+pub(crate) fn answer_run(r: FlowRunRow, steps: Option<Vec<FlowStepRow>>) -> FlowRun {
     // The definition says what each step is; a listing (no steps) does not read it.
     let wf: Option<Workflow> = steps
         .as_ref()

@@ -5,6 +5,7 @@
 //! except the document itself needs an API key.
 
 mod agents;
+mod ask;
 mod attach;
 mod blobs;
 mod breakers;
@@ -118,6 +119,9 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(flows::cancel_run))
         .routes(routes!(schedules::list, schedules::add))
         .routes(routes!(langflow::sources, langflow::add_source))
+        .routes(routes!(ask::plan))
+        .routes(routes!(ask::run))
+        .routes(routes!(ask::policy_check))
         .routes(routes!(langflow::remove_source))
         .routes(routes!(langflow::sync))
         .routes(routes!(langflow::flows))

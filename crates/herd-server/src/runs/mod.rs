@@ -7,7 +7,7 @@
 mod driver;
 mod frames;
 mod pace;
-mod resolve;
+pub(crate) mod resolve;
 mod sweep;
 mod waiting;
 

@@ -49,6 +49,7 @@ impl TestServer {
             metrics_auth: false,
             local_agent: None,
             actions: Default::default(),
+            llm: Err("no model in tests".into()),
         })
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 mod actions;
 mod api_contract;
+mod ask;
 mod claims;
 mod cli;
 mod errors;

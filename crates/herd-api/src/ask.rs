@@ -1,0 +1,96 @@
+//! The AI operator: `POST /api/v1/ask/plan` (a plain-language request → a plan the model
+//! proposes, each step classified by the command policy) and `POST /api/v1/ask/runs` (a
+//! reviewed plan → a workflow run, every step checked by the policy again).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The body of `POST /api/v1/ask/plan`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct AskRequest {
+    /// What to do, in plain language.
+    pub request: String,
+    /// The machines (selectors, OR'ed).
+    pub targets: Vec<String>,
+    /// Every machine.
+    pub all: bool,
+}
+
+/// One step of a plan, as written (the model's, or edited by a person).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct AskStep {
+    pub id: String,
+    pub description: String,
+    pub command: String,
+    /// What success looks like.
+    pub expected: String,
+    pub depends_on: Vec<String>,
+    /// Machines of this step (names or selectors); none: the plan's.
+    pub targets: Vec<String>,
+}
+
+/// What the command policy says of a step's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StepCheck {
+    /// `safe | caution | dangerous | forbidden`.
+    pub class: String,
+    /// `allow | approve | deny`.
+    pub decision: String,
+    pub reasons: Vec<String>,
+}
+
+/// A step with its check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlannedStep {
+    #[serde(flatten)]
+    pub step: AskStep,
+    pub check: StepCheck,
+}
+
+/// A plan the model proposed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AskPlan {
+    pub request: String,
+    pub summary: String,
+    pub steps: Vec<PlannedStep>,
+    /// The machines the plan is for (names).
+    pub machines: Vec<String>,
+    /// The model that wrote it, and the tokens it took.
+    pub model: String,
+    pub tokens: u64,
+}
+
+/// The body of `POST /api/v1/ask/runs`: the plan to run, as reviewed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct AskRun {
+    pub request: String,
+    pub summary: String,
+    pub steps: Vec<AskStep>,
+    pub targets: Vec<String>,
+    pub all: bool,
+    /// Ids of the steps a person approved (those whose command the policy sends for
+    /// approval). A step the policy denies never runs.
+    pub approved: Vec<String>,
+}
+
+/// The body of `POST /api/v1/policy/check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct PolicyCheck {
+    /// The command line, as a shell reads it.
+    pub command: String,
+    /// Under this role's policy (default: admin).
+    pub role: Option<KeyRole>,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    Admin,
+    Operator,
+    Viewer,
+}

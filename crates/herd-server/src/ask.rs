@@ -1,0 +1,317 @@
+//! The AI operator (`herd ask`, `/api/v1/ask`): a plain-language request and the targets'
+//! facts go to the model (`herd-ai`), whose plan is parsed and checked (`herd_ai::Plan`), every
+//! step's command classified by the command policy (`herd-policy`; the model's own labels are
+//! never read), and shown. A reviewed plan comes back with the ids of the steps a person
+//! approved; the server checks every step again (a denied step never runs, a step needing
+//! approval runs only when approved) and runs the plan as a workflow run (`ask`, version 0),
+//! each step a command with its `needs`. **Invariant:** nothing the model wrote runs unless
+//! the policy allows it as it stands or a person approved it; a command holding a workflow
+//! expression (`${{`) is refused, so a plan cannot read variables or secrets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use herd_ai::Llm;
+use herd_ai::prompts::{MachineFacts, plan_prompt, plan_schema};
+use herd_api::{AskPlan, AskRequest, AskRun, AskStep, FlowRun, PlannedStep, StepCheck};
+use herd_core::DefKind;
+use herd_store::Store;
+use herd_workflow::{Action, Exec, Step, Workflow};
+use serde_json::json;
+
+use crate::error::{Result, ServerError};
+use crate::fleet::AgentIndex;
+use crate::flows::Engine;
+
+pub struct AskService {
+    /// The model, or why there is none (one line).
+    llm: std::result::Result<Arc<Llm>, String>,
+    store: Arc<dyn Store>,
+    index: Arc<AgentIndex>,
+    engine: Arc<Engine>,
+}
+
+/// What the default command policy does with `command`: safe and caution run, dangerous
+/// needs approval, forbidden is denied; a command holding a workflow expression is denied.
+pub fn check(command: &str) -> StepCheck {
+    check_as(command, herd_policy::Role::Admin)
+}
+
+/// [`check`] under the default policy of `role` (a viewer runs nothing).
+pub fn check_as(command: &str, role: herd_policy::Role) -> StepCheck {
+    if command.contains("${{") {
+        return StepCheck {
+            class: "forbidden".into(),
+            decision: "deny".into(),
+            reasons: vec![
+                "`${{` would be read as a workflow expression (variables, secrets) — write the value itself".into(),
+            ],
+        };
+    }
+    let verdict = herd_policy::classify(command);
+    // The default policy: safe and caution run, dangerous needs approval, forbidden never.
+    let policies = herd_policy::PolicySet::default();
+    let decision = match herd_policy::decide(policies.policy(role), &verdict) {
+        herd_policy::Decision::Allow => "allow",
+        herd_policy::Decision::Approve => "approve",
+        herd_policy::Decision::Deny => "deny",
+    };
+    StepCheck {
+        class: verdict.class.as_str().into(),
+        decision: decision.into(),
+        reasons: verdict
+            .reasons
+            .iter()
+            .map(|r| format!("{}: {} ({})", r.class, r.why, r.what))
+            .collect(),
+    }
+}
+
+fn distro_tools(os_name: &str) -> (&'static str, &'static str) {
+    let n = os_name.to_ascii_lowercase();
+    let pm = if n.contains("debian") || n.contains("ubuntu") || n.contains("mint") {
+        "apt"
+    } else if n.contains("fedora")
+        || n.contains("red hat")
+        || n.contains("rhel")
+        || n.contains("centos")
+        || n.contains("rocky")
+        || n.contains("alma")
+    {
+        "dnf"
+    } else if n.contains("alpine") {
+        "apk"
+    } else if n.contains("arch") {
+        "pacman"
+    } else if n.contains("suse") {
+        "zypper"
+    } else {
+        "unknown"
+    };
+    let init = if n.contains("alpine") {
+        "openrc"
+    } else {
+        "systemd"
+    };
+    (pm, init)
+}
+
+impl AskService {
+    pub fn new(
+        llm: std::result::Result<Arc<Llm>, String>,
+        store: Arc<dyn Store>,
+        index: Arc<AgentIndex>,
+        engine: Arc<Engine>,
+    ) -> AskService {
+        AskService {
+            llm,
+            store,
+            index,
+            engine,
+        }
+    }
+
+    fn llm(&self) -> Result<&Llm> {
+        match &self.llm {
+            Ok(l) => Ok(l),
+            Err(why) => Err(ServerError::Conflict(why.clone())),
+        }
+    }
+
+    /// The model at `url` named `model` (else from the server's environment:
+    /// `HERD_LLM_URL`, `HERD_LLM_MODEL`), its key from `HERD_LLM_API_KEY`; or why there is
+    /// none.
+    pub fn model(
+        url: Option<String>,
+        model: Option<String>,
+    ) -> std::result::Result<Arc<Llm>, String> {
+        let settings = herd_ai::LlmSettings::from_lookup(|k| match k {
+            "HERD_LLM_URL" if url.is_some() => url.clone(),
+            "HERD_LLM_MODEL" if model.is_some() => model.clone(),
+            _ => std::env::var(k).ok(),
+        });
+        match settings.and_then(|s| s.into_config()) {
+            Ok(Some(config)) => Llm::new(config)
+                .map(Arc::new)
+                .map_err(|e| format!("the model cannot be used: {e}")),
+            Ok(None) => Err(format!(
+                "no model is configured on the server — {}",
+                herd_ai::not_configured_help()
+            )),
+            Err(e) => Err(format!("the server's model settings are wrong: {e}")),
+        }
+    }
+
+    pub async fn plan(&self, req: AskRequest) -> Result<AskPlan> {
+        let request = req.request.trim();
+        if request.is_empty() {
+            return Err(ServerError::BadRequest(
+                "say what to do, e.g. herd ask \"install nginx\" -t role=web".into(),
+            ));
+        }
+        let llm = self.llm()?;
+        let (_, machines) = crate::runs::resolve::resolve(&self.index, &req.targets, req.all)?;
+        let mut facts = Vec::with_capacity(machines.len().min(20));
+        for (id, name) in machines.iter().take(20) {
+            let mut f = MachineFacts {
+                name: name.clone(),
+                ..MachineFacts::default()
+            };
+            if let Some(a) = self.store.agent(id).await? {
+                let (pm, init) = distro_tools(&a.facts.os_name);
+                f.os = a.facts.os.clone();
+                f.distro = format!("{} {}", a.facts.os_name, a.facts.os_version)
+                    .trim()
+                    .into();
+                f.package_manager = pm.into();
+                f.init = init.into();
+                f.arch = a.facts.arch.clone();
+            }
+            facts.push(f);
+        }
+        let messages = plan_prompt(request, &facts);
+        let reply = llm
+            .chat(&messages, Some(&plan_schema()))
+            .await
+            .map_err(|e| ServerError::BadGateway(format!("the model: {e}")))?;
+        let plan = herd_ai::parse_plan(&reply.content).map_err(|e| {
+            ServerError::BadGateway(format!(
+                "the model's plan does not check out: {e} — ask again, or rephrase the request"
+            ))
+        })?;
+        let steps = plan
+            .steps
+            .into_iter()
+            .map(|s| {
+                let step = AskStep {
+                    id: s.id,
+                    description: s.description,
+                    command: s.command,
+                    expected: s.expected,
+                    depends_on: s.depends_on,
+                    targets: s.targets,
+                };
+                PlannedStep {
+                    check: check(&step.command),
+                    step,
+                }
+            })
+            .collect();
+        Ok(AskPlan {
+            request: request.to_string(),
+            summary: plan.summary,
+            steps,
+            machines: machines.into_iter().map(|(_, n)| n).collect(),
+            model: reply.model,
+            tokens: reply.usage.total(),
+        })
+    }
+
+    /// Runs a reviewed plan as a workflow run.
+    pub async fn run(&self, actor: &str, req: AskRun) -> Result<FlowRun> {
+        if req.steps.is_empty() {
+            return Err(ServerError::BadRequest("the plan has no steps".into()));
+        }
+        let approved: BTreeSet<&str> = req.approved.iter().map(String::as_str).collect();
+        let mut checks = BTreeMap::new();
+        for s in &req.steps {
+            let c = check(&s.command);
+            match c.decision.as_str() {
+                "allow" => {}
+                "approve" if approved.contains(s.id.as_str()) => {}
+                "approve" => {
+                    return Err(ServerError::Conflict(format!(
+                        "step {} needs approval ({}: {}) — review the plan and approve it",
+                        s.id,
+                        c.class,
+                        c.reasons.first().map(String::as_str).unwrap_or("")
+                    )));
+                }
+                _ => {
+                    return Err(ServerError::Forbidden(format!(
+                        "step {} is denied by the command policy ({}: {}) — change or drop it",
+                        s.id,
+                        c.class,
+                        c.reasons.first().map(String::as_str).unwrap_or("")
+                    )));
+                }
+            }
+            checks.insert(s.id.clone(), c);
+        }
+        let steps: Vec<Step> = req
+            .steps
+            .iter()
+            .map(|s| Step {
+                id: s.id.clone(),
+                name: (!s.description.is_empty()).then(|| s.description.clone()),
+                needs: s.depends_on.clone(),
+                condition: None,
+                continue_on_error: false,
+                action: Action {
+                    run: Some(s.command.clone()),
+                    ..Action::default()
+                },
+                exec: Exec {
+                    targets: (!s.targets.is_empty()).then(|| s.targets.clone()),
+                    ..Exec::default()
+                },
+                job: None,
+            })
+            .collect();
+        let wf = Workflow {
+            name: "ask".into(),
+            description: req.summary.clone(),
+            params: BTreeMap::new(),
+            targets: Vec::new(),
+            steps,
+            on_failure: Vec::new(),
+            always: Vec::new(),
+            outputs: BTreeMap::new(),
+        };
+        if let Some(e) = herd_workflow::check_workflow(&wf, &herd_workflow::NoLookup).first() {
+            return Err(ServerError::BadRequest(format!(
+                "the plan does not check out: {e}"
+            )));
+        }
+        // The plan's machines, by name: what the selectors pick now.
+        let (_, machines) = crate::runs::resolve::resolve(&self.index, &req.targets, req.all)?;
+        let targets: Vec<String> = machines.into_iter().map(|(_, n)| n).collect();
+        let id = herd_core::new_id();
+        tracing::info!(run = %id, actor, request = %req.request, "ask: running a reviewed plan");
+        let audit_note =
+            json!({"request": req.request, "approved": req.approved, "checks": checks});
+        let row = crate::flows::create_from(
+            &self.engine,
+            actor,
+            DefKind::Workflow,
+            "ask",
+            0,
+            wf,
+            &BTreeMap::new(),
+            targets,
+            id,
+            None,
+            None,
+        )
+        .await?
+        .ok_or_else(|| ServerError::Internal("a plan's run was not created".into()))?;
+        self.store
+            .append_audit(&herd_store::AuditEntry::new(
+                actor,
+                "ask.run",
+                format!("workflow-run:{}", row.id),
+                audit_note,
+            ))
+            .await?;
+        Ok(crate::flows::answer_run(row, None))
+    }
+}
+
+/// The command policy's role of an API key's role.
+pub fn role(r: Option<herd_api::KeyRole>) -> herd_policy::Role {
+    match r.unwrap_or(herd_api::KeyRole::Admin) {
+        herd_api::KeyRole::Admin => herd_policy::Role::Admin,
+        herd_api::KeyRole::Operator => herd_policy::Role::Operator,
+        herd_api::KeyRole::Viewer => herd_policy::Role::Viewer,
+    }
+}
