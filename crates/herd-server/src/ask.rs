@@ -273,9 +273,20 @@ impl AskService {
                 "the plan does not check out: {e}"
             )));
         }
-        // The plan's machines, by name: what the selectors pick now.
+        // The plan's machines, by name: what the selectors pick now. A step may name some of
+        // them, never another machine.
         let (_, machines) = crate::runs::resolve::resolve(&self.index, &req.targets, req.all)?;
         let targets: Vec<String> = machines.into_iter().map(|(_, n)| n).collect();
+        let known: BTreeSet<&str> = targets.iter().map(String::as_str).collect();
+        for s in &req.steps {
+            if let Some(t) = s.targets.iter().find(|t| !known.contains(t.as_str())) {
+                return Err(ServerError::BadRequest(format!(
+                    "step {} is for {t:?}, which is not one of the plan's machines ({}) — a step names some of them or none",
+                    s.id,
+                    targets.join(", ")
+                )));
+            }
+        }
         let id = herd_core::new_id();
         tracing::info!(run = %id, actor, request = %req.request, "ask: running a reviewed plan");
         let audit_note =

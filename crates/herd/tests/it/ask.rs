@@ -195,6 +195,13 @@ fn a_reviewed_plan_runs_in_the_order_of_its_dependencies_and_gated_steps_never_r
                                    "targets": ["w1"], "approved": ["wipe"]}),
     );
     assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    // A step may not reach beyond the machines the person chose.
+    let (code, body) = post(
+        json!({"steps": [{"id": "x", "command": format!("echo x >> {log}"),
+                                              "targets": ["w2"]}], "targets": ["w1"]}),
+    );
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("not one of the plan's machines"));
     assert!(
         !dir.path().join("order.log").exists(),
         "a gated plan ran something"
