@@ -237,7 +237,14 @@ fn cp_refusals_say_why() {
     assert!(!blobs.join(&wrong).exists() && !blobs.join(format!("{wrong}.part")).exists());
 
     // A blob damaged on the server after its upload: the machine refuses it.
-    assert!(stdout(&put(&digest, &src2)).contains("\"complete\":true"));
+    let uploaded = put(&digest, &src2);
+    assert!(
+        stdout(&uploaded).contains("\"complete\":true"),
+        "the upload answered {:?} ({:?}); server log: {}",
+        stdout(&uploaded),
+        stderr(&uploaded),
+        s.log_tail()
+    );
     let mut damaged = std::fs::read(blobs.join(&digest)).unwrap();
     damaged[100] ^= 0xff;
     std::fs::write(blobs.join(&digest), damaged).unwrap();
