@@ -72,6 +72,7 @@ export HERD_AIOSMTPD_PYTHON="$smtp_venv/bin/python"
 # database of its own), pinned, installed with uv (itself from PyPI, in a virtual environment
 # beside the others) with the machine's python3: uv downloads no Python.
 LANGFLOW_VERSION=1.13.0
+UV_VERSION=0.13.9
 uv_venv="${XDG_CACHE_HOME:-$HOME/.cache}/herd-test/uv"
 lf_venv="${XDG_CACHE_HOME:-$HOME/.cache}/herd-test/langflow-$LANGFLOW_VERSION"
 if [ ! -x "$lf_venv/bin/langflow" ]; then
@@ -86,7 +87,7 @@ if [ ! -x "$lf_venv/bin/langflow" ]; then
         exit 1
       fi
     fi
-    "$uv_venv/bin/pip" install -q uv </dev/null
+    "$uv_venv/bin/pip" install -q "uv==$UV_VERSION" </dev/null
   fi
   rm -rf "$lf_venv"
   UV_PYTHON_DOWNLOADS=never "$uv_venv/bin/uv" venv -q --python "$(command -v python3)" "$lf_venv" </dev/null
