@@ -208,6 +208,13 @@ impl fmt::Display for LangflowError {
 
 impl std::error::Error for LangflowError {}
 
+/// The exit code of a flow run's task (`herd helper langflow`) when LangFlow failed —
+/// unreachable, timeout, 5xx, busy — rather than the flow or the request: what the source's
+/// breaker counts.
+pub const EXIT_LANGFLOW_FAILED: i32 = 75;
+/// The environment variable a flow run's task reads the source's API key from.
+pub const KEY_ENV: &str = "HERD_LANGFLOW_KEY";
+
 /// Most bytes of a run's or a check's answer read.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
 /// Most bytes of a flow listing read (every flow with its graph).

@@ -296,12 +296,6 @@ impl App {
         &self.schedules
     }
 
-    /// Wakes the firing loop (a schedule changed behind the service's back: tests).
-    #[cfg(test)]
-    pub(crate) fn schedules_changed(&self) {
-        self.schedules.changed();
-    }
-
     /// LangFlow sources, their flows and flow runs.
     pub fn langflow(&self) -> &crate::langflow::LangflowService {
         &self.langflow

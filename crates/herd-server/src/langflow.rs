@@ -31,10 +31,6 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 /// A flow run's budget unless it says otherwise.
 const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(300);
-/// The exit code of `herd helper langflow` when LangFlow failed (not the flow, not the input).
-pub const EXIT_LANGFLOW_FAILED: i64 = 75;
-/// The secret environment variable a flow run's task reads its API key from.
-pub const KEY_ENV: &str = "HERD_LANGFLOW_KEY";
 
 pub struct LangflowService {
     store: Arc<dyn Store>,
@@ -428,7 +424,7 @@ impl LangflowService {
             targets,
             all: false,
             start_on_attach: false,
-            secret_env: BTreeMap::from([(KEY_ENV.to_string(), key.api_key)]),
+            secret_env: BTreeMap::from([(lf::KEY_ENV.to_string(), key.api_key)]),
             spec: RunSpec {
                 // The call's own timeout ends it first; this one ends a task stuck anyway.
                 timeout_ms: (timeout + Duration::from_secs(30)).as_millis() as u64,
@@ -456,7 +452,7 @@ pub(crate) struct FlowCall {
 }
 
 /// Tells the source's breaker how the flow run `run_id` (ended) went: LangFlow failed when a
-/// task exited [`EXIT_LANGFLOW_FAILED`].
+/// task exited [`lf::EXIT_LANGFLOW_FAILED`].
 pub(crate) async fn report(
     store: &dyn Store,
     run_id: &str,
@@ -465,7 +461,7 @@ pub(crate) async fn report(
     let failed = store.tasks_of_run(run_id).await.is_ok_and(|tasks| {
         tasks
             .iter()
-            .any(|t| t.exit_code == Some(EXIT_LANGFLOW_FAILED))
+            .any(|t| t.exit_code == Some(i64::from(lf::EXIT_LANGFLOW_FAILED)))
     });
     if failed {
         reservation.failed();

@@ -87,7 +87,7 @@ fn task_file(var: &str) -> Result<PathBuf> {
     }
 }
 
-fn read_input() -> Result<serde_json::Value> {
+pub(crate) fn read_input() -> Result<serde_json::Value> {
     let path = task_file(herd_exec::INPUT_ENV)?;
     let text = std::fs::read(&path)
         .with_context(|| format!("cannot read HERD_INPUT ({})", path.display()))?;
@@ -156,7 +156,7 @@ fn input(key: Option<&str>) -> Result<()> {
 }
 
 /// Appends `text` to the task's output file in one write.
-fn append(text: &str) -> Result<()> {
+pub(crate) fn append(text: &str) -> Result<()> {
     let path = task_file(herd_exec::OUTPUT_ENV)?;
     let mut f = std::fs::OpenOptions::new()
         .append(true)

@@ -16,9 +16,6 @@ use herd_core::outputs;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The exit code when LangFlow, not the flow or the request, failed.
-pub const EXIT_LANGFLOW_FAILED: i32 = 75;
-
 #[derive(Deserialize)]
 struct Call {
     #[serde(default)]
@@ -56,20 +53,18 @@ pub fn main() -> i32 {
 
 fn call() -> Result<i32, (i32, String)> {
     let fail = |m: String| (1, m);
-    let path = std::env::var_os(herd_exec::INPUT_ENV).ok_or_else(|| {
-        fail("HERD_INPUT is not set — herd helper langflow runs inside a flow run's task".into())
-    })?;
-    let text = std::fs::read(&path).map_err(|e| fail(format!("cannot read HERD_INPUT: {e}")))?;
-    let root: Value =
-        serde_json::from_slice(&text).map_err(|e| fail(format!("HERD_INPUT is not JSON: {e}")))?;
+    let root = crate::helper::read_input().map_err(|e| fail(format!("{e:#}")))?;
     let call: Call = serde_json::from_value(root.get("langflow").cloned().unwrap_or(Value::Null))
         .map_err(|e| {
         fail(format!(
             "HERD_INPUT has no LangFlow call ({e}) — start it with `herd flows run`"
         ))
     })?;
-    let key = std::env::var("HERD_LANGFLOW_KEY").map_err(|_| {
-        fail("HERD_LANGFLOW_KEY is not set — start it with `herd flows run`".into())
+    let key = std::env::var(lf::KEY_ENV).map_err(|_| {
+        fail(format!(
+            "{} is not set — start it with `herd flows run`",
+            lf::KEY_ENV
+        ))
     })?;
     let what = format!(
         "flow {} of source {}",
@@ -122,9 +117,9 @@ fn call() -> Result<i32, (i32, String)> {
                 LangflowError::Unreachable(_)
                 | LangflowError::Timeout(_)
                 | LangflowError::BreakerOpen(_)
-                | LangflowError::RateLimited(_) => EXIT_LANGFLOW_FAILED,
+                | LangflowError::RateLimited(_) => lf::EXIT_LANGFLOW_FAILED,
                 LangflowError::Status { status, .. } if *status >= 500 || *status == 429 => {
-                    EXIT_LANGFLOW_FAILED
+                    lf::EXIT_LANGFLOW_FAILED
                 }
                 _ => 1,
             };
@@ -158,14 +153,6 @@ fn call() -> Result<i32, (i32, String)> {
             }
         }
     }
-    if let Some(path) = std::env::var_os(herd_exec::OUTPUT_ENV) {
-        let written = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(entries.as_bytes()));
-        if let Err(e) = written {
-            return Err((1, format!("cannot write HERD_OUTPUT: {e}")));
-        }
-    }
+    crate::helper::append(&entries).map_err(|e| fail(format!("{e:#}")))?;
     Ok(0)
 }

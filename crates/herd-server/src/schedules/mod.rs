@@ -89,11 +89,6 @@ impl ScheduleService {
         ScheduleService { store, changed }
     }
 
-    #[cfg(test)]
-    pub(crate) fn changed(&self) {
-        self.changed.notify_one();
-    }
-
     pub async fn add(&self, actor: &Actor, req: NewSchedule) -> Result<Schedule> {
         if !herd_workflow::valid_name(&req.name) {
             return Err(ServerError::BadRequest(format!(
