@@ -25,6 +25,7 @@ pub mod outputs;
 pub mod selector;
 pub mod spec;
 pub mod state;
+pub mod supervise;
 
 pub use display::{Escaped, escape_controls, is_unsafe_char};
 pub use duration::{DurationError, format_duration, parse_duration};
