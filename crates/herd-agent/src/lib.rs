@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Pin of the server's CA (hex SHA-256), for https servers.
     pub ca_sha256: Option<String>,
+    /// Supervise tasks (hangs, error loops, waits for input: herd-exec's `supervise`).
+    pub supervise: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +189,7 @@ pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
         spool,
         cfg.state_dir.join("copies"),
         tasks,
+        cfg.supervise,
     ));
     shared.abandon_previous_tasks().await;
     // Random per process: the server tells a copy of this identity (another process holding

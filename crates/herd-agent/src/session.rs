@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitReason, OutStream};
+use herd_core::supervise::{ClassLimits, CommandClass};
+use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitReason, OutStream, Supervise};
 use herd_link::{VERSION, heartbeat_period};
 use herd_proto::v1::agent_hub_client::AgentHubClient;
 use herd_proto::v1::{self as pb, AgentFrame, TaskEvent, agent_frame, server_frame, task_event};
@@ -61,6 +62,8 @@ pub struct Shared {
     tasks: PathBuf,
     /// This executable, linked as `herd` into the tasks' runtime `bin`.
     exe: Option<PathBuf>,
+    /// Tasks are supervised.
+    supervise: bool,
 }
 
 /// A task the agent was told to start.
@@ -77,7 +80,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(spool: SpoolThread, copies: PathBuf, tasks: PathBuf) -> Shared {
+    pub fn new(spool: SpoolThread, copies: PathBuf, tasks: PathBuf, supervise: bool) -> Shared {
         Shared {
             spool,
             running: Mutex::new(HashMap::new()),
@@ -85,6 +88,7 @@ impl Shared {
             copies,
             tasks,
             exe: std::env::current_exe().ok(),
+            supervise,
         }
     }
 
@@ -210,6 +214,9 @@ impl Shared {
             herd: self.exe.clone(),
         });
         let dir = files.as_ref().map(|f| f.dir.clone());
+        let supervise = self
+            .supervise
+            .then(|| supervise_of(st.supervise.as_ref(), &st.command));
         let spec = ExecSpec {
             task_id: id.clone(),
             command: st.command,
@@ -226,6 +233,7 @@ impl Shared {
             args: st.args,
             files,
             mask: st.mask,
+            supervise,
         };
         let (tx, rx) = mpsc::channel(64);
         let handle = herd_exec::spawn(spec, tx);
@@ -288,6 +296,22 @@ impl Shared {
             None => return,
         };
         let _ = tx.send(c).await;
+    }
+}
+
+/// The supervision the server asked for, else the defaults of the command's class.
+fn supervise_of(s: Option<&pb::Supervise>, command: &str) -> Supervise {
+    match s.and_then(|s| Some((CommandClass::parse(&s.class)?, s))) {
+        Some((class, s)) => Supervise {
+            class,
+            limits: ClassLimits {
+                hang_ms: s.hang_ms,
+                input_wait_ms: s.input_wait_ms,
+                loop_lines: s.loop_lines,
+                loop_window_ms: s.loop_window_ms,
+            },
+        },
+        None => Supervise::defaults_for(command),
     }
 }
 
@@ -358,6 +382,13 @@ async fn forward_events(
             seq += 1;
             let kind = match ev {
                 ExecEvent::Started { pid } => task_event::Kind::Started(pb::Started { pid }),
+                ExecEvent::Supervision(s) => task_event::Kind::Supervision(pb::Supervision {
+                    state: s.state.as_str().to_string(),
+                    class: s.class.as_str().to_string(),
+                    prompt: s.prompt,
+                    secret: s.secret,
+                    reason: s.reason,
+                }),
                 ExecEvent::Output { stream, data } => task_event::Kind::Output(pb::Output {
                     stream: match stream {
                         OutStream::Stdout => pb::Stream::Stdout as i32,
@@ -375,6 +406,7 @@ async fn forward_events(
                             ExitReason::TimedOut => pb::ExitReason::TimedOut,
                             ExitReason::Cancelled => pb::ExitReason::Cancelled,
                             ExitReason::FailedToStart => pb::ExitReason::FailedToStart,
+                            ExitReason::Stopped => pb::ExitReason::Stopped,
                         } as i32,
                         duration_ms: x.duration.as_millis() as u64,
                         detail: x.detail,

@@ -65,7 +65,7 @@ pub use schedules::{
     FireOutcome, FiresQuery, MisfirePolicy, NewSchedule, NextFire, NextQuery, OverlapPolicy,
     Schedule, ScheduleFire, ScheduleTarget, TargetKind,
 };
-pub use task::{OutputQuery, Task};
+pub use task::{CommandClass, Health, OutputQuery, Supervision, Task, TaskInput};
 pub use tokens::{CreateToken, CreatedToken, JoinToken};
 pub use vars::{SetVar, Var, VarsQuery};
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use herd_core::TaskState;
+pub use herd_core::supervise::{CommandClass, Health, Supervision};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -70,6 +71,12 @@ pub struct Task {
     /// it set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<bool>,
+    /// What supervision makes of the task (the latest change its agent reported): `state`
+    /// (healthy, idle, hanging, waiting_for_input, error_loop), the command's `class`, while
+    /// waiting for input the `prompt` line and whether the answer is `secret`, and a one-line
+    /// `reason`; absent until its agent reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision: Option<Supervision>,
 }
 
 /// `GET /api/v1/tasks/{id}/output?stream=stdout|stderr`: one stream of the stored output, or
@@ -101,6 +108,26 @@ fn stream_filter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Output
     }
 }
 
+/// Input for a running task's stdin (or terminal): `POST /api/v1/tasks/{id}/input`, e.g. the
+/// answer to the prompt its `supervision` shows. The data is written as given (add the `\n`
+/// a line needs); it is never stored or logged (the audit entry `task.input` records its
+/// length only), so a password may travel here. The task must run with stdin open (its run
+/// `interactive`, or `tty`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskInput {
+    /// Bytes for the task's stdin, as UTF-8 text; at most 65,536 bytes.
+    #[serde(default)]
+    pub data: String,
+    /// Close stdin after the data (on a terminal: type ^D).
+    #[serde(default)]
+    pub eof: bool,
+}
+
+impl TaskInput {
+    /// The most data one request carries.
+    pub const MAX_DATA: usize = 64 * 1024;
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -126,6 +153,7 @@ pub(crate) mod tests {
             out_total: 12,
             outputs: BTreeMap::new(),
             condition: None,
+            supervision: None,
         }
     }
 
@@ -173,6 +201,34 @@ pub(crate) mod tests {
         assert!(golden.contains(r#""signal":9"#), "{golden}");
         assert!(golden.contains(r#""state":"failed""#), "{golden}");
         check(&golden, &killed);
+    }
+
+    #[test]
+    fn supervision_and_input_shapes() {
+        let with = Task {
+            supervision: Some(Supervision {
+                state: Health::WaitingForInput,
+                class: CommandClass::Unknown,
+                prompt: "Password: ".into(),
+                secret: true,
+                reason: String::new(),
+            }),
+            ..task()
+        };
+        let json = crate::golden::canonical(&with);
+        assert!(
+            json.contains(r#""supervision":{"class":"unknown","prompt":"Password: ","secret":true,"state":"waiting_for_input"}"#),
+            "{json}"
+        );
+        check(&json, &with);
+        let input: TaskInput = serde_json::from_str(r#"{"data":"yes\n"}"#).unwrap();
+        assert_eq!(
+            input,
+            TaskInput {
+                data: "yes\n".into(),
+                eof: false
+            }
+        );
     }
 
     #[test]

@@ -444,6 +444,7 @@ impl fmt::Display for Health {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Supervision {
+    /// What herd makes of the task now.
     pub state: Health,
     /// The command's class, whose limits apply.
     pub class: CommandClass,
@@ -608,7 +609,7 @@ impl Supervisor {
             let (reason, stop) = if l.input_wait_ms > 0 && waited >= l.input_wait_ms {
                 let r = format!(
                     "waited for input for {} (class {class}): nobody answered",
-                    secs(waited)
+                    secs(l.input_wait_ms)
                 );
                 (r.clone(), Some(r))
             } else {
@@ -630,7 +631,7 @@ impl Supervisor {
         if l.hang_ms > 0 && quiet >= l.hang_ms && still >= l.hang_ms {
             let r = format!(
                 "hung: no output and no CPU for {} (class {class})",
-                secs(quiet.min(still))
+                secs(l.hang_ms)
             );
             return (state(Health::Hanging, r.clone()), Some(r));
         }

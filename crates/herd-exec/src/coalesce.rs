@@ -8,6 +8,7 @@
 //! consumer pauses reading and, through the full pipe, the child itself.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::mask::Masker;
+use crate::tap::Tap;
 use crate::{ExecEvent, OutStream};
 
 /// Largest payload of one Output event, and the read buffer size.
@@ -48,6 +50,7 @@ pub(crate) async fn pump<R>(
     events: mpsc::Sender<ExecEvent>,
     mut stop: watch::Receiver<bool>,
     mut masker: Option<Masker>,
+    tap: Option<Arc<Tap>>,
 ) -> PumpEnd
 where
     R: AsyncRead + Unpin,
@@ -55,6 +58,7 @@ where
     let out = Out {
         stream,
         events: &events,
+        tap: tap.as_deref(),
     };
     // Output is read straight into `pending`'s spare capacity and handed out with
     // `split().freeze()`: one copy (from the kernel), none in user space. Consecutive events
@@ -134,6 +138,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 struct Out<'a> {
     stream: OutStream,
     events: &'a mpsc::Sender<ExecEvent>,
+    /// The task's supervision sees what is sent (masked).
+    tap: Option<&'a Tap>,
 }
 
 impl Out<'_> {
@@ -173,6 +179,9 @@ impl Out<'_> {
     /// Sends `data` in events of at most [`CHUNK`] bytes (masked output with a held tail
     /// may pass it). False if the receiver is gone.
     async fn send(&self, mut data: bytes::Bytes) -> bool {
+        if let Some(tap) = self.tap {
+            tap.record(&data);
+        }
         while !data.is_empty() {
             let part = data.split_to(data.len().min(CHUNK));
             let ev = ExecEvent::Output {
@@ -204,7 +213,7 @@ mod tests {
         let (mut w, r) = tokio::io::duplex(1024);
         let (tx, mut rx) = mpsc::channel(16);
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, None));
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, None, None));
         use tokio::io::AsyncWriteExt;
         for i in 0..20 {
             w.write_all(format!("{i}\n").as_bytes()).await.unwrap();
@@ -227,7 +236,7 @@ mod tests {
         let (mut w, r) = tokio::io::duplex(1024);
         let (tx, mut rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let pump = tokio::spawn(pump(r, OutStream::Stderr, tx, stop_rx, None));
+        let pump = tokio::spawn(pump(r, OutStream::Stderr, tx, stop_rx, None, None));
         use tokio::io::AsyncWriteExt;
         w.write_all(b"partial").await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -249,7 +258,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let (_stop_tx, stop_rx) = watch::channel(false);
         let masker = Masker::new(&[bytes::Bytes::from_static(b"s3cr3t-value")]);
-        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, masker));
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, masker, None));
         use tokio::io::AsyncWriteExt;
         w.write_all(b"token: s3cr3t").await.unwrap();
         // The linger flushes what was read: the part before the secret goes out at once.
@@ -272,7 +281,7 @@ mod tests {
         let (mut w, r) = tokio::io::duplex(256 * 1024);
         let (tx, mut rx) = mpsc::channel(16);
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, None));
+        let pump = tokio::spawn(pump(r, OutStream::Stdout, tx, stop_rx, None, None));
         let expected: Vec<u8> = (0..3 * CHUNK + 1234).map(|i| (i % 251) as u8).collect();
         let data = expected.clone();
         let writer = tokio::spawn(async move {

@@ -17,13 +17,16 @@ mod coalesce;
 mod files;
 mod kill;
 pub mod mask;
+mod probe;
 mod pty;
 mod spawn;
+mod tap;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use herd_core::supervise::{ClassLimits, CommandClass, Supervision};
 use tokio::sync::mpsc;
 
 pub use files::{INPUT_ENV, MAX_OUTPUTS, OUTPUT_ENV, TaskFiles, remove as remove_task_files};
@@ -77,6 +80,28 @@ pub struct ExecSpec {
     /// Values replaced by `***` in the task's output and outputs (those of [`MIN_MASKED`]
     /// bytes or more).
     pub mask: Vec<Bytes>,
+    /// Watch the task while it runs (output, CPU of its processes, reads of its input): its
+    /// state changes come as [`ExecEvent::Supervision`], and a hang, an error loop or a wait
+    /// for input past its limit stops it ([`ExitReason::Stopped`]). `None`: not watched.
+    pub supervise: Option<Supervise>,
+}
+
+/// How a task is supervised: its command's class and that class's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervise {
+    pub class: CommandClass,
+    pub limits: ClassLimits,
+}
+
+impl Supervise {
+    /// herd's defaults for `command`'s class.
+    pub fn defaults_for(command: &str) -> Supervise {
+        let class = herd_core::supervise::classify(command);
+        Supervise {
+            class,
+            limits: ClassLimits::default_for(class),
+        }
+    }
 }
 
 /// Which output stream a chunk came from.
@@ -97,6 +122,9 @@ pub enum ExitReason {
     Cancelled,
     /// The process could not be started; `ExitInfo::detail` says why.
     FailedToStart,
+    /// Supervision stopped it (a hang, an error loop, a wait for input past its limit);
+    /// `ExitInfo::detail` starts with why, in one line.
+    Stopped,
 }
 
 /// Final report of a task.
@@ -116,11 +144,19 @@ pub struct ExitInfo {
     pub outputs: Bytes,
 }
 
-/// Events of one task, in order: `Started`, any number of `Output`, exactly one `Exited`.
+/// Events of one task, in order: `Started`, any number of `Output` and `Supervision`, exactly
+/// one `Exited`.
 #[derive(Debug, Clone)]
 pub enum ExecEvent {
-    Started { pid: u32 },
-    Output { stream: OutStream, data: Bytes },
+    Started {
+        pid: u32,
+    },
+    Output {
+        stream: OutStream,
+        data: Bytes,
+    },
+    /// The task's supervision state changed (only changes are sent).
+    Supervision(Supervision),
     Exited(ExitInfo),
 }
 
@@ -130,7 +166,7 @@ impl ExecEvent {
         match self {
             ExecEvent::Output { data, .. } => data.len(),
             ExecEvent::Exited(x) => x.outputs.len(),
-            ExecEvent::Started { .. } => 0,
+            ExecEvent::Started { .. } | ExecEvent::Supervision(_) => 0,
         }
     }
 }

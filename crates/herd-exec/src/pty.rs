@@ -111,6 +111,13 @@ impl Master {
         set_window_size(self.0.get_ref(), cols, rows)
     }
 
+    /// The terminal does not echo what is typed (a password prompt): on Linux a PTY
+    /// master's termios are its slave's.
+    pub(crate) fn echo_off(&self) -> bool {
+        nix::sys::termios::tcgetattr(self.0.get_ref())
+            .is_ok_and(|t| !t.local_flags.contains(nix::sys::termios::LocalFlags::ECHO))
+    }
+
     /// Writes some of `buf`, returning how many bytes were taken.
     /// Cancel-safe: nothing is written unless it returns.
     pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {

@@ -27,11 +27,14 @@ use crate::coalesce::{PumpEnd, pump, sleep_until_opt};
 use crate::files::{self, INPUT_ENV, OUTPUT_ENV};
 use crate::kill::TaskTree;
 use crate::mask::Masker;
+use crate::probe::Probe;
+use crate::tap::Tap;
 use crate::{
     Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, JOIN_TOKEN_ENV, OutStream,
     TASK_ID_ENV,
 };
 use crate::{child, pty};
+use herd_core::supervise::{Sample, Step, Supervisor};
 
 /// Capacity of the control channel.
 const CONTROL_CAPACITY: usize = 64;
@@ -98,6 +101,9 @@ struct Process {
     io: ProcessIo,
     /// The task's runtime directory, whose `output` is read when it ends.
     outputs: Option<std::os::fd::OwnedFd>,
+    /// The task's input (its stdin pipe or terminal) as /proc names a descriptor of it;
+    /// `None` without one.
+    input: Option<String>,
 }
 
 enum ProcessIo {
@@ -251,6 +257,7 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         cmd.stdin(dup(&pty.slave)?)
             .stdout(dup(&pty.slave)?)
             .stderr(dup(&pty.slave)?);
+        let input = fd_name(&pty.slave);
         let child = cmd.spawn().map_err(fail)?;
         // The parent's copies of the slave must be closed, or the master
         // never sees EOF (EIO) when the task's side closes.
@@ -266,6 +273,7 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
             pid,
             io: ProcessIo::Pty { master },
             outputs: None,
+            input,
         }
     } else {
         cmd.process_group(0)
@@ -288,6 +296,7 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
         grow_pipe(&stdout);
         grow_pipe(&stderr);
         let stdin = child.stdin.take();
+        let input = stdin.as_ref().and_then(fd_name);
         Process {
             child,
             pid,
@@ -297,6 +306,7 @@ fn start_process(spec: &ExecSpec) -> Result<Process, String> {
                 stderr,
             },
             outputs: None,
+            input,
         }
     };
     // The child has its own copy of the script; the agent's closes here.
@@ -422,6 +432,43 @@ fn window_size(env: &[(String, String)]) -> (u16, u16) {
     (get("COLUMNS", DEFAULT_COLS), get("LINES", DEFAULT_ROWS))
 }
 
+/// How often a supervised task is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// A supervised task's watch: its state machine, its processes and its output.
+struct Watch {
+    supervisor: Supervisor,
+    probe: Arc<Probe>,
+    tap: Arc<Tap>,
+    /// When the next sample is due.
+    next: Instant,
+}
+
+impl Watch {
+    /// One sample: the process tree (on the blocking pool: /proc reads) and the output
+    /// since the last one, through the state machine.
+    async fn sample(&mut self, start: Instant, echo_off: bool) -> Step {
+        let probe = Arc::clone(&self.probe);
+        let procs = tokio::task::spawn_blocking(move || probe.sample())
+            .await
+            .unwrap_or_default();
+        let seen = self.tap.take();
+        let now = Instant::now();
+        self.next = now + SAMPLE_EVERY;
+        self.supervisor.observe(&Sample {
+            at_ms: (now - start).as_millis() as u64,
+            output_bytes: seen.bytes,
+            lines: seen.lines,
+            partial: seen.partial,
+            last_line: seen.last_line,
+            cpu_ticks: procs.cpu_ticks,
+            processes: procs.processes,
+            reading_input: procs.reading_input,
+            echo_off,
+        })
+    }
+}
+
 /// Where stdin input goes.
 enum Sink {
     Pipe(ChildStdin),
@@ -488,7 +535,15 @@ async fn supervise(
         pid,
         io,
         outputs,
+        input,
     } = process;
+    let mut watch = spec.supervise.map(|s| Watch {
+        supervisor: Supervisor::new(&spec.command, s.class, s.limits),
+        probe: Arc::new(Probe::new(pid, input)),
+        tap: Arc::new(Tap::default()),
+        next: start + SAMPLE_EVERY,
+    });
+    let tap_for = || watch.as_ref().map(|w| Arc::clone(&w.tap));
     let masker = Masker::new(&spec.mask);
     let masker_for = || masker.as_ref().map(Masker::fresh);
     let tree = Arc::new(TaskTree::new(pid, &spec.task_id));
@@ -518,6 +573,7 @@ async fn supervise(
                 events.clone(),
                 stop_rx.clone(),
                 masker_for(),
+                tap_for(),
             )));
             pumps.push(tokio::spawn(pump(
                 stderr,
@@ -525,6 +581,7 @@ async fn supervise(
                 events.clone(),
                 stop_rx.clone(),
                 masker_for(),
+                tap_for(),
             )));
             (stdin.map_or(Sink::Closed, Sink::Pipe), false)
         }
@@ -535,6 +592,7 @@ async fn supervise(
                 events.clone(),
                 stop_rx.clone(),
                 masker_for(),
+                tap_for(),
             )));
             terminal = Some(master.clone());
             (Sink::Pty(master), true)
@@ -548,6 +606,8 @@ async fn supervise(
     let mut abandoned = false;
     let mut control_open = true;
     let timeout_at = spec.timeout.map(|t| start + t);
+    // Why supervision stopped the task.
+    let mut stopped: Option<String> = None;
 
     let status = loop {
         // Apply pending closes, and drop input that can no longer be written.
@@ -576,6 +636,21 @@ async fn supervise(
             }
             _ = sleep_until_opt(term.kill_at), if !term.killed => {
                 term.kill(&tree).await;
+            }
+            _ = sleep_until_opt(watch.as_ref().map(|w| w.next)), if term.reason.is_none() => {
+                if let Some(w) = watch.as_mut() {
+                    let echo_off = terminal.as_ref().is_some_and(pty::Master::echo_off);
+                    let step = w.sample(start, echo_off).await;
+                    if let Some(state) = step.changed {
+                        // If this fails the receiver is gone; the `closed()` branch handles it.
+                        let _ = events.send(ExecEvent::Supervision(state)).await;
+                    }
+                    if let Some(reason) = step.stop {
+                        tracing::debug!(task_id = %spec.task_id, reason = %reason, "supervision stops the task");
+                        stopped = Some(reason);
+                        term.begin(ExitReason::Stopped, default_grace, &tree).await;
+                    }
+                }
             }
             msg = control.recv(), if control_open && queue.len() < MAX_QUEUED_INPUT => match msg {
                 Some(Control::Input(bytes)) => {
@@ -664,6 +739,9 @@ async fn supervise(
         cut_off,
         &failures,
     );
+    if let Some(why) = stopped {
+        info.detail = format!("{why}; {}", info.detail);
+    }
     if let Some(path) = outputs {
         let read =
             tokio::task::spawn_blocking(move || files::read_outputs(&path, masker.as_ref())).await;
@@ -709,7 +787,7 @@ fn exit_info(
             None => format!("timed out; {how}"),
         },
         ExitReason::Cancelled => format!("cancelled; {how}"),
-        ExitReason::Exited | ExitReason::FailedToStart => how,
+        ExitReason::Exited | ExitReason::FailedToStart | ExitReason::Stopped => how,
     };
     if cut_off {
         detail.push_str(&format!(
@@ -727,6 +805,14 @@ fn exit_info(
         detail,
         outputs: Bytes::new(),
     }
+}
+
+/// What /proc shows as the target of a descriptor of the same file (`pipe:[INODE]`,
+/// `/dev/pts/N`): both ends of a pipe share its inode.
+fn fd_name(fd: &impl AsRawFd) -> Option<String> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Pipe buffer asked for the task's output pipes.

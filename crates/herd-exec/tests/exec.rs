@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use herd_core::supervise::{ClassLimits, CommandClass, Health, Supervision};
+use herd_exec::Supervise;
 use herd_exec::{Control, ExecEvent, ExecHandle, ExecSpec, ExitInfo, ExitReason, OutStream, spawn};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
@@ -31,12 +33,28 @@ struct Collected {
     stdout_events: usize,
     exit: Option<ExitInfo>,
     started: bool,
+    states: Vec<Supervision>,
 }
 
 /// Receives events until `Exited`, checking the ordering contract.
 async fn collect(rx: &mut mpsc::Receiver<ExecEvent>) -> Collected {
-    let mut c = Collected::default();
-    let mut first = true;
+    collect_from(rx, Collected::default(), true).await
+}
+
+/// The rest of a task's events, once `Started` was received.
+async fn collect_rest(rx: &mut mpsc::Receiver<ExecEvent>) -> Collected {
+    let c = Collected {
+        started: true,
+        ..Collected::default()
+    };
+    collect_from(rx, c, false).await
+}
+
+async fn collect_from(
+    rx: &mut mpsc::Receiver<ExecEvent>,
+    mut c: Collected,
+    mut first: bool,
+) -> Collected {
     loop {
         let ev = timeout(LIMIT, rx.recv())
             .await
@@ -64,6 +82,10 @@ async fn collect(rx: &mut mpsc::Receiver<ExecEvent>) -> Collected {
                     }
                     OutStream::Stderr => c.stderr.extend_from_slice(&data),
                 }
+            }
+            ExecEvent::Supervision(state) => {
+                assert!(c.started, "Supervision before Started");
+                c.states.push(state);
             }
             ExecEvent::Exited(info) => {
                 c.exit = Some(info);
@@ -526,4 +548,108 @@ async fn a_missing_interpreter_is_named() {
         "{}",
         exit.detail
     );
+}
+
+fn supervised(name: &str, command: &str, hang_ms: u64) -> ExecSpec {
+    ExecSpec {
+        supervise: Some(Supervise {
+            class: CommandClass::Info,
+            limits: ClassLimits {
+                hang_ms,
+                input_wait_ms: 0,
+                loop_lines: 5,
+                loop_window_ms: 10_000,
+            },
+        }),
+        grace: Duration::from_millis(500),
+        ..spec(name, command)
+    }
+}
+
+#[tokio::test]
+async fn a_silent_sleep_hangs_and_is_stopped() {
+    let c = run(supervised("hang", &format!("sleep {}", marker(600)), 2_000)).await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::Stopped);
+    assert!(
+        exit.detail
+            .starts_with("hung: no output and no CPU for 2 s (class info); "),
+        "{}",
+        exit.detail
+    );
+    assert!(!exit.detail.contains('\n'));
+    let states: Vec<Health> = c.states.iter().map(|s| s.state).collect();
+    assert_eq!(states.last(), Some(&Health::Hanging), "{states:?}");
+    assert!(processes_with(&marker(600)).is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_error_line_is_stopped_as_an_error_loop() {
+    let c = run(supervised(
+        "loop",
+        "while true; do echo 'E: Could not get lock /var/lib/dpkg/lock'; sleep 0.2; done",
+        0,
+    ))
+    .await;
+    let exit = c.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::Stopped);
+    assert!(exit.detail.starts_with("error loop: "), "{}", exit.detail);
+    assert_eq!(c.states.last().unwrap().state, Health::ErrorLoop);
+}
+
+#[tokio::test]
+async fn a_password_prompt_on_a_terminal_waits_for_a_secret_answer() {
+    let (handle, mut rx) = start(ExecSpec {
+        tty: true,
+        interactive: true,
+        ..supervised("prompt", "read -s -p 'Password: ' p; echo \"ok $p\"", 0)
+    });
+    expect_started(&mut rx).await;
+    let mut out = Vec::new();
+    let state = loop {
+        match timeout(LIMIT, rx.recv()).await.unwrap().unwrap() {
+            ExecEvent::Output { data, .. } => out.extend_from_slice(&data),
+            ExecEvent::Supervision(s) if s.state == Health::WaitingForInput => break s,
+            ExecEvent::Supervision(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(state.prompt, "Password: ");
+    assert!(state.secret);
+    handle
+        .control
+        .send(Control::Input(Bytes::from_static(b"hunter2\n")))
+        .await
+        .unwrap();
+    let c = collect_rest(&mut rx).await;
+    out.extend_from_slice(&c.stdout);
+    let text = String::from_utf8_lossy(&out);
+    // The terminal did not echo the answer; the program printed it itself.
+    assert_eq!(text.matches("hunter2").count(), 1, "{text}");
+    assert!(text.contains("ok hunter2"), "{text}");
+    assert_eq!(c.exit.unwrap().code, Some(0));
+}
+
+#[tokio::test]
+async fn a_read_of_a_pipe_stdin_waits_for_input() {
+    let (handle, mut rx) = start(ExecSpec {
+        interactive: true,
+        ..supervised("pipe", "echo 'Continue? [y/N]'; read a; echo \"got $a\"", 0)
+    });
+    expect_started(&mut rx).await;
+    let state = loop {
+        match timeout(LIMIT, rx.recv()).await.unwrap().unwrap() {
+            ExecEvent::Supervision(s) if s.state == Health::WaitingForInput => break s,
+            _ => {}
+        }
+    };
+    assert_eq!(state.prompt, "Continue? [y/N]");
+    assert!(!state.secret);
+    handle
+        .control
+        .send(Control::Input(Bytes::from_static(b"y\n")))
+        .await
+        .unwrap();
+    let c = collect_rest(&mut rx).await;
+    assert_eq!(String::from_utf8_lossy(&c.stdout), "got y\n");
 }

@@ -51,6 +51,8 @@ pub struct Settings {
     pub actions: herd_actions::ActionsConfig,
     /// The model of `herd ask`, or why there is none.
     pub llm: std::result::Result<Arc<herd_ai::Llm>, String>,
+    /// The limits of each command class, sent with every StartTask.
+    pub supervise: herd_core::supervise::Limits,
 }
 
 /// The assembled application: what the HTTP API uses, what agents' sessions use, the admin
@@ -83,6 +85,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         local_agent,
         actions,
         llm,
+        supervise,
     } = s;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -129,6 +132,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         index: index.clone(),
         waiters: Waiters::default(),
         metrics: metrics.clone(),
+        supervise,
     });
     let drivers = Arc::new(Drivers::new(
         driver_ctx.clone(),

@@ -69,6 +69,11 @@ pub fn task(t: TaskRow) -> api::Task {
         out_total: t.output.total.min(i64::MAX as u64) as i64,
         condition: outputs.as_ref().and_then(|o| o.condition),
         outputs: outputs.map(|o| o.values).unwrap_or_default(),
+        // Written by this server from a checked state: one that does not read is left out.
+        supervision: t
+            .supervision
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok()),
     }
 }
 

@@ -90,6 +90,8 @@ pub struct ServerConfig {
     /// unset: read from the environment (`HERD_LLM_URL`, `HERD_LLM_MODEL`).
     pub llm_url: Option<String>,
     pub llm_model: Option<String>,
+    /// How agents supervise tasks: the limits of each command class (`--supervise`).
+    pub supervise: herd_core::supervise::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +127,7 @@ impl ServerConfig {
             actions_ca: None,
             llm_url: None,
             llm_model: None,
+            supervise: Default::default(),
         }
     }
 }
@@ -349,6 +352,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         local_agent: cfg.local_agent.clone(),
         actions,
         llm: crate::ask::AskService::model(cfg.llm_url.clone(), cfg.llm_model.clone()),
+        supervise: cfg.supervise.clone(),
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))?;

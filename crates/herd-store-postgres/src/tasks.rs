@@ -170,15 +170,19 @@ static PROGRESS: LazyLock<String> = LazyLock::new(|| {
     ]
     .map(|c| when(&exits, c))
     .join(", ");
+    let supervision = when(
+        &format!("j.supervision IS NOT NULL AND {forward}"),
+        "supervision",
+    );
     format!(
-        "UPDATE tasks SET {out}, {start}, {exit}, \
+        "UPDATE tasks SET {out}, {start}, {exit}, {supervision}, \
          state = CASE WHEN {exits} THEN j.exit_state WHEN {starts} THEN $1::text ELSE tasks.state END \
          FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
                      $8::bigint[], $9::bigint[], \
                      $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], \
-                     $16::text[]) \
+                     $16::text[], $17::text[]) \
          AS j(id, out_seq, out_total, out_head_len, out_tail_seg, out_tail_len, pid, started_at, \
-              exit_state, exit_code, signal, reason, detail, finished_at, outputs) \
+              exit_state, exit_code, signal, reason, detail, finished_at, outputs, supervision) \
          WHERE tasks.id = j.id AND ({forward} OR {starts} OR {exits}) \
          RETURNING tasks.id, tasks.state, \
            (j.exit_state IS NOT NULL AND tasks.state = j.exit_state AND tasks.finished_at = j.finished_at)"
@@ -240,6 +244,11 @@ pub(crate) async fn apply_progress(
                 exits
                     .iter()
                     .map(|e| e.and_then(|e| e.outputs.as_deref()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                part.iter()
+                    .map(|p| p.supervision.as_deref())
                     .collect::<Vec<_>>(),
             )
             .fetch_all(&mut *tx)

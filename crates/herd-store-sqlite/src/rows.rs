@@ -13,7 +13,7 @@ macro_rules! agent_cols {
 }
 macro_rules! task_cols {
     () => {
-        "id, run_id, agent_id, agent_name, state, created_at, dispatched_at, started_at, finished_at, pid, exit_code, signal, reason, detail, outputs, out_seq, out_total, out_head_len, out_tail_seg, out_tail_len"
+        "id, run_id, agent_id, agent_name, state, created_at, dispatched_at, started_at, finished_at, pid, exit_code, signal, reason, detail, outputs, supervision, out_seq, out_total, out_head_len, out_tail_seg, out_tail_len"
     };
 }
 macro_rules! run_cols {

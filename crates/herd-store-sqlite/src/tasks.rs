@@ -122,7 +122,7 @@ pub(crate) async fn apply_progress(
     let mut tx = pool.begin().await.map_err(db)?;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let mut qb = QueryBuilder::new(
-            "UPDATE tasks SET out_seq = j.column2, out_total = j.column3, out_head_len = j.column4, out_tail_seg = j.column5, out_tail_len = j.column6 FROM (",
+            "UPDATE tasks SET out_seq = j.column2, out_total = j.column3, out_head_len = j.column4, out_tail_seg = j.column5, out_tail_len = j.column6, supervision = COALESCE(j.column7, tasks.supervision) FROM (",
         );
         qb.push_values(chunk, |mut b, p| {
             b.push_bind(&p.task_id)
@@ -130,7 +130,8 @@ pub(crate) async fn apply_progress(
                 .push_bind(p.out.total as i64)
                 .push_bind(p.out.head_len as i64)
                 .push_bind(p.out.tail_seg as i64)
-                .push_bind(p.out.tail_len as i64);
+                .push_bind(p.out.tail_len as i64)
+                .push_bind(&p.supervision);
         });
         qb.push(") AS j WHERE tasks.id = j.column1 AND tasks.out_seq < j.column2");
         qb.build().execute(&mut *tx).await.map_err(db)?;

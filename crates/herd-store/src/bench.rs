@@ -80,6 +80,7 @@ pub async fn progress_rate(
             at: run.created_at,
         }),
         exited: None,
+        supervision: None,
     });
     let exits = ids.iter().map(|id| TaskProgress {
         task_id: id.clone(),
@@ -95,6 +96,7 @@ pub async fn progress_rate(
             at: run.created_at + 1,
             outputs: None,
         }),
+        supervision: None,
     });
     let records: Vec<TaskProgress> = starts.chain(exits).collect();
 

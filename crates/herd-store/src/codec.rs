@@ -289,6 +289,7 @@ pub fn task(row: &dyn StoredRow) -> Result<TaskRow> {
         reason: c.opt_text("reason")?,
         detail: c.opt_text("detail")?,
         outputs: c.opt_text("outputs")?,
+        supervision: c.opt_text("supervision")?,
         out_seq: c.unsigned("out_seq")?,
         output: OutputPos {
             total: c.unsigned("out_total")?,
@@ -477,6 +478,7 @@ mod tests {
             "reason",
             "detail",
             "outputs",
+            "supervision",
         ] {
             m.insert(col, None);
         }

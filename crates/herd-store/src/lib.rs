@@ -84,6 +84,9 @@ pub fn merge_progress(batch: &[TaskProgress]) -> Vec<TaskProgress> {
                 if p.exited.is_some() {
                     m.exited = p.exited.clone();
                 }
+                if p.supervision.is_some() {
+                    m.supervision = p.supervision.clone();
+                }
             }
             None => {
                 at.insert(&p.task_id, out.len());

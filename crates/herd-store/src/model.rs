@@ -122,6 +122,9 @@ pub struct TaskRow {
     /// What the task wrote to `HERD_OUTPUT`, as its agent reported it with its exit (secrets
     /// masked); read with `herd_core::outputs::parse`. None: nothing.
     pub outputs: Option<String>,
+    /// The latest supervision state its agent reported (JSON text of
+    /// `herd_core::supervise::Supervision`). None: none yet.
+    pub supervision: Option<String>,
     /// The last event seq persisted.
     pub out_seq: u64,
     /// The output log position committed with `out_seq`.
@@ -188,6 +191,8 @@ pub struct TaskProgress {
     pub out: OutputPos,
     pub started: Option<Started>,
     pub exited: Option<Exit>,
+    /// The latest supervision state of the batch (JSON text), stored with the seq.
+    pub supervision: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -614,6 +614,16 @@ pub enum TasksCmd {
     },
     /// Cancel a task (SIGTERM to its processes, SIGKILL after a grace period).
     Cancel { id: String },
+    /// Answer a running task's prompt (see `herd tasks show`): a line typed here without
+    /// echo, or, when stdin is not a terminal, stdin as it is. The answer goes to the task's
+    /// stdin and is never stored or logged. The task's run must keep stdin open
+    /// (`herd run -i`, e.g. `herd run -i --detach ...`).
+    Answer {
+        id: String,
+        /// Close the task's stdin after the answer.
+        #[arg(long)]
+        eof: bool,
+    },
 }
 
 pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
@@ -663,6 +673,25 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
             if let Some(c) = t.condition {
                 outln!("{:<11}{c}", "condition");
             }
+            if let Some(s) = &t.supervision {
+                outln!("{:<11}{} (class {})", "supervised", s.state, s.class);
+                if s.state == herd_api::Health::WaitingForInput {
+                    // Quoted, so a prompt's trailing space shows.
+                    outln!("{:<11}\"{}\"", "prompt", Escaped(&s.prompt));
+                    if s.secret {
+                        outln!(
+                            "{:<11}secret (answer with `herd tasks answer {}`: not echoed, never kept)",
+                            "answer",
+                            Escaped(&t.id)
+                        );
+                    } else {
+                        outln!("{:<11}`herd tasks answer {}`", "answer", Escaped(&t.id));
+                    }
+                }
+                if !s.reason.is_empty() {
+                    outln!("{:<11}{}", "why", Escaped(&s.reason));
+                }
+            }
             // What the task set through HERD_OUTPUT: `key=value`, a line each (a value's line
             // breaks and control characters escaped).
             for (i, (k, v)) in t.outputs.iter().enumerate() {
@@ -697,6 +726,21 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
             let mut out = std::io::stdout();
             c.download(&format!("/api/v1/tasks/{id}/output"), &mut out)
                 .await?;
+            Ok(0)
+        }
+        TasksCmd::Answer { id, eof } => {
+            let data = crate::answer::read(&c, &id).await?;
+            let t: Task = c
+                .post(
+                    &format!("/api/v1/tasks/{id}/input"),
+                    &herd_api::TaskInput { data, eof },
+                )
+                .await?;
+            eprintln!(
+                "answer sent to task {} on {}",
+                Escaped(&t.id),
+                Escaped(&t.agent_name)
+            );
             Ok(0)
         }
         TasksCmd::Cancel { id } => {

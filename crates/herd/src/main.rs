@@ -1,6 +1,7 @@
 //! `herd`: the server, the agent and the CLI in one binary. Subcommands are thin wrappers
 //! over `herd-server`, `herd-agent` and the HTTP API.
 
+mod answer;
 mod ask;
 mod bench;
 mod breakers;
@@ -215,6 +216,20 @@ struct ServerArgs {
     /// The model `herd ask` asks.
     #[arg(long, env = "HERD_LLM_MODEL")]
     llm_model: Option<String>,
+    /// A limit of task supervision, CLASS.KEY=VALUE; repeatable. CLASS: info, package,
+    /// build, download, service, unknown or all; KEY: hang (no output and no CPU this long
+    /// stops the task), input (the longest wait for an answer), loop (repeats of one error
+    /// line that stop it) and loop-window; 0 turns a limit off (e.g. info.hang=2m,
+    /// all.loop=20).
+    #[arg(long = "supervise", value_name = "CLASS.KEY=VALUE", value_parser = parse_supervise)]
+    supervise: Vec<String>,
+}
+
+fn parse_supervise(s: &str) -> Result<String, String> {
+    herd_core::supervise::Limits::default()
+        .set(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -265,6 +280,10 @@ pub struct AgentRunArgs {
     /// SHA-256 of the server's CA (printed by `herd token create`), for https servers.
     #[arg(long)]
     ca_sha256: Option<String>,
+    /// Do not supervise tasks (no hang, error-loop or input detection; for measuring its
+    /// cost).
+    #[arg(long)]
+    no_supervise: bool,
 }
 
 #[derive(Args)]
@@ -657,6 +676,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.actions_ca = a.actions_ca;
             cfg.llm_url = a.llm_url;
             cfg.llm_model = a.llm_model;
+            for s in &a.supervise {
+                cfg.supervise.set(s)?;
+            }
             let running = herd_server::start(cfg).await?;
             println!("herd server listening on {}", running.url);
             if let Some(fp) = &running.ca_fingerprint {
@@ -711,6 +733,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
                 state_dir: a.state_dir,
                 ca_sha256: a.ca_sha256,
+                supervise: !a.no_supervise,
             };
             plaintext::warn(&cfg.server, "the agent's credential (and join token)");
             herd_agent::run(cfg).await?;

@@ -72,6 +72,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
         labels_given: false,
         state_dir,
         ca_sha256: running.ca_fingerprint.clone(),
+        supervise: true,
     };
     let agent = tokio::spawn(herd_agent::run(agent_cfg));
 

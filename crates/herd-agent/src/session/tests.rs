@@ -22,6 +22,7 @@ async fn shared(dir: &std::path::Path) -> (Arc<Shared>, SpoolThread) {
             spool.clone(),
             dir.join("copies"),
             dir.join("tasks"),
+            true,
         )),
         spool,
     )

@@ -99,6 +99,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::input))
         .routes(routes!(tasks::output))
         .routes(routes!(tasks::fetched))
         .routes(routes!(attach::attach_task))

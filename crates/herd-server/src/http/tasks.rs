@@ -9,11 +9,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use herd_api::{
     ErrorBody, FETCHED_MODE, FETCHED_SHA256, FETCHED_SIZE, FetchedQuery, ListQuery, OutputQuery,
-    Task, TasksQuery,
+    Task, TaskInput, TasksQuery,
 };
 use herd_outlog::{Chunk, Cursor};
 
-use super::extract::{Path, Query};
+use super::extract::{Body, Path, Query};
 use crate::app::App;
 use crate::convert;
 use crate::error::{Result, ServerError};
@@ -87,6 +87,32 @@ pub async fn cancel(
 ) -> Result<Json<Task>> {
     Ok(Json(convert::task(
         app.runs().cancel_task(&actor.name, &id).await?,
+    )))
+}
+
+/// Writes to a running task's stdin (or terminal): the answer to the prompt its supervision
+/// shows. The data is never stored or logged; the audit entry `task.input` records its
+/// length only.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/input", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    request_body = TaskInput,
+    responses(
+        (status = 200, description = "The input went to the task's agent; the task as it stands", body = Task),
+        (status = 400, description = "More than 65,536 bytes, or a body that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task is not running, runs without stdin (its run is neither interactive nor tty), or its agent is away", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn input(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Body(req): Body<TaskInput>,
+) -> Result<Json<Task>> {
+    Ok(Json(convert::task(
+        app.runs().task_input(&actor.name, &id, req).await?,
     )))
 }
 

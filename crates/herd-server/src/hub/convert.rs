@@ -110,6 +110,7 @@ pub fn exit(x: &pb::Exited, at: i64) -> herd_store::Exit {
         pb::ExitReason::TimedOut => (TaskState::TimedOut, "timed out"),
         pb::ExitReason::Cancelled => (TaskState::Cancelled, "cancelled"),
         pb::ExitReason::FailedToStart => (TaskState::Failed, "failed to start"),
+        pb::ExitReason::Stopped => (TaskState::Failed, "stopped"),
         pb::ExitReason::Unspecified => (TaskState::Lost, "lost"),
     };
     herd_store::Exit {
@@ -121,6 +122,32 @@ pub fn exit(x: &pb::Exited, at: i64) -> herd_store::Exit {
         at,
         outputs: outputs_text(&x.outputs),
     }
+}
+
+/// A supervision state as the agent reported it, bounded, as the JSON text the store keeps;
+/// `None` for a state this server does not know.
+pub fn supervision(s: &pb::Supervision) -> Option<String> {
+    use herd_core::supervise::{self as sv, CommandClass, Health};
+    let state = Health::parse(&s.state)?;
+    let bounded = |t: &str, max: usize| {
+        let mut t = text(t);
+        if t.len() > max {
+            let mut end = max;
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            t.truncate(end);
+        }
+        t
+    };
+    let kept = sv::Supervision {
+        state,
+        class: CommandClass::parse(&s.class).unwrap_or(CommandClass::Unknown),
+        prompt: bounded(&s.prompt, sv::MAX_PROMPT),
+        secret: s.secret,
+        reason: bounded(&s.reason, sv::MAX_REASON),
+    };
+    serde_json::to_string(&kept).ok()
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub struct Planned {
     /// The pid of a start that counts.
     pub started: Option<u32>,
     pub exited: Option<pb::Exited>,
+    /// The latest supervision state that counts.
+    pub supervision: Option<pb::Supervision>,
 }
 
 impl Planned {
@@ -94,6 +96,7 @@ pub fn plan(
                             records: Vec::new(),
                             started: None,
                             exited: None,
+                            supervision: None,
                         });
                         Some(order.len() - 1)
                     }
@@ -136,6 +139,7 @@ pub fn plan(
                 p.records.push((stream, o.data));
             }
             Some(task_event::Kind::Exited(x)) => p.exited = Some(x),
+            Some(task_event::Kind::Supervision(s)) => p.supervision = Some(s),
             None => {}
         }
     }
@@ -285,6 +289,7 @@ impl Ingest {
                 out,
                 started: p.started.map(|pid| Started { pid, at: now }),
                 exited: p.exited.as_ref().map(|x| convert::exit(x, now)),
+                supervision: p.supervision.as_ref().and_then(convert::supervision),
             });
         }
         let ended = if progress.is_empty() {

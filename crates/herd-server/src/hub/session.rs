@@ -331,7 +331,13 @@ async fn reconcile(
                     }
                 };
                 let secrets = hub.drivers.secrets(&task.run_id);
-                match start_frame(&task.id, &run.command, &run.spec, secrets.as_ref()) {
+                match start_frame(
+                    &task.id,
+                    &run.command,
+                    &run.spec,
+                    secrets.as_ref(),
+                    hub.drivers.supervise(),
+                ) {
                     Some(frame) => tx.send(frame).await.map_err(|_| "agent went away")?,
                     None => gone.push((task.id, task.run_id)),
                 }

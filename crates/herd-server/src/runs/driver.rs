@@ -63,6 +63,8 @@ pub struct DriverCtx {
     pub waiters: Waiters,
     /// Counts the tasks that end.
     pub metrics: Arc<Metrics>,
+    /// The limits of each command class, sent with every StartTask.
+    pub supervise: herd_core::supervise::Limits,
 }
 
 struct Entry {
@@ -178,6 +180,11 @@ impl Drivers {
     }
 
     /// The values of a run's secret environment variables, while its driver runs.
+    /// The limits of each command class, for StartTask frames.
+    pub fn supervise(&self) -> &herd_core::supervise::Limits {
+        &self.ctx.supervise
+    }
+
     pub fn secrets(&self, run_id: &str) -> Option<SecretEnv> {
         lock(&self.runs).get(run_id).and_then(|e| e.secrets.clone())
     }
@@ -531,6 +538,7 @@ impl Driver {
                 &self.run.command,
                 &self.run.spec,
                 self.secrets.as_ref(),
+                &self.ctx.supervise,
             ) else {
                 gone.push(q.task_id);
                 continue;

@@ -31,7 +31,10 @@ pub fn start_frame(
     command: &str,
     spec: &RunSpec,
     secrets: Option<&SecretEnv>,
+    supervise: &herd_core::supervise::Limits,
 ) -> Option<ServerFrame> {
+    let class = herd_core::supervise::classify(command);
+    let limits = supervise.get(class);
     let mut env: HashMap<String, String> = spec
         .env
         .iter()
@@ -98,6 +101,13 @@ pub fn start_frame(
                 .unwrap_or_default(),
             input,
             mask,
+            supervise: Some(pb::Supervise {
+                class: class.as_str().to_string(),
+                hang_ms: limits.hang_ms,
+                input_wait_ms: limits.input_wait_ms,
+                loop_lines: limits.loop_lines,
+                loop_window_ms: limits.loop_window_ms,
+            }),
         })),
     })
 }

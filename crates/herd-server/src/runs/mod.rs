@@ -417,6 +417,60 @@ impl RunService {
         self.drivers.progress(run_id)
     }
 
+    /// Writes a person's answer to one running task's stdin (`POST /api/v1/tasks/{id}/input`).
+    /// The data is never stored or logged: the audit entry has its length only.
+    pub async fn task_input(
+        &self,
+        actor: &str,
+        task_id: &str,
+        input: herd_api::TaskInput,
+    ) -> Result<TaskRow> {
+        if input.data.len() > herd_api::TaskInput::MAX_DATA {
+            return Err(ServerError::BadRequest(format!(
+                "input of {} bytes is over the limit of {} — send it in parts",
+                input.data.len(),
+                herd_api::TaskInput::MAX_DATA
+            )));
+        }
+        let task = self.task(task_id).await?;
+        if task.state != TaskState::Running {
+            return Err(ServerError::Conflict(format!(
+                "task {} is {}, not running: it takes no input — see `herd tasks show {}`",
+                task.id, task.state, task.id
+            )));
+        }
+        let run = self.store.run(&task.run_id).await?.ok_or_else(|| {
+            ServerError::NotFound(format!("run {} of task {} not found", task.run_id, task.id))
+        })?;
+        if !run.spec.interactive && !run.spec.tty {
+            return Err(ServerError::Conflict(format!(
+                "task {} runs without stdin (its run is neither interactive nor tty) — start it with `herd run -i` to answer it",
+                task.id
+            )));
+        }
+        let secret = task
+            .supervision
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<herd_core::supervise::Supervision>(s).ok())
+            .is_some_and(|s| s.secret);
+        self.store
+            .append_audit(&AuditEntry::new(
+                actor,
+                "task.input",
+                format!("task:{}", task.id),
+                json!({"bytes": input.data.len(), "eof": input.eof, "secret": secret}),
+            ))
+            .await?;
+        let frame = input_frame(&task.id, bytes::Bytes::from(input.data), input.eof);
+        if !self.registry.send(&task.agent_id, frame).await {
+            return Err(ServerError::Conflict(format!(
+                "the agent of task {} is away: the input was not delivered — try again once it is back (`herd agents ls`)",
+                task.id
+            )));
+        }
+        Ok(task)
+    }
+
     /// Forwards a person's stdin to these tasks' agents.
     pub async fn input(&self, tasks: &[(String, String)], data: bytes::Bytes, eof: bool) {
         for (task_id, agent_id) in tasks {

@@ -50,6 +50,7 @@ impl TestServer {
             local_agent: None,
             actions: Default::default(),
             llm: Err("no model in tests".into()),
+            supervise: Default::default(),
         })
         .await
         .unwrap();

@@ -102,6 +102,7 @@ macro_rules! conformance_suite {
             progress_only_moves_forward_and_ended_tasks_keep_their_end,
             an_exit_revives_a_lost_task,
             outputs_are_stored_with_the_exit,
+            supervision_is_kept_with_the_seq,
             cancel_and_finish_run,
             run_and_task_listings,
             listings_filter_by_time_state_machine_and_actor,

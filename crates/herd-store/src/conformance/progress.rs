@@ -203,3 +203,36 @@ pub async fn outputs_are_stored_with_the_exit(store: &dyn Store) -> Result<()> {
     );
     Ok(())
 }
+
+pub async fn supervision_is_kept_with_the_seq(store: &dyn Store) -> Result<()> {
+    let ids = task_ids("t", 2);
+    run_with(store, "r1", 1, &ids, TaskState::Queued).await?;
+    store.claim_queued(&ids, 5).await?;
+    let with = |id: &str, seq: u64, s: Option<&str>| TaskProgress {
+        supervision: s.map(str::to_string),
+        ..progress(id, seq, 0)
+    };
+    let idle = r#"{"state":"idle","class":"info"}"#;
+    let hanging = r#"{"state":"hanging","class":"info","reason":"hung"}"#;
+    store.apply_progress(&[with("t0", 1, None)]).await?;
+    assert_eq!(store.task("t0").await?.and_then(|t| t.supervision), None);
+    // The latest of a batch wins; a record without one keeps what is stored.
+    store
+        .apply_progress(&[with("t0", 2, Some(idle)), with("t0", 3, Some(hanging))])
+        .await?;
+    store.apply_progress(&[with("t0", 4, None)]).await?;
+    assert_eq!(
+        store
+            .task("t0")
+            .await?
+            .and_then(|t| t.supervision)
+            .as_deref(),
+        Some(hanging)
+    );
+    // A replayed (older) record changes nothing.
+    store.apply_progress(&[with("t0", 2, Some(idle))]).await?;
+    let tasks = store.tasks_of_run("r1").await?;
+    let states: Vec<Option<&str>> = tasks.iter().map(|t| t.supervision.as_deref()).collect();
+    assert_eq!(states, [Some(hanging), None]);
+    Ok(())
+}

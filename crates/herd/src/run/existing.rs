@@ -188,6 +188,7 @@ mod tests {
             out_total: 0,
             outputs: Default::default(),
             condition: None,
+            supervision: None,
         }
     }
 

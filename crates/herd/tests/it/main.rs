@@ -30,6 +30,7 @@ mod schedules;
 mod secrets;
 mod session;
 mod spine;
+mod supervise;
 mod tokens;
 mod vars;
 mod workflows;
