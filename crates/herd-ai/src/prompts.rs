@@ -186,6 +186,42 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// `text` with what looks like a credential replaced by `[redacted]`: private key blocks,
+/// `password=…`/`token: …`-style assignments, `Authorization:` headers and bearer tokens.
+/// Applied to everything herd stores of an exchange with the model and to output before it
+/// reaches a prompt (values herd knows to be secret are masked earlier, on the agent).
+pub fn redact_patterns(text: &str) -> String {
+    use std::sync::OnceLock;
+    static PATTERNS: OnceLock<Vec<(regex::Regex, &'static str)>> = OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        [
+            (
+                r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
+                "[redacted private key]",
+            ),
+            (
+                r#"(?i)\b(authorization)(\s*:\s*)(bearer\s+|basic\s+)?\S+"#,
+                "${1}${2}${3}[redacted]",
+            ),
+            (
+                r#"(?i)\b((?:[a-z0-9]+[_-])?(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key))(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)"#,
+                "${1}${2}[redacted]",
+            ),
+            (r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}", "${1}[redacted]"),
+        ]
+        .into_iter()
+        .filter_map(|(p, r)| regex::Regex::new(p).ok().map(|re| (re, r)))
+        .collect()
+    });
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for (re, with) in patterns {
+        if re.is_match(&out) {
+            out = std::borrow::Cow::Owned(re.replace_all(&out, *with).into_owned());
+        }
+    }
+    out.into_owned()
+}
+
 /// The schema of a plan, for `response_format` (strict: every property required, no others).
 /// Bounds (step count, id pattern, lengths) are left to herd's own validation, as servers
 /// differ in which schema keywords they accept.
@@ -387,6 +423,28 @@ mod tests {
             "token=[redacted] and [redacted] and [redacted]"
         );
         assert_eq!(redact("nothing", &[]), "nothing");
+    }
+
+    #[test]
+    fn redact_patterns_hides_credentials_and_keeps_the_rest() {
+        let text = "user=bob password=hunter22 API_KEY: 'abc def' ok\n\
+                    Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.x\n\
+                    -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----\n\
+                    Enter password for bob: done";
+        let r = redact_patterns(text);
+        for gone in ["hunter22", "abc def", "eyJhbGci", "b3BlbnNzaC1rZXk"] {
+            assert!(!r.contains(gone), "{gone} in {r}");
+        }
+        for kept in [
+            "user=bob",
+            "password=[redacted]",
+            "API_KEY: [redacted]",
+            "Enter password for bob: done",
+            "[redacted private key]",
+        ] {
+            assert!(r.contains(kept), "{kept} not in {r}");
+        }
+        assert_eq!(redact_patterns("nothing here"), "nothing here");
     }
 
     #[test]

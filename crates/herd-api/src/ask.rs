@@ -60,6 +60,9 @@ pub struct AskPlan {
     /// The model that wrote it, and the tokens it took.
     pub model: String,
     pub tokens: u64,
+    /// The plan's id: its run (`AskRun.plan_id`) and `herd ask log` name it.
+    #[serde(default)]
+    pub plan_id: String,
 }
 
 /// The body of `POST /api/v1/ask/runs`: the plan to run, as reviewed.
@@ -74,6 +77,75 @@ pub struct AskRun {
     /// Ids of the steps a person approved (those whose command the policy sends for
     /// approval). A step the policy denies never runs.
     pub approved: Vec<String>,
+    /// The plan this came from (`AskPlan.plan_id`), so its model exchanges are the run's.
+    pub plan_id: Option<String>,
+    /// Nobody will answer approvals (`--yes`, no terminal): an alternative that needs one
+    /// fails its step at once instead of waiting for a person.
+    pub unattended: bool,
+}
+
+/// One attempt of a step of a plan's run: the plan's command, a retry, or an alternative the
+/// model proposed — each checked by the policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AskAttempt {
+    pub step: String,
+    pub attempt: i64,
+    /// `plan | retry | alternative`.
+    pub origin: String,
+    pub command: String,
+    pub description: String,
+    pub check: StepCheck,
+    /// `allowed | approved | awaiting | refused | denied`.
+    pub approval: String,
+    /// The run of its tasks, once started.
+    #[schema(required = true)]
+    pub run_id: Option<String>,
+    /// How it went, as judged after it ended (`is_valid`, `confidence`, `reason`,
+    /// `suggested_fix`, `should_retry`, `by`: `model` or `heuristics`).
+    #[schema(value_type = Object, required = true)]
+    pub validation: Option<serde_json::Value>,
+}
+
+/// A plan's run: its request, summary (once ended) and every attempt of its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AskRunView {
+    pub run: crate::FlowRun,
+    pub request: String,
+    pub plan_id: String,
+    pub unattended: bool,
+    #[schema(required = true)]
+    pub summary: Option<String>,
+    pub attempts: Vec<AskAttempt>,
+}
+
+/// One exchange with the model (secrets redacted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AskExchange {
+    /// `plan | validation | alternative`.
+    pub kind: String,
+    #[schema(required = true)]
+    pub step: Option<String>,
+    pub at: i64,
+    pub model: String,
+    pub tokens: i64,
+    /// The messages sent.
+    #[schema(value_type = Object)]
+    pub request: serde_json::Value,
+    /// What the model answered.
+    pub answer: String,
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+/// The body of `POST /api/v1/ask/runs/{id}/approve`: a person's decision on an attempt
+/// awaiting approval.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct AskApproval {
+    pub step: String,
+    pub attempt: i64,
+    /// true: run it; false: refuse it (the step fails).
+    pub approve: bool,
 }
 
 /// The body of `POST /api/v1/policy/check`.

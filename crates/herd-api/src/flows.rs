@@ -78,6 +78,9 @@ pub struct FlowRun {
     /// listings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<FlowStep>,
+    /// What was done, what failed and why (a plan's run of `herd ask`, once ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// One step of a workflow run.

@@ -37,7 +37,10 @@ pub mod vars;
 mod schema_tests;
 
 pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit, LabelSource};
-pub use ask::{AskPlan, AskRequest, AskRun, AskStep, KeyRole, PlannedStep, PolicyCheck, StepCheck};
+pub use ask::{
+    AskApproval, AskAttempt, AskExchange, AskPlan, AskRequest, AskRun, AskRunView, AskStep,
+    KeyRole, PlannedStep, PolicyCheck, StepCheck,
+};
 pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;
 pub use blob::{Blob, BlobQuery};

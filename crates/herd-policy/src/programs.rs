@@ -136,6 +136,7 @@ pub(crate) fn program_rule(cmd: &Simple, prog: &str, args: &[Word], out: &mut Ou
             _ => out.push((Caution, "changes the runlevel".to_string())),
         },
         "systemctl" | "service" => units(prog, &ops, out),
+        "herd" => herd(&ops, out),
         "userdel" => out.push((Dangerous, format!("`{}` deletes an account", cmd.program()))),
         "chpasswd" | "chage" => out.push((Dangerous, "changes passwords".to_string())),
         "usermod" => {
@@ -629,6 +630,27 @@ fn permissions(cmd: &Simple, prog: &str, args: &[Word], ops: &[&Word], out: &mut
     }
     if out.is_empty() {
         out.push((Caution, format!("`{prog}` changes file ownership or modes")));
+    }
+}
+
+/// herd itself, run by a task: what changes who may do what (the policy, keys, join tokens,
+/// revocations) is never a step of a plan or a job; starting a server or agent is dangerous.
+fn herd(ops: &[&Word], out: &mut Out) {
+    let words: Vec<&str> = ops.iter().map(|w| w.text.as_str()).collect();
+    match words.as_slice() {
+        ["policy", "check", ..] => out.push((Caution, "herd: checks a command".to_string())),
+        ["policy", ..] | ["keys" | "tokens", ..] | ["agents", "revoke", ..] => out.push((
+            Forbidden,
+            "changes herd's own policy or credentials".to_string(),
+        )),
+        ["server" | "agent" | "up", ..] => {
+            out.push((Dangerous, "starts a herd server or agent".to_string()))
+        }
+        _ if ops.iter().any(|w| w.dynamic) => out.push((
+            Dangerous,
+            "herd with a subcommand known only at run time".to_string(),
+        )),
+        _ => out.push((Caution, "runs herd".to_string())),
     }
 }
 

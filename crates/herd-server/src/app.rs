@@ -198,11 +198,19 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         shutdown.clone(),
     ));
     let flows = Arc::new(crate::flows::FlowService::new(engine.clone()));
+    let recovery = Arc::new(crate::ask::recover::Recovery::new(
+        llm.clone(),
+        store.clone(),
+        outlog.clone(),
+        shutdown.clone(),
+    ));
+    engine.set_recovery(recovery.clone());
     let ask = Arc::new(crate::ask::AskService::new(
         llm,
         store.clone(),
         index.clone(),
         engine.clone(),
+        recovery,
     ));
     let schedule_changed = Arc::new(tokio::sync::Notify::new());
     let schedules = Arc::new(crate::schedules::ScheduleService::new(

@@ -19,6 +19,10 @@ use herd_store::Store;
 use herd_workflow::{Action, Exec, Step, Workflow};
 use serde_json::json;
 
+pub(crate) mod recover;
+
+pub(crate) use recover::is_ask_run;
+
 use crate::error::{Result, ServerError};
 use crate::fleet::AgentIndex;
 use crate::flows::Engine;
@@ -29,6 +33,7 @@ pub struct AskService {
     store: Arc<dyn Store>,
     index: Arc<AgentIndex>,
     engine: Arc<Engine>,
+    recovery: Arc<recover::Recovery>,
 }
 
 /// What the default command policy does with `command`: safe and caution run, dangerous
@@ -102,12 +107,14 @@ impl AskService {
         store: Arc<dyn Store>,
         index: Arc<AgentIndex>,
         engine: Arc<Engine>,
+        recovery: Arc<recover::Recovery>,
     ) -> AskService {
         AskService {
             llm,
             store,
             index,
             engine,
+            recovery,
         }
     }
 
@@ -170,10 +177,19 @@ impl AskService {
             facts.push(f);
         }
         let messages = plan_prompt(request, &facts);
-        let reply = llm
-            .chat(&messages, Some(&plan_schema()))
-            .await
-            .map_err(|e| ServerError::BadGateway(format!("the model: {e}")))?;
+        let plan_id = herd_core::new_id();
+        let reply = match llm.chat(&messages, Some(&plan_schema())).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.recovery
+                    .record_plan(&plan_id, &messages, Err(e.to_string()))
+                    .await;
+                return Err(ServerError::BadGateway(format!("the model: {e}")));
+            }
+        };
+        self.recovery
+            .record_plan(&plan_id, &messages, Ok(&reply))
+            .await;
         let plan = herd_ai::parse_plan(&reply.content).map_err(|e| {
             ServerError::BadGateway(format!(
                 "the model's plan does not check out: {e} — ask again, or rephrase the request"
@@ -204,6 +220,7 @@ impl AskService {
             machines: machines.into_iter().map(|(_, n)| n).collect(),
             model: reply.model,
             tokens: reply.usage.total(),
+            plan_id,
         })
     }
 
@@ -289,6 +306,54 @@ impl AskService {
         }
         let id = herd_core::new_id();
         tracing::info!(run = %id, actor, request = %req.request, "ask: running a reviewed plan");
+        // The plan's record and first attempts, before the run exists: its driver judges the
+        // steps of a run it finds recorded.
+        let now = herd_store::now_ms();
+        let attempts: Vec<herd_store::AskAttemptRow> = req
+            .steps
+            .iter()
+            .map(|s| {
+                let c = &checks[&s.id];
+                herd_store::AskAttemptRow {
+                    run_id: id.clone(),
+                    step_id: s.id.clone(),
+                    attempt: 1,
+                    origin: "plan".into(),
+                    command: s.command.clone(),
+                    description: s.description.clone(),
+                    check: serde_json::to_string(c).unwrap_or_default(),
+                    approval: if c.decision == "allow" {
+                        "allowed"
+                    } else {
+                        "approved"
+                    }
+                    .into(),
+                    task_run_id: None,
+                    validation: None,
+                    created_at: now,
+                }
+            })
+            .collect();
+        let plan_id = req
+            .plan_id
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(herd_core::new_id);
+        self.store
+            .create_ask_run(
+                &herd_store::AskRunRow {
+                    run_id: id.clone(),
+                    plan_id,
+                    request: req.request.clone(),
+                    plan: serde_json::to_string(&req.steps).unwrap_or_else(|_| "[]".into()),
+                    unattended: req.unattended,
+                    summary: None,
+                    created_by: actor.to_string(),
+                    created_at: now,
+                },
+                &attempts,
+            )
+            .await?;
         let audit_note =
             json!({"request": req.request, "approved": req.approved, "checks": checks});
         let row = crate::flows::create_from(
@@ -315,6 +380,125 @@ impl AskService {
             ))
             .await?;
         Ok(crate::flows::answer_run(row, None))
+    }
+
+    /// A plan's run with its request, summary and every attempt of its steps.
+    pub async fn view(
+        &self,
+        flows: &crate::flows::FlowService,
+        id: &str,
+    ) -> Result<herd_api::AskRunView> {
+        let run = flows.run(id).await?;
+        let Some(row) = self.store.ask_run(&run.id).await? else {
+            return Err(ServerError::NotFound(format!(
+                "workflow run {} is not a plan's run of herd ask",
+                run.id
+            )));
+        };
+        let attempts = self
+            .store
+            .ask_attempts(&run.id)
+            .await?
+            .into_iter()
+            .map(|a| herd_api::AskAttempt {
+                step: a.step_id,
+                attempt: a.attempt,
+                origin: a.origin,
+                command: a.command,
+                description: a.description,
+                check: serde_json::from_str(&a.check).unwrap_or(StepCheck {
+                    class: "dangerous".into(),
+                    decision: "approve".into(),
+                    reasons: vec!["the stored check could not be read".into()],
+                }),
+                approval: a.approval,
+                run_id: a.task_run_id,
+                validation: a.validation.and_then(|v| serde_json::from_str(&v).ok()),
+            })
+            .collect();
+        Ok(herd_api::AskRunView {
+            request: row.request,
+            plan_id: row.plan_id,
+            unattended: row.unattended,
+            summary: row.summary,
+            attempts,
+            run,
+        })
+    }
+
+    /// Every exchange with the model of a plan's run, oldest first.
+    pub async fn log(
+        &self,
+        flows: &crate::flows::FlowService,
+        id: &str,
+    ) -> Result<Vec<herd_api::AskExchange>> {
+        let view = self.view(flows, id).await?;
+        Ok(self
+            .store
+            .ask_exchanges(&view.plan_id)
+            .await?
+            .into_iter()
+            .map(|e| herd_api::AskExchange {
+                kind: e.kind,
+                step: e.step_id,
+                at: e.at,
+                model: e.model,
+                tokens: e.tokens,
+                request: serde_json::from_str(&e.request).unwrap_or(serde_json::Value::Null),
+                answer: e.answer,
+                error: e.error,
+            })
+            .collect())
+    }
+
+    /// A person's decision on an alternative awaiting approval (audited `ask.approve` or
+    /// `ask.refuse`).
+    pub async fn approve(
+        &self,
+        flows: &crate::flows::FlowService,
+        actor: &str,
+        id: &str,
+        a: herd_api::AskApproval,
+    ) -> Result<herd_api::AskRunView> {
+        let view = self.view(flows, id).await?;
+        let Some(attempt) = view
+            .attempts
+            .iter()
+            .find(|x| x.step == a.step && x.attempt == a.attempt)
+        else {
+            return Err(ServerError::NotFound(format!(
+                "step {} of run {} has no attempt {}",
+                a.step, view.run.id, a.attempt
+            )));
+        };
+        if a.approve && attempt.check.decision == "deny" {
+            return Err(ServerError::Forbidden(format!(
+                "attempt {} of step {} is denied by the command policy — it cannot be approved",
+                a.attempt, a.step
+            )));
+        }
+        let (approval, action) = if a.approve {
+            ("approved", "ask.approve")
+        } else {
+            ("refused", "ask.refuse")
+        };
+        let entry = herd_store::AuditEntry::new(
+            actor,
+            action,
+            format!("workflow-run:{}", view.run.id),
+            json!({"step": a.step, "attempt": a.attempt, "command": attempt.command, "check": attempt.check}),
+        );
+        if !self
+            .store
+            .decide_ask_attempt(&view.run.id, &a.step, a.attempt, approval, &entry)
+            .await?
+        {
+            return Err(ServerError::Conflict(format!(
+                "attempt {} of step {} is not awaiting approval (it is {})",
+                a.attempt, a.step, attempt.approval
+            )));
+        }
+        self.view(flows, &view.run.id).await
     }
 }
 

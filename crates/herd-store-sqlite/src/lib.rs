@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod agents;
+mod ask;
 mod audit;
 mod credentials;
 mod flows;

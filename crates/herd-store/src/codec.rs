@@ -424,6 +424,69 @@ pub fn langflow(row: &dyn StoredRow) -> Result<LangflowRow> {
     })
 }
 
+pub fn ask_run(row: &dyn StoredRow) -> Result<crate::AskRunRow> {
+    let id = row.text("run_id").map_err(|why| StoreError::Corrupt {
+        what: "ask_runs.run_id".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "ask_runs",
+        key: format!("run {id}"),
+    };
+    Ok(crate::AskRunRow {
+        run_id: id,
+        plan_id: c.text("plan_id")?,
+        request: c.text("request")?,
+        plan: c.text("plan")?,
+        unattended: c.flag("unattended")?,
+        summary: c.opt_text("summary")?,
+        created_by: c.text("created_by")?,
+        created_at: c.int("created_at")?,
+    })
+}
+
+pub fn ask_attempt(row: &dyn StoredRow) -> Result<crate::AskAttemptRow> {
+    let id = row.text("run_id").map_err(|why| StoreError::Corrupt {
+        what: "ask_attempts.run_id".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "ask_attempts",
+        key: format!("run {id}"),
+    };
+    Ok(crate::AskAttemptRow {
+        run_id: id,
+        step_id: c.text("step_id")?,
+        attempt: c.int("attempt")?,
+        origin: c.text("origin")?,
+        command: c.text("command")?,
+        description: c.text("description")?,
+        check: c.text("check_json")?,
+        approval: c.text("approval")?,
+        task_run_id: c.opt_text("task_run_id")?,
+        validation: c.opt_text("validation")?,
+        created_at: c.int("created_at")?,
+    })
+}
+
+pub fn ask_exchange(row: &dyn StoredRow) -> Result<crate::AskExchangeRow> {
+    let c = Cols::by_text_id(row, "ask_exchanges", "exchange")?;
+    Ok(crate::AskExchangeRow {
+        id: c.text("id")?,
+        plan_id: c.text("plan_id")?,
+        kind: c.text("kind")?,
+        step_id: c.opt_text("step_id")?,
+        at: c.int("at")?,
+        model: c.text("model")?,
+        tokens: c.int("tokens")?,
+        request: c.text("request")?,
+        answer: c.text("answer")?,
+        error: c.opt_text("error")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

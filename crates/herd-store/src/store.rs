@@ -227,6 +227,7 @@ pub trait Store:
     + crate::FlowStore
     + crate::ScheduleStore
     + crate::LangflowStore
+    + crate::AskStore
 {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;

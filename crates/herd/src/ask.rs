@@ -8,15 +8,21 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
 use clap::Args;
-use herd_api::{AskPlan, AskRequest, AskRun, AskStep, FlowRun};
+use herd_api::{
+    AskApproval, AskExchange, AskPlan, AskRequest, AskRun, AskRunView, AskStep, FlowRun,
+};
 use herd_core::Escaped;
 
 use crate::cmd::{client, outln, print_json};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AskArgs {
+    #[command(subcommand)]
+    cmd: Option<AskCmd>,
     /// What to do, in plain language.
-    request: String,
+    #[arg(required = true)]
+    request: Option<String>,
     /// The machines (a selector; repeatable, OR'ed).
     #[arg(
         short = 't',
@@ -43,6 +49,34 @@ pub struct AskArgs {
     detach: bool,
 }
 
+#[derive(clap::Subcommand)]
+pub enum AskCmd {
+    /// A plan's run: its request, every attempt of every step (the plan's command, retries,
+    /// alternatives) with the policy's check and how it was judged, and its summary.
+    Show {
+        /// The workflow run's id (or a unique prefix).
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every exchange with the model that led to and ran a plan (secrets redacted).
+    Log {
+        /// The workflow run's id (or a unique prefix).
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve (or refuse) an alternative command that awaits approval.
+    Approve {
+        run: String,
+        step: String,
+        attempt: i64,
+        /// Refuse it instead: the step fails.
+        #[arg(long)]
+        refuse: bool,
+    },
+}
+
 fn badge(class: &str) -> String {
     format!("[{class}]")
 }
@@ -57,11 +91,41 @@ fn ask_yes(question: &str) -> Result<bool> {
 
 pub async fn ask(a: AskArgs) -> Result<i32> {
     let c = client()?;
+    match a.cmd {
+        Some(AskCmd::Show { run, json }) => return show(&c, &run, json).await,
+        Some(AskCmd::Log { run, json }) => return log(&c, &run, json).await,
+        Some(AskCmd::Approve {
+            run,
+            step,
+            attempt,
+            refuse,
+        }) => {
+            let v: AskRunView = c
+                .post(
+                    &format!("/api/v1/ask/runs/{}/approve", enc(&run)),
+                    &AskApproval {
+                        step: step.clone(),
+                        attempt,
+                        approve: !refuse,
+                    },
+                )
+                .await?;
+            outln!(
+                "attempt {attempt} of step {} {}",
+                Escaped(&step),
+                if refuse { "refused" } else { "approved" }
+            );
+            let _ = v;
+            return Ok(0);
+        }
+        None => {}
+    }
+    let request = a.request.clone().unwrap_or_default();
     let plan: AskPlan = c
         .post(
             "/api/v1/ask/plan",
             &AskRequest {
-                request: a.request.clone(),
+                request,
                 targets: a.targets.clone(),
                 all: a.all,
             },
@@ -116,6 +180,7 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
         .filter(|s| s.check.decision != "allow")
         .collect();
     let terminal = std::io::stdin().is_terminal();
+    let unattended = a.yes || !terminal;
     let mut approved = Vec::new();
     if a.yes {
         if let Some(s) = gated.first() {
@@ -163,6 +228,8 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
                 targets: a.targets.clone(),
                 all: a.all,
                 approved,
+                plan_id: Some(plan.plan_id.clone()),
+                unattended,
             },
         )
         .await?;
@@ -170,7 +237,157 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
         outln!("{}", run.id);
         return Ok(0);
     }
-    crate::flows::follow(&c, run, a.quiet, false).await
+    let id = run.id.clone();
+    // A person at the terminal is asked about alternatives that need approval while the
+    // run goes on.
+    let approvals = match unattended {
+        false => Some(tokio::spawn(approvals(client()?, id.clone()))),
+        true => None,
+    };
+    let code = crate::flows::follow(&c, run, a.quiet, false).await;
+    if let Some(t) = approvals {
+        t.abort();
+    }
+    let code = code?;
+    if let Ok(v) = c
+        .get::<AskRunView>(&format!("/api/v1/ask/runs/{}", enc(&id)))
+        .await
+        && let Some(s) = &v.summary
+    {
+        outln!("summary:\n{}", Escaped(s));
+    }
+    Ok(code)
+}
+
+fn enc(s: &str) -> String {
+    crate::cmd::encode(s)
+}
+
+/// Asks this terminal's person about each attempt that awaits approval, once.
+async fn approvals(c: crate::client::Client, id: String) {
+    let mut asked = std::collections::BTreeSet::new();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Ok(v) = c
+            .get::<AskRunView>(&format!("/api/v1/ask/runs/{}", enc(&id)))
+            .await
+        else {
+            continue;
+        };
+        for a in v.attempts.iter().filter(|a| a.approval == "awaiting") {
+            if !asked.insert((a.step.clone(), a.attempt)) {
+                continue;
+            }
+            let q = format!(
+                "step {} failed; the model proposes `{}` ({}: {}). Run it?",
+                a.step,
+                a.command,
+                a.check.class,
+                a.check.reasons.first().map(String::as_str).unwrap_or("")
+            );
+            let yes = tokio::task::spawn_blocking(move || ask_yes(&q).unwrap_or(false))
+                .await
+                .unwrap_or(false);
+            let _: Result<AskRunView> = c
+                .post(
+                    &format!("/api/v1/ask/runs/{}/approve", enc(&id)),
+                    &AskApproval {
+                        step: a.step.clone(),
+                        attempt: a.attempt,
+                        approve: yes,
+                    },
+                )
+                .await;
+        }
+    }
+}
+
+async fn show(c: &crate::client::Client, run: &str, json: bool) -> Result<i32> {
+    let v: AskRunView = c.get(&format!("/api/v1/ask/runs/{}", enc(run))).await?;
+    if json {
+        print_json(&v)?;
+        return Ok(0);
+    }
+    outln!("ask run {}: {}", v.run.id, Escaped(&v.request));
+    outln!("state {}", v.run.state);
+    let rows: Vec<Vec<String>> = v
+        .attempts
+        .iter()
+        .map(|a| {
+            let verdict = a
+                .validation
+                .as_ref()
+                .map(|j| {
+                    let ok = j.get("is_valid").and_then(|x| x.as_bool()) == Some(true);
+                    let reason = j.get("reason").and_then(|x| x.as_str()).unwrap_or("");
+                    format!("{} {reason}", if ok { "valid:" } else { "invalid:" })
+                })
+                .unwrap_or_default();
+            vec![
+                a.step.clone(),
+                a.attempt.to_string(),
+                a.origin.clone(),
+                a.check.class.clone(),
+                a.approval.clone(),
+                a.command.clone(),
+                a.run_id
+                    .as_deref()
+                    .map(herd_core::short)
+                    .unwrap_or_default()
+                    .to_string(),
+                verdict,
+            ]
+        })
+        .collect();
+    crate::cmd::out!(
+        "{}",
+        crate::table::render(
+            &[
+                "STEP", "ATTEMPT", "ORIGIN", "CLASS", "APPROVAL", "COMMAND", "RUN", "JUDGED"
+            ],
+            &rows
+        )
+    );
+    if let Some(s) = &v.summary {
+        outln!("summary:\n{}", Escaped(s));
+    }
+    Ok(0)
+}
+
+async fn log(c: &crate::client::Client, run: &str, json: bool) -> Result<i32> {
+    let x: Vec<AskExchange> = c.get(&format!("/api/v1/ask/runs/{}/log", enc(run))).await?;
+    if json {
+        print_json(&x)?;
+        return Ok(0);
+    }
+    for e in &x {
+        outln!(
+            "== {} {}{} (model {}, {} tokens){}",
+            crate::table::time(Some(e.at)),
+            e.kind,
+            e.step
+                .as_deref()
+                .map(|s| format!(" of step {s}"))
+                .unwrap_or_default(),
+            Escaped(&e.model),
+            e.tokens,
+            e.error
+                .as_deref()
+                .map(|err| format!(" — {err}"))
+                .unwrap_or_default()
+        );
+        if let Some(msgs) = e.request.as_array() {
+            for m in msgs {
+                outln!(
+                    "-- {}:\n{}",
+                    m.get("role").and_then(|r| r.as_str()).unwrap_or("?"),
+                    Escaped(m.get("content").and_then(|r| r.as_str()).unwrap_or(""))
+                );
+            }
+        }
+        outln!("-- answer:\n{}", Escaped(&e.answer));
+    }
+    Ok(0)
 }
 
 #[derive(clap::Subcommand)]

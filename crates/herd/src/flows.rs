@@ -560,5 +560,8 @@ fn print_run(r: &FlowRun) -> Result<()> {
             &rows
         )
     );
+    if let Some(summary) = &r.summary {
+        outln!("summary:\n{}", Escaped(summary));
+    }
     Ok(())
 }

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::exec::{self, Outcome, Prepared};
 use super::result::StepResult;
+use crate::ask::recover::{AskDriver, Judging, Next, Recovery};
 use crate::events::Events;
 use crate::lock;
 use crate::runs::RunService;
@@ -32,6 +33,12 @@ pub(crate) enum Msg {
         step: usize,
         attempt: i64,
         outcome: Outcome,
+    },
+    /// A plan's step was judged (`ask::recover`) after attempt `attempt` ended.
+    Judged {
+        step: usize,
+        attempt: i64,
+        next: Next,
     },
     Cancel,
 }
@@ -48,6 +55,8 @@ pub struct Engine {
     pub(crate) shutdown: CancellationToken,
     drivers: Mutex<HashMap<String, mpsc::Sender<Msg>>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Judges the steps of `herd ask`'s plans (set once at assembly, before recovery).
+    recovery: std::sync::OnceLock<Arc<Recovery>>,
 }
 
 impl Engine {
@@ -75,7 +84,13 @@ impl Engine {
             shutdown,
             drivers: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
+            recovery: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets what judges the steps of plans' runs (once).
+    pub(crate) fn set_recovery(&self, recovery: Arc<Recovery>) {
+        let _ = self.recovery.set(recovery);
     }
 
     /// Starts the driver of a run (new, or found unfinished at start).
@@ -178,6 +193,8 @@ struct Driver {
     spawn: Vec<(usize, Prepared, Option<Vec<String>>)>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    /// A plan's run of `herd ask`: its steps are judged after each attempt.
+    ask: Option<AskDriver>,
 }
 
 fn ok_for_dependants(state: StepState, step: &Step) -> bool {
@@ -233,10 +250,14 @@ impl Driver {
             spawn: Vec::new(),
             tx,
             rx,
+            ask: None,
         }
     }
 
     async fn run(mut self) {
+        if let Some(r) = self.engine.recovery.get() {
+            self.ask = r.load(&self.run).await;
+        }
         let mut ready = VecDeque::new();
         self.resume(&mut ready);
         loop {
@@ -250,6 +271,20 @@ impl Driver {
                 self.start_attempt(i, prepared, targets);
             }
             if done {
+                if self.ask.is_some()
+                    && let (Some(r), Some(state)) = (self.engine.recovery.get(), finish)
+                {
+                    let steps: Vec<_> = (0..self.fail_at)
+                        .map(|i| {
+                            (
+                                self.steps[i].id.clone(),
+                                self.rows[i].state,
+                                self.rows[i].detail.clone(),
+                            )
+                        })
+                        .collect();
+                    r.summarize(&self.run.id, state, &steps).await;
+                }
                 self.engine.finished(&self.run.id);
                 return;
             }
@@ -406,7 +441,7 @@ impl Driver {
 
     fn prepare(&self, i: usize) -> Result<Prepared, String> {
         let ctx = self.context(i);
-        exec::prepare(
+        let mut p = exec::prepare(
             &self.engine,
             &self.run,
             &self.wf,
@@ -414,7 +449,61 @@ impl Driver {
             ctx,
             &self.secrets,
             &self.vars,
-        )
+        )?;
+        // A plan's step runs its current attempt's command (a retry's or an alternative's),
+        // with stdin open when a person follows the run (a prompt can be answered).
+        if let (Some(ask), Prepared::Machines { req, .. }) = (&self.ask, &mut p) {
+            if let Some(c) = ask.commands.get(&self.steps[i].id) {
+                req.command = c.clone();
+            }
+            req.spec.interactive = !ask.unattended;
+        }
+        Ok(p)
+    }
+
+    /// Hands an ended attempt of a plan's step to the judge; its answer comes back as
+    /// `Msg::Judged`.
+    fn judge(&self, step: usize, attempt: i64, outcome: &Outcome) {
+        let (Some(ask), Some(recovery)) = (&self.ask, self.engine.recovery.get()) else {
+            return;
+        };
+        let id = &self.steps[step].id;
+        let plan_step = ask
+            .steps
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| herd_api::AskStep {
+                id: id.clone(),
+                command: self.steps[step].action.run.clone().unwrap_or_default(),
+                ..herd_api::AskStep::default()
+            });
+        let j = Judging {
+            run_id: self.run.id.clone(),
+            command: ask
+                .commands
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| plan_step.command.clone()),
+            step: plan_step,
+            attempt,
+            state: outcome.state,
+            exit_code: outcome.exit_code,
+            detail: outcome.detail.clone(),
+            task_run_id: self.rows[step].run_id.clone(),
+            plan_id: ask.plan_id.clone(),
+            unattended: ask.unattended,
+        };
+        let (recovery, tx) = (recovery.clone(), self.tx.clone());
+        self.engine.spawn(async move {
+            let next = recovery.judge(j).await;
+            let _ = tx
+                .send(Msg::Judged {
+                    step,
+                    attempt,
+                    next,
+                })
+                .await;
+        });
     }
 
     /// Machines a retry runs on: those whose part of the step did not succeed.
@@ -453,6 +542,51 @@ impl Driver {
     async fn handle(&mut self, msg: Msg, ready: &mut VecDeque<usize>) {
         match msg {
             Msg::Cancel => self.cancel(ready).await,
+            Msg::Judged {
+                step,
+                attempt,
+                next,
+            } => {
+                if self.rows[step].attempt != attempt || self.rows[step].state != StepState::Running
+                {
+                    return;
+                }
+                self.running -= 1;
+                if self.cancelled {
+                    return self.end(
+                        step,
+                        StepState::Cancelled,
+                        Some("the workflow run was cancelled".into()),
+                        ready,
+                    );
+                }
+                match next {
+                    Next::Succeeded(why) => self.end(step, StepState::Succeeded, Some(why), ready),
+                    Next::Failed(why) => self.end(step, StepState::Failed, Some(why), ready),
+                    Next::Attempt { number, command } => {
+                        if let Some(ask) = &mut self.ask {
+                            ask.commands.insert(self.steps[step].id.clone(), command);
+                        }
+                        let prepared = match self.prepare(step) {
+                            Ok(p) => p,
+                            Err(why) => {
+                                return self.end(step, StepState::Failed, Some(why), ready);
+                            }
+                        };
+                        let row = &mut self.rows[step];
+                        // Attempts the policy denied never ran, but keep their numbers.
+                        row.attempt = number.max(row.attempt + 1);
+                        row.run_id = prepared.needs_id().then(herd_core::new_id);
+                        row.not_before = None;
+                        row.detail = Some(format!("attempt {attempt} failed; trying another way"));
+                        self.dirty[step] = true;
+                        self.running += 1;
+                        // The machines that did not succeed, as a retry's.
+                        let targets = self.retry_targets(step);
+                        self.spawn.push((step, prepared, targets));
+                    }
+                }
+            }
             Msg::Done {
                 step,
                 attempt,
@@ -464,6 +598,16 @@ impl Driver {
                 }
                 self.running -= 1;
                 self.record(step, &outcome).await;
+                // A plan's step is judged before it ends (validation, retry, alternatives).
+                if self.ask.is_some()
+                    && !self.cancelled
+                    && outcome.state != StepState::Cancelled
+                    && step < self.fail_at
+                {
+                    self.running += 1;
+                    self.judge(step, attempt, &outcome);
+                    return;
+                }
                 let retries = self.steps[step].exec.retries.clone().or_else(|| {
                     self.steps[step]
                         .job

@@ -218,7 +218,14 @@ impl FlowService {
     pub async fn run(&self, id: &str) -> Result<FlowRun> {
         let row = self.find(id).await?;
         let steps = self.store().flow_steps(&row.id).await?;
-        Ok(answer_run(row, Some(steps)))
+        let summary = if crate::ask::is_ask_run(&row) {
+            self.store().ask_run(&row.id).await?.and_then(|a| a.summary)
+        } else {
+            None
+        };
+        let mut answer = answer_run(row, Some(steps));
+        answer.summary = summary;
+        Ok(answer)
     }
 
     async fn find(&self, id: &str) -> Result<FlowRunRow> {
@@ -640,5 +647,6 @@ pub(crate) fn answer_run(r: FlowRunRow, steps: Option<Vec<FlowStepRow>>) -> Flow
         cancel_requested: r.cancel_requested,
         parent: r.parent,
         steps,
+        summary: None,
     }
 }

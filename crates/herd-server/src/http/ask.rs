@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use herd_api::{AskPlan, AskRequest, AskRun, ErrorBody, FlowRun, PolicyCheck, StepCheck};
+use axum::extract::{Path, State};
+use herd_api::{
+    AskApproval, AskExchange, AskPlan, AskRequest, AskRun, AskRunView, ErrorBody, FlowRun,
+    PolicyCheck, StepCheck,
+};
 
 use super::extract::Body;
 use crate::app::App;
@@ -53,6 +56,75 @@ pub async fn run(
     Body(req): Body<AskRun>,
 ) -> Result<Json<FlowRun>> {
     Ok(Json(app.ask().run(&actor.name, req).await?))
+}
+
+/// A plan's run: its request, its summary once it ended, and every attempt of every step —
+/// the plan's command, retries and the model's alternatives, each with the policy's check,
+/// its approval, its run and how it was judged.
+#[utoipa::path(get, path = "/api/v1/ask/runs/{id}", tag = "ask",
+    params(("id" = String, Path, description = "The workflow run's id, or a unique prefix of at least 6 characters")),
+    responses(
+        (status = 200, description = "The plan's run with its attempts", body = AskRunView),
+        (status = 400, description = "A prefix too short or matching several runs", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such run, or not a plan's run", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn show(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<AskRunView>> {
+    Ok(Json(app.ask().view(app.flows(), &id).await?))
+}
+
+/// Every exchange with the model that led to and ran a plan (plan, validations,
+/// alternatives), oldest first, with secrets redacted.
+#[utoipa::path(get, path = "/api/v1/ask/runs/{id}/log", tag = "ask",
+    params(("id" = String, Path, description = "The workflow run's id, or a unique prefix of at least 6 characters")),
+    responses(
+        (status = 200, description = "The exchanges, oldest first", body = Vec<AskExchange>),
+        (status = 400, description = "A prefix too short or matching several runs", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such run, or not a plan's run", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn log(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<AskExchange>>> {
+    Ok(Json(app.ask().log(app.flows(), &id).await?))
+}
+
+/// A person's decision on an alternative command that awaits approval: approved, it runs as
+/// the step's next attempt; refused, the step fails.
+#[utoipa::path(post, path = "/api/v1/ask/runs/{id}/approve", tag = "ask",
+    params(("id" = String, Path, description = "The workflow run's id, or a unique prefix of at least 6 characters")),
+    request_body = AskApproval,
+    responses(
+        (status = 200, description = "The plan's run, with the decision", body = AskRunView),
+        (status = 400, description = "A prefix too short or matching several runs, or a body that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "The attempt's command is denied by the policy", body = ErrorBody),
+        (status = 404, description = "No such run or attempt", body = ErrorBody),
+        (status = 409, description = "The attempt is not awaiting approval", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn approve(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Body(req): Body<AskApproval>,
+) -> Result<Json<AskRunView>> {
+    Ok(Json(
+        app.ask()
+            .approve(app.flows(), &actor.name, &id, req)
+            .await?,
+    ))
 }
 
 /// What the command policy does with a command: its class (`safe | caution | dangerous |

@@ -151,6 +151,21 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "/api/v1/ask/runs",
         &[200, 400, 401, 403, 409, 500, 503],
     ),
+    (
+        "get",
+        "/api/v1/ask/runs/{id}",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/ask/runs/{id}/log",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "post",
+        "/api/v1/ask/runs/{id}/approve",
+        &[200, 400, 401, 403, 404, 409, 500, 503],
+    ),
     ("post", "/api/v1/policy/check", &[200, 400, 401, 500, 503]),
     ("get", "/api/v1/langflow/sources", &[200, 401, 500, 503]),
     (

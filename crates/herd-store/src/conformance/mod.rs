@@ -12,6 +12,7 @@ use std::pin::Pin;
 use crate::{Result, Store};
 
 mod agents;
+mod ask;
 mod audit;
 mod fixtures;
 mod flows;
@@ -22,6 +23,7 @@ mod runs;
 mod schedules;
 
 pub use agents::*;
+pub use ask::*;
 pub use audit::*;
 pub use flows::*;
 pub use joins::*;
@@ -117,6 +119,7 @@ macro_rules! conformance_suite {
             pruning_workflow_runs_keeps_unfinished_ones,
             schedules_fire_once,
             langflow_sources_and_syncs,
+            ask_runs_attempts_and_exchanges,
         );
         $crate::conformance_suite!(@fresh $fresh;
             corrupt_task_columns,

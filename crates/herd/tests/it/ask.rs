@@ -13,18 +13,28 @@ use serde_json::json;
 use crate::errors::fails_one_line;
 use crate::harness::*;
 
-/// An OpenAI-compatible server answering each chat completion with the next scripted text.
-struct Model {
-    url: String,
-    script: Arc<Mutex<VecDeque<String>>>,
-    asked: Arc<Mutex<Vec<serde_json::Value>>>,
+/// An OpenAI-compatible server answering each chat completion with the next scripted text
+/// of its kind (the JSON Schema herd asks for names it: a plan, a validation, an
+/// alternative); a kind with nothing scripted gets an empty answer.
+pub(crate) struct Model {
+    pub url: String,
+    script: Arc<Mutex<[VecDeque<String>; 3]>>,
+    pub asked: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+fn kind_of(body: &serde_json::Value) -> usize {
+    match body["response_format"]["json_schema"]["name"].as_str() {
+        Some("herd_validation") => 1,
+        Some("herd_alternative") => 2,
+        _ => 0,
+    }
 }
 
 impl Model {
-    fn start() -> Model {
+    pub fn start() -> Model {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
-        let script: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let script: Arc<Mutex<[VecDeque<String>; 3]>> = Arc::default();
         let asked: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let (s, a) = (script.clone(), asked.clone());
         std::thread::spawn(move || {
@@ -43,10 +53,10 @@ impl Model {
                 }
                 let mut body = vec![0; len];
                 let _ = reader.read_exact(&mut body);
-                a.lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap_or_default());
-                let content = s.lock().unwrap().pop_front().unwrap_or_default();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let kind = kind_of(&body);
+                a.lock().unwrap().push(body);
+                let content = s.lock().unwrap()[kind].pop_front().unwrap_or_default();
                 let answer = json!({
                     "id": "c1", "object": "chat.completion", "model": "scripted",
                     "choices": [{"index": 0, "finish_reason": "stop",
@@ -64,12 +74,34 @@ impl Model {
         Model { url, script, asked }
     }
 
-    fn answer(&self, content: impl Into<String>) {
-        self.script.lock().unwrap().push_back(content.into());
+    /// The next plan.
+    pub fn answer(&self, content: impl Into<String>) {
+        self.script.lock().unwrap()[0].push_back(content.into());
+    }
+
+    /// The next judgement of a step.
+    pub fn judge(&self, content: impl Into<String>) {
+        self.script.lock().unwrap()[1].push_back(content.into());
+    }
+
+    /// The next alternative command.
+    pub fn alternative(&self, content: impl Into<String>) {
+        self.script.lock().unwrap()[2].push_back(content.into());
+    }
+
+    /// The requests of one kind (0 plan, 1 validation, 2 alternative), in order.
+    pub fn asked_for(&self, kind: usize) -> Vec<serde_json::Value> {
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| kind_of(b) == kind)
+            .cloned()
+            .collect()
     }
 }
 
-fn plan(steps: serde_json::Value) -> String {
+pub(crate) fn plan(steps: serde_json::Value) -> String {
     json!({"summary": "a plan", "steps": steps}).to_string()
 }
 

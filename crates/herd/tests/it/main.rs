@@ -4,6 +4,7 @@
 mod actions;
 mod api_contract;
 mod ask;
+mod ask_recover;
 mod claims;
 mod cli;
 mod errors;
