@@ -243,4 +243,27 @@ mod bound_tests {
         assert_eq!(dropped, l.len() - herd_core::MAX_LABELS);
         assert!(kept.keys().all(|k| k.starts_with('k')));
     }
+
+    #[test]
+    fn supervision_states_are_bounded_and_unknown_ones_dropped() {
+        let long = "x".repeat(10_000);
+        let s = pb::Supervision {
+            state: "waiting_for_input".into(),
+            class: "no-such-class".into(),
+            prompt: format!("\u{1b}[2J{long}"),
+            secret: true,
+            reason: long.clone(),
+        };
+        let text = supervision(&s).unwrap();
+        let kept: herd_core::supervise::Supervision = serde_json::from_str(&text).unwrap();
+        assert_eq!(kept.class, herd_core::supervise::CommandClass::Unknown);
+        assert!(kept.secret);
+        assert_eq!(kept.prompt.len(), herd_core::supervise::MAX_PROMPT);
+        assert_eq!(kept.reason.len(), herd_core::supervise::MAX_REASON);
+        let unknown = pb::Supervision {
+            state: "asleep".into(),
+            ..s
+        };
+        assert_eq!(supervision(&unknown), None);
+    }
 }

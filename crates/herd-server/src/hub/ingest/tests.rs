@@ -173,3 +173,43 @@ fn batches_apply_exactly_once() {
         assert_eq!(got, want, "{what}");
     }
 }
+
+/// A supervision state counts like any event: once, in seq order, the batch's latest kept;
+/// one that is a duplicate or follows a gap is not.
+#[test]
+fn supervision_states_count_once_and_the_latest_wins() {
+    let state = |task: &str, seq: u64, state: &str| pb::TaskEvent {
+        task_id: task.into(),
+        seq,
+        kind: Some(task_event::Kind::Supervision(pb::Supervision {
+            state: state.into(),
+            class: "info".into(),
+            ..Default::default()
+        })),
+    };
+    let batch = vec![
+        ev("t", 1, E::Start),
+        state("t", 2, "idle"),
+        state("t", 3, "hanging"),
+        // Already stored: dropped.
+        state("s", 2, "idle"),
+        // After a gap: waits for the replay.
+        state("u", 3, "idle"),
+    ];
+    let planned = plan(
+        "a",
+        batch,
+        &known(&[("t", "a", 0), ("s", "a", 2), ("u", "a", 1)]),
+    );
+    let latest: Vec<(&str, Option<&str>)> = planned
+        .iter()
+        .map(|p| {
+            (
+                p.task_id.as_str(),
+                p.supervision.as_ref().map(|s| s.state.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(latest, [("t", Some("hanging")), ("s", None), ("u", None)]);
+    assert_eq!(planned[0].ack, 3);
+}
