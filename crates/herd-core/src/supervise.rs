@@ -526,7 +526,12 @@ pub struct Supervisor {
 const MAX_ERRORS: usize = 256;
 
 impl Supervisor {
-    pub fn new(command: &str, class: CommandClass, limits: ClassLimits) -> Supervisor {
+    /// A command that follows a log or a stream (`tail -f`, `journalctl -f`, `watch`, …) is
+    /// silent while nothing happens: it never counts as hanging.
+    pub fn new(command: &str, class: CommandClass, mut limits: ClassLimits) -> Supervisor {
+        if follows(command) {
+            limits.hang_ms = 0;
+        }
         Supervisor {
             class,
             limits,
@@ -547,6 +552,15 @@ impl Supervisor {
             waiting_since_ms: None,
             errors: VecDeque::new(),
         }
+    }
+
+    /// The task runs on a terminal (`tty`): a person's session, which may wait for its
+    /// person as long as it likes — no limit on a wait for input.
+    pub fn on_terminal(mut self, tty: bool) -> Supervisor {
+        if tty {
+            self.limits.input_wait_ms = 0;
+        }
+        self
     }
 
     /// The current state.
@@ -755,6 +769,35 @@ pub fn asks_secret(command: &str) -> bool {
                 .iter()
                 .take_while(|a| a.starts_with('-'))
                 .any(|a| !a.starts_with("--") && a.contains('s')),
+            _ => false,
+        }
+    })
+}
+
+/// The command follows a log or a stream, silent while nothing happens: `tail -f|-F|--follow`,
+/// `journalctl -f|--follow`, `kubectl|docker|podman logs -f`, `watch`, `dmesg -w|--follow`,
+/// `sleep infinity`.
+pub fn follows(command: &str) -> bool {
+    let words: Vec<&str> = command
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let flag = |rest: &[&str], short: char, long: &str| {
+        rest.iter().any(|a| {
+            *a == long || (a.starts_with('-') && !a.starts_with("--") && a[1..].contains(short))
+        })
+    };
+    words.iter().enumerate().any(|(i, w)| {
+        let rest = &words[i + 1..];
+        match w.rsplit('/').next().unwrap_or(w) {
+            "tail" => flag(rest, 'f', "--follow") || flag(rest, 'F', "--follow"),
+            "journalctl" => flag(rest, 'f', "--follow"),
+            "kubectl" | "docker" | "podman" => {
+                rest.first() == Some(&"logs") && flag(rest, 'f', "--follow")
+            }
+            "dmesg" => flag(rest, 'w', "--follow"),
+            "watch" => true,
+            "sleep" => rest.first() == Some(&"infinity"),
             _ => false,
         }
     })
@@ -1058,6 +1101,47 @@ mod tests {
             ..at(2)
         });
         assert_eq!(step.changed.unwrap().state, Health::Healthy);
+    }
+
+    #[test]
+    fn following_commands_never_hang_and_terminals_wait_as_long_as_they_like() {
+        for cmd in [
+            "tail -f /var/log/syslog",
+            "tail -n 20 -F app.log",
+            "journalctl -fu nginx",
+            "sudo journalctl --follow",
+            "kubectl logs -f pod/x",
+            "watch df -h",
+            "dmesg -w",
+        ] {
+            assert!(follows(cmd), "{cmd}");
+            let mut sup = Supervisor::new(cmd, classify(cmd), limits(3_000));
+            let seen = run(&mut sup, &(1..20).map(at).collect::<Vec<_>>());
+            assert!(
+                seen.iter()
+                    .all(|(h, stop)| *h != Health::Hanging && stop.is_none()),
+                "{cmd}"
+            );
+        }
+        for cmd in [
+            "tail -n 5 x",
+            "journalctl -u nginx",
+            "docker ps -f x",
+            "sleep 600",
+        ] {
+            assert!(!follows(cmd), "{cmd}");
+        }
+        // On a terminal a wait for input has no limit; without one it does.
+        let waiting = |s| Sample {
+            reading_input: true,
+            ..at(s)
+        };
+        let mut sup =
+            Supervisor::new("bash", CommandClass::Unknown, limits(3_000)).on_terminal(true);
+        assert!((1..200).all(|s| sup.observe(&waiting(s)).stop.is_none()));
+        let mut sup =
+            Supervisor::new("bash", CommandClass::Unknown, limits(3_000)).on_terminal(false);
+        assert!((1..200).any(|s| sup.observe(&waiting(s)).stop.is_some()));
     }
 
     #[test]

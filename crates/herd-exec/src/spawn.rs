@@ -538,7 +538,7 @@ async fn supervise(
         input,
     } = process;
     let mut watch = spec.supervise.map(|s| Watch {
-        supervisor: Supervisor::new(&spec.command, s.class, s.limits),
+        supervisor: Supervisor::new(&spec.command, s.class, s.limits).on_terminal(spec.tty),
         probe: Arc::new(Probe::new(pid, input)),
         tap: Arc::new(Tap::default()),
         next: start + SAMPLE_EVERY,
