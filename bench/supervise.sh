@@ -73,6 +73,12 @@ measure() {
     t1="$(ticks "$agent")"
     python3 -c "print(f'$name: {($t1 - $t0) / $HZ:.2f} CPU-s in $SECS s = {100 * ($t1 - $t0) / $HZ / $SECS:.3f} % of a core ($N tasks)')"
     for run in "${runs[@]}"; do "$HERD" runs cancel "$run" >/dev/null; done
+    # The agent ends its tasks' processes as they are cancelled: wait for that before it stops.
+    for _ in $(seq 300); do
+        [ "$("$HERD" tasks ls --machine "$name" --state running --limit 1000 --json |
+            python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')" -eq 0 ] && break
+        sleep 0.2
+    done
     kill "$agent"
     wait "$agent" 2>/dev/null || true
 }
