@@ -1,7 +1,8 @@
 //! `Llm`: one OpenAI-compatible endpoint, `POST {base}/chat/completions`.
 //!
 //! Structured output is asked for with `response_format: json_schema` (strict); a server that
-//! refuses it with a 400 naming `response_format`/`json_schema` (llama.cpp and others) is asked
+//! refuses it (a 400 or 422 naming `response_format`/`json_schema` — llama.cpp and others —, or a
+//! 500 with a validation error naming it — llama-cpp-python) is asked
 //! again with `json_object`, then with no `response_format`, and the client remembers what
 //! worked. Connection errors, 429 and 5xx are retried with jittered exponential backoff (a
 //! `Retry-After` is waited out), all within the config's timeout. Answers are read up to
@@ -270,7 +271,7 @@ impl Llm {
         loop {
             let body = self.body(messages, schema, mode);
             let (status, bytes, attempts) = self.send(&body, deadline).await?;
-            if status == StatusCode::BAD_REQUEST && mode < MODE_NONE && refuses_format(&bytes) {
+            if mode < MODE_NONE && format_refused(status, &bytes) {
                 mode += 1;
                 self.mode.store(mode, Ordering::Relaxed);
                 continue;
@@ -364,8 +365,10 @@ impl Llm {
                             why: format!("the response is larger than {} MiB", MAX_BODY >> 20),
                         });
                     }
-                    let retried =
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    // A server error that is a refusal of `response_format` (llama-cpp-python
+                    // answers 500 with its validation error) would come back the same.
+                    let retried = status == StatusCode::TOO_MANY_REQUESTS
+                        || (status.is_server_error() && !format_refused(status, &bytes));
                     if !retried || last {
                         return Ok((status, bytes, attempt));
                     }
@@ -504,6 +507,19 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// An answer refusing the request's `response_format`: a 400 or 422 about it, or a 500 whose
+/// body is a validation error naming it (llama-cpp-python's server).
+fn format_refused(status: StatusCode, body: &[u8]) -> bool {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => refuses_format(body),
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+            text.contains("response_format") && text.contains("validation")
+        }
+        _ => false,
+    }
+}
+
 /// A 400 that is about `response_format` (the server cannot do structured output).
 fn refuses_format(body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(body).to_ascii_lowercase();
@@ -609,6 +625,16 @@ mod tests {
             br#"{"error":{"message":"'response_format' of type 'json_schema' is not supported"}}"#
         ));
         assert!(!refuses_format(b"context length exceeded"));
+        let llama_cpp_python = br#"{"error":{"message":"1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}"}}"#;
+        assert!(format_refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            llama_cpp_python
+        ));
+        assert!(!format_refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            b"out of memory"
+        ));
+        assert!(!format_refused(StatusCode::BAD_GATEWAY, llama_cpp_python));
         let e = LlmError::Budget { used: 10, limit: 5 };
         assert!(!e.to_string().contains('\n'));
     }

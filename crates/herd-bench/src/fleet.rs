@@ -85,7 +85,19 @@ impl Db {
 
 /// `herd server` on `listen` with its data in `dir/server` and its records in `db`.
 pub fn start_server(herd: &Path, dir: &Path, listen: &str, db: &Db) -> Result<Server> {
-    let args: Vec<&str> = db.args.iter().map(String::as_str).collect();
+    start_server_with(herd, dir, listen, db, &[])
+}
+
+/// [`start_server`] with more arguments for `herd server`.
+pub fn start_server_with(
+    herd: &Path,
+    dir: &Path,
+    listen: &str,
+    db: &Db,
+    extra: &[&str],
+) -> Result<Server> {
+    let mut args: Vec<&str> = db.args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
     blocking(|| Server::start_on(herd, dir, listen, &args, Database::DataDir))
         .with_context(|| format!("cannot start {} server", herd.display()))
 }
@@ -108,6 +120,16 @@ impl Fleet {
         Fleet::start_agents(herd, dir, vec![one], db).await
     }
 
+    /// The server, given `extra` arguments, and one agent named [`AGENT_NAME`].
+    pub async fn start_with(herd: &Path, dir: &Path, db: &Db, extra: &[&str]) -> Result<Fleet> {
+        let one = AgentSpec {
+            name: AGENT_NAME.to_string(),
+            labels: Vec::new(),
+            wrap: Vec::new(),
+        };
+        Fleet::start_agents_with(herd, dir, vec![one], db, extra).await
+    }
+
     /// The server and one agent process per spec; returns once every agent is online.
     pub async fn start_agents(
         herd: &Path,
@@ -115,10 +137,20 @@ impl Fleet {
         specs: Vec<AgentSpec>,
         db: &Db,
     ) -> Result<Fleet> {
+        Fleet::start_agents_with(herd, dir, specs, db, &[]).await
+    }
+
+    async fn start_agents_with(
+        herd: &Path,
+        dir: &Path,
+        specs: Vec<AgentSpec>,
+        db: &Db,
+        extra: &[&str],
+    ) -> Result<Fleet> {
         if specs.is_empty() {
             bail!("a fleet needs at least one agent");
         }
-        let server = start_server(herd, dir, "127.0.0.1:0", db)?;
+        let server = start_server_with(herd, dir, "127.0.0.1:0", db, extra)?;
         if !server.url.starts_with("http://") {
             bail!("expected a plain-http loopback server, got {}", server.url);
         }

@@ -11,6 +11,7 @@
 //! API run, and the idle server's CPU with 10,000 schedules not due beside none (see
 //! `bench/schedules.sh`).
 
+mod ask;
 mod copy;
 mod fanout;
 mod fleet;
@@ -57,6 +58,9 @@ enum Cmd {
     /// Fire jitter of a one-second schedule beside a plain API run, and the idle server's CPU
     /// with 10,000 schedules not due beside none.
     Schedules(schedules::SchedulesArgs),
+    /// `herd ask --yes` on a table of plain-language administration tasks with a real model:
+    /// success (each task's check on the machine), steps, alternatives, policy stops, time.
+    Ask(ask::AskArgs),
 }
 
 #[derive(Args, Clone)]
@@ -196,6 +200,12 @@ fn main() {
             Cmd::Schedules(a) => {
                 tokio::select! {
                     r = schedules::run(a) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            }
+            Cmd::Ask(a) => {
+                tokio::select! {
+                    r = ask::run(a) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 }
             }

@@ -89,6 +89,10 @@ fn ask_yes(question: &str) -> Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
+/// How long a call that waits for the model (a plan) may take: a small model on a CPU takes
+/// minutes.
+const MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 pub async fn ask(a: AskArgs) -> Result<i32> {
     let c = client()?;
     match a.cmd {
@@ -121,7 +125,10 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
         None => {}
     }
     let request = a.request.clone().unwrap_or_default();
-    let plan: AskPlan = c
+    // The plan waits for the model: a client of its own with a longer wait.
+    let mut slow = client()?;
+    slow.timeout = slow.timeout.max(MODEL_WAIT);
+    let plan: AskPlan = slow
         .post(
             "/api/v1/ask/plan",
             &AskRequest {
