@@ -58,7 +58,7 @@ pub async fn read(c: &Client, id: &str) -> Result<String> {
 }
 
 /// One line from the terminal on stdin, not echoed (echo is restored, whatever happens).
-fn read_line_without_echo() -> Result<String> {
+pub(crate) fn read_line_without_echo() -> Result<String> {
     use std::os::fd::AsRawFd;
     let fd = std::io::stdin().as_raw_fd();
     // SAFETY: `termios` is plain data; tcgetattr fills it for a descriptor we hold open.

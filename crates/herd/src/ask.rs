@@ -170,8 +170,10 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
         }
     }
     outln!("(model {}, {} tokens)", Escaped(&plan.model), plan.tokens);
-    if let Some(s) = plan.steps.iter().find(|s| s.check.decision == "deny") {
-        bail!(
+    let terminal = std::io::stdin().is_terminal();
+    let unattended = a.yes || !terminal;
+    let deny = |s: &herd_api::PlannedStep| {
+        anyhow::anyhow!(
             "step {} is denied by the command policy ({}) — the plan does not run; ask again differently",
             s.step.id,
             s.check
@@ -179,18 +181,13 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
                 .first()
                 .map(String::as_str)
                 .unwrap_or(&s.check.class)
-        );
-    }
-    let gated: Vec<&herd_api::PlannedStep> = plan
-        .steps
-        .iter()
-        .filter(|s| s.check.decision != "allow")
-        .collect();
-    let terminal = std::io::stdin().is_terminal();
-    let unattended = a.yes || !terminal;
-    let mut approved = Vec::new();
-    if a.yes {
-        if let Some(s) = gated.first() {
+        )
+    };
+    let (steps, approved) = if a.yes {
+        if let Some(s) = plan.steps.iter().find(|s| s.check.decision == "deny") {
+            return Err(deny(s));
+        }
+        if let Some(s) = plan.steps.iter().find(|s| s.check.decision != "allow") {
             bail!(
                 "step {} needs approval ({}: {}) — --yes never approves a step; run without --yes in a terminal to review it",
                 s.step.id,
@@ -198,40 +195,34 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
                 s.check.reasons.first().map(String::as_str).unwrap_or("")
             );
         }
+        (
+            plan.steps.iter().map(|s| s.step.clone()).collect(),
+            Vec::new(),
+        )
     } else {
         if !terminal {
+            if let Some(s) = plan.steps.iter().find(|s| s.check.decision == "deny") {
+                return Err(deny(s));
+            }
             bail!(
                 "the plan needs a review — run herd ask in a terminal, or with --yes when the policy allows every step"
             );
         }
-        for s in &gated {
-            if !ask_yes(&format!(
-                "step {} is {} ({}). Approve it?",
-                s.step.id,
-                s.check.class,
-                s.check.reasons.first().map(String::as_str).unwrap_or("")
-            ))? {
-                eprintln!("herd: not approved — the plan does not run");
+        match review(&c, &plan).await? {
+            Some(r) => r,
+            None => {
+                eprintln!("herd: the plan does not run");
                 return Ok(1);
             }
-            approved.push(s.step.id.clone());
         }
-        if !ask_yes("Run the plan?")? {
-            eprintln!("herd: the plan does not run");
-            return Ok(1);
-        }
-    }
+    };
     let run: FlowRun = c
         .post(
             "/api/v1/ask/runs",
             &AskRun {
                 request: plan.request.clone(),
                 summary: plan.summary.clone(),
-                steps: plan
-                    .steps
-                    .iter()
-                    .map(|s| s.step.clone())
-                    .collect::<Vec<AskStep>>(),
+                steps,
                 targets: a.targets.clone(),
                 all: a.all,
                 approved,
@@ -266,13 +257,112 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
     Ok(code)
 }
 
+/// A person's review in a terminal: each step run as it is (a step the policy gates is
+/// approved by saying so), edited (its new command checked by the server's policy again) or
+/// rejected (with the steps that need it); then the whole plan. `None`: not run.
+async fn review(
+    c: &crate::client::Client,
+    plan: &AskPlan,
+) -> Result<Option<(Vec<AskStep>, Vec<String>)>> {
+    let mut steps = Vec::new();
+    let mut approved = Vec::new();
+    let mut rejected: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for planned in &plan.steps {
+        let mut step = planned.step.clone();
+        if let Some(d) = step.depends_on.iter().find(|d| rejected.contains(*d)) {
+            eprintln!("step {}: dropped, it needs step {d}", step.id);
+            rejected.insert(step.id.clone());
+            continue;
+        }
+        let mut check = planned.check.clone();
+        loop {
+            let gated = check.decision != "allow";
+            let choices = if check.decision == "deny" {
+                "[e]dit / [r]eject / [q]uit"
+            } else {
+                "[y]es / [e]dit / [r]eject / [q]uit"
+            };
+            let q = format!(
+                "step {} {} $ {}{}\n  {choices}?",
+                step.id,
+                badge(&check.class),
+                step.command,
+                if gated {
+                    format!(
+                        "\n  {} ({})",
+                        check.decision,
+                        check.reasons.first().map(String::as_str).unwrap_or("")
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            let answer = {
+                let q = q.clone();
+                tokio::task::spawn_blocking(move || ask_line(&q)).await??
+            };
+            match answer.as_str() {
+                "y" | "yes" if check.decision != "deny" => {
+                    if gated {
+                        approved.push(step.id.clone());
+                    }
+                    steps.push(step.clone());
+                    break;
+                }
+                "e" | "edit" => {
+                    let new = tokio::task::spawn_blocking(|| ask_line("  new command:")).await??;
+                    if new.is_empty() {
+                        continue;
+                    }
+                    check = c
+                        .post(
+                            "/api/v1/policy/check",
+                            &herd_api::PolicyCheck {
+                                command: new.clone(),
+                                ..herd_api::PolicyCheck::default()
+                            },
+                        )
+                        .await?;
+                    step.command = new;
+                }
+                "r" | "reject" => {
+                    rejected.insert(step.id.clone());
+                    break;
+                }
+                "q" | "quit" => return Ok(None),
+                _ => {}
+            }
+        }
+    }
+    if steps.is_empty() {
+        eprintln!("herd: every step was rejected");
+        return Ok(None);
+    }
+    if !ask_yes(&format!("Run the plan ({} steps)?", steps.len()))? {
+        return Ok(None);
+    }
+    Ok(Some((steps, approved)))
+}
+
+/// One trimmed line from this terminal after `question`.
+fn ask_line(question: &str) -> Result<String> {
+    eprint!("{question} ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
 fn enc(s: &str) -> String {
     crate::cmd::encode(s)
 }
 
-/// Asks this terminal's person about each attempt that awaits approval, once.
+/// Asks this terminal's person about each attempt that awaits approval, and each prompt a
+/// step's task waits at (the answer read without echo and sent to its stdin, never kept),
+/// once each.
 async fn approvals(c: crate::client::Client, id: String) {
     let mut asked = std::collections::BTreeSet::new();
+    let mut answered = std::collections::BTreeSet::new();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let Ok(v) = c
@@ -281,6 +371,50 @@ async fn approvals(c: crate::client::Client, id: String) {
         else {
             continue;
         };
+        for step in v
+            .run
+            .steps
+            .iter()
+            .filter(|s| s.state == herd_core::StepState::Running)
+        {
+            let Some(run) = &step.run_id else { continue };
+            let Ok(r) = c
+                .get::<herd_api::RunWithTasks>(&format!("/api/v1/runs/{}", enc(run)))
+                .await
+            else {
+                continue;
+            };
+            for t in r.tasks {
+                let Some(sup) = &t.supervision else { continue };
+                if sup.state != herd_api::Health::WaitingForInput
+                    || !answered.insert((t.id.clone(), sup.prompt.clone()))
+                {
+                    continue;
+                }
+                eprint!(
+                    "step {} on {} asks: {} ",
+                    Escaped(&step.id),
+                    Escaped(&t.agent_name),
+                    Escaped(sup.prompt.trim_end())
+                );
+                let _ = std::io::stderr().flush();
+                let line = tokio::task::spawn_blocking(crate::answer::read_line_without_echo)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok());
+                eprintln!();
+                let Some(line) = line else { continue };
+                let _: Result<herd_api::Task> = c
+                    .post(
+                        &format!("/api/v1/tasks/{}/input", enc(&t.id)),
+                        &herd_api::TaskInput {
+                            data: format!("{line}\n"),
+                            eof: false,
+                        },
+                    )
+                    .await;
+            }
+        }
         for a in v.attempts.iter().filter(|a| a.approval == "awaiting") {
             if !asked.insert((a.step.clone(), a.attempt)) {
                 continue;

@@ -324,3 +324,72 @@ fn an_alternative_that_needs_approval_waits_for_a_person() {
     let audit = stdout(&s.run(&["audit", "--json"]));
     assert!(audit.contains("ask.approve"), "{audit}");
 }
+
+#[test]
+fn a_person_reviews_each_step_in_a_terminal_and_an_edited_step_is_checked_again() {
+    let model = Model::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&model, dir.path());
+    let _w1 = s.agent("w1", &[]).unwrap();
+    s.wait_online(&["w1"]).unwrap();
+    let log = dir.path().join("review.log");
+    let log = log.to_str().unwrap();
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "keep me").unwrap();
+    model.answer(plan(json!([
+        {"id": "one", "description": "first", "command": format!("echo one >> {log}"),
+         "expected": "", "depends_on": []},
+        {"id": "wipe", "description": "wipe it", "command": format!("shred -u {}", junk.display()),
+         "expected": "", "depends_on": ["one"]},
+        {"id": "after", "description": "needs wipe", "command": format!("echo after >> {log}"),
+         "expected": "", "depends_on": ["wipe"]},
+        {"id": "skip", "description": "rejected", "command": format!("echo skip >> {log}"),
+         "expected": "", "depends_on": []}
+    ])));
+    // A terminal (`script` gives herd ask one), the person's answers typed ahead: run `one`
+    // as it is, edit `wipe` into something safe and run it, run `after`, reject `skip`, run.
+    let answers = dir.path().join("answers");
+    std::fs::write(
+        &answers,
+        format!("y\ne\necho edited >> {log}\ny\ny\nr\ny\n"),
+    )
+    .unwrap();
+    let herd_cmd = format!("{HERD} ask 'write the log' -t w1");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &herd_cmd, "/dev/null"]);
+    for (k, v) in s.cli().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd
+        .stdin(std::fs::File::open(&answers).unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let written = std::fs::read_to_string(dir.path().join("review.log")).unwrap();
+    assert_eq!(
+        written.lines().collect::<Vec<_>>(),
+        ["one", "edited", "after"],
+        "{text}"
+    );
+    assert!(junk.exists(), "the step as the model wrote it never ran");
+    let runs = s.json(&["workflows", "runs", "--json"]);
+    let id = runs[0]["id"].as_str().unwrap();
+    let view = s.json(&["ask", "show", id, "--json"]);
+    let commands: Vec<&str> = view["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["command"].as_str().unwrap())
+        .collect();
+    assert!(
+        commands.iter().any(|c| c.starts_with("echo edited"))
+            && !commands
+                .iter()
+                .any(|c| c.contains("shred") || c.contains("skip")),
+        "{view}"
+    );
+}
