@@ -393,3 +393,81 @@ fn a_person_reviews_each_step_in_a_terminal_and_an_edited_step_is_checked_again(
         "{view}"
     );
 }
+
+#[test]
+fn a_prompt_in_a_step_is_answered_and_the_answer_never_reaches_the_model() {
+    let model = Model::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&model, dir.path());
+    let _w1 = s.agent("w1", &[]).unwrap();
+    s.wait_online(&["w1"]).unwrap();
+    model.judge(valid("it read the password"));
+    // A run a person follows: its steps start with stdin open.
+    let auth = format!("Bearer {}", s.key);
+    let body = json!({"request": "read a password", "targets": ["w1"], "unattended": false,
+                      "steps": [{"id": "pw", "command": "read -s -p 'Password: ' p; echo \"ok ${#p}\"",
+                                 "expected": "ok and the length"}]});
+    let (code, answer) = herd_testkit::http_request(
+        &s.url,
+        "POST",
+        "/api/v1/ask/runs",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        Some(body.to_string().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer));
+    let id = serde_json::from_slice::<serde_json::Value>(&answer).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let task = wait_for(
+        std::time::Duration::from_secs(30),
+        "the step waiting for input",
+        || {
+            let v = api(&s, &format!("/api/v1/ask/runs/{id}"));
+            let run = v["run"]["steps"][0]["run_id"].as_str()?.to_string();
+            let r = api(&s, &format!("/api/v1/runs/{run}"));
+            let t = &r["tasks"][0];
+            (t["supervision"]["state"] == "waiting_for_input")
+                .then(|| t["id"].as_str().unwrap().to_string())
+        },
+    );
+    let secret = "hunter2-SECRET";
+    let (code, answer) = herd_testkit::http_request(
+        &s.url,
+        "POST",
+        &format!("/api/v1/tasks/{task}/input"),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        Some(
+            json!({"data": format!("{secret}\n")})
+                .to_string()
+                .as_bytes(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer));
+    wait_for(std::time::Duration::from_secs(30), "the run's end", || {
+        (api(&s, &format!("/api/v1/ask/runs/{id}"))["run"]["state"] == "succeeded").then_some(())
+    });
+    let asked = model.asked_for(1);
+    assert_eq!(asked.len(), 1);
+    let judged = asked[0].to_string();
+    assert!(
+        judged.contains("ok 14"),
+        "the step's output was judged: {judged}"
+    );
+    for body in model.asked.lock().unwrap().iter() {
+        assert!(
+            !body.to_string().contains(secret),
+            "the answer reached the model"
+        );
+    }
+    let log = s.json(&["ask", "log", &id, "--json"]);
+    assert!(!log.to_string().contains(secret));
+}
