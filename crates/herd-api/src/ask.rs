@@ -154,8 +154,48 @@ pub struct AskApproval {
 pub struct PolicyCheck {
     /// The command line, as a shell reads it.
     pub command: String,
-    /// Under this role's policy (default: admin).
+    /// Under this role's policy (default: the caller's own role).
     pub role: Option<KeyRole>,
+    /// On these machines (selectors, OR'ed): the policy's label rules that pick one of them
+    /// apply too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+}
+
+/// The body of `PUT /api/v1/policy`: a policy set as YAML or JSON text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct PutPolicy {
+    /// `default`, `by_role` (`admin | operator | viewer`) and `by_label` (`[{selector,
+    /// roles, policy}]`); a policy is `rules` (per class `allow | approve | deny`),
+    /// `allow_patterns` and `deny_patterns`.
+    #[schema(required = true, min_length = 1, pattern = r"\S")]
+    pub text: String,
+}
+
+/// A version of the command policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyVersion {
+    /// 1, 2, …; 0: the built-in default (nothing stored yet).
+    pub version: i64,
+    pub created_at: i64,
+    /// Who set it (`key:<name>`; `server` for the built-in default).
+    pub created_by: String,
+    /// The policy set.
+    #[schema(value_type = Object)]
+    pub policy: serde_json::Value,
+}
+
+/// `GET /api/v1/policy?version=N`.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyQuery {
+    /// A stored version; default: the current one.
+    #[param(minimum = 0)]
+    pub version: Option<i64>,
 }
 
 /// What an API key may do.
@@ -165,4 +205,14 @@ pub enum KeyRole {
     Admin,
     Operator,
     Viewer,
+}
+
+impl KeyRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Admin => "admin",
+            KeyRole::Operator => "operator",
+            KeyRole::Viewer => "viewer",
+        }
+    }
 }

@@ -49,6 +49,9 @@ pub struct StartFlow {
     pub params: BTreeMap<String, serde_json::Value>,
     /// Selectors for the steps that name no targets (OR'ed).
     pub targets: Vec<String>,
+    /// A person approves the steps' commands the command policy sends for approval.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub approve: bool,
 }
 
 /// A run of a workflow or a job.

@@ -17,6 +17,19 @@ pub struct CreateKey {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
     )]
     pub name: Option<String>,
+    /// What the key may do (default `admin`): `operator` runs commands but manages no keys,
+    /// tokens or policies; `viewer` reads only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::KeyRole>,
+    /// A selector (`role=web`) every run of the key must stay within: a run that picks a
+    /// machine beyond it is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
+    pub scope: Option<String>,
 }
 
 impl CreateKey {
@@ -36,6 +49,11 @@ pub struct CreatedKey {
     pub id: String,
     /// The key's name.
     pub name: String,
+    /// `admin | operator | viewer`.
+    pub role: String,
+    /// The selector its runs stay within; null: every machine.
+    #[schema(required = true)]
+    pub scope: Option<String>,
     /// When it was created.
     pub created_at: i64,
 }
@@ -47,8 +65,11 @@ pub struct ApiKey {
     pub id: String,
     /// The key's name.
     pub name: String,
-    /// What the key may do; every key is `admin` today.
+    /// What the key may do: `admin | operator | viewer`.
     pub role: String,
+    /// The selector its runs stay within; null: every machine.
+    #[schema(required = true)]
+    pub scope: Option<String>,
     /// When it was created.
     pub created_at: i64,
     /// Who created it: `key:<name>` of the creating key, or the server itself (`server` for
@@ -70,6 +91,7 @@ mod tests {
             r#"{"name":"ci"}"#,
             &CreateKey {
                 name: Some("ci".into()),
+                ..CreateKey::default()
             },
         );
         check("{}", &CreateKey::default());
@@ -80,11 +102,13 @@ mod tests {
     #[test]
     fn created_key_matches_the_server() {
         check(
-            r#"{"created_at":1700000000000,"id":"07","key":"hk_07_s3cret","name":"ci"}"#,
+            r#"{"created_at":1700000000000,"id":"07","key":"hk_07_s3cret","name":"ci","role":"operator","scope":"role=web"}"#,
             &CreatedKey {
                 key: "hk_07_s3cret".into(),
                 id: "07".into(),
                 name: "ci".into(),
+                role: "operator".into(),
+                scope: Some("role=web".into()),
                 created_at: 1_700_000_000_000,
             },
         );
@@ -97,6 +121,7 @@ mod tests {
             id: "07".into(),
             name: "ci".into(),
             role: "admin".into(),
+            scope: None,
             created_at: 1_700_000_000_000,
             created_by: "key:admin".into(),
             revoked_at: None,
@@ -104,14 +129,14 @@ mod tests {
         check(
             concat!(
                 r#"{"created_at":1700000000000,"created_by":"key:admin","id":"07","#,
-                r#""name":"ci","revoked_at":null,"role":"admin"}"#
+                r#""name":"ci","revoked_at":null,"role":"admin","scope":null}"#
             ),
             &k,
         );
         check(
             concat!(
                 r#"{"created_at":1700000000000,"created_by":"key:admin","id":"07","#,
-                r#""name":"ci","revoked_at":1700000005000,"role":"admin"}"#
+                r#""name":"ci","revoked_at":1700000005000,"role":"admin","scope":null}"#
             ),
             &ApiKey {
                 revoked_at: Some(1_700_000_005_000),

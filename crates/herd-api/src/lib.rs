@@ -39,7 +39,7 @@ mod schema_tests;
 pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit, LabelSource};
 pub use ask::{
     AskApproval, AskAttempt, AskExchange, AskPlan, AskRequest, AskRun, AskRunView, AskStep,
-    KeyRole, PlannedStep, PolicyCheck, StepCheck,
+    KeyRole, PlannedStep, PolicyCheck, PolicyQuery, PolicyVersion, PutPolicy, StepCheck,
 };
 pub use attach::{AttachQuery, ClientMessage, Progress, ServerMessage};
 pub use audit::AuditEntry;

@@ -37,6 +37,11 @@ pub struct RunRequest {
     /// `secret_env` would (never stored with the run, shown as `NAME=***`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_vars: BTreeMap<String, String>,
+    /// A person approves the command (one the command policy sends for approval, such as a
+    /// dangerous one); recorded in the run's audit entry. A denied command is refused
+    /// whatever this says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub approve: bool,
     /// How every task executes.
     #[serde(flatten)]
     pub spec: RunSpec,
@@ -213,6 +218,7 @@ pub(crate) mod tests {
             start_on_attach: true,
             secret_env: BTreeMap::new(),
             secret_vars: BTreeMap::new(),
+            approve: false,
             spec: RunSpec {
                 timeout_ms: 1000,
                 limits: RunLimits {

@@ -46,6 +46,10 @@ pub struct ScheduleTarget {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// The person adding the schedule approves what it runs (commands the command policy
+    /// sends for approval); each fire is checked again against the policy of its time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approve: bool,
 }
 
 /// What happens to a fire while what the previous one started still runs.

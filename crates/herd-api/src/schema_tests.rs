@@ -61,7 +61,7 @@ use crate::*;
 )))]
 struct Components;
 
-const NAMES: [&str; 49] = [
+const NAMES: [&str; 50] = [
     "Agent",
     "AgentsQuery",
     "LabelEdit",
@@ -111,6 +111,7 @@ const NAMES: [&str; 49] = [
     "Supervision",
     "Health",
     "CommandClass",
+    "KeyRole",
 ];
 
 fn document() -> serde_json::Value {

@@ -113,7 +113,9 @@ pub fn classify(cmd: &str) -> Verdict {
 }
 
 pub use extract::{Redirect, RedirectKind, Simple, Stdin, Word};
-pub use policy::{ClassRules, Decision, Pattern, Policy, PolicyError, PolicySet, Role, decide};
+pub use policy::{
+    ClassRules, Decision, LabelRule, Pattern, Policy, PolicyError, PolicySet, Role, decide,
+};
 
 /// The published table of dangerous commands (`class<TAB>command` lines, `#` comments).
 pub const DANGEROUS_TSV: &str = include_str!("../tables/dangerous.tsv");

@@ -248,7 +248,21 @@ pub enum Role {
     Viewer,
 }
 
-/// The policies of a fleet: a default, and one per role where it differs.
+/// A policy for the machines a selector picks (`env=prod`), for some roles or all: it adds
+/// to the role's policy, and the strictest decision of all that apply wins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelRule {
+    /// A selector, as `-t` takes it (the server reads it).
+    pub selector: String,
+    /// The roles it applies to; empty: every role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
+    pub policy: Policy,
+}
+
+/// The policies of a fleet: a default, one per role where it differs, and rules for the
+/// machines of a selector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySet {
@@ -256,6 +270,8 @@ pub struct PolicySet {
     pub default: Policy,
     #[serde(default)]
     pub by_role: BTreeMap<Role, Policy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_label: Vec<LabelRule>,
 }
 
 impl Default for PolicySet {
@@ -264,7 +280,33 @@ impl Default for PolicySet {
         PolicySet {
             default: Policy::default(),
             by_role: BTreeMap::from([(Role::Viewer, Policy::uniform(Decision::Deny))]),
+            by_label: Vec::new(),
         }
+    }
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -277,11 +319,60 @@ impl PolicySet {
     pub fn from_json(text: &str) -> Result<PolicySet, PolicyError> {
         let set: PolicySet = serde_json::from_str(text)
             .map_err(|e| PolicyError(format!("invalid policy set: {e}")))?;
-        set.default.validate()?;
-        for (role, p) in &set.by_role {
-            p.validate()
-                .map_err(|e| PolicyError(format!("{e} (role {role:?})")))?;
-        }
+        set.validate()?;
         Ok(set)
+    }
+
+    /// Every policy of the set checks out ([`Policy::validate`]); the error names the path
+    /// of the bad one (`by_role.operator.rules`, `by_label[0].policy.rules`).
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let at = |path: String, e: PolicyError| {
+            PolicyError(format!(
+                "{path}: {}",
+                e.0.strip_prefix("invalid policy: ").unwrap_or(&e.0)
+            ))
+        };
+        self.default
+            .validate()
+            .map_err(|e| at("default.rules".into(), e))?;
+        for (role, p) in &self.by_role {
+            p.validate()
+                .map_err(|e| at(format!("by_role.{role}.rules"), e))?;
+        }
+        for (i, r) in self.by_label.iter().enumerate() {
+            if r.selector.trim().is_empty() {
+                return Err(PolicyError(format!(
+                    "by_label[{i}].selector: empty — name the machines, e.g. env=prod"
+                )));
+            }
+            r.policy
+                .validate()
+                .map_err(|e| at(format!("by_label[{i}].policy.rules"), e))?;
+        }
+        Ok(())
+    }
+
+    /// The decision for `verdict` by `role` on machines of which `picks` says whether a
+    /// rule's selector picks one: the role's policy and every label rule that applies, the
+    /// strictest wins. A viewer runs nothing.
+    pub fn decide(
+        &self,
+        role: Role,
+        verdict: &Verdict,
+        mut picks: impl FnMut(&str) -> bool,
+    ) -> Decision {
+        if role == Role::Viewer {
+            return Decision::Deny;
+        }
+        let mut d = decide(self.policy(role), verdict);
+        for r in &self.by_label {
+            if d == Decision::Deny {
+                break;
+            }
+            if (r.roles.is_empty() || r.roles.contains(&role)) && picks(&r.selector) {
+                d = d.max(decide(&r.policy, verdict));
+            }
+        }
+        d
     }
 }

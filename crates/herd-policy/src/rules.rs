@@ -23,7 +23,8 @@ pub fn classify_simple(cmd: &Simple, functions: &BTreeSet<String>, out: &mut Out
         }
         return;
     };
-    if first.glob {
+    // `[` alone is the test command: an unmatched bracket expands to nothing else.
+    if first.glob && first.text != "[" {
         out.push((
             Dangerous,
             format!(

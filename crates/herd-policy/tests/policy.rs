@@ -105,5 +105,46 @@ fn a_viewer_runs_nothing_by_default() {
     assert_eq!(PolicySet::from_json(&text).expect("reads back"), set);
     let e = PolicySet::from_json(r#"{"by_role": {"operator": {"rules": {"safe": "deny", "caution": "allow", "dangerous": "deny", "forbidden": "deny"}}}}"#)
         .expect_err("invalid");
-    assert!(e.to_string().contains("Operator"), "{e}");
+    assert!(e.to_string().starts_with("by_role.operator.rules: "), "{e}");
+}
+
+#[test]
+fn label_rules_add_to_the_role_policy_and_the_strictest_wins() {
+    let set = PolicySet::from_json(
+        r#"{"by_role": {"operator": {"deny_patterns": ["systemctl restart *"]}},
+            "by_label": [{"selector": "env=prod", "roles": ["operator"],
+                          "policy": {"rules": {"safe": "allow", "caution": "approve", "dangerous": "deny", "forbidden": "deny"}}}]}"#,
+    )
+    .expect("valid");
+    let restart = classify("systemctl restart nginx");
+    assert_eq!(
+        set.decide(Role::Operator, &restart, |_| false),
+        Decision::Deny
+    );
+    assert_eq!(
+        set.decide(Role::Admin, &restart, |_| false),
+        Decision::Allow
+    );
+    let unknown = classify("frobnicate");
+    assert_eq!(
+        set.decide(Role::Operator, &unknown, |_| false),
+        Decision::Allow
+    );
+    assert_eq!(
+        set.decide(Role::Operator, &unknown, |s| s == "env=prod"),
+        Decision::Approve
+    );
+    assert_eq!(set.decide(Role::Admin, &unknown, |_| true), Decision::Allow);
+    assert_eq!(
+        set.decide(Role::Viewer, &classify("ls"), |_| false),
+        Decision::Deny
+    );
+    let e = PolicySet::from_json(
+        r#"{"by_label": [{"selector": "env=prod", "policy": {"rules": {"safe": "allow", "caution": "deny", "dangerous": "approve", "forbidden": "deny"}}}]}"#,
+    )
+    .expect_err("invalid");
+    assert!(
+        e.to_string().starts_with("by_label[0].policy.rules: "),
+        "{e}"
+    );
 }

@@ -139,6 +139,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         tracker.clone(),
         shutdown.clone(),
     ));
+    let policy = Arc::new(crate::policy::PolicyGate::new(store.clone(), index.clone()));
     let runs = Arc::new(RunService::new(
         store.clone(),
         index.clone(),
@@ -146,6 +147,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         drivers.clone(),
         events.clone(),
         metrics.clone(),
+        policy.clone(),
     ));
     let ingest = Arc::new(Ingest::new(
         store.clone(),
@@ -203,6 +205,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         store.clone(),
         outlog.clone(),
         shutdown.clone(),
+        policy.clone(),
     ));
     engine.set_recovery(recovery.clone());
     let ask = Arc::new(crate::ask::AskService::new(
@@ -216,6 +219,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
     let schedules = Arc::new(crate::schedules::ScheduleService::new(
         store.clone(),
         schedule_changed.clone(),
+        engine.clone(),
     ));
     let firer = Arc::new(crate::schedules::Firer::new(
         store.clone(),
@@ -295,6 +299,11 @@ impl App {
     /// Runs and tasks.
     pub fn runs(&self) -> &RunService {
         &self.runs
+    }
+
+    /// The command policy and key scopes.
+    pub fn policy(&self) -> &crate::policy::PolicyGate {
+        self.runs.policy()
     }
 
     /// Jobs, workflows and their runs.

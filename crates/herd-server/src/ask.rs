@@ -24,7 +24,7 @@ pub(crate) mod recover;
 pub(crate) use recover::is_ask_run;
 
 use crate::error::{Result, ServerError};
-use crate::fleet::AgentIndex;
+use crate::fleet::{Actor, AgentIndex};
 use crate::flows::Engine;
 
 pub struct AskService {
@@ -34,42 +34,6 @@ pub struct AskService {
     index: Arc<AgentIndex>,
     engine: Arc<Engine>,
     recovery: Arc<recover::Recovery>,
-}
-
-/// What the default command policy does with `command`: safe and caution run, dangerous
-/// needs approval, forbidden is denied; a command holding a workflow expression is denied.
-pub fn check(command: &str) -> StepCheck {
-    check_as(command, herd_policy::Role::Admin)
-}
-
-/// [`check`] under the default policy of `role` (a viewer runs nothing).
-pub fn check_as(command: &str, role: herd_policy::Role) -> StepCheck {
-    if command.contains("${{") {
-        return StepCheck {
-            class: "forbidden".into(),
-            decision: "deny".into(),
-            reasons: vec![
-                "`${{` would be read as a workflow expression (variables, secrets) — write the value itself".into(),
-            ],
-        };
-    }
-    let verdict = herd_policy::classify(command);
-    // The default policy: safe and caution run, dangerous needs approval, forbidden never.
-    let policies = herd_policy::PolicySet::default();
-    let decision = match herd_policy::decide(policies.policy(role), &verdict) {
-        herd_policy::Decision::Allow => "allow",
-        herd_policy::Decision::Approve => "approve",
-        herd_policy::Decision::Deny => "deny",
-    };
-    StepCheck {
-        class: verdict.class.as_str().into(),
-        decision: decision.into(),
-        reasons: verdict
-            .reasons
-            .iter()
-            .map(|r| format!("{}: {} ({})", r.class, r.why, r.what))
-            .collect(),
-    }
 }
 
 fn distro_tools(os_name: &str) -> (&'static str, &'static str) {
@@ -149,7 +113,7 @@ impl AskService {
         }
     }
 
-    pub async fn plan(&self, req: AskRequest) -> Result<AskPlan> {
+    pub async fn plan(&self, actor: &Actor, req: AskRequest) -> Result<AskPlan> {
         let request = req.request.trim();
         if request.is_empty() {
             return Err(ServerError::BadRequest(
@@ -195,24 +159,21 @@ impl AskService {
                 "the model's plan does not check out: {e} — ask again, or rephrase the request"
             ))
         })?;
-        let steps = plan
-            .steps
-            .into_iter()
-            .map(|s| {
-                let step = AskStep {
-                    id: s.id,
-                    description: s.description,
-                    command: s.command,
-                    expected: s.expected,
-                    depends_on: s.depends_on,
-                    targets: s.targets,
-                };
-                PlannedStep {
-                    check: check(&step.command),
-                    step,
-                }
-            })
-            .collect();
+        let policy = self.engine.runs.policy();
+        let mut steps = Vec::with_capacity(plan.steps.len());
+        for s in plan.steps {
+            let step = AskStep {
+                id: s.id,
+                description: s.description,
+                command: s.command,
+                expected: s.expected,
+                depends_on: s.depends_on,
+                targets: s.targets,
+            };
+            let on = step_machines(&machines, &step.targets);
+            let (_, check) = policy.check(actor.role, &step.command, &on).await?;
+            steps.push(PlannedStep { check, step });
+        }
         Ok(AskPlan {
             request: request.to_string(),
             summary: plan.summary,
@@ -225,36 +186,34 @@ impl AskService {
     }
 
     /// Runs a reviewed plan as a workflow run.
-    pub async fn run(&self, actor: &str, req: AskRun) -> Result<FlowRun> {
+    pub async fn run(&self, actor: &Actor, req: AskRun) -> Result<FlowRun> {
         if req.steps.is_empty() {
             return Err(ServerError::BadRequest("the plan has no steps".into()));
         }
         let approved: BTreeSet<&str> = req.approved.iter().map(String::as_str).collect();
+        // The plan's machines: what the selectors pick now.
+        let (_, plan_machines) = crate::runs::resolve::resolve(&self.index, &req.targets, req.all)?;
+        let policy = self.engine.runs.policy();
         let mut checks = BTreeMap::new();
         for s in &req.steps {
-            let c = check(&s.command);
-            match c.decision.as_str() {
-                "allow" => {}
-                "approve" if approved.contains(s.id.as_str()) => {}
-                "approve" => {
-                    return Err(ServerError::Conflict(format!(
-                        "step {} needs approval ({}: {}) — review the plan and approve it",
-                        s.id,
-                        c.class,
-                        c.reasons.first().map(String::as_str).unwrap_or("")
-                    )));
-                }
-                _ => {
-                    return Err(ServerError::Forbidden(format!(
-                        "step {} is denied by the command policy ({}: {}) — change or drop it",
-                        s.id,
-                        c.class,
-                        c.reasons.first().map(String::as_str).unwrap_or("")
-                    )));
-                }
-            }
-            checks.insert(s.id.clone(), c);
+            // Each step on its machines, under the stored policy for the caller's role, with
+            // the caller's scope: denied → 403, needing an approval not given → 409.
+            let gate = crate::policy::Gate::new(actor, approved.contains(s.id.as_str()));
+            let on = step_machines(&plan_machines, &s.targets);
+            let c = policy
+                .gate(&gate, &format!("step {}", s.id), &s.command, None, &on)
+                .await?
+                .ok_or_else(|| ServerError::Internal("a step's command was not checked".into()))?;
+            checks.insert(
+                s.id.clone(),
+                StepCheck {
+                    class: c.class,
+                    decision: c.decision,
+                    reasons: c.reasons,
+                },
+            );
         }
+        let actor = actor.name.as_str();
         let steps: Vec<Step> = req
             .steps
             .iter()
@@ -290,10 +249,8 @@ impl AskService {
                 "the plan does not check out: {e}"
             )));
         }
-        // The plan's machines, by name: what the selectors pick now. A step may name some of
-        // them, never another machine.
-        let (_, machines) = crate::runs::resolve::resolve(&self.index, &req.targets, req.all)?;
-        let targets: Vec<String> = machines.into_iter().map(|(_, n)| n).collect();
+        // The plan's machines, by name. A step may name some of them, never another machine.
+        let targets: Vec<String> = plan_machines.into_iter().map(|(_, n)| n).collect();
         let known: BTreeSet<&str> = targets.iter().map(String::as_str).collect();
         for s in &req.steps {
             if let Some(t) = s.targets.iter().find(|t| !known.contains(t.as_str())) {
@@ -366,6 +323,7 @@ impl AskService {
             &BTreeMap::new(),
             targets,
             id,
+            None,
             None,
             None,
         )
@@ -509,4 +467,15 @@ pub fn role(r: Option<herd_api::KeyRole>) -> herd_policy::Role {
         herd_api::KeyRole::Operator => herd_policy::Role::Operator,
         herd_api::KeyRole::Viewer => herd_policy::Role::Viewer,
     }
+}
+
+/// The machines of a step: those of the plan it names (by name), or all of the plan's.
+fn step_machines(plan: &[(String, String)], targets: &[String]) -> Vec<(String, String)> {
+    if targets.is_empty() {
+        return plan.to_vec();
+    }
+    plan.iter()
+        .filter(|(_, n)| targets.iter().any(|t| t == n))
+        .cloned()
+        .collect()
 }

@@ -89,6 +89,7 @@ pub fn api_key(k: ApiKeyRow) -> api::ApiKey {
         id: k.id,
         name: k.name,
         role: k.role,
+        scope: k.scope,
         created_at: k.created_at,
         created_by: k.created_by,
         revoked_at: k.revoked_at,

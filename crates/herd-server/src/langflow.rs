@@ -431,6 +431,7 @@ impl LangflowService {
                 input: Some(input),
                 ..RunSpec::default()
             },
+            gate: None,
         };
         Ok((run, reservation))
     }

@@ -25,6 +25,7 @@ mod listen;
 mod live;
 mod log_limit;
 mod metrics;
+pub(crate) mod policy;
 mod registry;
 mod retention;
 mod runs;
@@ -158,7 +159,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 impl Running {
     /// Creates an API key (used by `herd up` when its config holds none for this server).
     pub async fn create_api_key(&self, name: &str) -> Result<String, ServerError> {
-        Ok(self.app.fleet().create_api_key(name, name).await?.0)
+        Ok(self
+            .app
+            .fleet()
+            .create_api_key(name, name, herd_policy::Role::Admin, None)
+            .await?
+            .0)
     }
 
     /// Whether a presented API key is valid here.

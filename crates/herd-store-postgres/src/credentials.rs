@@ -23,12 +23,13 @@ impl CredentialStore for PgStore {
     async fn create_api_key(&self, key: &ApiKeyRow, entry: &AuditEntry) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, role, created_at, created_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, name, hash, role, scope, created_at, created_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&key.id)
         .bind(&key.name)
         .bind(&key.hash)
         .bind(&key.role)
+        .bind(&key.scope)
         .bind(key.created_at)
         .bind(&key.created_by)
         .bind(key.revoked_at)
@@ -46,7 +47,7 @@ impl CredentialStore for PgStore {
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
         let row = sqlx::query(
-            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys WHERE id = $1",
+            "SELECT id, name, hash, role, scope, created_at, created_by, revoked_at FROM api_keys WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -57,7 +58,7 @@ impl CredentialStore for PgStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
         let rows = sqlx::query(
-            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys ORDER BY created_at, id",
+            "SELECT id, name, hash, role, scope, created_at, created_by, revoked_at FROM api_keys ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await
@@ -73,7 +74,7 @@ impl CredentialStore for PgStore {
     ) -> Result<Option<ApiKeyRow>> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let row = sqlx::query(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING id, name, hash, role, created_at, created_by, revoked_at",
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING id, name, hash, role, scope, created_at, created_by, revoked_at",
         )
         .bind(at)
         .bind(id)

@@ -25,12 +25,13 @@ impl CredentialStore for SqliteStore {
     async fn create_api_key(&self, key: &ApiKeyRow, entry: &AuditEntry) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, role, created_at, created_by, revoked_at) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO api_keys (id, name, hash, role, scope, created_at, created_by, revoked_at) VALUES (?,?,?,?,?,?,?,?)",
         )
         .bind(&key.id)
         .bind(&key.name)
         .bind(&key.hash)
         .bind(&key.role)
+        .bind(&key.scope)
         .bind(key.created_at)
         .bind(&key.created_by)
         .bind(key.revoked_at)
@@ -48,7 +49,7 @@ impl CredentialStore for SqliteStore {
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
         let row = sqlx::query(
-            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys WHERE id = ?",
+            "SELECT id, name, hash, role, scope, created_at, created_by, revoked_at FROM api_keys WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -59,7 +60,7 @@ impl CredentialStore for SqliteStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
         let rows = sqlx::query(
-            "SELECT id, name, hash, role, created_at, created_by, revoked_at FROM api_keys ORDER BY created_at, id",
+            "SELECT id, name, hash, role, scope, created_at, created_by, revoked_at FROM api_keys ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await
@@ -75,7 +76,7 @@ impl CredentialStore for SqliteStore {
     ) -> Result<Option<ApiKeyRow>> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         let row = sqlx::query(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING id, name, hash, role, created_at, created_by, revoked_at",
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING id, name, hash, role, scope, created_at, created_by, revoked_at",
         )
         .bind(at)
         .bind(id)

@@ -13,6 +13,7 @@ mod audit;
 mod credentials;
 mod flows;
 mod langflow;
+mod policies;
 mod rows;
 mod runs;
 mod schedules;

@@ -148,9 +148,28 @@ pub fn api_key(row: &dyn StoredRow) -> Result<ApiKeyRow> {
         name: c.text("name")?,
         hash: c.text("hash")?,
         role: c.text("role")?,
+        scope: c.opt_text("scope")?,
         created_at: c.int("created_at")?,
         created_by: c.text("created_by")?,
         revoked_at: c.opt_int("revoked_at")?,
+    })
+}
+
+pub fn policy(row: &dyn StoredRow) -> Result<PolicyRow> {
+    let version = row.int("version").map_err(|why| StoreError::Corrupt {
+        what: "policies.version".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "policies",
+        key: format!("policy version {version}"),
+    };
+    Ok(PolicyRow {
+        version,
+        body: c.text("body")?,
+        created_at: c.int("created_at")?,
+        created_by: c.text("created_by")?,
     })
 }
 

@@ -25,7 +25,8 @@ pub use model::*;
 pub use schedules::{Fire, FireEntry, FireRow, FireStart, ScheduleRow, ScheduleStore};
 pub use secret::{Secret, SecretError, hash_secret, verify_secret};
 pub use store::{
-    AgentStore, AuditStore, CredentialStore, RunStore, Store, VarStore, check_end_state,
+    AgentStore, AuditStore, CredentialStore, PolicyStore, RunStore, Store, VarStore,
+    check_end_state, policy_conflict,
 };
 
 #[derive(Debug, thiserror::Error)]

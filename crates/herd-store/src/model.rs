@@ -54,10 +54,24 @@ pub struct ApiKeyRow {
     pub name: String,
     /// SHA-256 of the key's secret.
     pub hash: String,
+    /// `admin`, `operator` or `viewer`.
     pub role: String,
+    /// A selector the key's runs stay within; `None`: every machine.
+    pub scope: Option<String>,
     pub created_at: i64,
     pub created_by: String,
     pub revoked_at: Option<i64>,
+}
+
+/// One stored version of the command policy (`herd policy set`): its text as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    /// 1, 2, …: each set stores the latest version plus one.
+    pub version: i64,
+    /// The policy set, as JSON.
+    pub body: String,
+    pub created_at: i64,
+    pub created_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

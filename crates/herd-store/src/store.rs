@@ -216,6 +216,27 @@ pub trait VarStore: Send + Sync {
     ) -> Result<Option<VarRow>>;
 }
 
+/// The command policy's versions (`herd policy set|show|history`).
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Stores `policy` with `audit` in one transaction, only as the latest version plus one
+    /// (checked inside the transaction; else [`StoreError::Conflict`]).
+    async fn put_policy(&self, policy: &PolicyRow, audit: &AuditEntry) -> Result<()>;
+    /// Version `version`, or the latest for `None`.
+    async fn policy(&self, version: Option<i64>) -> Result<Option<PolicyRow>>;
+    /// Every version, newest first.
+    async fn policies(&self) -> Result<Vec<PolicyRow>>;
+    /// The latest version's number; 0 while none is stored.
+    async fn policy_version(&self) -> Result<i64>;
+}
+
+/// The conflict of a policy version that is not the latest plus one.
+pub fn policy_conflict(version: i64) -> StoreError {
+    StoreError::Conflict(format!(
+        "the policy changed meanwhile: version {version} is not its next version"
+    ))
+}
+
 /// A whole store: one backend (SQLite, PostgreSQL) implements every domain.
 #[async_trait]
 pub trait Store:
@@ -228,6 +249,7 @@ pub trait Store:
     + crate::ScheduleStore
     + crate::LangflowStore
     + crate::AskStore
+    + PolicyStore
 {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;

@@ -13,7 +13,7 @@ use herd_api::{
 };
 use herd_core::Escaped;
 
-use crate::cmd::{client, outln, print_json};
+use crate::cmd::{client, out, outln, print_json};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -533,16 +533,36 @@ async fn log(c: &crate::client::Client, run: &str, json: bool) -> Result<i32> {
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCmd {
-    /// What the command policy does with a command: `herd policy check -- rm -rf /tmp/x`.
+    /// What the command policy does with a command: `herd policy check -t role=web -- rm -rf /tmp/x`.
     Check {
-        /// Under this role's policy: admin (default), operator, viewer.
+        /// Under this role's policy (default: your key's role).
         #[arg(long, value_parser = ["admin", "operator", "viewer"])]
         role: Option<String>,
+        /// On the machines these selectors pick (the policy's label rules for them apply).
+        #[arg(short = 't', long = "target")]
+        targets: Vec<String>,
         #[arg(long)]
         json: bool,
         /// The command (after `--`).
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Store a new version of the command policy from a YAML or JSON file (admin keys only).
+    Set {
+        /// The policy set: `default`, `by_role`, `by_label` (`-`: stdin).
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The current policy (or version N; 0: the built-in default), as YAML-ready JSON.
+    Show {
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Every stored version, newest first.
+    History {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -551,6 +571,7 @@ pub async fn policy(cmd: PolicyCmd) -> Result<i32> {
     match cmd {
         PolicyCmd::Check {
             role,
+            targets,
             json,
             command,
         } => {
@@ -559,11 +580,8 @@ pub async fn policy(cmd: PolicyCmd) -> Result<i32> {
                     "/api/v1/policy/check",
                     &herd_api::PolicyCheck {
                         command: command.join(" "),
-                        role: role.as_deref().map(|r| match r {
-                            "operator" => herd_api::KeyRole::Operator,
-                            "viewer" => herd_api::KeyRole::Viewer,
-                            _ => herd_api::KeyRole::Admin,
-                        }),
+                        role: role.as_deref().map(crate::cmd::key_role),
+                        targets,
                     },
                 )
                 .await?;
@@ -575,6 +593,54 @@ pub async fn policy(cmd: PolicyCmd) -> Result<i32> {
                     outln!("  {}", Escaped(r));
                 }
             }
+            Ok(0)
+        }
+        PolicyCmd::Set { file, json } => {
+            let text = if file == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                    .map_err(|e| anyhow::anyhow!("reading the policy from stdin: {e}"))?;
+                t
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read {file}: {e} — give the path of a YAML or JSON policy file"
+                    )
+                })?
+            };
+            let v: herd_api::PolicyVersion = c
+                .put("/api/v1/policy", &herd_api::PutPolicy { text })
+                .await?;
+            if json {
+                return print_json(&v);
+            }
+            outln!("policy version {} stored", v.version);
+            Ok(0)
+        }
+        PolicyCmd::Show { version } => {
+            let path = match version {
+                Some(v) => format!("/api/v1/policy?version={v}"),
+                None => "/api/v1/policy".into(),
+            };
+            let v: herd_api::PolicyVersion = c.get(&path).await?;
+            print_json(&v)
+        }
+        PolicyCmd::History { json } => {
+            let versions: Vec<herd_api::PolicyVersion> = c.get("/api/v1/policy/history").await?;
+            if json {
+                return print_json(&versions);
+            }
+            let rows: Vec<Vec<String>> = versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.version.to_string(),
+                        crate::table::time(Some(v.created_at)),
+                        v.created_by.clone(),
+                    ]
+                })
+                .collect();
+            out!("{}", crate::table::render(&["VERSION", "SET", "BY"], &rows));
             Ok(0)
         }
     }

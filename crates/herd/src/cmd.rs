@@ -753,10 +753,20 @@ pub async fn tasks(cmd: TasksCmd) -> Result<i32> {
 
 #[derive(Subcommand)]
 pub enum KeysCmd {
-    /// Create an API key (printed once).
+    /// Create an API key (printed once): `herd keys create ci --role operator --scope role=web`.
     Create {
+        /// The key's name (shown in the audit log as `key:NAME`).
+        #[arg(value_name = "NAME", conflicts_with = "name")]
+        key_name: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// What the key may do: admin (everything), operator (runs, but manages no keys,
+        /// tokens or policies), viewer (reads only).
+        #[arg(long, value_parser = ["admin", "operator", "viewer"], default_value = "admin")]
+        role: String,
+        /// A selector every run of the key must stay within (e.g. role=web).
+        #[arg(long)]
+        scope: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -773,18 +783,47 @@ pub enum KeysCmd {
     },
 }
 
+/// The API's role of a role's name (checked by clap).
+pub fn key_role(r: &str) -> herd_api::KeyRole {
+    match r {
+        "operator" => herd_api::KeyRole::Operator,
+        "viewer" => herd_api::KeyRole::Viewer,
+        _ => herd_api::KeyRole::Admin,
+    }
+}
+
 pub async fn keys(cmd: KeysCmd) -> Result<i32> {
     let c = client()?;
     match cmd {
-        KeysCmd::Create { name, json } => {
-            let k: CreatedKey = c.post("/api/v1/keys", &CreateKey { name }).await?;
+        KeysCmd::Create {
+            key_name,
+            name,
+            role,
+            scope,
+            json,
+        } => {
+            let k: CreatedKey = c
+                .post(
+                    "/api/v1/keys",
+                    &CreateKey {
+                        name: key_name.or(name),
+                        role: Some(key_role(&role)),
+                        scope,
+                    },
+                )
+                .await?;
             if json {
                 return print_json(&k);
             }
             outln!("{}", k.key);
             eprintln!(
-                "API key {:?} created; it is shown only now",
-                Escaped(&k.name)
+                "API key {:?} ({}{}) created; it is shown only now",
+                Escaped(&k.name),
+                k.role,
+                k.scope
+                    .as_deref()
+                    .map(|s| format!(", scope {}", Escaped(s)))
+                    .unwrap_or_default()
             );
             Ok(0)
         }
@@ -810,6 +849,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
                         k.id.clone(),
                         k.name.clone(),
                         k.role.clone(),
+                        k.scope.clone().unwrap_or_else(|| "-".into()),
                         time(Some(k.created_at)),
                         if k.revoked_at.is_none() {
                             "active"
@@ -822,7 +862,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<i32> {
                 .collect();
             out!(
                 "{}",
-                render(&["ID", "NAME", "ROLE", "CREATED", "STATUS"], &rows)
+                render(&["ID", "NAME", "ROLE", "SCOPE", "CREATED", "STATUS"], &rows)
             );
             Ok(0)
         }

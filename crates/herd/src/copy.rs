@@ -135,6 +135,7 @@ pub async fn cp(a: CpArgs) -> Result<i32> {
         start_on_attach: true,
         secret_env: Default::default(),
         secret_vars: Default::default(),
+        approve: false,
         spec: RunSpec {
             copy,
             ..RunSpec::default()

@@ -59,6 +59,7 @@ pub async fn fetch(a: FetchArgs) -> Result<i32> {
         start_on_attach: true,
         secret_env: Default::default(),
         secret_vars: Default::default(),
+        approve: false,
         spec: RunSpec {
             fetch: Some(spec),
             ..RunSpec::default()

@@ -115,6 +115,10 @@ pub struct RunFlowArgs {
     quiet: bool,
     #[arg(long)]
     json: bool,
+    /// Approve the steps' commands the command policy sends for approval (recorded in the
+    /// run's audit entry).
+    #[arg(long)]
+    approve: bool,
 }
 
 fn read_file(path: &str) -> Result<String> {
@@ -317,6 +321,7 @@ async fn start(c: &Client, base: &str, a: RunFlowArgs) -> Result<i32> {
             &StartFlow {
                 params,
                 targets: a.targets.clone(),
+                approve: a.approve,
             },
         )
         .await?;

@@ -122,6 +122,10 @@ pub struct AddArgs {
     /// Add it paused.
     #[arg(long)]
     paused: bool,
+    /// Approve what it runs when the command policy asks for approval (recorded with the
+    /// schedule; each fire is checked again against the policy of its time).
+    #[arg(long)]
+    approve: bool,
     #[arg(long)]
     json: bool,
     /// The command to run (after `--`).
@@ -236,6 +240,7 @@ async fn add(c: &Client, a: AddArgs) -> Result<i32> {
             command,
             targets: a.targets,
             params,
+            approve: a.approve,
         },
         paused: a.paused,
     };

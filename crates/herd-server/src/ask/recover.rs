@@ -45,6 +45,8 @@ pub struct Recovery {
     store: Arc<dyn Store>,
     outlog: Arc<OutputLog>,
     shutdown: CancellationToken,
+    /// The command policy every alternative is checked by.
+    policy: Arc<crate::policy::PolicyGate>,
 }
 
 /// A plan's run as its workflow driver sees it.
@@ -137,12 +139,40 @@ impl Recovery {
         store: Arc<dyn Store>,
         outlog: Arc<OutputLog>,
         shutdown: CancellationToken,
+        policy: Arc<crate::policy::PolicyGate>,
     ) -> Recovery {
         Recovery {
             llm,
             store,
             outlog,
             shutdown,
+            policy,
+        }
+    }
+
+    /// What the stored policy does with `command` as a next attempt of `j`'s step: for the
+    /// role of the key that started the plan's run, on the step's machines (else the run's).
+    /// A policy that cannot be read denies (fail closed).
+    async fn check(&self, j: &Judging, command: &str) -> herd_api::StepCheck {
+        let checked = async {
+            let run = self.store.flow_run(&j.run_id).await?;
+            let (by, run_targets) = run.map(|r| (r.created_by, r.targets)).unwrap_or_default();
+            let actor = self.policy.acting_for(&by, &by).await?;
+            let targets = if j.step.targets.is_empty() {
+                run_targets
+            } else {
+                j.step.targets.clone()
+            };
+            let machines = self.policy.machines(&targets)?;
+            self.policy.check(actor.role, command, &machines).await
+        };
+        match checked.await {
+            Ok((_, c)) => c,
+            Err(e) => herd_api::StepCheck {
+                class: "forbidden".into(),
+                decision: "deny".into(),
+                reasons: vec![format!("the command policy could not be read: {e}")],
+            },
         }
     }
 
@@ -277,11 +307,14 @@ impl Recovery {
         let judgement = self.validate(&j, &plan_step, &tail).await;
         // What this attempt was and how it went.
         let mut attempts = self.attempts(&j.run_id, &j.step.id).await;
-        let mut this = attempts
-            .iter()
-            .find(|a| a.attempt == j.attempt)
-            .cloned()
-            .unwrap_or_else(|| self.new_attempt(&j, j.attempt, "plan", &j.command, ""));
+        let found = attempts.iter().find(|a| a.attempt == j.attempt).cloned();
+        let mut this = match found {
+            Some(a) => a,
+            None => {
+                let check = self.check(&j, &j.command).await;
+                self.new_attempt(&j, j.attempt, "plan", &j.command, "", check)
+            }
+        };
         this.task_run_id = j.task_run_id.clone();
         this.validation = serde_json::to_string(&judgement).ok();
         self.put(&this).await;
@@ -305,12 +338,14 @@ impl Recovery {
         );
         let retries = attempts.iter().filter(|a| a.origin == "retry").count();
         if judgement.should_retry && retries < MAX_RETRIES {
+            let check = self.check(&j, &j.command).await;
             let next = self.new_attempt(
                 &j,
                 j.attempt + 1,
                 "retry",
                 &j.command,
                 "the same command again",
+                check,
             );
             self.put(&next).await;
             return Next::Attempt {
@@ -445,13 +480,14 @@ impl Recovery {
                 continue;
             }
             tried.push(alt.command.clone());
-            let check = super::check(&alt.command);
+            let check = self.check(j, &alt.command).await;
             let mut row = self.new_attempt(
                 j,
                 next_attempt,
                 "alternative",
                 &alt.command,
                 &alt.description,
+                check.clone(),
             );
             row.check = serde_json::to_string(&check).unwrap_or_default();
             let reason = check.reasons.first().cloned().unwrap_or_default();
@@ -579,8 +615,8 @@ impl Recovery {
         origin: &str,
         command: &str,
         description: &str,
+        check: herd_api::StepCheck,
     ) -> AskAttemptRow {
-        let check = super::check(command);
         AskAttemptRow {
             run_id: j.run_id.clone(),
             step_id: j.step.id.clone(),

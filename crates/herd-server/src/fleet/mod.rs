@@ -64,13 +64,37 @@ pub fn matching_revoked(rows: Vec<AgentRow>, sels: &[Selector]) -> Vec<AgentRow>
 use crate::error::{Result, ServerError};
 use crate::registry::Registry;
 
+/// The actor of a stored key: a role it does not know reads as viewer (it runs nothing).
+fn key_actor(key: &ApiKeyRow) -> Actor {
+    Actor {
+        name: format!("key:{}", key.name),
+        role: herd_policy::Role::parse(&key.role).unwrap_or(herd_policy::Role::Viewer),
+        scope: key.scope.clone(),
+    }
+}
+
 /// How often reported agent state (hellos, heartbeats) is written to the store.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-/// Who is calling the API: the name of its key, as written to the audit log.
+/// Who is calling the API: the name of its key, as written to the audit log, with what the
+/// key may do (its role) and the selector its runs stay within (its scope).
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub name: String,
+    pub role: herd_policy::Role,
+    pub scope: Option<String>,
+}
+
+impl Actor {
+    /// The server itself (or a schedule acting for the person who added it): an admin
+    /// with no scope.
+    pub fn server(name: &str) -> Actor {
+        Actor {
+            name: name.to_string(),
+            role: herd_policy::Role::Admin,
+            scope: None,
+        }
+    }
 }
 
 /// A machine asking to join.
@@ -434,19 +458,39 @@ impl FleetService {
                 key.name
             )));
         }
-        Ok(Actor {
-            name: format!("key:{}", key.name),
-        })
+        Ok(key_actor(&key))
     }
 
     /// Creates an API key; returns the key (shown once) and its row.
-    pub async fn create_api_key(&self, actor: &str, name: &str) -> Result<(String, ApiKeyRow)> {
+    pub async fn create_api_key(
+        &self,
+        actor: &str,
+        name: &str,
+        role: herd_policy::Role,
+        scope: Option<String>,
+    ) -> Result<(String, ApiKeyRow)> {
+        if let Some(sel) = &scope
+            && (sel.chars().count() > 1024 || sel.is_empty() || sel.chars().any(char::is_control))
+        {
+            return Err(ServerError::BadRequest(format!(
+                "scope {:?} is not a selector: use 1-1024 characters, no control characters — e.g. --scope role=web",
+                herd_core::escape_controls(sel)
+            )));
+        }
+        if let Some(sel) = &scope {
+            herd_core::Selector::parse(sel).map_err(|e| {
+                ServerError::BadRequest(format!(
+                    "scope {sel:?} is not a selector: {e} — e.g. --scope role=web"
+                ))
+            })?;
+        }
         let s = Secret::generate("hk");
         let row = ApiKeyRow {
             id: s.id.clone(),
             name: name.to_string(),
             hash: s.hash,
-            role: "admin".into(),
+            role: role.as_str().into(),
+            scope,
             created_at: now_ms(),
             created_by: actor.to_string(),
             revoked_at: None,
@@ -455,7 +499,7 @@ impl FleetService {
             actor,
             "key.create",
             format!("key:{}", row.id),
-            json!({"name": name}),
+            json!({"name": name, "role": row.role, "scope": row.scope}),
         );
         self.store
             .create_api_key(&row, &audit)
@@ -474,7 +518,9 @@ impl FleetService {
         if self.store.count_api_keys().await? > 0 {
             return Ok(None);
         }
-        let (key, _) = self.create_api_key("server", "admin").await?;
+        let (key, _) = self
+            .create_api_key("server", "admin", herd_policy::Role::Admin, None)
+            .await?;
         Ok(Some(key))
     }
 

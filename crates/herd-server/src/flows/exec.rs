@@ -259,6 +259,7 @@ pub(crate) fn prepare(
                     start_on_attach: false,
                     secret_env: secrets,
                     spec,
+                    gate: None,
                 }),
                 secret_vars: exec.secrets.clone(),
             })

@@ -198,6 +198,7 @@ impl FlowService {
     ) -> Result<FlowRun> {
         check_name(kind, name)?;
         let id = herd_core::new_id();
+        let gate = crate::policy::Gate::new(actor, req.approve);
         let row = create(
             &self.engine,
             &actor.name,
@@ -208,6 +209,7 @@ impl FlowService {
             id,
             None,
             None,
+            Some(&gate),
         )
         .await?
         .ok_or_else(|| ServerError::Internal("a run without a fire was not created".into()))?;
@@ -313,6 +315,7 @@ pub(crate) async fn create(
     id: String,
     parent: Option<String>,
     fire: Option<&crate::schedules::Firing>,
+    gate: Option<&crate::policy::Gate>,
 ) -> Result<Option<FlowRunRow>> {
     let store = &engine.store;
     let def = store
@@ -332,6 +335,7 @@ pub(crate) async fn create(
         id,
         parent,
         fire,
+        gate,
     )
     .await
 }
@@ -351,27 +355,15 @@ pub(crate) async fn create_from(
     id: String,
     parent: Option<String>,
     fire: Option<&crate::schedules::Firing>,
+    gate: Option<&crate::policy::Gate>,
 ) -> Result<Option<FlowRunRow>> {
     let store = &engine.store;
-    // A `uses` step runs the job as it is now, for the whole run.
-    for step in wf
-        .steps
-        .iter_mut()
-        .chain(wf.on_failure.iter_mut())
-        .chain(wf.always.iter_mut())
-    {
-        if let Some(job) = step.action.uses.clone() {
-            let d = store.definition(DefKind::Job, &job).await?.ok_or_else(|| {
-                ServerError::Conflict(format!(
-                    "step {} uses job {job:?}, which does not exist — apply it (`herd jobs apply`) or change the step",
-                    step.id
-                ))
-            })?;
-            let j: Job = serde_json::from_str(&d.body).map_err(|e| corrupt("job definition", e))?;
-            step.job = Some(Box::new(j));
-        }
-    }
+    copy_jobs(store, &mut wf).await?;
     let resolved = params::resolve(&wf.params, given).map_err(ServerError::BadRequest)?;
+    let policy = match gate {
+        Some(g) => Some(check_policy(engine, g, &wf, &targets, 0).await?),
+        None => None,
+    };
     let mut sealed = BTreeMap::new();
     for (k, v) in &resolved.secrets {
         sealed.insert(
@@ -425,6 +417,7 @@ pub(crate) async fn create_from(
             "secret_params": resolved.secrets.keys().collect::<Vec<_>>(),
             "targets": targets,
             "parent": parent,
+            "policy": policy,
         }),
     );
     match fire {
@@ -444,6 +437,110 @@ pub(crate) async fn create_from(
     let vars = engine.vars.for_flow(kind, name).await?;
     engine.launch(row.clone(), wf, rows, resolved.secrets, vars);
     Ok(Some(row))
+}
+
+/// A `uses` step runs the job as it is now, for the whole run: copied into the step.
+pub(crate) async fn copy_jobs(store: &Arc<dyn Store>, wf: &mut Workflow) -> Result<()> {
+    for step in wf
+        .steps
+        .iter_mut()
+        .chain(wf.on_failure.iter_mut())
+        .chain(wf.always.iter_mut())
+    {
+        if let Some(job) = step.action.uses.clone() {
+            let d = store.definition(DefKind::Job, &job).await?.ok_or_else(|| {
+                ServerError::Conflict(format!(
+                    "step {} uses job {job:?}, which does not exist — apply it (`herd jobs apply`) or change the step",
+                    step.id
+                ))
+            })?;
+            let j: Job = serde_json::from_str(&d.body).map_err(|e| corrupt("job definition", e))?;
+            step.job = Some(Box::new(j));
+        }
+    }
+    Ok(())
+}
+
+/// The command policy and the caller's scope on every step of `wf` that runs on machines
+/// (a `uses` step's job, a child workflow's steps), on the machines its targets pick now: a
+/// step the policy denies, or one needing an approval not given, refuses the whole run
+/// before anything of it exists. A workflow expression in a command reads as a value known
+/// only at run time (`crate::policy::without_expressions`); a step whose targets hold one is
+/// checked on every machine, and refused to a scoped key. Answers each step's check, for the
+/// run's audit entry.
+pub(crate) fn check_policy<'a>(
+    engine: &'a Arc<Engine>,
+    gate: &'a crate::policy::Gate,
+    wf: &'a Workflow,
+    run_targets: &'a [String],
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Value>>> + Send + 'a>> {
+    Box::pin(async move {
+        let policy = engine.runs.policy();
+        let mut checks = Vec::new();
+        for step in wf.steps.iter().chain(&wf.on_failure).chain(&wf.always) {
+            let (action, targets) = match &step.job {
+                Some(job) if step.action.uses.is_some() => (
+                    &job.action,
+                    step.exec
+                        .targets
+                        .clone()
+                        .or_else(|| job.exec.targets.clone()),
+                ),
+                _ => (&step.action, step.exec.targets.clone()),
+            };
+            let what = format!("step {} of {}", step.id, wf.name);
+            if let Some(child) = &action.workflow {
+                if depth >= 8 {
+                    return Err(ServerError::BadRequest(format!(
+                        "{what}: workflows nest more than 8 deep"
+                    )));
+                }
+                let Some(def) = engine.store.definition(DefKind::Workflow, child).await? else {
+                    continue;
+                };
+                let mut cwf = workflow_of(DefKind::Workflow, &def.body)
+                    .map_err(|e| corrupt("definition", e))?;
+                copy_jobs(&engine.store, &mut cwf).await?;
+                checks.extend(check_policy(engine, gate, &cwf, run_targets, depth + 1).await?);
+                continue;
+            }
+            let (command, script) = match (&action.run, &action.script) {
+                (Some(run), _) => (crate::policy::without_expressions(run), None),
+                (None, Some(body)) => {
+                    let body = crate::policy::without_expressions(body);
+                    let body = match &action.lang {
+                        Some(lang) if !body.starts_with("#!") => {
+                            format!("#!/usr/bin/env {lang}\n{body}")
+                        }
+                        _ => body,
+                    };
+                    (String::new(), Some(body))
+                }
+                _ => continue,
+            };
+            let selectors: Vec<String> = match targets {
+                Some(t) if t.iter().any(|t| t.contains("${{")) => {
+                    if gate.actor.scope.is_some() {
+                        return Err(ServerError::Forbidden(format!(
+                            "{what} picks its machines only when it runs (an expression in its targets), which a scoped API key cannot do — name the machines"
+                        )));
+                    }
+                    vec!["*".into()]
+                }
+                Some(t) => t,
+                None if !run_targets.is_empty() => run_targets.to_vec(),
+                None if !wf.targets.is_empty() => wf.targets.clone(),
+                None => engine.local_agent.iter().cloned().collect(),
+            };
+            let machines = policy.machines(&selectors)?;
+            let checked = policy
+                .gate(gate, &what, &command, script.as_deref(), &machines)
+                .await?;
+            checks.push(json!({"step": step.id, "workflow": wf.name, "policy": checked}));
+        }
+        Ok(checks)
+    })
 }
 
 /// Starts a workflow run as a step of another (its id chosen and recorded by the parent).
@@ -473,6 +570,7 @@ pub(crate) async fn start_child(
         parent_targets,
         id.to_string(),
         Some(parent.to_string()),
+        None,
         None,
     )
     .await

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use herd_api::{
     AskApproval, AskExchange, AskPlan, AskRequest, AskRun, AskRunView, ErrorBody, FlowRun,
-    PolicyCheck, StepCheck,
 };
 
 use super::extract::Body;
@@ -29,11 +28,11 @@ use crate::fleet::Actor;
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
 pub async fn plan(
-    _: Actor,
+    actor: Actor,
     State(app): State<Arc<App>>,
     Body(req): Body<AskRequest>,
 ) -> Result<Json<AskPlan>> {
-    Ok(Json(app.ask().plan(req).await?))
+    Ok(Json(app.ask().plan(&actor, req).await?))
 }
 
 /// Runs a reviewed plan as a workflow run (`ask`): every step's command is checked by the
@@ -45,7 +44,7 @@ pub async fn plan(
         (status = 200, description = "The workflow run, started", body = FlowRun),
         (status = 400, description = "A plan that does not check out (ids, dependencies, cycles)", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "A step the command policy denies", body = ErrorBody),
+        (status = 403, description = "A step the command policy denies, a viewer key, or a machine outside the key's scope", body = ErrorBody),
         (status = 409, description = "A step that needs approval and was not approved, or no machine matches", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
@@ -55,7 +54,7 @@ pub async fn run(
     State(app): State<Arc<App>>,
     Body(req): Body<AskRun>,
 ) -> Result<Json<FlowRun>> {
-    Ok(Json(app.ask().run(&actor.name, req).await?))
+    Ok(Json(app.ask().run(&actor, req).await?))
 }
 
 /// A plan's run: its request, its summary once it ended, and every attempt of every step —
@@ -125,22 +124,4 @@ pub async fn approve(
             .approve(app.flows(), &actor.name, &id, req)
             .await?,
     ))
-}
-
-/// What the command policy does with a command: its class (`safe | caution | dangerous |
-/// forbidden`), the decision (`allow | approve | deny`) and the reasons. Nothing runs.
-#[utoipa::path(post, path = "/api/v1/policy/check", tag = "policy",
-    request_body = PolicyCheck,
-    responses(
-        (status = 200, description = "The class, the decision and the reasons", body = StepCheck),
-        (status = 400, description = "A body that does not decode", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 500, description = "The server failed", body = ErrorBody),
-        (status = 503, description = "The server is shutting down", body = ErrorBody),
-    ))]
-pub async fn policy_check(_: Actor, Body(req): Body<PolicyCheck>) -> Result<Json<StepCheck>> {
-    Ok(Json(crate::ask::check_as(
-        &req.command,
-        crate::ask::role(req.role),
-    )))
 }

@@ -120,6 +120,7 @@ pub async fn attach_task(
         (status = 101, description = "WebSocket: send the run request first, as one text message (a RunRequest, the body of POST /api/v1/runs; start_on_attach is taken as true: the tasks start once this watcher is attached). Then as for /api/v1/runs/{id}/attach: hello (the created run and its tasks), output frames, task, progress, omitted, end; stdin as binary frames, eof, cancel and resize as text. A run that cannot be created gets one error message (what POST /api/v1/runs would answer), then the connection closes"),
         (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]

@@ -51,6 +51,7 @@ pub async fn get(
         (status = 200, description = "The blob, held whole", body = Blob),
         (status = 400, description = "A bad digest, content whose SHA-256 is not the digest (discarded), an interrupted body, or a query that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 409, description = "`offset` is not what the server holds, or another upload of the blob is under way", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),

@@ -25,6 +25,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
         (status = 200, description = "The token (shown only now) and the join command", body = CreatedToken),
         (status = 400, description = "Uses or life out of range (longer than the server's --max-token-ttl), a label that is not valid, both labels and any_labels, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
@@ -93,6 +94,7 @@ pub async fn list_tokens(_: Actor, State(app): State<Arc<App>>) -> Result<Json<V
         (status = 200, description = "The key (shown only now)", body = CreatedKey),
         (status = 400, description = "A name that is not valid, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 409, description = "Another key (revoked or not) has this name", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
@@ -108,11 +110,17 @@ pub async fn create_key(
             "key name {name:?} is not valid: use 1-64 characters, no control characters"
         )));
     }
-    let (key, row) = app.fleet().create_api_key(&actor.name, &name).await?;
+    let role = crate::ask::role(req.role);
+    let (key, row) = app
+        .fleet()
+        .create_api_key(&actor.name, &name, role, req.scope)
+        .await?;
     Ok(Json(CreatedKey {
         key,
         id: row.id,
         name: row.name,
+        role: row.role,
+        scope: row.scope,
         created_at: row.created_at,
     }))
 }
@@ -138,6 +146,7 @@ pub async fn list_keys(_: Actor, State(app): State<Arc<App>>) -> Result<Json<Vec
         (status = 200, description = "The token, revoked (no use left)", body = JoinToken),
         (status = 400, description = "The request does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 404, description = "No such token", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
@@ -159,6 +168,7 @@ pub async fn revoke_token(
         (status = 200, description = "The key, revoked", body = ApiKey),
         (status = 400, description = "The request does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
         (status = 409, description = "The key is the one this request uses", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),

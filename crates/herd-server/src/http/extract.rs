@@ -43,7 +43,36 @@ impl FromRequestParts<Arc<App>> for Actor {
         };
         let actor = app.fleet().authenticate_key(&token).await?;
         crate::listen::authenticated(parts.extensions.get());
+        permitted(&actor, &parts.method, parts.uri.path())?;
         Ok(actor)
+    }
+}
+
+/// What a key's role lets it call: a viewer reads only (a request that changes or runs
+/// something is a 403), an operator manages no keys, join tokens or policies. Scopes and the
+/// command policy are applied where runs are created (`crate::policy`).
+fn permitted(actor: &Actor, method: &axum::http::Method, path: &str) -> Result<(), ServerError> {
+    use herd_policy::Role;
+    // Requests that read, whatever their method: checking a command, asking for a plan.
+    const READS: [&str; 2] = ["/api/v1/policy/check", "/api/v1/ask/plan"];
+    let reads = (method.is_safe() && path != "/api/v1/runs/start") || READS.contains(&path);
+    let name = actor.name.strip_prefix("key:").unwrap_or(&actor.name);
+    match actor.role {
+        Role::Admin => Ok(()),
+        Role::Viewer if !reads => Err(ServerError::Forbidden(format!(
+            "API key {name:?} is a viewer key: it reads only, and {method} {path} changes or runs something — use an operator or admin key"
+        ))),
+        Role::Operator
+            if !reads
+                && ["/api/v1/keys", "/api/v1/tokens", "/api/v1/policy"]
+                    .iter()
+                    .any(|p| path == *p || path.starts_with(&format!("{p}/"))) =>
+        {
+            Err(ServerError::Forbidden(format!(
+                "API key {name:?} is an operator key: only an admin key manages API keys, join tokens and the command policy ({method} {path})"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -13,6 +13,7 @@ mod credentials;
 mod extract;
 mod flows;
 mod langflow;
+mod policy;
 mod runs;
 mod schedules;
 mod tasks;
@@ -125,7 +126,9 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(ask::show))
         .routes(routes!(ask::log))
         .routes(routes!(ask::approve))
-        .routes(routes!(ask::policy_check))
+        .routes(routes!(policy::check))
+        .routes(routes!(policy::show, policy::set))
+        .routes(routes!(policy::history))
         .routes(routes!(langflow::remove_source))
         .routes(routes!(langflow::sync))
         .routes(routes!(langflow::flows))
@@ -268,6 +271,7 @@ async fn audit(
     responses(
         (status = 200, description = "What was freed", body = GcReport),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]

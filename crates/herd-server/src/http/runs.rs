@@ -23,7 +23,8 @@ use crate::runs::NewRunRequest;
         (status = 201, description = "The run and its tasks (finished, with `wait=true`)", body = RunWithTasks),
         (status = 400, description = "No command, no target, a copy of a blob the server does not hold whole or to a relative path, a fetch of a relative path or together with a copy or script, a selector that does not parse, a concurrency of 0, a name in both env and secret_env (or secret_vars), a secret_vars variable that does not exist, wait=true with start_on_attach, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 409, description = "No machine matches the targets now (or none has joined yet)", body = ErrorBody),
+        (status = 403, description = "The command policy denies the command, the key is a viewer key, or a machine is outside the key's scope", body = ErrorBody),
+        (status = 409, description = "No machine matches the targets now (or none has joined yet), or the command needs approval (`approve: true`)", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
@@ -48,11 +49,14 @@ pub(crate) async fn create_run(
     mut req: RunRequest,
     wait: bool,
 ) -> Result<herd_store::RunRow> {
+    let mut gate = crate::policy::Gate::new(actor, req.approve);
     if !req.spec.copy.is_empty() {
         req.command = copy_command(app, &req).await?;
+        gate.commands = req.spec.script.is_some();
     }
     if req.spec.fetch.is_some() {
         req.command = fetch_command(&req)?;
+        gate.commands = false;
     }
     // Values of the server's variables join the secret environment here, in memory only.
     for (name, var) in std::mem::take(&mut req.secret_vars) {
@@ -75,6 +79,7 @@ pub(crate) async fn create_run(
                 start_on_attach: req.start_on_attach,
                 secret_env: req.secret_env,
                 spec: req.spec,
+                gate: Some(gate),
             },
             wait,
         )
@@ -180,6 +185,7 @@ pub async fn get(
         (status = 200, description = "The run, its cancellation requested", body = Run),
         (status = 400, description = "The request does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),

@@ -30,7 +30,8 @@ pub async fn list(_: Actor, State(app): State<Arc<App>>) -> Result<Json<Vec<Sche
         (status = 200, description = "The schedule, added", body = Schedule),
         (status = 400, description = "A time that does not read, a zone that does not exist, or a job or workflow that does not", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 409, description = "A schedule of that name exists", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
+        (status = 409, description = "A schedule of that name exists, or what it runs needs approval (`target.approve`)", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
@@ -63,6 +64,27 @@ macro_rules! named_route {
             Ok(Json($body))
         }
     };
+    (changes $method:ident, $fn:ident, $path:literal, $doc:literal, $ok:literal, $out:ty, |$actor:ident, $app:ident, $name:ident| $body:expr) => {
+        #[doc = $doc]
+        #[utoipa::path($method, path = $path, tag = "schedules",
+            params(("name" = String, Path, description = "The schedule's name", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+            responses(
+                (status = 200, description = $ok, body = $out),
+                (status = 400, description = "Not a name", body = ErrorBody),
+                (status = 401, description = "No valid API key", body = ErrorBody),
+                (status = 403, description = "A viewer key (it reads only)", body = ErrorBody),
+                (status = 404, description = "No such schedule", body = ErrorBody),
+                (status = 500, description = "The server failed", body = ErrorBody),
+                (status = 503, description = "The server is shutting down", body = ErrorBody),
+            ))]
+        pub async fn $fn(
+            $actor: Actor,
+            State($app): State<Arc<App>>,
+            Path($name): Path<String>,
+        ) -> Result<Json<$out>> {
+            Ok(Json($body))
+        }
+    };
 }
 
 named_route!(
@@ -75,7 +97,7 @@ named_route!(
     |_actor, app, name| app.schedules().get(&name).await?
 );
 named_route!(
-    delete,
+    changes delete,
     remove,
     "/api/v1/schedules/{name}",
     "Removes a schedule and its fires; what they started stays.",
@@ -84,7 +106,7 @@ named_route!(
     |actor, app, name| app.schedules().remove(&actor, &name).await?
 );
 named_route!(
-    post,
+    changes post,
     pause,
     "/api/v1/schedules/{name}/pause",
     "Pauses a schedule: it does not fire until resumed.",
@@ -93,7 +115,7 @@ named_route!(
     |actor, app, name| app.schedules().set_paused(&actor, &name, true).await?
 );
 named_route!(
-    post,
+    changes post,
     resume,
     "/api/v1/schedules/{name}/resume",
     "Resumes a schedule: it fires next at its first fire time after now (times passed while paused are not misfires).",

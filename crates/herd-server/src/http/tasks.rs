@@ -76,6 +76,7 @@ pub async fn get(
         (status = 200, description = "The task as it stands now", body = Task),
         (status = 400, description = "The request does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),

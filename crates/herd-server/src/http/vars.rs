@@ -57,6 +57,7 @@ pub async fn get(
         (status = 200, description = "The variable as set (a secret without its value)", body = Var),
         (status = 400, description = "Not a variable name, a value over 64 KiB, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     ))]
@@ -76,6 +77,7 @@ pub async fn set(
         (status = 200, description = "The variable, deleted", body = Var),
         (status = 400, description = "Not a variable name", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or an operator key on API keys, join tokens or the policy", body = ErrorBody),
         (status = 404, description = "No such variable", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),

@@ -51,6 +51,10 @@ pub struct NewRunRequest {
     /// Secret environment variables: only their names are stored (in the spec).
     pub secret_env: BTreeMap<String, String>,
     pub spec: RunSpec,
+    /// Who asks, checked by the command policy and their key's scope on the machines the
+    /// targets pick (`crate::policy`); `None`: a run whose command herd made or checked
+    /// already (a workflow step, checked when its run started; a LangFlow call).
+    pub gate: Option<crate::policy::Gate>,
 }
 
 /// Whether a machine can be reached when its run is created.
@@ -69,6 +73,7 @@ pub struct RunService {
     drivers: Arc<Drivers>,
     events: Arc<Events>,
     metrics: Arc<Metrics>,
+    policy: Arc<crate::policy::PolicyGate>,
 }
 
 impl RunService {
@@ -79,6 +84,7 @@ impl RunService {
         drivers: Arc<Drivers>,
         events: Arc<Events>,
         metrics: Arc<Metrics>,
+        policy: Arc<crate::policy::PolicyGate>,
     ) -> RunService {
         RunService {
             store,
@@ -87,7 +93,13 @@ impl RunService {
             drivers,
             events,
             metrics,
+            policy,
         }
+    }
+
+    /// The command policy and key scopes.
+    pub fn policy(&self) -> &Arc<crate::policy::PolicyGate> {
+        &self.policy
     }
 
     /// Creates a run and starts its driver. Tasks for machines that are not connected are
@@ -172,6 +184,20 @@ impl RunService {
             }
             other => other?,
         };
+        let checked = match &req.gate {
+            Some(g) => {
+                self.policy
+                    .gate(
+                        g,
+                        "the command",
+                        &req.command,
+                        req.spec.script.as_ref().map(|s| s.body.as_str()),
+                        &agents,
+                    )
+                    .await?
+            }
+            None => None,
+        };
         let run_id = req.id.clone().unwrap_or_else(herd_core::new_id);
         // Subscribed before the run exists, so a fast run cannot finish unseen.
         let mut finish = wait.then(|| self.events.wait_finish(&run_id));
@@ -239,7 +265,11 @@ impl RunService {
             actor,
             "run.create",
             format!("run:{}", run.id),
-            json!({"command": req.command, "targets": label, "machines": tasks.len()}),
+            match &checked {
+                None => json!({"command": req.command, "targets": label, "machines": tasks.len()}),
+                Some(c) => json!({"command": req.command, "targets": label,
+                                  "machines": tasks.len(), "policy": c}),
+            },
         );
         match fire {
             None => self.store.create_run(&run, &tasks, &audit).await?,

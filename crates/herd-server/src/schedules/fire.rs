@@ -259,6 +259,15 @@ impl Firer {
     async fn start(&self, s: &ScheduleRow, firing: &Firing) -> Result<bool> {
         let t: ScheduleTarget = target(s)?;
         let actor = format!("schedule:{}", s.name);
+        // Checked again against the policy of now, as the person who added it (with the
+        // approval they gave then).
+        let by = self
+            .engine
+            .runs
+            .policy()
+            .acting_for(&actor, &s.created_by)
+            .await?;
+        let gate = crate::policy::Gate::new(&by, t.approve);
         let name = || {
             t.name
                 .clone()
@@ -274,6 +283,7 @@ impl Firer {
                     start_on_attach: false,
                     secret_env: Default::default(),
                     spec: RunSpec::default(),
+                    gate: Some(gate),
                 };
                 Ok(self
                     .engine
@@ -298,6 +308,7 @@ impl Firer {
                     herd_core::new_id(),
                     None,
                     Some(firing),
+                    Some(&gate),
                 )
                 .await?
                 .is_some())

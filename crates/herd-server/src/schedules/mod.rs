@@ -79,14 +79,68 @@ pub struct ScheduleService {
     store: Arc<dyn Store>,
     /// Wakes the firing loop when a schedule changes.
     changed: Arc<Notify>,
+    engine: Arc<crate::flows::Engine>,
 }
 
 const MAX_FIRES_LISTED: i64 = 1000;
 const MAX_NEXT: i64 = 1000;
 
 impl ScheduleService {
-    pub fn new(store: Arc<dyn Store>, changed: Arc<Notify>) -> ScheduleService {
-        ScheduleService { store, changed }
+    pub fn new(
+        store: Arc<dyn Store>,
+        changed: Arc<Notify>,
+        engine: Arc<crate::flows::Engine>,
+    ) -> ScheduleService {
+        ScheduleService {
+            store,
+            changed,
+            engine,
+        }
+    }
+
+    /// What the schedule runs, checked by the command policy and the key's scope as the
+    /// person adding it (whose approval it records); each fire is checked again.
+    async fn check_policy(&self, actor: &Actor, t: &ScheduleTarget) -> Result<serde_json::Value> {
+        let policy = self.engine.runs.policy();
+        let mut gate = crate::policy::Gate::new(actor, t.approve);
+        match t.kind {
+            TargetKind::Command => {
+                let machines = policy.machines(&t.targets)?;
+                let c = policy
+                    .gate(
+                        &gate,
+                        "the command",
+                        t.command.as_deref().unwrap_or_default(),
+                        None,
+                        &machines,
+                    )
+                    .await?;
+                Ok(json!(c))
+            }
+            TargetKind::Job | TargetKind::Workflow => {
+                let kind = if t.kind == TargetKind::Job {
+                    DefKind::Job
+                } else {
+                    DefKind::Workflow
+                };
+                let name = t.name.as_deref().unwrap_or_default();
+                let Some(def) = self.store.definition(kind, name).await? else {
+                    return Ok(serde_json::Value::Null);
+                };
+                let mut wf = crate::flows::workflow_of(kind, &def.body)
+                    .map_err(|e| ServerError::Internal(format!("{kind} {name}: {e}")))?;
+                crate::flows::copy_jobs(&self.store, &mut wf).await?;
+                Ok(json!(
+                    crate::flows::check_policy(&self.engine, &gate, &wf, &t.targets, 0).await?
+                ))
+            }
+            TargetKind::Flow => {
+                gate.commands = false;
+                let machines = policy.machines(&t.targets)?;
+                policy.gate(&gate, "the flow", "", None, &machines).await?;
+                Ok(serde_json::Value::Null)
+            }
+        }
     }
 
     pub async fn add(&self, actor: &Actor, req: NewSchedule) -> Result<Schedule> {
@@ -124,6 +178,7 @@ impl ScheduleService {
             }
         };
         check_target(&*self.store, &req.target).await?;
+        let checked = self.check_policy(actor, &req.target).await?;
         let id = herd_core::new_id();
         let next = spec.next_after(now);
         if next.is_none() {
@@ -158,7 +213,8 @@ impl ScheduleService {
             "schedule.add",
             format!("schedule:{}", req.name),
             json!({"when": spec.describe(), "target": req.target, "overlap": row.overlap,
-                   "misfire": row.misfire, "jitter_ms": jitter_ms, "paused": req.paused}),
+                   "misfire": row.misfire, "jitter_ms": jitter_ms, "paused": req.paused,
+                   "policy": checked}),
         );
         self.store
             .create_schedule(&row, &audit)

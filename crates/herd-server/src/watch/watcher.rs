@@ -105,6 +105,7 @@ async fn serve(
     sock: &mut Sock,
 ) -> Result<(), String> {
     let runs = app.runs();
+    let viewer = actor.role == herd_policy::Role::Viewer;
     // Followed before anything is read, so no change is missed.
     let mut events = app.events().follow(run_id);
     let run = runs.run(run_id).await.map_err(|e| e.to_string())?;
@@ -249,12 +250,20 @@ async fn serve(
                 Some(Ok(Incoming::Ping(p))) => {
                     sock.send_pong(&p).await.map_err(|e| e.to_string())?;
                 }
+                Some(Ok(Incoming::Binary(_))) if viewer => {
+                    return Err("a viewer key only watches — use an operator or admin key to send input".into());
+                }
                 Some(Ok(Incoming::Binary(data))) => {
                     if stdin_open {
                         w.input(data, false).await;
                     }
                 }
                 Some(Ok(Incoming::Text(t))) => match serde_json::from_str::<ClientMessage>(&t) {
+                    Ok(ClientMessage::Cancel) if viewer => {
+                        return Err("a viewer key only watches — use an operator or admin key to cancel".into());
+                    }
+                    // A viewer's end of input and terminal size change nothing.
+                    Ok(ClientMessage::Eof | ClientMessage::Resize { .. }) if viewer => {}
                     Ok(ClientMessage::Eof) => {
                         stdin_open = false;
                         w.input(Bytes::new(), true).await;

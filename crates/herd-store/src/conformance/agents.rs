@@ -238,7 +238,8 @@ pub async fn api_keys_round_trip(store: &dyn Store) -> Result<()> {
         id: id.into(),
         name: format!("name-{id}"),
         hash: format!("hash-{id}"),
-        role: "admin".into(),
+        role: if id == "k2" { "operator" } else { "admin" }.into(),
+        scope: (id == "k2").then(|| "role=web".into()),
         created_at,
         created_by: "bootstrap".into(),
         revoked_at: None,
@@ -331,6 +332,7 @@ pub async fn api_key_names_are_unique_and_keys_revoke(store: &dyn Store) -> Resu
         name: name.into(),
         hash: format!("hash-{id}"),
         role: "admin".into(),
+        scope: None,
         created_at: 10,
         created_by: "bootstrap".into(),
         revoked_at: None,
@@ -523,5 +525,40 @@ pub async fn vars_round_trip(store: &dyn Store) -> Result<()> {
         actions(store).await?,
         ["var.rm", "var.set", "var.set", "var.set", "var.set"]
     );
+    Ok(())
+}
+
+/// Policy versions: each stored as the latest plus one with its audit entry; another number
+/// is a conflict and stores nothing.
+pub async fn policies_by_version(store: &dyn Store) -> Result<()> {
+    assert_eq!(store.policy_version().await?, 0);
+    assert_eq!(store.policy(None).await?, None);
+    let row = |version: i64| PolicyRow {
+        version,
+        body: format!("{{\"v\":{version}}}"),
+        created_at: 10 * version,
+        created_by: "key:admin".into(),
+    };
+    store
+        .put_policy(&row(1), &entry("policy.set", "policy:1"))
+        .await?;
+    for wrong in [1, 3] {
+        match store
+            .put_policy(&row(wrong), &entry("policy.set", "policy:x"))
+            .await
+        {
+            Err(StoreError::Conflict(why)) => assert!(why.contains("next version"), "{why}"),
+            other => panic!("version {wrong} after 1: {other:?}"),
+        }
+    }
+    store
+        .put_policy(&row(2), &entry("policy.set", "policy:2"))
+        .await?;
+    assert_eq!(store.policy_version().await?, 2);
+    assert_eq!(store.policy(None).await?, Some(row(2)));
+    assert_eq!(store.policy(Some(1)).await?, Some(row(1)));
+    assert_eq!(store.policy(Some(7)).await?, None);
+    assert_eq!(store.policies().await?, vec![row(2), row(1)]);
+    assert_eq!(actions(store).await?, ["policy.set"; 2]);
     Ok(())
 }

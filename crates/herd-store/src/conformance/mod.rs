@@ -95,6 +95,7 @@ macro_rules! conformance_suite {
             token_labels_bound_what_an_agent_holds,
             vars_round_trip,
             api_key_names_are_unique_and_keys_revoke,
+            policies_by_version,
             join_tokens_revoke,
             many_label_edits_in_one_change,
             create_run_with_final_tasks,

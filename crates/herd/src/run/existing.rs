@@ -157,6 +157,7 @@ fn retry_request(r: &RunWithTasks, failed: bool, start_on_attach: bool) -> Resul
         spec: r.run.spec.clone(),
         secret_env: Default::default(),
         secret_vars: Default::default(),
+        approve: false,
     })
 }
 

@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// the list of machines that printed it.
     #[arg(long, conflicts_with = "json")]
     group: bool,
+    /// Approve a command the command policy sends for approval (e.g. a dangerous one); the
+    /// approval is recorded in the run's audit entry. Without it, herd asks on a terminal.
+    #[arg(long)]
+    approve: bool,
     /// The command and its arguments (with --script: the script's arguments).
     #[arg(last = true, required_unless_present = "script")]
     command: Vec<String>,
@@ -196,6 +200,7 @@ fn request(a: &RunArgs) -> Result<RunRequest> {
         start_on_attach: !a.detach,
         secret_env,
         secret_vars,
+        approve: a.approve,
         spec: RunSpec {
             timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
             interactive: a.interactive,
@@ -251,8 +256,11 @@ fn read_script(path: &std::path::Path, args: &[String]) -> Result<Script> {
 }
 
 pub async fn run(a: RunArgs) -> Result<i32> {
-    let req = request(&a)?;
+    let mut req = request(&a)?;
     let client = Client::from_config(&config::load()?)?;
+    if !req.approve && req.spec.script.is_none() {
+        req.approve = confirm(&client, &req).await?;
+    }
     start(
         &client,
         &req,
@@ -263,6 +271,54 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         },
     )
     .await
+}
+
+/// On a terminal, a command the policy sends for approval is shown with its reason and run
+/// only when the person says yes (else nothing is asked: the server refuses it, saying
+/// `--approve`).
+async fn confirm(client: &Client, req: &RunRequest) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    let targets = if req.all {
+        vec!["*".to_string()]
+    } else {
+        req.targets.clone()
+    };
+    let check: herd_api::StepCheck = client
+        .post(
+            "/api/v1/policy/check",
+            &herd_api::PolicyCheck {
+                command: req.command.clone(),
+                role: None,
+                targets,
+            },
+        )
+        .await?;
+    if check.decision != "approve" {
+        return Ok(false);
+    }
+    let reason = check
+        .reasons
+        .iter()
+        .find(|r| r.starts_with(&format!("{}:", check.class)))
+        .or(check.reasons.first())
+        .cloned()
+        .unwrap_or_default();
+    eprint!(
+        "this command is {} ({}); run it? [y/N] ",
+        check.class,
+        herd_core::Escaped(&reason)
+    );
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(true)
+    } else {
+        bail!("not run: the command was not approved")
+    }
 }
 
 /// How a run that is started is shown.
@@ -378,6 +434,7 @@ mod tests {
                 start_on_attach: true,
                 secret_env: Default::default(),
                 secret_vars: Default::default(),
+                approve: false,
                 spec: RunSpec {
                     timeout_ms: 5000,
                     env: [("A".to_string(), "1=2".to_string())].into(),

@@ -25,6 +25,7 @@ mod output;
 mod preauth;
 mod resilience;
 mod retention;
+mod roles;
 mod run_start;
 mod runtime;
 mod schedules;

@@ -232,10 +232,12 @@ fn scripts_run_by_their_shebang_with_arguments() {
         "#!/usr/bin/env python3\nimport sys\nprint('py', sys.argv[1:])\n",
     )
     .unwrap();
+    // A python script is not read by the command policy: it needs a person's approval.
     let out = s.run(&[
         "run",
         "-t",
         "scripted",
+        "--approve",
         "--script",
         py.to_str().unwrap(),
         "--",
