@@ -320,6 +320,7 @@ impl LangflowService {
         name: &str,
         req: RunFlow,
         fire: Option<&crate::schedules::Firing>,
+        gate: Option<crate::policy::Gate>,
     ) -> Result<Option<RunRow>> {
         let tweaks = req
             .tweaks
@@ -338,6 +339,11 @@ impl LangflowService {
             fields: BTreeMap::new(),
         };
         let (mut run, reservation) = self.prepare(&call).await?;
+        // The call runs herd's own command: only the caller's scope applies.
+        run.gate = gate.map(|g| crate::policy::Gate {
+            commands: false,
+            ..g
+        });
         let id = herd_core::new_id();
         run.id = Some(id.clone());
         let created = self.runs.create_fired(actor, run, false, fire).await?;

@@ -158,7 +158,13 @@ pub async fn run(
 ) -> Result<Json<Run>> {
     let run = app
         .langflow()
-        .start(&actor.name, &name, req, None)
+        .start(
+            &actor.name,
+            &name,
+            req,
+            None,
+            Some(crate::policy::Gate::new(&actor, false)),
+        )
         .await?
         .ok_or_else(|| ServerError::Internal("a flow run without a fire was not created".into()))?;
     Ok(Json(convert::run(run)))

@@ -320,6 +320,7 @@ impl Firer {
                     &name()?,
                     crate::langflow::run_flow_of(&t.params, &t.targets),
                     Some(firing),
+                    Some(gate),
                 )
                 .await?
                 .is_some()),
