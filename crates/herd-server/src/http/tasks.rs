@@ -101,6 +101,7 @@ pub async fn cancel(
         (status = 200, description = "The input went to the task's agent; the task as it stands", body = Task),
         (status = 400, description = "More than 65,536 bytes, or a body that does not decode", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "The task is not running, runs without stdin (its run is neither interactive nor tty), or its agent is away", body = ErrorBody),
         (status = 500, description = "The server failed", body = ErrorBody),

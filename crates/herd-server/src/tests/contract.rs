@@ -74,7 +74,7 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
     (
         "post",
         "/api/v1/tasks/{id}/input",
-        &[200, 400, 401, 404, 409, 500, 503],
+        &[200, 400, 401, 403, 404, 409, 500, 503],
     ),
     (
         "get",
@@ -478,5 +478,26 @@ async fn an_api_key_in_the_query_only_on_websocket_upgrades() {
             let ws = path.ends_with("/attach") || path == "/api/v1/runs/start";
             assert_eq!(by_query, ws, "{method} {path}: security {}", op["security"]);
         }
+    }
+}
+
+/// A viewer key reads only: every operation that changes or runs something (and the
+/// WebSocket that starts a run) declares the 403 it answers a viewer.
+#[tokio::test]
+async fn every_change_declares_the_viewers_403() {
+    let srv = TestServer::new().await;
+    let (_, doc) = crate::http::api(srv.parts.app.clone());
+    let doc = serde_json::to_value(&doc).unwrap();
+    for ((method, path), statuses) in declared(&doc) {
+        let reads = method == "get" && path != "/api/v1/runs/start"
+            || ["/api/v1/policy/check", "/api/v1/ask/plan"].contains(&path.as_str())
+                && method != "get";
+        if reads || !path.starts_with("/api/v1/") {
+            continue;
+        }
+        assert!(
+            statuses.contains(&403),
+            "{method} {path} does not declare the viewer's 403"
+        );
     }
 }
