@@ -646,6 +646,11 @@ fn herd(ops: &[&Word], out: &mut Out) {
         ["server" | "agent" | "up", ..] => {
             out.push((Dangerous, "starts a herd server or agent".to_string()))
         }
+        // A step's own input, outputs and variables: what follows may be its data.
+        ["helper", ..] if !ops[0].dynamic => out.push((
+            Caution,
+            "herd helper: a step's input, outputs or variables".to_string(),
+        )),
         _ if ops.iter().any(|w| w.dynamic) => out.push((
             Dangerous,
             "herd with a subcommand known only at run time".to_string(),
