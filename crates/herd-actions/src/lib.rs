@@ -223,6 +223,17 @@ impl Actions {
 
     /// Sends one notification.
     pub async fn notify(&self, n: &Notify) -> ActionResult {
+        self.notify_with(n, &serde_json::Map::new()).await
+    }
+
+    /// Sends one notification; a `webhook` one carries `data`'s fields beside `text` in its
+    /// JSON body (a field named `text` stays the notification's own). Slack, Discord and
+    /// email get the text alone.
+    pub async fn notify_with(
+        &self,
+        n: &Notify,
+        data: &serde_json::Map<String, serde_json::Value>,
+    ) -> ActionResult {
         if let Err(e) = n.check() {
             return self.counted(ActionResult::failed(format!("notify: {e}")));
         }
@@ -240,7 +251,9 @@ impl Actions {
                 .await
             }
             Notify::Webhook { url, text } => {
-                self.post_json("notify", url, &serde_json::json!({"text": text}))
+                let mut body = data.clone();
+                body.insert("text".into(), serde_json::Value::String(text.clone()));
+                self.post_json("notify", url, &serde_json::Value::Object(body))
                     .await
             }
             Notify::Email(e) => email::send(self, e).await,

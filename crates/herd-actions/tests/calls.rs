@@ -455,6 +455,30 @@ async fn chat_and_webhook_notifications() {
         .await;
     assert_eq!(r.error.as_deref(), Some("notify: notify.text is empty"));
     assert_eq!(server.count("/generic"), 1);
+
+    // A webhook carries the caller's fields beside its text; chat webhooks the text alone.
+    let data: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"level":"critical","text":"not this","value":93.5}"#).unwrap();
+    let r = a
+        .notify_with(
+            &Notify::Webhook {
+                url: format!("{base}/fields"),
+                text: "disk is full".to_string(),
+            },
+            &data,
+        )
+        .await;
+    assert!(r.ok, "{r:?}");
+    let r = a.notify_with(&Notify::Slack(chat("/slack")), &data).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(
+        server.seen("/fields")[0].body,
+        r#"{"level":"critical","text":"disk is full","value":93.5}"#
+    );
+    assert_eq!(
+        server.seen("/slack")[1].body,
+        r#"{"text":"deploy of web done"}"#
+    );
 }
 
 #[tokio::test]

@@ -48,6 +48,8 @@ pub struct AgentConfig {
     pub ca_sha256: Option<String>,
     /// Supervise tasks (hangs, error loops, waits for input: herd-exec's `supervise`).
     pub supervise: bool,
+    /// A directory on the filesystem whose usage heartbeats report (`/` when `None`).
+    pub metrics_disk: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,14 @@ pub async fn run(mut cfg: AgentConfig) -> Result<(), AgentError> {
         );
     }
     cfg.labels = resolve_labels(&cfg)?;
+    if let Some(d) = &cfg.metrics_disk
+        && let Err(e) = std::fs::read_dir(d)
+    {
+        return Err(AgentError::Config(format!(
+            "--metrics-disk {}: {e} — give a directory on the filesystem to report",
+            d.display()
+        )));
+    }
     let identity = match Identity::load(&cfg.state_dir)? {
         Some(id) if cfg.name_given && id.name != cfg.name => {
             return Err(AgentError::Config(format!(

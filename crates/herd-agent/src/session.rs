@@ -564,6 +564,7 @@ pub async fn run(
                         shared.clone(),
                         out_tx.clone(),
                         period,
+                        cfg.metrics_disk.clone(),
                     )));
                 }
             }
@@ -674,8 +675,17 @@ async fn send_message(
     out.send(frame).await.is_ok()
 }
 
-async fn heartbeats(shared: Arc<Shared>, out: mpsc::Sender<AgentFrame>, period: Duration) {
-    let sampler = Arc::new(Mutex::new(herd_facts::MetricsSampler::new()));
+async fn heartbeats(
+    shared: Arc<Shared>,
+    out: mpsc::Sender<AgentFrame>,
+    period: Duration,
+    disk: Option<PathBuf>,
+) {
+    let mut sampler = herd_facts::MetricsSampler::new();
+    if let Some(d) = disk {
+        sampler = sampler.with_disk(d);
+    }
+    let sampler = Arc::new(Mutex::new(sampler));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // (activity seen, idle heartbeats since it that trimmed)

@@ -14,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod agent;
+pub mod alerts;
 pub mod ask;
 pub mod attach;
 pub mod audit;
@@ -37,6 +38,10 @@ pub mod vars;
 mod schema_tests;
 
 pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit, LabelSource};
+pub use alerts::{
+    Alert, AlertLevel, AlertMetric, AlertNotify, AlertNotifyKind, AlertRule, AlertsQuery,
+    NewAlertRule,
+};
 pub use ask::{
     AskApproval, AskAttempt, AskExchange, AskPlan, AskRequest, AskRun, AskRunView, AskStep,
     KeyRole, PlannedStep, PolicyCheck, PolicyQuery, PolicyVersion, PutPolicy, StepCheck,

@@ -1,9 +1,9 @@
 //! Live metrics for heartbeats: whole-machine CPU usage, memory, usage of the
-//! root filesystem and load averages. Built to be sampled every few seconds by an
+//! root filesystem (or another one, `with_disk`) and load averages. Built to be sampled every few seconds by an
 //! idle agent: only CPU times and RAM are refreshed through sysinfo; the load
 //! average and `/` usage are read directly.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use herd_proto::v1::Metrics;
 use sysinfo::{MemoryRefreshKind, System};
@@ -15,6 +15,8 @@ use crate::disks::fs_usage;
 pub struct MetricsSampler {
     /// `None` if sysinfo could not initialise; CPU and memory then read as 0.
     sys: Option<System>,
+    /// A directory on the filesystem whose usage is reported (`/` by default).
+    disk: PathBuf,
 }
 
 impl Default for MetricsSampler {
@@ -39,7 +41,16 @@ impl MetricsSampler {
         if let Some(s) = sys.as_mut() {
             s.refresh_cpu_usage();
         }
-        MetricsSampler { sys }
+        MetricsSampler {
+            sys,
+            disk: PathBuf::from("/"),
+        }
+    }
+
+    /// Reports the usage of the filesystem `dir` is on instead of `/`.
+    pub fn with_disk(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.disk = dir.into();
+        self
     }
 
     /// Current metrics. CPU usage covers the time since the previous call (or
@@ -53,7 +64,7 @@ impl MetricsSampler {
             m.memory_total_bytes = s.total_memory();
             m.memory_used_bytes = s.used_memory().min(m.memory_total_bytes);
         }
-        if let Some(u) = fs_usage(Path::new("/")) {
+        if let Some(u) = fs_usage(&self.disk) {
             m.disk_total_bytes = u.total;
             m.disk_used_bytes = u.used;
         }

@@ -159,20 +159,6 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         drivers.clone(),
         metrics.clone(),
     ));
-    let hub = Arc::new(hub::Hub {
-        fleet: fleet.clone(),
-        registry,
-        ingest,
-        store: store.clone(),
-        drivers: drivers.clone(),
-        events: events.clone(),
-        metrics: metrics.clone(),
-        blobs: blobs.clone(),
-        fetched: fetched.clone(),
-        join_limit: Default::default(),
-        tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
-    });
     let retention = Arc::new(Retention::new(
         store.clone(),
         outlog.clone(),
@@ -208,6 +194,31 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         policy.clone(),
     ));
     engine.set_recovery(recovery.clone());
+    let alerts = crate::alerts::AlertService::start(
+        store.clone(),
+        index.clone(),
+        registry.clone(),
+        engine.clone(),
+        actions.clone(),
+        &tracker,
+        shutdown.clone(),
+    )
+    .await?;
+    let hub = Arc::new(hub::Hub {
+        fleet: fleet.clone(),
+        alerts: alerts.clone(),
+        registry: registry.clone(),
+        ingest,
+        store: store.clone(),
+        drivers: drivers.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        blobs: blobs.clone(),
+        fetched: fetched.clone(),
+        join_limit: Default::default(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
     let ask = Arc::new(crate::ask::AskService::new(
         llm,
         store.clone(),
@@ -231,6 +242,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         fleet: fleet.clone(),
         runs: runs.clone(),
         flows: flows.clone(),
+        alerts,
         schedules,
         langflow,
         ask,
@@ -274,6 +286,7 @@ pub struct App {
     fleet: Arc<FleetService>,
     runs: Arc<RunService>,
     flows: Arc<crate::flows::FlowService>,
+    alerts: Arc<crate::alerts::AlertService>,
     schedules: Arc<crate::schedules::ScheduleService>,
     langflow: Arc<crate::langflow::LangflowService>,
     ask: Arc<crate::ask::AskService>,
@@ -311,7 +324,11 @@ impl App {
         &self.flows
     }
 
-    /// The files of copy runs.
+    /// Fleet health alert rules and their alerts.
+    pub fn alerts(&self) -> &crate::alerts::AlertService {
+        &self.alerts
+    }
+
     /// Schedules and their fires.
     pub fn schedules(&self) -> &crate::schedules::ScheduleService {
         &self.schedules

@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod active;
+mod alerts;
 mod app;
 mod ask;
 mod blobs;

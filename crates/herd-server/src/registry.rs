@@ -233,6 +233,19 @@ impl Registry {
         out
     }
 
+    /// Every agent away (not connected), with since when, by id.
+    pub fn away(&self) -> Vec<(String, Instant)> {
+        let conns = lock(&self.conns);
+        let away = lock(&self.away);
+        let mut out: Vec<(String, Instant)> = away
+            .iter()
+            .filter(|(id, _)| !conns.contains_key(*id))
+            .map(|(id, a)| (id.clone(), a.since))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The sweep ended the open tasks of these agents. An agent that came and went again
     /// meanwhile (another mark) stays unswept.
     pub fn mark_swept(&self, agents: &[(String, Instant)]) {

@@ -13,6 +13,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod agents;
+mod alerts;
 mod ask;
 mod audit;
 mod credentials;

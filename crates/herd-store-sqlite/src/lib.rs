@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod agents;
+mod alerts;
 mod ask;
 mod audit;
 mod credentials;

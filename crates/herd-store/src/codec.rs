@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 
 use crate::model::*;
 use crate::{
-    DefinitionRow, FireEntry, FireRow, FlowRunRow, FlowStepRow, LangflowRow, Result, ScheduleRow,
-    SourceRow, StoreError,
+    AlertRow, AlertRuleRow, DefinitionRow, FireEntry, FireRow, FlowRunRow, FlowStepRow,
+    LangflowRow, Result, ScheduleRow, SourceRow, StoreError,
 };
 
 /// The JSON text a column stores for `value`.
@@ -503,6 +503,53 @@ pub fn ask_exchange(row: &dyn StoredRow) -> Result<crate::AskExchangeRow> {
         request: c.text("request")?,
         answer: c.text("answer")?,
         error: c.opt_text("error")?,
+    })
+}
+
+pub fn alert_rule(row: &dyn StoredRow) -> Result<AlertRuleRow> {
+    let name = row.text("name").map_err(|why| StoreError::Corrupt {
+        what: "alert_rules.name".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "alert_rules",
+        key: format!("rule {name}"),
+    };
+    Ok(AlertRuleRow {
+        name: c.text("name")?,
+        spec: c.text("spec")?,
+        created_by: c.text("created_by")?,
+        created_at: c.int("created_at")?,
+    })
+}
+
+pub fn alert(row: &dyn StoredRow) -> Result<AlertRow> {
+    let c = Cols::by_text_id(row, "alerts", "alert")?;
+    let number = |col: &str| -> Result<f64> {
+        let v: f64 = c.parsed(col)?;
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(c.corrupt(col, format!("{v} is not a number")))
+        }
+    };
+    Ok(AlertRow {
+        id: c.text("id")?,
+        rule: c.text("rule")?,
+        agent_id: c.text("agent_id")?,
+        agent_name: c.text("agent_name")?,
+        metric: c.text("metric")?,
+        level: c.text("level")?,
+        value: number("value")?,
+        threshold: number("threshold")?,
+        raised_at: c.int("raised_at")?,
+        changed_at: c.int("changed_at")?,
+        cleared_at: c.opt_int("cleared_at")?,
+        escalated: c.flag("escalated")?,
+        notified: c.opt_text("notified")?,
+        runbook_run: c.opt_text("runbook_run")?,
+        runbook_state: c.opt_text("runbook_state")?,
     })
 }
 

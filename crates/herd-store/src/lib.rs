@@ -1,5 +1,5 @@
 //! herd's persistence, by domain: the store's interface (`AgentStore`, `CredentialStore`,
-//! `RunStore`, `AuditStore`, `VarStore`, `FlowStore`, `ScheduleStore`, `LangflowStore`, `AskStore`, together `Store`), its typed rows, bearer secrets, and the
+//! `RunStore`, `AuditStore`, `VarStore`, `FlowStore`, `ScheduleStore`, `LangflowStore`, `AskStore`, `AlertStore`, together `Store`), its typed rows, bearer secrets, and the
 //! conformance suite every backend passes. Backends live in their own crates
 //! (`herd-store-sqlite`, `herd-store-postgres`).
 //!
@@ -7,6 +7,7 @@
 //! methods, never a table or a connection.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod alerts;
 mod ask;
 pub mod bench;
 pub mod codec;
@@ -18,6 +19,7 @@ mod schedules;
 mod secret;
 mod store;
 
+pub use alerts::{AlertRow, AlertRuleRow, AlertStore, AlertUpdate};
 pub use ask::{AskAttemptRow, AskExchangeRow, AskRunRow, AskStore};
 pub use flows::{DefinitionRow, FlowRunRow, FlowStepRow, FlowStore};
 pub use langflow::{LangflowRow, LangflowStore, SourceRow, SyncCounts};

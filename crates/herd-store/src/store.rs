@@ -250,6 +250,7 @@ pub trait Store:
     + crate::LangflowStore
     + crate::AskStore
     + PolicyStore
+    + crate::AlertStore
 {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;

@@ -1,6 +1,7 @@
 //! `herd`: the server, the agent and the CLI in one binary. Subcommands are thin wrappers
 //! over `herd-server`, `herd-agent` and the HTTP API.
 
+mod alerts;
 mod answer;
 mod ask;
 mod bench;
@@ -85,6 +86,9 @@ enum Command {
         #[command(subcommand)]
         cmd: ask::PolicyCmd,
     },
+    /// Fleet health alerts: the open ones (`--all`: cleared too), and the rules that raise
+    /// them (`herd alerts rules add disk --metric disk --warning 80 --critical 90`).
+    Alerts(alerts::AlertsArgs),
     /// Schedules: cron in a time zone, a period or one time, firing a job, a workflow, a
     /// LangFlow flow or a command, exactly once per fire time.
     Schedules {
@@ -284,6 +288,10 @@ pub struct AgentRunArgs {
     /// cost).
     #[arg(long)]
     no_supervise: bool,
+    /// A directory on the filesystem whose usage heartbeats report as `disk` (what `disk`
+    /// alert rules watch); default `/`.
+    #[arg(long, value_name = "DIR")]
+    metrics_disk: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -734,6 +742,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 state_dir: a.state_dir,
                 ca_sha256: a.ca_sha256,
                 supervise: !a.no_supervise,
+                metrics_disk: a.metrics_disk,
             };
             plaintext::warn(&cfg.server, "the agent's credential (and join token)");
             herd_agent::run(cfg).await?;
@@ -749,6 +758,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Jobs { cmd } => flows::jobs(cmd).await,
         Command::Workflows { cmd } => flows::workflows(cmd).await,
         Command::Schedules { cmd } => schedules::schedules(cmd).await,
+        Command::Alerts(a) => alerts::alerts(a).await,
         Command::Flows { cmd } => langflow::flows(cmd).await,
         Command::Ask(a) => ask::ask(a).await,
         Command::Policy { cmd } => ask::policy(cmd).await,

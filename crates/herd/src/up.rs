@@ -73,6 +73,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
         state_dir,
         ca_sha256: running.ca_fingerprint.clone(),
         supervise: true,
+        metrics_disk: None,
     };
     let agent = tokio::spawn(herd_agent::run(agent_cfg));
 

@@ -39,7 +39,12 @@ async fn heartbeats_go_on_while_a_spool_write_waits() {
     let append = tokio::spawn(async move { s.append(vec![output("t", 1)]).await });
 
     let (out, mut frames) = mpsc::channel(4);
-    let beats = tokio::spawn(heartbeats(shared.clone(), out, Duration::from_millis(10)));
+    let beats = tokio::spawn(heartbeats(
+        shared.clone(),
+        out,
+        Duration::from_millis(10),
+        None,
+    ));
     for _ in 0..3 {
         let frame = frames.recv().await.unwrap();
         assert!(

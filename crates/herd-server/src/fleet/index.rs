@@ -53,6 +53,8 @@ impl Target for AgentView {
 struct Slot {
     row: AgentRow,
     view: AgentView,
+    /// Changes whenever `view` does (never the same for two views of one index).
+    version: u64,
 }
 
 /// Changes not yet written to the store.
@@ -71,6 +73,8 @@ struct Inner {
     /// key -> value -> slots.
     by_attr: HashMap<String, HashMap<String, BTreeSet<u32>>>,
     dirty: HashMap<u32, Dirty>,
+    /// The version of the latest view made.
+    views: u64,
 }
 
 #[derive(Default)]
@@ -110,6 +114,17 @@ impl AgentIndex {
     pub fn get(&self, id: &str) -> Option<AgentRow> {
         let inner = self.read();
         inner.slot_of(id).map(|s| s.row.clone())
+    }
+
+    /// `f` of a live agent's row, its selector view and the view's version (which changes
+    /// whenever what selectors see of it does), under the index's read lock.
+    pub fn with_view<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&AgentRow, &AgentView, u64) -> R,
+    ) -> Option<R> {
+        let inner = self.read();
+        inner.slot_of(id).map(|s| f(&s.row, &s.view, s.version))
     }
 
     /// When the agent was last heard from (hello or heartbeat; ms since the epoch).
@@ -255,16 +270,21 @@ impl Inner {
         self.by_id.insert(row.id.clone(), slot);
         self.by_name.insert(row.name.clone(), slot);
         let view = AgentView::new(&row);
-        self.slots[slot as usize] = Some(Slot { row, view });
+        self.views += 1;
+        let version = self.views;
+        self.slots[slot as usize] = Some(Slot { row, view, version });
         self.reindex(slot);
     }
 
     /// Changes a row and keeps the view and the attribute index in step.
     fn update(&mut self, slot: u32, f: impl FnOnce(&mut AgentRow)) {
         self.unindex(slot);
+        self.views += 1;
+        let version = self.views;
         if let Some(Some(s)) = self.slots.get_mut(slot as usize) {
             f(&mut s.row);
             s.view = AgentView::new(&s.row);
+            s.version = version;
         }
         self.reindex(slot);
     }

@@ -5,6 +5,7 @@
 //! except the document itself needs an API key.
 
 mod agents;
+mod alerts;
 mod ask;
 mod attach;
 mod blobs;
@@ -56,6 +57,7 @@ use extract::Query;
         (name = "blobs", description = "Files of copy runs, uploaded once by SHA-256"),
         (name = "audit", description = "Who ran what where"),
         (name = "breakers", description = "Circuit breakers of the hosts herd calls"),
+        (name = "alerts", description = "Fleet health alerts: thresholds on the metrics agents report"),
         (name = "server", description = "Health, metrics and this document"),
     )
 )]
@@ -139,6 +141,9 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(schedules::resume))
         .routes(routes!(schedules::fires))
         .routes(routes!(schedules::next))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::rules, alerts::add_rule))
+        .routes(routes!(alerts::remove_rule))
         .with_state(app)
         .split_for_parts();
     let mut doc = doc;

@@ -29,6 +29,8 @@ use crate::runs::Drivers;
 /// What sessions need.
 pub struct Hub {
     pub(crate) fleet: Arc<FleetService>,
+    /// Heartbeats' metrics are evaluated against the alert rules.
+    pub(crate) alerts: Arc<crate::alerts::AlertService>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) ingest: Arc<Ingest>,
     pub(crate) store: Arc<dyn Store>,

@@ -281,9 +281,11 @@ async fn say_going_away(tx: &mpsc::Sender<ServerFrame>, inbound: &mut Streaming<
 }
 
 /// In memory; the fleet writes it to the store with everyone else's every few seconds.
+/// Alert rules see the metrics at once (no store work unless a level changes).
 fn heartbeat_in(hub: &Hub, agent: &AgentRow, hb: &pb::Heartbeat) {
-    hub.fleet
-        .heartbeat(&agent.id, hb.metrics.as_ref().map(convert::metrics));
+    let metrics = hb.metrics.as_ref().map(convert::metrics);
+    hub.alerts.observe(&agent.id, metrics.as_ref());
+    hub.fleet.heartbeat(&agent.id, metrics);
 }
 
 /// Brings server and agent to agreement after a (re)connect: resend tasks the agent never

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use crate::{Result, Store};
 
 mod agents;
+mod alerts;
 mod ask;
 mod audit;
 mod fixtures;
@@ -23,6 +24,7 @@ mod runs;
 mod schedules;
 
 pub use agents::*;
+pub use alerts::*;
 pub use ask::*;
 pub use audit::*;
 pub use flows::*;
@@ -121,6 +123,7 @@ macro_rules! conformance_suite {
             schedules_fire_once,
             langflow_sources_and_syncs,
             ask_runs_attempts_and_exchanges,
+            alert_rules_and_alerts,
         );
         $crate::conformance_suite!(@fresh $fresh;
             corrupt_task_columns,

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions;
+mod alerts;
 mod api_contract;
 mod ask;
 mod ask_recover;
