@@ -429,6 +429,21 @@ mod tests {
         let dirty = idx.take_dirty();
         assert_eq!(dirty.len(), 1);
         assert!(dirty[0].hello.is_some());
+
+        // A view's version moves with what selectors see, not with heartbeats (alert rules
+        // keep which of them match an agent until it moves).
+        let version = |id: &str| idx.with_view(id, |_, _, v| v).unwrap();
+        let v1 = version("a1");
+        idx.seen("a1", Some(Metrics::default()), 8);
+        assert_eq!(version("a1"), v1);
+        idx.set_label_edits("a1", [("role".to_string(), Some("web".to_string()))].into());
+        let v2 = version("a1");
+        assert!(v2 > v1);
+        idx.hello("a1", Labels::new(), Facts::default(), "1".into(), 9);
+        assert!(version("a1") > v2);
+        assert_ne!(version("a1"), version("a2"));
+        assert!(idx.with_view("a3", |_, _, v| v).is_none());
+        idx.take_dirty();
         idx.seen("a1", Some(Metrics::default()), 9);
         let dirty = idx.take_dirty();
         assert_eq!(dirty.len(), 1);
