@@ -4,6 +4,7 @@
 //! dangerous command runs only when approved, a forbidden one never.
 
 use std::process::Output;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -384,4 +385,60 @@ fn dangerous_commands_need_approval_and_forbidden_ones_never_run() {
     );
     let runs = s.json(&["workflows", "runs", "--json"]);
     assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
+}
+
+#[test]
+fn a_schedule_is_checked_again_at_each_fire_against_the_policy_of_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _agents = fleet(&s);
+    let op = key(&s, "ops", &["--role", "operator"]);
+    ok(&as_key(
+        &s,
+        &op,
+        &[
+            "schedules",
+            "add",
+            "tick",
+            "--every",
+            "1s",
+            "-t",
+            "web-1",
+            "--",
+            "echo",
+            "tick",
+        ],
+    ));
+    let history = |n: &str| {
+        s.json(&["schedules", "history", n, "-n", "1000", "--json"])
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    wait_for(Duration::from_secs(30), "a fire that started", || {
+        history("tick")
+            .iter()
+            .any(|f| f["outcome"] == "started")
+            .then_some(())
+    });
+    // The policy now denies it to operators: the next fires are recorded failed, saying why.
+    let file = dir.path().join("deny-echo.yaml");
+    std::fs::write(
+        &file,
+        "by_role:\n  operator:\n    deny_patterns: ['echo tick']\n",
+    )
+    .unwrap();
+    ok(&s.run(&["policy", "set", file.to_str().unwrap()]));
+    let failed = wait_for(
+        Duration::from_secs(30),
+        "a fire refused by the policy",
+        || {
+            history("tick")
+                .into_iter()
+                .find(|f| f["outcome"] == "failed")
+        },
+    );
+    let detail = failed["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("denied by the command policy"), "{failed}");
+    assert!(detail.contains("role operator"), "{failed}");
 }
