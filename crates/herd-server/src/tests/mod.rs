@@ -7,6 +7,7 @@ pub(crate) mod events;
 mod ingest;
 mod metrics;
 mod names;
+mod policy;
 mod schedules;
 mod transfer;
 
