@@ -442,3 +442,57 @@ fn a_schedule_is_checked_again_at_each_fire_against_the_policy_of_then() {
     assert!(detail.contains("denied by the command policy"), "{failed}");
     assert!(detail.contains("role operator"), "{failed}");
 }
+
+/// `herd run ARGS` in a terminal (`script` gives it one), `answer` typed ahead.
+fn in_terminal(s: &Server, dir: &std::path::Path, args: &str, answer: &str) -> (bool, String) {
+    let answers = dir.join("answer");
+    std::fs::write(&answers, answer).unwrap();
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("{HERD} run {args}"), "/dev/null"]);
+    for (k, v) in s.cli().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd
+        .stdin(std::fs::File::open(&answers).unwrap())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[test]
+fn in_a_terminal_a_dangerous_command_asks_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _agents = fleet(&s);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "data").unwrap();
+    let args = format!("-t web-1 -- shred -u {}", victim.display());
+
+    // No: nothing runs, and herd says so.
+    let (ran, text) = in_terminal(&s, dir.path(), &args, "n\n");
+    assert!(!ran, "{text}");
+    assert!(
+        text.contains("this command is dangerous (dangerous: ") && text.contains("run it? [y/N]"),
+        "{text}"
+    );
+    assert!(text.contains("not approved"), "{text}");
+    assert!(victim.exists(), "{text}");
+    // Yes: it runs, approved.
+    let (ran, text) = in_terminal(&s, dir.path(), &args, "y\n");
+    assert!(ran, "{text}");
+    assert!(!victim.exists(), "{text}");
+    let audit = s.json(&["audit", "--json"]);
+    let created = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "run.create")
+        .unwrap_or_else(|| panic!("no run.create: {audit}"));
+    assert_eq!(created["detail"]["policy"]["approved"], true, "{created}");
+}
