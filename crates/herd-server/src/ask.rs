@@ -161,13 +161,17 @@ impl AskService {
         })?;
         let policy = self.engine.runs.policy();
         let mut steps = Vec::with_capacity(plan.steps.len());
+        // A step's id becomes a workflow step's, which starts with a letter: a model's `1`
+        // becomes `s1` (and so wherever a step names it).
+        let ids = workflow_ids(plan.steps.iter().map(|s| s.id.as_str()));
+        let id_of = |id: String| ids.get(&id).cloned().unwrap_or(id);
         for s in plan.steps {
             let step = AskStep {
-                id: s.id,
+                id: id_of(s.id),
                 description: s.description,
                 command: s.command,
                 expected: s.expected,
-                depends_on: s.depends_on,
+                depends_on: s.depends_on.into_iter().map(id_of).collect(),
                 targets: s.targets,
             };
             let on = step_machines(&machines, &step.targets);
@@ -478,4 +482,38 @@ fn step_machines(plan: &[(String, String)], targets: &[String]) -> Vec<(String, 
         .filter(|(_, n)| targets.iter().any(|t| t == n))
         .cloned()
         .collect()
+}
+
+/// Each plan step id → the id its workflow step gets: itself when it starts with a letter,
+/// else with an `s` before it (made unique).
+fn workflow_ids<'a>(ids: impl Iterator<Item = &'a str> + Clone) -> BTreeMap<String, String> {
+    let mut used: BTreeSet<String> = ids.clone().map(str::to_string).collect();
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let new = if id.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            id.to_string()
+        } else {
+            let mut n = format!("s{id}");
+            while used.contains(&n) {
+                n.push('_');
+            }
+            used.insert(n.clone());
+            n
+        };
+        out.insert(id.to_string(), new);
+    }
+    out
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn step_ids_that_do_not_start_with_a_letter_get_an_s() {
+        let ids = super::workflow_ids(["1", "2", "s1", "install", "_x"].into_iter());
+        assert_eq!(ids["1"], "s1_");
+        assert_eq!(ids["2"], "s2");
+        assert_eq!(ids["s1"], "s1");
+        assert_eq!(ids["install"], "install");
+        assert_eq!(ids["_x"], "s_x");
+    }
 }
