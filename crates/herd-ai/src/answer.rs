@@ -279,6 +279,13 @@ fn text(
         Some(Value::String(s)) => clean(s, &p, max),
         None | Some(Value::Null) if need == Need::Optional => Ok(String::new()),
         None => Err(format!("{p}: missing")),
+        // Prose a model wrote as a number, a list or an object (small models do) is kept as
+        // its JSON text; a command must be a string.
+        Some(other @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_)))
+            if key != "command" =>
+        {
+            clean(&other.to_string(), &p, max)
+        }
         Some(other) => Err(format!("{p}: expected a string, found {}", kind(other))),
     }
 }
@@ -427,6 +434,23 @@ mod tests {
                 "targets"
             ]
         );
+    }
+
+    #[test]
+    fn prose_written_as_json_is_kept_as_text_but_a_command_must_be_a_string() {
+        let p = plan(vec![
+            json!({"id": "a", "description": ["make", "it"], "command": "true",
+                                 "expected": {"exit_code": 0}, "depends_on": []}),
+        ])
+        .unwrap();
+        assert_eq!(p.steps[0].expected, r#"{"exit_code":0}"#);
+        assert_eq!(p.steps[0].description, r#"["make","it"]"#);
+        let e = plan(vec![
+            json!({"id": "a", "description": "d", "command": ["rm", "-rf", "/"],
+                                 "depends_on": []}),
+        ])
+        .unwrap_err();
+        assert!(e.contains("steps[0].command: expected a string"), "{e}");
     }
 
     #[test]

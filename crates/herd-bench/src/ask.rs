@@ -215,6 +215,8 @@ struct Outcome {
     /// The error line of `herd ask`, when it failed before a run.
     error: Option<String>,
     run: Option<String>,
+    /// Each attempt: its step, origin, command, approval and judgement.
+    tried: Vec<String>,
 }
 
 pub async fn run(a: AskArgs) -> Result<()> {
@@ -287,6 +289,9 @@ async fn bench(a: &AskArgs, herd: &Path, dir: &Path) -> Result<()> {
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         );
+        for t in &o.tried {
+            eprintln!("      {t}");
+        }
         outcomes.push(o);
     }
     let env = crate::spine::environment(herd, &load_start);
@@ -349,6 +354,7 @@ async fn one(a: &AskArgs, fleet: &Fleet, t: &Task, d: &Path, request: &str) -> R
         ran_unapproved: 0,
         error: None,
         run: run.clone(),
+        tried: Vec::new(),
     };
     let Some(run) = run else {
         // No run: the plan did not come, did not check out, or the policy stopped it.
@@ -379,6 +385,30 @@ async fn one(a: &AskArgs, fleet: &Fleet, t: &Task, d: &Path, request: &str) -> R
         .iter()
         .filter(|x| !x["run_id"].is_null() && x["check"]["decision"] != "allow")
         .count();
+    o.tried = attempts
+        .iter()
+        .map(|x| {
+            format!(
+                "{} #{} {} [{}] $ {} => {}",
+                x["step"].as_str().unwrap_or(""),
+                x["attempt"],
+                x["origin"].as_str().unwrap_or(""),
+                x["approval"].as_str().unwrap_or(""),
+                x["command"].as_str().unwrap_or(""),
+                match x["validation"]["is_valid"].as_bool() {
+                    Some(true) => format!(
+                        "valid: {}",
+                        x["validation"]["reason"].as_str().unwrap_or("")
+                    ),
+                    Some(false) => format!(
+                        "invalid: {}",
+                        x["validation"]["reason"].as_str().unwrap_or("")
+                    ),
+                    None => "not judged".to_string(),
+                }
+            )
+        })
+        .collect();
     if exit != Some(0) {
         o.error = stderr.lines().last().map(|l| l.trim().to_string());
     }
