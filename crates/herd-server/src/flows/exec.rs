@@ -523,6 +523,20 @@ async fn machines(
                     Err(e) => return Outcome::failed(format!("secret {env}: {e}")),
                 }
             }
+            // The command as rendered, checked again as whoever started the workflow run (a
+            // key's role and scope; a schedule or the server: admin): what it approved at the
+            // start stands, what the policy denies — forbidden, say, once a parameter is in
+            // — never runs.
+            match engine.runs.policy().acting_for(&a.actor, &a.actor).await {
+                Ok(by) => {
+                    req.gate = Some(crate::policy::Gate {
+                        actor: by,
+                        approve: true,
+                        commands: true,
+                    });
+                }
+                Err(e) => return Outcome::failed(e.to_string()),
+            }
             if let Err(e) = engine.runs.create(&a.actor, req, false).await {
                 return Outcome::failed(e.to_string());
             }

@@ -496,3 +496,43 @@ fn in_a_terminal_a_dangerous_command_asks_before_it_runs() {
         .unwrap_or_else(|| panic!("no run.create: {audit}"));
     assert_eq!(created["detail"]["policy"]["approved"], true, "{created}");
 }
+
+#[test]
+fn a_step_is_checked_again_as_rendered_with_its_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _agents = fleet(&s);
+    let wf = dir.path().join("say.yaml");
+    std::fs::write(
+        &wf,
+        "name: say\nparams:\n  msg: {type: string}\nsteps:\n  - id: say\n    run: echo ${{ params.msg }}\n",
+    )
+    .unwrap();
+    ok(&s.run(&["workflows", "apply", "-f", wf.to_str().unwrap()]));
+    // A parameter that makes the command forbidden: the start sees a value, the step the
+    // command as it would run, which never runs.
+    let out = s.run(&[
+        "workflows",
+        "run",
+        "say",
+        "-t",
+        "web-1",
+        "-p",
+        "msg=x > /dev/sdzz",
+        "--json",
+    ]);
+    let runs = s.json(&["workflows", "runs", "--json"]);
+    let id = runs[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{runs} {}", stderr(&out)));
+    let r = wait_for(Duration::from_secs(30), "the workflow run to end", || {
+        let r = s.json(&["workflows", "runs", "show", id, "--json"]);
+        (r["state"] != "running").then_some(r)
+    });
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r.to_string().contains("denied by the command policy"),
+        "{r}"
+    );
+    assert!(!std::path::Path::new("/dev/sdzz").exists());
+}
