@@ -441,6 +441,21 @@ impl PolicyGate {
         Ok(())
     }
 
+    /// Whether the machine named `key` (a name or an agent id) is within the actor's scope,
+    /// for label edits and revocations: a scoped key never reaches a machine outside its
+    /// scope, nor relabels one into it. A machine not in the index (unknown, revoked) is left
+    /// to the caller's own answer.
+    pub fn machine_within_scope(&self, actor: &Actor, key: &str) -> Result<()> {
+        if actor.scope.is_none() {
+            return Ok(());
+        }
+        let row = self.index.by_name(key).or_else(|| self.index.get(key));
+        match row {
+            Some(a) => self.within_scope(actor, &[(a.id, a.name)]),
+            None => Ok(()),
+        }
+    }
+
     /// The gate of a run on `machines`: the scope, then (unless it runs no command) the
     /// command — `what` names it in errors (`the command`, `step build`) — or the script.
     /// `deny` is a 403, `approve` without the approval a 409 saying how to approve;

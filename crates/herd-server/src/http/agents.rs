@@ -58,6 +58,11 @@ pub async fn label_many(
     State(app): State<Arc<App>>,
     Body(edit): Body<BulkLabelEdit>,
 ) -> Result<Json<Vec<Agent>>> {
+    // A scoped key edits only machines within its scope.
+    if actor.scope.is_some() {
+        let picked = app.policy().machines(std::slice::from_ref(&edit.target))?;
+        app.policy().within_scope(&actor, &picked)?;
+    }
     let agents = app
         .fleet()
         .label_many(&actor, &edit.target, &edit.set, &edit.remove)
@@ -104,6 +109,7 @@ pub async fn label(
     Path(key): Path<String>,
     Body(edit): Body<LabelEdit>,
 ) -> Result<Json<Agent>> {
+    app.policy().machine_within_scope(&actor, &key)?;
     let a = app
         .fleet()
         .label(&actor, &key, &edit.set, &edit.remove)
@@ -128,6 +134,7 @@ pub async fn revoke(
     State(app): State<Arc<App>>,
     Path(key): Path<String>,
 ) -> Result<Json<Agent>> {
+    app.policy().machine_within_scope(&actor, &key)?;
     let a = app.fleet().revoke(&actor, &key).await?;
     Ok(Json(answer(&app, a)))
 }

@@ -111,6 +111,24 @@ fn a_viewer_reads_and_an_operator_stays_in_its_scope() {
         &as_key(&s, &op, &["run", "--all", "--", "echo", "hi"]),
         &["db-1", "scope"],
     );
+    // Nor does it relabel a machine into its scope, or touch one outside it.
+    refused(
+        &as_key(&s, &op, &["agents", "label", "db-1", "role=web"]),
+        &["db-1", "scope"],
+    );
+    refused(
+        &as_key(&s, &op, &["agents", "label", "-t", "role=db", "role=web"]),
+        &["db-1", "scope"],
+    );
+    refused(
+        &as_key(&s, &op, &["agents", "revoke", "db-1"]),
+        &["db-1", "scope"],
+    );
+    refused(
+        &as_key(&s, &op, &["run", "-t", "db-1", "--", "echo", "hi"]),
+        &["db-1", "scope"],
+    );
+    ok(&as_key(&s, &op, &["agents", "label", "web-1", "tier=gold"]));
     // Nor does it manage keys, tokens or the policy.
     refused(
         &as_key(&s, &op, &["keys", "create", "more"]),
