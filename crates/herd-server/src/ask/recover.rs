@@ -110,11 +110,28 @@ const TRANSIENT: &[&str] = &[
     "is locked",
 ];
 
+/// Output that says the same command will fail again (whatever a judgement says).
+const PERMANENT: &[&str] = &[
+    "command not found",
+    "not found in",
+    "no such file or directory",
+    "permission denied",
+    "unable to locate package",
+    "invalid option",
+    "unrecognized option",
+    "syntax error",
+];
+
+fn permanent(tail: &str) -> bool {
+    let lower = tail.to_ascii_lowercase();
+    PERMANENT.iter().any(|p| lower.contains(p))
+}
+
 /// The judgement when the model cannot be asked: the exit decides.
 fn heuristics(state: StepState, exit: Option<i32>, tail: &str, why: &str) -> Judgement {
     let ok = state == StepState::Succeeded;
     let lower = tail.to_ascii_lowercase();
-    let transient = !ok && TRANSIENT.iter().any(|t| lower.contains(t));
+    let transient = !ok && TRANSIENT.iter().any(|t| lower.contains(t)) && !permanent(tail);
     let exit = match exit {
         Some(c) => format!("exit code {c}"),
         None => "no exit code".to_string(),
@@ -337,7 +354,7 @@ impl Recovery {
                 .unwrap_or("the step did not do what it should")
         );
         let retries = attempts.iter().filter(|a| a.origin == "retry").count();
-        if judgement.should_retry && retries < MAX_RETRIES {
+        if judgement.should_retry && retries < MAX_RETRIES && !permanent(&tail) {
             let check = self.check(&j, &j.command).await;
             let next = self.new_attempt(
                 &j,
@@ -779,6 +796,8 @@ mod tests {
         assert!(!j.is_valid && j.should_retry);
         let j = heuristics(StepState::Failed, Some(1), "No such file or directory", "x");
         assert!(!j.is_valid && !j.should_retry);
+        assert!(permanent("bash: line 1: sudo: command not found"));
+        assert!(!permanent("E: Could not get lock /var/lib/dpkg/lock"));
         assert!(j.reason.contains("exit code 1"));
     }
 
