@@ -402,8 +402,32 @@ impl FlowStore for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+        // Exchanges of plans that never ran, as old.
+        sqlx::query(
+            "DELETE FROM ask_exchanges WHERE id IN (SELECT id FROM ask_exchanges WHERE at < $1 \
+             AND plan_id NOT IN (SELECT plan_id FROM ask_runs) LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         if chosen.is_empty() {
+            tx.commit().await.map_err(db)?;
             return Ok(0);
+        }
+        // `herd ask`'s records of those runs (attempts, the plan's exchanges with the model).
+        for q in [
+            "DELETE FROM ask_attempts WHERE run_id = ANY($1)",
+            "DELETE FROM ask_exchanges WHERE plan_id IN \
+             (SELECT plan_id FROM ask_runs WHERE run_id = ANY($1))",
+            "DELETE FROM ask_runs WHERE run_id = ANY($1)",
+        ] {
+            sqlx::query(q)
+                .bind(&chosen)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         sqlx::query("DELETE FROM flow_steps WHERE flow_run_id = ANY($1)")
             .bind(&chosen)

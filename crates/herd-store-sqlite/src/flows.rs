@@ -379,6 +379,32 @@ impl FlowStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        // `herd ask`'s records of those runs (attempts, the plan's exchanges with the model).
+        for q in [
+            format!("DELETE FROM ask_attempts WHERE run_id IN ({chosen})"),
+            format!(
+                "DELETE FROM ask_exchanges WHERE plan_id IN \
+                 (SELECT plan_id FROM ask_runs WHERE run_id IN ({chosen}))"
+            ),
+            format!("DELETE FROM ask_runs WHERE run_id IN ({chosen})"),
+        ] {
+            sqlx::query(AssertSqlSafe(q))
+                .bind(before)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        // Exchanges of plans that never ran, as old.
+        sqlx::query(
+            "DELETE FROM ask_exchanges WHERE id IN (SELECT id FROM ask_exchanges WHERE at < ? \
+             AND plan_id NOT IN (SELECT plan_id FROM ask_runs) LIMIT ?)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         let runs = sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM flow_runs WHERE id IN ({chosen})"
         )))

@@ -113,3 +113,66 @@ pub async fn ask_runs_attempts_and_exchanges(store: &dyn Store) -> Result<()> {
     assert!(store.ask_exchanges("p2").await?.is_empty());
     Ok(())
 }
+
+/// Pruning a finished workflow run takes its plan's records with it; exchanges of plans that
+/// never ran go once as old; a newer run's records stay.
+pub async fn pruning_takes_ask_records(store: &dyn Store) -> Result<()> {
+    use crate::FlowRunRow;
+    use herd_core::RunState;
+    for (id, plan, finished) in [("old", "p-old", Some(10)), ("new", "p-new", Some(50))] {
+        let run = FlowRunRow {
+            state: RunState::Succeeded,
+            finished_at: finished,
+            ..super::flows::flow_run(id, 1, "key:test")
+        };
+        super::flows::create(store, &run, &["a"]).await?;
+        let mut a = attempt("a", 1, "allowed");
+        a.run_id = id.into();
+        store
+            .create_ask_run(
+                &AskRunRow {
+                    run_id: id.into(),
+                    plan_id: plan.into(),
+                    request: "r".into(),
+                    plan: "[]".into(),
+                    unattended: true,
+                    summary: None,
+                    created_by: "key:test".into(),
+                    created_at: 1,
+                },
+                &[a],
+            )
+            .await?;
+    }
+    for (id, plan, at) in [
+        ("x1", "p-old", 5),
+        ("x2", "p-new", 5),
+        ("x3", "p-never", 5),
+        ("x4", "p-never-new", 40),
+    ] {
+        store
+            .add_ask_exchange(&AskExchangeRow {
+                id: id.into(),
+                plan_id: plan.into(),
+                kind: "plan".into(),
+                step_id: None,
+                at,
+                model: "m".into(),
+                tokens: 1,
+                request: "[]".into(),
+                answer: String::new(),
+                error: None,
+            })
+            .await?;
+    }
+    assert_eq!(store.prune_flow_runs(20, 100).await?, 1);
+    assert_eq!(store.ask_run("old").await?, None);
+    assert!(store.ask_attempts("old").await?.is_empty());
+    assert!(store.ask_exchanges("p-old").await?.is_empty());
+    assert!(store.ask_exchanges("p-never").await?.is_empty());
+    assert_eq!(store.ask_exchanges("p-never-new").await?.len(), 1);
+    assert!(store.ask_run("new").await?.is_some());
+    assert_eq!(store.ask_attempts("new").await?.len(), 1);
+    assert_eq!(store.ask_exchanges("p-new").await?.len(), 1);
+    Ok(())
+}

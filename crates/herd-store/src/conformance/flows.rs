@@ -26,7 +26,7 @@ async fn put(store: &dyn Store, d: &DefinitionRow) -> Result<()> {
         .await
 }
 
-fn flow_run(id: &str, created_at: i64, by: &str) -> FlowRunRow {
+pub(super) fn flow_run(id: &str, created_at: i64, by: &str) -> FlowRunRow {
     FlowRunRow {
         id: id.into(),
         kind: DefKind::Workflow,
@@ -61,7 +61,11 @@ fn step(run: &str, id: &str) -> FlowStepRow {
     }
 }
 
-async fn create(store: &dyn Store, run: &FlowRunRow, steps: &[&str]) -> Result<Vec<FlowStepRow>> {
+pub(super) async fn create(
+    store: &dyn Store,
+    run: &FlowRunRow,
+    steps: &[&str],
+) -> Result<Vec<FlowStepRow>> {
     let rows: Vec<FlowStepRow> = steps.iter().map(|s| step(&run.id, s)).collect();
     store
         .create_flow_run(run, &rows, &entry("flow.run", &format!("flow:{}", run.id)))

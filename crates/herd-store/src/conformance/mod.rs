@@ -123,6 +123,7 @@ macro_rules! conformance_suite {
             schedules_fire_once,
             langflow_sources_and_syncs,
             ask_runs_attempts_and_exchanges,
+            pruning_takes_ask_records,
             alert_rules_and_alerts,
         );
         $crate::conformance_suite!(@fresh $fresh;
