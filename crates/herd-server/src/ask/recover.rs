@@ -442,6 +442,13 @@ impl Recovery {
         tail: &str,
         failure: &str,
     ) -> Next {
+        // A restart came while an alternative waited for a person: wait for it again.
+        if let Some(p) = attempts
+            .iter()
+            .find(|a| a.approval == "awaiting" && a.attempt > j.attempt)
+        {
+            return self.approval(j, p.attempt, &p.command, failure).await;
+        }
         let Ok(llm) = &self.llm else {
             return Next::Failed(failure.to_string());
         };
@@ -530,42 +537,7 @@ impl Recovery {
                     row.approval = "awaiting".into();
                     self.put(&row).await;
                     tracing::info!(flow = %j.run_id, step = %j.step.id, attempt = next_attempt, "ask: an alternative awaits approval");
-                    return match self
-                        .await_approval(&j.run_id, &j.step.id, next_attempt)
-                        .await
-                    {
-                        Some(true) => Next::Attempt {
-                            number: next_attempt,
-                            command: alt.command,
-                        },
-                        Some(false) => Next::Failed(format!(
-                            "{failure}; the alternative `{}` was refused",
-                            one_line(&alt.command)
-                        )),
-                        None => {
-                            let e = AuditEntry::new(
-                                "herd",
-                                "ask.refuse",
-                                format!("workflow-run:{}", j.run_id),
-                                json!({"step": j.step.id, "attempt": next_attempt, "why": "nobody approved it in time"}),
-                            );
-                            let _ = self
-                                .store
-                                .decide_ask_attempt(
-                                    &j.run_id,
-                                    &j.step.id,
-                                    next_attempt,
-                                    "refused",
-                                    &e,
-                                )
-                                .await;
-                            Next::Failed(format!(
-                                "{failure}; the alternative `{}` was not approved within {} minutes",
-                                one_line(&alt.command),
-                                APPROVAL_WAIT.as_secs() / 60
-                            ))
-                        }
-                    };
+                    return self.approval(j, next_attempt, &alt.command, failure).await;
                 }
                 _ => {
                     row.approval = "denied".into();
@@ -583,6 +555,52 @@ impl Recovery {
             "{failure}; {MAX_ALTERNATIVES} alternatives asked, none worked ({})",
             one_line(&last)
         ))
+    }
+
+    /// Waits for a person's decision on attempt `number` (`command`) of `j`'s step, awaiting
+    /// approval, and says what the step does next.
+    async fn approval(&self, j: &Judging, number: i64, command: &str, failure: &str) -> Next {
+        match self.await_approval(&j.run_id, &j.step.id, number).await {
+            Some(true) => Next::Attempt {
+                number,
+                command: command.to_string(),
+            },
+            Some(false) => Next::Failed(format!(
+                "{failure}; the alternative `{}` was refused",
+                one_line(command)
+            )),
+            // The server is stopping: the attempt stays awaiting, waited for again after the
+            // restart.
+            None if self.shutdown.is_cancelled() => {
+                Next::Failed(format!("{failure}; the server stopped"))
+            }
+            None => {
+                let cancelled = matches!(
+                    self.store.flow_run(&j.run_id).await,
+                    Ok(Some(r)) if r.cancel_requested
+                );
+                let why = if cancelled {
+                    "the run was cancelled"
+                } else {
+                    "nobody approved it in time"
+                };
+                let e = AuditEntry::new(
+                    "herd",
+                    "ask.refuse",
+                    format!("workflow-run:{}", j.run_id),
+                    json!({"step": j.step.id, "attempt": number, "why": why}),
+                );
+                let _ = self
+                    .store
+                    .decide_ask_attempt(&j.run_id, &j.step.id, number, "refused", &e)
+                    .await;
+                Next::Failed(format!(
+                    "{failure}; the alternative `{}` was not approved within {} minutes",
+                    one_line(command),
+                    APPROVAL_WAIT.as_secs() / 60
+                ))
+            }
+        }
     }
 
     /// Waits for a person's decision on an attempt; `None` when none came in time (or the
