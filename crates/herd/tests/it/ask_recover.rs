@@ -429,7 +429,12 @@ fn a_prompt_in_a_step_is_answered_and_the_answer_never_reaches_the_model() {
         || {
             let v = api(&s, &format!("/api/v1/ask/runs/{id}"));
             let run = v["run"]["steps"][0]["run_id"].as_str()?.to_string();
-            let r = api(&s, &format!("/api/v1/runs/{run}"));
+            // The step's run id is recorded before its run exists.
+            let (code, body) = s.api_get(&format!("/api/v1/runs/{run}")).unwrap();
+            if code != 200 {
+                return None;
+            }
+            let r: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let t = &r["tasks"][0];
             (t["supervision"]["state"] == "waiting_for_input")
                 .then(|| t["id"].as_str().unwrap().to_string())
