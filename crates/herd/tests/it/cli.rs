@@ -183,9 +183,10 @@ fn a_watcher_whose_server_stops_answering_ends_with_255() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(Duration::from_secs(30), "the task to run", || {
+    // Running, and its first line stored (so it went to the watcher before the stop).
+    wait_for(Duration::from_secs(30), "the task to run and print", || {
         let v = s.json(&["tasks", "ls", "--json"]);
-        (v[0]["state"] == "running").then_some(())
+        (v[0]["state"] == "running" && v[0]["out_total"].as_i64().unwrap_or(0) >= 8).then_some(())
     });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(s.pid() as i32),
