@@ -114,12 +114,19 @@ pub async fn ask(a: AskArgs) -> Result<i32> {
                     },
                 )
                 .await?;
+            let cmd = v
+                .attempts
+                .iter()
+                .find(|a| a.step == step && a.attempt == attempt)
+                .map(|a| a.command.clone())
+                .unwrap_or_default();
             outln!(
-                "attempt {attempt} of step {} {}",
+                "attempt {attempt} of step {} ({}) {} in run {}",
                 Escaped(&step),
-                if refuse { "refused" } else { "approved" }
+                Escaped(&cmd),
+                if refuse { "refused" } else { "approved" },
+                v.run.id
             );
-            let _ = v;
             return Ok(0);
         }
         None => {}

@@ -356,6 +356,13 @@ impl Recovery {
         let retries = attempts.iter().filter(|a| a.origin == "retry").count();
         if judgement.should_retry && retries < MAX_RETRIES && !permanent(&tail) {
             let check = self.check(&j, &j.command).await;
+            if check.decision == "deny" {
+                // The policy changed since the attempt ran: never again.
+                return Next::Failed(format!(
+                    "{failure}; a retry is denied by the command policy ({})",
+                    check.reasons.first().map(String::as_str).unwrap_or("")
+                ));
+            }
             let next = self.new_attempt(
                 &j,
                 j.attempt + 1,
