@@ -127,6 +127,29 @@ fn permanent(tail: &str) -> bool {
     PERMANENT.iter().any(|p| lower.contains(p))
 }
 
+/// A model's "valid" for an attempt that did not succeed stands only when the process ran and
+/// exited on its own (not stopped, killed, or a command not found: 126, 127) and the model is
+/// sure of it (confidence ≥ 0.8): small models call a failure valid.
+fn overrule(mut judgement: Judgement, j: &Judging) -> Judgement {
+    let ran = matches!(j.exit_code, Some(c) if c != 126 && c != 127);
+    if judgement.is_valid
+        && judgement.by == "model"
+        && j.state != StepState::Succeeded
+        && (!ran || judgement.confidence < 0.8)
+    {
+        judgement.is_valid = false;
+        judgement.reason = format!(
+            "{} (not accepted: the step failed{})",
+            judgement.reason,
+            match j.exit_code {
+                Some(c) => format!(" with exit code {c}"),
+                None => String::new(),
+            }
+        );
+    }
+    judgement
+}
+
 /// The judgement when the model cannot be asked: the exit decides.
 fn heuristics(state: StepState, exit: Option<i32>, tail: &str, why: &str) -> Judgement {
     let ok = state == StepState::Succeeded;
@@ -321,7 +344,7 @@ impl Recovery {
             depends_on: j.step.depends_on.clone(),
             targets: j.step.targets.clone(),
         };
-        let judgement = self.validate(&j, &plan_step, &tail).await;
+        let judgement = overrule(self.validate(&j, &plan_step, &tail).await, &j);
         // What this attempt was and how it went.
         let mut attempts = self.attempts(&j.run_id, &j.step.id).await;
         let found = attempts.iter().find(|a| a.attempt == j.attempt).cloned();
@@ -824,6 +847,35 @@ mod tests {
         assert!(permanent("bash: line 1: sudo: command not found"));
         assert!(!permanent("E: Could not get lock /var/lib/dpkg/lock"));
         assert!(j.reason.contains("exit code 1"));
+    }
+
+    #[test]
+    fn a_models_valid_for_a_failed_step_stands_only_when_sure_and_the_command_ran() {
+        let j = |exit: Option<i32>, state| Judging {
+            run_id: "r".into(),
+            step: herd_api::AskStep::default(),
+            attempt: 1,
+            command: "x".into(),
+            state,
+            exit_code: exit,
+            detail: None,
+            task_run_id: None,
+            plan_id: "p".into(),
+            unattended: true,
+        };
+        let said = |confidence| Judgement {
+            is_valid: true,
+            confidence,
+            reason: "fine".into(),
+            suggested_fix: None,
+            should_retry: false,
+            by: "model",
+        };
+        assert!(overrule(said(0.9), &j(Some(1), StepState::Failed)).is_valid);
+        assert!(!overrule(said(0.5), &j(Some(1), StepState::Failed)).is_valid);
+        assert!(!overrule(said(0.99), &j(Some(127), StepState::Failed)).is_valid);
+        assert!(!overrule(said(0.99), &j(None, StepState::Failed)).is_valid);
+        assert!(overrule(said(0.1), &j(Some(0), StepState::Succeeded)).is_valid);
     }
 
     #[test]
