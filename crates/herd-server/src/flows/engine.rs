@@ -487,7 +487,11 @@ impl Driver {
             step: plan_step,
             attempt,
             state: outcome.state,
-            exit_code: outcome.exit_code,
+            // An attempt's outcome names the exit code of a machine that failed; one that
+            // succeeded everywhere exited 0.
+            exit_code: outcome
+                .exit_code
+                .or((outcome.state == StepState::Succeeded).then_some(0)),
             detail: outcome.detail.clone(),
             task_run_id: self.rows[step].run_id.clone(),
             plan_id: ask.plan_id.clone(),

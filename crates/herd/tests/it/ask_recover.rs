@@ -148,6 +148,13 @@ fn a_failing_step_is_recovered_by_an_alternative_and_every_attempt_is_kept() {
         ],
         "{x}"
     );
+    assert!(
+        x[1]["request"]
+            .to_string()
+            .contains("It ended with exit code 0"),
+        "a step that succeeded is judged with its exit code 0: {}",
+        x[1]["request"]
+    );
     let judged = x[2]["request"].to_string();
     assert!(
         judged.contains("No such file or directory")
