@@ -808,10 +808,14 @@ fn head_and_tail(log: &OutputLog, task: &str, pos: herd_core::OutputPos) -> Stri
                         head.extend_from_slice(&d[..n]);
                         d = &d[n..];
                     }
-                    tail.extend(d.iter().copied());
-                    while tail.len() > TAIL {
-                        tail.pop_front();
-                        left_out += 1;
+                    // Only the last TAIL bytes of what arrives can be kept.
+                    let skipped = d.len().saturating_sub(TAIL);
+                    left_out += skipped as u64;
+                    tail.extend(d[skipped..].iter().copied());
+                    if tail.len() > TAIL {
+                        let over = tail.len() - TAIL;
+                        tail.drain(..over);
+                        left_out += over as u64;
                     }
                 }
                 Chunk::Omitted { bytes } => left_out += bytes,
@@ -830,6 +834,36 @@ fn head_and_tail(log: &OutputLog, task: &str, pos: herd_core::OutputPos) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_judged_output_is_its_head_and_tail_with_what_was_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OutputLog::new(dir.path(), 64 << 20);
+        let mut pos = herd_core::OutputPos::default();
+        // 100,000 bytes in chunks: "H" first, "T" last, "m" between.
+        let mut all = vec![b'm'; 100_000];
+        all[..HEAD].fill(b'H');
+        let n = all.len();
+        all[n - TAIL..].fill(b'T');
+        for chunk in all.chunks(7_000) {
+            pos = log
+                .append(
+                    "t1",
+                    pos,
+                    &[herd_outlog::Record {
+                        stream: 1,
+                        data: chunk,
+                    }],
+                )
+                .unwrap();
+        }
+        let text = head_and_tail(&log, "t1", pos);
+        let left = 100_000 - HEAD - TAIL;
+        assert!(text.starts_with(&"H".repeat(HEAD)), "{}", &text[..40]);
+        assert!(text.contains(&format!("[… {left} bytes left out …]")));
+        assert!(text.ends_with(&"T".repeat(TAIL)));
+        assert!(!text.contains('m'));
+    }
 
     #[test]
     fn heuristics_follow_the_exit_and_retry_only_transient_failures() {
