@@ -248,6 +248,12 @@ pub async fn run(a: AskArgs) -> Result<()> {
 
 async fn bench(a: &AskArgs, herd: &Path, dir: &Path) -> Result<()> {
     let load_start = crate::spine::loadavg();
+    // The agent's tasks start in its working directory: the temp dir, never the caller's
+    // (a model's command may write where it stands).
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot make {}", work.display()))?;
+    std::env::set_current_dir(&work)
+        .with_context(|| format!("cannot change to {}", work.display()))?;
     let db = Db::new(crate::fleet::Store::Sqlite)?;
     let extra = [
         "--llm-url",
