@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::fleet::{AGENT_NAME, Db, Fleet, blocking};
 use crate::stats::{self, Summary};
+use crate::workflows::get;
 
 #[derive(Args, Clone)]
 pub struct AskArgs {
@@ -419,23 +420,6 @@ async fn one(a: &AskArgs, fleet: &Fleet, t: &Task, d: &Path, request: &str) -> R
         o.error = stderr.lines().last().map(|l| l.trim().to_string());
     }
     Ok(o)
-}
-
-async fn get(fleet: &Fleet, path: &str) -> Result<Value> {
-    let r = fleet
-        .req(reqwest::Method::GET, path)
-        .send()
-        .await
-        .with_context(|| format!("GET {path}"))?;
-    let status = r.status();
-    let body = r.bytes().await.with_context(|| format!("GET {path}"))?;
-    if !status.is_success() {
-        bail!(
-            "GET {path} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    serde_json::from_slice(&body).with_context(|| format!("GET {path}: bad JSON"))
 }
 
 async fn workflow_runs(fleet: &Fleet) -> Result<Vec<String>> {
