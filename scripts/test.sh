@@ -5,7 +5,8 @@
 # iproute2 (network namespaces), python3 and node (script steps of workflows), PostgreSQL (tests start a throwaway cluster of their own
 # from its binaries; set HERD_TEST_POSTGRES=postgres://user@host:port to use a running server
 # instead), the API tester schemathesis, the SMTP server aiosmtpd and LangFlow (each in a
-# virtual environment under ~/.cache).
+# virtual environment under ~/.cache), npm and Chromium (the dashboard's build and its browser
+# tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,9 @@ command -v setsid >/dev/null 2>&1 || need_apt+=(util-linux)
 # Workflow tests run script steps in python3 and node.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The dashboard's tests drive a real browser.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # Debian's postgresql brings the server (initdb, postgres) and psql; the tests do not use the
 # cluster the package may create and start.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
@@ -96,8 +100,24 @@ if [ ! -x "$lf_venv/bin/langflow" ]; then
 fi
 export HERD_LANGFLOW="$lf_venv/bin/langflow"
 
+# The dashboard: its built assets (web/dist, which herd embeds) are committed so that building
+# herd needs only Rust; they are rebuilt here from web/src with the locked npm packages, and
+# any difference fails the run.
+(cd web && npm ci --no-audit --no-fund --loglevel=error </dev/null && npm run build </dev/null)
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  if [ -n "$(git status --porcelain -- web/dist)" ]; then
+    git status --short -- web/dist >&2
+    echo "test.sh: web/dist differs from a build of web/src — run 'npm run build' in web/ and commit web/dist" >&2
+    exit 1
+  fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-fail-fast
 # The end-to-end suite again, every server's records in a real PostgreSQL.
 HERD_TEST_DATABASE=postgres cargo test -p herd --test it --locked --no-fail-fast
+# The dashboard in a real Chromium against real `herd up` fleets (screenshots in
+# web/test-results/).
+cargo build -p herd --locked
+HERD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/herd" npm --prefix web test </dev/null

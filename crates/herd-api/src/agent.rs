@@ -249,3 +249,27 @@ mod tests {
         assert!(only_remove.set.is_empty());
     }
 }
+
+/// The query of `GET /api/v1/fleet/summary`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// A selector: count the machines it picks too (what `herd run -t` would target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// `GET /api/v1/fleet/summary`: counts of the fleet's machines (revoked ones not counted),
+/// answered from the server's index without listing them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FleetSummary {
+    /// Every machine.
+    pub total: u64,
+    /// Those connected now.
+    pub online: u64,
+    /// Those the query's selector picks (every machine without one).
+    pub matched: u64,
+    /// Those of `matched` connected now.
+    pub matched_online: u64,
+}

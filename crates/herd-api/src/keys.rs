@@ -145,3 +145,18 @@ mod tests {
         );
     }
 }
+
+/// `GET /api/v1/me`: who the presented API key is and what it may do (the dashboard shows
+/// only what the role allows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    /// The key's name (the audit log names it `key:<name>`).
+    pub name: String,
+    /// `admin | operator | viewer`.
+    pub role: String,
+    /// The selector its runs stay within; null: every machine.
+    #[schema(required = true)]
+    pub scope: Option<String>,
+    /// The server's herd version.
+    pub version: String,
+}

@@ -37,7 +37,9 @@ pub mod vars;
 #[cfg(test)]
 mod schema_tests;
 
-pub use agent::{Agent, AgentsQuery, BulkLabelEdit, LabelEdit, LabelSource};
+pub use agent::{
+    Agent, AgentsQuery, BulkLabelEdit, FleetSummary, LabelEdit, LabelSource, SummaryQuery,
+};
 pub use alerts::{
     Alert, AlertLevel, AlertMetric, AlertNotify, AlertNotifyKind, AlertRule, AlertsQuery,
     NewAlertRule,
@@ -62,7 +64,7 @@ pub use herd_core::{
     CopyFile, DefKind, Disk, Facts, FetchFile, Limit, Metrics, RunLimits, RunSpec, RunState,
     Script, StepState, TaskState, WindowSize,
 };
-pub use keys::{ApiKey, CreateKey, CreatedKey};
+pub use keys::{ApiKey, CreateKey, CreatedKey, Me};
 pub use langflow::{
     FlowComponent, FlowParam, FlowsQuery, LangFlow, NewSource, RunFlow, Source, SyncQuery,
     SyncReport,

@@ -53,6 +53,8 @@ pub struct Settings {
     pub llm: std::result::Result<Arc<herd_ai::Llm>, String>,
     /// The limits of each command class, sent with every StartTask.
     pub supervise: herd_core::supervise::Limits,
+    /// Where the dashboard's assets are read from (`--web-dir`); None: the built-in copy.
+    pub web_dir: Option<PathBuf>,
 }
 
 /// The assembled application: what the HTTP API uses, what agents' sessions use, the admin
@@ -86,6 +88,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         actions,
         llm,
         supervise,
+        web_dir,
     } = s;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -257,6 +260,7 @@ pub async fn assemble(s: Settings) -> Result<Parts> {
         vars,
         actions,
         metrics_auth,
+        web: crate::web::Web::new(web_dir),
     });
     runs.recover().await?;
     flows.recover().await?;
@@ -301,12 +305,18 @@ pub struct App {
     vars: Arc<crate::vars::VarService>,
     actions: herd_actions::Actions,
     metrics_auth: bool,
+    web: crate::web::Web,
 }
 
 impl App {
     /// Machines and credentials.
     pub fn fleet(&self) -> &FleetService {
         &self.fleet
+    }
+
+    /// The dashboard's assets.
+    pub fn web(&self) -> &crate::web::Web {
+        &self.web
     }
 
     /// Runs and tasks.

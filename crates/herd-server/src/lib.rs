@@ -35,6 +35,7 @@ mod schedules;
 mod tests;
 mod vars;
 mod watch;
+mod web;
 mod ws;
 
 /// A mutex's guard, also after a thread panicked while holding it: what the server keeps
@@ -94,6 +95,9 @@ pub struct ServerConfig {
     pub llm_model: Option<String>,
     /// How agents supervise tasks: the limits of each command class (`--supervise`).
     pub supervise: herd_core::supervise::Limits,
+    /// Serve the dashboard from this directory (a build of `web/`) instead of the copy built
+    /// into the binary.
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +134,7 @@ impl ServerConfig {
             llm_url: None,
             llm_model: None,
             supervise: Default::default(),
+            web_dir: None,
         }
     }
 }
@@ -360,6 +365,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         actions,
         llm: crate::ask::AskService::model(cfg.llm_url.clone(), cfg.llm_model.clone()),
         supervise: cfg.supervise.clone(),
+        web_dir: cfg.web_dir.clone(),
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))?;

@@ -3,7 +3,8 @@
 //! connection runs the handler on a [`herd_ws::WsConn`] over it. The protocol itself is
 //! herd-ws's.
 //!
-//! Only HTTP/1.1 upgrades are accepted (what `herd` and browsers use); no extensions.
+//! Only HTTP/1.1 upgrades are accepted (what `herd` and browsers use); no extensions; the one
+//! subprotocol `herd` when a client offers it (the dashboard does, with its key beside it).
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::WriteHalf;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
+
+/// The one subprotocol herd's WebSocket speaks (the messages of herd-api's `attach`), named
+/// by clients that offer subprotocols.
+pub const PROTOCOL: &str = "herd";
 /// An upgraded HTTP connection.
 pub type Sock = herd_ws::WsConn<WriteHalf<Io>>;
 
@@ -34,6 +39,13 @@ where
                 .into_response();
         }
     };
+    let offers_herd = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == PROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -51,6 +63,14 @@ where
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    // A browser offers subprotocols (`herd`, and `herd-key.<key>` carrying its API key) and
+    // closes a connection whose answer picks none: pick `herd`, never echo the key.
+    if offers_herd {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(PROTOCOL),
+        );
     }
     res
 }

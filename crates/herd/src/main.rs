@@ -227,6 +227,10 @@ struct ServerArgs {
     /// all.loop=20).
     #[arg(long = "supervise", value_name = "CLASS.KEY=VALUE", value_parser = parse_supervise)]
     supervise: Vec<String>,
+    /// Serve the web dashboard from this directory (a build of web/, `npm run build`)
+    /// instead of the copy built into herd.
+    #[arg(long, env = "HERD_WEB_DIR", value_name = "DIR")]
+    web_dir: Option<PathBuf>,
 }
 
 fn parse_supervise(s: &str) -> Result<String, String> {
@@ -320,6 +324,10 @@ pub struct UpArgs {
     /// Answer /metrics only with a valid API key.
     #[arg(long)]
     metrics_auth: bool,
+    /// Serve the web dashboard from this directory (a build of web/, `npm run build`)
+    /// instead of the copy built into herd.
+    #[arg(long, env = "HERD_WEB_DIR", value_name = "DIR")]
+    web_dir: Option<PathBuf>,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -684,6 +692,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             cfg.actions_ca = a.actions_ca;
             cfg.llm_url = a.llm_url;
             cfg.llm_model = a.llm_model;
+            cfg.web_dir = a.web_dir;
             for s in &a.supervise {
                 cfg.supervise.set(s)?;
             }

@@ -26,6 +26,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
     cfg.retention_size = a.retention_size;
     cfg.retention_interval = a.retention_interval;
     cfg.metrics_auth = a.metrics_auth;
+    cfg.web_dir = a.web_dir.clone();
     let name = a.name.clone().unwrap_or_else(crate::hostname);
     // Workflow steps that name no machines run on this process's own agent.
     cfg.local_agent = Some(name.clone());
@@ -79,6 +80,7 @@ pub async fn up(a: UpArgs) -> Result<i32> {
 
     println!("herd is up");
     println!("  API        {}", running.url);
+    println!("  dashboard  {}/   (log in with the API key)", running.url);
     if running.admin_key.is_some() {
         println!("  admin key  {key}   (shown once)");
     }

@@ -302,6 +302,31 @@ impl FleetService {
         Ok(rows)
     }
 
+    /// Counts of every machine and of those `target` picks, with how many are online.
+    pub fn summary(&self, target: Option<&str>) -> Result<herd_api::FleetSummary> {
+        let every = self.index.resolve(&[], true);
+        let online = |ids: &[(String, String)]| {
+            ids.iter()
+                .filter(|(id, _)| self.registry.is_online(id))
+                .count() as u64
+        };
+        let (total, total_online) = (every.len() as u64, online(&every));
+        let (matched, matched_online) = match target {
+            Some(t) if !t.trim().is_empty() => {
+                let sel = Selector::parse(t).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+                let picked = self.index.resolve(&[sel], false);
+                (picked.len() as u64, online(&picked))
+            }
+            _ => (total, total_online),
+        };
+        Ok(herd_api::FleetSummary {
+            total,
+            online: total_online,
+            matched,
+            matched_online,
+        })
+    }
+
     pub fn is_online(&self, agent_id: &str) -> bool {
         self.registry.is_online(agent_id)
     }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use herd_api::{Agent, AgentsQuery, BulkLabelEdit, ErrorBody, LabelEdit};
+use herd_api::{
+    Agent, AgentsQuery, BulkLabelEdit, ErrorBody, FleetSummary, LabelEdit, SummaryQuery,
+};
 
 use super::extract::{Body, Path, Query};
 use crate::app::App;
@@ -137,4 +139,23 @@ pub async fn revoke(
     app.policy().machine_within_scope(&actor, &key)?;
     let a = app.fleet().revoke(&actor, &key).await?;
     Ok(Json(answer(&app, a)))
+}
+
+/// Counts of the fleet: every machine, those online, and those a selector picks (what a run
+/// with it would target) — without listing them.
+#[utoipa::path(get, path = "/api/v1/fleet/summary", tag = "agents",
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "The counts", body = FleetSummary),
+        (status = 400, description = "A selector that does not parse, or a query that does not decode", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn summary(
+    _: Actor,
+    State(app): State<Arc<App>>,
+    Query(q): Query<SummaryQuery>,
+) -> Result<Json<FleetSummary>> {
+    Ok(Json(app.fleet().summary(q.target.as_deref())?))
 }

@@ -182,3 +182,24 @@ pub async fn revoke_key(
     let row = app.fleet().revoke_api_key(&actor, &key).await?;
     Ok(Json(convert::api_key(row)))
 }
+
+/// Who the presented API key is: its name, role and scope.
+#[utoipa::path(get, path = "/api/v1/me", tag = "keys",
+    responses(
+        (status = 200, description = "The caller's key", body = herd_api::Me),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn me(actor: Actor) -> Result<Json<herd_api::Me>> {
+    Ok(Json(herd_api::Me {
+        name: actor
+            .name
+            .strip_prefix("key:")
+            .unwrap_or(&actor.name)
+            .to_string(),
+        role: actor.role.as_str().to_string(),
+        scope: actor.scope,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }))
+}

@@ -33,9 +33,16 @@ impl FromRequestParts<Arc<App>> for Actor {
                 "?api_key= is only for WebSocket upgrades — pass the API key in the Authorization header (`Authorization: Bearer <key>`)".into(),
             ));
         }
+        // The dashboard offers the key as a WebSocket subprotocol (`herd-key.<key>`, beside
+        // `herd`), which keeps it out of the URL.
+        let from_protocol = if is_websocket_upgrade(&parts.headers) {
+            protocol_api_key(&parts.headers)
+        } else {
+            None
+        };
         let token = match header.and_then(|h| h.strip_prefix("Bearer ")) {
             Some(t) => t.trim().to_string(),
-            None => from_query.ok_or_else(|| {
+            None => from_protocol.or(from_query).ok_or_else(|| {
                 ServerError::Unauthorized(
                     "missing API key — send `Authorization: Bearer <key>` (the CLI reads it from its config or HERD_API_KEY)".into(),
                 )
@@ -82,6 +89,20 @@ fn query_api_key(query: Option<&str>) -> Option<String> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == "api_key").then(|| v.to_string())
     })
+}
+
+/// The prefix of the WebSocket subprotocol that carries an API key.
+pub const KEY_PROTOCOL: &str = "herd-key.";
+
+/// The API key a WebSocket upgrade offers as a subprotocol (`Sec-WebSocket-Protocol: herd,
+/// herd-key.<key>`), if it offers one.
+fn protocol_api_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(KEY_PROTOCOL).map(str::to_string))
 }
 
 /// Whether the request asks to switch to WebSocket (`Upgrade: websocket`).

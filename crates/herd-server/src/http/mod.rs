@@ -42,7 +42,7 @@ use extract::Query;
 #[openapi(
     info(
         title = "herd API",
-        description = "Control plane for Linux fleets: run commands on one machine or ten thousand, with live output. Every call under /api/v1 needs `Authorization: Bearer <API key>` (or `?api_key=` on a WebSocket upgrade, where a browser cannot set headers; on any other request `?api_key=` is refused with 401)."
+        description = "Control plane for Linux fleets: run commands on one machine or ten thousand, with live output. Every call under /api/v1 needs `Authorization: Bearer <API key>` (on a WebSocket upgrade, where a browser cannot set headers, the key may instead be offered as the subprotocol `herd-key.<API key>` beside `herd`, which the server picks; or given as `?api_key=`, which puts it in the URL; on any other request `?api_key=` is refused with 401). Every other GET path is the web dashboard."
     ),
     modifiers(&Security),
     components(schemas(herd_api::OutputStream)),
@@ -86,6 +86,8 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(health))
         .routes(routes!(metrics))
         .routes(routes!(agents::list))
+        .routes(routes!(agents::summary))
+        .routes(routes!(credentials::me))
         .routes(routes!(agents::get))
         .routes(routes!(agents::label))
         .routes(routes!(agents::revoke))
@@ -144,8 +146,9 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::rules, alerts::add_rule))
         .routes(routes!(alerts::remove_rule))
-        .with_state(app)
+        .with_state(app.clone())
         .split_for_parts();
+    let web_app = app;
     let mut doc = doc;
     if app_metrics_auth {
         // This server's `/metrics` takes the API key as the rest of the API does.
@@ -178,8 +181,19 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
                 async move { Json(d.as_ref().clone()) }
             }),
         )
-        .fallback(|| async {
-            ServerError::NotFound("no such API endpoint — see /api/v1/openapi.json".into())
+        .fallback(move |req: axum::extract::Request| {
+            let app = web_app.clone();
+            async move {
+                let path = req.uri().path();
+                if path == "/api" || path.starts_with("/api/") || path == "/healthz" {
+                    return ServerError::NotFound(
+                        "no such API endpoint — see /api/v1/openapi.json".into(),
+                    )
+                    .into_response();
+                }
+                // Everything else is the dashboard's.
+                app.web().serve(req.method(), path, req.headers())
+            }
         });
     (router, doc)
 }

@@ -16,6 +16,8 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ("get", "/metrics", &[200, 401]),
     ("get", "/api/v1/openapi.json", &[200]),
     ("get", "/api/v1/agents", &[200, 400, 401, 500, 503]),
+    ("get", "/api/v1/fleet/summary", &[200, 400, 401, 500, 503]),
+    ("get", "/api/v1/me", &[200, 401, 500, 503]),
     (
         "post",
         "/api/v1/labels",

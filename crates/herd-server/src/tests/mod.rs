@@ -52,6 +52,7 @@ impl TestServer {
             actions: Default::default(),
             llm: Err("no model in tests".into()),
             supervise: Default::default(),
+            web_dir: None,
         })
         .await
         .unwrap();
