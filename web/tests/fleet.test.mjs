@@ -48,8 +48,9 @@ test("log in; both agents are online on the fleet page; the key is in no URL", a
 
 test("machine page: facts, labels edited, hostile label text shown as text", async () => {
   const { page, problems } = b;
-  const hostile = `<img src=x onerror="window.__pwned=1">`;
-  await fleet.api("POST", "/api/v1/agents/beta/labels", { set: { note: hostile.replace(/[^A-Za-z0-9_.\-/<>=" ]/g, "") } }).catch(() => {});
+  // Label values may hold < > / ; " ' — everything but whitespace and , & ! ( ) =.
+  const hostile = "<b>bold</b><script>top.__pwned++</script><img/src/onerror>";
+  await fleet.api("POST", "/api/v1/agents/beta/labels", { set: { note: hostile } });
   await page.goto(fleet.url + "/machines/beta");
   await page.getByRole("heading", { name: /beta/ }).waitFor();
   await page.getByTestId("facts").waitFor();
@@ -61,6 +62,16 @@ test("machine page: facts, labels edited, hostile label text shown as text", asy
   await page.getByRole("button", { name: "Remove label tier" }).click();
   await until(async () => !(await page.getByTestId("labels").innerText()).includes("tier=gold"), 10000, "label removed");
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.ok((await page.getByTestId("labels").innerText()).includes(`note=${hostile}`));
+  assert.equal(await page.locator("[data-testid=labels] b, [data-testid=labels] img, [data-testid=labels] script").count(), 0);
+  // The fleet table shows it as text too.
+  await page.goto(fleet.url + "/fleet");
+  await page.locator('[data-machine="beta"]').waitFor();
+  assert.ok((await page.locator('[data-machine="beta"]').innerText()).includes(hostile));
+  assert.equal(await page.locator(".vgrid b, .vgrid img, .vgrid script").count(), 0);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  await page.goto(fleet.url + "/machines/beta");
+  await page.getByTestId("facts").waitFor();
   await shot(page, "machine");
   assert.deepEqual(problems.filter((p) => !/Failed to load resource/.test(p)), []);
 });
@@ -77,4 +88,30 @@ test("every page carries a strict Content-Security-Policy and sets no cookie", a
   const api404 = await fetch(fleet.url + "/api/v1/nope");
   assert.equal(api404.status, 404);
   assert.match((await api404.json()).error, /no such API endpoint/);
+});
+
+test("a viewer sees no run or edit controls; logging out forgets the key", async () => {
+  const viewer = await fleet.api("POST", "/api/v1/keys", { name: "watcher", role: "viewer" });
+  const v = await openBrowser();
+  try {
+    const { page } = v;
+    await login(page, fleet.url, viewer.key);
+    await page.locator('[data-machine="alpha"]').waitFor();
+    assert.equal(await page.getByRole("link", { name: "Run on these…" }).count(), 0);
+    assert.match(await page.locator(".who").innerText(), /watcher\s+viewer/);
+    await page.goto(fleet.url + "/machines/alpha");
+    await page.getByTestId("facts").waitFor();
+    assert.equal(await page.getByRole("button", { name: "Set label" }).count(), 0);
+    assert.equal(await page.getByRole("link", { name: /Run on alpha/ }).count(), 0);
+    assert.equal(await page.getByRole("button", { name: "Revoke" }).count(), 0);
+    await shot(page, "machine-viewer");
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByLabel("API key").waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("herd.key")), null);
+    // A view's URL still leads to the login, then back to nothing without a key.
+    await page.goto(fleet.url + "/machines/alpha");
+    await page.getByLabel("API key").waitFor();
+  } finally {
+    await v.browser.close();
+  }
 });

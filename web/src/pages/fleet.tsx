@@ -5,6 +5,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { get } from "../api";
 import { setQuery } from "../router";
 import type { Route } from "../routes";
+import { canRun, useMe } from "../session";
 import type { Agent, FleetSummary } from "../types";
 import { ErrorLine, Meter, fmtAgo, pct, useDebounced, useLoad, useTitle } from "../util";
 
@@ -87,6 +88,7 @@ export function SelectorInput({
 
 function FleetPage({ query }: { params: Record<string, string>; query: URLSearchParams }) {
   useTitle("Fleet");
+  const me = useMe();
   const [sel, setSel] = useState(query.get("sel") ?? "");
   const [sort, setSort] = useState<SortKey>((query.get("sort") as SortKey) || "name");
   const target = useDebounced(sel.trim(), 300);
@@ -129,9 +131,11 @@ function FleetPage({ query }: { params: Record<string, string>; query: URLSearch
       </div>
       <div class="row" style={{ marginBottom: "10px", alignItems: "flex-end" }}>
         <SelectorInput value={sel} onInput={setSel} id="fleet-selector" label="Filter (selector)" />
-        <a class="button" href={`/run${target ? `?target=${encodeURIComponent(target)}` : ""}`}>
-          Run on these…
-        </a>
+        {canRun(me) && (
+          <a class="button" href={`/run${target ? `?target=${encodeURIComponent(target)}` : ""}`}>
+            Run on these…
+          </a>
+        )}
       </div>
       <ErrorLine error={list.error} />
       <p class="muted small" data-testid="row-count">
