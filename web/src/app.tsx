@@ -107,7 +107,8 @@ export function App() {
   const active = (href: string) =>
     href === section ||
     (href === "/runs" && (section === "/tasks" || section === "/runs")) ||
-    (href === "/fleet" && section === "/machines");
+    (href === "/fleet" && section === "/machines") ||
+    (href === "/workflows" && (section === "/jobs" || section === "/workflow-runs"));
 
   return (
     <SessionContext.Provider value={me}>
