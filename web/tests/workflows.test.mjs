@@ -184,9 +184,55 @@ test("jobs have their own list and page (one step, main)", async () => {
   await page.locator('[data-def="hello-job"]').getByRole("link", { name: "hello-job" }).click();
   await page.getByTestId("dag").waitFor();
   assert.equal(await page.locator("svg.dag [data-step]").count(), 1);
+  assert.equal(await page.locator("#param-svc").inputValue(), "");
   await page.locator("#param-svc").selectOption("db");
   await page.getByRole("button", { name: "Run", exact: true }).click();
   await page.waitForURL(/\/workflow-runs\//);
   await until(async () => (await nodeState(page, "main")) === "succeeded", 20000, "job succeeded");
   await shot(page, "job-run");
+});
+
+test("a viewer sees definitions, graphs and runs, but no Apply, Run, Delete or Cancel", async () => {
+  const viewer = await fleet.api("POST", "/api/v1/keys", { name: "looker", role: "viewer" });
+  const ctx = await b.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await ctx.newPage();
+  try {
+    await login(page, fleet.url, viewer.key);
+    await page.goto(fleet.url + "/workflows");
+    await page.locator('[data-def="greet"]').waitFor();
+    assert.equal(await page.getByRole("button", { name: /Delete/ }).count(), 0);
+    assert.equal(await page.getByTestId("apply-form").count(), 0);
+    await page.goto(fleet.url + "/workflows/greet");
+    await page.getByTestId("dag").waitFor();
+    assert.equal(await page.getByTestId("run-form").count(), 0);
+    const run = await fleet.api("POST", "/api/v1/workflows/slow/runs", {});
+    await page.goto(fleet.url + `/workflow-runs/${run.id}`);
+    await until(async () => (await nodeState(page, "wait")) === "running", 20000, "wait running");
+    assert.equal(await page.getByRole("button", { name: "Cancel" }).count(), 0);
+    await fleet.api("POST", `/api/v1/workflow-runs/${run.id}/cancel`);
+    await until(async () => (await page.getByTestId("run-state").innerText()).includes("cancelled"), 20000, "cancelled");
+  } finally {
+    await ctx.close();
+  }
+});
+
+test("a retried step lists each attempt with its task", async () => {
+  const { page } = b;
+  const mark = `${fleet.dir}/retry-mark`;
+  fleet.cli(
+    ["workflows", "apply", "-f", "-"],
+    `name: flaky\nsteps:\n  - id: try\n    retries: {count: 2, backoff: 1s}\n    run: if [ -e ${mark} ]; then echo second; else touch ${mark}; echo first; exit 4; fi\n`,
+  );
+  const run = await fleet.api("POST", "/api/v1/workflows/flaky/runs", {});
+  await page.goto(fleet.url + `/workflow-runs/${run.id}`);
+  await until(async () => (await nodeState(page, "try")) === "succeeded", 20000, "try succeeded");
+  const panel = page.locator('[data-step-panel="try"]');
+  await until(async () => (await panel.locator("[data-attempt]").count()) === 2, 10000, "two attempts");
+  assert.match(await panel.innerText(), /attempt 2 of 3/);
+  const first = panel.locator('[data-attempt="attempt 1"]');
+  await first.locator('a[href^="/tasks/"]').waitFor();
+  assert.match(await first.innerText(), /failed/);
+  assert.match(await first.innerText(), /exit 4/);
+  assert.match(await panel.locator('[data-attempt="attempt 2"]').innerText(), /succeeded/);
+  await shot(page, "workflow-run-retried");
 });

@@ -465,7 +465,9 @@ function RunForm({ d }: { d: Definition }) {
                 <label for={id}>{label}</label>
                 {p.type === "choice" ? (
                   <select id={id} value={String(v)} required={p.required} onChange={(e) => set(k, (e.target as HTMLSelectElement).value)}>
-                    {!p.required && <option value="">(default)</option>}
+                    {(!p.required || p.default === undefined || p.default === null) && (
+                      <option value="">{p.required ? "(choose)" : "(default)"}</option>
+                    )}
                     {(p.choices ?? []).map((c) => (
                       <option value={c}>{c}</option>
                     ))}
@@ -590,11 +592,8 @@ function DefinitionPage({ params, kind }: { params: Record<string, string>; kind
 
 type RunTasks = Run & { tasks: Task[] };
 
-/** The run (or child workflow run) of a step's current attempt, with its tasks. */
-function AttemptRun({ step }: { step: FlowStep }) {
-  const id = step.run_id!;
-  const child = step.kind === "workflow";
-  const live = step.state === "running" || step.state === "pending";
+/** The run of one attempt of a step (or its child workflow run), with its tasks. */
+function AttemptRun({ id, label, child, live }: { id: string; label: string; child: boolean; live: boolean }) {
   const r = useLoad(
     (signal) => (child ? Promise.resolve(null) : get<RunTasks>(`/api/v1/runs/${seg(id)}`, undefined, signal)),
     [id, child, live],
@@ -602,19 +601,20 @@ function AttemptRun({ step }: { step: FlowStep }) {
   );
   if (child) {
     return (
-      <p>
-        Workflow run <a href={runHref(id)} class="mono">{id.slice(0, 12)}</a>
-      </p>
+      <div class="attempt" data-attempt={label}>
+        <span class="muted small">{label}:</span> workflow run{" "}
+        <a href={runHref(id)} class="mono">
+          {id.slice(0, 12)}
+        </a>
+      </div>
     );
   }
   return (
-    <div>
-      <p class="small">
-        Run{" "}
-        <a href={`/runs/${seg(id)}`} class="mono">
-          {id.slice(0, 12)}
-        </a>
-      </p>
+    <div class="attempt" data-attempt={label}>
+      <span class="muted small">{label}:</span> run{" "}
+      <a href={`/runs/${seg(id)}`} class="mono">
+        {id.slice(0, 12)}
+      </a>
       <ErrorLine error={r.error} />
       {r.data && r.data.tasks.length > 0 && (
         <ul class="tasks">
@@ -634,6 +634,32 @@ function AttemptRun({ step }: { step: FlowStep }) {
   );
 }
 
+/** The workflow run a run on machines was started for (its input names it). */
+const flowRunOf = (r: Run) => ((r.spec.input as { workflow?: { run?: string } } | undefined)?.workflow?.run ?? null);
+
+/**
+ * Earlier attempts of retried steps: the runs of this workflow run that are no step's current
+ * attempt, matched to a step by its current attempt's command; the rest are left over.
+ */
+function earlierAttempts(run: FlowRun, runs: Run[] | undefined): { byStep: Map<string, Run[]>; rest: Run[] } {
+  const byStep = new Map<string, Run[]>();
+  if (!runs) return { byStep, rest: [] };
+  const current = new Set((run.steps ?? []).map((s) => s.run_id).filter(Boolean));
+  const byId = new Map(runs.map((r) => [r.id, r]));
+  let rest = runs.filter((r) => flowRunOf(r) === run.id && !current.has(r.id)).sort((a, b) => a.created_at - b.created_at);
+  for (const s of run.steps ?? []) {
+    if (s.attempt < 2 || !s.run_id) continue;
+    const cmd = byId.get(s.run_id)?.command;
+    if (cmd === undefined) continue;
+    byStep.set(
+      s.id,
+      rest.filter((r) => r.command === cmd),
+    );
+    rest = rest.filter((r) => r.command !== cmd);
+  }
+  return { byStep, rest };
+}
+
 function KV({ data, testid }: { data: Record<string, unknown>; testid?: string }) {
   const entries = Object.entries(data);
   if (entries.length === 0) return null;
@@ -651,7 +677,7 @@ function KV({ data, testid }: { data: Record<string, unknown>; testid?: string }
   );
 }
 
-function StepPanel({ step, index, def }: { step: FlowStep; index: number; def?: StepDef }) {
+function StepPanel({ step, index, def, earlier }: { step: FlowStep; index: number; def?: StepDef; earlier?: Run[] }) {
   const outputs = step.outputs?.outputs ?? {};
   const machines = Object.entries(step.outputs?.machines ?? {});
   const tries = 1 + retriesOf(def);
@@ -681,12 +707,22 @@ function StepPanel({ step, index, def }: { step: FlowStep; index: number; def?: 
         </p>
       )}
       {step.detail && <p class={step.state === "failed" ? "error" : "muted"}>{step.detail}</p>}
-      {step.attempt > 1 && (
-        <p class="small muted">
-          {step.attempt - 1} earlier attempt{step.attempt > 2 ? "s" : ""} failed; shown: the latest attempt.
-        </p>
+      {(earlier ?? []).map((r, i) => (
+        <AttemptRun
+          id={r.id}
+          label={earlier!.length === step.attempt - 1 ? `attempt ${i + 1}` : "earlier attempt"}
+          child={false}
+          live={false}
+        />
+      ))}
+      {step.run_id && (
+        <AttemptRun
+          id={step.run_id}
+          label={`attempt ${step.attempt}`}
+          child={step.kind === "workflow"}
+          live={step.state === "running" || step.state === "pending"}
+        />
       )}
-      {step.run_id && <AttemptRun step={step} />}
       {Object.keys(outputs).length > 0 && (
         <>
           <h4>Outputs</h4>
@@ -788,6 +824,15 @@ function RunPage({ params }: { params: Record<string, string> }) {
     href: `#step-${i}`,
   }));
   const params_ = Object.entries(run?.params ?? {});
+  // Runs of earlier attempts, looked up when a step on machines was retried.
+  const attemptsKey = (run?.steps ?? []).map((s) => `${s.state}:${s.attempt}:${s.run_id ?? ""}`).join(",");
+  const retried = !!run?.steps?.some((s) => s.attempt > 1 && s.run_id && s.kind !== "workflow");
+  const since = run?.created_at;
+  const runsOf = useLoad(
+    (signal) => (retried && since ? get<Run[]>("/api/v1/runs", { since, limit: 1000 }, signal) : Promise.resolve(undefined)),
+    [attemptsKey, retried, since],
+  );
+  const attempts = useMemo(() => (run ? earlierAttempts(run, runsOf.data) : null), [run, runsOf.data]);
   return (
     <section>
       <p class="small">
@@ -871,9 +916,20 @@ function RunPage({ params }: { params: Record<string, string> }) {
             </p>
           </div>
           <h2>Steps</h2>
+          <ErrorLine error={runsOf.error} />
           {(run.steps ?? []).map((s, i) => (
-            <StepPanel step={s} index={i} def={defSteps.get(s.id)} />
+            <StepPanel step={s} index={i} def={defSteps.get(s.id)} earlier={attempts?.byStep.get(s.id)} />
           ))}
+          {attempts && attempts.rest.length > 0 && (
+            <>
+              <h2>Other runs of this workflow run</h2>
+              <div class="panel">
+                {attempts.rest.map((r) => (
+                  <AttemptRun id={r.id} label={fmtTime(r.created_at)} child={false} live={false} />
+                ))}
+              </div>
+            </>
+          )}
         </>
       )}
       {r.loading && !run && <p class="muted">Loading…</p>}
