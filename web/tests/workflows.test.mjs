@@ -113,9 +113,11 @@ test("a workflow's page draws its graph; Run from the form; its steps go running
   assert.equal(await taskLink.first().innerText(), "alpha");
   await shot(page, "workflow-run-finished");
 
-  // The run is among the workflow's recent runs.
+  // The run is among the workflow's recent runs, and the list shows it as the last one.
   await page.goto(fleet.url + "/workflows/greet");
   await page.locator(`[data-run="${id}"]`).waitFor();
+  await page.goto(fleet.url + "/workflows");
+  await page.locator(`[data-def="greet"] a[href="/workflow-runs/${id}"]`).waitFor();
   assert.deepEqual(problems.filter((p) => !/Failed to load resource/.test(p)), []);
 });
 

@@ -176,14 +176,14 @@ export function Dag({ nodes, label }: { nodes: DagNode[]; label: string }) {
               <title>{title}</title>
               <rect width={W} height={H} rx="6" />
               <text x="10" y="19" class="dag-id">
-                {cut(n.id, 20)}
+                {cut(n.id, 18)}
               </text>
               <text x="10" y="35" class="dag-kind">
                 {cut(n.state ? `${sub} · ${n.state}` : sub, 26)}
               </text>
               {(n.condition || n.note) && (
                 <text x="10" y="50" class={n.condition ? "dag-cond" : "dag-kind"}>
-                  {cut(n.condition ? `if ${stripExpr(n.condition)}` : (n.note ?? ""), 27)}
+                  {n.condition ? cut(`if ${stripExpr(n.condition)}`, 22) : cut(n.note ?? "", 26)}
                 </text>
               )}
             </g>

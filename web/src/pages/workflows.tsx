@@ -255,6 +255,12 @@ function DefinitionsPage({ kind }: { kind: DefKind }) {
   const title = kind === "job" ? "Jobs" : "Workflows";
   useTitle(title);
   const list = useLoad((signal) => get<Definition[]>(base(kind), undefined, signal), [kind], 10000);
+  const runs = useLoad((signal) => get<FlowRun[]>("/api/v1/workflow-runs", { limit: 200 }, signal), [kind], 5000);
+  const last = useMemo(() => {
+    const m = new Map<string, FlowRun>();
+    for (const r of runs.data ?? []) if (r.kind === kind && !m.has(r.name)) m.set(r.name, r);
+    return m;
+  }, [runs.data, kind]);
   return (
     <section>
       <h1>{title}</h1>
@@ -265,6 +271,7 @@ function DefinitionsPage({ kind }: { kind: DefKind }) {
           : "A job is one named action with parameters, run by name or as a workflow step (uses:)."}
       </p>
       <ErrorLine error={list.error} />
+      <ErrorLine error={runs.error} />
       <table data-testid={`${kind}-list`}>
         <thead>
           <tr>
@@ -274,13 +281,14 @@ function DefinitionsPage({ kind }: { kind: DefKind }) {
             <th>Description</th>
             <th>Applied</th>
             <th>By</th>
+            <th>Last run</th>
             {canRun(me) && <th aria-label="Actions" />}
           </tr>
         </thead>
         <tbody>
           {list.data?.length === 0 && (
             <tr>
-              <td colSpan={7} class="muted">
+              <td colSpan={8} class="muted">
                 No {kind}s yet{canRun(me) ? ": apply one below." : "."}
               </td>
             </tr>
@@ -295,6 +303,15 @@ function DefinitionsPage({ kind }: { kind: DefKind }) {
               <td>{d.description}</td>
               <td title={fmtTime(d.created_at)}>{fmtAgo(d.created_at)}</td>
               <td>{d.created_by}</td>
+              <td>
+                {last.get(d.name) ? (
+                  <a href={runHref(last.get(d.name)!.id)} title={fmtTime(last.get(d.name)!.created_at)}>
+                    <Badge state={last.get(d.name)!.state} /> {fmtAgo(last.get(d.name)!.created_at)}
+                  </a>
+                ) : (
+                  <span class="muted">—</span>
+                )}
+              </td>
               {canRun(me) && (
                 <td>
                   <DeleteButton d={d} after={list.reload} />
