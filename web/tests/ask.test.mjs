@@ -188,12 +188,54 @@ test("a rejected step skips the steps after it, a denied step cannot run, an alt
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
 });
 
+test("a secret prompt is answered in a password field and the answer is shown nowhere", async () => {
+  const { page } = b;
+  const secret = `s3cret-${process.pid}`;
+  model.plan({
+    summary: "Log in",
+    steps: [
+      {
+        id: "login",
+        description: "Read a password",
+        command: `printf 'Password: '; read -r p; echo "\${#p} characters"`,
+        expected: "",
+        depends_on: [],
+        targets: [],
+      },
+    ],
+  });
+  await ask(page, "log in");
+  await page.getByRole("button", { name: "Approve step login" }).click();
+  await page.getByRole("button", { name: /^Run plan/ }).click();
+  const prompt = page.getByTestId("prompt");
+  await prompt.waitFor({ timeout: 45000 });
+  assert.match(await prompt.innerText(), /Password:/);
+  const field = prompt.locator("input");
+  assert.equal(await field.getAttribute("type"), "password");
+  await field.fill(secret);
+  await prompt.getByRole("button", { name: "Send answer" }).click();
+  await page.getByTestId("summary").waitFor({ timeout: 45000 });
+  await until(
+    async () => (await step(page, "login").getByTestId("output").innerText()).includes(`${secret.length} characters`),
+    15000,
+    "the answer's length printed",
+  );
+  assert.ok(!(await page.content()).includes(secret), "the answer is on the page");
+});
+
 test("a viewer sees the plan but cannot run it", async () => {
   const viewer = await fleet.api("POST", "/api/v1/keys", { name: "ask-viewer", role: "viewer" });
   const ctx = await b.browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await ctx.newPage();
   try {
     await login(page, fleet.url, viewer.key);
+    // The plans' runs so far are listed; one opens read-only.
+    await page.goto(fleet.url + "/ask");
+    const recent = page.getByRole("region", { name: "Recent plans' runs" });
+    await until(async () => (await recent.locator('a[href^="/ask/"]').count()) >= 1, 15000, "recent runs listed");
+    await recent.locator('a[href^="/ask/"]').last().click();
+    await page.getByTestId("summary").waitFor();
+    assert.equal(await page.getByRole("button", { name: "Cancel run" }).count(), 0);
     model.plan({
       summary: "Look",
       steps: [{ id: "look", description: "Look", command: "uptime", expected: "", depends_on: [], targets: [] }],

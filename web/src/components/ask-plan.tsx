@@ -3,7 +3,7 @@
 // the policy again) or rejected (the steps that need it are skipped); then run as
 // `herd ask` runs it: the ids of the approved steps the policy gates go with it, a denied
 // step never runs. Everything the model wrote is shown as text.
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { post } from "../api";
 import { navigate } from "../router";
 import { Badge, ErrorLine } from "../util";
@@ -153,6 +153,9 @@ export function PlanReview({
   const [running, setRunning] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const off = useMemo(() => dropped(plan.steps, reviews), [plan, reviews]);
+  const heading = useRef<HTMLHeadingElement>(null);
+  // A new plan takes the focus (keyboard and screen-reader users land on it).
+  useEffect(() => heading.current?.focus(), []);
 
   const set = (id: string, r: Partial<Review>) => setReviews((all) => ({ ...all, [id]: { ...all[id], ...r } }));
   const kept = plan.steps.filter((s) => !off.has(s.id));
@@ -204,7 +207,9 @@ export function PlanReview({
 
   return (
     <section class="panel ask-plan" aria-labelledby="ask-plan-h" data-testid="plan">
-      <h2 id="ask-plan-h">Plan</h2>
+      <h2 id="ask-plan-h" tabIndex={-1} ref={heading}>
+        Plan
+      </h2>
       <p class="ask-summary-line" data-testid="plan-summary">
         {plan.summary}
       </p>
@@ -266,7 +271,8 @@ export function PlanReview({
                       <button
                         type="button"
                         class={r.check.decision === "approve" ? "primary" : ""}
-                        disabled={r.check.decision === "deny" || r.status === "approved"}
+                        disabled={r.check.decision === "deny"}
+                        aria-pressed={r.status === "approved"}
                         title={r.check.decision === "deny" ? "denied by the command policy: edit or reject it" : undefined}
                         aria-label={`Approve step ${s.id}`}
                         onClick={() => set(s.id, { status: "approved" })}
