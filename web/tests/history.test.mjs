@@ -154,6 +154,16 @@ test("a running task's output follows live, then the task's final state shows", 
   await until(async () => /succeeded/.test(await page.getByTestId("task-facts").innerText()), 15000, "final state");
   assert.equal(await page.locator(".hout-line.err", { hasText: "live-err" }).count(), 1);
   assert.equal(await page.getByLabel("Follow").count(), 0);
+  assert.equal(await page.getByRole("button", { name: "Cancel task" }).count(), 0);
+
+  // A running task can be cancelled from its page.
+  const long = await fleet.api("POST", "/api/v1/runs", { command: "echo waiting; sleep 60", targets: ["beta"] });
+  await page.goto(`${fleet.url}/tasks/${long.tasks[0].id}`);
+  await until(async () => (await out.innerText()).includes("waiting"), 15000, "the long task's output");
+  await page.getByRole("button", { name: "Cancel task" }).click();
+  await until(async () => /cancelled/.test(await page.getByTestId("task-facts").innerText()), 20000, "cancelled");
+  const t = await fleet.api("GET", `/api/v1/tasks/${long.tasks[0].id}`);
+  assert.equal(t.state, "cancelled");
 });
 
 test("Settings: an operator key (secret once), a join token with its command, variables and a secret, the policy", async () => {
@@ -171,6 +181,10 @@ test("Settings: an operator key (secret once), a join token with its command, va
   assert.equal(me.role, "operator");
   assert.equal(me.name, "ci-op");
   await page.locator('[data-key="ci-op"]').waitFor();
+  await b.context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: fleet.url });
+  await page.getByRole("button", { name: "Copy key" }).click();
+  await page.getByText("Copied.").waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
   await shot(page, "settings-keys");
   await page.getByRole("button", { name: "Done" }).click();
   assert.ok(!(await page.content()).includes(secret), "the secret is shown once");
@@ -207,6 +221,12 @@ test("Settings: an operator key (secret once), a join token with its command, va
   await page.getByLabel("Value", { exact: true }).fill("eu-west-1");
   await page.getByRole("button", { name: "Set", exact: true }).click();
   await until(async () => (await page.locator('[data-var="region"]').innerText()).includes("eu-west-1"), 10000, "var");
+  await page.getByRole("button", { name: "Edit region" }).click();
+  assert.equal(await page.getByLabel("Value", { exact: true }).inputValue(), "eu-west-1");
+  await page.getByLabel("Value", { exact: true }).fill("eu-west-2");
+  await page.getByRole("button", { name: "Set", exact: true }).click();
+  await until(async () => (await page.locator('[data-var="region"]').innerText()).includes("eu-west-2"), 10000, "var edited");
+  assert.equal((await fleet.api("GET", "/api/v1/vars/region")).value, "eu-west-2");
   const pw = "s3cr3t-VALUE-9x";
   await page.getByLabel("Name", { exact: true }).fill("db_pw");
   await page.getByLabel(/^secret/).check();
@@ -239,7 +259,8 @@ test("Settings: an operator key (secret once), a join token with its command, va
     10000,
     "a new version",
   );
-  await page.getByTestId("policy-history").getByRole("button", { name: "Show" }).first().waitFor();
+  await page.getByTestId("policy-history").getByRole("button", { name: "Show" }).first().click();
+  await until(async () => page.url().includes("version="), 5000, "the version shown is in the URL");
   await shot(page, "settings-policy");
   // A policy that does not check out: the server's one line.
   await page.getByRole("button", { name: "Edit policy" }).click();

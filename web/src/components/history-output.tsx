@@ -14,6 +14,8 @@ const LH = 18;
 const OVERSCAN = 30;
 /** Matches counted at most. */
 const MAX_MATCHES = 100_000;
+/** Characters of one line shown at most (the rest is in the download). */
+const MAX_LINE = 20_000;
 
 export const FINAL_TASK = new Set(["succeeded", "failed", "cancelled", "timed_out", "lost", "skipped"]);
 
@@ -176,16 +178,31 @@ async function download(id: string, stream: string) {
 /** One visible line, with its matches marked. */
 function Line({ text, kind, cols, qlen, cur }: { text: string; kind: number; cols: number[]; qlen: number; cur: number }) {
   const cls = `hout-line${kind === ERR ? " err" : kind === NOTE ? " note" : ""}`;
-  if (cols.length === 0) return <div class={cls}>{text === "" ? "\u200b" : text}</div>;
+  const cut = text.length > MAX_LINE ? text.length - MAX_LINE : 0;
+  if (cut) text = text.slice(0, MAX_LINE);
+  const more = cut ? <span class="hout-cut"> … {cut} more characters (Download has them)</span> : null;
+  if (cols.length === 0)
+    return (
+      <div class={cls}>
+        {text === "" ? "\u200b" : text}
+        {more}
+      </div>
+    );
   const parts = [];
   let at = 0;
   cols.forEach((c, i) => {
+    if (c + qlen > text.length) return;
     if (c > at) parts.push(text.slice(at, c));
     parts.push(<mark class={i === cur ? "cur" : undefined}>{text.slice(c, c + qlen)}</mark>);
     at = c + qlen;
   });
   if (at < text.length) parts.push(text.slice(at));
-  return <div class={cls}>{parts}</div>;
+  return (
+    <div class={cls}>
+      {parts}
+      {more}
+    </div>
+  );
 }
 
 export function TaskOutput({

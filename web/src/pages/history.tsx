@@ -1,10 +1,11 @@
 // History: past and current runs (`/runs`) and tasks (`/tasks`), newest first, filtered by
 // state, machine, time and key (filters in the URL); one task's facts and output (`/tasks/:id`).
 import { useState } from "preact/hooks";
-import { get, seg } from "../api";
+import { get, post, seg } from "../api";
 import { Filters, apiFilters } from "../components/history-filters";
 import { FINAL_TASK, TaskOutput } from "../components/history-output";
 import type { Route } from "../routes";
+import { canRun, useMe } from "../session";
 import type { Run, Task } from "../types";
 import { Badge, ErrorLine, fmtAgo, fmtDuration, fmtTime, useDebounced, useLoad, useTitle } from "../util";
 import "./history.css";
@@ -195,6 +196,9 @@ function exitText(t: Task): string {
 function TaskPage({ params, query }: { params: Record<string, string>; query: URLSearchParams }) {
   const id = params.id;
   useTitle(`Task ${id}`);
+  const me = useMe();
+  const [cancelling, setCancelling] = useState(false);
+  const [cancelError, setCancelError] = useState<unknown>(null);
   const [poll, setPoll] = useState(true);
   const task = useLoad(
     async (signal) => {
@@ -228,13 +232,37 @@ function TaskPage({ params, query }: { params: Record<string, string>; query: UR
       <p class="small">
         <a href="/tasks">Tasks</a> / <span class="mono">{t.id}</span>
       </p>
-      <h1 class="row">
-        <span>
-          Task on <a href={`/machines/${seg(t.agent_name)}`}>{t.agent_name}</a>
-        </span>
-        <Badge state={t.state} />
-      </h1>
+      <div class="row" style={{ justifyContent: "space-between" }}>
+        <h1 class="row">
+          <span>
+            Task on <a href={`/machines/${seg(t.agent_name)}`}>{t.agent_name}</a>
+          </span>
+          <Badge state={t.state} />
+        </h1>
+        {canRun(me) && !FINAL_TASK.has(t.state) && (
+          <button
+            type="button"
+            class="danger"
+            disabled={cancelling}
+            onClick={async () => {
+              setCancelError(null);
+              setCancelling(true);
+              try {
+                await post<Task>(`/api/v1/tasks/${seg(t.id)}/cancel`);
+                task.reload();
+              } catch (e) {
+                setCancelError(e);
+              } finally {
+                setCancelling(false);
+              }
+            }}
+          >
+            Cancel task
+          </button>
+        )}
+      </div>
       <ErrorLine error={task.error} />
+      <ErrorLine error={cancelError} />
       {r && (
         <p class="hcmdline">
           <code class="mono">{r.command}</code>

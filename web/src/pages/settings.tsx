@@ -145,7 +145,8 @@ function KeysView() {
     }
   };
   const revoke = async (k: ApiKey) => {
-    if (!confirm(`Revoke the API key ${k.name}? Everything using it stops working.`)) return;
+    const self = k.name === me.name ? " It is the key you are logged in with: this session ends." : "";
+    if (!confirm(`Revoke the API key ${k.name}? Everything using it stops working.${self}`)) return;
     setListError(null);
     try {
       await post<ApiKey>(`/api/v1/keys/${seg(k.id)}/revoke`);
@@ -529,12 +530,11 @@ function PolicyView({ query }: { query: URLSearchParams }) {
     shownV !== null ? (history.data ?? []).find((v) => String(v.version) === shownV) ?? null : null;
   const cur = current.data;
 
-  const save = async () => {
-    if (editing === null) return;
+  const store = async (text: string) => {
     setError(null);
     setBusy(true);
     try {
-      await put<PolicyVersion>("/api/v1/policy", { text: editing });
+      await put<PolicyVersion>("/api/v1/policy", { text });
       setEditing(null);
       current.reload();
       history.reload();
@@ -576,7 +576,7 @@ function PolicyView({ query }: { query: URLSearchParams }) {
                   onInput={(e) => setEditing((e.target as HTMLTextAreaElement).value)}
                 />
                 <p class="row">
-                  <button type="button" class="primary" disabled={busy} onClick={save}>
+                  <button type="button" class="primary" disabled={busy} onClick={() => store(editing)}>
                     Save as a new version
                   </button>
                   <button
@@ -615,7 +615,7 @@ function PolicyView({ query }: { query: URLSearchParams }) {
                 </td>
                 <td class="small">{fmtTime(v.created_at)}</td>
                 <td class="small">{v.created_by}</td>
-                <td>
+                <td class="row">
                   <button
                     type="button"
                     class="link"
@@ -624,6 +624,19 @@ function PolicyView({ query }: { query: URLSearchParams }) {
                   >
                     {shownV === String(v.version) ? "Hide" : "Show"}
                   </button>
+                  {admin && cur && v.version !== cur.version && (
+                    <button
+                      type="button"
+                      class="link"
+                      aria-label={`Restore version ${v.version}`}
+                      onClick={() => {
+                        if (confirm(`Store version ${v.version}'s policy as a new version?`))
+                          store(JSON.stringify(v.policy, null, 2));
+                      }}
+                    >
+                      Restore
+                    </button>
+                  )}
                 </td>
               </tr>
             ))}
@@ -771,7 +784,19 @@ function VarsView({ query }: { query: URLSearchParams }) {
                 </td>
                 <td class="small">{v.updated_by}</td>
                 {editable && (
-                  <td>
+                  <td class="row">
+                    <button
+                      type="button"
+                      aria-label={`${v.secret ? "Replace" : "Edit"} ${v.key}`}
+                      onClick={() => {
+                        setKey(v.key);
+                        setSecret(v.secret);
+                        setValue(v.secret ? "" : v.value ?? "");
+                        document.getElementById("var-value")?.focus();
+                      }}
+                    >
+                      {v.secret ? "Replace" : "Edit"}
+                    </button>
                     <button type="button" class="danger" aria-label={`Delete ${v.key}`} onClick={() => remove(v)}>
                       Delete
                     </button>
