@@ -15,7 +15,7 @@ import { startFleet, openBrowser, login, shot, until, sleep } from "./harness.mj
 
 const HOSTILE = `<img src=x onerror="window.__pwned=1">`;
 
-let fleet, b;
+let fleet, b, langflow;
 before(async () => {
   fleet = await startFleet();
   b = await openBrowser();
@@ -24,6 +24,7 @@ before(async () => {
 after(async () => {
   await b?.browser.close();
   await fleet?.stop();
+  langflow?.stop();
 });
 
 const fires = (name) => fleet.api("GET", `/api/v1/schedules/${name}/fires?limit=1000`);
@@ -166,3 +167,245 @@ test("hostile names and commands show as text; edit removes and re-adds", async 
   );
   await fleet.api("DELETE", "/api/v1/schedules/hostile");
 });
+
+test("flows: a LangFlow source that cannot be reached is refused with one line", async () => {
+  const { page } = b;
+  await page.goto(fleet.url + "/flows");
+  const form = page.getByRole("form", { name: "Add a LangFlow source" });
+  await form.getByLabel("Name").fill("down");
+  await form.getByLabel("URL").fill(`http://127.0.0.1:${await freePort()}`);
+  await form.getByLabel("API key").fill("sk-not-a-key");
+  await form.getByRole("button", { name: "Add source" }).click();
+  const alert = form.getByRole("alert");
+  await alert.waitFor();
+  const text = await alert.innerText();
+  assert.match(text, /^source down: cannot reach LangFlow/);
+  assert.ok(!text.includes("\n"), text);
+  assert.deepEqual(await fleet.api("GET", "/api/v1/langflow/sources"), []);
+  await page.getByText("No LangFlow source yet.").waitFor();
+});
+
+test("flows: add a real LangFlow, sync it, see its flows, run one with input and tweaks", async (t) => {
+  const program = langflowProgram();
+  if (!program) {
+    t.skip("no LangFlow: set HERD_LANGFLOW to a `langflow` program (scripts/test.sh installs one)");
+    return;
+  }
+  langflow = await startLangflow(program);
+  const { page, problems } = b;
+  await page.goto(fleet.url + "/flows");
+  const form = page.getByRole("form", { name: "Add a LangFlow source" });
+  // A wrong key: LangFlow's refusal in one line.
+  await form.getByLabel("Name").fill("lab");
+  await form.getByLabel("URL").fill(langflow.url);
+  await form.getByLabel("API key").fill("sk-wrong");
+  await form.getByRole("button", { name: "Add source" }).click();
+  await until(async () => /^source lab: the API key was refused/.test(await form.getByRole("alert").innerText()), 20000, "key refused");
+  // The right key: added, its flow found; the key leaves the form and is never shown.
+  await form.getByLabel("API key").fill(langflow.key);
+  await form.getByRole("button", { name: "Add source" }).click();
+  await until(async () => /source lab added: 1 flow found/.test(await form.getByRole("status").innerText()), 20000, "source added");
+  assert.equal(await form.getByLabel("API key").inputValue(), "");
+  const row = page.locator('[data-source="lab"]');
+  await row.waitFor();
+  await page.locator('[data-flows-of="lab"] [data-flow="echo"]').waitFor();
+  assert.ok(!(await page.content()).includes(langflow.key), "the key is shown");
+  const sources = await fleet.api("GET", "/api/v1/langflow/sources");
+  assert.ok(!JSON.stringify(sources).includes(langflow.key));
+
+  // A flow added upstream: Sync says what it found and lists it.
+  await langflow.createFlow("echo2", "echo2");
+  await row.getByRole("button", { name: "Sync lab" }).click();
+  await until(
+    async () => /added 1, updated 0, removed 0, unchanged 1/.test(await row.getByTestId("sync-report").innerText()),
+    20000,
+    "sync report",
+  );
+  await page.locator('[data-flows-of="lab"] [data-flow="echo2"]').waitFor();
+  await shot(page, "flows");
+
+  // The flow's page: its components, and a run with input and tweaks.
+  await page.locator('[data-flows-of="lab"] [data-flow="echo"]').getByRole("link", { name: "echo" }).click();
+  await page.waitForURL(/\/flows\/lab\/[0-9a-f-]+$/);
+  await page.getByTestId("flow-details").waitFor();
+  await page.getByText("ChatOutput-herd2").first().waitFor();
+  const run = page.getByRole("form", { name: "Run the flow" });
+  const input = `hello ${HOSTILE}`;
+  await run.getByLabel("Input text").fill(input);
+  await run.getByLabel("Tweaks (a JSON object)").fill("{bad");
+  await run.getByRole("button", { name: "Run flow" }).click();
+  await until(async () => /^tweaks are not JSON/.test(await run.getByRole("alert").innerText()), 5000, "tweaks refused");
+  assert.ok(!(await run.getByRole("alert").innerText()).includes("\n"));
+  await run.getByLabel("Tweaks (a JSON object)").fill('{"ChatOutput": {"sender_name": "ops"}}');
+  await run.getByRole("button", { name: "Run flow" }).click();
+  const answer = page.getByTestId("flow-answer");
+  await answer.waitFor({ timeout: 120000 });
+  assert.equal(await answer.innerText(), input);
+  const result = page.getByTestId("flow-result");
+  assert.equal(await result.locator(".badge").first().innerText(), "succeeded");
+  const log = await result.getByRole("link", { name: /its log/ }).getAttribute("href");
+  const runId = log.replace("/runs/", "");
+  const r = await fleet.api("GET", `/api/v1/runs/${runId}`);
+  assert.equal(r.state, "succeeded");
+  assert.equal(r.tasks[0].outputs.text, input);
+  const out = await (
+    await fetch(`${fleet.url}/api/v1/tasks/${r.tasks[0].id}/output`, { headers: { Authorization: `Bearer ${fleet.key}` } })
+  ).text();
+  assert.match(out, /sender_name/);
+  assert.match(out, /ops/);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  await answer.scrollIntoViewIfNeeded();
+  await shot(page, "flow");
+  assert.deepEqual(
+    problems.filter((p) => !/Failed to load resource/.test(p)),
+    [],
+  );
+
+  // The schedule form fires a synced flow, with its input and tweaks.
+  await page.goto(fleet.url + "/schedules?new=1");
+  const sf = page.getByRole("form", { name: "New schedule" });
+  await sf.getByLabel("Name").fill("digest");
+  await sf.getByRole("radio", { name: "Cron" }).check();
+  await sf.getByLabel("Cron expression").fill("0 0 8 * * MON-FRI");
+  await sf.getByLabel("Time zone").fill("Europe/Paris");
+  await sf.getByRole("radio", { name: "LangFlow flow" }).check();
+  await sf.getByLabel("Flow", { exact: true }).selectOption({ label: "echo (lab)" });
+  await sf.getByLabel("Input text").fill("news");
+  await sf.getByLabel("Tweaks (a JSON object)").fill('{"ChatOutput.sender_name": "ops"}');
+  await sf.getByRole("button", { name: "Add schedule" }).click();
+  await page.waitForURL(/\/schedules\/digest$/);
+  const digest = await fleet.api("GET", "/api/v1/schedules/digest");
+  assert.equal(digest.when, "cron 0 0 8 * * MON-FRI (Europe/Paris)");
+  assert.equal(digest.target.kind, "flow");
+  assert.equal(digest.target.name, "echo");
+  assert.deepEqual(digest.target.params, { input: "news", source: "lab", tweaks: ['ChatOutput.sender_name="ops"'] });
+  await until(async () => /\+0[12]:00/.test(await page.getByTestId("next-fires").innerText()), 10000, "fires in Paris time");
+  await fleet.api("DELETE", "/api/v1/schedules/digest");
+
+  // Remove the source, with a confirmation.
+  await page.goto(fleet.url + "/flows");
+  await page.getByRole("button", { name: "Remove lab" }).click();
+  await page.getByRole("button", { name: "Yes, remove" }).click();
+  await until(async () => (await page.locator('[data-source="lab"]').count()) === 0, 10000, "source removed");
+  assert.deepEqual(await fleet.api("GET", "/api/v1/langflow/sources"), []);
+});
+
+async function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+    s.on("error", rej);
+  });
+}
+
+/** HERD_LANGFLOW, else the LangFlow scripts/test.sh installs (as herd-testkit finds it). */
+function langflowProgram() {
+  if (process.env.HERD_LANGFLOW) return process.env.HERD_LANGFLOW;
+  const cache = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
+  const p = join(cache, "herd-test", "langflow-1.13.0", "bin", "langflow");
+  return existsSync(p) ? p : null;
+}
+
+/**
+ * A real LangFlow as herd-testkit starts one: a free port, backend only, its database and
+ * caches in a temp dir, auto-login, no telemetry; then an API key and the flow `echo`
+ * (Chat Input → Chat Output).
+ */
+async function startLangflow(program) {
+  const dir = mkdtempSync(join(tmpdir(), "herd-web-langflow-"));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("LANGFLOW_")));
+  Object.assign(env, {
+    LANGFLOW_AUTO_LOGIN: "true",
+    LANGFLOW_CONFIG_DIR: join(dir, "config"),
+    LANGFLOW_DATABASE_URL: `sqlite:///${join(dir, "langflow.db")}`,
+    LANGFLOW_KNOWLEDGE_BASES_DIR: join(dir, "knowledge_bases"),
+    LANGFLOW_LOG_FILE: join(dir, "langflow.log"),
+    LANGFLOW_TELEMETRY_WRITER_OUTBOX_DIR: join(dir, "outbox"),
+    XDG_CACHE_HOME: join(dir, "cache"),
+    DO_NOT_TRACK: "true",
+    LANGFLOW_DO_NOT_TRACK: "true",
+    LANGFLOW_CREATE_STARTER_PROJECTS: "false",
+    LANGFLOW_MCP_COMPOSER_ENABLED: "false",
+    LANGFLOW_ADD_PROJECTS_TO_MCP_SERVERS: "false",
+    LANGFLOW_STORE: "false",
+  });
+  const log = [];
+  const child = spawn(
+    program,
+    ["run", "--host", "127.0.0.1", "--port", String(port), "--backend-only", "--no-open-browser", "--workers", "1"],
+    { env, cwd: dir, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  child.stdout.on("data", (d) => log.push(String(d)));
+  child.stderr.on("data", (d) => log.push(String(d)));
+  const stop = () => {
+    // Its workers are its children, in its process group.
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await until(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`LangFlow exited ${child.exitCode}`);
+        return (await fetch(url + "/health")).ok;
+      },
+      180000,
+      "LangFlow to answer /health",
+    );
+  } catch (e) {
+    stop();
+    throw new Error(`${e.message}\n${log.join("").slice(-3000)}`);
+  }
+  const call = async (method, path, headers, body, want) => {
+    const res = await fetch(url + path, {
+      method,
+      headers: { "Content-Type": "application/json", ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const t = await res.text();
+    if (res.status !== want) throw new Error(`LangFlow ${method} ${path}: ${res.status} ${t.slice(0, 500)}`);
+    return JSON.parse(t);
+  };
+  const login = await call("GET", "/api/v1/auto_login", {}, undefined, 200);
+  const made = await call("POST", "/api/v1/api_key/", { Authorization: `Bearer ${login.access_token}` }, { name: "herd-web-test" }, 200);
+  const key = made.api_key;
+  const all = await call("GET", "/api/v1/all", { "x-api-key": key }, undefined, 200);
+  const template = (kind) => Object.values(all).map((c) => c?.[kind]).find(Boolean);
+  const chatIn = template("ChatInput");
+  const chatOut = template("ChatOutput");
+  /** Chat Input → Chat Output named `name`; its id. */
+  const createFlow = async (name, endpoint) => {
+    const [ci, co] = ["ChatInput-herd1", "ChatOutput-herd2"];
+    const node = (id, type, tpl, x) => ({ id, type: "genericNode", position: { x, y: 0 }, data: { id, type, node: tpl } });
+    const field = chatOut.template.input_value;
+    const source = { dataType: "ChatInput", id: ci, name: "message", output_types: ["Message"] };
+    const target = { fieldName: "input_value", id: co, inputTypes: field.input_types ?? ["Message"], type: field.type ?? "str" };
+    // The handles as LangFlow's editor writes them: JSON with `œ` for `"`.
+    const handle = (v) => JSON.stringify(v).replaceAll('"', "œ");
+    const edge = {
+      id: `reactflow__edge-${ci}-${co}`,
+      source: ci,
+      target: co,
+      sourceHandle: handle(source),
+      targetHandle: handle(target),
+      data: { sourceHandle: source, targetHandle: target },
+    };
+    const flow = {
+      name,
+      description: "Chat Input to Chat Output",
+      endpoint_name: endpoint,
+      data: { nodes: [node(ci, "ChatInput", chatIn, 0), node(co, "ChatOutput", chatOut, 400)], edges: [edge], viewport: { x: 0, y: 0, zoom: 1 } },
+    };
+    return (await call("POST", "/api/v1/flows/", { "x-api-key": key }, flow, 201)).id;
+  };
+  await createFlow("echo", "echo");
+  return { url, key, createFlow, stop };
+}
