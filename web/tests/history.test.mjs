@@ -52,6 +52,22 @@ test("History lists the runs newest first; state=failed narrows the list and is 
   assert.ok(page.url().includes("state=failed"), page.url());
   await shot(page, "history-failed");
 
+  // Since: a custom time is in the URL too (an hour ago keeps every run; a day ahead none).
+  await page.getByLabel("State").selectOption("");
+  await page.getByLabel("Since", { exact: true }).selectOption("custom");
+  await until(async () => /since=\d{4}-\d\d-\d\dT/.test(page.url()), 5000, "custom since in the URL");
+  await until(async () => (await page.locator("[data-run]").count()) === 5, 10000, "5 runs in the last hour");
+  const tomorrow = new Date(Date.now() + 86400_000);
+  const pad = (n) => String(n).padStart(2, "0");
+  await page
+    .getByLabel("Since (local time)")
+    .fill(`${tomorrow.getFullYear()}-${pad(tomorrow.getMonth() + 1)}-${pad(tomorrow.getDate())}T00:00`);
+  await until(async () => (await page.locator("[data-run]").count()) === 0, 10000, "no runs from tomorrow");
+  await page.getByText("No runs match.").waitFor();
+  await page.getByLabel("Since", { exact: true }).selectOption("24h");
+  await until(async () => (await page.locator("[data-run]").count()) === 5, 10000, "5 runs in a day");
+  assert.ok(page.url().includes("since=24h"), page.url());
+
   // The filter comes back from the URL; the Tasks tab keeps it.
   await page.goto(fleet.url + "/runs?state=failed&machine=beta");
   await page.locator(`[data-run="${runs.fail.id}"]`).waitFor();
@@ -111,6 +127,11 @@ test("a task's page: output, search with a match count, virtualised lines, Downl
   await page.getByLabel("Search the output").fill("apple");
   await until(async () => (await page.getByTestId("output-matches").innerText()) === "1 of 4 matches", 5000, "back");
   await shot(page, "task");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await shot(page, "task-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.getByLabel("Search the output").press("Escape");
+  await until(async () => (await page.getByTestId("output-matches").innerText()) === "", 5000, "search cleared");
 
   const [dl] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download" }).click()]);
   const got = readFileSync(await dl.path());

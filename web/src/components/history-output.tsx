@@ -407,6 +407,9 @@ export function TaskOutput({
               if (e.key === "Enter") {
                 e.preventDefault();
                 step(e.shiftKey ? -1 : 1);
+              } else if (e.key === "Escape" && q) {
+                e.preventDefault();
+                setQ("");
               }
             }}
           />
