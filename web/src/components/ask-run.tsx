@@ -14,6 +14,8 @@ import type { AskAttempt, AskRunView, FlowStep, RunWithTasks } from "./ask-types
 const OUTPUT_TAIL = 4000;
 /** Output larger than this is not loaded here. */
 const OUTPUT_MAX = 512 * 1024;
+/** Outputs shown per attempt (the first machines'); the others are a link to their task. */
+const OUTPUT_TASKS = 10;
 
 const ENDED = new Set(["succeeded", "failed", "cancelled", "timed_out", "lost", "skipped"]);
 
@@ -54,7 +56,7 @@ function useRuns(ids: string[], live: boolean): Live {
           changed = true;
         }
         for (const id of ids) {
-          for (const t of c.runs[id]?.tasks ?? []) {
+          for (const t of (c.runs[id]?.tasks ?? []).slice(0, OUTPUT_TASKS)) {
             if (!t.started_at || c.sizes[t.id] === t.out_total || t.out_total > OUTPUT_MAX) continue;
             const out = await text(`/api/v1/tasks/${seg(t.id)}/output`);
             if (stop) return;
@@ -330,9 +332,20 @@ export function RunView({ view, live, onView }: { view: AskRunView; live: boolea
                           <tr class="ask-tasks-row">
                             <td />
                             <td colSpan={5}>
-                              {r.tasks.map((t) => (
-                                <TaskLine task={t} output={runs.outputs[t.id]} step={s.id} live={live} mayAnswer={canRun(me)} />
+                              {r.tasks.map((t, i) => (
+                                <TaskLine
+                                  task={t}
+                                  output={i < OUTPUT_TASKS ? runs.outputs[t.id] : undefined}
+                                  step={s.id}
+                                  live={live}
+                                  mayAnswer={canRun(me)}
+                                />
                               ))}
+                              {r.tasks.length > OUTPUT_TASKS && (
+                                <p class="small muted">
+                                  Output is shown for the first {OUTPUT_TASKS} machines; each machine's name opens its task.
+                                </p>
+                              )}
                             </td>
                           </tr>
                         )}

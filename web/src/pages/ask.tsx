@@ -14,11 +14,18 @@ import { ExchangeView, RunView } from "../components/ask-run";
 import type { AskExchange, AskPlan, AskRunView, FlowRun } from "../components/ask-types";
 import "./ask.css";
 
+/** A plan's run's request (loaded once: it does not change). */
+function RequestOf({ id }: { id: string }) {
+  const v = useLoad((signal) => get<AskRunView>(`/api/v1/ask/runs/${seg(id)}`, undefined, signal), [id]);
+  if (v.error) return <span class="muted">—</span>;
+  return <span class="ask-recent-request">{v.data?.request ?? "…"}</span>;
+}
+
 function RecentRuns() {
   const runs = useLoad((signal) => get<FlowRun[]>("/api/v1/workflow-runs", { limit: 200 }, signal), [], 10000);
   const mine = (runs.data ?? []).filter((r) => r.name === "ask" && r.version === 0 && r.kind === "workflow").slice(0, 15);
   return (
-    <section class="panel" aria-labelledby="ask-recent-h">
+    <section class="panel ask-recent" aria-labelledby="ask-recent-h">
       <h2 id="ask-recent-h">Recent plans' runs</h2>
       <ErrorLine error={runs.error} />
       {runs.data && !mine.length && <p class="muted">None yet.</p>}
@@ -27,6 +34,7 @@ function RecentRuns() {
           <thead>
             <tr>
               <th scope="col">run</th>
+              <th scope="col">request</th>
               <th scope="col">state</th>
               <th scope="col">by</th>
               <th scope="col">started</th>
@@ -39,6 +47,9 @@ function RecentRuns() {
                   <a class="mono" href={`/ask/${encodeURIComponent(r.id)}`}>
                     {r.id.slice(0, 12)}
                   </a>
+                </td>
+                <td>
+                  <RequestOf id={r.id} />
                 </td>
                 <td>
                   <Badge state={r.state} />
