@@ -111,6 +111,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn picks_the_herd_subprotocol_and_never_echoes_a_key() {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let addr = server().await;
+        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        req.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("herd, herd-key.hk_0011_secret"),
+        );
+        let (mut client, res) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(res.headers()[header::SEC_WEBSOCKET_PROTOCOL], "herd");
+        client.send(Message::Text("hi".into())).await.unwrap();
+        assert_eq!(
+            client.next().await.unwrap().unwrap(),
+            Message::Text("hi".into())
+        );
+        // A client that offers none gets none.
+        let (_, res) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        assert!(res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).is_none());
+    }
+
+    #[tokio::test]
     async fn upgrades_through_the_http_server() {
         let addr = server().await;
         let (mut client, res) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))

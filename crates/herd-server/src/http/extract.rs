@@ -249,6 +249,23 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_key_offered_as_a_subprotocol() {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let mut h = HeaderMap::new();
+        assert_eq!(super::protocol_api_key(&h), None);
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("herd, herd-key.hk_ab_cd"),
+        );
+        assert_eq!(super::protocol_api_key(&h).as_deref(), Some("hk_ab_cd"));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("herd"),
+        );
+        assert_eq!(super::protocol_api_key(&h), None);
+    }
+
+    #[test]
     fn integral_floats_read_as_integers() {
         let mut v = serde_json::json!({"a": 3.0, "b": [1.5, -2.0], "c": {"d": 1e3}, "e": "4.0"});
         super::integral_floats_to_integers(&mut v);
