@@ -118,6 +118,8 @@ test("plan, edit, approve and run: risk from herd's policy, a prompt answered in
   assert.ok(!(await page.locator("main").innerText()).includes("got-yes\nyes"));
   const link = step(page, "look").locator('a[href^="/tasks/"]').first();
   assert.equal(await link.innerText(), "alpha");
+  assert.equal(await step(page, "look").locator('a[href^="/runs/"]').count(), 1);
+  assert.equal(await page.locator(`a[href="/workflow-runs/${id}"]`).count(), 1);
   await shot(page, "ask-summary");
 
   // The API agrees: the gated step went with a person's approval; the edited command ran.

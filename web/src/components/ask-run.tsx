@@ -332,6 +332,10 @@ export function RunView({ view, live, onView }: { view: AskRunView; live: boolea
                           <tr class="ask-tasks-row">
                             <td />
                             <td colSpan={5}>
+                              <p class="small muted ask-run-link">
+                                Run <a href={`/runs/${encodeURIComponent(r.id)}`}>{r.id.slice(0, 12)}</a> of attempt{" "}
+                                {a.attempt} ({r.tasks.length} machine{r.tasks.length === 1 ? "" : "s"})
+                              </p>
                               {r.tasks.map((t, i) => (
                                 <TaskLine
                                   task={t}

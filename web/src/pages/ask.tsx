@@ -203,7 +203,8 @@ function AskRunPage({ params }: { params: Record<string, string>; query: URLSear
               {v.run.finished_at ? ` · ended ${fmtTime(v.run.finished_at)}` : ""} · machines:{" "}
               {(v.run.targets ?? []).join(", ") || "—"}
               {v.unattended ? " · unattended" : ""}
-              {live ? " · following" : ""}
+              {live ? " · following" : ""} ·{" "}
+              <a href={`/workflow-runs/${encodeURIComponent(v.run.id)}`}>as a workflow run</a>
             </p>
             {canRun(me) && v.run.state === "running" && (
               <button type="button" class="danger" disabled={v.run.cancel_requested} onClick={cancel}>
