@@ -23,7 +23,7 @@ before(async () => {
     "for i in 1 2 3; do echo apple-$i; done; echo banana; sleep 0.3; echo apple again >&2; sleep 0.3; seq 1 5000",
     "alpha",
   );
-  runs.hostile = await runWait(`echo '${hostile}'`, "beta");
+  runs.hostile = await runWait(`echo '${hostile}'; printf 'x%.0s' $(seq 1 3000); echo needle-far`, "beta");
   // And one through the CLI.
   fleet.cli(["run", "--color", "never", "-t", "beta", "--", "echo", "via-cli"]);
   await login(b.page, fleet.url, fleet.key);
@@ -157,6 +157,18 @@ test("hostile output is shown literally and runs nothing", async () => {
   await page.getByLabel("Search the output").fill("onerror");
   await until(async () => (await page.getByTestId("output-matches").innerText()) === "1 of 1 match", 5000, "1 match");
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  // A match far to the right of a long line is scrolled into view sideways.
+  await page.getByLabel("Search the output").fill("needle-far");
+  await until(async () => (await page.getByTestId("output-matches").innerText()) === "1 of 1 match", 5000, "far match");
+  await until(
+    async () => {
+      const m = await page.locator(".hout-line mark.cur").boundingBox();
+      const o = await out.boundingBox();
+      return m && o && m.x >= o.x && m.x + m.width <= o.x + o.width;
+    },
+    5000,
+    "the far match in view",
+  );
   assert.deepEqual(problems.filter((p) => !/Failed to load resource/.test(p)), []);
 });
 

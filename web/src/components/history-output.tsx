@@ -366,8 +366,14 @@ export function TaskOutput({
     stick.current = false;
   }, [jump]);
   useLayoutEffect(() => {
-    const mark = box.current?.querySelector("mark.cur");
-    if (mark && jump) (mark as HTMLElement).scrollIntoView({ block: "nearest", inline: "nearest" });
+    const el = box.current;
+    const mark = el?.querySelector("mark.cur");
+    if (!el || !mark || !jump) return;
+    // Sideways within the output only (the page itself stays where the reader left it).
+    const m = mark.getBoundingClientRect();
+    const b = el.getBoundingClientRect();
+    if (m.left < b.left) el.scrollLeft -= b.left - m.left + 24;
+    else if (m.right > b.right) el.scrollLeft += m.right - b.right + 24;
   }, [jump, top]);
 
   const first = Math.max(0, Math.floor(top / LH) - OVERSCAN);

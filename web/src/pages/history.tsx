@@ -269,7 +269,7 @@ function TaskPage({ params, query }: { params: Record<string, string>; query: UR
         </p>
       )}
       <div class="panel">
-        <dl class="kv" data-testid="task-facts">
+        <dl class="kv htask-facts" data-testid="task-facts">
           <dt>Task</dt>
           <dd class="mono">{t.id}</dd>
           <dt>Run</dt>
