@@ -192,6 +192,21 @@ test("the summary names a machine that did not answer", async () => {
   await shot(page, "run-missing");
 });
 
+test("a flood of output is bounded: the middle is skipped, the end is shown, the page answers", async () => {
+  const { page } = b;
+  // ~40 MB of 120-column lines, then a last line to look for.
+  await startRun(page, {
+    target: "alpha",
+    command: `yes "$(head -c 120 /dev/zero | tr '\\0' y)" | head -n 330000; echo END-OF-FLOOD`,
+  });
+  await page.getByTestId("summary").waitFor({ timeout: 120000 });
+  await until(async () => (await termText(page, "alpha")).includes("END-OF-FLOOD"), 60000, "the last line shown");
+  assert.match(await page.getByTestId("skipped").innerText(), /MiB skipped/);
+  // The page still answers: a link is followed at once.
+  await page.getByRole("link", { name: "full output" }).waitFor();
+  assert.equal(await page.evaluate(() => 1 + 1), 2);
+});
+
 test("a viewer key sees no Start, and a run's page replays its output from the start", async () => {
   const created = await fleet.api("POST", "/api/v1/keys", { name: "web-run-viewer", role: "viewer" });
   // A run made through the API, to replay.

@@ -1,130 +1,66 @@
-// A task's output on its way into a terminal, bounded: bytes are written to the terminal only
-// while it keeps up (a cap on bytes written but not yet parsed, tracked with write
-// callbacks). What arrives faster waits in a queue; once the queue passes its cap, the oldest
-// queued bytes (the middle of the output: the terminal has the head, the queue keeps the
-// newest) are dropped and one marker line says how many, and where the whole output is. So
-// a task streaming 100 MB costs the page a bounded amount of memory and parsing.
+// A task's output on its way into a terminal, on the page's side. The run's WebSocket lives in
+// a worker (run-socket.worker.ts) that holds each task's output in a bounded queue; the page
+// asks it for bytes with credit: IN_FLIGHT when a terminal attaches, then as much again as the
+// terminal has parsed (xterm's write callbacks). So the page never holds more than IN_FLIGHT
+// bytes of a task's output that its terminal has not parsed, however fast the task prints.
 
 /** The part of xterm's Terminal a feed uses. */
 export interface Sink {
   write(data: string | Uint8Array, done?: () => void): void;
 }
 
-/** Bytes handed to the terminal and not yet parsed, at most (then the feed waits). */
+/** Bytes handed to the terminal and not yet parsed, at most. */
 export const IN_FLIGHT = 256 * 1024;
-/** Bytes waiting for the terminal, at most; past this the middle is dropped. */
-export const QUEUE_CAP = 2 * 1024 * 1024;
-/** What is kept of the queue when it is cut: the newest bytes. */
-export const QUEUE_KEEP = 512 * 1024;
-/** Largest single write: xterm parses one write without yielding. */
-const PIECE = 16 * 1024;
-
-export function fmtSkipped(n: number): string {
-  if (n < 1024) return `${n} bytes`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
-}
 
 export class Feed {
   private sink: Sink | null = null;
   /** Bumped on every attach/detach, so a detached terminal's callbacks change nothing. */
   private gen = 0;
-  private queue: Uint8Array[] = [];
-  private queued = 0;
+  /** Bytes that arrived while no terminal was attached (at most the credit granted). */
+  private held: Uint8Array[] = [];
   private inflight = 0;
-  /** Bytes dropped since the last marker line. */
-  private skipped = 0;
-  /** Bytes dropped in all. */
-  skippedTotal = 0;
-  /** Bytes received in all. */
-  received = 0;
+  private granted = false;
+  /** Bytes of output dropped (by the worker) to keep up. */
+  skipped = 0;
 
-  constructor(private readonly where: () => string) {}
+  constructor(private readonly credit: (bytes: number) => void) {}
 
-  /** Output bytes of the task, in order. */
-  push(data: Uint8Array) {
-    if (data.byteLength === 0) return;
-    this.received += data.byteLength;
-    this.queue.push(data);
-    this.queued += data.byteLength;
-    if (this.queued > QUEUE_CAP) this.cut();
-    this.pump();
-  }
-
-  /** A line of herd's own (not the task's output), shown dimmed. */
-  note(text: string) {
-    this.push(new TextEncoder().encode(`\x1b[0m\r\n\x1b[2m[herd: ${text}]\x1b[0m\r\n`));
-  }
-
-  /** Bytes waiting for the terminal (for tests and the benchmark). */
-  get backlog() {
-    return this.queued + this.inflight;
+  /** Output bytes of the task, in order (from the worker, within the credit granted). */
+  receive(data: Uint8Array) {
+    if (this.sink) this.write(data);
+    else this.held.push(data);
   }
 
   attach(sink: Sink) {
     this.gen++;
     this.sink = sink;
     this.inflight = 0;
-    this.pump();
+    const held = this.held;
+    this.held = [];
+    for (const d of held) this.write(d);
+    if (!this.granted) {
+      this.granted = true;
+      this.credit(IN_FLIGHT);
+    }
   }
 
   detach() {
     this.gen++;
     this.sink = null;
+    // What the old terminal never confirmed is given back, so the stream goes on.
+    if (this.inflight) this.credit(this.inflight);
     this.inflight = 0;
   }
 
-  /** Drops the oldest queued bytes down to QUEUE_KEEP. */
-  private cut() {
-    let drop = this.queued - QUEUE_KEEP;
-    while (drop > 0 && this.queue.length) {
-      const c = this.queue[0];
-      if (c.byteLength <= drop) {
-        this.queue.shift();
-        drop -= c.byteLength;
-        this.queued -= c.byteLength;
-        this.skipped += c.byteLength;
-      } else {
-        this.queue[0] = c.subarray(drop);
-        this.queued -= drop;
-        this.skipped += drop;
-        drop = 0;
-      }
-    }
-  }
-
-  private write(data: string | Uint8Array, n: number) {
-    const sink = this.sink;
-    if (!sink) return;
+  private write(data: Uint8Array) {
+    const sink = this.sink!;
     const gen = this.gen;
+    const n = data.byteLength;
     this.inflight += n;
     sink.write(data, () => {
       if (gen !== this.gen) return;
       this.inflight -= n;
-      this.pump();
+      this.credit(n);
     });
-  }
-
-  private pump() {
-    if (!this.sink) return;
-    if (this.skipped) {
-      this.skippedTotal += this.skipped;
-      const line =
-        `\x1b[0m\r\n\x1b[7m[herd: ${fmtSkipped(this.skipped)} of output skipped here to keep up — ` +
-        `the whole output is on the task's page ${this.where()}]\x1b[0m\r\n`;
-      this.skipped = 0;
-      this.write(line, line.length);
-    }
-    while (this.queue.length && this.inflight < IN_FLIGHT) {
-      let c = this.queue[0];
-      if (c.byteLength > PIECE) {
-        this.queue[0] = c.subarray(PIECE);
-        c = c.subarray(0, PIECE);
-      } else {
-        this.queue.shift();
-      }
-      this.queued -= c.byteLength;
-      this.write(c, c.byteLength);
-    }
   }
 }

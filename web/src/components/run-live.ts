@@ -1,9 +1,10 @@
 // A run watched over herd's WebSocket: `/api/v1/runs/start` (the run request is the first
 // message; the run is created by it) or `/api/v1/runs/{id}/attach` (output replayed from the
-// start). It keeps the run, its tasks and progress for the view, and hands each task's output
-// frames to that task's Feed (see run-feed.ts). A started run is handed from the Run form to
-// the run's own page without closing its socket (`handOff` / `takeOver`).
-import { decodeFrame, socket } from "../api";
+// start). The socket itself lives in a worker (run-socket.worker.ts), which bounds each
+// task's output; this keeps the run, its tasks and progress for the view, and hands each
+// task's output to that task's Feed (see run-feed.ts). A started run is handed from the Run
+// form to the run's own page without closing its socket (`handOff` / `takeOver`).
+import { sessionKey } from "../api";
 import type { Progress, Run, ServerMessage, Task, TaskState } from "../types";
 import { Feed } from "./run-feed";
 
@@ -36,38 +37,67 @@ export class LiveRun {
   error: string | null = null;
   /** The socket closed before `end`. */
   lost = false;
-  private ws: WebSocket;
+  /** Bytes of output dropped to keep up, in all. */
+  skipped = 0;
+  private worker: Worker;
+  private state: "connecting" | "open" | "closed" = "connecting";
   private listeners = new Set<() => void>();
   private onHello: ((l: LiveRun) => void) | null = null;
 
-  private constructor(ws: WebSocket, first?: string, onHello?: (l: LiveRun) => void) {
-    this.ws = ws;
+  private constructor(path: string, first?: string, onHello?: (l: LiveRun) => void) {
     this.onHello = onHello ?? null;
-    ws.onopen = () => {
-      if (first !== undefined) ws.send(first);
-    };
-    ws.onmessage = (ev) => this.message(ev.data);
-    ws.onclose = () => {
-      if (!this.ended && !this.error) {
-        this.lost = true;
-        if (!this.run) this.error = "the server closed the connection before the run started — check the server and try again";
-      }
+    this.worker = new Worker(new URL("./run-socket.worker.ts", import.meta.url), { type: "module" });
+    this.worker.onmessage = (e: MessageEvent) => this.fromWorker(e.data);
+    this.worker.onerror = () => {
+      this.error ??= "the page could not start its connection to the server — reload the page";
+      this.state = "closed";
       this.changed();
     };
+    // The key travels as a subprotocol beside `herd`, as api.ts's socket() does; never in a URL.
+    const url = new URL(path, location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    this.worker.postMessage({ type: "open", url: url.toString(), protocols: ["herd", `herd-key.${sessionKey() ?? ""}`], first });
   }
 
   /** Creates a run over the start socket; `onHello` once the server created it. */
   static start(req: RunRequest, onHello: (l: LiveRun) => void): LiveRun {
-    return new LiveRun(socket("/api/v1/runs/start"), JSON.stringify(req), onHello);
+    return new LiveRun("/api/v1/runs/start", JSON.stringify(req), onHello);
   }
 
   /** Watches an existing run, its output from the start. */
   static attach(id: string): LiveRun {
-    return new LiveRun(socket(`/api/v1/runs/${encodeURIComponent(id)}/attach`));
+    return new LiveRun(`/api/v1/runs/${encodeURIComponent(id)}/attach`);
   }
 
   get open() {
-    return this.ws.readyState === WebSocket.OPEN;
+    return this.state === "open";
+  }
+
+  private fromWorker(m: { type: string; [k: string]: unknown }) {
+    switch (m.type) {
+      case "out":
+        this.feeds[m.index as number]?.receive(new Uint8Array(m.data as ArrayBuffer));
+        break;
+      case "skipped":
+        this.skipped += m.bytes as number;
+        if (this.feeds[m.index as number]) this.feeds[m.index as number].skipped += m.bytes as number;
+        this.changed();
+        break;
+      case "text":
+        this.message(m.data as string);
+        break;
+      case "open":
+        this.state = "open";
+        break;
+      case "close":
+        this.state = "closed";
+        if (!this.ended && !this.error) {
+          this.lost = true;
+          if (!this.run) this.error = "the server closed the connection before the run started — check the server and try again";
+        }
+        this.changed();
+        break;
+    }
   }
 
   subscribe(f: () => void): () => void {
@@ -79,15 +109,10 @@ export class LiveRun {
     this.listeners.forEach((f) => f());
   }
 
-  private message(data: unknown) {
-    if (data instanceof ArrayBuffer) {
-      const f = decodeFrame(data);
-      if (f) this.feeds[f.index]?.push(f.data);
-      return;
-    }
+  private message(data: string) {
     let m: ServerMessage;
     try {
-      m = JSON.parse(String(data));
+      m = JSON.parse(data);
     } catch {
       return;
     }
@@ -95,7 +120,7 @@ export class LiveRun {
       case "hello":
         this.run = m.run;
         this.tasks = m.tasks;
-        this.feeds = m.tasks.map((t) => new Feed(() => `/tasks/${t.id}`));
+        this.feeds = m.tasks.map((_, i) => new Feed((bytes) => this.worker.postMessage({ type: "credit", index: i, bytes })));
         this.onHello?.(this);
         this.onHello = null;
         break;
@@ -105,9 +130,6 @@ export class LiveRun {
           this.tasks[m.index] = m.task;
         }
         break;
-      case "omitted":
-        this.feeds[m.index]?.note(`${m.bytes} bytes of stored output were cut here (over the server's cap)`);
-        return;
       case "progress": {
         const { type: _, ...p } = m;
         this.progress = p;
@@ -148,12 +170,12 @@ export class LiveRun {
 
   private sendText(o: object): boolean {
     if (!this.open) return false;
-    this.ws.send(JSON.stringify(o));
+    this.worker.postMessage({ type: "send", data: JSON.stringify(o) });
     return true;
   }
 
   stdin(data: string) {
-    if (this.open) this.ws.send(new TextEncoder().encode(data));
+    if (this.open) this.worker.postMessage({ type: "send", data: new TextEncoder().encode(data) });
   }
 
   eof() {
@@ -170,13 +192,12 @@ export class LiveRun {
 
   close() {
     this.onHello = null;
-    this.ws.onclose = null;
-    this.ws.onmessage = null;
-    try {
-      this.ws.close();
-    } catch {
-      /* closed */
-    }
+    this.state = "closed";
+    this.worker.onmessage = null;
+    this.worker.postMessage({ type: "close" });
+    // The worker closes its socket, then itself; in case it cannot, it goes anyway.
+    const w = this.worker;
+    setTimeout(() => w.terminate(), 2000);
   }
 }
 

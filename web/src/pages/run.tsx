@@ -9,7 +9,7 @@ import { navigate } from "../router";
 import type { Route } from "../routes";
 import { canRun, useMe } from "../session";
 import type { FleetSummary, Progress, Run, Task } from "../types";
-import { Badge, ErrorLine, fmtDuration, fmtTime, useDebounced, useLoad, useTitle } from "../util";
+import { Badge, ErrorLine, fmtBytes, fmtDuration, fmtTime, useDebounced, useLoad, useTitle } from "../util";
 import { LiveRun, handOff, isFinal, takeOver, type Limit, type RunRequest } from "../components/run-live";
 import { SelectorInput } from "./fleet";
 import "./run.css";
@@ -370,7 +370,7 @@ function RunView({ params }: { params: Record<string, string>; query: URLSearchP
   );
 }
 
-function TaskHead({ t }: { t: Task }) {
+function TaskHead({ t, skipped }: { t: Task; skipped: number }) {
   return (
     <div class="term-head">
       <a href={`/machines/${seg(t.agent_name)}`}>
@@ -380,6 +380,11 @@ function TaskHead({ t }: { t: Task }) {
       {t.exit_code !== null && <span class="muted">exit {t.exit_code}</span>}
       {t.exit_code === null && t.signal !== null && <span class="muted">signal {t.signal}</span>}
       <span class="grow" />
+      {skipped > 0 && (
+        <span class="muted small" data-testid="skipped" title="Output came faster than the terminal could show it">
+          {fmtBytes(skipped)} skipped here
+        </span>
+      )}
       <a class="small" href={`/tasks/${seg(t.id)}`}>
         full output
       </a>
@@ -401,7 +406,7 @@ function Terminals({ live, interactive }: { live: LiveRun; interactive: boolean 
       <div class="terms">
         {tasks.map((t, i) => (
           <div class="term" data-testid={`term-${t.agent_name}`} data-state={t.state}>
-            <TaskHead t={t} />
+            <TaskHead t={t} skipped={live.feeds[i]?.skipped ?? 0} />
             <TermPane live={live} index={i} interactive={interactive} shown label={`Output of ${t.agent_name}`} />
           </div>
         ))}
@@ -444,7 +449,7 @@ function Terminals({ live, interactive }: { live: LiveRun; interactive: boolean 
             data-testid={`term-${t.agent_name}`}
             data-state={t.state}
           >
-            <TaskHead t={t} />
+            <TaskHead t={t} skipped={live.feeds[i]?.skipped ?? 0} />
             <TermPane live={live} index={i} interactive={interactive} shown={i === active} label={`Output of ${t.agent_name}`} big />
           </div>
         ) : null,
