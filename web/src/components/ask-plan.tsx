@@ -119,6 +119,12 @@ function StepEditor({
         spellcheck={false}
         value={draft}
         onInput={(e) => setDraft((e.target as HTMLTextAreaElement).value)}
+        onKeyDown={(e) => {
+          if (e.key === "Escape") onCancel();
+          if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) save(e);
+        }}
+        // The editor opens where the person clicked Edit.
+        autoFocus
       />
       <div class="row">
         <button type="submit" disabled={busy || !draft.trim()}>
