@@ -93,6 +93,36 @@ test("a schedule added from the form fires, links its runs, pauses, and is delet
   await assert.rejects(fleet.api("GET", "/api/v1/schedules/tick"), /404/);
 });
 
+test("a one-time schedule fires a job with parameters; its fire links to the job's run", async () => {
+  const { page } = b;
+  await fleet.api("POST", "/api/v1/jobs", {
+    source: "name: greet\nparams:\n  who: {type: string, default: world}\nrun: echo hello ${{ params.who }}\n",
+  });
+  await page.goto(fleet.url + "/schedules?new=1");
+  const form = page.getByRole("form", { name: "New schedule" });
+  await form.getByLabel("Name").fill("greet-once");
+  await form.getByRole("radio", { name: "Once at" }).check();
+  await form.getByLabel("Time", { exact: true }).fill("+2s");
+  await form.getByRole("radio", { name: "Job" }).check();
+  await form.getByLabel("Job to run").selectOption("greet");
+  await until(async () => /who \(string, default "world"\)/.test(await form.getByTestId("declared-params").innerText()), 5000, "declared params");
+  await form.getByLabel("Parameters (NAME=VALUE, one a line)").fill("who=ops");
+  await form.getByLabel(/selector/).fill("beta");
+  await form.getByRole("button", { name: "Add schedule" }).click();
+  await page.waitForURL(/\/schedules\/greet-once$/);
+  const s = await fleet.api("GET", "/api/v1/schedules/greet-once");
+  assert.equal(s.target.kind, "job");
+  assert.deepEqual(s.target.params, { who: "ops" });
+  assert.deepEqual(s.target.targets, ["beta"]);
+  const link = page.getByTestId("fires").locator('a[href^="/workflow-runs/"]');
+  await link.waitFor({ timeout: 20000 });
+  const [fire] = await fires("greet-once");
+  assert.equal(fire.run_kind, "workflow");
+  assert.equal(await link.getAttribute("href"), `/workflow-runs/${fire.run_id}`);
+  await until(async () => /never fires again/.test(await page.getByTestId("next-fires").innerText()), 10000, "no next fire");
+  await fleet.api("DELETE", "/api/v1/schedules/greet-once");
+});
+
 test("a bad cron expression shows the API's one-line error", async () => {
   const { page } = b;
   await page.goto(fleet.url + "/schedules?new=1");
@@ -166,6 +196,34 @@ test("hostile names and commands show as text; edit removes and re-adds", async 
     [],
   );
   await fleet.api("DELETE", "/api/v1/schedules/hostile");
+});
+
+test("a viewer sees schedules and flows without the actions it cannot take", async () => {
+  await fleet.api("POST", "/api/v1/schedules", {
+    name: "seen",
+    every: "1h",
+    paused: true,
+    target: { kind: "command", command: "uptime", targets: ["alpha"] },
+  });
+  const { key } = await fleet.api("POST", "/api/v1/keys", { name: "watcher", role: "viewer" });
+  const page = await b.context.newPage();
+  try {
+    await login(page, fleet.url, key);
+    await page.goto(fleet.url + "/schedules?new=1");
+    await page.locator('[data-schedule="seen"]').waitFor();
+    assert.equal(await page.getByRole("form", { name: "New schedule" }).count(), 0);
+    assert.equal(await page.getByRole("link", { name: "New schedule" }).count(), 0);
+    assert.equal(await page.getByRole("button", { name: /Resume seen|Pause seen|Delete seen/ }).count(), 0);
+    await page.getByRole("link", { name: "seen", exact: true }).click();
+    await page.getByTestId("definition").waitFor();
+    assert.equal(await page.getByRole("button", { name: "Resume seen" }).count(), 0);
+    await page.goto(fleet.url + "/flows");
+    await page.getByRole("heading", { name: "Sources" }).waitFor();
+    assert.equal(await page.getByRole("form", { name: "Add a LangFlow source" }).count(), 0);
+  } finally {
+    await page.close();
+    await fleet.api("DELETE", "/api/v1/schedules/seen");
+  }
 });
 
 test("flows: a LangFlow source that cannot be reached is refused with one line", async () => {
@@ -269,7 +327,7 @@ test("flows: add a real LangFlow, sync it, see its flows, run one with input and
   await sf.getByLabel("Cron expression").fill("0 0 8 * * MON-FRI");
   await sf.getByLabel("Time zone").fill("Europe/Paris");
   await sf.getByRole("radio", { name: "LangFlow flow" }).check();
-  await sf.getByLabel("Flow", { exact: true }).selectOption({ label: "echo (lab)" });
+  await sf.getByLabel("Flow to run").selectOption({ label: "echo (lab)" });
   await sf.getByLabel("Input text").fill("news");
   await sf.getByLabel("Tweaks (a JSON object)").fill('{"ChatOutput.sender_name": "ops"}');
   await sf.getByRole("button", { name: "Add schedule" }).click();

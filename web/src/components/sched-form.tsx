@@ -169,6 +169,27 @@ function bodyOf(f: FormState, flows: LfFlow[]): NewSchedule {
   };
 }
 
+/** The parameters a job or workflow declares (a hint beside the parameters box). */
+function DeclaredParams({ def }: { def?: Definition }) {
+  const ps = def?.definition?.params;
+  if (!ps || typeof ps !== "object") return null;
+  const entries = Object.entries(ps as Record<string, { type?: string; default?: unknown }>);
+  if (!entries.length) return null;
+  return (
+    <p class="muted small" data-testid="declared-params">
+      takes:{" "}
+      {entries.map(([k, v], i) => (
+        <span>
+          {i > 0 && ", "}
+          <code>{k}</code>
+          {v && typeof v === "object" && v.type ? ` (${v.type}` : " ("}
+          {v && typeof v === "object" && v.default !== undefined ? `, default ${JSON.stringify(v.default)})` : ")"}
+        </span>
+      ))}
+    </p>
+  );
+}
+
 let zones: string[] | null = null;
 function timeZones(): string[] {
   if (!zones) {
@@ -403,7 +424,7 @@ export function ScheduleForm({
           )}
           {(f.what === "job" || f.what === "workflow") && (
             <div>
-              <label for={`${idp}-def`}>{f.what === "job" ? "Job" : "Workflow"}</label>
+              <label for={`${idp}-def`}>{f.what === "job" ? "Job to run" : "Workflow to run"}</label>
               <select id={`${idp}-def`} value={f.defName} onChange={inp("defName")}>
                 <option value="">— choose —</option>
                 {f.defName && !(jobs.data ?? []).some((d) => d.name === f.defName) && (
@@ -414,6 +435,7 @@ export function ScheduleForm({
                 ))}
               </select>
               {jobs.data && jobs.data.length === 0 && <span class="muted small"> none applied yet</span>}
+              <DeclaredParams def={(jobs.data ?? []).find((d) => d.name === f.defName)} />
               <ErrorLine error={jobs.error} />
               <label for={`${idp}-params`}>Parameters (NAME=VALUE, one a line)</label>
               <textarea
@@ -429,7 +451,7 @@ export function ScheduleForm({
           )}
           {f.what === "flow" && (
             <div>
-              <label for={`${idp}-flow`}>Flow</label>
+              <label for={`${idp}-flow`}>Flow to run</label>
               <select id={`${idp}-flow`} value={f.flow} onChange={inp("flow")}>
                 <option value="">— choose —</option>
                 {f.flow && !liveFlows.some((x) => flowKey(x.source, x.name) === f.flow) && (

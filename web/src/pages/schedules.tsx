@@ -13,6 +13,9 @@ import type { NextFire, Schedule, ScheduleFire } from "../components/sched-types
 import { fireRunHref, fmtIn, fmtZoned } from "../components/sched-types";
 import "./schedules.css";
 
+/** Rows whose following fire times are loaded too. */
+const MORE_NEXT_ROWS = 30;
+
 const href = (s: Schedule) => `/schedules/${seg(s.name)}`;
 
 function kindOf(s: Schedule): string {
@@ -81,11 +84,12 @@ function FireResult({ f }: { f: ScheduleFire }) {
   );
 }
 
-function NextCell({ s }: { s: Schedule }) {
-  // The following fire times, from the next-fires endpoint (reloaded when the next one moves).
+function NextCell({ s, more: withMore }: { s: Schedule; more: boolean }) {
+  // The following fire times, from the next-fires endpoint (reloaded when the next one moves;
+  // only for the first rows, so a long list costs one request per poll).
   const more = useLoad(
     (signal) =>
-      s.paused || !s.next_fire_at
+      !withMore || s.paused || !s.next_fire_at
         ? Promise.resolve([] as NextFire[])
         : get<NextFire[]>(`/api/v1/schedules/${seg(s.name)}/next`, { n: 3 }, signal),
     [s.name, s.next_fire_at, s.paused],
@@ -204,7 +208,7 @@ function SchedulesPage({ query }: { params: Record<string, string>; query: URLSe
             </tr>
           </thead>
           <tbody>
-            {all.map((s) => (
+            {all.map((s, i) => (
               <tr data-schedule={s.name} key={s.id}>
                 <td>
                   <a href={href(s)} class="mono">
@@ -222,7 +226,7 @@ function SchedulesPage({ query }: { params: Record<string, string>; query: URLSe
                   <Badge state={s.paused ? "paused" : "active"} />
                 </td>
                 <td>
-                  <NextCell s={s} />
+                  <NextCell s={s} more={i < MORE_NEXT_ROWS} />
                 </td>
                 <td data-testid="last-fire">
                   {s.last ? (
@@ -307,7 +311,8 @@ function SchedulePage({ params, query }: { params: Record<string, string>; query
             </dd>
             <dt>Runs it starts</dt>
             <dd>
-              created by <code>schedule:{s.name}</code>
+              created by <code>schedule:{s.name}</code> —{" "}
+              <a href={`/runs?who=${encodeURIComponent(`schedule:${s.name}`)}`}>see them in History</a>
             </dd>
           </dl>
           {canRun(me) && (
