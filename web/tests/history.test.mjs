@@ -147,6 +147,23 @@ test("a task's page: output, search with a match count, virtualised lines, Downl
   assert.match(await page.locator(".hout-status").innerText(), /^1 line/);
 });
 
+test("a large output (200,000 lines) stays bounded in the page and searchable", async () => {
+  const { page } = b;
+  const run = await runWait("seq 1 200000", "alpha");
+  const task = run.tasks[0];
+  await page.goto(`${fleet.url}/tasks/${task.id}`);
+  await until(async () => /\d+ lines/.test(await page.locator(".hout-status").innerText()), 30000, "loaded");
+  const status = await page.locator(".hout-status").innerText();
+  const lines = Number(/(\d+) lines/.exec(status)[1]);
+  assert.ok(lines >= 200000, status);
+  const rendered = await page.locator(".hout-line").count();
+  assert.ok(rendered < 200, `${rendered} lines rendered`);
+  await page.getByLabel("Search the output").fill("199999");
+  await until(async () => (await page.getByTestId("output-matches").innerText()) === "1 of 1 match", 10000, "1 match");
+  await until(async () => (await page.locator(".hout-line mark.cur").count()) === 1, 5000, "the match in view");
+  await shot(page, "task-large");
+});
+
 test("hostile output is shown literally and runs nothing", async () => {
   const { page, problems } = b;
   const task = runs.hostile.tasks[0];

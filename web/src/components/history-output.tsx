@@ -376,6 +376,7 @@ export function TaskOutput({
     else if (m.right > b.right) el.scrollLeft += m.right - b.right + 24;
   }, [jump, top]);
 
+  const hasErr = useMemo(() => buf.current.kind.includes(ERR) || buf.current.kindAt(n - 1) === ERR, [version]);
   const first = Math.max(0, Math.floor(top / LH) - OVERSCAN);
   const last = Math.min(n, Math.ceil((top + height) / LH) + OVERSCAN);
   const rows = [];
@@ -477,7 +478,7 @@ export function TaskOutput({
       <div class="small muted hout-status" aria-live="polite">
         {loading ? "loading…" : `${n} line${n === 1 ? "" : "s"}`}
         {status && ` · ${status}`}
-        {stream !== "stdout" && n > 0 && (
+        {hasErr && (
           <span>
             {" · "}
             <span class="hout-legend">stderr</span> marked
