@@ -3,7 +3,8 @@
 // secrets, the command policy), as an admin and as a viewer.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { startFleet, openBrowser, login, shot, until } from "./harness.mjs";
 
 let fleet, b;
@@ -191,8 +192,11 @@ test("hostile output is shown literally and runs nothing", async () => {
 
 test("a running task's output follows live, then the task's final state shows", async () => {
   const { page } = b;
+  // The task waits for a file the test writes once the page shows its first lines (alpha is
+  // the server's own agent, on this machine).
+  const go = join(fleet.dir, "go-live");
   const run = await fleet.api("POST", "/api/v1/runs", {
-    command: "echo live-start; echo live-err >&2; sleep 3; echo live-end",
+    command: `echo live-start; echo live-err >&2; for i in $(seq 600); do [ -e '${go}' ] && break; sleep 0.1; done; echo live-end`,
     targets: ["alpha"],
   });
   const task = run.tasks[0];
@@ -200,6 +204,9 @@ test("a running task's output follows live, then the task's final state shows", 
   const out = page.getByTestId("task-output");
   await until(async () => (await out.innerText()).includes("live-start"), 15000, "live output");
   assert.equal(await page.getByLabel("Follow").isChecked(), true);
+  assert.match(await page.locator(".hout-status").innerText(), /live/);
+  assert.ok(!(await out.innerText()).includes("live-end"));
+  writeFileSync(go, "");
   await until(async () => (await out.innerText()).includes("live-end"), 20000, "the rest of the output");
   await until(async () => /succeeded/.test(await page.getByTestId("task-facts").innerText()), 15000, "final state");
   assert.equal(await page.locator(".hout-line.err", { hasText: "live-err" }).count(), 1);
@@ -335,6 +342,10 @@ test("Audit shows the runs and the key's creation; a filter is in the URL", asyn
   assert.ok(page.url().includes("who=nobody-here"), page.url());
   await page.getByRole("button", { name: "Clear filters" }).click();
   await page.locator('[data-action="key.create"]').first().waitFor();
+  // An actor's name filters by it.
+  await page.locator('[data-action="key.create"]').first().getByRole("button", { name: "key:admin" }).click();
+  await until(async () => page.url().includes("who=key%3Aadmin"), 5000, "who in the URL");
+  await until(async () => (await page.locator('[data-action="run.create"]').count()) >= 5, 10000, "admin's runs");
 });
 
 test("a viewer sees read-only lists: no create, revoke, set or edit", async () => {

@@ -3,6 +3,7 @@ import { useState } from "preact/hooks";
 import { get, seg } from "../api";
 import { Filters, apiFilters } from "../components/history-filters";
 import type { Route } from "../routes";
+import { setQuery } from "../router";
 import { ErrorLine, fmtAgo, fmtTime, useDebounced, useLoad, useTitle } from "../util";
 import "./history.css";
 
@@ -85,7 +86,16 @@ function AuditPage({ query }: { params: Record<string, string>; query: URLSearch
                   <td class="small" title={fmtAgo(e.at)}>
                     {fmtTime(e.at)}
                   </td>
-                  <td class="mono small">{e.actor}</td>
+                  <td>
+                    <button
+                      type="button"
+                      class="link mono small"
+                      title="Only this actor's entries"
+                      onClick={() => setQuery({ who: e.actor })}
+                    >
+                      {e.actor}
+                    </button>
+                  </td>
                   <td class="mono">{e.action}</td>
                   <td>
                     <Target target={e.target} />
