@@ -80,6 +80,20 @@ test("a command on two machines: each terminal shows its own output live, then t
   await shot(page, "run-summary");
   const done = await fleet.api("GET", `/api/v1/runs/${id}`);
   assert.equal(done.state, "succeeded");
+  // Tabs instead of the grid: one tab per machine with its state; the terminals keep their output.
+  await page.getByRole("button", { name: "Tabs" }).click();
+  const tabs = page.getByRole("tab");
+  assert.equal(await tabs.count(), 2);
+  assert.match(await tabs.nth(0).innerText(), /alpha\s+succeeded/);
+  assert.ok(await page.getByTestId("term-alpha").isVisible());
+  assert.ok(!(await page.getByTestId("term-beta").isVisible()));
+  assert.ok((await termText(page, "alpha")).includes(`bye-${taskOf.alpha}`));
+  await page.getByRole("tab", { name: /beta/ }).click();
+  await page.getByTestId("term-beta").waitFor({ state: "visible" });
+  assert.ok(!(await page.getByTestId("term-alpha").isVisible()));
+  assert.ok((await termText(page, "beta")).includes(`bye-${taskOf.beta}`));
+  assert.ok(page.url().includes("layout=tabs"));
+  await shot(page, "run-tabs");
 });
 
 test("cancel a running command from the page", async () => {

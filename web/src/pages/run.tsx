@@ -5,7 +5,7 @@
 // xterm.js is loaded only when a run is shown. Output is terminal text, never HTML.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, get, post, seg } from "../api";
-import { navigate } from "../router";
+import { navigate, setQuery } from "../router";
 import type { Route } from "../routes";
 import { canRun, useMe } from "../session";
 import type { FleetSummary, Progress, Run, Task } from "../types";
@@ -61,6 +61,8 @@ function RunPage({ query }: { params: Record<string, string>; query: URLSearchPa
   const matched = target && !sum.error ? (sum.data?.matched ?? null) : null;
   const single = matched === 1;
 
+  // An approval is for the command and machines it was asked for.
+  useEffect(() => setNeedsApproval(false), [command, sel]);
   // Leaving the form before the run was created drops its socket.
   useEffect(() => () => pending.current?.close(), []);
 
@@ -231,7 +233,7 @@ function counts(tasks: Task[]): Progress {
   return p;
 }
 
-function RunView({ params }: { params: Record<string, string>; query: URLSearchParams }) {
+function RunView({ params, query }: { params: Record<string, string>; query: URLSearchParams }) {
   const id = params.id;
   useTitle(`Run ${id.slice(0, 8)}`);
   const me = useMe();
@@ -364,7 +366,12 @@ function RunView({ params }: { params: Record<string, string>; query: URLSearchP
       )}
       {ended && <Summary tasks={tasks} />}
       {live && live.run && (
-        <Terminals key={`${id}:${attempt}`} live={live} interactive={interactive && running && canRun(me)} />
+        <Terminals
+          key={`${id}:${attempt}`}
+          live={live}
+          interactive={interactive && running && canRun(me)}
+          layout={query.get("layout") === "tabs" ? "tabs" : query.get("layout") === "grid" ? "grid" : null}
+        />
       )}
     </section>
   );
@@ -392,67 +399,85 @@ function TaskHead({ t, skipped }: { t: Task; skipped: number }) {
   );
 }
 
-function Terminals({ live, interactive }: { live: LiveRun; interactive: boolean }) {
+function Terminals({
+  live,
+  interactive,
+  layout,
+}: {
+  live: LiveRun;
+  interactive: boolean;
+  layout: "grid" | "tabs" | null;
+}) {
   const tasks = live.tasks;
   const [active, setActive] = useState(0);
-  const [seen, setSeen] = useState<Set<number>>(() => new Set([0]));
-  const show = (i: number) => {
-    setActive(i);
-    setSeen((s) => (s.has(i) ? s : new Set(s).add(i)));
-  };
+  // Terminals once shown stay mounted (hidden behind their tab): rebuilding one would lose
+  // its output.
+  const mounted = useRef(new Set<number>());
   if (tasks.length === 0) return <p class="muted">This run picked no machine.</p>;
-  if (tasks.length <= GRID_UP_TO) {
-    return (
-      <div class="terms">
-        {tasks.map((t, i) => (
-          <div class="term" data-testid={`term-${t.agent_name}`} data-state={t.state}>
-            <TaskHead t={t} skipped={live.feeds[i]?.skipped ?? 0} />
-            <TermPane live={live} index={i} interactive={interactive} shown label={`Output of ${t.agent_name}`} />
-          </div>
-        ))}
-      </div>
-    );
-  }
+  const grid = layout ? layout === "grid" : tasks.length <= GRID_UP_TO;
   const tabKeys = (e: KeyboardEvent, i: number) => {
     const n = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
     if (!n) return;
     e.preventDefault();
     const j = (i + n + tasks.length) % tasks.length;
-    show(j);
+    setActive(j);
     (document.getElementById(`run-tab-${j}`) as HTMLElement | null)?.focus();
   };
   return (
     <div>
-      <div class="tabs" role="tablist" aria-label="Machines">
-        {tasks.map((t, i) => (
-          <button
-            type="button"
-            role="tab"
-            id={`run-tab-${i}`}
-            aria-selected={i === active}
-            aria-controls={`run-panel-${i}`}
-            tabIndex={i === active ? 0 : -1}
-            onClick={() => show(i)}
-            onKeyDown={(e) => tabKeys(e, i)}
-          >
-            {t.agent_name} <Badge state={t.state} />
+      {tasks.length > 1 && (
+        <div class="row layout-switch" role="group" aria-label="Terminal layout">
+          <span class="muted small">Terminals:</span>
+          <button type="button" aria-pressed={grid} onClick={() => setQuery({ layout: "grid" })}>
+            Grid
           </button>
-        ))}
+          <button type="button" aria-pressed={!grid} onClick={() => setQuery({ layout: "tabs" })}>
+            Tabs
+          </button>
+        </div>
+      )}
+      {!grid && (
+        <div class="tabs" role="tablist" aria-label="Machines">
+          {tasks.map((t, i) => (
+            <button
+              type="button"
+              role="tab"
+              id={`run-tab-${i}`}
+              aria-selected={i === active}
+              aria-controls={`run-panel-${i}`}
+              tabIndex={i === active ? 0 : -1}
+              onClick={() => setActive(i)}
+              onKeyDown={(e) => tabKeys(e, i)}
+            >
+              {t.agent_name} <Badge state={t.state} />
+            </button>
+          ))}
+        </div>
+      )}
+      <div class={grid ? `terms ${tasks.length === 1 ? "one" : ""}` : "terms-tabs"}>
+        {tasks.map((t, i) => {
+          const shown = grid || i === active;
+          if (!shown && !mounted.current.has(i)) return null;
+          mounted.current.add(i);
+          return (
+            <div
+              key={t.id}
+              class={`term ${shown ? "" : "hidden"}`}
+              role={grid ? "group" : "tabpanel"}
+              id={`run-panel-${i}`}
+              aria-labelledby={grid ? undefined : `run-tab-${i}`}
+              aria-label={grid ? t.agent_name : undefined}
+              data-testid={`term-${t.agent_name}`}
+              data-state={t.state}
+            >
+              <TaskHead t={t} skipped={live.feeds[i]?.skipped ?? 0} />
+              <TermPane live={live} index={i} interactive={interactive} shown={shown} label={`Output of ${t.agent_name}`} big={!grid} />
+            </div>
+          );
+        })}
       </div>
-      {tasks.map((t, i) =>
-        seen.has(i) ? (
-          <div
-            class={`term ${i === active ? "" : "hidden"}`}
-            role="tabpanel"
-            id={`run-panel-${i}`}
-            aria-labelledby={`run-tab-${i}`}
-            data-testid={`term-${t.agent_name}`}
-            data-state={t.state}
-          >
-            <TaskHead t={t} skipped={live.feeds[i]?.skipped ?? 0} />
-            <TermPane live={live} index={i} interactive={interactive} shown={i === active} label={`Output of ${t.agent_name}`} big />
-          </div>
-        ) : null,
+      {interactive && (
+        <p class="muted small">Keys typed in the terminal go to the machine; Escape then Tab leaves it.</p>
       )}
     </div>
   );
@@ -515,6 +540,19 @@ function TermPane({
         };
         refit();
         feed?.attach(term);
+        // A terminal that takes no input lets every key through to the page (Tab moves on);
+        // one that does keeps them, except Tab right after Escape, which leaves it.
+        let escaped = false;
+        term.attachCustomKeyEventHandler((e) => {
+          if (!inRef.current) return false;
+          if (e.type !== "keydown") return true;
+          if (e.key === "Tab" && escaped) {
+            escaped = false;
+            return false;
+          }
+          escaped = e.key === "Escape";
+          return true;
+        });
         term.onData((d) => {
           if (inRef.current) live.stdin(d);
         });
