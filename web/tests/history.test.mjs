@@ -372,3 +372,29 @@ test("a viewer sees read-only lists: no create, revoke, set or edit", async () =
   await page.goto(fleet.url + "/runs");
   await page.locator(`[data-run="${runs.ok.id}"]`).waitFor();
 });
+
+test("an operator sets variables but manages no keys, tokens or policy", async () => {
+  const { page } = b;
+  const op = await fleet.api("POST", "/api/v1/keys", { name: "oper", role: "operator" });
+  await page.getByRole("button", { name: "Log out" }).click();
+  await login(page, fleet.url, op.key);
+  await page.goto(fleet.url + "/settings/keys");
+  await page.locator('[data-key="oper"]').waitFor();
+  assert.equal(await page.getByRole("button", { name: "Create key" }).count(), 0);
+  await page.getByRole("link", { name: "Join tokens" }).click();
+  await page.getByTestId("tokens").waitFor();
+  assert.equal(await page.getByRole("button", { name: "Create token" }).count(), 0);
+  await page.getByRole("link", { name: "Command policy" }).click();
+  await page.getByTestId("policy-version").waitFor();
+  assert.equal(await page.getByRole("button", { name: "Edit policy" }).count(), 0);
+  await page.getByRole("link", { name: "Variables & secrets" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("op_var");
+  await page.getByLabel("Value", { exact: true }).fill("from-operator");
+  await page.getByRole("button", { name: "Set", exact: true }).click();
+  await until(async () => (await page.locator('[data-var="op_var"]').innerText()).includes("from-operator"), 10000, "set");
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete op_var" }).click();
+  await until(async () => (await page.locator('[data-var="op_var"]').count()) === 0, 10000, "deleted");
+  const vars = await fleet.api("GET", "/api/v1/vars");
+  assert.ok(!vars.some((v) => v.key === "op_var"));
+});
