@@ -3,7 +3,7 @@
 // found. A flow's page: its inputs, outputs, components and tweakable parameters, and a form
 // that runs it (input text, tweaks as a JSON object) and shows the answer's text as text,
 // with a link to the run's log.
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { del, get, post, seg, text } from "../api";
 import type { Route } from "../routes";
 import { canRun, useMe } from "../session";
@@ -376,6 +376,14 @@ function RunForm({ flow }: { flow: LfFlow }) {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<RunResult | null>(null);
+  // Following a run stops when the page goes.
+  const alive = useRef(true);
+  useEffect(
+    () => () => {
+      alive.current = false;
+    },
+    [],
+  );
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -403,7 +411,7 @@ function RunForm({ flow }: { flow: LfFlow }) {
       let r: Run & { tasks: Task[] };
       for (;;) {
         r = await get<Run & { tasks: Task[] }>(`/api/v1/runs/${seg(run.id)}`);
-        if (r.state !== "running") break;
+        if (r.state !== "running" || !alive.current) break;
         await new Promise((res) => setTimeout(res, 400));
       }
       const task = r.tasks[0];

@@ -384,6 +384,11 @@ function SchedulePage({ params, query }: { params: Record<string, string>; query
                 )}
               </tbody>
             </table>
+            {fires.data && fires.data.length >= 100 && (
+              <p class="muted small">
+                The latest 100 fires; <code>herd schedules history {s.name} -n 1000</code> shows more.
+              </p>
+            )}
           </div>
         </div>
       )}
