@@ -1,7 +1,9 @@
 // Benchmark of a run's live view under a flood of output: one machine streams ~100 MB into
 // its terminal while a key is pressed into a focused input every ~200 ms; the delay between
 // each key event's creation and its handler running (event.timeStamp to performance.now())
-// shows how responsive the page stays. Prints one JSON line of figures.
+// shows how responsive the page stays; so do the gaps between animation frames. The press
+// round trip (Playwright → browser → page) also counts time outside the page (on a loaded
+// machine, the browser process waiting for a CPU). Prints one JSON line of figures.
 //
 //   cd web && npm run build && HERD_BIN=/work/bin/herd HERD_WEB_DIR=$PWD/dist node bench/terminal.mjs
 //
@@ -46,10 +48,22 @@ try {
         i.addEventListener("keydown", (e) => w.__delays.push(performance.now() - e.timeStamp));
       }
       w.__delays = [];
+      w.__gaps = [];
       w.__longest = 0;
+      if (!w.__raf) {
+        w.__raf = true;
+        let last = performance.now();
+        const tick = (t) => {
+          w.__gaps.push(t - last);
+          last = t;
+          requestAnimationFrame(tick);
+        };
+        requestAnimationFrame(tick);
+      }
+      w.__from = performance.now();
       if (!w.__lt) {
         w.__lt = new PerformanceObserver((l) => {
-          for (const e of l.getEntries()) w.__longest = Math.max(w.__longest, e.duration);
+          for (const e of l.getEntries()) if (e.startTime >= w.__from) w.__longest = Math.max(w.__longest, e.duration);
         });
         w.__lt.observe({ type: "longtask", buffered: false });
       }
@@ -62,7 +76,8 @@ try {
     await page.keyboard.press("a");
     return Date.now() - t;
   };
-  const collect = () => page.evaluate(() => ({ delays: window.__delays, longest: window.__longest }));
+  const collect = () =>
+    page.evaluate(() => ({ delays: window.__delays, gaps: window.__gaps.slice(1), longest: window.__longest }));
 
   // The floor: the same presses on the Run page with nothing streaming.
   await page.goto(`${fleet.url}/run?target=alpha`);
@@ -79,6 +94,7 @@ try {
   const lines = Math.floor(BYTES / 121);
   await page.getByLabel("Command").fill(`yes "$(head -c 120 /dev/zero | tr '\\0' x)" | head -n ${lines}`);
   const heapBefore = await heapMb();
+  const cpu0 = process.cpuUsage();
   const t0 = Date.now();
   await page.getByRole("button", { name: "Start" }).click();
   await page.waitForURL(/\/runs\/[0-9a-f]+$/, { timeout: 30000 });
@@ -97,6 +113,7 @@ try {
     await sleep(EVERY);
   }
   const during = await collect();
+  const cpu = process.cpuUsage(cpu0);
   const id = new URL(page.url()).pathname.split("/").pop();
   const run = await fleet.api("GET", `/api/v1/runs/${id}`);
   await sleep(1000);
@@ -114,10 +131,13 @@ try {
       stream_s: ended ? Math.round((ended - t0) / 100) / 10 : null,
       key_delay_ms_floor: stats(floor.delays),
       key_delay_ms_streaming: stats(during.delays),
+      frame_gap_ms_floor: stats(floor.gaps),
+      frame_gap_ms_streaming: stats(during.gaps),
       press_roundtrip_ms_floor: stats(floorRtt),
       press_roundtrip_ms_streaming: stats(rtt),
       skipped_in_terminal: skipped,
       longest_task_ms_streaming: Math.round(during.longest),
+      bench_process_cpu_s: Math.round((cpu.user + cpu.system) / 1e5) / 10,
       js_heap_mb_before: heapBefore,
       js_heap_mb_peak: heapPeak,
       js_heap_mb_end: heapEnd,

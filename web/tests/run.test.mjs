@@ -129,6 +129,28 @@ test("an interactive run on one machine is answered by typing in its terminal", 
   assert.equal(run.tasks[0].state, "succeeded");
 });
 
+test("an interactive task gets the terminal's size, and EOF ends its input", async () => {
+  const { page } = b;
+  await startRun(page, {
+    target: "alpha",
+    command: `read -p 'go? ' x; echo "size=$(stty size)"; cat; echo "after-eof"`,
+    interactive: true,
+  });
+  await until(async () => (await termText(page, "alpha")).includes("go?"), 15000, "the prompt");
+  await page.locator('[data-testid="term-alpha"] .xterm').click();
+  await page.keyboard.press("Enter");
+  const size = await until(async () => /size=(\d+) (\d+)/.exec(await termText(page, "alpha")), 15000, "the size");
+  const rows = await page.locator('[data-testid="term-alpha"] .xterm-rows > div').count();
+  assert.equal(Number(size[1]), rows, `stty size ${size[0]} vs ${rows} rows`);
+  assert.notEqual(`${size[1]} ${size[2]}`, "24 100", "the terminal's own size, not the starting one");
+  await page.keyboard.type("typed-line");
+  await page.keyboard.press("Enter");
+  await page.getByRole("button", { name: "EOF" }).click();
+  await until(async () => (await termText(page, "alpha")).includes("after-eof"), 15000, "cat ended by EOF");
+  await page.getByTestId("summary").waitFor({ timeout: 20000 });
+  assert.match(await summaryRow(page, "alpha").innerText(), /succeeded/);
+});
+
 test("HTML and escape sequences in output are terminal text, never HTML", async () => {
   const { page, problems } = b;
   const hostile = `<img src=x onerror="window.__pwned=1">`;

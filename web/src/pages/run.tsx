@@ -16,6 +16,8 @@ import "./run.css";
 
 /** Terminals side by side up to this many machines; tabs beyond. */
 const GRID_UP_TO = 4;
+/** Task states are polled for runs of up to this many machines. */
+const POLL_UP_TO = 200;
 
 /** `500ms`, `30s`, `5m`, `1h`, or seconds alone; null for blank; NaN when unreadable. */
 export function parseDuration(s: string): number | null {
@@ -249,11 +251,13 @@ function RunView({ params, query }: { params: Record<string, string>; query: URL
   useLive(live);
 
   const ended = !!live?.ended;
-  // The socket says when a task ends; its start (dispatched → running) is polled.
+  // The socket says when a task ends; its start (dispatched → running) is polled, for runs
+  // small enough to read whole every few seconds (a big fan-out has its progress counts).
+  const big = (live?.tasks.length ?? 0) > POLL_UP_TO;
   const poll = useLoad(
     (signal) => get<Run & { tasks: Task[] }>(`/api/v1/runs/${seg(id)}`, {}, signal),
-    [id, ended],
-    ended ? undefined : 2000,
+    [id, ended, big],
+    ended || big ? undefined : 2000,
   );
   useEffect(() => {
     if (poll.data && live && !live.ended) live.merge(poll.data, poll.data.tasks);
