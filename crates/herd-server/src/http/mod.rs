@@ -10,6 +10,7 @@ mod ask;
 mod attach;
 mod blobs;
 mod breakers;
+mod compress;
 mod credentials;
 mod extract;
 mod flows;
@@ -194,7 +195,8 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
                 // Everything else is the dashboard's.
                 app.web().serve(req.method(), path, req.headers())
             }
-        });
+        })
+        .layer(axum::middleware::from_fn(compress::gzip_json));
     (router, doc)
 }
 

@@ -469,25 +469,77 @@ async fn catch_up(
     Ok(())
 }
 
-/// One binary frame of output: the herd-api header, then `pieces`, in one vectored write.
+/// The most output bytes in one frame: a browser handles a message whole on its one
+/// thread, so a large read (stored output caught up, live chunks gathered while the watcher
+/// was busy) goes out as several frames.
+const FRAME_MAX: usize = 256 << 10;
+
+/// Output as binary frames (the herd-api header, then up to [`FRAME_MAX`] bytes of
+/// `pieces`), each in one vectored write.
 async fn send_output(
     sock: &mut Sock,
     index: usize,
     stream: u8,
     pieces: &[&[u8]],
 ) -> Result<(), String> {
-    if pieces.iter().all(|p| p.is_empty()) {
-        return Ok(());
-    }
     let stream = OutputStream::from_byte(stream).unwrap_or(OutputStream::Stdout);
     let hdr = output_header(index as u32, stream);
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 1);
-    parts.push(&hdr);
-    parts.extend_from_slice(pieces);
-    sock.send_binary(&parts).await.map_err(|e| e.to_string())
+    for frame in frames(pieces, FRAME_MAX) {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(frame.len() + 1);
+        parts.push(&hdr);
+        parts.extend_from_slice(&frame);
+        sock.send_binary(&parts).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `pieces` regrouped into frames of at most `max` bytes (none empty), in order, without
+/// copying.
+fn frames<'a>(pieces: &[&'a [u8]], max: usize) -> Vec<Vec<&'a [u8]>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<&'a [u8]> = Vec::new();
+    let mut len = 0;
+    for &p in pieces {
+        let mut rest = p;
+        while !rest.is_empty() {
+            let (take, after) = rest.split_at(rest.len().min(max - len));
+            cur.push(take);
+            len += take.len();
+            rest = after;
+            if len == max {
+                out.push(std::mem::take(&mut cur));
+                len = 0;
+            }
+        }
+    }
+    if len > 0 {
+        out.push(cur);
+    }
+    out
 }
 
 async fn send(sock: &mut Sock, msg: &ServerMessage) -> Result<(), String> {
     let text = serde_json::to_string(msg).map_err(|e| e.to_string())?;
     sock.send_text(&text).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frames;
+
+    #[test]
+    fn output_is_cut_into_bounded_frames_in_order() {
+        let a = vec![1u8; 10];
+        let b = vec![2u8; 25];
+        let got = frames(&[&a, &[], &b], 8);
+        let sizes: Vec<usize> = got
+            .iter()
+            .map(|f| f.iter().map(|p| p.len()).sum())
+            .collect();
+        assert_eq!(sizes, vec![8, 8, 8, 8, 3]);
+        let joined: Vec<u8> = got.concat().concat();
+        assert_eq!(joined, [a.clone(), b.clone()].concat());
+        assert!(frames(&[&[], &[]], 8).is_empty());
+        assert_eq!(frames(&[&a], 10).len(), 1);
+    }
 }
