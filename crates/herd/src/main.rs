@@ -704,6 +704,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             if let Some(key) = &running.admin_key {
                 println!("admin API key (shown once; keep it safe): {key}");
             }
+            println!("dashboard: {}/ (log in with an API key)", running.url);
             use std::io::Write;
             std::io::stdout().flush().ok();
             running.run_until_signal().await;
