@@ -148,6 +148,18 @@ test("a task's page: output, search with a match count, virtualised lines, Downl
   assert.match(await page.locator(".hout-status").innerText(), /^1 line/);
 });
 
+test("a finished task's streams are told apart exactly, even where both wrote the same line", async () => {
+  const { page } = b;
+  const run = await fleet.api("POST", "/api/v1/runs?wait=true", {
+    command: "echo twin; sleep 0.3; echo twin >&2; sleep 0.3; echo twin",
+    targets: ["alpha"],
+  });
+  await page.goto(`${fleet.url}/tasks/${run.tasks[0].id}`);
+  await until(async () => (await page.locator(".hout-line").count()) === 3, 10000, "3 lines");
+  const kinds = await page.locator(".hout-line").evaluateAll((ls) => ls.map((l) => l.classList.contains("err")));
+  assert.deepEqual(kinds, [false, true, false]);
+});
+
 test("a large output (200,000 lines) stays bounded in the page and searchable", async () => {
   const { page } = b;
   const run = await runWait("seq 1 200000", "alpha");

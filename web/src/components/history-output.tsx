@@ -1,5 +1,6 @@
-// A task's output as text: stored output from GET /api/v1/tasks/{id}/output, or live from the
-// task's attach WebSocket while it runs (stderr marked). Only the lines in view are rendered,
+// A task's output as text: both streams over the task's attach WebSocket (live while it runs,
+// replayed from the store after; stderr marked from the frames), one stream alone from
+// GET /api/v1/tasks/{id}/output. Only the lines in view are rendered,
 // so large outputs stay responsive; a search box highlights matches and jumps between them;
 // Download saves the stored bytes through a Blob (the key travels as a header, never in a URL).
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
@@ -83,20 +84,6 @@ class Lines {
   }
   kindAt(i: number): number {
     return i < this.text.length ? this.kind[i] : this.tailKind;
-  }
-}
-
-/**
- * Marks the stderr lines of stored output read as one stream: stderr's lines, in order, are a
- * subsequence of the whole (a line stdout wrote identically may be marked instead).
- */
-function markStderr(all: Lines, err: string[]) {
-  let j = 0;
-  for (let i = 0; i < all.text.length && j < err.length; i++) {
-    if (all.text[i] === err[j]) {
-      all.kind[i] = ERR;
-      j++;
-    }
   }
 }
 
@@ -219,6 +206,9 @@ export function TaskOutput({
   const running = !FINAL_TASK.has(task.state);
   const [follow, setFollow] = useState(true);
   const live = running && follow;
+  // Both streams come over the task's attach WebSocket (live, or replayed from the store for a
+  // finished task): its frames say which stream each piece is. One stream alone is plain text.
+  const viaSocket = live || stream === "";
   const buf = useRef(new Lines());
   const [version, setVersion] = useState(0);
   const [loading, setLoading] = useState(true);
@@ -240,8 +230,8 @@ export function TaskOutput({
     buf.current = new Lines();
     setVersion((v) => v + 1);
     setLoading(true);
-    if (live) {
-      setStatus("connecting…");
+    if (viaSocket) {
+      setStatus(live ? "connecting…" : "");
       const ws = socket(`/api/v1/tasks/${seg(task.id)}/attach`);
       const dec = [new TextDecoder(), new TextDecoder()];
       let ended = false;
@@ -253,7 +243,7 @@ export function TaskOutput({
             setVersion((v) => v + 1);
           });
       };
-      ws.onopen = () => setStatus("live");
+      ws.onopen = () => setStatus(live ? "live" : "");
       ws.onmessage = (ev) => {
         if (typeof ev.data === "string") {
           let m: { type: string; bytes?: number; error?: string };
@@ -286,7 +276,12 @@ export function TaskOutput({
         setLoading(false);
         if (!ended) {
           setStatus("");
-          setError(ev.reason || "the live output connection closed; turn Follow off and on to reconnect");
+          setError(
+            ev.reason ||
+              (live
+                ? "the live output connection closed; turn Follow off and on to reconnect"
+                : "the output connection closed before all output arrived; Reload to try again"),
+          );
         }
       };
       return () => {
@@ -299,12 +294,10 @@ export function TaskOutput({
     setStatus("");
     let gone = false;
     const path = `/api/v1/tasks/${seg(task.id)}/output`;
-    Promise.all([text(path, { stream }), stream ? Promise.resolve("") : text(path, { stream: "stderr" })])
-      .then(([t, errText]) => {
+    text(path, { stream })
+      .then((t) => {
         if (gone) return;
-        const l = Lines.from(t, stream === "stderr" ? ERR : OUT);
-        if (errText) markStderr(l, Lines.from(errText, ERR).text);
-        buf.current = l;
+        buf.current = Lines.from(t, stream === "stderr" ? ERR : OUT);
         setVersion((v) => v + 1);
       })
       .catch((e) => !gone && setError(e))
