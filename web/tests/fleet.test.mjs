@@ -115,3 +115,21 @@ test("a viewer sees no run or edit controls; logging out forgets the key", async
     await v.browser.close();
   }
 });
+
+test("every section fits a laptop screen (1280×720) without sideways scrolling", async () => {
+  const { page } = b;
+  await page.setViewportSize({ width: 1280, height: 720 });
+  try {
+    for (const path of ["/fleet", "/machines/alpha", "/run", "/runs", "/workflows", "/schedules", "/flows", "/ask", "/audit", "/settings/keys"]) {
+      await page.goto(fleet.url + path);
+      await page.locator("main h1, main h2").first().waitFor();
+      const [sw, cw] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      assert.ok(sw <= cw, `${path}: page is ${sw}px wide in a ${cw}px window`);
+    }
+    await page.goto(fleet.url + "/fleet");
+    await page.locator('[data-machine="alpha"]').waitFor();
+    await shot(page, "fleet-laptop");
+  } finally {
+    await page.setViewportSize({ width: 1440, height: 900 });
+  }
+});

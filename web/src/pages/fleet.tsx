@@ -211,7 +211,12 @@ function VirtualRows({ rows, header }: { rows: Agent[]; header: preact.Component
               <span>
                 <a href={`/machines/${encodeURIComponent(a.name)}`}>{a.name}</a>
               </span>
-              <span class="labels">
+              <span
+                class="labels"
+                title={Object.entries(a.labels)
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join("  ")}
+              >
                 {Object.entries(a.labels).map(([k, v]) => (
                   <span class="label">
                     {k}={v}
