@@ -236,5 +236,28 @@ test("a retried step lists each attempt with its task", async () => {
   assert.match(await first.innerText(), /failed/);
   assert.match(await first.innerText(), /exit 4/);
   assert.match(await panel.locator('[data-attempt="attempt 2"]').innerText(), /succeeded/);
+  // Exactly the attempts the server recorded, in order, each with its own run.
+  const shown = await fleet.api("GET", `/api/v1/workflow-runs/${run.id}`);
+  const step = shown.steps.find((s) => s.id === "try");
+  assert.deepEqual(
+    step.attempts.map((a) => [a.attempt, a.state]),
+    [
+      [1, "failed"],
+      [2, "succeeded"],
+    ],
+  );
+  assert.equal(new Set(step.attempts.map((a) => a.run_id)).size, 2);
+  assert.equal(step.attempts[1].run_id, step.run_id);
+  assert.deepEqual(
+    await panel.locator("[data-attempt]").evaluateAll((els) => els.map((e) => [e.dataset.attempt, e.dataset.run])),
+    step.attempts.map((a) => [`attempt ${a.attempt}`, a.run_id]),
+  );
+  for (const a of step.attempts) {
+    const r = await fleet.api("GET", `/api/v1/runs/${a.run_id}`);
+    assert.equal(r.state, a.state);
+  }
   await shot(page, "workflow-run-retried");
+  // The definition's page lists this run (the listing narrowed by name).
+  await page.goto(fleet.url + "/workflows/flaky");
+  await page.locator(`a[href="/workflow-runs/${run.id}"]`).first().waitFor();
 });

@@ -116,6 +116,31 @@ pub struct FlowStep {
     pub started_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<i64>,
+    /// Every attempt, first to last (a retry's, or for a plan's run of `herd ask`, an
+    /// alternative's); empty before the first, and for runs recorded before herd kept them.
+    #[serde(default)]
+    pub attempts: Vec<StepAttempt>,
+}
+
+/// One attempt of a workflow run's step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepAttempt {
+    /// 1 for the first.
+    pub attempt: i64,
+    /// The run it ran (steps on machines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The child workflow run it ran (`workflow` steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_run_id: Option<String>,
+    /// `running` until it ends, then how it ended.
+    pub state: StepState,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub started_at: i64,
+    #[schema(required = true)]
+    pub finished_at: Option<i64>,
 }
 
 /// The query of `GET /api/v1/workflow-runs`.
@@ -136,4 +161,8 @@ pub struct FlowRunsQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[param(pattern = r"^[^\u0000]*$")]
     pub who: Option<String>,
+    /// Only runs of the job or workflow of this name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[^\u0000]*$")]
+    pub name: Option<String>,
 }

@@ -54,7 +54,9 @@ pub use blob::{Blob, BlobQuery};
 pub use breakers::{Breaker, BreakerState};
 pub use error::ErrorBody;
 pub use fetched::{FETCHED_MODE, FETCHED_SHA256, FETCHED_SIZE, FetchedQuery};
-pub use flows::{ApplyDefinition, Definition, FlowRun, FlowRunsQuery, FlowStep, StartFlow};
+pub use flows::{
+    ApplyDefinition, Definition, FlowRun, FlowRunsQuery, FlowStep, StartFlow, StepAttempt,
+};
 pub use frame::{
     FrameError, OUTPUT_HEADER_LEN, OUTPUT_TAG, OutputFrame, OutputStream, decode_output,
     encode_output, output_header,

@@ -3,8 +3,8 @@
 
 use herd_core::{DefKind, RunState};
 use herd_store::{
-    AuditEntry, DefinitionRow, FlowRunRow, FlowStepRow, FlowStore, ListFilter, Result, StoreError,
-    codec, merge_steps, version_conflict,
+    AuditEntry, DefinitionRow, FlowRunRow, FlowStepRow, FlowStore, ListFilter, Result,
+    StepAttemptRow, StoreError, codec, merge_attempts, merge_steps, version_conflict,
 };
 use sqlx::PgConnection;
 
@@ -37,6 +37,44 @@ fn flow_run_row(r: &sqlx::postgres::PgRow) -> Result<FlowRunRow> {
 
 fn step_row(r: &sqlx::postgres::PgRow) -> Result<FlowStepRow> {
     codec::flow_step(&Cols(r))
+}
+
+/// Writes attempt rows: a new one whole, a stored one's state, detail and end.
+async fn write_attempts(
+    conn: &mut PgConnection,
+    flow_run_id: &str,
+    attempts: &[StepAttemptRow],
+) -> Result<()> {
+    for r in chunks(attempts.len()) {
+        let attempts = &attempts[r];
+        let steps: Vec<&str> = attempts.iter().map(|a| a.step_id.as_str()).collect();
+        let numbers: Vec<i64> = attempts.iter().map(|a| a.attempt).collect();
+        let run_ids: Vec<Option<&str>> = attempts.iter().map(|a| a.run_id.as_deref()).collect();
+        let states: Vec<&str> = attempts.iter().map(|a| a.state.as_str()).collect();
+        let details: Vec<Option<&str>> = attempts.iter().map(|a| a.detail.as_deref()).collect();
+        let started: Vec<i64> = attempts.iter().map(|a| a.started_at).collect();
+        let finished: Vec<Option<i64>> = attempts.iter().map(|a| a.finished_at).collect();
+        sqlx::query(
+            "INSERT INTO flow_step_attempts (flow_run_id, step_id, attempt, run_id, state, detail, started_at, finished_at) \
+             SELECT $1, a.step_id, a.attempt, a.run_id, a.state, a.detail, a.started_at, a.finished_at \
+             FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) \
+             AS a(step_id, attempt, run_id, state, detail, started_at, finished_at) \
+             ON CONFLICT (flow_run_id, step_id, attempt) DO UPDATE SET \
+             state = excluded.state, detail = excluded.detail, finished_at = excluded.finished_at",
+        )
+        .bind(flow_run_id)
+        .bind(steps)
+        .bind(numbers)
+        .bind(run_ids)
+        .bind(states)
+        .bind(details)
+        .bind(started)
+        .bind(finished)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Takes the transaction's lock on one definition's name: its changes (a new version, a
@@ -281,12 +319,14 @@ impl FlowStore for PgStore {
             flow_run_cols!(),
             " FROM flow_runs WHERE ($1::bigint IS NULL OR created_at >= $1)",
             " AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR created_by = $3)",
+            " AND ($5::text IS NULL OR name = $5)",
             " ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(f.since)
         .bind(&f.state)
         .bind(&f.who)
         .bind(f.limit)
+        .bind(&f.name)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -334,14 +374,17 @@ impl FlowStore for PgStore {
         &self,
         flow_run_id: &str,
         steps: &[FlowStepRow],
+        attempts: &[StepAttemptRow],
         finish: Option<(RunState, i64)>,
     ) -> Result<()> {
         let steps = merge_steps(flow_run_id, steps)?;
-        if steps.is_empty() && finish.is_none() {
+        let attempts = merge_attempts(flow_run_id, attempts)?;
+        if steps.is_empty() && attempts.is_empty() && finish.is_none() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         write_steps(&mut tx, flow_run_id, &steps).await?;
+        write_attempts(&mut tx, flow_run_id, &attempts).await?;
         if let Some((state, at)) = finish {
             let r = sqlx::query("UPDATE flow_runs SET state = $1, finished_at = $2 WHERE id = $3")
                 .bind(state.as_str())
@@ -355,6 +398,18 @@ impl FlowStore for PgStore {
             }
         }
         tx.commit().await.map_err(db)
+    }
+
+    async fn flow_step_attempts(&self, flow_run_id: &str) -> Result<Vec<StepAttemptRow>> {
+        let rows = sqlx::query(
+            "SELECT flow_run_id, step_id, attempt, run_id, state, detail, started_at, finished_at \
+             FROM flow_step_attempts WHERE flow_run_id = $1 ORDER BY step_id COLLATE \"C\", attempt",
+        )
+        .bind(flow_run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| codec::step_attempt(&Cols(r))).collect()
     }
 
     async fn request_flow_cancel(
@@ -429,11 +484,16 @@ impl FlowStore for PgStore {
                 .await
                 .map_err(db)?;
         }
-        sqlx::query("DELETE FROM flow_steps WHERE flow_run_id = ANY($1)")
-            .bind(&chosen)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        for q in [
+            "DELETE FROM flow_steps WHERE flow_run_id = ANY($1)",
+            "DELETE FROM flow_step_attempts WHERE flow_run_id = ANY($1)",
+        ] {
+            sqlx::query(q)
+                .bind(&chosen)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         let runs = sqlx::query("DELETE FROM flow_runs WHERE id = ANY($1)")
             .bind(&chosen)
             .execute(&mut *tx)

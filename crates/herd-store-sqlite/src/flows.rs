@@ -4,7 +4,7 @@
 use herd_core::{DefKind, RunState};
 use herd_store::{
     AuditEntry, DefinitionRow, FlowRunRow, FlowStepRow, FlowStore, ListFilter, ROWS_PER_STATEMENT,
-    Result, StoreError, codec, merge_steps, version_conflict,
+    Result, StepAttemptRow, StoreError, codec, merge_attempts, merge_steps, version_conflict,
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, SqliteConnection};
 
@@ -37,6 +37,35 @@ fn flow_run_row(r: &sqlx::sqlite::SqliteRow) -> Result<FlowRunRow> {
 
 fn step_row(r: &sqlx::sqlite::SqliteRow) -> Result<FlowStepRow> {
     codec::flow_step(&Cols(r))
+}
+
+/// Writes attempt rows: a new one whole, a stored one's state, detail and end.
+async fn write_attempts(
+    conn: &mut SqliteConnection,
+    flow_run_id: &str,
+    attempts: &[StepAttemptRow],
+) -> Result<()> {
+    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO flow_step_attempts (flow_run_id, step_id, attempt, run_id, state, detail, started_at, finished_at) ",
+        );
+        qb.push_values(chunk, |mut b, a| {
+            b.push_bind(flow_run_id)
+                .push_bind(&a.step_id)
+                .push_bind(a.attempt)
+                .push_bind(&a.run_id)
+                .push_bind(a.state.as_str())
+                .push_bind(&a.detail)
+                .push_bind(a.started_at)
+                .push_bind(a.finished_at);
+        });
+        qb.push(
+            " ON CONFLICT (flow_run_id, step_id, attempt) DO UPDATE SET \
+             state = excluded.state, detail = excluded.detail, finished_at = excluded.finished_at",
+        );
+        qb.build().execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Writes step rows whole (inserted, or replacing the row of their run and step id), one
@@ -257,13 +286,14 @@ impl FlowStore for SqliteStore {
             "SELECT ",
             flow_run_cols!(),
             " FROM flow_runs WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR state = ?2)",
-            " AND (?3 IS NULL OR created_by = ?3)",
+            " AND (?3 IS NULL OR created_by = ?3) AND (?5 IS NULL OR name = ?5)",
             " ORDER BY created_at DESC, id DESC LIMIT ?4"
         ))
         .bind(f.since)
         .bind(&f.state)
         .bind(&f.who)
         .bind(f.limit)
+        .bind(&f.name)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -311,14 +341,17 @@ impl FlowStore for SqliteStore {
         &self,
         flow_run_id: &str,
         steps: &[FlowStepRow],
+        attempts: &[StepAttemptRow],
         finish: Option<(RunState, i64)>,
     ) -> Result<()> {
         let steps = merge_steps(flow_run_id, steps)?;
-        if steps.is_empty() && finish.is_none() {
+        let attempts = merge_attempts(flow_run_id, attempts)?;
+        if steps.is_empty() && attempts.is_empty() && finish.is_none() {
             return Ok(());
         }
         let mut tx = self.writer.begin().await.map_err(db)?;
         write_steps(&mut tx, flow_run_id, &steps).await?;
+        write_attempts(&mut tx, flow_run_id, &attempts).await?;
         if let Some((state, at)) = finish {
             let r = sqlx::query("UPDATE flow_runs SET state = ?, finished_at = ? WHERE id = ?")
                 .bind(state.as_str())
@@ -332,6 +365,18 @@ impl FlowStore for SqliteStore {
             }
         }
         tx.commit().await.map_err(db)
+    }
+
+    async fn flow_step_attempts(&self, flow_run_id: &str) -> Result<Vec<StepAttemptRow>> {
+        let rows = sqlx::query(
+            "SELECT flow_run_id, step_id, attempt, run_id, state, detail, started_at, finished_at \
+             FROM flow_step_attempts WHERE flow_run_id = ? ORDER BY step_id, attempt",
+        )
+        .bind(flow_run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| codec::step_attempt(&Cols(r))).collect()
     }
 
     async fn request_flow_cancel(
@@ -371,14 +416,16 @@ impl FlowStore for SqliteStore {
         // The one writer: what is chosen here is what is deleted.
         let chosen = "SELECT id FROM flow_runs WHERE finished_at IS NOT NULL AND finished_at < ? \
                       ORDER BY finished_at, id LIMIT ?";
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM flow_steps WHERE flow_run_id IN ({chosen})"
-        )))
-        .bind(before)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        for table in ["flow_steps", "flow_step_attempts"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE flow_run_id IN ({chosen})"
+            )))
+            .bind(before)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         // `herd ask`'s records of those runs (attempts, the plan's exchanges with the model).
         for q in [
             format!("DELETE FROM ask_attempts WHERE run_id IN ({chosen})"),

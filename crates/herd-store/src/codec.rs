@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::model::*;
 use crate::{
     AlertRow, AlertRuleRow, DefinitionRow, FireEntry, FireRow, FlowRunRow, FlowStepRow,
-    LangflowRow, Result, ScheduleRow, SourceRow, StoreError,
+    LangflowRow, Result, ScheduleRow, SourceRow, StepAttemptRow, StoreError,
 };
 
 /// The JSON text a column stores for `value`.
@@ -259,6 +259,35 @@ pub fn flow_step(row: &dyn StoredRow) -> Result<FlowStepRow> {
         not_before: c.opt_int("not_before")?,
         flow_run_id: run,
         step_id: step,
+    })
+}
+
+pub fn step_attempt(row: &dyn StoredRow) -> Result<StepAttemptRow> {
+    let key = |col: &str| {
+        row.text(col).map_err(|why| StoreError::Corrupt {
+            what: format!("flow_step_attempts.{col}"),
+            why,
+        })
+    };
+    let (run, step) = (key("flow_run_id")?, key("step_id")?);
+    let attempt = row.int("attempt").map_err(|why| StoreError::Corrupt {
+        what: "flow_step_attempts.attempt".into(),
+        why,
+    })?;
+    let c = Cols {
+        row,
+        table: "flow_step_attempts",
+        key: format!("attempt {run}/{step}#{attempt}"),
+    };
+    Ok(StepAttemptRow {
+        run_id: c.opt_text("run_id")?,
+        state: c.parsed("state")?,
+        detail: c.opt_text("detail")?,
+        started_at: c.int("started_at")?,
+        finished_at: c.opt_int("finished_at")?,
+        flow_run_id: run,
+        step_id: step,
+        attempt,
     })
 }
 

@@ -69,6 +69,26 @@ pub struct FlowStepRow {
     pub not_before: Option<i64>,
 }
 
+/// One attempt of a step of a workflow run: keyed by (run, step, attempt number), written by
+/// the engine in the transaction that records the step's new attempt, ended when the attempt
+/// ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepAttemptRow {
+    pub flow_run_id: String,
+    pub step_id: String,
+    /// 1 for the first; numbers may skip (a `herd ask` alternative the policy denied).
+    pub attempt: i64,
+    /// What it ran: a run's id (steps on machines) or a child workflow run's id; none for
+    /// steps the server runs itself (http, notify).
+    pub run_id: Option<String>,
+    /// `running` until it ends, then how it ended (`succeeded`, `failed`, `cancelled`).
+    pub state: StepState,
+    /// One line: why it failed.
+    pub detail: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
 /// Definitions and workflow runs.
 #[async_trait]
 pub trait FlowStore: Send + Sync {
@@ -111,20 +131,25 @@ pub trait FlowStore: Send + Sync {
     async fn unfinished_flow_runs(&self) -> Result<Vec<FlowRunRow>>;
     /// The steps of a run, in the order they were created.
     async fn flow_steps(&self, flow_run_id: &str) -> Result<Vec<FlowStepRow>>;
-    /// Writes each step row whole (by run and step id) and, with `finish`, ends the run
-    /// (state, at), in one transaction.
+    /// Writes each step row whole (by run and step id), each attempt row and, with `finish`,
+    /// ends the run (state, at), in one transaction. An attempt not stored yet is inserted
+    /// whole; one stored already gets its `state`, `detail` and `finished_at` (its run id and
+    /// start stay as first written).
     async fn update_flow(
         &self,
         flow_run_id: &str,
         steps: &[FlowStepRow],
+        attempts: &[StepAttemptRow],
         finish: Option<(RunState, i64)>,
     ) -> Result<()>;
+    /// Every attempt of a run's steps, by step id, then attempt number.
+    async fn flow_step_attempts(&self, flow_run_id: &str) -> Result<Vec<StepAttemptRow>>;
     /// Marks a run to be cancelled, with `audit`; `None` if there is no such run. A finished
     /// run is answered unchanged (and nothing audited).
     async fn request_flow_cancel(&self, id: &str, audit: &AuditEntry)
     -> Result<Option<FlowRunRow>>;
 
     /// Deletes up to `limit` workflow runs that finished before `before` (oldest first), with
-    /// their steps; answers how many runs went. A run not finished is never deleted.
+    /// their steps and their steps' attempts; answers how many runs went. A run not finished is never deleted.
     async fn prune_flow_runs(&self, before: i64, limit: i64) -> Result<u64>;
 }

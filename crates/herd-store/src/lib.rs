@@ -21,7 +21,7 @@ mod store;
 
 pub use alerts::{AlertRow, AlertRuleRow, AlertStore, AlertUpdate};
 pub use ask::{AskAttemptRow, AskExchangeRow, AskRunRow, AskStore};
-pub use flows::{DefinitionRow, FlowRunRow, FlowStepRow, FlowStore};
+pub use flows::{DefinitionRow, FlowRunRow, FlowStepRow, FlowStore, StepAttemptRow};
 pub use langflow::{LangflowRow, LangflowStore, SourceRow, SyncCounts};
 pub use model::*;
 pub use schedules::{Fire, FireEntry, FireRow, FireStart, ScheduleRow, ScheduleStore};
@@ -133,6 +133,39 @@ pub fn merge_steps<'a>(
             None => {
                 at.insert(&s.step_id, out.len());
                 out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The attempt rows of one write to workflow run `flow_run_id`: one per (step, attempt), as
+/// if written one after the other (the first's run id and start, the last's state, detail and
+/// end), in first-seen order. A row of another run is [`StoreError::Invalid`].
+pub fn merge_attempts(
+    flow_run_id: &str,
+    attempts: &[StepAttemptRow],
+) -> Result<Vec<StepAttemptRow>> {
+    let mut at: std::collections::HashMap<(&str, i64), usize> =
+        std::collections::HashMap::with_capacity(attempts.len());
+    let mut out: Vec<StepAttemptRow> = Vec::with_capacity(attempts.len());
+    for a in attempts {
+        if a.flow_run_id != flow_run_id {
+            return Err(StoreError::Invalid(format!(
+                "attempt {}/{}#{} written with workflow run {flow_run_id}",
+                a.flow_run_id, a.step_id, a.attempt
+            )));
+        }
+        match at.get(&(a.step_id.as_str(), a.attempt)) {
+            Some(&i) => {
+                let o = &mut out[i];
+                o.state = a.state;
+                o.detail = a.detail.clone();
+                o.finished_at = a.finished_at;
+            }
+            None => {
+                at.insert((&a.step_id, a.attempt), out.len());
+                out.push(a.clone());
             }
         }
     }

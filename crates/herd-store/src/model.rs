@@ -273,6 +273,8 @@ pub struct ListFilter {
     /// An actor exactly as stored (`key:ci`): who created the run (tasks: their run), who
     /// did the audited change.
     pub who: Option<String>,
+    /// A workflow run's job or workflow name, exactly; workflow runs only.
+    pub name: Option<String>,
 }
 
 impl ListFilter {

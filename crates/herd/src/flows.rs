@@ -565,6 +565,37 @@ fn print_run(r: &FlowRun) -> Result<()> {
             &rows
         )
     );
+    // Every attempt of every step, first to last: what each ran and how it ended.
+    let attempts: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.attempts.iter().map(move |a| {
+                vec![
+                    s.id.clone(),
+                    a.attempt.to_string(),
+                    a.state.to_string(),
+                    took(a.started_at, a.finished_at),
+                    a.run_id
+                        .as_deref()
+                        .or(a.workflow_run_id.as_deref())
+                        .unwrap_or_default()
+                        .to_string(),
+                    a.detail.clone().unwrap_or_default(),
+                ]
+            })
+        })
+        .collect();
+    if !attempts.is_empty() {
+        outln!("attempts:");
+        out!(
+            "{}",
+            render(
+                &["STEP", "ATTEMPT", "STATE", "TOOK", "RUN", "DETAIL"],
+                &attempts
+            )
+        );
+    }
     if let Some(summary) = &r.summary {
         outln!("summary:\n{}", Escaped(summary));
     }

@@ -75,6 +75,20 @@ interface FlowStep {
   detail?: string;
   started_at?: number;
   finished_at?: number;
+  /** Every attempt, first to last (empty before the first). */
+  attempts?: StepAttempt[];
+}
+
+interface StepAttempt {
+  attempt: number;
+  /** The run it ran (steps on machines). */
+  run_id?: string;
+  /** The child workflow run it ran (`workflow` steps). */
+  workflow_run_id?: string;
+  state: StepState;
+  detail?: string;
+  started_at: number;
+  finished_at: number | null;
 }
 
 interface FlowRun {
@@ -537,14 +551,12 @@ function DefinitionPage({ params, kind }: { params: Record<string, string>; kind
   useTitle(`${kind === "job" ? "Job" : "Workflow"} ${name}`);
   const d = useLoad((signal) => get<Definition>(`${base(kind)}/${seg(name)}`, undefined, signal), [kind, name]);
   const runs = useLoad(
-    (signal) => get<FlowRun[]>("/api/v1/workflow-runs", { limit: 500 }, signal),
+    (signal) => get<FlowRun[]>("/api/v1/workflow-runs", { limit: 40, name }, signal),
     [kind, name],
     3000,
   );
-  const mine = useMemo(
-    () => (runs.data ?? []).filter((r) => r.kind === kind && r.name === name).slice(0, 20),
-    [runs.data, kind, name],
-  );
+  // A job and a workflow may share a name: the server narrows by name, this page by kind.
+  const mine = useMemo(() => (runs.data ?? []).filter((r) => r.kind === kind).slice(0, 20), [runs.data, kind]);
   const def = d.data;
   return (
     <section>
@@ -610,7 +622,7 @@ function DefinitionPage({ params, kind }: { params: Record<string, string>; kind
 type RunTasks = Run & { tasks: Task[] };
 
 /** The run of one attempt of a step (or its child workflow run), with its tasks. */
-function AttemptRun({ id, label, child, live }: { id: string; label: string; child: boolean; live: boolean }) {
+function AttemptRun({ id, label, child, live, state }: { id: string; label: string; child: boolean; live: boolean; state?: StepState }) {
   const r = useLoad(
     (signal) => (child ? Promise.resolve(null) : get<RunTasks>(`/api/v1/runs/${seg(id)}`, undefined, signal)),
     [id, child, live],
@@ -618,20 +630,22 @@ function AttemptRun({ id, label, child, live }: { id: string; label: string; chi
   );
   if (child) {
     return (
-      <div class="attempt" data-attempt={label}>
+      <div class="attempt" data-attempt={label} data-run={id}>
         <span class="muted small">{label}:</span> workflow run{" "}
         <a href={runHref(id)} class="mono">
           {id.slice(0, 12)}
-        </a>
+        </a>{" "}
+        {state && <Badge state={state} />}
       </div>
     );
   }
   return (
-    <div class="attempt" data-attempt={label}>
+    <div class="attempt" data-attempt={label} data-run={id}>
       <span class="muted small">{label}:</span> run{" "}
       <a href={`/runs/${seg(id)}`} class="mono">
         {id.slice(0, 12)}
-      </a>
+      </a>{" "}
+      {state && <Badge state={state} />}
       <ErrorLine error={r.error} />
       {r.data && r.data.tasks.length > 0 && (
         <ul class="tasks">
@@ -651,32 +665,6 @@ function AttemptRun({ id, label, child, live }: { id: string; label: string; chi
   );
 }
 
-/** The workflow run a run on machines was started for (its input names it). */
-const flowRunOf = (r: Run) => ((r.spec.input as { workflow?: { run?: string } } | undefined)?.workflow?.run ?? null);
-
-/**
- * Earlier attempts of retried steps: the runs of this workflow run that are no step's current
- * attempt, matched to a step by its current attempt's command; the rest are left over.
- */
-function earlierAttempts(run: FlowRun, runs: Run[] | undefined): { byStep: Map<string, Run[]>; rest: Run[] } {
-  const byStep = new Map<string, Run[]>();
-  if (!runs) return { byStep, rest: [] };
-  const current = new Set((run.steps ?? []).map((s) => s.run_id).filter(Boolean));
-  const byId = new Map(runs.map((r) => [r.id, r]));
-  let rest = runs.filter((r) => flowRunOf(r) === run.id && !current.has(r.id)).sort((a, b) => a.created_at - b.created_at);
-  for (const s of run.steps ?? []) {
-    if (s.attempt < 2 || !s.run_id) continue;
-    const cmd = byId.get(s.run_id)?.command;
-    if (cmd === undefined) continue;
-    byStep.set(
-      s.id,
-      rest.filter((r) => r.command === cmd),
-    );
-    rest = rest.filter((r) => r.command !== cmd);
-  }
-  return { byStep, rest };
-}
-
 function KV({ data, testid }: { data: Record<string, unknown>; testid?: string }) {
   const entries = Object.entries(data);
   if (entries.length === 0) return null;
@@ -694,7 +682,7 @@ function KV({ data, testid }: { data: Record<string, unknown>; testid?: string }
   );
 }
 
-function StepPanel({ step, index, def, earlier }: { step: FlowStep; index: number; def?: StepDef; earlier?: Run[] }) {
+function StepPanel({ step, index, def }: { step: FlowStep; index: number; def?: StepDef }) {
   const outputs = step.outputs?.outputs ?? {};
   const machines = Object.entries(step.outputs?.machines ?? {});
   const tries = 1 + retriesOf(def);
@@ -724,15 +712,23 @@ function StepPanel({ step, index, def, earlier }: { step: FlowStep; index: numbe
         </p>
       )}
       {step.detail && <p class={step.state === "failed" ? "error" : "muted"}>{step.detail}</p>}
-      {(earlier ?? []).map((r, i) => (
-        <AttemptRun
-          id={r.id}
-          label={earlier!.length === step.attempt - 1 ? `attempt ${i + 1}` : "earlier attempt"}
-          child={false}
-          live={false}
-        />
-      ))}
-      {step.run_id && (
+      {(step.attempts ?? []).map((a) =>
+        a.run_id || a.workflow_run_id ? (
+          <AttemptRun
+            id={(a.run_id ?? a.workflow_run_id)!}
+            label={`attempt ${a.attempt}`}
+            child={!!a.workflow_run_id}
+            live={a.state === "running"}
+            state={a.state}
+          />
+        ) : (
+          <div class="attempt" data-attempt={`attempt ${a.attempt}`}>
+            <span class="muted small">attempt {a.attempt}:</span> <Badge state={a.state} />
+          </div>
+        ),
+      )}
+      {step.run_id && !(step.attempts ?? []).some((a) => (a.run_id ?? a.workflow_run_id) === step.run_id) && (
+        // A run recorded before herd kept every attempt: its current attempt only.
         <AttemptRun
           id={step.run_id}
           label={`attempt ${step.attempt}`}
@@ -841,15 +837,6 @@ function RunPage({ params }: { params: Record<string, string> }) {
     href: `#step-${i}`,
   }));
   const params_ = Object.entries(run?.params ?? {});
-  // Runs of earlier attempts, looked up when a step on machines was retried.
-  const attemptsKey = (run?.steps ?? []).map((s) => `${s.state}:${s.attempt}:${s.run_id ?? ""}`).join(",");
-  const retried = !!run?.steps?.some((s) => s.attempt > 1 && s.run_id && s.kind !== "workflow");
-  const since = run?.created_at;
-  const runsOf = useLoad(
-    (signal) => (retried && since ? get<Run[]>("/api/v1/runs", { since, limit: 1000 }, signal) : Promise.resolve(undefined)),
-    [attemptsKey, retried, since],
-  );
-  const attempts = useMemo(() => (run ? earlierAttempts(run, runsOf.data) : null), [run, runsOf.data]);
   return (
     <section>
       <p class="small">
@@ -933,20 +920,9 @@ function RunPage({ params }: { params: Record<string, string> }) {
             </p>
           </div>
           <h2>Steps</h2>
-          <ErrorLine error={runsOf.error} />
           {(run.steps ?? []).map((s, i) => (
-            <StepPanel step={s} index={i} def={defSteps.get(s.id)} earlier={attempts?.byStep.get(s.id)} />
+            <StepPanel step={s} index={i} def={defSteps.get(s.id)} />
           ))}
-          {attempts && attempts.rest.length > 0 && (
-            <>
-              <h2>Other runs of this workflow run</h2>
-              <div class="panel">
-                {attempts.rest.map((r) => (
-                  <AttemptRun id={r.id} label={fmtTime(r.created_at)} child={false} live={false} />
-                ))}
-              </div>
-            </>
-          )}
         </>
       )}
       {r.loading && !run && <p class="muted">Loading…</p>}

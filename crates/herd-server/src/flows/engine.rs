@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herd_core::{RunState, StepState};
-use herd_store::{FlowRunRow, FlowStepRow, Store, now_ms};
+use herd_store::{FlowRunRow, FlowStepRow, StepAttemptRow, Store, now_ms};
 use herd_workflow::{Graph, Step, Workflow, expr};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -190,6 +190,10 @@ struct Driver {
     secrets: BTreeMap<String, String>,
     vars: BTreeMap<String, String>,
     dirty: Vec<bool>,
+    /// Attempt rows to write with the next step rows (started, or ended).
+    attempts: Vec<StepAttemptRow>,
+    /// Per step: whether its current attempt's row is stored as under way.
+    open: Vec<bool>,
     spawn: Vec<(usize, Prepared, Option<Vec<String>>)>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
@@ -229,6 +233,8 @@ impl Driver {
         let n = steps.len();
         Driver {
             dirty: vec![false; n],
+            attempts: Vec::new(),
+            open: vec![false; n],
             waiting: vec![0; fail_at],
             main_left: fail_at,
             running: 0,
@@ -331,6 +337,7 @@ impl Driver {
                     // Its attempt was under way: prepare it again (same inputs, same run id)
                     // and let the attempt find or create its run.
                     self.running += 1;
+                    self.open[i] = true;
                     match self.prepare(i) {
                         Ok(p) => {
                             let targets = self.retry_targets(i);
@@ -433,6 +440,7 @@ impl Driver {
                 row.started_at = Some(now_ms());
                 row.not_before = None;
                 self.dirty[i] = true;
+                self.begin_attempt(i);
                 self.running += 1;
                 self.spawn.push((i, p, None));
             }
@@ -584,6 +592,7 @@ impl Driver {
                         row.not_before = None;
                         row.detail = Some(format!("attempt {attempt} failed; trying another way"));
                         self.dirty[step] = true;
+                        self.begin_attempt(step);
                         self.running += 1;
                         // The machines that did not succeed, as a retry's.
                         let targets = self.retry_targets(step);
@@ -601,6 +610,7 @@ impl Driver {
                     return;
                 }
                 self.running -= 1;
+                self.end_attempt(step, outcome.state, outcome.detail.clone());
                 self.record(step, &outcome).await;
                 // A plan's step is judged before it ends (validation, retry, alternatives).
                 if self.ask.is_some()
@@ -646,6 +656,7 @@ impl Driver {
                             .clone()
                             .map(|d| format!("attempt {attempt} failed: {d}; retrying"));
                         self.dirty[step] = true;
+                        self.begin_attempt(step);
                         self.running += 1;
                         let targets = self.retry_targets(step);
                         self.spawn.push((step, prepared, targets));
@@ -690,6 +701,43 @@ impl Driver {
         }
     }
 
+    /// Records that step `i`'s current attempt (its row's number and run id) starts: written
+    /// with the step's row, before what it runs exists.
+    fn begin_attempt(&mut self, i: usize) {
+        let row = &self.rows[i];
+        self.attempts.push(StepAttemptRow {
+            flow_run_id: self.run.id.clone(),
+            step_id: row.step_id.clone(),
+            attempt: row.attempt,
+            run_id: row.run_id.clone(),
+            state: StepState::Running,
+            detail: None,
+            started_at: now_ms(),
+            finished_at: None,
+        });
+        self.open[i] = true;
+    }
+
+    /// Records that step `i`'s current attempt ended (`state`, why), once.
+    fn end_attempt(&mut self, i: usize, state: StepState, detail: Option<String>) {
+        if !std::mem::take(&mut self.open[i]) {
+            return;
+        }
+        let row = &self.rows[i];
+        let now = now_ms();
+        self.attempts.push(StepAttemptRow {
+            flow_run_id: self.run.id.clone(),
+            step_id: row.step_id.clone(),
+            attempt: row.attempt,
+            run_id: row.run_id.clone(),
+            state,
+            detail,
+            // Used only if its start was never stored (a run from before attempts were).
+            started_at: row.started_at.unwrap_or(now),
+            finished_at: Some(now),
+        });
+    }
+
     /// Ends step `i`; its dependants that no longer wait become ready.
     fn end(
         &mut self,
@@ -698,6 +746,8 @@ impl Driver {
         detail: Option<String>,
         ready: &mut VecDeque<usize>,
     ) {
+        // An attempt under way ends with its step (an attempt that reported ended already).
+        self.end_attempt(i, state, detail.clone());
         let row = &mut self.rows[i];
         row.state = state;
         row.detail = detail;
@@ -782,7 +832,7 @@ impl Driver {
             .filter(|(_, d)| **d)
             .map(|(r, _)| r.clone())
             .collect();
-        if changed.is_empty() && finish.is_none() {
+        if changed.is_empty() && self.attempts.is_empty() && finish.is_none() {
             return true;
         }
         let finish = finish.map(|s| (s, now_ms()));
@@ -791,11 +841,12 @@ impl Driver {
             match self
                 .engine
                 .store
-                .update_flow(&self.run.id, &changed, finish)
+                .update_flow(&self.run.id, &changed, &self.attempts, finish)
                 .await
             {
                 Ok(()) => {
                     self.dirty.iter_mut().for_each(|d| *d = false);
+                    self.attempts.clear();
                     return true;
                 }
                 Err(e) => {

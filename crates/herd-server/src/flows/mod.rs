@@ -225,8 +225,10 @@ impl FlowService {
         } else {
             None
         };
+        let attempts = self.store().flow_step_attempts(&row.id).await?;
         let mut answer = answer_run(row, Some(steps));
         answer.summary = summary;
+        attach_attempts(&mut answer, attempts);
         Ok(answer)
     }
 
@@ -256,6 +258,10 @@ impl FlowService {
             },
             q.state.map(|s| s.as_str().to_string()),
         );
+        let filter = herd_store::ListFilter {
+            name: q.name,
+            ..filter
+        };
         Ok(self
             .store()
             .flow_runs(&filter)
@@ -674,6 +680,33 @@ fn answer_definition(d: DefinitionRow, changed: bool) -> Result<Definition> {
     })
 }
 
+/// Puts each attempt under its step: what it ran is a workflow run for `workflow` steps, a run
+/// otherwise.
+fn attach_attempts(run: &mut FlowRun, attempts: Vec<herd_store::StepAttemptRow>) {
+    let mut by_step: BTreeMap<String, Vec<herd_store::StepAttemptRow>> = BTreeMap::new();
+    for a in attempts {
+        by_step.entry(a.step_id.clone()).or_default().push(a);
+    }
+    for step in &mut run.steps {
+        let child = step.kind == "workflow";
+        step.attempts = by_step
+            .remove(&step.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| herd_api::StepAttempt {
+                attempt: a.attempt,
+                run_id: if child { None } else { a.run_id.clone() },
+                workflow_run_id: if child { a.run_id } else { None },
+                state: a.state,
+                detail: a.detail,
+                started_at: a.started_at,
+                finished_at: a.finished_at,
+            })
+            .collect();
+        step.attempts.sort_by_key(|a| a.attempt);
+    }
+}
+
 pub(crate) fn answer_run(r: FlowRunRow, steps: Option<Vec<FlowStepRow>>) -> FlowRun {
     // The definition says what each step is; a listing (no steps) does not read it.
     let wf: Option<Workflow> = steps
@@ -727,6 +760,7 @@ pub(crate) fn answer_run(r: FlowRunRow, steps: Option<Vec<FlowStepRow>>) -> Flow
                 detail: row.detail,
                 started_at: row.started_at,
                 finished_at: row.finished_at,
+                attempts: Vec::new(),
             }
         })
         .collect();

@@ -160,7 +160,7 @@ pub async fn list_runs(
 #[utoipa::path(get, path = "/api/v1/workflow-runs/{id}", tag = "workflows",
     params(("id" = String, Path, description = "The run's id, or a unique prefix of at least 6 characters")),
     responses(
-        (status = 200, description = "The run with its steps", body = FlowRun),
+        (status = 200, description = "The run with its steps and their attempts", body = FlowRun),
         (status = 400, description = "A prefix too short or matching several runs", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),

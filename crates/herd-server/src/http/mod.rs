@@ -217,6 +217,7 @@ pub(crate) fn list_filter(q: ListQuery, state: Option<String>) -> herd_store::Li
         state,
         machine: q.machine,
         who,
+        name: None,
     }
 }
 

@@ -6,7 +6,7 @@ use super::Fresh;
 use super::audit::assert_corrupt;
 use super::fixtures::*;
 use crate::model::*;
-use crate::{DefinitionRow, FlowRunRow, FlowStepRow, Result, Store, StoreError};
+use crate::{DefinitionRow, FlowRunRow, FlowStepRow, Result, StepAttemptRow, Store, StoreError};
 
 fn def(kind: DefKind, name: &str, version: i64) -> DefinitionRow {
     DefinitionRow {
@@ -245,6 +245,7 @@ pub async fn flow_runs_and_their_steps(store: &dyn Store) -> Result<()> {
         .update_flow(
             "wf-1",
             &[early, notify.clone(), build.clone(), test.clone()],
+            &[],
             None,
         )
         .await?;
@@ -256,7 +257,7 @@ pub async fn flow_runs_and_their_steps(store: &dyn Store) -> Result<()> {
     );
     // A row of another run is refused.
     let r = store
-        .update_flow("wf-1", &[step("wf-2", "build")], None)
+        .update_flow("wf-1", &[step("wf-2", "build")], &[], None)
         .await;
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
 
@@ -295,6 +296,7 @@ pub async fn flow_runs_and_their_steps(store: &dyn Store) -> Result<()> {
         .update_flow(
             "wf-1",
             &[test_done.clone(), deploy.clone()],
+            &[],
             Some((RunState::Failed, 95)),
         )
         .await?;
@@ -308,10 +310,10 @@ pub async fn flow_runs_and_their_steps(store: &dyn Store) -> Result<()> {
     assert_eq!((&steps[1], &steps[2]), (&test_done, &deploy));
     assert_eq!(ids(store.unfinished_flow_runs().await?), ["wf-2", "wf-3"]);
     store
-        .update_flow("wf-3", &[], Some((RunState::Succeeded, 99)))
+        .update_flow("wf-3", &[], &[], Some((RunState::Succeeded, 99)))
         .await?;
     let gone = store
-        .update_flow("wf-9", &[], Some((RunState::Succeeded, 99)))
+        .update_flow("wf-9", &[], &[], Some((RunState::Succeeded, 99)))
         .await;
     assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
 
@@ -342,6 +344,7 @@ pub async fn flow_runs_and_their_steps(store: &dyn Store) -> Result<()> {
         state: state.map(str::to_string),
         who: who.map(str::to_string),
         machine: None,
+        name: None,
     };
     assert_eq!(
         ids(store.flow_runs(&f(Some(20), None, None)).await?),
@@ -383,6 +386,130 @@ pub async fn flow_runs_and_their_steps(store: &dyn Store) -> Result<()> {
     Ok(())
 }
 
+/// Every attempt of a step, written with the step's row and ended when it ends; listed by
+/// step and number; pruned with its run. Listings narrow by a run's name.
+pub async fn step_attempts_and_names(store: &dyn Store) -> Result<()> {
+    let run = flow_run("wf-a", 10, "key:ops");
+    create(store, &run, &["build", "test"]).await?;
+    let attempt = |s: &str, n: i64, run_id: Option<&str>, at: i64| StepAttemptRow {
+        flow_run_id: "wf-a".into(),
+        step_id: s.into(),
+        attempt: n,
+        run_id: run_id.map(str::to_string),
+        state: StepState::Running,
+        detail: None,
+        started_at: at,
+        finished_at: None,
+    };
+    let test1 = attempt("test", 1, Some("r-t1"), 20);
+    let build1 = attempt("build", 1, None, 21);
+    let test_row = FlowStepRow {
+        state: StepState::Running,
+        attempt: 1,
+        run_id: Some("r-t1".into()),
+        started_at: Some(20),
+        ..step("wf-a", "test")
+    };
+    store
+        .update_flow(
+            "wf-a",
+            std::slice::from_ref(&test_row),
+            &[test1.clone(), build1.clone()],
+            None,
+        )
+        .await?;
+    assert_eq!(
+        store.flow_step_attempts("wf-a").await?,
+        [build1.clone(), test1.clone()]
+    );
+    // Ended, and the next one started, in one write: a stored attempt keeps its run id and
+    // start; one named twice in a call is written as if one after the other.
+    let test1_end = StepAttemptRow {
+        state: StepState::Failed,
+        detail: Some("exit 1".into()),
+        finished_at: Some(30),
+        run_id: Some("ignored".into()),
+        started_at: 99,
+        ..test1.clone()
+    };
+    let test2 = attempt("test", 2, Some("r-t2"), 31);
+    let test2_end = StepAttemptRow {
+        state: StepState::Succeeded,
+        finished_at: Some(40),
+        started_at: 98,
+        ..test2.clone()
+    };
+    store
+        .update_flow("wf-a", &[], &[test1_end, test2.clone(), test2_end], None)
+        .await?;
+    let got = store.flow_step_attempts("wf-a").await?;
+    assert_eq!(
+        got,
+        [
+            build1,
+            StepAttemptRow {
+                state: StepState::Failed,
+                detail: Some("exit 1".into()),
+                finished_at: Some(30),
+                ..test1
+            },
+            StepAttemptRow {
+                state: StepState::Succeeded,
+                finished_at: Some(40),
+                ..test2
+            },
+        ]
+    );
+    // An attempt of another run is refused, and nothing of the call is written.
+    let r = store
+        .update_flow(
+            "wf-a",
+            std::slice::from_ref(&test_row),
+            &[StepAttemptRow {
+                flow_run_id: "wf-b".into(),
+                ..attempt("x", 1, None, 1)
+            }],
+            None,
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+    assert_eq!(store.flow_step_attempts("wf-a").await?, got);
+    assert!(store.flow_step_attempts("wf-none").await?.is_empty());
+
+    // Listings by name.
+    let mut other = flow_run("wf-b", 20, "key:ops");
+    other.name = "other".into();
+    create(store, &other, &["only"]).await?;
+    let named = |name: &str| ListFilter {
+        name: Some(name.into()),
+        ..ListFilter::newest(10)
+    };
+    let ids = |runs: Vec<FlowRunRow>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.flow_runs(&named("other")).await?), ["wf-b"]);
+    assert_eq!(ids(store.flow_runs(&named(&run.name)).await?), ["wf-a"]);
+    assert!(store.flow_runs(&named("oth%")).await?.is_empty());
+
+    // Pruned with the run, and only with it.
+    store
+        .update_flow("wf-a", &[], &[], Some((RunState::Succeeded, 50)))
+        .await?;
+    store
+        .update_flow(
+            "wf-b",
+            &[],
+            &[StepAttemptRow {
+                flow_run_id: "wf-b".into(),
+                ..attempt("only", 1, Some("r-o"), 21)
+            }],
+            None,
+        )
+        .await?;
+    assert_eq!(store.prune_flow_runs(i64::MAX, 100).await?, 1);
+    assert!(store.flow_step_attempts("wf-a").await?.is_empty());
+    assert_eq!(store.flow_step_attempts("wf-b").await?.len(), 1);
+    Ok(())
+}
+
 /// Many steps in one call (more than one statement holds): all written, in order.
 pub async fn many_steps_in_one_update(store: &dyn Store) -> Result<()> {
     let run = flow_run("fan", 1, "key:test");
@@ -398,7 +525,7 @@ pub async fn many_steps_in_one_update(store: &dyn Store) -> Result<()> {
         })
         .collect();
     store
-        .update_flow("fan", &all, Some((RunState::Succeeded, 5)))
+        .update_flow("fan", &all, &[], Some((RunState::Succeeded, 5)))
         .await?;
     let steps = store.flow_steps("fan").await?;
     assert_eq!(steps, all);

@@ -117,6 +117,7 @@ macro_rules! conformance_suite {
             definitions_by_version,
             concurrent_puts_make_one_version,
             flow_runs_and_their_steps,
+            step_attempts_and_names,
             many_steps_in_one_update,
             pruning_runs_leaves_workflow_runs,
             pruning_workflow_runs_keeps_unfinished_ones,

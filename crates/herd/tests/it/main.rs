@@ -13,6 +13,7 @@ mod escapes;
 mod fetch;
 mod files;
 mod fleet;
+mod flow_attempts;
 mod harness;
 mod hostile;
 mod identity;

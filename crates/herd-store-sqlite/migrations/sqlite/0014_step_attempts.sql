@@ -1,0 +1,16 @@
+-- Every attempt of a workflow run's step: the run (or child workflow run) it ran, when it
+-- started and ended, how it ended. Written with the step's row; deleted with the workflow run.
+CREATE TABLE flow_step_attempts (
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs(id),
+    step_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    run_id      TEXT,
+    state       TEXT NOT NULL,
+    detail      TEXT,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    PRIMARY KEY (flow_run_id, step_id, attempt)
+);
+
+-- Listings of a job's or workflow's runs, newest first.
+CREATE INDEX flow_runs_name ON flow_runs(name, created_at);
