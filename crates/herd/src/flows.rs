@@ -94,6 +94,9 @@ pub struct ListArgs {
     /// Only runs in this state (running, succeeded, failed, cancelled).
     #[arg(long)]
     state: Option<RunState>,
+    /// Only runs of the job or workflow of this name.
+    #[arg(long)]
+    name: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -456,6 +459,9 @@ async fn runs(c: &Client, a: ListArgs) -> Result<i32> {
     }
     if let Some(s) = a.state {
         q.push(format!("state={s}"));
+    }
+    if let Some(n) = &a.name {
+        q.push(format!("name={}", encode(n)));
     }
     let path = if q.is_empty() {
         "/api/v1/workflow-runs".to_string()

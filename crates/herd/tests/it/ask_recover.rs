@@ -125,6 +125,21 @@ fn a_failing_step_is_recovered_by_an_alternative_and_every_attempt_is_kept() {
         .find(|st| st["id"] == "s2")
         .unwrap();
     assert_eq!(step2["attempt"], 2, "{run}");
+    // The workflow run's step lists the same attempts (the plan's, then the alternative), each
+    // with its run, in the state it ran to.
+    let pairs = |v: Vec<&serde_json::Value>| {
+        v.into_iter()
+            .map(|a| (a["attempt"].clone(), a["run_id"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let step_attempts = step2["attempts"].as_array().unwrap();
+    assert_eq!(
+        pairs(step_attempts.iter().collect()),
+        pairs(s2.clone()),
+        "{run}"
+    );
+    assert_eq!(step_attempts[0]["state"], "failed", "{run}");
+    assert_eq!(step_attempts[1]["state"], "succeeded", "{run}");
     assert!(stdout(&s.run(&["workflows", "runs", "show", &id])).contains("summary:"));
 
     // Every exchange with the model, the failed step's output fenced as data.

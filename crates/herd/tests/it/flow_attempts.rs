@@ -122,4 +122,7 @@ steps:
             .unwrap()
             .is_empty()
     );
+    let listed = s.json(&["workflows", "runs", "--name", "flaky", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], id, "{listed}");
 }
