@@ -75,7 +75,7 @@ pub use list::{ListQuery, RunsQuery, TasksQuery};
 pub use run::{Run, RunQuery, RunRequest, RunWithTasks};
 pub use schedules::{
     FireOutcome, FiresQuery, MisfirePolicy, NewSchedule, NextFire, NextQuery, OverlapPolicy,
-    Schedule, ScheduleFire, ScheduleTarget, TargetKind,
+    Schedule, ScheduleEdit, ScheduleFire, ScheduleTarget, TargetKind,
 };
 pub use task::{CommandClass, Health, OutputQuery, Supervision, Task, TaskInput};
 pub use tokens::{CreateToken, CreatedToken, JoinToken};

@@ -111,6 +111,44 @@ pub struct NewSchedule {
     pub paused: bool,
 }
 
+/// The body of `PUT /api/v1/schedules/{name}`: the schedule's new definition, as
+/// `POST /api/v1/schedules` takes it, replacing the one stored in place (the same id, its
+/// fires kept; its next fire counted from now). What is left out takes its default as in an
+/// add, except: with none of `cron`, `every` and `at` the schedule keeps when it fires (a `tz`
+/// alone reads its cron expression in that zone), and without `paused` it stays paused or
+/// not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleEdit {
+    /// The schedule's name, if given: the path's (a schedule keeps its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    pub name: Option<String>,
+    /// A cron expression: 5 fields (minute first), 6 (seconds first), or `@daily`-style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The IANA time zone a cron expression or an `at` time is read in (default UTC; with no
+    /// new time, the current one's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// A fixed period (`30s`, `5m`, `1h30m`, `1d`), counted from the edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// One time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in `tz`, or `+DUR` from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Up to this much delay (a duration) added to each fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    #[serde(default)]
+    pub overlap: OverlapPolicy,
+    #[serde(default)]
+    pub misfire: MisfirePolicy,
+    pub target: ScheduleTarget,
+    /// Paused or not (absent: as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+}
+
 /// What a fire did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -39,7 +39,9 @@ macro_rules! schedule_cols {
             $p,
             "created_by, ",
             $p,
-            "created_at"
+            "created_at, ",
+            $p,
+            "revision"
         )
     };
 }
@@ -75,7 +77,7 @@ impl ScheduleStore for PgStore {
         let r = sqlx::query(concat!(
             "INSERT INTO schedules (",
             schedule_cols!(""),
-            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
         ))
         .bind(&s.id)
         .bind(&s.name)
@@ -91,6 +93,7 @@ impl ScheduleStore for PgStore {
         .bind(&s.last_run_id)
         .bind(&s.created_by)
         .bind(s.created_at)
+        .bind(s.revision)
         .execute(&mut *tx)
         .await;
         match r {
@@ -187,6 +190,36 @@ impl ScheduleStore for PgStore {
         Ok(true)
     }
 
+    async fn update_schedule(&self, s: &ScheduleRow, entry: &AuditEntry) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let n = sqlx::query(
+            "UPDATE schedules SET spec = $1, target = $2, overlap = $3, misfire = $4, jitter_ms = $5, \
+             paused = $6, next_fire_at = $7, due_at = $8, created_by = $9, revision = revision + 1 \
+             WHERE id = $10 AND revision = $11",
+        )
+        .bind(&s.spec)
+        .bind(&s.target)
+        .bind(&s.overlap)
+        .bind(&s.misfire)
+        .bind(s.jitter_ms)
+        .bind(s.paused)
+        .bind(s.next_fire_at)
+        .bind(s.due_at)
+        .bind(&s.created_by)
+        .bind(&s.id)
+        .bind(s.revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     async fn delete_schedule(&self, id: &str, entry: &AuditEntry) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM schedule_fires WHERE schedule_id = $1")
@@ -253,7 +286,7 @@ impl ScheduleStore for PgStore {
         let n = sqlx::query(
             "UPDATE schedules SET next_fire_at = $1, due_at = $2, \
              last_fire_at = COALESCE($3, last_fire_at), last_run_id = COALESCE($4, last_run_id) \
-             WHERE id = $5 AND next_fire_at = $6",
+             WHERE id = $5 AND next_fire_at = $6 AND revision = $7 AND NOT paused",
         )
         .bind(f.next_fire_at)
         .bind(f.next_due_at)
@@ -261,6 +294,7 @@ impl ScheduleStore for PgStore {
         .bind(started)
         .bind(f.schedule_id)
         .bind(f.expected)
+        .bind(f.revision)
         .execute(&mut *tx)
         .await
         .map_err(db)?

@@ -39,7 +39,9 @@ macro_rules! schedule_cols {
             $p,
             "created_by, ",
             $p,
-            "created_at"
+            "created_at, ",
+            $p,
+            "revision"
         )
     };
 }
@@ -75,7 +77,7 @@ impl ScheduleStore for SqliteStore {
         let r = sqlx::query(concat!(
             "INSERT INTO schedules (",
             schedule_cols!(""),
-            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         ))
         .bind(&s.id)
         .bind(&s.name)
@@ -91,6 +93,7 @@ impl ScheduleStore for SqliteStore {
         .bind(&s.last_run_id)
         .bind(&s.created_by)
         .bind(s.created_at)
+        .bind(s.revision)
         .execute(&mut *tx)
         .await;
         match r {
@@ -187,6 +190,36 @@ impl ScheduleStore for SqliteStore {
         Ok(true)
     }
 
+    async fn update_schedule(&self, s: &ScheduleRow, entry: &AuditEntry) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let n = sqlx::query(
+            "UPDATE schedules SET spec = ?, target = ?, overlap = ?, misfire = ?, jitter_ms = ?, \
+             paused = ?, next_fire_at = ?, due_at = ?, created_by = ?, revision = revision + 1 \
+             WHERE id = ? AND revision = ?",
+        )
+        .bind(&s.spec)
+        .bind(&s.target)
+        .bind(&s.overlap)
+        .bind(&s.misfire)
+        .bind(s.jitter_ms)
+        .bind(s.paused)
+        .bind(s.next_fire_at)
+        .bind(s.due_at)
+        .bind(&s.created_by)
+        .bind(&s.id)
+        .bind(s.revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        audit::record(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     async fn delete_schedule(&self, id: &str, entry: &AuditEntry) -> Result<bool> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM schedule_fires WHERE schedule_id = ?")
@@ -253,7 +286,7 @@ impl ScheduleStore for SqliteStore {
         let n = sqlx::query(
             "UPDATE schedules SET next_fire_at = ?, due_at = ?, \
              last_fire_at = COALESCE(?, last_fire_at), last_run_id = COALESCE(?, last_run_id) \
-             WHERE id = ? AND next_fire_at = ?",
+             WHERE id = ? AND next_fire_at = ? AND revision = ? AND paused = 0",
         )
         .bind(f.next_fire_at)
         .bind(f.next_due_at)
@@ -261,6 +294,7 @@ impl ScheduleStore for SqliteStore {
         .bind(started)
         .bind(f.schedule_id)
         .bind(f.expected)
+        .bind(f.revision)
         .execute(&mut *tx)
         .await
         .map_err(db)?

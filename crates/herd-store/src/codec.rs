@@ -405,6 +405,7 @@ pub fn schedule(row: &dyn StoredRow) -> Result<ScheduleRow> {
         last_run_id: c.opt_text("last_run_id")?,
         created_by: c.text("created_by")?,
         created_at: c.int("created_at")?,
+        revision: c.int("revision")?,
     })
 }
 

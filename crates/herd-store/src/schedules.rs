@@ -34,8 +34,13 @@ pub struct ScheduleRow {
     /// The last fire that started something, and what it started (overlap is decided on it).
     pub last_fire_at: Option<i64>,
     pub last_run_id: Option<String>,
+    /// Who it acts for: the person who added it, or last edited it (each fire is checked as
+    /// them).
     pub created_by: String,
     pub created_at: i64,
+    /// How many times it was edited: a fire is written only under the revision it was
+    /// planned from.
+    pub revision: i64,
 }
 
 /// What happened to one fire time.
@@ -85,6 +90,9 @@ pub struct Fire<'a> {
     /// The schedule's `next_fire_at` as the caller read it: if it moved meanwhile (another
     /// server fired it), nothing is written.
     pub expected: i64,
+    /// The schedule's revision as the caller read it: a fire of a definition edited since
+    /// (or of a schedule paused since) writes nothing.
+    pub revision: i64,
     /// The fire rows (one per fire time handled: the one started, and those skipped or missed).
     pub rows: &'a [FireRow],
     /// The schedule's next fire time and when it is due, after this fire.
@@ -112,6 +120,13 @@ pub trait ScheduleStore: Send + Sync {
         due_at: Option<i64>,
         audit: &AuditEntry,
     ) -> Result<bool>;
+    /// Replaces a schedule's definition in place with `audit`: `spec`, `target`, `overlap`,
+    /// `misfire`, `jitter_ms`, `paused`, `next_fire_at`, `due_at` and `created_by` from `row`,
+    /// only while its revision is still `row.revision`; the revision counts one more, so a
+    /// fire planned from the definition before writes nothing. Its id, name, fires and last
+    /// fire stay. False, with nothing written, if there is no such schedule or it was edited
+    /// meanwhile.
+    async fn update_schedule(&self, row: &ScheduleRow, audit: &AuditEntry) -> Result<bool>;
     /// Deletes a schedule and its fires, with `audit`; false if there was none. What its
     /// fires started stays.
     async fn delete_schedule(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
@@ -122,8 +137,9 @@ pub trait ScheduleStore: Send + Sync {
     async fn next_due(&self) -> Result<Option<i64>>;
     /// Records a fire: its rows, what it starts (with that one's audit entry) and the
     /// schedule's next fire, in one transaction. False, with nothing written, when the
-    /// schedule's next fire is no longer `expected` or a fire row's (schedule, time) exists:
-    /// it was handled already.
+    /// schedule's next fire is no longer `expected` or a fire row's (schedule, time) exists
+    /// (it was handled already), or the schedule was edited (its revision is no longer
+    /// `revision`) or paused since the caller read it.
     async fn fire(&self, fire: &Fire<'_>) -> Result<bool>;
     /// Sets when a schedule is next looked at (its fire waits, e.g. for the run before it),
     /// if its next fire is still `expected`; false otherwise.

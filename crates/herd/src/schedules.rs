@@ -1,14 +1,14 @@
 //! `herd schedules`: add a schedule (cron in a zone, a period, or one time) that fires a job,
-//! a workflow, a LangFlow flow or a command; list them with their next and last fire; pause,
-//! resume, remove; a schedule's fires; its next fire times.
+//! a workflow, a LangFlow flow or a command; edit one in place; list them with their next and
+//! last fire; pause, resume, remove; a schedule's fires; its next fire times.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use herd_api::{
-    FireOutcome, MisfirePolicy, NewSchedule, NextFire, OverlapPolicy, Schedule, ScheduleFire,
-    ScheduleTarget, TargetKind,
+    FireOutcome, MisfirePolicy, NewSchedule, NextFire, OverlapPolicy, Schedule, ScheduleEdit,
+    ScheduleFire, ScheduleTarget, TargetKind,
 };
 use herd_core::Escaped;
 
@@ -21,6 +21,13 @@ pub enum SchedulesCmd {
     /// Add a schedule: `herd schedules add nightly --cron '0 30 2 * * *' --tz Europe/Paris --job backup`,
     /// `herd schedules add ping --every 30s -t role=web -- uptime`.
     Add(Box<AddArgs>),
+    /// Edit a schedule in place (the same id, its fire history kept; its next fire counted
+    /// from now): the flags given replace those parts of it, the others keep their value —
+    /// `--approve` excepted, given again for what the policy asks approval for. `herd
+    /// schedules edit ping -- df -h` changes only the command; `--cron/--every/--at`
+    /// change when; `-t` replaces the machines, `-p` all the parameters; `--paused` pauses it
+    /// (`herd schedules resume` resumes).
+    Edit(Box<AddArgs>),
     /// List schedules: next fire (in the schedule's zone and here), last fire and its result.
     Ls(JsonArg),
     /// Show a schedule.
@@ -112,14 +119,14 @@ pub struct AddArgs {
     #[arg(long)]
     jitter: Option<String>,
     /// While what the previous fire started still runs: skip this fire, queue it (one
-    /// waits at most), or allow it.
-    #[arg(long, value_parser = ["skip", "queue", "allow"], default_value = "skip")]
-    overlap: String,
+    /// waits at most), or allow it [default when added: skip].
+    #[arg(long, value_parser = ["skip", "queue", "allow"])]
+    overlap: Option<String>,
     /// Fire times that passed while no server ran: skip them, run the latest once, or run
-    /// each (at most 100).
-    #[arg(long, value_parser = ["skip", "run-once", "run-all"], default_value = "run-once")]
-    misfire: String,
-    /// Add it paused.
+    /// each (at most 100) [default when added: run-once].
+    #[arg(long, value_parser = ["skip", "run-once", "run-all"])]
+    misfire: Option<String>,
+    /// Add it paused (`edit`: pause it).
     #[arg(long)]
     paused: bool,
     /// Approve what it runs when the command policy asks for approval (recorded with the
@@ -137,6 +144,7 @@ pub async fn schedules(cmd: SchedulesCmd) -> Result<i32> {
     let c = client()?;
     match cmd {
         SchedulesCmd::Add(a) => add(&c, *a).await,
+        SchedulesCmd::Edit(a) => edit(&c, *a).await,
         SchedulesCmd::Ls(a) => list(&c, a.json).await,
         SchedulesCmd::Show(a) => {
             let s: Schedule = c.get(&path(&a.name, "")).await?;
@@ -167,28 +175,27 @@ fn path(name: &str, tail: &str) -> String {
     format!("/api/v1/schedules/{}{tail}", encode(name))
 }
 
-async fn add(c: &Client, a: AddArgs) -> Result<i32> {
+/// What a schedule fires as its flags name it: the kind, the name and the command.
+type Named = (TargetKind, Option<String>, Option<String>);
+
+/// What `--job/--workflow/--flow/-- COMMAND` name, if one is given.
+fn target_of(verb: &str, a: &AddArgs) -> Result<Option<Named>> {
     let command = (!a.command.is_empty()).then(|| a.command.join(" "));
-    let (kind, name) = match (&a.job, &a.workflow, &a.flow, &command) {
-        (Some(j), None, None, None) => (TargetKind::Job, Some(j.clone())),
-        (None, Some(w), None, None) => (TargetKind::Workflow, Some(w.clone())),
-        (None, None, Some(f), None) => (TargetKind::Flow, Some(f.clone())),
-        (None, None, None, Some(_)) => (TargetKind::Command, None),
-        (None, None, None, None) => bail!(
-            "schedules add {}: what does it fire? — give --job NAME, --workflow NAME, --flow NAME or `-- COMMAND`",
-            a.name
-        ),
+    Ok(match (&a.job, &a.workflow, &a.flow, &command) {
+        (Some(j), None, None, None) => Some((TargetKind::Job, Some(j.clone()), None)),
+        (None, Some(w), None, None) => Some((TargetKind::Workflow, Some(w.clone()), None)),
+        (None, None, Some(f), None) => Some((TargetKind::Flow, Some(f.clone()), None)),
+        (None, None, None, Some(_)) => Some((TargetKind::Command, None, command)),
+        (None, None, None, None) => None,
         _ => bail!(
-            "schedules add {}: give one of --job, --workflow, --flow and `-- COMMAND`",
+            "schedules {verb} {}: give one of --job, --workflow, --flow and `-- COMMAND`",
             a.name
         ),
-    };
-    if a.cron.is_none() && a.every.is_none() && a.at.is_none() {
-        bail!(
-            "schedules add {}: when does it fire? — give --cron EXPR, --every DUR or --at TIME",
-            a.name
-        );
-    }
+    })
+}
+
+/// `-p NAME=VALUE` as parameters.
+fn params_of(a: &AddArgs) -> Result<BTreeMap<String, serde_json::Value>> {
     let mut params = BTreeMap::new();
     for p in &a.params {
         let Some((k, v)) = p.split_once('=') else {
@@ -199,6 +206,15 @@ async fn add(c: &Client, a: AddArgs) -> Result<i32> {
             serde_json::Value::String(v.to_string()),
         );
     }
+    Ok(params)
+}
+
+/// A flow's `--input` and `--tweak` into its parameters (refused for anything else).
+fn flow_params(
+    a: &AddArgs,
+    kind: TargetKind,
+    params: &mut BTreeMap<String, serde_json::Value>,
+) -> Result<()> {
     if kind == TargetKind::Flow {
         if let Some(i) = &a.input {
             params.insert("input".into(), serde_json::Value::String(i.clone()));
@@ -217,6 +233,40 @@ async fn add(c: &Client, a: AddArgs) -> Result<i32> {
     } else if a.input.is_some() || !a.tweaks.is_empty() {
         bail!("--input and --tweak are for --flow schedules");
     }
+    Ok(())
+}
+
+fn overlap_of(text: &str) -> OverlapPolicy {
+    match text {
+        "queue" => OverlapPolicy::Queue,
+        "allow" => OverlapPolicy::Allow,
+        _ => OverlapPolicy::Skip,
+    }
+}
+
+fn misfire_of(text: &str) -> MisfirePolicy {
+    match text {
+        "skip" => MisfirePolicy::Skip,
+        "run-all" => MisfirePolicy::RunAll,
+        _ => MisfirePolicy::RunOnce,
+    }
+}
+
+async fn add(c: &Client, a: AddArgs) -> Result<i32> {
+    let Some((kind, name, command)) = target_of("add", &a)? else {
+        bail!(
+            "schedules add {}: what does it fire? — give --job NAME, --workflow NAME, --flow NAME or `-- COMMAND`",
+            a.name
+        );
+    };
+    if a.cron.is_none() && a.every.is_none() && a.at.is_none() {
+        bail!(
+            "schedules add {}: when does it fire? — give --cron EXPR, --every DUR or --at TIME",
+            a.name
+        );
+    }
+    let mut params = params_of(&a)?;
+    flow_params(&a, kind, &mut params)?;
     let req = NewSchedule {
         name: a.name.clone(),
         cron: a.cron,
@@ -224,16 +274,8 @@ async fn add(c: &Client, a: AddArgs) -> Result<i32> {
         every: a.every,
         at: a.at,
         jitter: a.jitter,
-        overlap: match a.overlap.as_str() {
-            "queue" => OverlapPolicy::Queue,
-            "allow" => OverlapPolicy::Allow,
-            _ => OverlapPolicy::Skip,
-        },
-        misfire: match a.misfire.as_str() {
-            "skip" => MisfirePolicy::Skip,
-            "run-all" => MisfirePolicy::RunAll,
-            _ => MisfirePolicy::RunOnce,
-        },
+        overlap: overlap_of(a.overlap.as_deref().unwrap_or("skip")),
+        misfire: misfire_of(a.misfire.as_deref().unwrap_or("run-once")),
         target: ScheduleTarget {
             kind,
             name,
@@ -252,6 +294,69 @@ async fn add(c: &Client, a: AddArgs) -> Result<i32> {
         "schedule {}: {}, next {}",
         Escaped(&s.name),
         s.when,
+        next_text(&s)
+    );
+    Ok(0)
+}
+
+/// `herd schedules edit`: the schedule as it is, with what the flags give replacing its parts.
+async fn edit(c: &Client, a: AddArgs) -> Result<i32> {
+    let was: Schedule = c.get(&path(&a.name, "")).await?;
+    let given = target_of("edit", &a)?;
+    let same_target = given.as_ref().is_none_or(|(kind, name, _)| {
+        *kind == was.target.kind && (*kind == TargetKind::Command || *name == was.target.name)
+    });
+    let (kind, name, command) = given.unwrap_or_else(|| {
+        (
+            was.target.kind,
+            was.target.name.clone(),
+            was.target.command.clone(),
+        )
+    });
+    let mut params = if !a.params.is_empty() {
+        params_of(&a)?
+    } else if same_target {
+        was.target.params.clone()
+    } else {
+        BTreeMap::new()
+    };
+    flow_params(&a, kind, &mut params)?;
+    let targets = if a.targets.is_empty() {
+        was.target.targets.clone()
+    } else {
+        a.targets
+    };
+    let jitter = a
+        .jitter
+        .or_else(|| (was.jitter_ms > 0).then(|| format!("{}ms", was.jitter_ms)));
+    let req = ScheduleEdit {
+        name: None,
+        cron: a.cron,
+        tz: a.tz,
+        every: a.every,
+        at: a.at,
+        jitter,
+        overlap: a.overlap.as_deref().map_or(was.overlap, overlap_of),
+        misfire: a.misfire.as_deref().map_or(was.misfire, misfire_of),
+        target: ScheduleTarget {
+            kind,
+            name,
+            command,
+            targets,
+            params,
+            approve: a.approve,
+        },
+        paused: a.paused.then_some(true),
+    };
+    let s: Schedule = c.put(&path(&a.name, ""), &req).await?;
+    if a.json {
+        return print_json(&s);
+    }
+    outln!(
+        "schedule {} edited: {}, {}, next {}",
+        Escaped(&s.name),
+        s.when,
+        Escaped(&what(&s.target)),
         next_text(&s)
     );
     Ok(0)

@@ -139,7 +139,7 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(langflow::flows))
         .routes(routes!(langflow::flow))
         .routes(routes!(langflow::run))
-        .routes(routes!(schedules::get, schedules::remove))
+        .routes(routes!(schedules::get, schedules::edit, schedules::remove))
         .routes(routes!(schedules::pause))
         .routes(routes!(schedules::resume))
         .routes(routes!(schedules::fires))

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use herd_api::{ErrorBody, FiresQuery, NewSchedule, NextFire, NextQuery, Schedule, ScheduleFire};
+use herd_api::{
+    ErrorBody, FiresQuery, NewSchedule, NextFire, NextQuery, Schedule, ScheduleEdit, ScheduleFire,
+};
 
 use super::extract::{Body, Path, Query};
 use crate::app::App;
@@ -41,6 +43,31 @@ pub async fn add(
     Body(req): Body<NewSchedule>,
 ) -> Result<Json<Schedule>> {
     Ok(Json(app.schedules().add(&actor, req).await?))
+}
+
+/// Edits a schedule in place: the body replaces its definition (as an add takes it; with no
+/// `cron`, `every` or `at` it keeps when it fires, without `paused` it stays as it is). The
+/// same id, its fires kept; its next fire is the first after now under the new definition.
+#[utoipa::path(put, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, description = "The schedule's name", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    request_body = ScheduleEdit,
+    responses(
+        (status = 200, description = "The schedule, edited", body = Schedule),
+        (status = 400, description = "Not a name, a body naming another schedule, a time that does not read, a zone that does not exist, or a job or workflow that does not", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (it reads only), or what it runs is outside the key's scope or forbidden by the command policy", body = ErrorBody),
+        (status = 404, description = "No such schedule", body = ErrorBody),
+        (status = 409, description = "What it runs needs approval (`target.approve`), or the schedule was edited meanwhile", body = ErrorBody),
+        (status = 500, description = "The server failed", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody),
+    ))]
+pub async fn edit(
+    actor: Actor,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Body(req): Body<ScheduleEdit>,
+) -> Result<Json<Schedule>> {
+    Ok(Json(app.schedules().edit(&actor, &name, req).await?))
 }
 
 macro_rules! named_route {

@@ -162,6 +162,7 @@ impl Firer {
                 let firing = Firing {
                     schedule_id: s.id.clone(),
                     expected: due,
+                    revision: s.revision,
                     fire_at: first,
                     others: rows.clone(),
                     next_fire_at: next,
@@ -206,6 +207,7 @@ impl Firer {
             .fire(&Fire {
                 schedule_id: &s.id,
                 expected,
+                revision: s.revision,
                 rows: &rows,
                 next_fire_at,
                 next_due_at,
@@ -218,12 +220,16 @@ impl Firer {
         Ok(())
     }
 
-    /// A fire that wrote nothing: another server handled it (the schedule moved on), or its
-    /// fire time was recorded already while the schedule still names it (a clock that went
-    /// back): then the schedule moves past it without firing, so the loop never spins on it.
+    /// A fire that wrote nothing: another server handled it (the schedule moved on), the
+    /// schedule was edited or paused meanwhile (nothing to do: an edit set its next fire), or
+    /// its fire time was recorded already while the schedule still names it (a clock that
+    /// went back): then the schedule moves past it without firing, so the loop never spins on
+    /// it.
     async fn not_written(&self, s: &ScheduleRow, due: i64) -> Result<()> {
         let current = self.store.schedule_by_id(&s.id).await?;
-        if current.is_some_and(|c| c.next_fire_at == Some(due)) {
+        if current
+            .is_some_and(|c| c.next_fire_at == Some(due) && c.revision == s.revision && !c.paused)
+        {
             tracing::warn!(
                 schedule = %s.name,
                 fire_at = due,
@@ -235,6 +241,7 @@ impl Firer {
                 .fire(&Fire {
                     schedule_id: &s.id,
                     expected: due,
+                    revision: s.revision,
                     rows: &[],
                     next_fire_at: next,
                     next_due_at: next.map(|t| t + herd_schedule::jitter_ms(&s.id, t, s.jitter_ms)),

@@ -4,6 +4,9 @@
 //! under the unique (schedule, fire time) key, and moves the schedule's next fire on in the
 //! same transaction, only if no one moved it meanwhile: every fire time is handled once,
 //! whichever server of a database fires it and whenever one crashes.
+//! An edit replaces a schedule's definition in place (its id and fires kept) under its next
+//! revision, and a fire is written only under the revision it was planned from: once an edit
+//! is stored, nothing of the definition before it fires.
 
 mod fire;
 
@@ -11,8 +14,8 @@ use std::sync::Arc;
 
 use chrono::TimeZone;
 use herd_api::{
-    FireOutcome, MisfirePolicy, NewSchedule, NextFire, OverlapPolicy, Schedule, ScheduleFire,
-    ScheduleTarget, TargetKind,
+    FireOutcome, MisfirePolicy, NewSchedule, NextFire, OverlapPolicy, Schedule, ScheduleEdit,
+    ScheduleFire, ScheduleTarget, TargetKind,
 };
 use herd_core::DefKind;
 use herd_schedule::Spec;
@@ -39,6 +42,8 @@ pub(crate) struct Firing {
     pub schedule_id: String,
     /// The schedule's next fire time as read: the fire is written only if it is still that.
     pub expected: i64,
+    /// The schedule's revision as read: an edit since means the fire is not written.
+    pub revision: i64,
     /// The fire time being started.
     pub fire_at: i64,
     /// Fire times recorded with it (missed ones).
@@ -67,6 +72,7 @@ impl Firing {
         Fire {
             schedule_id: &self.schedule_id,
             expected: self.expected,
+            revision: self.revision,
             rows,
             next_fire_at: self.next_fire_at,
             next_due_at: self.next_due_at,
@@ -151,42 +157,12 @@ impl ScheduleService {
             )));
         }
         let now = now_ms();
-        let tz = req.tz.clone().unwrap_or_else(|| "UTC".into());
-        let spec = match (&req.cron, &req.every, &req.at) {
-            (Some(c), None, None) => Spec::cron(c, &tz),
-            (None, Some(e), None) => {
-                if req.tz.is_some() {
-                    // Checked all the same, so that a typo is not kept silently.
-                    Spec::cron("0 0 * * *", &tz).map_err(ServerError::BadRequest)?;
-                }
-                Spec::every(e, now)
-            }
-            (None, None, Some(a)) => Spec::at(a, &tz, now),
-            _ => Err(
-                "give exactly one of cron, every and at — e.g. --cron '0 30 2 * * *', --every 5m or --at '+10m'"
-                    .into(),
-            ),
-        }
-        .map_err(ServerError::BadRequest)?;
-        let jitter_ms = match &req.jitter {
-            None => 0,
-            Some(j) => {
-                let d = herd_core::parse_duration(j).map_err(|e| {
-                    ServerError::BadRequest(format!("jitter {j:?}: {e} — e.g. 30s or 5m"))
-                })?;
-                i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-            }
-        };
+        let (spec, tz) = parse_when(&req.cron, &req.every, &req.at, &req.tz, now)?;
+        let jitter_ms = parse_jitter(&req.jitter)?;
         check_target(&*self.store, &req.target).await?;
         let checked = self.check_policy(actor, &req.target).await?;
         let id = herd_core::new_id();
-        let next = spec.next_after(now);
-        if next.is_none() {
-            return Err(ServerError::BadRequest(format!(
-                "{} never fires after now — give a time to come",
-                spec.describe()
-            )));
-        }
+        let next = first_fire(&spec, now)?;
         let row = ScheduleRow {
             id: id.clone(),
             name: req.name.clone(),
@@ -207,6 +183,7 @@ impl ScheduleService {
             last_run_id: None,
             created_by: actor.name.clone(),
             created_at: now,
+            revision: 0,
         };
         let audit = AuditEntry::new(
             &actor.name,
@@ -228,6 +205,80 @@ impl ScheduleService {
             })?;
         self.changed.notify_one();
         answer(row, None)
+    }
+
+    /// Replaces a schedule's definition in place, checked as [`ScheduleService::add`] checks
+    /// a new one (as the person editing it, who it then acts for): the same id, its fires
+    /// kept, its next fire the first after now under the new definition (no fire time before
+    /// the edit is caught up). One store transaction with its audit entry; a fire of the
+    /// definition before, under way meanwhile, is not written once the edit is (the
+    /// schedule's revision moved).
+    pub async fn edit(&self, actor: &Actor, name: &str, req: ScheduleEdit) -> Result<Schedule> {
+        if let Some(n) = req.name.as_deref().filter(|n| *n != name) {
+            return Err(ServerError::BadRequest(format!(
+                "the body names schedule {n:?} and the path {name:?} — a schedule keeps its name: add it under the new one and remove this one"
+            )));
+        }
+        let row = self.find(name).await?;
+        let before = when(&row)?;
+        let now = now_ms();
+        let (spec, tz) = if req.cron.is_some() || req.every.is_some() || req.at.is_some() {
+            parse_when(&req.cron, &req.every, &req.at, &req.tz, now)?
+        } else {
+            match (&req.tz, &before.spec) {
+                (None, spec) => (spec.clone(), before.tz.clone()),
+                (Some(tz), Spec::Cron { expr, .. }) => (
+                    Spec::cron(expr, tz).map_err(ServerError::BadRequest)?,
+                    tz.clone(),
+                ),
+                (Some(tz), spec) => {
+                    Spec::cron("0 0 * * *", tz).map_err(ServerError::BadRequest)?;
+                    (spec.clone(), tz.clone())
+                }
+            }
+        };
+        let jitter_ms = parse_jitter(&req.jitter)?;
+        check_target(&*self.store, &req.target).await?;
+        let checked = self.check_policy(actor, &req.target).await?;
+        let next = first_fire(&spec, now)?;
+        let paused = req.paused.unwrap_or(row.paused);
+        let edited = ScheduleRow {
+            spec: serde_json::to_string(&When {
+                spec: spec.clone(),
+                tz,
+            })
+            .map_err(|e| ServerError::Internal(e.to_string()))?,
+            target: serde_json::to_string(&req.target)
+                .map_err(|e| ServerError::Internal(e.to_string()))?,
+            overlap: policy_text(&req.overlap),
+            misfire: policy_text(&req.misfire),
+            jitter_ms,
+            paused,
+            next_fire_at: next,
+            due_at: next.map(|n| n + herd_schedule::jitter_ms(&row.id, n, jitter_ms)),
+            created_by: actor.name.clone(),
+            ..row.clone()
+        };
+        let audit = AuditEntry::new(
+            &actor.name,
+            "schedule.edit",
+            format!("schedule:{name}"),
+            json!({"when": spec.describe(), "target": req.target, "overlap": edited.overlap,
+                   "misfire": edited.misfire, "jitter_ms": jitter_ms, "paused": paused,
+                   "policy": checked,
+                   "before": {"when": before.spec.describe(), "target": target(&row)?,
+                              "overlap": row.overlap, "misfire": row.misfire,
+                              "jitter_ms": row.jitter_ms, "paused": row.paused,
+                              "by": row.created_by}}),
+        );
+        if !self.store.update_schedule(&edited, &audit).await? {
+            self.find(name).await?;
+            return Err(ServerError::Conflict(format!(
+                "schedule {name:?} was edited meanwhile — look at it again (`herd schedules show {name}`) and edit it again"
+            )));
+        }
+        self.changed.notify_one();
+        self.get(name).await
     }
 
     pub async fn list(&self) -> Result<Vec<Schedule>> {
@@ -350,6 +401,59 @@ impl ScheduleService {
             })
             .collect())
     }
+}
+
+/// When a schedule fires, from exactly one of `cron`, `every` and `at` (with its zone, UTC if
+/// none is given).
+fn parse_when(
+    cron: &Option<String>,
+    every: &Option<String>,
+    at: &Option<String>,
+    tz_given: &Option<String>,
+    now: i64,
+) -> Result<(Spec, String)> {
+    let tz = tz_given.clone().unwrap_or_else(|| "UTC".into());
+    let spec = match (cron, every, at) {
+        (Some(c), None, None) => Spec::cron(c, &tz),
+        (None, Some(e), None) => {
+            if tz_given.is_some() {
+                // Checked all the same, so that a typo is not kept silently.
+                Spec::cron("0 0 * * *", &tz).map_err(ServerError::BadRequest)?;
+            }
+            Spec::every(e, now)
+        }
+        (None, None, Some(a)) => Spec::at(a, &tz, now),
+        _ => Err(
+            "give exactly one of cron, every and at — e.g. --cron '0 30 2 * * *', --every 5m or --at '+10m'"
+                .into(),
+        ),
+    }
+    .map_err(ServerError::BadRequest)?;
+    Ok((spec, tz))
+}
+
+fn parse_jitter(jitter: &Option<String>) -> Result<i64> {
+    Ok(match jitter {
+        None => 0,
+        Some(j) => {
+            let d = herd_core::parse_duration(j).map_err(|e| {
+                ServerError::BadRequest(format!("jitter {j:?}: {e} — e.g. 30s or 5m"))
+            })?;
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        }
+    })
+}
+
+/// The first fire time after `now`; refused when there is none.
+fn first_fire(spec: &Spec, now: i64) -> Result<Option<i64>> {
+    let next = spec.next_after(now);
+    if next.is_none() {
+        return Err(ServerError::BadRequest(format!(
+            "{} never fires after now — give a time to come",
+            spec.describe()
+        )));
+    }
+    Ok(next)
 }
 
 fn policy_text<T: Serialize>(p: &T) -> String {

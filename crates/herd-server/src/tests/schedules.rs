@@ -34,6 +34,7 @@ async fn a_fire_time_recorded_already_is_passed_not_retried() {
         last_run_id: None,
         created_by: "test".into(),
         created_at: due - 1000,
+        revision: 0,
     };
     let audit = AuditEntry::new(
         "test",
@@ -54,6 +55,7 @@ async fn a_fire_time_recorded_already_is_passed_not_retried() {
     let kept = Fire {
         schedule_id: "sched1",
         expected: due,
+        revision: 0,
         rows: &recorded,
         next_fire_at: Some(due),
         next_due_at: Some(now + 600_000),

@@ -122,6 +122,7 @@ macro_rules! conformance_suite {
             pruning_runs_leaves_workflow_runs,
             pruning_workflow_runs_keeps_unfinished_ones,
             schedules_fire_once,
+            schedules_edit_in_place,
             langflow_sources_and_syncs,
             ask_runs_attempts_and_exchanges,
             pruning_takes_ask_records,

@@ -22,6 +22,7 @@ fn schedule(id: &str, name: &str, due: i64) -> ScheduleRow {
         last_run_id: None,
         created_by: "key:test".into(),
         created_at: 1,
+        revision: 0,
     }
 }
 
@@ -74,6 +75,7 @@ pub async fn schedules_fire_once(store: &dyn Store) -> Result<()> {
     let fire = Fire {
         schedule_id: "s2",
         expected: 1000,
+        revision: 0,
         rows: &rows,
         next_fire_at: Some(2000),
         next_due_at: Some(2050),
@@ -97,6 +99,7 @@ pub async fn schedules_fire_once(store: &dyn Store) -> Result<()> {
     let again = Fire {
         schedule_id: "s2",
         expected: 1000,
+        revision: 0,
         rows: &rows,
         next_fire_at: Some(2000),
         next_due_at: Some(2000),
@@ -115,6 +118,7 @@ pub async fn schedules_fire_once(store: &dyn Store) -> Result<()> {
     let stale = Fire {
         schedule_id: "s2",
         expected: 2000,
+        revision: 0,
         rows: &rows,
         next_fire_at: Some(3000),
         next_due_at: Some(3000),
@@ -147,6 +151,7 @@ pub async fn schedules_fire_once(store: &dyn Store) -> Result<()> {
     let skip = Fire {
         schedule_id: "s2",
         expected: 2000,
+        revision: 0,
         rows: &skipped,
         next_fire_at: None,
         next_due_at: None,
@@ -223,5 +228,158 @@ pub async fn schedules_fire_once(store: &dyn Store) -> Result<()> {
     assert!(store.schedule("a-often").await?.is_none());
     assert!(store.schedule_fires("s2", 10).await?.is_empty());
     assert!(store.run("r1").await?.is_some());
+    Ok(())
+}
+
+/// Editing a schedule replaces its definition in place: the same id, its fires kept, its next
+/// fire the one given; a fire planned from the definition before the edit, or of a paused
+/// schedule, writes nothing; an edit from a stale read writes nothing.
+pub async fn schedules_edit_in_place(store: &dyn Store) -> Result<()> {
+    store
+        .create_schedule(
+            &schedule("e1", "edited", 1000),
+            &entry("schedule.add", "edited"),
+        )
+        .await?;
+    let rows = [fire_row("e1", 1000, "started", Some("r1"))];
+    let run = run_row("r1", 1002);
+    let audit = entry("run.create", "run:r1");
+    let first = Fire {
+        schedule_id: "e1",
+        expected: 1000,
+        revision: 0,
+        rows: &rows,
+        next_fire_at: Some(2000),
+        next_due_at: Some(2000),
+        start: FireStart::Run {
+            run: &run,
+            tasks: &[],
+            audit: &audit,
+        },
+    };
+    assert!(store.fire(&first).await?);
+
+    // The edit: a new definition and next fire under the same id.
+    let read = store.schedule("edited").await?.expect("e1");
+    assert_eq!(read.revision, 0);
+    let edited = ScheduleRow {
+        spec: r#"{"every_ms":5000}"#.into(),
+        target: r#"{"command":"echo new"}"#.into(),
+        overlap: "allow".into(),
+        misfire: "skip".into(),
+        jitter_ms: 7,
+        next_fire_at: Some(2000),
+        due_at: Some(2003),
+        created_by: "key:editor".into(),
+        ..read.clone()
+    };
+    assert!(
+        store
+            .update_schedule(&edited, &entry("schedule.edit", "schedule:edited"))
+            .await?
+    );
+    let now = store.schedule("edited").await?.expect("e1");
+    assert_eq!(now.id, "e1");
+    assert_eq!(now.revision, 1);
+    assert_eq!(
+        (now.spec.as_str(), now.target.as_str(), now.overlap.as_str()),
+        (r#"{"every_ms":5000}"#, r#"{"command":"echo new"}"#, "allow")
+    );
+    assert_eq!(
+        (now.misfire.as_str(), now.jitter_ms, now.created_by.as_str()),
+        ("skip", 7, "key:editor")
+    );
+    assert_eq!((now.next_fire_at, now.due_at), (Some(2000), Some(2003)));
+    assert_eq!(
+        (now.last_fire_at, now.last_run_id.as_deref(), now.created_at),
+        (Some(1000), Some("r1"), 1)
+    );
+    let fires = store.schedule_fires("e1", 10).await?;
+    assert_eq!(fires.len(), 1, "an edit kept the fires");
+    assert_eq!(fires[0].fire.run_id.as_deref(), Some("r1"));
+    assert!(
+        store
+            .audit_log(10)
+            .await?
+            .iter()
+            .any(|a| a.action == "schedule.edit"),
+        "the edit has its audit entry"
+    );
+
+    // A fire planned before the edit (same next fire time, old revision) writes nothing.
+    let stale_rows = [fire_row("e1", 2000, "started", Some("r2"))];
+    let run2 = run_row("r2", 2001);
+    let stale = Fire {
+        schedule_id: "e1",
+        expected: 2000,
+        revision: 0,
+        rows: &stale_rows,
+        next_fire_at: Some(3000),
+        next_due_at: Some(3000),
+        start: FireStart::Run {
+            run: &run2,
+            tasks: &[],
+            audit: &audit,
+        },
+    };
+    assert!(!store.fire(&stale).await?);
+    assert!(
+        store.run("r2").await?.is_none(),
+        "a stale fire started a run"
+    );
+    // An edit from the read before the first edit writes nothing either.
+    assert!(
+        !store
+            .update_schedule(&read, &entry("schedule.edit", "schedule:edited"))
+            .await?
+    );
+    assert_eq!(
+        store.schedule("edited").await?.map(|s| s.target),
+        Some(r#"{"command":"echo new"}"#.to_string())
+    );
+    // Nor does an edit of a schedule that is not there.
+    let gone = ScheduleRow {
+        id: "nope".into(),
+        ..now.clone()
+    };
+    assert!(
+        !store
+            .update_schedule(&gone, &entry("schedule.edit", "schedule:nope"))
+            .await?
+    );
+
+    // A schedule paused after its fire was planned does not fire.
+    assert!(
+        store
+            .set_schedule_paused(
+                "e1",
+                true,
+                Some(2000),
+                Some(2003),
+                &entry("schedule.pause", "e")
+            )
+            .await?
+    );
+    let paused = Fire {
+        revision: 1,
+        ..stale
+    };
+    assert!(!store.fire(&paused).await?);
+    assert!(store.run("r2").await?.is_none());
+    // The fire planned from the current revision of the running schedule does.
+    assert!(
+        store
+            .set_schedule_paused(
+                "e1",
+                false,
+                Some(2000),
+                Some(2003),
+                &entry("schedule.resume", "e")
+            )
+            .await?
+    );
+    assert!(store.fire(&paused).await?);
+    assert!(store.run("r2").await?.is_some());
+    assert_eq!(store.schedule_fires("e1", 10).await?.len(), 2);
     Ok(())
 }

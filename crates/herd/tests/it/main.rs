@@ -30,6 +30,7 @@ mod retention;
 mod roles;
 mod run_start;
 mod runtime;
+mod schedule_edit;
 mod schedules;
 mod secrets;
 mod session;
