@@ -1,6 +1,6 @@
 // Schedules and LangFlow flows: a schedule added from the form fires (its fires link to their
-// runs, and the API agrees), pauses (and then fires no more), is edited (removed and re-added)
-// and deleted; a bad cron expression shows the API's one line; hostile text shows as text.
+// runs, and the API agrees), is edited in place (the same schedule, its fire history kept,
+// later fires running the new command), pauses (and then fires no more), and is deleted; a bad cron expression shows the API's one line; hostile text shows as text.
 // Flows: a source that cannot be reached is refused with one line; with a real LangFlow
 // (HERD_LANGFLOW, or the one scripts/test.sh installs) a source is added, synced, and a flow
 // runs with input and tweaks from its page.
@@ -29,7 +29,7 @@ after(async () => {
 
 const fires = (name) => fleet.api("GET", `/api/v1/schedules/${name}/fires?limit=1000`);
 
-test("a schedule added from the form fires, links its runs, pauses, and is deleted", async () => {
+test("a schedule added from the form fires, links its runs, is edited keeping its fires, pauses, and is deleted", async () => {
   const { page } = b;
   await page.goto(fleet.url + "/schedules");
   await page.getByRole("link", { name: "New schedule" }).click();
@@ -72,6 +72,37 @@ test("a schedule added from the form fires, links its runs, pauses, and is delet
   assert.equal(run.command, "echo tick");
   await until(async () => (await page.getByTestId("fires").innerText()).includes("succeeded"), 20000, "a fire succeeded");
   await shot(page, "schedule-detail");
+
+  // Edit in place: a new command; the same schedule, its fires kept, later fires run it.
+  const was = await fleet.api("GET", "/api/v1/schedules/tick");
+  const firedBefore = (await fires("tick")).map((f) => f.fire_at);
+  await page.goto(fleet.url + "/schedules/tick?edit=1");
+  const edit = page.getByRole("form", { name: "Edit schedule" });
+  await edit.waitFor();
+  await edit.getByTestId("edit-note").waitFor();
+  assert.match(await edit.getByTestId("edit-note").innerText(), /fire history stays/);
+  assert.equal(await edit.getByLabel("Interval").inputValue(), "1s");
+  await edit.getByRole("textbox", { name: "Command" }).fill("echo tock");
+  await shot(page, "schedule-edit");
+  await edit.getByRole("button", { name: "Save", exact: true }).click();
+  await until(async () => (await fleet.api("GET", "/api/v1/schedules/tick")).target.command === "echo tock", 10000, "edited");
+  const edited = await fleet.api("GET", "/api/v1/schedules/tick");
+  assert.equal(edited.id, was.id, "the same schedule");
+  assert.equal(edited.when, "every 1s");
+  await until(async () => (await page.getByTestId("definition").innerText()).includes("echo tock"), 10000, "edit shown");
+  const kept = new Set((await fires("tick")).map((f) => f.fire_at));
+  for (const t of firedBefore) assert.ok(kept.has(t), `fire at ${t} lost by the edit`);
+  assert.ok(await page.locator(`a[href="${runHref}"]`).count(), "the earlier fire's run still listed on the page");
+  await until(
+    async () => {
+      for (const f of (await fires("tick")).filter((f) => f.outcome === "started" && f.run_id)) {
+        if ((await fleet.api("GET", `/api/v1/runs/${f.run_id}`)).command === "echo tock") return true;
+      }
+      return false;
+    },
+    20000,
+    "a fire of the new command",
+  );
 
   // Pause: the state says so, the API agrees, and no fire comes while paused.
   await page.getByRole("button", { name: "Pause tick" }).click();
@@ -145,7 +176,7 @@ test("a bad cron expression shows the API's one-line error", async () => {
   await until(async () => /unknown time zone "Mars\/Olympus"/.test(await alert.innerText()), 10000, "zone error");
 });
 
-test("hostile names and commands show as text; edit removes and re-adds", async () => {
+test("hostile names and commands show as text; an edit saves in place or is refused whole", async () => {
   const { page, problems } = b;
   await page.goto(fleet.url + "/schedules?new=1");
   const form = page.getByRole("form", { name: "New schedule" });
@@ -169,27 +200,32 @@ test("hostile names and commands show as text; edit removes and re-adds", async 
   assert.ok((await row.innerText()).includes(`echo '${HOSTILE}'`));
   assert.equal(await page.locator("img").count(), 0);
 
-  // Edit: prefilled, says it removes and re-adds, saves a new interval.
+  // Edit: prefilled, the name kept, saves a new interval in place.
+  const id = (await fleet.api("GET", "/api/v1/schedules/hostile")).id;
   await row.getByRole("link", { name: "Edit hostile" }).click();
   const edit = page.getByRole("form", { name: "Edit schedule" });
   await edit.waitFor();
   await edit.getByTestId("edit-note").waitFor();
+  assert.equal(await edit.getByLabel("Name").getAttribute("readonly"), "");
   assert.equal(await edit.getByLabel("Interval").inputValue(), "5m");
   assert.equal(await edit.getByRole("textbox", { name: "Command" }).inputValue(), `echo '${HOSTILE}'`);
   await edit.getByLabel("Interval").fill("7m");
-  await edit.getByRole("button", { name: "Save (remove and re-add)" }).click();
+  await edit.getByRole("button", { name: "Save", exact: true }).click();
   await until(async () => (await fleet.api("GET", "/api/v1/schedules/hostile")).when === "every 7m", 10000, "edited");
   await until(async () => (await page.getByTestId("definition").innerText()).includes("every 7m"), 10000, "edit shown");
-  // A refused edit keeps the schedule as it was.
+  assert.equal((await fleet.api("GET", "/api/v1/schedules/hostile")).id, id, "edited in place");
+  // A refused edit changes nothing and shows the API's line.
   await page.goto(fleet.url + "/schedules/hostile?edit=1");
   await page.getByRole("form", { name: "Edit schedule" }).getByLabel("Interval").fill("1ms");
-  await page.getByRole("button", { name: "Save (remove and re-add)" }).click();
+  await page.getByRole("button", { name: "Save", exact: true }).click();
   await until(
-    async () => /kept as it was/.test(await page.getByRole("form", { name: "Edit schedule" }).getByRole("alert").innerText()),
+    async () => /1ms/.test(await page.getByRole("form", { name: "Edit schedule" }).getByRole("alert").innerText()),
     10000,
     "refused edit",
   );
-  assert.equal((await fleet.api("GET", "/api/v1/schedules/hostile")).when, "every 7m");
+  const kept = await fleet.api("GET", "/api/v1/schedules/hostile");
+  assert.equal(kept.when, "every 7m");
+  assert.equal(kept.id, id);
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
   assert.deepEqual(
     problems.filter((p) => !/Failed to load resource/.test(p)),

@@ -21,12 +21,14 @@ pub enum SchedulesCmd {
     /// Add a schedule: `herd schedules add nightly --cron '0 30 2 * * *' --tz Europe/Paris --job backup`,
     /// `herd schedules add ping --every 30s -t role=web -- uptime`.
     Add(Box<AddArgs>),
-    /// Edit a schedule in place (the same id, its fire history kept; its next fire counted
-    /// from now): the flags given replace those parts of it, the others keep their value —
-    /// `--approve` excepted, given again for what the policy asks approval for. `herd
-    /// schedules edit ping -- df -h` changes only the command; `--cron/--every/--at`
-    /// change when; `-t` replaces the machines, `-p` all the parameters; `--paused` pauses it
-    /// (`herd schedules resume` resumes).
+    /// Edit a schedule in place: the same id, its fire history kept, its next fire counted
+    /// from now.
+    ///
+    /// The flags given replace those parts of it; the others keep their value (`--approve`
+    /// excepted: give it again for what the policy asks approval for). `herd schedules edit
+    /// ping -- df -h` changes only the command; `--cron/--every/--at` change when (`--tz`
+    /// alone reads the cron expression in that zone); `-t` replaces the machines, `-p` all
+    /// the parameters; `--paused` pauses it (`herd schedules resume` resumes it).
     Edit(Box<AddArgs>),
     /// List schedules: next fire (in the schedule's zone and here), last fire and its result.
     Ls(JsonArg),

@@ -1,9 +1,9 @@
 // The form that adds a schedule — when it fires (cron in a zone, a period, one time) and what
 // it starts (a command on a selector, a job or workflow with parameters, a LangFlow flow) —
-// and that edits one: herd has no update for a schedule, so saving an edit removes the
-// schedule and adds it again (its fire history goes with it; the form says so).
+// and that edits one in place (`PUT /api/v1/schedules/{name}`: the same schedule, its fire
+// history kept, its next fire counted from now; its name stays).
 import { useMemo, useState } from "preact/hooks";
-import { del, get, post, seg } from "../api";
+import { get, post, put, seg } from "../api";
 import { SelectorInput } from "../pages/fleet";
 import { ErrorLine, useLoad } from "../util";
 import type {
@@ -111,21 +111,9 @@ function stateOf(s: Schedule): FormState {
   return f;
 }
 
-/** The schedule as the add endpoint takes it (to add it back as it was). */
-export function newScheduleOf(s: Schedule): NewSchedule {
-  const f = stateOf(s);
-  return {
-    name: s.name,
-    cron: f.when === "cron" ? f.cron : undefined,
-    every: f.when === "every" ? f.every : undefined,
-    at: f.when === "at" ? f.at : undefined,
-    tz: f.when === "every" ? undefined : f.tz,
-    jitter: f.jitter || undefined,
-    overlap: s.overlap,
-    misfire: s.misfire,
-    paused: s.paused,
-    target: s.target,
-  };
+/** Whether the form's time (kind, expression, period, time, zone) is the schedule's as it was. */
+function sameWhen(a: FormState, b: FormState): boolean {
+  return a.when === b.when && a.cron === b.cron && a.every === b.every && a.at === b.at && a.tz === b.tz;
 }
 
 /** The body of the add endpoint from the form (one line thrown for what cannot be sent). */
@@ -245,24 +233,16 @@ export function ScheduleForm({
     try {
       if (!initial) {
         onDone(await post<Schedule>("/api/v1/schedules", body));
-      } else if (body.name !== initial.name) {
-        // A new name: add the new one first, then remove the old (nothing lost on a refusal).
-        const added = await post<Schedule>("/api/v1/schedules", body);
-        await del(`/api/v1/schedules/${seg(initial.name)}`);
-        onDone(added);
       } else {
-        await del(`/api/v1/schedules/${seg(initial.name)}`);
-        try {
-          onDone(await post<Schedule>("/api/v1/schedules", body));
-        } catch (err) {
-          // Put the schedule back as it was, and say why the edit was refused.
-          try {
-            await post<Schedule>("/api/v1/schedules", newScheduleOf(initial));
-          } catch (again) {
-            throw new Error(`${(err as Error).message} (and adding it back as it was failed: ${(again as Error).message})`);
-          }
-          throw new Error(`${(err as Error).message} (the schedule was kept as it was)`);
+        // In place: a time left as it was is not sent, so the schedule keeps it as stored.
+        const edit: Partial<NewSchedule> = { ...body, name: initial.name };
+        if (sameWhen(f, stateOf(initial))) {
+          delete edit.cron;
+          delete edit.every;
+          delete edit.at;
+          delete edit.tz;
         }
+        onDone(await put<Schedule>(`/api/v1/schedules/${seg(initial.name)}`, edit));
       }
     } catch (err) {
       setError(err);
@@ -275,9 +255,8 @@ export function ScheduleForm({
     <form class="panel sched-form" onSubmit={submit} aria-label={initial ? "Edit schedule" : "New schedule"}>
       <h2>{initial ? `Edit schedule ${initial.name}` : "New schedule"}</h2>
       {initial && (
-        <p class="notice" data-testid="edit-note">
-          herd has no update for a schedule: saving removes it and adds it again. Its fire history is removed with it
-          and its next fires are counted from now.
+        <p class="muted small" data-testid="edit-note">
+          Saving changes this schedule in place: its fire history stays, and its next fire is counted from now.
         </p>
       )}
       <div class="sched-grid">
@@ -288,12 +267,17 @@ export function ScheduleForm({
             class="mono"
             value={f.name}
             required
+            readOnly={!!initial}
             placeholder="nightly-backup"
             spellcheck={false}
             autoComplete="off"
             onInput={inp("name")}
           />
-          <p class="muted small">Letters, digits, _ . - (starting with a letter or digit).</p>
+          <p class="muted small">
+            {initial
+              ? "A schedule keeps its name (add one under another name to rename it)."
+              : "Letters, digits, _ . - (starting with a letter or digit)."}
+          </p>
         </div>
 
         <fieldset>
@@ -341,7 +325,7 @@ export function ScheduleForm({
                 autoComplete="off"
                 onInput={inp("every")}
               />
-              <p class="muted small">Counted from when the schedule is added.</p>
+              <p class="muted small">Counted from when the schedule is added (or its interval changed).</p>
             </div>
           )}
           {f.when === "at" && (
@@ -515,7 +499,7 @@ export function ScheduleForm({
           </select>
           <label class="check">
             <input type="checkbox" checked={f.paused} onChange={(e) => set("paused", (e.target as HTMLInputElement).checked)} />{" "}
-            Add it paused
+            {initial ? "Paused" : "Add it paused"}
           </label>
           <label class="check">
             <input
@@ -530,7 +514,7 @@ export function ScheduleForm({
       <ErrorLine error={error} />
       <div class="row">
         <button type="submit" disabled={busy}>
-          {initial ? "Save (remove and re-add)" : "Add schedule"}
+          {initial ? "Save" : "Add schedule"}
         </button>
         <button type="button" onClick={onCancel}>
           Cancel

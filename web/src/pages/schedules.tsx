@@ -1,5 +1,5 @@
 // Schedules: every schedule with when it fires, what it starts, its state, its next fires and
-// its last fire; pause, resume, edit (remove and re-add: herd has no update) and delete; a
+// its last fire; pause, resume, edit (in place, its fires kept) and delete; a
 // form that adds one. A schedule's page: its definition, its next 10 fire times (in its zone
 // and here) and its fires, each linking to the run it started.
 import { useState } from "preact/hooks";
