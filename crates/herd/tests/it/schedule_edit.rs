@@ -217,3 +217,95 @@ fn a_bad_edit_changes_nothing_and_a_viewer_cannot_edit() {
         "{e}"
     );
 }
+
+/// The CLI with API key `key`.
+fn as_key(s: &Server, key: &str, args: &[&str]) -> Output {
+    s.cli()
+        .env("HERD_API_KEY", key)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_edit_is_checked_as_whoever_edits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(HERD, dir.path()).unwrap();
+    let _web = s.agent("web-1", &["role=web"]).unwrap();
+    let _db = s.agent("db-1", &["role=db"]).unwrap();
+    s.wait_online(&["web-1", "db-1"]).unwrap();
+    ok(&s.run(&[
+        "schedules",
+        "add",
+        "hourly",
+        "--every",
+        "1h",
+        "-t",
+        "web-1",
+        "--",
+        "echo hi",
+    ]));
+    let before = s.json(&["schedules", "show", "hourly", "--json"]);
+    let v = s.json(&[
+        "keys", "create", "web-ops", "--role", "operator", "--scope", "role=web", "--json",
+    ]);
+    let op = v["key"].as_str().unwrap().to_string();
+
+    // Outside the key's scope: refused, nothing changed.
+    let err = fails_one_line(
+        &as_key(&s, &op, &["schedules", "edit", "hourly", "-t", "db-1"]),
+        "db-1",
+    );
+    assert!(err.contains("scope"), "{err}");
+    assert_eq!(s.json(&["schedules", "show", "hourly", "--json"]), before);
+    // A command the policy sends for approval needs the editor's approval.
+    fails_one_line(
+        &as_key(
+            &s,
+            &op,
+            &[
+                "schedules",
+                "edit",
+                "hourly",
+                "--",
+                "shred -u /tmp/herd-edit-none",
+            ],
+        ),
+        "needs approval",
+    );
+    assert_eq!(s.json(&["schedules", "show", "hourly", "--json"]), before);
+    let e: serde_json::Value = serde_json::from_str(&ok(&as_key(
+        &s,
+        &op,
+        &[
+            "schedules",
+            "edit",
+            "hourly",
+            "--approve",
+            "--json",
+            "--",
+            "shred -u /tmp/herd-edit-none",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(e["id"], before["id"]);
+    assert!(
+        e["created_by"].as_str().unwrap().contains("web-ops"),
+        "the schedule acts for who edited it: {e}"
+    );
+    let audit = s.json(&["audit", "--json"]);
+    let edit = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "schedule.edit")
+        .unwrap_or_else(|| panic!("no schedule.edit: {audit}"));
+    assert_eq!(edit["detail"]["policy"]["approved"], true, "{edit}");
+    assert_eq!(edit["detail"]["before"]["target"]["command"], "echo hi");
+    // The approval is not kept: an edit of anything else asks for it again.
+    fails_one_line(
+        &s.run(&["schedules", "edit", "hourly", "--every", "2h"]),
+        "needs approval",
+    );
+}
