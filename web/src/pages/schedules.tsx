@@ -306,8 +306,10 @@ function SchedulePage({ params, query }: { params: Record<string, string>; query
             <dt>Jitter</dt>
             <dd>{s.jitter_ms > 0 ? `up to ${s.jitter_ms} ms` : "none"}</dd>
             <dt>Added</dt>
+            <dd>{fmtTime(s.created_at)}</dd>
+            <dt>Acts for</dt>
             <dd>
-              {fmtTime(s.created_at)} by {s.created_by}
+              {s.created_by} <span class="muted small">(who added or last edited it; each fire is checked as them)</span>
             </dd>
             <dt>Runs it starts</dt>
             <dd>
