@@ -702,9 +702,10 @@ impl Driver {
     }
 
     /// Records that step `i`'s current attempt (its row's number and run id) starts: written
-    /// with the step's row, before what it runs exists.
+    /// with the step's row, before what it runs exists. A retry starts when its backoff ends.
     fn begin_attempt(&mut self, i: usize) {
         let row = &self.rows[i];
+        let now = now_ms();
         self.attempts.push(StepAttemptRow {
             flow_run_id: self.run.id.clone(),
             step_id: row.step_id.clone(),
@@ -712,7 +713,7 @@ impl Driver {
             run_id: row.run_id.clone(),
             state: StepState::Running,
             detail: None,
-            started_at: now_ms(),
+            started_at: row.not_before.map_or(now, |t| t.max(now)),
             finished_at: None,
         });
         self.open[i] = true;
