@@ -137,6 +137,12 @@ test("plan, edit, approve and run: risk from herd's policy, a prompt answered in
   assert.ok((await page.locator('[data-kind="validation"]').count()) >= 3);
   await shot(page, "ask-log");
 
+  // The plan's workflow run leads back to the plan.
+  await page.goto(`${fleet.url}/workflow-runs/${id}`);
+  await page.getByRole("link", { name: /a herd ask plan/ }).click();
+  await page.waitForURL(new RegExp(`/ask/${id}$`));
+  await page.getByTestId("request").waitFor();
+
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
   assert.deepEqual(problems.filter((p) => !/Failed to load resource/.test(p)), []);
 });

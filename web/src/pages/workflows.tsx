@@ -877,6 +877,14 @@ function RunPage({ params }: { params: Record<string, string> }) {
                   <dd class="mono">{run.targets.join(" | ")}</dd>
                 </>
               )}
+              {run.name === "ask" && run.version === 0 && (
+                <>
+                  <dt>Plan</dt>
+                  <dd>
+                    <a href={`/ask/${encodeURIComponent(run.id)}`}>a herd ask plan: its request, reviews and judgements</a>
+                  </dd>
+                </>
+              )}
               {run.parent && (
                 <>
                   <dt>Step of</dt>
