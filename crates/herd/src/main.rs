@@ -697,16 +697,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 cfg.supervise.set(s)?;
             }
             let running = herd_server::start(cfg).await?;
-            println!("herd server listening on {}", running.url);
+            let mut said = format!("herd server listening on {}\n", running.url);
             if let Some(fp) = &running.ca_fingerprint {
-                println!("CA fingerprint (pin with --ca-sha256 / HERD_CA_SHA256): {fp}");
+                said += &format!("CA fingerprint (pin with --ca-sha256 / HERD_CA_SHA256): {fp}\n");
             }
             if let Some(key) = &running.admin_key {
-                println!("admin API key (shown once; keep it safe): {key}");
+                said += &format!("admin API key (shown once; keep it safe): {key}\n");
             }
-            println!("dashboard: {}/ (log in with an API key)", running.url);
-            use std::io::Write;
-            std::io::stdout().flush().ok();
+            said += &format!("dashboard: {}/ (log in with an API key)\n", running.url);
+            say(&said);
             running.run_until_signal().await;
             Ok(0)
         }
@@ -801,6 +800,16 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Writes a server's start-up lines to stdout in one write, and goes on whatever happens to
+/// them: a server must not stop because whoever started it closed its stdout (a pipe read for
+/// its first line only, a terminal gone).
+pub(crate) fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 #[cfg(test)]

@@ -78,18 +78,20 @@ pub async fn up(a: UpArgs) -> Result<i32> {
     };
     let agent = tokio::spawn(herd_agent::run(agent_cfg));
 
-    println!("herd is up");
-    println!("  API        {}", running.url);
-    println!("  dashboard  {}/   (log in with the API key)", running.url);
+    let mut said = format!(
+        "herd is up\n  API        {}\n  dashboard  {}/   (log in with the API key)\n",
+        running.url, running.url
+    );
     if running.admin_key.is_some() {
-        println!("  admin key  {key}   (shown once)");
+        said += &format!("  admin key  {key}   (shown once)\n");
     }
-    println!("  config     {}", path.display());
-    println!("  data       {}", data_dir.display());
-    println!("  database   {}", running.database);
-    println!("try: herd run --all -- uname -a");
-    use std::io::Write;
-    std::io::stdout().flush().ok();
+    said += &format!(
+        "  config     {}\n  data       {}\n  database   {}\ntry: herd run --all -- uname -a\n",
+        path.display(),
+        data_dir.display(),
+        running.database
+    );
+    crate::say(&said);
 
     let res = tokio::select! {
         r = agent => match r {
