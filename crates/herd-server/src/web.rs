@@ -1,7 +1,8 @@
 //! The web dashboard: the built assets of `web/` (its `dist/`, embedded in a release binary;
 //! a debug build reads them from the source tree), or those of `--web-dir`, served at every
 //! GET path outside `/api/`, `/healthz` and `/metrics`. A path that names no file is one of the
-//! dashboard's own views and gets `index.html`, so every view has a URL.
+//! dashboard's own views and gets `index.html`, so every view has a URL. Serving is
+//! synchronous (file reads, gzip): the HTTP fallback calls it on the blocking pool.
 //!
 //! Invariant: every answer carries the dashboard's Content-Security-Policy (scripts and
 //! connections from this origin only, no plugins, no framing, no inline script), so output,

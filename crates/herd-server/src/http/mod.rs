@@ -192,8 +192,20 @@ pub fn api(app: Arc<App>) -> (axum::Router, utoipa::openapi::OpenApi) {
                     )
                     .into_response();
                 }
-                // Everything else is the dashboard's.
-                app.web().serve(req.method(), path, req.headers())
+                // Everything else is the dashboard's: read (from the binary or `--web-dir`)
+                // and gzipped on the blocking pool.
+                let (method, path, headers) = (
+                    req.method().clone(),
+                    path.to_string(),
+                    req.headers().clone(),
+                );
+                match tokio::task::spawn_blocking(move || app.web().serve(&method, &path, &headers))
+                    .await
+                {
+                    Ok(res) => res,
+                    Err(e) => ServerError::Internal(format!("serving the dashboard failed: {e}"))
+                        .into_response(),
+                }
             }
         })
         .layer(axum::middleware::from_fn(compress::gzip_json));
