@@ -252,13 +252,16 @@ export function TaskOutput({
           } catch {
             return;
           }
-          if (m.type === "hello") setLoading(false);
-          else if (m.type === "omitted") {
+          // Live output counts as loaded at once; a finished task's, once all of it arrived.
+          if (m.type === "hello") {
+            if (live) setLoading(false);
+          } else if (m.type === "omitted") {
             buf.current.note(`[herd: ${m.bytes} bytes of output omitted: over the stored-output cap]`);
             flush();
           } else if (m.type === "task") changed.current();
           else if (m.type === "end") {
             ended = true;
+            setLoading(false);
             complete.current = view;
             setStatus("");
             flush();
