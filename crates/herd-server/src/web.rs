@@ -10,7 +10,6 @@
 //! (the dashboard sends the API key as a bearer header, which makes CSRF impossible).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -63,9 +62,7 @@ impl Web {
         {
             return Some(hit);
         }
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(data).ok()?;
-        let out = Arc::new(enc.finish().ok()?);
+        let out = Arc::new(crate::http::gzip(data, flate2::Compression::best())?);
         if let Some(mut gz) = self.gz.lock().ok().filter(|_| cache) {
             gz.insert(path.to_string(), out.clone());
         }
@@ -101,11 +98,7 @@ impl Web {
         };
         let ctype = content_type(&name);
         let immutable = name.starts_with("assets/");
-        let wants_gzip = headers
-            .get_all(header::ACCEPT_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        let wants_gzip = crate::http::accepts_gzip(headers);
         let compressible = ctype.starts_with("text/")
             || ctype.starts_with("application/javascript")
             || ctype.starts_with("application/json")

@@ -20,6 +20,15 @@ pub const PROTOCOL: &str = "herd";
 /// An upgraded HTTP connection.
 pub type Sock = herd_ws::WsConn<WriteHalf<Io>>;
 
+/// The subprotocols an upgrade request offers (`Sec-WebSocket-Protocol`), in order.
+pub fn offered_protocols(h: &http::HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
 /// Answers a WebSocket upgrade request; once the connection is upgraded, `serve` runs with it.
 /// A request that is not a valid upgrade gets a 400 with a one-line error.
 pub fn upgrade<F, Fut>(mut req: Request, serve: F) -> Response
@@ -39,13 +48,7 @@ where
                 .into_response();
         }
     };
-    let offers_herd = req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == PROTOCOL);
+    let offers_herd = offered_protocols(req.headers()).any(|p| p == PROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {

@@ -16,13 +16,25 @@ const MIN: u64 = 64 << 10;
 /// Bodies larger than this go as they are (never expected of a JSON answer).
 const MAX: u64 = 256 << 20;
 
-pub async fn gzip_json(req: Request, next: Next) -> Response {
-    let accepts = req
-        .headers()
+/// Whether a request's `Accept-Encoding` takes gzip.
+pub(crate) fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
+/// `data` gzipped at `level` (blocking: call it off the async workers).
+pub(crate) fn gzip(data: &[u8], level: flate2::Compression) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 8), level);
+    enc.write_all(data).ok()?;
+    enc.finish().ok()
+}
+
+pub async fn gzip_json(req: Request, next: Next) -> Response {
+    let accepts = accepts_gzip(req.headers());
     let res = next.run(req).await;
     if !accepts || res.headers().contains_key(header::CONTENT_ENCODING) {
         return res;
@@ -42,18 +54,10 @@ pub async fn gzip_json(req: Request, next: Next) -> Response {
     };
     let bytes = collected.to_bytes();
     let plain = bytes.clone();
-    let gz = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(plain.len() / 8),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&plain).ok()?;
-        enc.finish().ok()
-    })
-    .await
-    .ok()
-    .flatten();
+    let gz = tokio::task::spawn_blocking(move || gzip(&plain, flate2::Compression::fast()))
+        .await
+        .ok()
+        .flatten();
     match gz {
         Some(gz) => {
             parts

@@ -97,12 +97,8 @@ pub const KEY_PROTOCOL: &str = "herd-key.";
 /// The API key a WebSocket upgrade offers as a subprotocol (`Sec-WebSocket-Protocol: herd,
 /// herd-key.<key>`), if it offers one.
 fn protocol_api_key(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(|p| p.trim().strip_prefix(KEY_PROTOCOL).map(str::to_string))
+    crate::ws::offered_protocols(headers)
+        .find_map(|p| p.strip_prefix(KEY_PROTOCOL).map(str::to_string))
 }
 
 /// Whether the request asks to switch to WebSocket (`Upgrade: websocket`).

@@ -11,6 +11,7 @@ mod attach;
 mod blobs;
 mod breakers;
 mod compress;
+pub(crate) use compress::{accepts_gzip, gzip};
 mod credentials;
 mod extract;
 mod flows;
