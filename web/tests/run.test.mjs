@@ -83,15 +83,19 @@ test("a command on two machines: each terminal shows its own output live, then t
   // Tabs instead of the grid: one tab per machine with its state; the terminals keep their output.
   await page.getByRole("button", { name: "Tabs" }).click();
   const tabs = page.getByRole("tab");
-  assert.equal(await tabs.count(), 2);
+  // The click re-renders asynchronously: wait for the tabs before looking at them.
+  await until(async () => (await tabs.count()) === 2, 10000, "two tabs");
   assert.match(await tabs.nth(0).innerText(), /alpha\s+succeeded/);
   assert.ok(await page.getByTestId("term-alpha").isVisible());
+  await page.getByTestId("term-beta").waitFor({ state: "hidden", timeout: 10000 });
   assert.ok(!(await page.getByTestId("term-beta").isVisible()));
   assert.ok((await termText(page, "alpha")).includes(`bye-${taskOf.alpha}`));
   await page.getByRole("tab", { name: /beta/ }).click();
   await page.getByTestId("term-beta").waitFor({ state: "visible" });
+  await page.getByTestId("term-alpha").waitFor({ state: "hidden", timeout: 10000 });
   assert.ok(!(await page.getByTestId("term-alpha").isVisible()));
-  assert.ok((await termText(page, "beta")).includes(`bye-${taskOf.beta}`));
+  // A terminal shown again redraws its rows on a later frame.
+  await until(async () => (await termText(page, "beta")).includes(`bye-${taskOf.beta}`), 10000, "beta's output redrawn");
   assert.ok(page.url().includes("layout=tabs"));
   await shot(page, "run-tabs");
 });
